@@ -1,0 +1,312 @@
+/**
+ * createApp: configuration, the task registry, and the client side of the
+ * protocol (build, sign, route and publish task messages; read results).
+ */
+import { createBackend } from './backend/index.ts';
+import { ResultStore, type RecordSealer } from './backend/results.ts';
+import type { ResultBackend } from './backend/types.ts';
+import { createBroker } from './broker/index.ts';
+import type { Broker, PublishItem } from './broker/types.ts';
+import { contentTypeOf, decodeByContentType, JSON_SERIALIZER, serializerByName, type Serializer } from './codec/serializers.ts';
+import { BROKER_URL_VARS, RESULT_BACKEND_VARS, settingFromEnv, type Env } from './config/env.ts';
+import { resolveSettings, type AppSettings, type ResolvedSettings } from './config/options.ts';
+import { ClosedError, ConfigError } from './errors.ts';
+import { createLogger, type Logger } from './logging.ts';
+import { newId } from './protocol/ids.ts';
+import { buildTaskMessage, type BodyDecoder, type TaskMessageInput } from './protocol/task-message.ts';
+import type { Embed, WireMessage } from './protocol/types.ts';
+import { AsyncResult } from './result.ts';
+import {
+  validateArguments,
+  type Init,
+  type KwargsByName,
+  type Last,
+  type SendOptions,
+  type TaskDefinition,
+  type TaskFunction,
+  type TaskHandle,
+  type TaskOptions,
+} from './task.ts';
+import { maybeCurrentTask } from './worker/context.ts';
+
+/** Options of `createApp`: Celery settings plus injected adapters. */
+export interface AppOptions extends AppSettings {
+  /** Use this broker instead of one built from `brokerUrl`. */
+  broker?: Broker;
+  /** Use this result backend instead of one built from `resultBackend`; `null` disables results. */
+  backend?: ResultBackend | null;
+  /** Logger (default: pino on stderr). */
+  logger?: Logger;
+  /** Environment to read URLs from (default `process.env`). */
+  env?: Env;
+}
+
+/** One call of a bulk send. */
+export interface SendCall {
+  name: string;
+  args?: readonly unknown[];
+  kwargs?: Readonly<Record<string, unknown>>;
+  options?: SendOptions;
+}
+
+/** Message security hooks (signing on send, verification on receive); set by the security layer. */
+export interface MessageSecurity {
+  /** Serializer name stamped on outgoing messages (e.g. `auth`), when it replaces the plain one. */
+  sign?(message: WireMessage, input: TaskMessageInput): WireMessage;
+  /** Decode (and verify) a received body; replaces the plain decoder. */
+  decodeBody?: BodyDecoder;
+  /** Seal/open result records at rest. */
+  resultSealer?: RecordSealer;
+}
+
+/** A Celeriac application. */
+export class App {
+  readonly settings: ResolvedSettings;
+  readonly logger: Logger;
+  /** Registered tasks by name. */
+  readonly registry = new Map<string, TaskDefinition>();
+  /** Signing/verification hooks; undefined means plain json/msgpack. */
+  security: MessageSecurity = {};
+  private readonly env: Env;
+  private brokerPromise: Promise<Broker> | undefined;
+  private backendPromise: Promise<ResultStore | undefined> | undefined;
+  private readonly injectedBroker: Broker | undefined;
+  private readonly injectedBackend: ResultBackend | null | undefined;
+  private closed = false;
+  private readonly taskSerializer: Serializer;
+  private readonly acceptTypes: ReadonlySet<string>;
+
+  constructor(options: AppOptions = {}) {
+    const { broker, backend, logger, env, ...settings } = options;
+    this.env = env ?? process.env;
+    this.logger = logger ?? createLogger();
+    this.injectedBroker = broker;
+    this.injectedBackend = backend;
+    const resolved = resolveSettings(settings);
+    resolved.brokerUrl ??= settingFromEnv(this.env, BROKER_URL_VARS);
+    resolved.resultBackend ??= settingFromEnv(this.env, RESULT_BACKEND_VARS);
+    this.settings = resolved;
+    this.taskSerializer = serializerByName(resolved.taskSerializer) ?? JSON_SERIALIZER;
+    this.acceptTypes = new Set(resolved.acceptContent.map(contentTypeOf));
+  }
+
+  /** True in production mode (`NODE_ENV=production`), where the security policy is strict. */
+  get production(): boolean {
+    return this.env.NODE_ENV === 'production';
+  }
+
+  // ── tasks ────────────────────────────────────────────────────────────
+
+  /**
+   * Register a task and get a typed handle. The handle's `delay(...)` and
+   * `applyAsync(args, kwargs, options)` are checked against `fn`.
+   */
+  task<F extends TaskFunction>(name: string, fn: F, options: TaskOptions & { kwargs: true }): TaskHandle<Init<Parameters<F>>, Awaited<ReturnType<F>>, Last<Parameters<F>>>;
+  task<F extends TaskFunction, const P extends readonly string[]>(name: string, fn: F, options: TaskOptions & { params: P }): TaskHandle<Parameters<F>, Awaited<ReturnType<F>>, KwargsByName<P, Parameters<F>>>;
+  task<F extends TaskFunction>(name: string, fn: F, options?: TaskOptions): TaskHandle<Parameters<F>, Awaited<ReturnType<F>>>;
+  task(name: string, fn: TaskFunction, options: TaskOptions = {}): TaskHandle<unknown[], unknown, Record<string, unknown>> {
+    if (!name) throw new ConfigError('a task needs a name', { hint: "e.g. app.task('tasks.add', fn)" });
+    if (this.registry.has(name)) throw new ConfigError(`task ${name} is already registered`, { hint: 'give each task a unique name' });
+    const def: TaskDefinition = { name, fn: fn as unknown as (...args: unknown[]) => unknown, options };
+    this.registry.set(name, def);
+    return this.handle(def);
+  }
+
+  /**
+   * A typed handle for a task defined elsewhere (e.g. in Python):
+   * `app.remoteTask<(x: number, y: number) => number>('tasks.add')`.
+   */
+  remoteTask<F extends TaskFunction>(name: string, options: TaskOptions = {}): TaskHandle<Parameters<F>, Awaited<ReturnType<F>>, Record<string, unknown>> {
+    return this.handle({ name, fn: undefined, options }) as TaskHandle<Parameters<F>, Awaited<ReturnType<F>>, Record<string, unknown>>;
+  }
+
+  private handle(def: TaskDefinition): TaskHandle<unknown[], unknown, Record<string, unknown>> {
+    return {
+      name: def.name,
+      delay: (...args: unknown[]) => this.send(def, args, {}, {}),
+      applyAsync: (args: unknown[], kwargs?: Record<string, unknown>, options?: SendOptions) =>
+        this.send(def, args ?? [], kwargs ?? {}, options ?? {}),
+    };
+  }
+
+  /** Send a task by name (for tasks defined elsewhere, e.g. in Python). */
+  sendTask<R = unknown>(name: string, args: readonly unknown[] = [], kwargs: Readonly<Record<string, unknown>> = {}, options: SendOptions = {}): Promise<AsyncResult<R>> {
+    const def = this.registry.get(name) ?? { name, fn: undefined, options: {} };
+    return this.send(def, args, kwargs, options) as Promise<AsyncResult<R>>;
+  }
+
+  /**
+   * Send many tasks in one broker round trip where the broker allows.
+   * Resolves once the broker holds all of them.
+   */
+  async sendMany(calls: readonly SendCall[]): Promise<AsyncResult[]> {
+    const broker = await this.broker();
+    const store = await this.resultStore();
+    const items: PublishItem[] = [];
+    const results: AsyncResult[] = [];
+    const now = Date.now();
+    for (const c of calls) {
+      const def = this.registry.get(c.name) ?? { name: c.name, fn: undefined, options: {} };
+      const { item, id } = this.prepare(def, c.args ?? [], c.kwargs ?? {}, c.options ?? {}, now);
+      items.push(item);
+      results.push(new AsyncResult(id, store));
+    }
+    await broker.publishMany(items);
+    return results;
+  }
+
+  /** A result handle for a known task id. */
+  asyncResult<R = unknown>(taskId: string): AsyncResult<R> {
+    // The store may not be connected yet; AsyncResult resolves it lazily.
+    return new LazyAsyncResult<R>(taskId, this);
+  }
+
+  private async send(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions): Promise<AsyncResult<unknown>> {
+    const broker = await this.broker();
+    const { item, id } = this.prepare(def, args, kwargs, options, Date.now());
+    await broker.publish(item.queue, item.message, item.options);
+    return new AsyncResult(id, await this.resultStore());
+  }
+
+  /** Build the message for one call (validation, routing, ids from the running task). */
+  private prepare(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions, now: number): { item: PublishItem; id: string } {
+    if (this.closed) throw new ClosedError('app');
+    const checked = validateArguments(def, args, kwargs);
+    const id = options.taskId ?? newId();
+    const parent = maybeCurrentTask()?.request;
+    const route = this.settings.taskRoutes[def.name];
+    const queue = options.queue ?? def.options.queue ?? route?.queue ?? this.settings.taskDefaultQueue;
+    const priority = options.priority ?? def.options.priority ?? route?.priority;
+    const expiresOpt = options.expires ?? def.options.expires;
+    const input: TaskMessageInput = {
+      task: def.name,
+      id,
+      args: checked.args,
+      kwargs: checked.kwargs,
+      eta: toEpoch(options.eta) ?? (options.countdown !== undefined ? now + options.countdown * 1000 : null),
+      expires: expiresOpt === undefined ? null : typeof expiresOpt === 'number' ? now + expiresOpt * 1000 : expiresOpt.getTime(),
+      timeLimit: [options.timeLimit ?? def.options.timeLimit ?? null, options.softTimeLimit ?? def.options.softTimeLimit ?? null],
+      rootId: options.rootId ?? parent?.rootId ?? id,
+      parentId: options.parentId ?? parent?.id ?? null,
+      shadow: options.shadow ?? null,
+      ignoreResult: options.ignoreResult ?? def.options.ignoreResult ?? false,
+      priority: priority ?? 0,
+      now,
+    };
+    return { item: { queue, message: this.buildMessage(input), options: { priority: priority ?? 0 } }, id };
+  }
+
+  /** Build (and sign, when signing is on) a task message. Used by the client and by the worker for retries and chains. */
+  buildMessage(input: TaskMessageInput): WireMessage {
+    const message = buildTaskMessage(input, this.taskSerializer);
+    return this.security.sign ? this.security.sign(message, input) : message;
+  }
+
+  /** Publish an already-built message (worker: retries, chain steps, callbacks). */
+  async publish(queue: string, message: WireMessage, priority?: number): Promise<void> {
+    const broker = await this.broker();
+    await broker.publish(queue, message, { priority: priority ?? message.properties.priority ?? 0 });
+  }
+
+  /** Decoder for received bodies: accept list, limits and (when configured) signature verification. */
+  get decodeBody(): BodyDecoder {
+    if (this.security.decodeBody) return this.security.decodeBody;
+    const accept = this.acceptTypes;
+    const limits = this.settings.decodeLimits;
+    return (message) => decodeByContentType(message.body, message.contentType, accept, limits);
+  }
+
+  /** Build a canvas embed for a message (used by chains and callbacks). */
+  static emptyEmbed(): Embed {
+    return { callbacks: null, errbacks: null, chain: null, chord: null };
+  }
+
+  // ── connections ──────────────────────────────────────────────────────
+
+  /** The broker, connected on first use. */
+  broker(): Promise<Broker> {
+    if (this.closed) return Promise.reject(new ClosedError('app'));
+    this.brokerPromise ??= (async () => {
+      let broker = this.injectedBroker;
+      if (!broker) {
+        const url = this.settings.brokerUrl;
+        if (!url) {
+          throw new ConfigError('no broker URL configured', {
+            hint: 'set CELERIAC_BROKER_URL (or CELERY_BROKER_URL), or pass brokerUrl to createApp',
+          });
+        }
+        broker = await createBroker(url, { settings: this.settings, logger: this.logger });
+      }
+      await broker.connect();
+      return broker;
+    })();
+    this.brokerPromise.catch(() => {
+      this.brokerPromise = undefined;
+    });
+    return this.brokerPromise;
+  }
+
+  /** The result store, or undefined when the app has no result backend. */
+  resultStore(): Promise<ResultStore | undefined> {
+    if (this.closed) return Promise.reject(new ClosedError('app'));
+    this.backendPromise ??= (async () => {
+      let backend: ResultBackend | undefined | null = this.injectedBackend;
+      if (backend === null) return undefined;
+      if (!backend) {
+        const url = this.settings.resultBackend;
+        if (!url) return undefined;
+        backend = await createBackend(url, { settings: this.settings, logger: this.logger });
+      }
+      await backend.connect();
+      return new ResultStore(backend, {
+        serializer: serializerByName(this.settings.resultSerializer) ?? JSON_SERIALIZER,
+        accept: new Set(this.settings.resultAcceptContent.map(contentTypeOf)),
+        expiresSeconds: this.settings.resultExpires,
+        limits: this.settings.decodeLimits,
+        sealer: this.security.resultSealer,
+      });
+    })();
+    this.backendPromise.catch(() => {
+      this.backendPromise = undefined;
+    });
+    return this.backendPromise;
+  }
+
+  /** Close broker and backend connections. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const b = this.brokerPromise;
+    const r = this.backendPromise;
+    await Promise.allSettled([b?.then((x) => x.close()), r?.then((x) => x?.close())]);
+  }
+}
+
+/** AsyncResult that connects the app's result store on first use. */
+class LazyAsyncResult<R> extends AsyncResult<R> {
+  constructor(id: string, private readonly app: App) {
+    super(id, undefined);
+  }
+  private async real(): Promise<AsyncResult<R>> {
+    return new AsyncResult<R>(this.id, await this.app.resultStore());
+  }
+  override async get(options?: Parameters<AsyncResult<R>['get']>[0]): Promise<R> {
+    return (await this.real()).get(options);
+  }
+  override async meta(): ReturnType<AsyncResult<R>['meta']> {
+    return (await this.real()).meta();
+  }
+  override async forget(): Promise<void> {
+    return (await this.real()).forget();
+  }
+}
+
+function toEpoch(v: Date | number | undefined): number | null {
+  if (v === undefined) return null;
+  return typeof v === 'number' ? v : v.getTime();
+}
+
+/** Create a Celeriac app. */
+export function createApp(options: AppOptions = {}): App {
+  return new App(options);
+}

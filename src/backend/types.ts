@@ -1,0 +1,41 @@
+/**
+ * The ResultBackend interface every store implements (Redis, SQLite,
+ * PostgreSQL, memory). Adapters move encoded records; encoding, decryption
+ * and waiting logic live in `results.ts`, shared by all of them.
+ */
+
+/** An encoded record plus the state it carries (adapters must not decode it). */
+export interface StoredRecord {
+  taskId: string;
+  state: string;
+  /** Encoded meta (JSON or msgpack bytes, possibly encrypted). */
+  payload: Buffer;
+}
+
+export interface StoreOptions {
+  /** Seconds until the record expires; 0 or undefined = never. */
+  expiresSeconds?: number;
+}
+
+export interface ResultBackend {
+  readonly kind: string;
+  connect(): Promise<void>;
+  /**
+   * Write records and notify waiters. A stored SUCCESS is never overwritten
+   * (Celery's rule against duplicate deliveries rewriting a result).
+   */
+  store(records: readonly StoredRecord[], options?: StoreOptions): Promise<void>;
+  /** The record's payload, or undefined when there is none. */
+  get(taskId: string): Promise<Buffer | undefined>;
+  /** Payloads of many records at once (undefined where missing). */
+  getMany(taskIds: readonly string[]): Promise<Array<Buffer | undefined>>;
+  /**
+   * Call `onRecord` with each payload stored for `taskId` from now on. The
+   * returned promise resolves once the subscription is active; the function
+   * it yields unsubscribes.
+   */
+  watch(taskId: string, onRecord: (payload: Buffer) => void): Promise<() => void>;
+  /** Delete a record. */
+  forget(taskId: string): Promise<void>;
+  close(): Promise<void>;
+}

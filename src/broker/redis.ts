@@ -1,0 +1,601 @@
+/**
+ * Redis broker in kombu's layout: LPUSH onto `<queue>` (and its priority
+ * buckets `<queue>\x06\x16<step>`), ack emulation in the `unacked` hash and
+ * `unacked_index` sorted set, visibility-timeout restore under
+ * `unacked_mutex`. Python Celery workers and clients share the same keys.
+ *
+ * Differences from kombu, each closing a known loss or duplicate window:
+ * - Messages are reserved by one Lua script that pops and records them as
+ *   unacknowledged atomically (kombu's BRPOP-then-HSET can lose a message
+ *   when the consumer dies in between), in batches for throughput.
+ * - Idle consumers wake on Redis client-side-tracking invalidations of the
+ *   queue keys instead of blocking in BRPOP, so no message is ever in flight
+ *   outside Redis.
+ * - Every held delivery (ETA tasks, long late-ack tasks) has its lease
+ *   renewed while the consumer lives, so the visibility timeout only
+ *   restores messages of consumers that died.
+ */
+import { readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { AdapterContext } from '../adapter-context.ts';
+import { ClosedError } from '../errors.ts';
+import type { Logger } from '../logging.ts';
+import { decodeRedisEnvelope, encodeRedisEnvelope, PRIORITY_SEP, priorityQueueKey, priorityStep } from '../protocol/redis-envelope.ts';
+import { PRIORITY_STEPS, type WireMessage } from '../protocol/types.ts';
+import { peekTaskHeaders } from '../protocol/task-message.ts';
+import { createRedisClient } from '../redis/connection.ts';
+import type { DecodeLimits } from '../codec/limits.ts';
+import {
+  deadLetterQueueName,
+  type Broker,
+  type ConsumeOptions,
+  type Consumer,
+  type DeadLetter,
+  type Delivery,
+  type PublishItem,
+  type PublishOptions,
+} from './types.ts';
+
+const LUA_DIR = new URL('./redis-lua/', import.meta.url);
+const lua = (name: string): string => readFileSync(new URL(`${name}.lua`, LUA_DIR), 'utf8');
+const SCRIPTS = {
+  reserve: lua('reserve'),
+  ack: lua('ack'),
+  requeue: lua('requeue'),
+  restore: lua('restore'),
+  deadLetter: lua('dead-letter'),
+  unlock: lua('unlock'),
+} as const;
+
+/** Most messages taken by one reserve call. */
+const RESERVE_BATCH = 200;
+/** Most tags per ack script call (stays far below Lua's unpack limit). */
+const ACK_BATCH = 2000;
+
+export interface RedisBrokerOptions extends AdapterContext {
+  url: string;
+}
+
+type ScriptClient = Redis & {
+  celeriacReserve(...args: (string | number)[]): Promise<Array<number | string>>;
+  celeriacAck(...args: (string | number)[]): Promise<number>;
+  celeriacRequeue(...args: (string | number)[]): Promise<number>;
+  celeriacRestore(...args: (string | number)[]): Promise<number>;
+  celeriacDeadLetter(...args: (string | number)[]): Promise<number>;
+  celeriacUnlock(...args: (string | number)[]): Promise<number>;
+};
+
+/** Create the Redis broker adapter. */
+export function createRedisBroker(options: RedisBrokerOptions): RedisBroker {
+  return new RedisBroker(options);
+}
+
+export class RedisBroker implements Broker {
+  readonly kind = 'redis';
+  readonly client: ScriptClient;
+  readonly logger: Logger;
+  readonly prefix: string;
+  readonly visibilityTimeoutS: number;
+  readonly limits: DecodeLimits;
+  readonly deadLetterMax: number;
+  readonly keys: { unacked: string; index: string; mutex: string };
+  private readonly options: RedisBrokerOptions;
+  private readonly declared = new Set<string>();
+  private readonly consumers = new Set<RedisConsumer>();
+  private connecting: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(options: RedisBrokerOptions) {
+    this.options = options;
+    this.logger = options.logger;
+    const t = options.settings.brokerTransportOptions;
+    this.prefix = typeof t.globalKeyprefix === 'string' ? t.globalKeyprefix : '';
+    this.visibilityTimeoutS = typeof t.visibilityTimeout === 'number' && t.visibilityTimeout > 0 ? t.visibilityTimeout : 3600;
+    this.deadLetterMax = typeof t.deadLetterMaxLength === 'number' ? t.deadLetterMaxLength : 100_000;
+    this.limits = options.settings.decodeLimits;
+    this.keys = {
+      unacked: this.prefix + (typeof t.unackedKey === 'string' ? t.unackedKey : 'unacked'),
+      index: this.prefix + (typeof t.unackedIndexKey === 'string' ? t.unackedIndexKey : 'unacked_index'),
+      mutex: this.prefix + (typeof t.unackedMutexKey === 'string' ? t.unackedMutexKey : 'unacked_mutex'),
+    };
+    this.client = createRedisClient({ url: options.url, settings: options.settings, logger: options.logger, role: 'broker', side: 'broker' }) as ScriptClient;
+    this.client.defineCommand('celeriacReserve', { lua: SCRIPTS.reserve });
+    this.client.defineCommand('celeriacAck', { lua: SCRIPTS.ack });
+    this.client.defineCommand('celeriacRequeue', { lua: SCRIPTS.requeue });
+    this.client.defineCommand('celeriacRestore', { lua: SCRIPTS.restore });
+    this.client.defineCommand('celeriacDeadLetter', { lua: SCRIPTS.deadLetter });
+    this.client.defineCommand('celeriacUnlock', { lua: SCRIPTS.unlock });
+  }
+
+  /** A new connection to the same server (used by consumers for wake-up notifications). */
+  newConnection(role: string): Redis {
+    return createRedisClient({ url: this.options.url, settings: this.options.settings, logger: this.logger, role, side: 'broker', autoPipelining: false });
+  }
+
+  connect(): Promise<void> {
+    if (this.closed) return Promise.reject(new ClosedError('redis broker'));
+    this.connecting ??= this.client.connect().catch((err: unknown) => {
+      this.connecting = undefined;
+      throw err;
+    });
+    return this.connecting;
+  }
+
+  /** Full key of a queue's priority bucket. */
+  bucketKey(queue: string, step: number): string {
+    return this.prefix + priorityQueueKey(queue, step);
+  }
+
+  private declare(queue: string): void {
+    if (this.declared.has(queue)) return;
+    this.declared.add(queue);
+    // kombu's binding of the queue to its direct exchange; lets Python tools route by exchange.
+    void this.client.sadd(`${this.prefix}_kombu.binding.${queue}`, `${queue}${PRIORITY_SEP}${PRIORITY_SEP}${queue}`).catch(() => this.declared.delete(queue));
+  }
+
+  async publish(queue: string, message: WireMessage, options?: PublishOptions): Promise<void> {
+    await this.publishMany([{ queue, message, options }]);
+  }
+
+  async publishMany(items: readonly PublishItem[]): Promise<void> {
+    if (this.closed) throw new ClosedError('redis broker');
+    await this.connect();
+    const byKey = new Map<string, string[]>();
+    for (const { queue, message, options } of items) {
+      this.declare(queue);
+      const key = this.bucketKey(queue, priorityStep(options?.priority ?? message.properties.priority));
+      const envelope = encodeRedisEnvelope(message, { exchange: options?.exchange ?? '', routingKey: queue, deliveryTag: randomUUID() });
+      let list = byKey.get(key);
+      if (!list) byKey.set(key, (list = []));
+      list.push(envelope);
+    }
+    await Promise.all([...byKey].map(([key, values]) => this.client.lpush(key, ...values)));
+  }
+
+  async consume(queues: readonly string[], options: ConsumeOptions, onMessage: (d: Delivery) => void): Promise<Consumer> {
+    if (this.closed) throw new ClosedError('redis broker');
+    await this.connect();
+    for (const q of queues) this.declare(q);
+    const c = new RedisConsumer(this, [...queues], options, onMessage);
+    this.consumers.add(c);
+    await c.start();
+    return c;
+  }
+
+  forgetConsumer(c: RedisConsumer): void {
+    this.consumers.delete(c);
+  }
+
+  async queueLength(queue: string): Promise<number> {
+    await this.connect();
+    const lens = await Promise.all(PRIORITY_STEPS.map((s) => this.client.llen(this.bucketKey(queue, s))));
+    return lens.reduce((a, b) => a + b, 0);
+  }
+
+  async purge(queue: string): Promise<number> {
+    await this.connect();
+    const n = await this.queueLength(queue);
+    await this.client.del(...PRIORITY_STEPS.map((s) => this.bucketKey(queue, s)));
+    return n;
+  }
+
+  async deadLetters(queue: string, limit = 100): Promise<DeadLetter[]> {
+    await this.connect();
+    const raw = await this.client.lrange(this.prefix + deadLetterQueueName(queue), 0, limit - 1);
+    return raw.map((r) => parseDeadLetter(r, queue, this.limits));
+  }
+
+  /**
+   * Restore deliveries whose lease ran out (their consumer died), under
+   * kombu's `unacked_mutex` so that Python and Celeriac restorers take turns.
+   * Returns how many were restored.
+   */
+  async restoreExpired(now: number = Date.now()): Promise<number> {
+    await this.connect();
+    const token = randomUUID();
+    const got = await this.client.set(this.keys.mutex, token, 'PX', 300_000, 'NX');
+    if (got !== 'OK') return 0;
+    let restored = 0;
+    try {
+      const cutoff = now / 1000 - this.visibilityTimeoutS;
+      const tags = await this.client.zrangebyscore(this.keys.index, '-inf', cutoff, 'LIMIT', 0, 1000);
+      if (tags.length === 0) return 0;
+      const entries = await this.client.hmget(this.keys.unacked, ...tags);
+      for (let i = 0; i < tags.length; i++) {
+        const tag = tags[i]!;
+        const entry = entries[i];
+        if (entry == null) {
+          await this.client.zrem(this.keys.index, tag);
+          continue;
+        }
+        const parsed = parseUnackedEntry(entry);
+        if (!parsed) {
+          this.logger.error({ tag }, 'unrestorable unacked entry moved to the dead-letter list');
+          await this.client.celeriacDeadLetter(3, this.keys.unacked, this.keys.index, this.prefix + deadLetterQueueName('unacked'), tag, deadLetterRecord('unacked', 'unparsable unacked entry', entry), this.deadLetterMax);
+          continue;
+        }
+        const queues = await this.route(parsed.exchange, parsed.routingKey);
+        if (queues.length === 0) {
+          this.logger.error({ tag, exchange: parsed.exchange, routingKey: parsed.routingKey }, 'unacked message has no route; dead-lettered');
+          await this.client.celeriacDeadLetter(3, this.keys.unacked, this.keys.index, this.prefix + deadLetterQueueName(parsed.routingKey || 'unacked'), tag, deadLetterRecord(parsed.routingKey, 'no route on restore', entry), this.deadLetterMax);
+          continue;
+        }
+        const step = priorityStep(parsed.priority);
+        const dest = queues.map((q) => this.bucketKey(q, step));
+        restored += await this.client.celeriacRestore(2 + dest.length, this.keys.unacked, this.keys.index, ...dest, tag, cutoff, parsed.redelivered);
+      }
+      if (restored > 0) this.logger.warn({ restored }, `restored ${restored} unacknowledged message(s) after the visibility timeout`);
+      return restored;
+    } finally {
+      await this.client.celeriacUnlock(1, this.keys.mutex, token).catch(() => undefined);
+    }
+  }
+
+  /** Queues a message published to (exchange, routing key) reaches: kombu's direct routing via `_kombu.binding.*`. */
+  private async route(exchange: string, routingKey: string): Promise<string[]> {
+    if (exchange === '') return routingKey ? [routingKey] : [];
+    const members = await this.client.smembers(`${this.prefix}_kombu.binding.${exchange}`);
+    const out: string[] = [];
+    for (const m of members) {
+      const [rk, , queue] = m.split(PRIORITY_SEP);
+      if (queue && (rk === routingKey || rk === '')) out.push(queue);
+    }
+    return out.length > 0 ? out : [routingKey];
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const c of [...this.consumers]) await c.shutdown();
+    if (this.connecting) {
+      await this.client.quit().catch(() => this.client.disconnect());
+    } else {
+      this.client.disconnect();
+    }
+  }
+}
+
+/** Flag an envelope as redelivered, the way kombu does when it puts a message back. */
+function markRedelivered(envelope: string): string {
+  try {
+    const e = JSON.parse(envelope) as { headers?: Record<string, unknown>; properties?: { delivery_info?: Record<string, unknown> } };
+    if (e.headers && typeof e.headers === 'object') e.headers.redelivered = true;
+    if (e.properties?.delivery_info && typeof e.properties.delivery_info === 'object') e.properties.delivery_info.redelivered = true;
+    return JSON.stringify(e);
+  } catch {
+    return envelope;
+  }
+}
+
+function parseUnackedEntry(entry: string): { exchange: string; routingKey: string; priority: number; redelivered: string } | undefined {
+  try {
+    const v = JSON.parse(entry) as unknown;
+    if (!Array.isArray(v) || v.length < 3 || typeof v[0] !== 'object' || v[0] === null) return undefined;
+    const env = v[0] as { properties?: { priority?: unknown } };
+    const envelope = JSON.stringify(env);
+    return {
+      exchange: typeof v[1] === 'string' ? v[1] : '',
+      routingKey: typeof v[2] === 'string' ? v[2] : '',
+      priority: typeof env.properties?.priority === 'number' ? env.properties.priority : 0,
+      redelivered: markRedelivered(envelope),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+function deadLetterRecord(queue: string, reason: string, raw: string): string {
+  return JSON.stringify({ reason, queue, at: Date.now() / 1000, payload: raw });
+}
+
+function parseDeadLetter(r: string, queue: string, limits: DecodeLimits): DeadLetter {
+  try {
+    const v = JSON.parse(r) as { reason?: unknown; queue?: unknown; at?: unknown; payload?: unknown };
+    const payload = typeof v.payload === 'string' ? v.payload : r;
+    let message: WireMessage | undefined;
+    try {
+      message = decodeRedisEnvelope(payload, limits).message;
+    } catch {
+      message = undefined;
+    }
+    return {
+      queue: typeof v.queue === 'string' ? v.queue : queue,
+      reason: typeof v.reason === 'string' ? v.reason : 'unknown',
+      at: typeof v.at === 'number' ? v.at * 1000 : 0,
+      message,
+      raw: payload,
+    };
+  } catch {
+    return { queue, reason: 'unknown', at: 0, message: undefined, raw: r };
+  }
+}
+
+interface Held {
+  tag: string;
+  queue: string;
+  listKey: string;
+  envelope: string;
+}
+
+/** One consumer: a reserve loop, a wake-up notifier, lease renewal and ack batching. */
+class RedisConsumer implements Consumer {
+  private prefetch: number;
+  private readonly unsettledMap = new Map<string, Held>();
+  private cancelled = false;
+  private loopDone: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private dirty = false;
+  private notifier: Redis | undefined;
+  private tracking = false;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private restoreTimer: NodeJS.Timeout | undefined;
+  private ackQueue: Array<{ tag: string; resolve: () => void; reject: (e: unknown) => void }> = [];
+  private ackScheduled = false;
+  private readonly listKeys: string[];
+  private readonly routingJson: string[];
+
+  constructor(
+    private readonly broker: RedisBroker,
+    private readonly queues: string[],
+    private readonly options: ConsumeOptions,
+    private readonly onMessage: (d: Delivery) => void,
+  ) {
+    this.prefetch = options.prefetch;
+    // kombu's order: priority steps outer, queues inner.
+    this.listKeys = [];
+    this.routingJson = [];
+    for (const step of PRIORITY_STEPS) {
+      for (const q of queues) {
+        this.listKeys.push(broker.bucketKey(q, step));
+        this.routingJson.push(JSON.stringify(q));
+      }
+    }
+  }
+
+  get unsettled(): number {
+    return this.unsettledMap.size;
+  }
+
+  setPrefetch(prefetch: number): void {
+    this.prefetch = prefetch;
+    this.kick();
+  }
+
+  async start(): Promise<void> {
+    await this.startNotifier();
+    const leaseMs = Math.min(60_000, Math.max(250, (this.broker.visibilityTimeoutS * 1000) / 4));
+    this.renewTimer = setInterval(() => void this.renew(), leaseMs);
+    this.renewTimer.unref();
+    const restore = (): void => {
+      void this.broker.restoreExpired().catch((err: unknown) => this.options.onError?.(err as Error));
+    };
+    restore();
+    this.restoreTimer = setInterval(restore, leaseMs);
+    this.restoreTimer.unref();
+    this.loopDone = this.loop();
+  }
+
+  /** Subscribe to invalidations of our queue keys (Redis client-side tracking, broadcast mode). */
+  private async startNotifier(): Promise<void> {
+    const n = this.broker.newConnection('notifier');
+    this.notifier = n;
+    n.on('message', () => this.kick());
+    const setup = async (): Promise<void> => {
+      try {
+        const id = await n.client('ID');
+        const prefixes = minimalPrefixes(this.queues.map((q) => this.broker.prefix + q));
+        await n.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id), 'BCAST', ...prefixes.flatMap((p) => ['PREFIX', p]));
+        await n.subscribe('__redis__:invalidate');
+        this.tracking = true;
+      } catch (err) {
+        // Redis < 6 or an ACL without CLIENT: fall back to short polling.
+        this.tracking = false;
+        this.broker.logger.info({ err }, 'client tracking unavailable; idle consumers poll instead');
+      }
+      this.kick();
+    };
+    n.on('ready', () => void setup());
+    try {
+      await n.connect();
+    } catch (err) {
+      this.broker.logger.warn({ err }, 'notifier connection failed; polling until it recovers');
+    }
+  }
+
+  private kick(): void {
+    this.dirty = true;
+    const w = this.wake;
+    if (w) {
+      this.wake = undefined;
+      w();
+    }
+  }
+
+  private waitForWake(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.wake = undefined;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  private async loop(): Promise<void> {
+    let idlePolls = 0;
+    while (!this.cancelled) {
+      const room = this.prefetch === 0 ? RESERVE_BATCH : Math.min(RESERVE_BATCH, this.prefetch - this.unsettledMap.size);
+      if (room <= 0) {
+        this.dirty = false;
+        await this.waitForWake(1000);
+        continue;
+      }
+      this.dirty = false;
+      let reply: Array<number | string>;
+      try {
+        const tags = Array.from({ length: room }, () => randomUUID());
+        reply = await this.broker.client.celeriacReserve(
+          2 + this.listKeys.length,
+          this.broker.keys.unacked,
+          this.broker.keys.index,
+          ...this.listKeys,
+          (Date.now() / 1000).toFixed(6),
+          room,
+          '""',
+          ...this.routingJson,
+          ...tags,
+        );
+      } catch (err) {
+        if (this.cancelled) break;
+        this.options.onError?.(err as Error);
+        await this.waitForWake(500);
+        continue;
+      }
+      if (this.cancelled) {
+        // Taken after cancel: give them straight back.
+        for (let i = 0; i < reply.length; i += 3) {
+          const listKey = this.listKeys[Number(reply[i]) - 1]!;
+          void this.broker.client.celeriacRequeue(3, this.broker.keys.unacked, this.broker.keys.index, listKey, String(reply[i + 2]), String(reply[i + 1]), 'head');
+        }
+        break;
+      }
+      for (let i = 0; i < reply.length; i += 3) {
+        const keyIndex = Number(reply[i]) - 1;
+        this.deliver(this.listKeys[keyIndex]!, this.queues[keyIndex % this.queues.length]!, String(reply[i + 1]), String(reply[i + 2]));
+      }
+      if (reply.length === 0) {
+        if (this.dirty) continue;
+        // Tracking wakes us on any change; the poll is a safety net (and the fallback without tracking).
+        idlePolls++;
+        await this.waitForWake(this.tracking ? 1000 : Math.min(100, 2 ** Math.min(idlePolls, 7)));
+      } else {
+        idlePolls = 0;
+      }
+    }
+  }
+
+  private deliver(listKey: string, queue: string, envelope: string, tag: string): void {
+    const held: Held = { tag, queue, listKey, envelope };
+    this.unsettledMap.set(tag, held);
+    let decoded;
+    try {
+      decoded = decodeRedisEnvelope(envelope, this.broker.limits);
+    } catch (err) {
+      const reason = (err as Error).message;
+      let id: string | undefined;
+      const m = /"id":\s*"([^"]{1,64})"/.exec(envelope.slice(0, 4096));
+      if (m) id = m[1];
+      void this.deadLetter(held, `malformed envelope: ${reason}`).then(
+        () => this.options.onMalformed?.({ queue, reason, id }),
+        (e: unknown) => this.options.onError?.(e as Error),
+      );
+      return;
+    }
+    const delivery: Delivery = {
+      message: decoded.message,
+      queue,
+      deliveryTag: tag,
+      redelivered: decoded.redelivered,
+      ack: () => this.ack(held),
+      reject: (requeue: boolean) => (requeue ? this.requeue(held, 'tail') : this.ack(held)),
+      deadLetter: (reason: string) => this.deadLetter(held, reason, peekTaskHeaders(decoded.message).id),
+    };
+    this.onMessage(delivery);
+  }
+
+  private settle(held: Held): boolean {
+    if (!this.unsettledMap.delete(held.tag)) return false;
+    if (this.unsettledMap.size < this.prefetch || this.prefetch === 0) this.kick();
+    return true;
+  }
+
+  private ack(held: Held): Promise<void> {
+    if (!this.settle(held)) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.ackQueue.push({ tag: held.tag, resolve, reject });
+      if (!this.ackScheduled) {
+        this.ackScheduled = true;
+        setImmediate(() => void this.flushAcks());
+      }
+    });
+  }
+
+  private async flushAcks(): Promise<void> {
+    this.ackScheduled = false;
+    while (this.ackQueue.length > 0) {
+      const batch = this.ackQueue.splice(0, ACK_BATCH);
+      try {
+        await this.broker.client.celeriacAck(2, this.broker.keys.unacked, this.broker.keys.index, ...batch.map((b) => b.tag));
+        for (const b of batch) b.resolve();
+      } catch (err) {
+        for (const b of batch) b.reject(err);
+      }
+    }
+  }
+
+  private async requeue(held: Held, where: 'head' | 'tail'): Promise<void> {
+    if (!this.settle(held)) return;
+    await this.broker.client.celeriacRequeue(3, this.broker.keys.unacked, this.broker.keys.index, held.listKey, held.tag, markRedelivered(held.envelope), where);
+  }
+
+  private async deadLetter(held: Held, reason: string, _id?: string): Promise<void> {
+    if (!this.settle(held)) return;
+    await this.broker.client.celeriacDeadLetter(
+      3,
+      this.broker.keys.unacked,
+      this.broker.keys.index,
+      this.broker.prefix + deadLetterQueueName(held.queue),
+      held.tag,
+      deadLetterRecord(held.queue, reason, held.envelope),
+      this.broker.deadLetterMax,
+    );
+  }
+
+  /** Renew the lease of every held delivery so the visibility timeout never restores it while we live. */
+  private async renew(): Promise<void> {
+    if (this.unsettledMap.size === 0) return;
+    const now = (Date.now() / 1000).toFixed(6);
+    const args: string[] = [];
+    for (const tag of this.unsettledMap.keys()) args.push(now, tag);
+    try {
+      await this.broker.client.zadd(this.broker.keys.index, 'XX', ...args);
+    } catch (err) {
+      this.options.onError?.(err as Error);
+    }
+  }
+
+  /** Stop reserving. Unsettled deliveries stay valid (their leases keep being renewed) until settled or the broker closes. */
+  async cancel(): Promise<void> {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    if (this.restoreTimer) clearInterval(this.restoreTimer);
+    this.kick();
+    await this.loopDone;
+    if (this.notifier) {
+      this.notifier.disconnect();
+      this.notifier = undefined;
+    }
+  }
+
+  /** Broker closing: stop, then put every unsettled delivery back at the head of its queue. */
+  async shutdown(): Promise<void> {
+    await this.cancel();
+    await this.flushAcks();
+    const held = [...this.unsettledMap.values()];
+    await Promise.all(held.map((h) => this.requeue(h, 'head').catch(() => undefined)));
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.broker.forgetConsumer(this);
+  }
+}
+
+/** Drop prefixes covered by a shorter one (CLIENT TRACKING refuses overlapping prefixes). */
+function minimalPrefixes(prefixes: string[]): string[] {
+  const sorted = [...new Set(prefixes)].sort((a, b) => a.length - b.length);
+  const out: string[] = [];
+  for (const p of sorted) if (!out.some((o) => p.startsWith(o))) out.push(p);
+  return out;
+}

@@ -1,0 +1,51 @@
+/**
+ * The `celeriac` command: dispatches to one module per subcommand.
+ */
+import { defaultIo, Exit, println, type CliIo } from './io.ts';
+
+const COMMANDS: Record<string, { summary: string; load: () => Promise<(argv: string[], io: CliIo) => Promise<number>> }> = {
+  worker: { summary: 'run a worker for an app module', load: async () => (await import('./worker.ts')).runWorkerCommand },
+  send: { summary: 'send a task by name', load: async () => (await import('./send.ts')).runSendCommand },
+  result: { summary: "print a task's result", load: async () => (await import('./send.ts')).runResultCommand },
+};
+
+/** Register an extra subcommand (used by modules that add demo, secrets, audit, …). */
+export function registerCommand(name: string, summary: string, load: () => Promise<(argv: string[], io: CliIo) => Promise<number>>): void {
+  COMMANDS[name] = { summary, load };
+}
+
+function help(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  return `Usage: celeriac <command> [options]
+
+A Celery-compatible task queue for Node.js, secure by default.
+
+Commands:
+${Object.entries(COMMANDS)
+  .map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)
+  .join('\n')}
+
+Run "celeriac <command> --help" for a command's options.`;
+}
+
+/** Run the CLI; returns the exit code. */
+export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === '-h' || command === '--help' || command === 'help') {
+    println(io.stdout, help());
+    return command ? Exit.OK : Exit.USAGE;
+  }
+  if (command === '--version' || command === '-V') {
+    const { readFileSync } = await import('node:fs');
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    println(io.stdout, pkg.version);
+    return Exit.OK;
+  }
+  const entry = COMMANDS[command];
+  if (!entry) {
+    println(io.stderr, `error: unknown command ${JSON.stringify(command)}\n\n${help()}`);
+    return Exit.USAGE;
+  }
+  const run = await entry.load();
+  return run(rest, io);
+}

@@ -1,0 +1,190 @@
+/**
+ * `celeriac send` and `celeriac result`: send a task by name, read a result.
+ */
+import { parseArgs } from 'node:util';
+import { PROPAGATE_STATES, READY_STATES, type ResultMeta } from '../protocol/result-meta.ts';
+import { appFromArgs } from './load-app.ts';
+import { Exit, println, reportError, type CliIo } from './io.ts';
+import { applyConnectionFlags, CONNECTION_FLAGS, CONNECTION_HELP } from './flags.ts';
+import type { App } from '../app.ts';
+
+export const SEND_HELP = `Usage: celeriac send <task> [args-json] [options]
+
+Send a task by name (defined in Celeriac or in Python) and print its id, or
+with --wait its result as JSON.
+
+Arguments:
+  <task>                    registered task name, e.g. tasks.add
+  [args-json]               positional arguments as a JSON array, e.g. '[2, 3]'
+
+Options:
+      --kwargs <json>       keyword arguments as a JSON object
+      --countdown <s>       run no earlier than s seconds from now
+      --eta <iso>           run no earlier than this ISO-8601 time
+      --expires <s>         revoke instead of run after s seconds
+      --priority <n>        0..9 on Redis (lower first), 0..255 on AMQP (higher first)
+  -Q, --queue <name>        queue (default: the task's route or taskDefaultQueue)
+      --task-id <id>        use this id instead of a new UUID
+  -w, --wait                wait for the result and print it
+  -t, --timeout <s>         with --wait: give up after s seconds (exit 3)
+  -A, --app <module>        module exporting the app (for routes, serializer, signing)
+${CONNECTION_HELP}
+  -h, --help                show this help
+
+Exit codes: 0 sent (or succeeded), 1 the task failed or was revoked,
+2 usage error, 3 timeout, 4 configuration or connection error.
+
+Example:
+  celeriac send tasks.add '[2, 3]' --wait --timeout 10`;
+
+export const RESULT_HELP = `Usage: celeriac result <task-id> [options]
+
+Print a task's result record as JSON (PENDING when none is stored).
+
+Options:
+  -w, --wait                wait until the task is ready
+  -t, --timeout <s>         with --wait: give up after s seconds (exit 3)
+  -A, --app <module>        module exporting the app
+${CONNECTION_HELP}
+  -h, --help                show this help
+
+Exit codes: 0 ready and succeeded, or not ready without --wait; 1 failed or
+revoked; 2 usage error; 3 timeout; 4 configuration or connection error.`;
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error(`${what} is not valid JSON: ${text.slice(0, 80)}`);
+  }
+}
+
+function num(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`${name} must be a number`);
+  return n;
+}
+
+function printMeta(io: CliIo, meta: ResultMeta): number {
+  println(io.stdout, JSON.stringify({ task_id: meta.task_id, status: meta.status, result: meta.result, traceback: meta.traceback, date_done: meta.date_done }));
+  return PROPAGATE_STATES.has(meta.status) ? Exit.TASK_FAILED : Exit.OK;
+}
+
+async function waitAndPrint(io: CliIo, app: App, id: string, timeoutS: number | undefined): Promise<number> {
+  const store = await app.resultStore();
+  if (!store) throw new Error('no result backend configured: set CELERIAC_RESULT_BACKEND to wait for results');
+  const meta = await store.wait(id, timeoutS !== undefined ? { timeoutMs: timeoutS * 1000 } : {});
+  return printMeta(io, meta);
+}
+
+export async function runSendCommand(argv: string[], io: CliIo): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        kwargs: { type: 'string' },
+        countdown: { type: 'string' },
+        eta: { type: 'string' },
+        expires: { type: 'string' },
+        priority: { type: 'string' },
+        queue: { type: 'string', short: 'Q' },
+        'task-id': { type: 'string' },
+        wait: { type: 'boolean', short: 'w' },
+        timeout: { type: 'string', short: 't' },
+        app: { type: 'string', short: 'A' },
+        help: { type: 'boolean', short: 'h' },
+        ...CONNECTION_FLAGS,
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    println(io.stderr, `error: ${(err as Error).message}\n\n${SEND_HELP}`);
+    return Exit.USAGE;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    println(io.stdout, SEND_HELP);
+    return Exit.OK;
+  }
+  if (positionals.length < 1 || positionals.length > 2) {
+    println(io.stderr, `error: expected <task> [args-json]\n\n${SEND_HELP}`);
+    return Exit.USAGE;
+  }
+  let app: App | undefined;
+  try {
+    const args = positionals[1] !== undefined ? parseJson(positionals[1], 'args') : [];
+    if (!Array.isArray(args)) throw new Error('args must be a JSON array, e.g. [2, 3]');
+    const kwargs = values.kwargs !== undefined ? parseJson(values.kwargs, '--kwargs') : {};
+    if (kwargs === null || typeof kwargs !== 'object' || Array.isArray(kwargs)) throw new Error('--kwargs must be a JSON object');
+    applyConnectionFlags(values, io);
+    ({ app } = await appFromArgs(values.app, io.cwd));
+    const eta = values.eta !== undefined ? new Date(values.eta) : undefined;
+    if (eta && Number.isNaN(eta.getTime())) throw new Error('--eta must be an ISO-8601 time');
+    const result = await app.sendTask(positionals[0]!, args, kwargs as Record<string, unknown>, {
+      countdown: num(values.countdown, '--countdown'),
+      eta,
+      expires: num(values.expires, '--expires'),
+      priority: num(values.priority, '--priority'),
+      queue: values.queue,
+      taskId: values['task-id'],
+    });
+    if (!values.wait) {
+      println(io.stdout, result.id);
+      return Exit.OK;
+    }
+    return await waitAndPrint(io, app, result.id, num(values.timeout, '--timeout'));
+  } catch (err) {
+    return reportError(io, err);
+  } finally {
+    await app?.close();
+  }
+}
+
+export async function runResultCommand(argv: string[], io: CliIo): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        wait: { type: 'boolean', short: 'w' },
+        timeout: { type: 'string', short: 't' },
+        app: { type: 'string', short: 'A' },
+        help: { type: 'boolean', short: 'h' },
+        ...CONNECTION_FLAGS,
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    println(io.stderr, `error: ${(err as Error).message}\n\n${RESULT_HELP}`);
+    return Exit.USAGE;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    println(io.stdout, RESULT_HELP);
+    return Exit.OK;
+  }
+  if (positionals.length !== 1) {
+    println(io.stderr, `error: expected one <task-id>\n\n${RESULT_HELP}`);
+    return Exit.USAGE;
+  }
+  let app: App | undefined;
+  try {
+    applyConnectionFlags(values, io);
+    ({ app } = await appFromArgs(values.app, io.cwd));
+    const id = positionals[0]!;
+    if (values.wait) return await waitAndPrint(io, app, id, num(values.timeout, '--timeout'));
+    const store = await app.resultStore();
+    if (!store) throw new Error('no result backend configured: set CELERIAC_RESULT_BACKEND');
+    const meta = await store.get(id);
+    const code = printMeta(io, meta);
+    return READY_STATES.has(meta.status) ? code : Exit.OK;
+  } catch (err) {
+    return reportError(io, err);
+  } finally {
+    await app?.close();
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * `celeriac worker`: run a worker for the app in `-A`, with Celery's flags.
+ */
+import { parseArgs } from 'node:util';
+import { createWorker } from '../worker/worker.ts';
+import { appFromArgs } from './load-app.ts';
+import { Exit, println, reportError, type CliIo } from './io.ts';
+import { applyConnectionFlags, CONNECTION_FLAGS, CONNECTION_HELP } from './flags.ts';
+
+export const WORKER_HELP = `Usage: celeriac worker -A <module> [options]
+
+Consume tasks and run them. The module (TypeScript or JavaScript, no build
+step) must export the app as "app" or as its default export.
+
+Options:
+  -A, --app <module>            module that exports the app (required)
+  -Q, --queues <q1,q2>          queues to consume (default: taskDefaultQueue)
+  -c, --concurrency <n>         tasks running at once (default: CPU count)
+  -n, --hostname <name>         node name, e.g. worker1@%h (default celeriac<pid>@<host>)
+  -P, --pool <prefork|solo>     prefork: tasks in child processes (default);
+                                solo: in the worker process, no isolation
+      --processes <n>           child processes of the prefork pool
+      --prefetch-multiplier <n> prefetch = concurrency × n (default 4)
+      --max-memory-per-child <MiB>  heap limit of each child process
+      --shutdown-timeout <s>    grace for running tasks on SIGTERM (default 30)
+  -l, --loglevel <level>        debug, info, warn, error (default info)
+${CONNECTION_HELP}
+  -h, --help                    show this help
+
+SIGTERM or SIGINT stops gracefully: consuming stops, tasks not yet started
+are requeued, running tasks get the shutdown timeout. A second SIGINT, or
+SIGQUIT, exits at once (late-ack messages are restored by the broker).
+
+Example:
+  CELERIAC_BROKER_URL_FILE=/run/secrets/broker_url celeriac worker -A ./tasks.ts -c 8`;
+
+export async function runWorkerCommand(argv: string[], io: CliIo): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        app: { type: 'string', short: 'A' },
+        queues: { type: 'string', short: 'Q' },
+        concurrency: { type: 'string', short: 'c' },
+        hostname: { type: 'string', short: 'n' },
+        pool: { type: 'string', short: 'P' },
+        processes: { type: 'string' },
+        'prefetch-multiplier': { type: 'string' },
+        'max-memory-per-child': { type: 'string' },
+        'shutdown-timeout': { type: 'string' },
+        loglevel: { type: 'string', short: 'l' },
+        help: { type: 'boolean', short: 'h' },
+        ...CONNECTION_FLAGS,
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    println(io.stderr, `error: ${(err as Error).message}\n\n${WORKER_HELP}`);
+    return Exit.USAGE;
+  }
+  if (values.help) {
+    println(io.stdout, WORKER_HELP);
+    return Exit.OK;
+  }
+  if (!values.app) {
+    println(io.stderr, `error: -A <module> is required\n\n${WORKER_HELP}`);
+    return Exit.USAGE;
+  }
+  const int = (v: string | undefined, name: string): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number`);
+    return n;
+  };
+  try {
+    if (values.loglevel) process.env.CELERIAC_LOG_LEVEL = values.loglevel;
+    applyConnectionFlags(values, io);
+    const { app, moduleUrl } = await appFromArgs(values.app, io.cwd);
+    const pool = values.pool ?? 'prefork';
+    if (pool !== 'prefork' && pool !== 'solo') throw new Error(`unknown pool ${pool}: use prefork or solo`);
+    const controller = new AbortController();
+    const worker = createWorker({
+      app,
+      appModule: moduleUrl,
+      queues: values.queues?.split(',').map((q) => q.trim()).filter(Boolean),
+      concurrency: int(values.concurrency, '--concurrency'),
+      nodeName: values.hostname?.replace('%h', (await import('node:os')).hostname()),
+      pool,
+      processes: int(values.processes, '--processes'),
+      prefetchMultiplier: int(values['prefetch-multiplier'], '--prefetch-multiplier'),
+      maxMemoryPerChildMb: int(values['max-memory-per-child'], '--max-memory-per-child'),
+      shutdownTimeoutMs: values['shutdown-timeout'] !== undefined ? int(values['shutdown-timeout'], '--shutdown-timeout')! * 1000 : undefined,
+      signal: controller.signal,
+    });
+    // Celery's conventions: SIGTERM is always a warm shutdown (repeats are
+    // ignored: supervisors and `timeout` may deliver it twice); a second
+    // SIGINT (Ctrl-C twice) or SIGQUIT exits at once.
+    let interrupts = 0;
+    const warm = (sig: NodeJS.Signals): void => {
+      if (!controller.signal.aborted) app.logger.info(`${sig} received: warm shutdown`);
+      controller.abort();
+    };
+    const onTerm = (): void => warm('SIGTERM');
+    const onInt = (): void => {
+      if (++interrupts === 1) warm('SIGINT');
+      else cold('SIGINT');
+    };
+    const cold = (sig: string): void => {
+      app.logger.warn(`${sig} received: cold shutdown, exiting now (late-ack messages are restored by the broker)`);
+      process.exit(Exit.ERROR);
+    };
+    const onQuit = (): void => cold('SIGQUIT');
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onInt);
+    process.on('SIGQUIT', onQuit);
+    await worker.start();
+    await worker.done;
+    await app.close();
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
+    process.off('SIGQUIT', onQuit);
+    return Exit.OK;
+  } catch (err) {
+    return reportError(io, err);
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * Settings from the environment. Any variable `NAME` may instead be given
+ * as `NAME_FILE`, the path of a secret file (Docker/Kubernetes secrets),
+ * which must not be readable by other users.
+ *
+ * Secret references inside values (URLs): a value may contain
+ *
+ * - `${file:/run/secrets/redis_password}` — replaced by the contents of
+ *   that file (one trailing newline stripped; the same mode rules as
+ *   `NAME_FILE`: not readable by others, not writable by group or others);
+ * - `${env:REDIS_PASSWORD}` — replaced by that environment variable.
+ *
+ * The replacement is always percent-encoded (`encodeURIComponent`), so a
+ * secret can hold any character and can never change the structure of the
+ * URL (no injected `@`, `/` or `?`). References are meant for the user
+ * name and password positions, e.g.
+ * `rediss://celeriac:${file:/run/secrets/redis_password}@redis.internal:6379/0`.
+ * Only the two forms above are special; any other `${…}` is left as is.
+ * Resolved values are registered for redaction, so they never reach a log.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { ConfigError } from '../errors.ts';
+import { registerSecret } from './redact.ts';
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * Read a secret file: refuse files readable by other users or writable by
+ * group/others, refuse empty files, strip one trailing newline, remember
+ * the value for redaction.
+ */
+export function readSecretFile(path: string, what: string): string {
+  let mode: number;
+  try {
+    mode = statSync(path).mode;
+  } catch (err) {
+    throw new ConfigError(`${what}: secret file ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, {
+      hint: 'check the path and that this user may read it',
+      code: 'ERR_SECRET_FILE',
+    });
+  }
+  if (mode & 0o004) {
+    throw new ConfigError(`${what}: secret file ${path} is readable by every user (mode ${(mode & 0o777).toString(8)})`, {
+      hint: `run: chmod 600 ${path}`,
+      code: 'ERR_SECRET_FILE_MODE',
+    });
+  }
+  if (mode & 0o022) {
+    // Whoever can write the file can swap the secret (e.g. point us at their own broker).
+    throw new ConfigError(`${what}: secret file ${path} is writable by ${mode & 0o002 ? 'every user' : 'its group'} (mode ${(mode & 0o777).toString(8)})`, {
+      hint: `run: chmod 600 ${path} (or 640/440 to share read access with a group)`,
+      code: 'ERR_SECRET_FILE_MODE',
+    });
+  }
+  let value: string;
+  try {
+    value = readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new ConfigError(`${what}: secret file ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, {
+      hint: 'check the path and that this user may read it',
+      code: 'ERR_SECRET_FILE',
+    });
+  }
+  if (value === '') {
+    throw new ConfigError(`${what}: secret file ${path} is empty`, { hint: 'write the secret into the file, e.g. with `celeriac secrets generate password --format file`', code: 'ERR_SECRET_FILE' });
+  }
+  registerSecret(value);
+  return value;
+}
+
+const REF_RE = /\$\{(file|env):([^}]*)\}/g;
+
+/**
+ * Replace `${file:PATH}` and `${env:NAME}` references in a value (see the
+ * module comment) by the percent-encoded secret. Throws `ConfigError`
+ * naming the reference (never the secret) when a file or variable is
+ * missing, empty, or a file's mode is unsafe.
+ */
+export function resolveSecretRefs(value: string, env: Env = process.env): string {
+  if (!value.includes('${')) return value;
+  return value.replace(REF_RE, (_m, type: string, target: string) => {
+    const ref = `\${${type}:${target}}`;
+    if (target === '') throw new ConfigError(`secret reference ${ref} names nothing`, { hint: 'write ${file:/path/to/secret} or ${env:VARIABLE}', code: 'ERR_SECRET_REF' });
+    let secret: string;
+    if (type === 'file') {
+      secret = readSecretFile(target, `secret reference ${ref}`);
+    } else {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(target)) {
+        throw new ConfigError(`secret reference ${ref}: ${JSON.stringify(target)} is not a variable name`, { code: 'ERR_SECRET_REF' });
+      }
+      const v = env[target];
+      if (v === undefined || v === '') {
+        throw new ConfigError(`secret reference ${ref}: environment variable ${target} is not set`, { hint: `export ${target}, or use \${file:…} with a secret file`, code: 'ERR_SECRET_REF' });
+      }
+      secret = v;
+      registerSecret(secret);
+    }
+    return encodeURIComponent(secret);
+  });
+}
+
+/**
+ * The first of `names` set in `env`, looking at `NAME` then `NAME_FILE`,
+ * with secret references (`${file:…}`, `${env:…}`) resolved. Giving both
+ * forms of one name is refused as ambiguous.
+ */
+export function settingFromEnv(env: Env, names: readonly string[]): string | undefined {
+  for (const name of names) {
+    const direct = env[name];
+    const file = env[`${name}_FILE`];
+    if (direct !== undefined && direct !== '' && file) {
+      throw new ConfigError(`both ${name} and ${name}_FILE are set`, { hint: `unset one of them` });
+    }
+    if (file) return resolveSecretRefs(readSecretFile(file, `${name}_FILE`), env);
+    if (direct !== undefined && direct !== '') {
+      const value = resolveSecretRefs(direct, env);
+      registerSecret(passwordOf(value));
+      return value;
+    }
+  }
+  return undefined;
+}
+
+function passwordOf(url: string): string | undefined {
+  const m = /^[a-z][a-z0-9+.-]*:\/\/[^/@:]*:([^/]*)@/i.exec(url);
+  if (!m?.[1]) return undefined;
+  try {
+    return decodeURIComponent(m[1]);
+  } catch {
+    return m[1];
+  }
+}
+
+/** A setting that can be re-read when secrets are rotated (SIGHUP). */
+export interface CredentialSource {
+  /** The variable names consulted, in order. */
+  readonly names: readonly string[];
+  /** The value read last. */
+  current(): string;
+  /**
+   * Re-read the environment and secret files. On error the current value
+   * is kept and the `ConfigError` is thrown, so a half-written secret file
+   * during rotation never replaces a working credential.
+   */
+  reload(): { changed: boolean };
+}
+
+/**
+ * A reloadable setting read with {@link settingFromEnv} (so `NAME`,
+ * `NAME_FILE` and secret references all work). Typical use: build a
+ * source for `BROKER_URL_VARS`, call `reload()` on SIGHUP and reconnect
+ * when `changed` is true. Throws when none of the names is set.
+ */
+export function createCredentialSource(names: readonly string[], env: Env = process.env): CredentialSource {
+  const read = (): string => {
+    const v = settingFromEnv(env, names);
+    if (v === undefined) {
+      throw new ConfigError(`none of ${names.join(', ')} is set`, { hint: `set ${names[0] ?? 'the variable'} or ${names[0] ?? 'it'}_FILE`, code: 'ERR_SECRET_MISSING' });
+    }
+    return v;
+  };
+  let value = read();
+  return {
+    names: [...names],
+    current: () => value,
+    reload: () => {
+      const next = read();
+      const changed = next !== value;
+      value = next;
+      return { changed };
+    },
+  };
+}
+
+/** Broker URL variable names, in order of precedence. */
+export const BROKER_URL_VARS = ['CELERIAC_BROKER_URL', 'CELERY_BROKER_URL'] as const;
+/** Result backend URL variable names, in order of precedence. */
+export const RESULT_BACKEND_VARS = ['CELERIAC_RESULT_BACKEND', 'CELERY_RESULT_BACKEND'] as const;

@@ -1,0 +1,122 @@
+/**
+ * Redaction: the one place that knows how to hide secrets in URLs and text.
+ * Every log line, error message and CLI output passes through here.
+ */
+
+const MASK = '***';
+
+/** Query parameters whose values are secrets. */
+const SECRET_PARAMS = /^(password|passwd|pass|pwd|secret|token|access_token|refresh_token|client_secret|api_key|apikey|key_password|ssl_password|auth|sasl_password)$/i;
+
+/**
+ * Hide the password (and any secret query parameter) of a URL. Works on
+ * strings that are not valid WHATWG URLs too (e.g. `redis://:pw@host`,
+ * passwords with unencoded `@`, `/` or `?`), erring on the side of hiding
+ * too much.
+ */
+export function redactUrl(url: string): string {
+  return redactText(url);
+}
+
+// A URL-ish token: scheme:// followed by anything up to whitespace, a quote or angle bracket.
+const URL_TOKEN_RE = /\b([a-z][a-z0-9+.-]*:\/\/)([^\s'"<>`]+)/gi;
+// ?password=... or &token=...
+const PARAM_RE = /([?&;])([A-Za-z_]+)=([^&\s#'"]*)/g;
+// "password": "two words"  (quoted value: mask up to the closing quote)
+const QUOTED_FIELD_RE = /\b([A-Za-z_-]*(?:password|passwd|secret|token|api_?key|credentials?)[A-Za-z_-]*)(["']?\s*[:=]\s*)(["'])((?:\\.|(?!\3)[^\\])*)\3/gi;
+// password=value  (unquoted value: mask up to a delimiter)
+const FIELD_RE = /\b([A-Za-z_-]*(?:password|passwd|secret|token|api_?key)[A-Za-z_-]*)(\s*[:=]\s*)(?!["'\s])([^\s"',;}&)]+)/gi;
+// Authorization: Basic xxx / Bearer xxx / "authorization": "..."
+const AUTH_HEADER_RE = /\b((?:proxy-)?authorization)(["']?\s*[:=]\s*["']?)(?:(basic|bearer|digest|token|negotiate)\s+)?([^\s"',;}]+)/gi;
+
+/**
+ * Mask the userinfo password of one `scheme://…` token. The userinfo ends
+ * at the last `@` before the first `?` or `#` (so passwords with unencoded
+ * `@` or `/` are hidden whole); when a `?`/`#` inside the password hides
+ * that `@`, the last `@` of the token is used instead — over-redacting the
+ * host is better than leaking a password.
+ */
+function redactUrlToken(scheme: string, rest: string): string {
+  const q = rest.search(/[?#]/);
+  let at = rest.lastIndexOf('@', q === -1 ? undefined : q);
+  if (q !== -1 && at === -1) at = rest.lastIndexOf('@');
+  if (at === -1) return scheme + rest;
+  const userinfo = rest.slice(0, at);
+  const colon = userinfo.indexOf(':');
+  if (colon === -1) return scheme + rest; // a user name alone is not a secret
+  return `${scheme}${userinfo.slice(0, colon)}:${MASK}${rest.slice(at)}`;
+}
+
+/** Redact every URL credential, secret-looking field and Authorization header in free text. */
+export function redactText(text: string): string {
+  if (!text) return text;
+  let out = text.replace(URL_TOKEN_RE, (_m, scheme: string, rest: string) => redactUrlToken(scheme, rest));
+  out = out.replace(PARAM_RE, (m, sep: string, name: string) => (SECRET_PARAMS.test(name) ? `${sep}${name}=${MASK}` : m));
+  out = out.replace(AUTH_HEADER_RE, (_m, name: string, sep: string, scheme: string | undefined) => `${name}${sep}${scheme ? `${scheme} ` : ''}${MASK}`);
+  out = out.replace(QUOTED_FIELD_RE, (_m, name: string, sep: string, quote: string) => `${name}${sep}${quote}${MASK}${quote}`);
+  out = out.replace(FIELD_RE, (m, name: string, sep: string, value: string) => (value === MASK ? m : `${name}${sep}${MASK}`));
+  return out;
+}
+
+/** Known secret values (e.g. loaded from *_FILE) that must be masked wherever they appear. */
+const knownSecrets = new Set<string>();
+
+/**
+ * Register a secret value so `redactAll` masks it anywhere in text, in its
+ * raw and percent-encoded forms. Short values are ignored (too many false hits).
+ */
+export function registerSecret(value: string | undefined): void {
+  if (!value || value.length < 6) return;
+  knownSecrets.add(value);
+  const encoded = encodeURIComponent(value);
+  if (encoded !== value) knownSecrets.add(encoded);
+  // Multi-line secrets (PEM keys): every long line is a secret on its own.
+  if (value.includes('\n')) {
+    for (const line of value.split(/\r?\n/)) if (line.length >= 16 && !line.startsWith('-----')) knownSecrets.add(line);
+  }
+}
+
+/** Forget every registered secret (tests only). */
+export function clearRegisteredSecrets(): void {
+  knownSecrets.clear();
+}
+
+/** Redact URL credentials, secret fields and every registered secret value. */
+export function redactAll(text: string): string {
+  let out = redactText(text);
+  // Longest first, so a secret that contains another is masked whole.
+  for (const s of [...knownSecrets].sort((a, b) => b.length - a.length)) if (out.includes(s)) out = out.split(s).join(MASK);
+  return out;
+}
+
+/** Object keys whose values are never shown, whatever they hold. */
+const SECRET_KEY_RE = /^(?:.*(?:password|passwd|secret|token|api_?key|private_?key|passphrase|credentials?)|authorization|proxy-authorization|cookie|set-cookie|key|pwd|pass)$/i;
+
+/** Whether an object key names a secret (`password`, `clientSecret`, `Authorization`, `key`, …). */
+export function isSecretKey(key: string): boolean {
+  return SECRET_KEY_RE.test(key);
+}
+
+/**
+ * Deep copy of a value with secret-named keys masked and every string
+ * passed through `redactAll`. Cycles and depth beyond 8 are cut off.
+ */
+export function redactValue(value: unknown, depth = 0, seen: WeakSet<object> = new WeakSet()): unknown {
+  if (typeof value === 'string') return redactAll(value);
+  if (value === null || typeof value !== 'object') return value;
+  if (Buffer.isBuffer(value) || value instanceof Uint8Array) return value;
+  if (seen.has(value) || depth > 8) return '[…]';
+  seen.add(value);
+  if (Array.isArray(value)) return value.map((v) => redactValue(v, depth + 1, seen));
+  if (value instanceof Error) {
+    const copy = new Error(redactAll(value.message));
+    copy.name = value.name;
+    if (value.stack) copy.stack = redactAll(value.stack);
+    return copy;
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    out[k] = isSecretKey(k) && v !== undefined && v !== null && v !== '' && typeof v !== 'boolean' ? MASK : redactValue(v, depth + 1, seen);
+  }
+  return out;
+}

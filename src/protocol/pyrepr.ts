@@ -1,0 +1,84 @@
+/**
+ * A best-effort Python `repr()` of JSON values, for the `argsrepr` and
+ * `kwargsrepr` headers and event fields that Celery tools display. Mirrors
+ * Celery's saferepr limits: containers nested deeper than `maxLevels` show as
+ * `[...]`/`{...}`, and the text is cut at `maxLength` characters.
+ */
+
+export interface ReprOptions {
+  maxLength?: number;
+  maxLevels?: number;
+}
+
+const DEFAULT_MAX_LENGTH = 1024;
+const DEFAULT_MAX_LEVELS = 3;
+
+/** `repr(tuple(args))`: `(2, 3)`, `(1,)`, `()`. */
+export function reprArgs(args: readonly unknown[], options?: ReprOptions): string {
+  const parts = args.map((a) => repr(a, 1, options));
+  const inner = parts.length === 1 ? `${parts[0]},` : parts.join(', ');
+  return truncate(`(${inner})`, options?.maxLength);
+}
+
+/** `repr(dict(kwargs))`. */
+export function reprKwargs(kwargs: Record<string, unknown>, options?: ReprOptions): string {
+  return truncate(repr(kwargs, 0, options), options?.maxLength);
+}
+
+/** `repr(value)` for any JSON-like value. */
+export function reprValue(value: unknown, options?: ReprOptions): string {
+  return truncate(repr(value, 0, options), options?.maxLength);
+}
+
+function truncate(text: string, max = DEFAULT_MAX_LENGTH): string {
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+}
+
+function repr(v: unknown, level: number, options?: ReprOptions): string {
+  const maxLevels = options?.maxLevels ?? DEFAULT_MAX_LEVELS;
+  if (v === null || v === undefined) return 'None';
+  if (v === true) return 'True';
+  if (v === false) return 'False';
+  if (typeof v === 'number') return reprNumber(v);
+  if (typeof v === 'bigint') return v.toString();
+  if (typeof v === 'string') return reprString(v);
+  if (Buffer.isBuffer(v) || v instanceof Uint8Array) return `b'${Buffer.from(v).toString('latin1')}'`;
+  if (Array.isArray(v)) {
+    if (level >= maxLevels) return '[...]';
+    return `[${v.map((x) => repr(x, level + 1, options)).join(', ')}]`;
+  }
+  if (typeof v === 'object') {
+    if (level >= maxLevels) return '{...}';
+    const entries = Object.entries(v as Record<string, unknown>).map(
+      ([k, x]) => `${reprString(k)}: ${repr(x, level + 1, options)}`,
+    );
+    return `{${entries.join(', ')}}`;
+  }
+  return reprString(String(v));
+}
+
+function reprNumber(n: number): string {
+  if (Number.isNaN(n)) return 'nan';
+  if (n === Infinity) return 'inf';
+  if (n === -Infinity) return '-inf';
+  return String(n);
+}
+
+const ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/** Python 3 str repr: single quotes unless the text has `'` and no `"`. */
+export function reprString(s: string): string {
+  const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
+  let out = '';
+  for (const ch of s) {
+    const esc = ESCAPES[ch];
+    if (esc) out += esc;
+    else if (ch === quote) out += `\\${quote}`;
+    else {
+      const cp = ch.codePointAt(0)!;
+      if (cp < 0x20 || cp === 0x7f) out += `\\x${cp.toString(16).padStart(2, '0')}`;
+      else out += ch;
+    }
+  }
+  return quote + out + quote;
+}

@@ -1,0 +1,118 @@
+/**
+ * kombu's Redis envelope: the JSON object stored in a queue list, with the
+ * body base64-encoded and the AMQP properties flattened beside it.
+ */
+import { decodeJsonText } from '../codec/json.ts';
+import type { DecodeLimits } from '../codec/limits.ts';
+import { DecodeError } from '../errors.ts';
+import type { WireMessage } from './types.ts';
+
+/** Routing facts kombu stores with each envelope. */
+export interface EnvelopeRouting {
+  exchange: string;
+  routingKey: string;
+  deliveryTag: string;
+}
+
+/**
+ * Serialize a message as kombu does (same key order, base64 body). The body
+ * is copied as base64 once; headers and properties are not re-encoded.
+ */
+export function encodeRedisEnvelope(message: WireMessage, routing: EnvelopeRouting): string {
+  const p = message.properties;
+  const properties: Record<string, unknown> = {
+    correlation_id: p.correlation_id,
+    reply_to: p.reply_to ?? '',
+    delivery_mode: p.delivery_mode ?? 2,
+  };
+  if (p.expiration !== undefined) properties.expiration = p.expiration;
+  for (const [k, v] of Object.entries(p)) {
+    if (!(k in properties) && k !== 'priority' && k !== 'delivery_info' && k !== 'body_encoding' && k !== 'delivery_tag') {
+      properties[k] = v;
+    }
+  }
+  properties.delivery_info = { exchange: routing.exchange, routing_key: routing.routingKey };
+  properties.priority = p.priority ?? 0;
+  properties.body_encoding = 'base64';
+  properties.delivery_tag = routing.deliveryTag;
+  return JSON.stringify({
+    body: message.body.toString('base64'),
+    'content-encoding': message.contentEncoding,
+    'content-type': message.contentType,
+    headers: message.headers,
+    properties,
+  });
+}
+
+/** An envelope read back from a list. */
+export interface DecodedEnvelope {
+  message: WireMessage;
+  routing: EnvelopeRouting;
+  redelivered: boolean;
+}
+
+/**
+ * Parse an envelope under the decoding limits (the envelope limit is the
+ * body limit plus base64 overhead and room for headers).
+ */
+export function decodeRedisEnvelope(raw: string, limits: DecodeLimits): DecodedEnvelope {
+  const envLimits = { ...limits, maxBytes: Math.ceil(limits.maxBytes * 4 / 3) + 256 * 1024 };
+  const env = decodeJsonText(raw, envLimits);
+  if (env === null || typeof env !== 'object' || Array.isArray(env)) throw new DecodeError('envelope is not a JSON object', { code: 'ERR_ENVELOPE' });
+  const e = env as Record<string, unknown>;
+  const props = isObject(e.properties) ? (e.properties as Record<string, unknown>) : {};
+  const headers = isObject(e.headers) ? (e.headers as Record<string, unknown>) : {};
+  if (typeof e.body !== 'string') throw new DecodeError('envelope has no string body', { code: 'ERR_ENVELOPE' });
+  const encoding = props.body_encoding;
+  let body: Buffer;
+  if (encoding === 'base64') {
+    body = Buffer.from(e.body, 'base64');
+  } else if (encoding === undefined || encoding === null || encoding === 'utf-8') {
+    body = Buffer.from(e.body, 'utf8');
+  } else {
+    throw new DecodeError(`unsupported body_encoding ${JSON.stringify(encoding)}`, { code: 'ERR_ENVELOPE' });
+  }
+  if (body.length > limits.maxBytes) {
+    throw new DecodeError(`body of ${body.length} bytes exceeds the ${limits.maxBytes}-byte limit`, { code: 'ERR_TOO_LARGE' });
+  }
+  const info = isObject(props.delivery_info) ? (props.delivery_info as Record<string, unknown>) : {};
+  return {
+    message: {
+      headers,
+      properties: props,
+      contentType: typeof e['content-type'] === 'string' ? e['content-type'] : '',
+      contentEncoding: typeof e['content-encoding'] === 'string' ? e['content-encoding'] : '',
+      body,
+    },
+    routing: {
+      exchange: typeof info.exchange === 'string' ? info.exchange : '',
+      routingKey: typeof info.routing_key === 'string' ? info.routing_key : '',
+      deliveryTag: typeof props.delivery_tag === 'string' ? props.delivery_tag : '',
+    },
+    redelivered: info.redelivered === true || headers.redelivered === true,
+  };
+}
+
+function isObject(v: unknown): boolean {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** kombu's priority separator: the two bytes 0x06 0x16. */
+export const PRIORITY_SEP = '\x06\x16';
+
+/** Map a 0..9 priority to kombu's bucket step (0, 3, 6, 9). */
+export function priorityStep(priority: number | undefined): number {
+  const p = Math.min(9, Math.max(0, Math.trunc(priority ?? 0)));
+  return p >= 9 ? 9 : p >= 6 ? 6 : p >= 3 ? 3 : 0;
+}
+
+/** The list key of a queue's priority bucket: `celery`, `celery\x06\x163`, … */
+export function priorityQueueKey(queue: string, step: number): string {
+  return step === 0 ? queue : `${queue}${PRIORITY_SEP}${step}`;
+}
+
+/** Strip a bucket suffix from a list key to get the queue name. */
+export function queueOfKey(key: string): string {
+  const i = key.indexOf(PRIORITY_SEP);
+  return i < 0 ? key : key.slice(0, i);
+}

@@ -1,0 +1,287 @@
+/**
+ * Build and parse Celery task messages (protocol v2, and v1 on input).
+ * Pure: bytes and values in, values out.
+ */
+import { ProtocolError } from '../errors.ts';
+import type { Serializer } from '../codec/serializers.ts';
+import { clientOrigin } from './ids.ts';
+import { reprArgs, reprKwargs } from './pyrepr.ts';
+import { parseIso, toIsoUtc } from './time.ts';
+import type { Embed, JsonValue, SignatureDict, TaskBody, TaskHeaders, WireMessage } from './types.ts';
+
+/** Everything needed to build one task message. Times are epoch milliseconds. */
+export interface TaskMessageInput {
+  task: string;
+  id: string;
+  args: readonly unknown[];
+  kwargs: Readonly<Record<string, unknown>>;
+  eta?: number | null;
+  expires?: number | null;
+  group?: string | null;
+  groupIndex?: number | null;
+  retries?: number;
+  /** `[hard, soft]` seconds. */
+  timeLimit?: [number | null, number | null];
+  rootId?: string | null;
+  parentId?: string | null;
+  shadow?: string | null;
+  origin?: string;
+  ignoreResult?: boolean;
+  priority?: number;
+  replyTo?: string;
+  embed?: Partial<Embed>;
+  /** Extra headers (e.g. Celeriac's signature header); never overrides the standard ones. */
+  extraHeaders?: Record<string, unknown>;
+  /** Current time, for the `expiration` property. */
+  now?: number;
+}
+
+/** Encoded body of a task message (before any signing). */
+export function encodeTaskBody(
+  serializer: Serializer,
+  args: readonly unknown[],
+  kwargs: Readonly<Record<string, unknown>>,
+  embed?: Partial<Embed>,
+): Buffer {
+  const fullEmbed: Embed = {
+    callbacks: embed?.callbacks ?? null,
+    errbacks: embed?.errbacks ?? null,
+    chain: embed?.chain ?? null,
+    chord: embed?.chord ?? null,
+  };
+  return serializer.encode([args, kwargs, fullEmbed]);
+}
+
+/** The 16 standard v2 headers, in Celery's order. */
+export function buildTaskHeaders(input: TaskMessageInput): TaskHeaders {
+  const headers: TaskHeaders = {
+    lang: 'py',
+    task: input.task,
+    id: input.id,
+    shadow: input.shadow ?? null,
+    eta: input.eta != null ? toIsoUtc(input.eta) : null,
+    expires: input.expires != null ? toIsoUtc(input.expires) : null,
+    group: input.group ?? null,
+    group_index: input.groupIndex ?? null,
+    retries: input.retries ?? 0,
+    timelimit: input.timeLimit ?? [null, null],
+    root_id: input.rootId ?? input.id,
+    parent_id: input.parentId ?? null,
+    argsrepr: reprArgs(input.args),
+    kwargsrepr: reprKwargs(input.kwargs as Record<string, unknown>),
+    origin: input.origin ?? clientOrigin(),
+    ignore_result: input.ignoreResult ?? false,
+  };
+  if (input.extraHeaders) {
+    for (const [k, v] of Object.entries(input.extraHeaders)) if (!(k in headers)) headers[k] = v;
+  }
+  return headers;
+}
+
+/** Build a complete v2 task message ready for any broker adapter. */
+export function buildTaskMessage(input: TaskMessageInput, serializer: Serializer, body?: Buffer): WireMessage {
+  const headers = buildTaskHeaders(input);
+  const properties: WireMessage['properties'] = {
+    correlation_id: input.id,
+    reply_to: input.replyTo ?? '',
+    delivery_mode: 2,
+    priority: input.priority ?? 0,
+  };
+  if (input.expires != null) {
+    properties.expiration = String(Math.max(0, Math.round(input.expires - (input.now ?? Date.now()))));
+  }
+  return {
+    headers,
+    properties,
+    contentType: serializer.contentType,
+    contentEncoding: serializer.contentEncoding,
+    body: body ?? encodeTaskBody(serializer, input.args, input.kwargs, input.embed),
+  };
+}
+
+/** A task message after parsing and validation: what the worker acts on. */
+export interface TaskRequest {
+  id: string;
+  /** Registered name used for dispatch (the `task` header). */
+  task: string;
+  args: JsonValue[];
+  kwargs: Record<string, JsonValue>;
+  embed: Embed;
+  /** Epoch ms, or null. */
+  eta: number | null;
+  /** Epoch ms, or null. */
+  expires: number | null;
+  retries: number;
+  timeLimit: [number | null, number | null];
+  rootId: string;
+  parentId: string | null;
+  group: string | null;
+  groupIndex: number | null;
+  shadow: string | null;
+  ignoreResult: boolean;
+  origin: string | null;
+  argsrepr: string;
+  kwargsrepr: string;
+  correlationId: string;
+  replyTo: string;
+  priority: number;
+  /** 2 for v2 messages; 1 when converted from a v1 body. */
+  protocol: 1 | 2;
+  /** The headers as received (v1: rebuilt), for re-sending. */
+  headers: Record<string, unknown>;
+}
+
+/** Decodes a message body (applying the accept list, limits and signature checks). */
+export type BodyDecoder = (message: WireMessage) => unknown;
+
+/** Read only the headers a worker needs before decoding the body (dispatch, eta, expires). */
+export function peekTaskHeaders(message: WireMessage): { id: string | undefined; task: string | undefined } {
+  const h = message.headers;
+  return {
+    id: typeof h.id === 'string' ? h.id : typeof message.properties.correlation_id === 'string' ? message.properties.correlation_id : undefined,
+    task: typeof h.task === 'string' ? h.task : undefined,
+  };
+}
+
+/**
+ * Parse a task message. v2 messages are recognised by their `task` header;
+ * a body that is an object with `task` is protocol v1 (or a hybrid) and is
+ * converted the way Celery converts it. Throws `ProtocolError` for anything
+ * that is not a runnable task message.
+ */
+export function parseTaskMessage(message: WireMessage, decodeBody: BodyDecoder): TaskRequest {
+  const h = message.headers ?? {};
+  const decoded = decodeBody(message);
+  if (typeof h.task === 'string' && Array.isArray(decoded)) return fromV2(message, h, decoded);
+  if (decoded !== null && typeof decoded === 'object' && !Array.isArray(decoded) && typeof (decoded as { task?: unknown }).task === 'string') {
+    return fromV1(message, h, decoded as Record<string, unknown>);
+  }
+  if (typeof h.task === 'string') {
+    throw new ProtocolError('body is not [args, kwargs, embed]', { hint: 'send protocol v2 messages' });
+  }
+  throw new ProtocolError('unknown message format: no task header and no v1 body', { hint: 'send protocol v2 messages' });
+}
+
+function fromV2(message: WireMessage, h: Record<string, unknown>, body: unknown[]): TaskRequest {
+  if (body.length < 2 || body.length > 3) throw new ProtocolError(`body has ${body.length} elements, expected [args, kwargs, embed]`);
+  const [args, kwargs, embedRaw] = body as [unknown, unknown, unknown];
+  return assemble(message, h, 2, args, kwargs, normalizeEmbed(embedRaw));
+}
+
+function fromV1(message: WireMessage, h: Record<string, unknown>, body: Record<string, unknown>): TaskRequest {
+  const headers: Record<string, unknown> = {
+    lang: body.lang ?? 'py',
+    task: body.task,
+    id: body.id,
+    root_id: body.root_id ?? null,
+    parent_id: body.parent_id ?? null,
+    group: body.group ?? body.taskset ?? null,
+    group_index: body.group_index ?? null,
+    shadow: body.shadow ?? null,
+    eta: body.eta ?? null,
+    expires: body.expires ?? null,
+    retries: body.retries ?? 0,
+    timelimit: body.timelimit ?? [null, null],
+    argsrepr: body.argsrepr ?? '',
+    kwargsrepr: body.kwargsrepr ?? '',
+    origin: body.origin ?? null,
+    ...h,
+  };
+  const embed = normalizeEmbed({ callbacks: body.callbacks ?? null, errbacks: body.errbacks ?? null, chain: null, chord: body.chord ?? null });
+  return assemble(message, headers, 1, body.args ?? [], body.kwargs ?? {}, embed);
+}
+
+function assemble(
+  message: WireMessage,
+  h: Record<string, unknown>,
+  protocol: 1 | 2,
+  args: unknown,
+  kwargs: unknown,
+  embed: Embed,
+): TaskRequest {
+  if (typeof h.task !== 'string' || h.task.length === 0) throw new ProtocolError('missing task name');
+  const id = typeof h.id === 'string' ? h.id : message.properties.correlation_id;
+  if (typeof id !== 'string' || id.length === 0 || id.length > 255) throw new ProtocolError('missing or invalid task id');
+  if (!Array.isArray(args)) throw new ProtocolError('args is not an array');
+  if (kwargs === null || typeof kwargs !== 'object' || Array.isArray(kwargs)) throw new ProtocolError('kwargs is not an object');
+  const retries = h.retries ?? 0;
+  if (typeof retries !== 'number' || !Number.isInteger(retries) || retries < 0) throw new ProtocolError('retries is not a non-negative integer');
+  const priority = typeof message.properties.priority === 'number' ? message.properties.priority : 0;
+  return {
+    id,
+    task: h.task,
+    args: args as JsonValue[],
+    kwargs: kwargs as Record<string, JsonValue>,
+    embed,
+    eta: parseTime(h.eta, 'eta'),
+    expires: parseTime(h.expires, 'expires'),
+    retries,
+    timeLimit: parseTimeLimit(h.timelimit),
+    rootId: typeof h.root_id === 'string' ? h.root_id : id,
+    parentId: typeof h.parent_id === 'string' ? h.parent_id : null,
+    group: typeof h.group === 'string' ? h.group : null,
+    groupIndex: typeof h.group_index === 'number' ? h.group_index : null,
+    shadow: typeof h.shadow === 'string' ? h.shadow : null,
+    ignoreResult: h.ignore_result === true,
+    origin: typeof h.origin === 'string' ? h.origin : null,
+    argsrepr: typeof h.argsrepr === 'string' ? h.argsrepr : '',
+    kwargsrepr: typeof h.kwargsrepr === 'string' ? h.kwargsrepr : '',
+    correlationId: typeof message.properties.correlation_id === 'string' ? message.properties.correlation_id : id,
+    replyTo: typeof message.properties.reply_to === 'string' ? message.properties.reply_to : '',
+    priority,
+    protocol,
+    headers: h,
+  };
+}
+
+function parseTime(v: unknown, name: string): number | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'string') throw new ProtocolError(`${name} is not an ISO-8601 string`);
+  const t = parseIso(v);
+  if (t === undefined) throw new ProtocolError(`${name} ${JSON.stringify(v.slice(0, 64))} does not parse as ISO-8601`);
+  return t;
+}
+
+function parseTimeLimit(v: unknown): [number | null, number | null] {
+  if (!Array.isArray(v)) return [null, null];
+  const num = (x: unknown): number | null => (typeof x === 'number' && Number.isFinite(x) && x > 0 ? x : null);
+  return [num(v[0]), num(v[1])];
+}
+
+function normalizeEmbed(raw: unknown): Embed {
+  if (raw === null || raw === undefined) return { callbacks: null, errbacks: null, chain: null, chord: null };
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ProtocolError('embed is not an object');
+  const e = raw as Record<string, unknown>;
+  return {
+    callbacks: sigList(e.callbacks, 'callbacks'),
+    errbacks: sigList(e.errbacks, 'errbacks'),
+    chain: sigList(e.chain, 'chain'),
+    chord: e.chord == null ? null : sig(e.chord, 'chord'),
+  };
+}
+
+function sigList(v: unknown, name: string): SignatureDict[] | null {
+  if (v === null || v === undefined) return null;
+  if (!Array.isArray(v)) throw new ProtocolError(`embed.${name} is not a list`);
+  return v.map((s, i) => sig(s, `${name}[${i}]`));
+}
+
+function sig(v: unknown, name: string): SignatureDict {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ProtocolError(`embed.${name} is not a signature`);
+  const s = v as Record<string, unknown>;
+  if (typeof s.task !== 'string') throw new ProtocolError(`embed.${name} has no task name`);
+  return {
+    ...s,
+    task: s.task,
+    args: Array.isArray(s.args) ? (s.args as JsonValue[]) : [],
+    kwargs: s.kwargs && typeof s.kwargs === 'object' && !Array.isArray(s.kwargs) ? (s.kwargs as Record<string, JsonValue>) : {},
+    options: s.options && typeof s.options === 'object' && !Array.isArray(s.options) ? (s.options as Record<string, JsonValue>) : {},
+    subtask_type: typeof s.subtask_type === 'string' ? s.subtask_type : null,
+    immutable: s.immutable === true,
+  };
+}
+
+/** Type guard for a decoded v2 body. */
+export function isTaskBody(v: unknown): v is TaskBody {
+  return Array.isArray(v) && v.length === 3 && Array.isArray(v[0]) && v[1] !== null && typeof v[1] === 'object';
+}

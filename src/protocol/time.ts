@@ -1,0 +1,50 @@
+/**
+ * Timestamps as Celery writes and reads them: ISO-8601 with microseconds,
+ * `+00:00` for aware times (eta, expires), naive UTC for 5.2.6's date_done.
+ */
+
+function pad(n: number, width = 2): string {
+  return String(n).padStart(width, '0');
+}
+
+function isoCore(d: Date): string {
+  return (
+    `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}` +
+    `T${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}` +
+    `.${pad(d.getUTCMilliseconds(), 3)}000`
+  );
+}
+
+/** Aware UTC timestamp as Python's `datetime.isoformat()`: `2026-11-24T06:15:55.874000+00:00`. */
+export function toIsoUtc(ms: number): string {
+  return `${isoCore(new Date(ms))}+00:00`;
+}
+
+/** Naive UTC timestamp as Celery 5.2.6 writes `date_done`: `2026-11-24T06:15:52.531000`. */
+export function toNaiveIsoUtc(ms: number): string {
+  return isoCore(new Date(ms));
+}
+
+const ISO_RE =
+  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(Z|[+-]\d{2}(?::?\d{2})?)?$/;
+
+/**
+ * Parse an ISO-8601 timestamp to epoch milliseconds. Naive timestamps are
+ * read as UTC (Celery's default `timezone`). Returns `undefined` when the
+ * text does not parse, so callers can reject the message.
+ */
+export function parseIso(text: string): number | undefined {
+  const m = ISO_RE.exec(text.trim());
+  if (!m) return undefined;
+  const [, y, mo, d, h, mi, s, frac, tz] = m;
+  const msFrac = frac ? Number((frac + '000').slice(0, 3)) : 0;
+  let t = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), s ? Number(s) : 0, msFrac);
+  if (Number.isNaN(t)) return undefined;
+  if (tz && tz !== 'Z') {
+    const sign = tz.startsWith('-') ? -1 : 1;
+    const digits = tz.slice(1).replace(':', '');
+    const offMin = Number(digits.slice(0, 2)) * 60 + (digits.length > 2 ? Number(digits.slice(2, 4)) : 0);
+    t -= sign * offMin * 60_000;
+  }
+  return t;
+}

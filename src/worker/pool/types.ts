@@ -1,0 +1,19 @@
+import type { ExecJob, ExecOutcome } from '../execute.ts';
+
+/** Where task functions run. */
+export interface Pool {
+  readonly kind: 'prefork' | 'solo';
+  /** Start children (prefork) and load the app in them; rejects if the app fails to load. */
+  start(): Promise<void>;
+  /**
+   * Run a job. `hardTimeLimitMs` kills the process running it when it
+   * passes (prefork); the solo pool can only stop waiting.
+   */
+  run(job: ExecJob, hardTimeLimitMs?: number): Promise<ExecOutcome>;
+  /** Abort a running job's signal (revoke with terminate). Returns false when it is not running. */
+  abort(jobId: string): boolean;
+  /** Stop: wait up to `graceMs` for running jobs, then kill; unfinished jobs resolve as `lost`. */
+  close(graceMs: number): Promise<void>;
+  /** Process ids of the children (empty for solo). */
+  readonly pids: number[];
+}

@@ -1,0 +1,554 @@
+/**
+ * The worker: consumes task messages, holds ETA tasks, applies expiry and
+ * rate limits, runs tasks in the pool, stores results, sends follow-ups
+ * (retries, chains, callbacks) and settles every delivery exactly once.
+ *
+ * Ack semantics are Celery's: early ack (when the task starts) by default;
+ * with acksLate the message is acked after the result is stored, and a task
+ * whose process dies is redelivered when rejectOnWorkerLost is on.
+ */
+import { availableParallelism } from 'node:os';
+import type { App } from '../app.ts';
+import type { ResultStore } from '../backend/results.ts';
+import type { Consumer, Delivery, MalformedDelivery } from '../broker/types.ts';
+import { ContentDisallowedError, DecodeError, ValidationError, ConfigError } from '../errors.ts';
+import type { Logger } from '../logging.ts';
+import { defaultNodeName, newId } from '../protocol/ids.ts';
+import { buildResultMeta, errorToExceptionInfo, type ExceptionInfo, type ExtendedFields, type ResultMeta } from '../protocol/result-meta.ts';
+import { parseTaskMessage, peekTaskHeaders, type TaskRequest } from '../protocol/task-message.ts';
+import { reprArgs, reprKwargs } from '../protocol/pyrepr.ts';
+import { bindArguments, parseRateLimit, validateArguments, type TaskDefinition } from '../task.ts';
+import type { RequestInfo } from './context.ts';
+import type { ExecJob, ExecOutcome } from './execute.ts';
+import { childTuple, failureFollowUps, retryMessageInput, successFollowUps, type FollowUp } from './follow-ups.ts';
+import { createPreforkPool } from './pool/prefork.ts';
+import { createSoloPool } from './pool/solo.ts';
+import type { Pool } from './pool/types.ts';
+import { TokenBucket } from './rate-limit.ts';
+import { decideRetry } from './retry-policy.ts';
+
+export interface WorkerOptions {
+  app: App;
+  /** Module whose `app` (or default) export is the app: required by the prefork pool, which loads it in each child. */
+  appModule?: string;
+  /** Queues to consume (default: `taskDefaultQueue`). */
+  queues?: string[];
+  /** Tasks running at once (default: number of CPUs). */
+  concurrency?: number;
+  /** Prefetch = concurrency × this (default 4, as Celery). */
+  prefetchMultiplier?: number;
+  /** `prefork` (default: tasks in child processes) or `solo` (in this process; no isolation). */
+  pool?: 'prefork' | 'solo';
+  /** Child processes of the prefork pool (default: min(concurrency, CPUs)). */
+  processes?: number;
+  /** V8 heap limit per child process, MiB. */
+  maxMemoryPerChildMb?: number;
+  /** Node name, e.g. `worker1@host` (default `celeriac<pid>@<hostname>`). */
+  nodeName?: string;
+  /** Grace for running tasks at shutdown, ms (default 30 s); then they are killed and requeued (acksLate). */
+  shutdownTimeoutMs?: number;
+  /** Aborting it starts a graceful shutdown. */
+  signal?: AbortSignal;
+  logger?: Logger;
+}
+
+export interface WorkerStats {
+  nodeName: string;
+  active: number;
+  held: number;
+  processed: number;
+  succeeded: number;
+  failed: number;
+  retried: number;
+  revoked: number;
+  rejected: number;
+  byTask: Record<string, number>;
+}
+
+interface Job {
+  delivery: Delivery;
+  req: TaskRequest;
+  def: TaskDefinition;
+  acksLate: boolean;
+  acked: boolean;
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Create a worker; call `start()` to begin consuming. */
+export function createWorker(options: WorkerOptions): Worker {
+  return new Worker(options);
+}
+
+export class Worker {
+  readonly nodeName: string;
+  private readonly app: App;
+  private readonly logger: Logger;
+  private readonly queues: string[];
+  private readonly concurrency: number;
+  private readonly basePrefetch: number;
+  private readonly pool: Pool;
+  private readonly shutdownTimeoutMs: number;
+  private consumer: Consumer | undefined;
+  private store: ResultStore | undefined;
+  private readonly pending: Job[] = [];
+  private readonly held = new Map<Job, NodeJS.Timeout>();
+  private heldEta = 0;
+  private active = 0;
+  private finalizing = 0;
+  private readonly buckets = new Map<string, TokenBucket>();
+  private stopping = false;
+  private stopPromise: Promise<void> | undefined;
+  private resolveDone!: () => void;
+  /** Resolves once the worker has stopped. */
+  readonly done: Promise<void>;
+  private readonly counters = { processed: 0, succeeded: 0, failed: 0, retried: 0, revoked: 0, rejected: 0 };
+  private readonly byTask: Record<string, number> = {};
+  private readonly signal: AbortSignal | undefined;
+
+  constructor(options: WorkerOptions) {
+    this.app = options.app;
+    this.logger = options.logger ?? options.app.logger;
+    this.nodeName = options.nodeName ?? defaultNodeName();
+    this.queues = options.queues?.length ? options.queues : [this.app.settings.taskDefaultQueue];
+    this.concurrency = Math.max(1, options.concurrency ?? availableParallelism());
+    this.basePrefetch = this.concurrency * (options.prefetchMultiplier ?? 4);
+    this.shutdownTimeoutMs = options.shutdownTimeoutMs ?? 30_000;
+    this.signal = options.signal;
+    this.done = new Promise((r) => (this.resolveDone = r));
+    const poolKind = options.pool ?? 'prefork';
+    if (poolKind === 'prefork') {
+      if (!options.appModule) {
+        throw new ConfigError('the prefork pool needs appModule, the module that exports the app', {
+          hint: "pass appModule: new URL('./tasks.ts', import.meta.url).href, or pool: 'solo' to run tasks in this process",
+        });
+      }
+      const processes = Math.max(1, Math.min(options.processes ?? Math.min(this.concurrency, availableParallelism()), this.concurrency));
+      this.pool = createPreforkPool({
+        appModule: options.appModule,
+        processes,
+        slotsPerChild: Math.ceil(this.concurrency / processes),
+        maxMemoryPerChildMb: options.maxMemoryPerChildMb,
+        logger: this.logger,
+      });
+    } else {
+      this.pool = createSoloPool(this.app.registry);
+    }
+  }
+
+  /** Start the pool, connect, and begin consuming. */
+  async start(): Promise<void> {
+    const broker = await this.app.broker();
+    this.store = await this.app.resultStore();
+    await this.pool.start();
+    this.consumer = await broker.consume(
+      this.queues,
+      { prefetch: this.basePrefetch, onMalformed: (m) => this.onMalformed(m), onError: (err) => this.logger.warn({ err }, 'broker error; recovering') },
+      (d) => this.onDelivery(d),
+    );
+    this.signal?.addEventListener('abort', () => void this.stop(), { once: true });
+    if (this.signal?.aborted) void this.stop();
+    this.logger.info(
+      { node: this.nodeName, queues: this.queues, concurrency: this.concurrency, pool: this.pool.kind, tasks: [...this.app.registry.keys()] },
+      `worker ${this.nodeName} ready`,
+    );
+  }
+
+  /** Counters since start. */
+  stats(): WorkerStats {
+    return { nodeName: this.nodeName, active: this.active, held: this.held.size, ...this.counters, byTask: { ...this.byTask } };
+  }
+
+  // ── intake ───────────────────────────────────────────────────────────
+
+  private onMalformed(m: MalformedDelivery): void {
+    this.counters.rejected++;
+    this.logger.error({ id: m.id, queue: m.queue, reason: m.reason }, `malformed message dead-lettered: ${m.reason}`);
+  }
+
+  private onDelivery(delivery: Delivery): void {
+    if (this.stopping) {
+      void delivery.reject(true).catch((err: unknown) => this.logger.error({ err }, 'requeue failed'));
+      return;
+    }
+    let req: TaskRequest;
+    try {
+      req = parseTaskMessage(delivery.message, this.app.decodeBody);
+    } catch (err) {
+      this.refuse(delivery, err);
+      return;
+    }
+    const def = this.app.registry.get(req.task);
+    if (!def?.fn) {
+      this.unknownTask(delivery, req);
+      return;
+    }
+    const acksLate = def.options.acksLate ?? this.app.settings.taskAcksLate;
+    const job: Job = { delivery, req, def, acksLate, acked: false };
+    this.logger.debug({ id: req.id, task: req.task }, 'task received');
+    if (this.expired(job)) return;
+    if (req.eta !== null && req.eta > Date.now()) {
+      this.hold(job, req.eta, true);
+      return;
+    }
+    this.admit(job);
+  }
+
+  /** Dead-letter a message that cannot be run, log it with its id and reason. */
+  private refuse(delivery: Delivery, err: unknown): void {
+    const { id, task } = peekTaskHeaders(delivery.message);
+    const reason =
+      err instanceof ContentDisallowedError
+        ? `content type ${JSON.stringify(err.contentType)} not accepted`
+        : err instanceof DecodeError
+          ? err.reason
+          : err instanceof Error
+            ? err.message
+            : String(err);
+    this.counters.rejected++;
+    this.logger.error({ id, task, queue: delivery.queue, reason, code: (err as { code?: string }).code }, `rejected message ${id ?? '(no id)'}: ${reason}`);
+    delivery.deadLetter(reason).catch((e: unknown) => this.logger.error({ err: e, id }, 'dead-lettering failed'));
+  }
+
+  private unknownTask(delivery: Delivery, req: TaskRequest): void {
+    this.counters.rejected++;
+    this.logger.error({ id: req.id, task: req.task, queue: delivery.queue }, `received unregistered task ${JSON.stringify(req.task)}; message dead-lettered`);
+    const meta = buildResultMeta({
+      taskId: req.id,
+      status: 'FAILURE',
+      result: { exc_type: 'NotRegistered', exc_message: [req.task], exc_module: 'celery.exceptions' },
+      traceback: null,
+      groupId: req.group,
+      parentId: req.parentId,
+    });
+    void this.storeMeta(meta)
+      .then(() => delivery.deadLetter(`unregistered task ${req.task}`))
+      .catch((err: unknown) => this.logger.error({ err, id: req.id }, 'could not dead-letter unregistered task'));
+  }
+
+  /** Revoke the task if it expired. Returns true when it did. */
+  private expired(job: Job): boolean {
+    const { req } = job;
+    if (req.expires === null || req.expires > Date.now()) return false;
+    this.counters.revoked++;
+    this.logger.info({ id: req.id, task: req.task }, `task ${req.task}[${req.id}] expired; revoked`);
+    const meta = buildResultMeta({
+      taskId: req.id,
+      status: 'REVOKED',
+      result: { exc_type: 'TaskRevokedError', exc_message: ['expired'], exc_module: 'celery.exceptions' },
+      traceback: null,
+      groupId: req.group,
+      parentId: req.parentId,
+    });
+    this.finalize(job, async () => {
+      if (!req.ignoreResult) await this.storeMeta(meta);
+      await this.ackOnce(job);
+    });
+    return true;
+  }
+
+  /** Keep a message until `until`; ETA holds widen the prefetch window like Celery's qos increments. */
+  private hold(job: Job, until: number, eta: boolean): void {
+    if (eta) {
+      this.heldEta++;
+      this.consumer?.setPrefetch(this.basePrefetch + this.heldEta);
+    }
+    const wake = (): void => {
+      const left = until - Date.now();
+      if (left > 0) {
+        this.held.set(job, setTimeout(wake, Math.min(left, MAX_TIMER_MS)));
+        return;
+      }
+      this.held.delete(job);
+      if (eta) {
+        this.heldEta--;
+        this.consumer?.setPrefetch(this.basePrefetch + this.heldEta);
+      }
+      if (this.stopping) return;
+      if (!this.expired(job)) this.admit(job);
+    };
+    this.held.set(job, setTimeout(wake, Math.min(Math.max(0, until - Date.now()), MAX_TIMER_MS)));
+  }
+
+  /** Apply the rate limit, then queue for execution. */
+  private admit(job: Job): void {
+    const rate = job.def.options.rateLimit;
+    if (rate) {
+      let bucket = this.buckets.get(job.def.name);
+      if (!bucket) {
+        bucket = new TokenBucket(parseRateLimit(rate));
+        this.buckets.set(job.def.name, bucket);
+      }
+      const wait = bucket.take();
+      if (wait > 0) {
+        this.hold(job, Date.now() + wait, false);
+        return;
+      }
+    }
+    this.pending.push(job);
+    this.drain();
+  }
+
+  private drain(): void {
+    while (this.active < this.concurrency && this.pending.length > 0 && !this.stopping) {
+      const job = this.pending.shift()!;
+      this.active++;
+      void this.execute(job).finally(() => {
+        this.active--;
+        this.drain();
+      });
+    }
+  }
+
+  // ── execution ────────────────────────────────────────────────────────
+
+  private async execute(job: Job): Promise<void> {
+    const { req, def } = job;
+    if (this.expired(job)) return;
+    if (!job.acksLate) void this.ackOnce(job).catch((err: unknown) => this.logger.error({ err, id: req.id }, 'ack failed'));
+    if ((def.options.trackStarted ?? this.app.settings.taskTrackStarted) && !def.options.ignoreResult) {
+      void this.storeMeta(buildResultMeta({ taskId: req.id, status: 'STARTED', result: { pid: process.pid, hostname: this.nodeName }, groupId: req.group, parentId: req.parentId })).catch(
+        (err: unknown) => this.logger.warn({ err, id: req.id }, 'could not store STARTED'),
+      );
+    }
+    let args: unknown[];
+    let kwargs: Record<string, unknown>;
+    try {
+      ({ args, kwargs } = validateArguments(def, req.args, req.kwargs));
+      args = bindArguments(def, args, kwargs);
+    } catch (err) {
+      const exc: ExceptionInfo =
+        err instanceof ValidationError && !def.options.schema
+          ? { exc_type: 'TypeError', exc_message: [err.message], exc_module: 'builtins' }
+          : errorToExceptionInfo(err);
+      this.finalize(job, () => this.onFailure(job, { kind: 'failure', exc, traceback: null, runtimeMs: 0 }));
+      return;
+    }
+    const [hard, soft] = this.limits(job);
+    const exec: ExecJob = {
+      jobId: newId(),
+      task: def.name,
+      args,
+      request: this.requestInfo(job, kwargs),
+      ...(soft !== undefined ? { softTimeLimitMs: soft * 1000 } : {}),
+    };
+    const outcome = await this.pool.run(exec, hard !== undefined ? hard * 1000 : undefined);
+    this.counters.processed++;
+    this.byTask[def.name] = (this.byTask[def.name] ?? 0) + 1;
+    this.finalize(job, () => this.onOutcome(job, outcome));
+  }
+
+  /** [hard, soft] seconds: message header, then task options, then worker settings. */
+  private limits(job: Job): [number | undefined, number | undefined] {
+    const [h, s] = job.req.timeLimit;
+    const o = job.def.options;
+    return [h ?? o.timeLimit ?? this.app.settings.taskTimeLimit, s ?? o.softTimeLimit ?? this.app.settings.taskSoftTimeLimit];
+  }
+
+  private requestInfo(job: Job, kwargs: Record<string, unknown>): RequestInfo {
+    const { req, delivery } = job;
+    return {
+      id: req.id,
+      task: req.task,
+      retries: req.retries,
+      eta: req.eta,
+      expires: req.expires,
+      rootId: req.rootId,
+      parentId: req.parentId,
+      group: req.group,
+      groupIndex: req.groupIndex,
+      origin: req.origin,
+      correlationId: req.correlationId,
+      replyTo: req.replyTo,
+      hostname: this.nodeName,
+      deliveryInfo: { queue: delivery.queue, priority: req.priority, redelivered: delivery.redelivered },
+      timeLimit: req.timeLimit,
+      args: req.args,
+      kwargs,
+    };
+  }
+
+  /** Run the settling work of a job, tracked so shutdown can wait for it. */
+  private finalize(job: Job, work: () => Promise<void>): void {
+    this.finalizing++;
+    work()
+      .catch(async (err: unknown) => {
+        this.logger.error({ err, id: job.req.id, task: job.req.task }, 'could not settle task; requeueing the message');
+        if (!job.acked) {
+          job.acked = true;
+          await job.delivery.reject(true).catch(() => undefined);
+        }
+      })
+      .finally(() => {
+        this.finalizing--;
+      });
+  }
+
+  private async onOutcome(job: Job, outcome: ExecOutcome): Promise<void> {
+    switch (outcome.kind) {
+      case 'success':
+        return this.onSuccess(job, outcome.value, outcome.runtimeMs);
+      case 'failure':
+        return this.onFailure(job, outcome);
+      case 'retry':
+        return this.onRetry(job, outcome);
+      case 'timeout':
+        return this.onFailure(job, {
+          kind: 'failure',
+          exc: { exc_type: 'TimeLimitExceeded', exc_message: [outcome.limitSeconds], exc_module: 'celery.exceptions' },
+          traceback: null,
+          runtimeMs: outcome.runtimeMs,
+        });
+      case 'lost':
+        return this.onLost(job, outcome.reason);
+    }
+  }
+
+  private extended(job: Job): ExtendedFields | undefined {
+    if (!this.app.settings.resultExtended) return undefined;
+    const { req, delivery } = job;
+    return { name: req.task, args: req.args, kwargs: req.kwargs, worker: this.nodeName, retries: req.retries, queue: delivery.queue };
+  }
+
+  private async onSuccess(job: Job, value: unknown, runtimeMs: number): Promise<void> {
+    const { req, def } = job;
+    this.counters.succeeded++;
+    // Callbacks and the chain's next step go out before the result is stored, so `children` names them.
+    const follow = successFollowUps(req, value);
+    await this.publishFollowUps(follow);
+    if (!(req.ignoreResult || def.options.ignoreResult || this.app.settings.taskIgnoreResult)) {
+      await this.storeMeta(
+        buildResultMeta({
+          taskId: req.id,
+          status: 'SUCCESS',
+          result: value === undefined ? null : value,
+          children: follow.map((f) => childTuple(f.input.id)),
+          groupId: req.group,
+          parentId: req.parentId,
+          extended: this.extended(job),
+        }),
+      );
+    }
+    this.logger.debug({ id: req.id, task: req.task, runtimeMs }, 'task succeeded');
+    await this.ackOnce(job);
+  }
+
+  private async onFailure(job: Job, outcome: Extract<ExecOutcome, { kind: 'failure' }>): Promise<void> {
+    const { req, def } = job;
+    this.counters.failed++;
+    this.logger.error(
+      { id: req.id, task: req.task, exc_type: outcome.exc.exc_type, runtimeMs: outcome.runtimeMs },
+      `task ${req.task}[${req.id}] raised ${outcome.exc.exc_type}: ${String(outcome.exc.exc_message[0] ?? '')}`,
+    );
+    const ignored = req.ignoreResult || def.options.ignoreResult || this.app.settings.taskIgnoreResult;
+    if (!ignored || this.app.settings.taskStoreErrorsEvenIfIgnored) {
+      await this.storeMeta(
+        buildResultMeta({
+          taskId: req.id,
+          status: 'FAILURE',
+          result: outcome.exc,
+          traceback: outcome.traceback,
+          groupId: req.group,
+          parentId: req.parentId,
+          extended: this.extended(job),
+        }),
+      );
+    }
+    await this.publishFollowUps(failureFollowUps(req));
+    await this.ackOnce(job);
+  }
+
+  private async onRetry(job: Job, outcome: Extract<ExecOutcome, { kind: 'retry' }>): Promise<void> {
+    const { req, def } = job;
+    const decision = decideRetry(def.options, this.app.settings, req.retries, outcome.options, Date.now());
+    if (!decision.retry) {
+      const exc: ExceptionInfo = outcome.options.exc ?? {
+        exc_type: 'MaxRetriesExceededError',
+        exc_message: [`Can't retry ${req.task}[${req.id}] args:${reprArgs(req.args)} kwargs:${reprKwargs(req.kwargs)}`],
+        exc_module: 'celery.exceptions',
+      };
+      return this.onFailure(job, { kind: 'failure', exc, traceback: outcome.options.traceback, runtimeMs: outcome.runtimeMs });
+    }
+    this.counters.retried++;
+    const input = retryMessageInput(req, decision.eta);
+    await this.app.publish(job.delivery.queue, this.app.buildMessage(input), req.priority);
+    this.logger.info({ id: req.id, task: req.task, retries: req.retries + 1, eta: new Date(decision.eta).toISOString() }, `task ${req.task}[${req.id}] retry scheduled`);
+    await this.storeMeta(
+      buildResultMeta({
+        taskId: req.id,
+        status: 'RETRY',
+        result: outcome.options.exc ?? { exc_type: 'Retry', exc_message: ['Retry in the future'], exc_module: 'celery.exceptions' },
+        traceback: outcome.options.traceback,
+        children: [childTuple(req.id)],
+        groupId: req.group,
+        parentId: req.parentId,
+      }),
+    );
+    await this.ackOnce(job);
+  }
+
+  private async onLost(job: Job, reason: string): Promise<void> {
+    const { req, def } = job;
+    if (job.acksLate && (this.stopping || (def.options.rejectOnWorkerLost ?? this.app.settings.taskRejectOnWorkerLost))) {
+      this.logger.warn({ id: req.id, task: req.task, reason }, `task ${req.task}[${req.id}] lost its process; message requeued`);
+      job.acked = true;
+      await job.delivery.reject(true);
+      return;
+    }
+    return this.onFailure(job, {
+      kind: 'failure',
+      exc: { exc_type: 'WorkerLostError', exc_message: [`Worker exited prematurely: ${reason}`], exc_module: 'billiard.exceptions' },
+      traceback: null,
+      runtimeMs: 0,
+    });
+  }
+
+  private async publishFollowUps(follow: FollowUp[]): Promise<void> {
+    for (const f of follow) {
+      const queue = f.queue ?? this.app.settings.taskRoutes[f.input.task]?.queue ?? this.app.settings.taskDefaultQueue;
+      await this.app.publish(queue, this.app.buildMessage(f.input), f.input.priority);
+    }
+  }
+
+  private async storeMeta(meta: ResultMeta): Promise<void> {
+    if (this.store) await this.store.store(meta);
+  }
+
+  private async ackOnce(job: Job): Promise<void> {
+    if (job.acked) return;
+    job.acked = true;
+    await job.delivery.ack();
+  }
+
+  // ── shutdown ─────────────────────────────────────────────────────────
+
+  /**
+   * Graceful shutdown: stop consuming, requeue what has not started, let
+   * running tasks finish within `shutdownTimeoutMs`, then kill the rest
+   * (requeued when acksLate) and wait for results and acks to be written.
+   */
+  stop(): Promise<void> {
+    this.stopPromise ??= (async () => {
+      this.stopping = true;
+      this.logger.info({ node: this.nodeName, active: this.active }, `worker ${this.nodeName} shutting down`);
+      await this.consumer?.cancel().catch((err: unknown) => this.logger.warn({ err }, 'cancel failed'));
+      const requeue = [...this.held.keys(), ...this.pending.splice(0)];
+      for (const [job, timer] of this.held) {
+        clearTimeout(timer);
+        this.held.delete(job);
+      }
+      await Promise.all(requeue.map((j) => (j.acked ? undefined : ((j.acked = true), j.delivery.reject(true).catch(() => undefined)))));
+      const deadline = Date.now() + this.shutdownTimeoutMs;
+      while (this.active > 0 && Date.now() < deadline) await sleep(20);
+      await this.pool.close(Math.max(0, deadline - Date.now()));
+      while ((this.active > 0 || this.finalizing > 0) && Date.now() < deadline + 10_000) await sleep(10);
+      this.logger.info({ node: this.nodeName, ...this.counters }, `worker ${this.nodeName} stopped`);
+      this.resolveDone();
+    })();
+    return this.stopPromise;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,276 @@
+/**
+ * The broker conformance suite: one set of behaviours every Broker adapter
+ * must pass (kombu's idea of one transport test suite). Each adapter's test
+ * file calls `brokerConformance()` with a factory.
+ */
+import assert from 'node:assert/strict';
+import { describe, it, after, before } from 'node:test';
+import type { Broker, Consumer, Delivery } from '../../src/broker/types.ts';
+import { buildTaskMessage } from '../../src/protocol/task-message.ts';
+import { JSON_SERIALIZER } from '../../src/codec/serializers.ts';
+import { newId } from '../../src/protocol/ids.ts';
+import type { WireMessage } from '../../src/protocol/types.ts';
+import { sleep, waitFor } from '../helpers/services.ts';
+
+export interface BrokerFactoryOptions {
+  /** Seconds before an unacknowledged message of a dead consumer is redelivered. */
+  visibilityTimeout?: number;
+}
+
+export interface ConformanceTarget {
+  /** Create a fresh broker (connected lazily); the suite closes it. */
+  create(options?: BrokerFactoryOptions): Promise<Broker>;
+  /** Priority semantics: kombu Redis/SQLite (0 first) or AMQP (highest first). */
+  priority: 'lower-first' | 'higher-first';
+  /**
+   * Have another process take `count` messages from `queue` and die by
+   * SIGKILL without settling them. When absent, the redelivery test is skipped.
+   */
+  crash?(queue: string, count: number, options: BrokerFactoryOptions): Promise<void>;
+  /** Put raw bytes/text that is not a valid message on a queue. */
+  injectMalformed?(queue: string): Promise<void>;
+  /** Set up once before the suite (start servers), torn down after. */
+  setup?(): Promise<void>;
+  teardown?(): Promise<void>;
+}
+
+function message(i: number, extra: Partial<{ priority: number }> = {}): WireMessage {
+  return buildTaskMessage({ task: 'tasks.add', id: newId(), args: [i, i], kwargs: { n: i }, priority: extra.priority ?? 0 }, JSON_SERIALIZER);
+}
+
+function argOf(d: Delivery): number {
+  return (JSON.parse(d.message.body.toString()) as [number[]])[0]![0]!;
+}
+
+/** Collect deliveries into an array; helper for the tests. */
+async function collect(broker: Broker, queues: string[], prefetch: number): Promise<{ got: Delivery[]; consumer: Consumer }> {
+  const got: Delivery[] = [];
+  const consumer = await broker.consume(queues, { prefetch }, (d) => got.push(d));
+  return { got, consumer };
+}
+
+export function brokerConformance(name: string, target: ConformanceTarget): void {
+  describe(`broker conformance: ${name}`, () => {
+    const open: Broker[] = [];
+    const make = async (o?: BrokerFactoryOptions): Promise<Broker> => {
+      const b = await target.create(o);
+      open.push(b);
+      return b;
+    };
+    const q = (): string => `cq-${newId().slice(0, 8)}`;
+
+    before(async () => target.setup?.());
+    after(async () => {
+      await Promise.allSettled(open.map((b) => b.close()));
+      await target.teardown?.();
+    });
+
+    it('delivers a published message intact', async () => {
+      const broker = await make();
+      const queue = q();
+      const m = message(7);
+      await broker.publish(queue, m);
+      assert.equal(await broker.queueLength(queue), 1);
+      const { got, consumer } = await collect(broker, [queue], 10);
+      await waitFor(() => got.length === 1, 5000, 'delivery');
+      const d = got[0]!;
+      assert.equal(d.queue, queue);
+      assert.deepEqual(d.message.headers, m.headers);
+      assert.equal(d.message.contentType, 'application/json');
+      assert.equal(d.message.contentEncoding, 'utf-8');
+      assert.deepEqual(d.message.body, m.body);
+      assert.equal(d.message.properties.correlation_id, m.properties.correlation_id);
+      assert.equal(d.redelivered, false);
+      await d.ack();
+      await consumer.cancel();
+      assert.equal(await broker.queueLength(queue), 0);
+    });
+
+    it('keeps FIFO order and serves priorities in the broker order', async () => {
+      const broker = await make();
+      const queue = q();
+      await broker.publishMany([0, 1, 2].map((i) => ({ queue, message: message(i) })));
+      await broker.publish(queue, message(100, { priority: 9 }), { priority: 9 });
+      await broker.publish(queue, message(50, { priority: 5 }), { priority: 5 });
+      const { got, consumer } = await collect(broker, [queue], 100);
+      await waitFor(() => got.length === 5, 5000, '5 deliveries');
+      const order = got.map(argOf);
+      if (target.priority === 'lower-first') assert.deepEqual(order, [0, 1, 2, 50, 100]);
+      else assert.deepEqual(order, [100, 50, 0, 1, 2]);
+      await Promise.all(got.map((d) => d.ack()));
+      await consumer.cancel();
+    });
+
+    it('never holds more unsettled deliveries than the prefetch', async () => {
+      const broker = await make();
+      const queue = q();
+      await broker.publishMany(Array.from({ length: 10 }, (_, i) => ({ queue, message: message(i) })));
+      const { got, consumer } = await collect(broker, [queue], 3);
+      await waitFor(() => got.length === 3, 5000, '3 deliveries');
+      await sleep(200);
+      assert.equal(got.length, 3);
+      assert.equal(consumer.unsettled, 3);
+      await got[0]!.ack();
+      await waitFor(() => got.length === 4, 5000, 'one more after an ack');
+      consumer.setPrefetch(0);
+      await waitFor(() => got.length === 10, 5000, 'all after prefetch 0');
+      await Promise.all(got.slice(1).map((d) => d.ack()));
+      await consumer.cancel();
+    });
+
+    it('delivers each message to exactly one of several consumers', async () => {
+      const a = await make();
+      const b = await make();
+      const queue = q();
+      const seen = new Map<number, number>();
+      const onMsg = (d: Delivery): void => {
+        const n = argOf(d);
+        seen.set(n, (seen.get(n) ?? 0) + 1);
+        void d.ack();
+      };
+      const ca = await a.consume([queue], { prefetch: 10 }, onMsg);
+      const cb = await b.consume([queue], { prefetch: 10 }, onMsg);
+      await a.publishMany(Array.from({ length: 300 }, (_, i) => ({ queue, message: message(i) })));
+      await waitFor(() => seen.size === 300, 15_000, '300 distinct deliveries');
+      await sleep(200);
+      assert.ok([...seen.values()].every((n) => n === 1), 'no duplicates');
+      await ca.cancel();
+      await cb.cancel();
+    });
+
+    it('reject(true) redelivers flagged as redelivered; reject(false) drops', async () => {
+      const broker = await make();
+      const queue = q();
+      await broker.publish(queue, message(1));
+      await broker.publish(queue, message(2));
+      const { got, consumer } = await collect(broker, [queue], 10);
+      await waitFor(() => got.length === 2, 5000, 'two deliveries');
+      const first = got.find((d) => argOf(d) === 1)!;
+      const second = got.find((d) => argOf(d) === 2)!;
+      await first.reject(true);
+      await second.reject(false);
+      await waitFor(() => got.length === 3, 5000, 'redelivery');
+      assert.equal(argOf(got[2]!), 1);
+      assert.equal(got[2]!.redelivered, true);
+      await got[2]!.ack();
+      await sleep(150);
+      assert.equal(got.length, 3);
+      await consumer.cancel();
+      assert.equal(await broker.queueLength(queue), 0);
+    });
+
+    it('dead-letters with the reason and does not redeliver', async () => {
+      const broker = await make();
+      const queue = q();
+      const m = message(9);
+      await broker.publish(queue, m);
+      const { got, consumer } = await collect(broker, [queue], 10);
+      await waitFor(() => got.length === 1, 5000, 'delivery');
+      await got[0]!.deadLetter('unit-test reason');
+      await sleep(150);
+      assert.equal(got.length, 1);
+      const dead = await broker.deadLetters(queue);
+      assert.equal(dead.length, 1);
+      assert.equal(dead[0]!.reason, 'unit-test reason');
+      assert.equal(dead[0]!.message?.headers.id, m.headers.id);
+      await consumer.cancel();
+    });
+
+    it('settling twice is harmless', async () => {
+      const broker = await make();
+      const queue = q();
+      await broker.publish(queue, message(1));
+      const { got, consumer } = await collect(broker, [queue], 10);
+      await waitFor(() => got.length === 1, 5000, 'delivery');
+      await got[0]!.ack();
+      await got[0]!.ack();
+      await got[0]!.reject(true);
+      await sleep(150);
+      assert.equal(got.length, 1);
+      assert.equal(await broker.queueLength(queue), 0);
+      await consumer.cancel();
+    });
+
+    it('after cancel, nothing new is delivered but unsettled deliveries still settle', async () => {
+      const broker = await make();
+      const queue = q();
+      await broker.publish(queue, message(1));
+      const { got, consumer } = await collect(broker, [queue], 10);
+      await waitFor(() => got.length === 1, 5000, 'delivery');
+      await consumer.cancel();
+      await broker.publish(queue, message(2));
+      await sleep(300);
+      assert.equal(got.length, 1);
+      await got[0]!.ack();
+      assert.equal(await broker.queueLength(queue), 1);
+      assert.equal(await broker.purge(queue), 1);
+      assert.equal(await broker.queueLength(queue), 0);
+    });
+
+    it('close() gives unsettled deliveries back to the queue', async () => {
+      const a = await make();
+      const queue = q();
+      await a.publish(queue, message(1));
+      const { got } = await collect(a, [queue], 10);
+      await waitFor(() => got.length === 1, 5000, 'delivery');
+      await a.close();
+      const b = await make();
+      assert.equal(await b.queueLength(queue), 1);
+      const { got: got2, consumer } = await collect(b, [queue], 10);
+      await waitFor(() => got2.length === 1, 5000, 'redelivery to another consumer');
+      assert.equal(argOf(got2[0]!), 1);
+      await got2[0]!.ack();
+      await consumer.cancel();
+    });
+
+    if (target.injectMalformed) {
+      it('dead-letters a malformed message and reports it, then keeps serving', async () => {
+        const broker = await make();
+        const queue = q();
+        await target.injectMalformed!(queue);
+        await broker.publish(queue, message(5));
+        const malformed: string[] = [];
+        const got: Delivery[] = [];
+        const consumer = await broker.consume([queue], { prefetch: 10, onMalformed: (m) => malformed.push(m.reason) }, (d) => got.push(d));
+        await waitFor(() => got.length === 1 && malformed.length === 1, 5000, 'one good delivery and one malformed report');
+        assert.equal(argOf(got[0]!), 5);
+        await got[0]!.ack();
+        assert.equal((await broker.deadLetters(queue)).length, 1);
+        await consumer.cancel();
+      });
+    }
+
+    if (target.crash) {
+      it('redelivers the unacked messages of a dead consumer after the visibility timeout', async () => {
+        const survivor = await make({ visibilityTimeout: 1 });
+        const queue = q();
+        await survivor.publishMany([1, 2, 3].map((i) => ({ queue, message: message(i) })));
+        await target.crash!(queue, 3, { visibilityTimeout: 1 });
+        assert.equal(await survivor.queueLength(queue), 0, 'the dead consumer had taken all three');
+        const { got: again, consumer } = await collect(survivor, [queue], 10);
+        await waitFor(() => again.length === 3, 15_000, 'redelivery after the visibility timeout');
+        assert.deepEqual(again.map(argOf).sort(), [1, 2, 3]);
+        assert.ok(again.every((d) => d.redelivered));
+        await Promise.all(again.map((d) => d.ack()));
+        await consumer.cancel();
+      });
+
+    }
+
+    {
+      it('a live consumer keeps its lease: held messages are not redelivered', async () => {
+        const holder = await make({ visibilityTimeout: 1 });
+        const other = await make({ visibilityTimeout: 1 });
+        const queue = q();
+        await holder.publish(queue, message(1));
+        const { got } = await collect(holder, [queue], 10);
+        await waitFor(() => got.length === 1, 5000, 'delivery');
+        const { got: stolen, consumer } = await collect(other, [queue], 10);
+        await sleep(3500);
+        assert.equal(stolen.length, 0, 'message held by a live consumer must not be redelivered');
+        await got[0]!.ack();
+        await consumer.cancel();
+      });
+    }
+  });
+}

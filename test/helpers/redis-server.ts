@@ -1,0 +1,90 @@
+/**
+ * A private redis-server per test file, on a free loopback port, with no
+ * persistence; optional password and TLS. Stopped by PID.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { freePort, hasCommand, sleep } from './services.ts';
+
+export interface RedisServer {
+  port: number;
+  tlsPort: number | undefined;
+  /** `redis://[:password@]127.0.0.1:<port>/<db>` */
+  url(db?: number): string;
+  /** A raw ioredis client (db 0 unless given). */
+  client(db?: number): Redis;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+export interface RedisServerOptions {
+  password?: string;
+  tls?: { certFile: string; keyFile: string; caFile: string; authClients?: 'yes' | 'no' | 'optional' };
+  /** Extra redis-server arguments. */
+  args?: string[];
+}
+
+export const hasRedisServer = (): boolean => hasCommand('redis-server');
+
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
+  const port = await freePort();
+  const tlsPort = options.tls ? await freePort() : undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'celeriac-redis-'));
+  const args = ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning'];
+  if (options.password) args.push('--requirepass', options.password);
+  if (options.tls && tlsPort) {
+    args.push('--tls-port', String(tlsPort), '--tls-cert-file', options.tls.certFile, '--tls-key-file', options.tls.keyFile, '--tls-ca-cert-file', options.tls.caFile, '--tls-auth-clients', options.tls.authClients ?? 'no');
+  }
+  args.push(...(options.args ?? []));
+  const proc: ChildProcess = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const auth = options.password ? `:${encodeURIComponent(options.password)}@` : '';
+  const clients: Redis[] = [];
+  const server: RedisServer = {
+    port,
+    tlsPort,
+    pid: proc.pid!,
+    url: (db = 0) => `redis://${auth}127.0.0.1:${port}/${db}`,
+    client: (db = 0) => {
+      const c = new Redis({ host: '127.0.0.1', port, db, password: options.password, protocol: 2, lazyConnect: false, maxRetriesPerRequest: 3 });
+      c.on('error', () => undefined);
+      clients.push(c);
+      return c;
+    },
+    async stop() {
+      for (const c of clients) c.disconnect();
+      if (proc.exitCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        await Promise.race([exited, sleep(3000)]);
+        if (proc.exitCode === null) proc.kill('SIGKILL');
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  // Wait until it answers PING.
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`redis-server exited: ${stderr}`);
+    const probe = new Redis({ host: '127.0.0.1', port, password: options.password, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    probe.on('error', () => undefined);
+    try {
+      await probe.connect();
+      await probe.ping();
+      probe.disconnect();
+      break;
+    } catch {
+      probe.disconnect();
+      if (Date.now() > deadline) {
+        proc.kill('SIGKILL');
+        throw new Error(`redis-server did not start: ${stderr}`);
+      }
+      await sleep(20);
+    }
+  }
+  return server;
+}

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { decodeJson, decodeJsonText } from '../../../src/codec/json.ts';
+import { decodeMsgpack, encodeMsgpack } from '../../../src/codec/msgpack.ts';
+import { decodeByContentType } from '../../../src/codec/serializers.ts';
+import { DEFAULT_DECODE_LIMITS } from '../../../src/codec/limits.ts';
+import { ContentDisallowedError, DecodeError } from '../../../src/errors.ts';
+
+const limits = { maxBytes: 1024 * 1024, maxDepth: 32, maxItems: 1000 };
+
+describe('hardened JSON decoding', () => {
+  it('decodes normal JSON, unicode and surrogate escapes', () => {
+    assert.deepEqual(decodeJsonText('[[2, 3], {"name": "Zo\\u00eb", "e": "\\ud83d\\ude80"}, {}]'), [[2, 3], { name: 'Zoë', e: '🚀' }, {}]);
+  });
+
+  it('refuses oversized input before parsing', () => {
+    assert.throws(() => decodeJson(Buffer.alloc(2 * 1024 * 1024, 0x20), limits), (e: unknown) => e instanceof DecodeError && e.code === 'ERR_TOO_LARGE');
+  });
+
+  it('refuses deep nesting without recursion (100,000 levels)', () => {
+    const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+    assert.throws(() => decodeJsonText(deep, { ...limits, maxBytes: 10_000_000 }), (e: unknown) => e instanceof DecodeError && e.code === 'ERR_TOO_DEEP');
+  });
+
+  it('ignores brackets inside strings when measuring depth', () => {
+    const s = JSON.stringify(['['.repeat(500), '\\"[[[']);
+    assert.deepEqual(decodeJsonText(s, limits), ['['.repeat(500), '\\"[[[']);
+  });
+
+  it('refuses containers with too many items', () => {
+    assert.throws(() => decodeJsonText(JSON.stringify(new Array(2000).fill(0)), limits), { code: 'ERR_TOO_MANY_ITEMS' });
+  });
+
+  it('refuses __proto__ anywhere and constructor/prototype holding objects', () => {
+    assert.throws(() => decodeJsonText('[[], {"a": {"__proto__": {"polluted": 1}}}, {}]'), { code: 'ERR_FORBIDDEN_KEY' });
+    assert.throws(() => decodeJsonText('{"constructor": {"prototype": {"x": 1}}}'), { code: 'ERR_FORBIDDEN_KEY' });
+    assert.deepEqual(decodeJsonText('{"constructor": "Bob"}'), { constructor: 'Bob' });
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+
+  it('throws only DecodeError for malformed text', () => {
+    for (const bad of ['', '{', '[1,]', 'nul', '"\\x"', '\u0000']) {
+      assert.throws(() => decodeJsonText(bad), (e: unknown) => e instanceof DecodeError, bad);
+    }
+  });
+});
+
+describe('hardened msgpack decoding', () => {
+  it('round-trips Python-style msgpack', () => {
+    const v = [[2, 3], {}, { callbacks: null, errbacks: null, chain: null, chord: null }];
+    assert.deepEqual(decodeMsgpack(encodeMsgpack(v)), v);
+    assert.equal(encodeMsgpack(v).toString('hex'), '939202038084a963616c6c6261636b73c0a86572726261636b73c0a5636861696ec0a563686f7264c0');
+  });
+
+  it('refuses truncated input', () => {
+    const b = encodeMsgpack([1, 'hello', { a: [1, 2, 3] }]);
+    for (let n = 1; n < b.length; n++) assert.throws(() => decodeMsgpack(b.subarray(0, n)), (e: unknown) => e instanceof DecodeError, `cut at ${n}`);
+  });
+
+  it('refuses deep nesting and huge declared lengths before allocating', () => {
+    const deep = Buffer.concat([Buffer.alloc(100_000, 0x91), Buffer.from([0xc0])]);
+    assert.throws(() => decodeMsgpack(deep, { ...limits, maxBytes: 1e7 }), { code: 'ERR_TOO_DEEP' });
+    const huge = Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff]);
+    assert.throws(() => decodeMsgpack(huge, limits), { code: 'ERR_TOO_MANY_ITEMS' });
+  });
+
+  it('never sets a prototype from a __proto__ key', () => {
+    const b = Buffer.from('81a95f5f70726f746f5f5f81a8706f6c6c75746564c3', 'hex'); // {"__proto__": {"polluted": true}}
+    const v = decodeMsgpack(b) as Record<string, unknown>;
+    assert.equal(Object.getPrototypeOf(v), Object.prototype);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+});
+
+describe('accept list', () => {
+  it('refuses pickle and anything not accepted', () => {
+    const accept = new Set(['application/json']);
+    assert.throws(() => decodeByContentType(Buffer.from('x'), 'application/x-python-serialize', accept, DEFAULT_DECODE_LIMITS), ContentDisallowedError);
+    assert.throws(() => decodeByContentType(Buffer.from('[]'), 'application/x-msgpack', accept, DEFAULT_DECODE_LIMITS), ContentDisallowedError);
+    assert.deepEqual(decodeByContentType(Buffer.from('[]'), 'application/json', accept, DEFAULT_DECODE_LIMITS), []);
+  });
+});
