@@ -3,7 +3,7 @@
  * protocol (build, sign, route and publish task messages; read results).
  */
 import { createBackend } from './backend/index.ts';
-import { ResultStore, type RecordSealer } from './backend/results.ts';
+import { ResultStore } from './backend/results.ts';
 import type { ResultBackend } from './backend/types.ts';
 import { createBroker } from './broker/index.ts';
 import type { Broker, PublishItem } from './broker/types.ts';
@@ -14,7 +14,7 @@ import { ClosedError, ConfigError } from './errors.ts';
 import { createLogger, type Logger } from './logging.ts';
 import { newId } from './protocol/ids.ts';
 import { buildTaskMessage, type BodyDecoder, type TaskMessageInput } from './protocol/task-message.ts';
-import type { Embed, WireMessage } from './protocol/types.ts';
+import type { WireMessage } from './protocol/types.ts';
 import { AsyncResult } from './result.ts';
 import {
   validateArguments,
@@ -28,6 +28,9 @@ import {
   type TaskOptions,
 } from './task.ts';
 import { maybeCurrentTask } from './worker/context.ts';
+import type { MessageSecurity } from './security/message-security-types.ts';
+
+export type { MessageSecurity } from './security/message-security-types.ts';
 
 /** Options of `createApp`: Celery settings plus injected adapters. */
 export interface AppOptions extends AppSettings {
@@ -47,16 +50,6 @@ export interface SendCall {
   args?: readonly unknown[];
   kwargs?: Readonly<Record<string, unknown>>;
   options?: SendOptions;
-}
-
-/** Message security hooks (signing on send, verification on receive); set by the security layer. */
-export interface MessageSecurity {
-  /** Serializer name stamped on outgoing messages (e.g. `auth`), when it replaces the plain one. */
-  sign?(message: WireMessage, input: TaskMessageInput): WireMessage;
-  /** Decode (and verify) a received body; replaces the plain decoder. */
-  decodeBody?: BodyDecoder;
-  /** Seal/open result records at rest. */
-  resultSealer?: RecordSealer;
 }
 
 /** A Celeriac application. */
@@ -199,7 +192,7 @@ export class App {
   /** Build (and sign, when signing is on) a task message. Used by the client and by the worker for retries and chains. */
   buildMessage(input: TaskMessageInput): WireMessage {
     const message = buildTaskMessage(input, this.taskSerializer);
-    return this.security.sign ? this.security.sign(message, input) : message;
+    return this.security.sign ? this.security.sign(message) : message;
   }
 
   /** Publish an already-built message (worker: retries, chain steps, callbacks). */
@@ -214,11 +207,6 @@ export class App {
     const accept = this.acceptTypes;
     const limits = this.settings.decodeLimits;
     return (message) => decodeByContentType(message.body, message.contentType, accept, limits);
-  }
-
-  /** Build a canvas embed for a message (used by chains and callbacks). */
-  static emptyEmbed(): Embed {
-    return { callbacks: null, errbacks: null, chain: null, chord: null };
   }
 
   // ── connections ──────────────────────────────────────────────────────

@@ -3,7 +3,7 @@
  * process. Not for production: nothing survives the process, and nothing
  * is shared between processes.
  */
-import { ClosedError } from '../errors.ts';
+import { ClosedError, QueueFullError } from '../errors.ts';
 import type { WireMessage } from '../protocol/types.ts';
 import { priorityStep } from '../protocol/redis-envelope.ts';
 import type {
@@ -87,6 +87,14 @@ export class MemoryBroker implements Broker {
   async publishMany(items: readonly PublishItem[]): Promise<void> {
     if (this.closed) throw new ClosedError('memory broker');
     await this.tick();
+    for (const { queue, options } of items) {
+      const max = options?.maxLength;
+      if (max !== undefined) {
+        const length = await this.queueLength(queue);
+        const adding = items.filter((i) => i.queue === queue).length;
+        if (length + adding > max) throw new QueueFullError(queue, length, max);
+      }
+    }
     for (const { queue, message, options } of items) {
       const step = priorityStep(options?.priority ?? message.properties.priority);
       this.bucketsOf(queue)[STEPS.indexOf(step)]!.push({ message: cloneMessage(message), redelivered: false });

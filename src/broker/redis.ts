@@ -19,7 +19,7 @@ import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { AdapterContext } from '../adapter-context.ts';
-import { ClosedError } from '../errors.ts';
+import { ClosedError, QueueFullError } from '../errors.ts';
 import type { Logger } from '../logging.ts';
 import { decodeRedisEnvelope, encodeRedisEnvelope, PRIORITY_SEP, priorityQueueKey, priorityStep } from '../protocol/redis-envelope.ts';
 import { PRIORITY_STEPS, type WireMessage } from '../protocol/types.ts';
@@ -46,6 +46,7 @@ const SCRIPTS = {
   restore: lua('restore'),
   deadLetter: lua('dead-letter'),
   unlock: lua('unlock'),
+  publishCapped: lua('publish-capped'),
 } as const;
 
 /** Most messages taken by one reserve call. */
@@ -64,6 +65,7 @@ type ScriptClient = Redis & {
   celeriacRestore(...args: (string | number)[]): Promise<number>;
   celeriacDeadLetter(...args: (string | number)[]): Promise<number>;
   celeriacUnlock(...args: (string | number)[]): Promise<number>;
+  celeriacPublishCapped(...args: (string | number)[]): Promise<number>;
 };
 
 /** Create the Redis broker adapter. */
@@ -106,6 +108,7 @@ export class RedisBroker implements Broker {
     this.client.defineCommand('celeriacRestore', { lua: SCRIPTS.restore });
     this.client.defineCommand('celeriacDeadLetter', { lua: SCRIPTS.deadLetter });
     this.client.defineCommand('celeriacUnlock', { lua: SCRIPTS.unlock });
+    this.client.defineCommand('celeriacPublishCapped', { lua: SCRIPTS.publishCapped });
   }
 
   /** A new connection to the same server (used by consumers for wake-up notifications). */
@@ -141,16 +144,26 @@ export class RedisBroker implements Broker {
   async publishMany(items: readonly PublishItem[]): Promise<void> {
     if (this.closed) throw new ClosedError('redis broker');
     await this.connect();
-    const byKey = new Map<string, string[]>();
+    // Group by destination list (one LPUSH each); capped queues go through the atomic script.
+    const byKey = new Map<string, { queue: string; step: number; max: number | undefined; values: string[] }>();
     for (const { queue, message, options } of items) {
       this.declare(queue);
-      const key = this.bucketKey(queue, priorityStep(options?.priority ?? message.properties.priority));
+      const step = priorityStep(options?.priority ?? message.properties.priority);
+      const key = this.bucketKey(queue, step);
       const envelope = encodeRedisEnvelope(message, { exchange: options?.exchange ?? '', routingKey: queue, deliveryTag: randomUUID() });
-      let list = byKey.get(key);
-      if (!list) byKey.set(key, (list = []));
-      list.push(envelope);
+      let group = byKey.get(key);
+      if (!group) byKey.set(key, (group = { queue, step, max: options?.maxLength, values: [] }));
+      group.values.push(envelope);
     }
-    await Promise.all([...byKey].map(([key, values]) => this.client.lpush(key, ...values)));
+    await Promise.all(
+      [...byKey].map(async ([key, g]) => {
+        if (g.max === undefined) return this.client.lpush(key, ...g.values);
+        const keys = PRIORITY_STEPS.map((s) => this.bucketKey(g.queue, s));
+        const r = await this.client.celeriacPublishCapped(keys.length, ...keys, g.max, PRIORITY_STEPS.indexOf(g.step as 0) + 1, ...g.values);
+        if (r < 0) throw new QueueFullError(g.queue, -r - 1, g.max);
+        return r;
+      }),
+    );
   }
 
   async consume(queues: readonly string[], options: ConsumeOptions, onMessage: (d: Delivery) => void): Promise<Consumer> {
@@ -194,7 +207,8 @@ export class RedisBroker implements Broker {
   async restoreExpired(now: number = Date.now()): Promise<number> {
     await this.connect();
     const token = randomUUID();
-    const got = await this.client.set(this.keys.mutex, token, 'PX', 300_000, 'NX');
+    // Held for one scan (milliseconds); a short expiry limits how long a crashed restorer blocks others.
+    const got = await this.client.set(this.keys.mutex, token, 'PX', 30_000, 'NX');
     if (got !== 'OK') return 0;
     let restored = 0;
     try {

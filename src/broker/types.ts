@@ -10,6 +10,11 @@ export interface PublishOptions {
   priority?: number;
   /** Exchange to publish through; default `''` (route straight to the queue). */
   exchange?: string;
+  /**
+   * Refuse with `QueueFullError` when the queue would hold more than this
+   * many messages (checked atomically with the publish where the broker allows).
+   */
+  maxLength?: number;
 }
 
 /** One message in a bulk publish. */

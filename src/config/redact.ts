@@ -44,6 +44,8 @@ function redactUrlToken(scheme: string, rest: string): string {
   const userinfo = rest.slice(0, at);
   const colon = userinfo.indexOf(':');
   if (colon === -1) return scheme + rest; // a user name alone is not a secret
+  // A secret reference (see env.ts) names where the secret is, not the secret: keep it visible.
+  if (/^\$\{(?:file|env):[^}]*\}$/.test(userinfo.slice(colon + 1))) return scheme + rest;
   return `${scheme}${userinfo.slice(0, colon)}:${MASK}${rest.slice(at)}`;
 }
 

@@ -178,6 +178,22 @@ export class Worker {
       this.refuse(delivery, err);
       return;
     }
+    const admit = this.app.security.admit;
+    if (!admit) {
+      this.accept(delivery, req);
+      return;
+    }
+    admit(delivery.message, req, delivery).then(
+      (reason) => (reason === undefined ? this.accept(delivery, req) : this.refuse(delivery, new DecodeError(reason, { code: 'ERR_REFUSED' }))),
+      (err: unknown) => {
+        // The check itself failed (e.g. its store is down): give the message back rather than guess.
+        this.logger.error({ err, id: req.id }, 'message admission check failed; requeueing');
+        void delivery.reject(true).catch(() => undefined);
+      },
+    );
+  }
+
+  private accept(delivery: Delivery, req: TaskRequest): void {
     const def = this.app.registry.get(req.task);
     if (!def?.fn) {
       this.unknownTask(delivery, req);
@@ -518,6 +534,7 @@ export class Worker {
     if (job.acked) return;
     job.acked = true;
     await job.delivery.ack();
+    this.app.security.settled?.(job.delivery.message);
   }
 
   // ── shutdown ─────────────────────────────────────────────────────────

@@ -10,6 +10,7 @@ import { buildTaskMessage } from '../../src/protocol/task-message.ts';
 import { JSON_SERIALIZER } from '../../src/codec/serializers.ts';
 import { newId } from '../../src/protocol/ids.ts';
 import type { WireMessage } from '../../src/protocol/types.ts';
+import { QueueFullError } from '../../src/errors.ts';
 import { sleep, waitFor } from '../helpers/services.ts';
 
 export interface BrokerFactoryOptions {
@@ -174,6 +175,17 @@ export function brokerConformance(name: string, target: ConformanceTarget): void
       assert.equal(dead[0]!.reason, 'unit-test reason');
       assert.equal(dead[0]!.message?.headers.id, m.headers.id);
       await consumer.cancel();
+    });
+
+    it('refuses a publish past maxLength with QueueFullError (PublishOptions.maxLength)', async () => {
+      const broker = await make();
+      const queue = q();
+      await broker.publishMany([1, 2].map((i) => ({ queue, message: message(i), options: { maxLength: 3 } })));
+      await broker.publish(queue, message(3), { maxLength: 3 });
+      await assert.rejects(broker.publish(queue, message(4), { maxLength: 3 }), (e: unknown) => e instanceof QueueFullError && e.queue === queue && e.limit === 3);
+      await assert.rejects(broker.publishMany([5, 6].map((i) => ({ queue, message: message(i), options: { maxLength: 4 } }))), QueueFullError);
+      assert.equal(await broker.queueLength(queue), 3);
+      await broker.purge(queue);
     });
 
     it('settling twice is harmless', async () => {

@@ -1,0 +1,29 @@
+/**
+ * The hooks through which message integrity plugs into the client and the
+ * worker: signing on send, verification and decoding on receive, replay
+ * checks that need shared state, and sealing of result records.
+ */
+import type { RecordSealer } from '../backend/results.ts';
+import type { BodyDecoder, TaskRequest } from '../protocol/task-message.ts';
+import type { WireMessage } from '../protocol/types.ts';
+
+export interface MessageSecurity {
+  /** Sign an outgoing task message (body and/or header signature); returns the message to publish. */
+  sign?(message: WireMessage): WireMessage;
+  /** Verify and decode a received body; replaces the plain decoder. Throws `DecodeError`s (incl. signature errors). */
+  decodeBody?: BodyDecoder;
+  /**
+   * Checks that need shared state, run after decoding and before the task is
+   * scheduled (e.g. replay detection). Resolves to a rejection reason, or
+   * undefined to accept.
+   */
+  admit?(message: WireMessage, request: TaskRequest, delivery: { redelivered: boolean; deliveryTag: string }): Promise<string | undefined>;
+  /** The message was settled (acked or dead-lettered) for good. */
+  settled?(message: WireMessage): void;
+  /** Seal and open result records at rest. */
+  resultSealer?: RecordSealer;
+  /** Lines to log as warnings at every start (weaker modes in use). */
+  warnings?: string[];
+  /** Release resources (connections of a shared replay store). */
+  close?(): Promise<void>;
+}
