@@ -10,6 +10,8 @@ import type { Broker, PublishItem } from './broker/types.ts';
 import { contentTypeOf, decodeByContentType, JSON_SERIALIZER, serializerByName, type Serializer } from './codec/serializers.ts';
 import { BROKER_URL_VARS, RESULT_BACKEND_VARS, settingFromEnv, type Env } from './config/env.ts';
 import { resolveSettings, type AppSettings, type ResolvedSettings } from './config/options.ts';
+import { enforcePolicy, policyInputFromSettings } from './config/policy.ts';
+import { recordSecurityEvent } from './security/events.ts';
 import { ClosedError, ConfigError } from './errors.ts';
 import { createLogger, type Logger } from './logging.ts';
 import { newId } from './protocol/ids.ts';
@@ -61,6 +63,8 @@ export class App {
   /** Signing/verification hooks; undefined means plain json/msgpack. */
   security: MessageSecurity = {};
   private readonly env: Env;
+  /** Which URLs came from the environment (and may be reloaded). */
+  private readonly urlsFromEnv: { broker: boolean; backend: boolean };
   private brokerPromise: Promise<Broker> | undefined;
   private backendPromise: Promise<ResultStore | undefined> | undefined;
   private readonly injectedBroker: Broker | undefined;
@@ -76,6 +80,7 @@ export class App {
     this.injectedBroker = broker;
     this.injectedBackend = backend;
     const resolved = resolveSettings(settings);
+    this.urlsFromEnv = { broker: resolved.brokerUrl === undefined, backend: resolved.resultBackend === undefined };
     resolved.brokerUrl ??= settingFromEnv(this.env, BROKER_URL_VARS);
     resolved.resultBackend ??= settingFromEnv(this.env, RESULT_BACKEND_VARS);
     this.settings = resolved;
@@ -211,10 +216,24 @@ export class App {
 
   // ── connections ──────────────────────────────────────────────────────
 
+  private policyChecked = false;
+
+  /**
+   * Run the security policy once per app, before the first connection:
+   * refuses insecure settings with an error naming each setting and its
+   * fix, and logs every accepted unsafe override as a warning.
+   */
+  enforceSecurityPolicy(): void {
+    if (this.policyChecked) return;
+    enforcePolicy(policyInputFromSettings(this.settings, this.env), this.logger);
+    this.policyChecked = true;
+  }
+
   /** The broker, connected on first use. */
   broker(): Promise<Broker> {
     if (this.closed) return Promise.reject(new ClosedError('app'));
     this.brokerPromise ??= (async () => {
+      this.enforceSecurityPolicy();
       let broker = this.injectedBroker;
       if (!broker) {
         const url = this.settings.brokerUrl;
@@ -238,6 +257,7 @@ export class App {
   resultStore(): Promise<ResultStore | undefined> {
     if (this.closed) return Promise.reject(new ClosedError('app'));
     this.backendPromise ??= (async () => {
+      this.enforceSecurityPolicy();
       let backend: ResultBackend | undefined | null = this.injectedBackend;
       if (backend === null) return undefined;
       if (!backend) {
@@ -258,6 +278,34 @@ export class App {
       this.backendPromise = undefined;
     });
     return this.backendPromise;
+  }
+
+  /**
+   * Re-read the broker and backend URLs from their environment variables or
+   * secret files (what SIGHUP does) and hand changed credentials to the
+   * open adapters; in-flight work is not interrupted. URLs given in code
+   * are not reloaded. Returns what changed.
+   */
+  async reloadCredentials(): Promise<{ broker: boolean; backend: boolean }> {
+    const changed = { broker: false, backend: false };
+    const nextBroker = this.urlsFromEnv.broker ? settingFromEnv(this.env, BROKER_URL_VARS) : undefined;
+    if (nextBroker && nextBroker !== this.settings.brokerUrl) {
+      const broker = await this.brokerPromise;
+      await broker?.updateCredentials?.(nextBroker);
+      this.settings.brokerUrl = nextBroker;
+      changed.broker = true;
+    }
+    const nextBackend = this.urlsFromEnv.backend ? settingFromEnv(this.env, RESULT_BACKEND_VARS) : undefined;
+    if (nextBackend && nextBackend !== this.settings.resultBackend) {
+      const store = await this.backendPromise;
+      await store?.backend.updateCredentials?.(nextBackend);
+      this.settings.resultBackend = nextBackend;
+      changed.backend = true;
+    }
+    if (changed.broker || changed.backend) {
+      recordSecurityEvent('secret_reloaded', { reason: `credentials reloaded for ${[changed.broker && 'broker', changed.backend && 'result backend'].filter(Boolean).join(' and ')}` }, this.logger);
+    }
+    return changed;
   }
 
   /** Close broker and backend connections. */

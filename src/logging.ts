@@ -3,7 +3,7 @@
  * through `redactAll`, and secret-bearing fields are masked by path.
  */
 import pino, { type Logger, type DestinationStream } from 'pino';
-import { redactAll } from './config/redact.ts';
+import { redactAll, redactValue } from './config/redact.ts';
 
 export type { Logger };
 
@@ -54,11 +54,7 @@ function redactError(e: Error): Error {
 }
 
 function redactObject(o: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) {
-    out[k] = typeof v === 'string' ? redactAll(v) : v instanceof Error ? redactError(v) : v;
-  }
-  return out;
+  return redactValue(o) as Record<string, unknown>;
 }
 
 let shared: Logger | undefined;

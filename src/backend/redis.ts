@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import type { AdapterContext } from '../adapter-context.ts';
 import { ClosedError } from '../errors.ts';
-import { createRedisClient } from '../redis/connection.ts';
+import { connectClient, createRedisClient, updateClientCredentials } from '../redis/connection.ts';
 import type { ResultBackend, StoredRecord, StoreOptions } from './types.ts';
 
 const STORE_LUA = readFileSync(new URL('./redis-lua/store.lua', import.meta.url), 'utf8');
@@ -46,8 +46,10 @@ export class RedisBackend implements ResultBackend {
   private queue: PendingStore[] = [];
   private flushScheduled = false;
   private closed = false;
+  private url: string;
 
   constructor(options: RedisBackendOptions) {
+    this.url = options.url;
     this.client = createRedisClient({ url: options.url, settings: options.settings, logger: options.logger, role: 'backend', side: 'backend' }) as StoreClient;
     this.client.defineCommand('celeriacStore', { lua: STORE_LUA });
     this.sub = createRedisClient({ url: options.url, settings: options.settings, logger: options.logger, role: 'backend-sub', side: 'backend', autoPipelining: false });
@@ -59,7 +61,7 @@ export class RedisBackend implements ResultBackend {
 
   connect(): Promise<void> {
     if (this.closed) return Promise.reject(new ClosedError('redis backend'));
-    this.connecting ??= this.client.connect().catch((err: unknown) => {
+    this.connecting ??= connectClient(this.client, this.url, 'backend').catch((err: unknown) => {
       this.connecting = undefined;
       throw err;
     });
@@ -67,7 +69,7 @@ export class RedisBackend implements ResultBackend {
   }
 
   private connectSub(): Promise<void> {
-    this.subConnecting ??= this.sub.connect().catch((err: unknown) => {
+    this.subConnecting ??= connectClient(this.sub, this.url, 'backend subscriber').catch((err: unknown) => {
       this.subConnecting = undefined;
       throw err;
     });
@@ -149,6 +151,12 @@ export class RedisBackend implements ResultBackend {
         if (!this.closed) void this.sub.unsubscribe(channel).catch(() => undefined);
       }
     };
+  }
+
+  async updateCredentials(url: string): Promise<void> {
+    await updateClientCredentials(this.client, url);
+    await updateClientCredentials(this.sub, url);
+    this.url = url;
   }
 
   async forget(taskId: string): Promise<void> {

@@ -38,4 +38,6 @@ export interface ResultBackend {
   /** Delete a record. */
   forget(taskId: string): Promise<void>;
   close(): Promise<void>;
+  /** Use new credentials from now on without dropping connections (secret rotation). */
+  updateCredentials?(url: string): Promise<void>;
 }

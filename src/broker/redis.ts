@@ -24,7 +24,7 @@ import type { Logger } from '../logging.ts';
 import { decodeRedisEnvelope, encodeRedisEnvelope, PRIORITY_SEP, priorityQueueKey, priorityStep } from '../protocol/redis-envelope.ts';
 import { PRIORITY_STEPS, type WireMessage } from '../protocol/types.ts';
 import { peekTaskHeaders } from '../protocol/task-message.ts';
-import { createRedisClient } from '../redis/connection.ts';
+import { connectClient, createRedisClient, updateClientCredentials } from '../redis/connection.ts';
 import type { DecodeLimits } from '../codec/limits.ts';
 import {
   deadLetterQueueName,
@@ -82,14 +82,14 @@ export class RedisBroker implements Broker {
   readonly limits: DecodeLimits;
   readonly deadLetterMax: number;
   readonly keys: { unacked: string; index: string; mutex: string };
-  private readonly options: RedisBrokerOptions;
+  private readonly options: { url: string } & Omit<RedisBrokerOptions, 'url'>;
   private readonly declared = new Set<string>();
   private readonly consumers = new Set<RedisConsumer>();
   private connecting: Promise<void> | undefined;
   private closed = false;
 
   constructor(options: RedisBrokerOptions) {
-    this.options = options;
+    this.options = { ...options };
     this.logger = options.logger;
     const t = options.settings.brokerTransportOptions;
     this.prefix = typeof t.globalKeyprefix === 'string' ? t.globalKeyprefix : '';
@@ -111,6 +111,13 @@ export class RedisBroker implements Broker {
     this.client.defineCommand('celeriacPublishCapped', { lua: SCRIPTS.publishCapped });
   }
 
+  /** Rotate credentials: every live connection re-authenticates, new ones use them. */
+  async updateCredentials(url: string): Promise<void> {
+    await updateClientCredentials(this.client, url);
+    this.options.url = url;
+    for (const c of this.consumers) await c.updateCredentials(url);
+  }
+
   /** A new connection to the same server (used by consumers for wake-up notifications). */
   newConnection(role: string): Redis {
     return createRedisClient({ url: this.options.url, settings: this.options.settings, logger: this.logger, role, side: 'broker', autoPipelining: false });
@@ -118,7 +125,7 @@ export class RedisBroker implements Broker {
 
   connect(): Promise<void> {
     if (this.closed) return Promise.reject(new ClosedError('redis broker'));
-    this.connecting ??= this.client.connect().catch((err: unknown) => {
+    this.connecting ??= connectClient(this.client, this.options.url, 'broker').catch((err: unknown) => {
       this.connecting = undefined;
       throw err;
     });
@@ -580,6 +587,10 @@ class RedisConsumer implements Consumer {
     } catch (err) {
       this.options.onError?.(err as Error);
     }
+  }
+
+  async updateCredentials(url: string): Promise<void> {
+    if (this.notifier) await updateClientCredentials(this.notifier, url);
   }
 
   /** Stop reserving. Unsettled deliveries stay valid (their leases keep being renewed) until settled or the broker closes. */

@@ -101,6 +101,11 @@ export interface Broker {
   deadLetters(queue: string, limit?: number): Promise<DeadLetter[]>;
   /** Close every connection. Unsettled deliveries are returned to their queues. */
   close(): Promise<void>;
+  /**
+   * Use new credentials (same server) from now on, without dropping open
+   * connections or in-flight work (secret rotation on SIGHUP).
+   */
+  updateCredentials?(url: string): Promise<void>;
 }
 
 /** Name of a queue's dead-letter queue. */

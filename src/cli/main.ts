@@ -7,6 +7,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<(argv: str
   worker: { summary: 'run a worker for an app module', load: async () => (await import('./worker.ts')).runWorkerCommand },
   send: { summary: 'send a task by name', load: async () => (await import('./send.ts')).runSendCommand },
   result: { summary: "print a task's result", load: async () => (await import('./send.ts')).runResultCommand },
+  secrets: { summary: 'generate strong secrets, keys and certificates', load: async () => (await import('./secrets.ts')).runSecretsCommand },
 };
 
 /** Register an extra subcommand (used by modules that add demo, secrets, audit, …). */

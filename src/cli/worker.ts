@@ -30,6 +30,8 @@ ${CONNECTION_HELP}
 SIGTERM or SIGINT stops gracefully: consuming stops, tasks not yet started
 are requeued, running tasks get the shutdown timeout. A second SIGINT, or
 SIGQUIT, exits at once (late-ack messages are restored by the broker).
+SIGHUP re-reads the broker and backend URLs from their variables or _FILE
+secret files and re-authenticates open connections (secret rotation).
 
 Example:
   CELERIAC_BROKER_URL_FILE=/run/secrets/broker_url celeriac worker -A ./tasks.ts -c 8`;
@@ -112,6 +114,14 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
       process.exit(Exit.ERROR);
     };
     const onQuit = (): void => cold('SIGQUIT');
+    // SIGHUP: rotate credentials (and keys) without stopping.
+    const onHup = (): void => {
+      app.reloadCredentials().then(
+        (c) => app.logger.info({ ...c }, c.broker || c.backend ? 'SIGHUP: credentials reloaded' : 'SIGHUP: credentials unchanged'),
+        (err: unknown) => app.logger.error({ err }, 'SIGHUP: credential reload failed; keeping the current credentials'),
+      );
+    };
+    process.on('SIGHUP', onHup);
     process.on('SIGTERM', onTerm);
     process.on('SIGINT', onInt);
     process.on('SIGQUIT', onQuit);
@@ -121,6 +131,7 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
     process.off('SIGTERM', onTerm);
     process.off('SIGINT', onInt);
     process.off('SIGQUIT', onQuit);
+    process.off('SIGHUP', onHup);
     return Exit.OK;
   } catch (err) {
     return reportError(io, err);

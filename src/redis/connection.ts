@@ -6,9 +6,10 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { ResolvedSettings } from '../config/options.ts';
 import { redactUrl } from '../config/redact.ts';
-import { ConfigError } from '../errors.ts';
+import { ConfigError, ConnectionError } from '../errors.ts';
 import type { Logger } from '../logging.ts';
 import { redisTlsOptions } from './tls.ts';
+import { classifyConnectionError, recordSecurityEvent } from '../security/events.ts';
 
 export interface RedisClientOptions {
   url: string;
@@ -58,7 +59,7 @@ export function parseRedisUrl(url: string): RedisTarget {
 /** Create an ioredis client (not yet connected: call `connect()`). */
 export function createRedisClient(options: RedisClientOptions): Redis {
   const target = parseRedisUrl(options.url);
-  const tls = redisTlsOptions(options.url, target, options.settings, options.side);
+  const tls = redisTlsOptions(options.url, options.settings, options.side);
   const ioOptions: RedisOptions = {
     host: target.host,
     port: target.port,
@@ -79,11 +80,15 @@ export function createRedisClient(options: RedisClientOptions): Redis {
   client.on('error', (err: Error) => {
     // ioredis retries every few ms while a server is down: log each distinct error at most every 10 s.
     const now = Date.now();
-    if (err.message !== lastLogged || now - lastAt > 10_000) {
-      lastLogged = err.message;
-      lastAt = now;
-      options.logger.warn({ err, role: options.role, host: target.host, port: target.port }, `redis ${options.role} connection error: ${err.message}`);
+    if (err.message === lastLogged && now - lastAt < 10_000) return;
+    lastLogged = err.message;
+    lastAt = now;
+    const c = classifyConnectionError(err);
+    const host = `${target.host}:${target.port}`;
+    if (c.kind === 'auth' || c.kind === 'tls') {
+      recordSecurityEvent(c.kind === 'auth' ? 'auth_failure' : 'tls_failure', { host, reason: c.reason, code: c.code, role: options.role }, options.logger);
     }
+    options.logger.warn({ role: options.role, host, code: c.code }, `redis ${options.role} connection to ${host} failed: ${c.reason} — ${c.hint}`);
   });
   return client;
 }
@@ -91,4 +96,38 @@ export function createRedisClient(options: RedisClientOptions): Redis {
 /** Key of a Redis target for sharing connections: same server and db. */
 export function targetKey(t: RedisTarget): string {
   return `${t.tls ? 's' : ''}${t.host}:${t.port}/${t.db}`;
+}
+
+/**
+ * Connect, turning a failure into a `ConnectionError` that names the host
+ * and says what to do (never the password).
+ */
+export async function connectClient(client: Redis, url: string, role: string): Promise<void> {
+  try {
+    await client.connect();
+  } catch (err) {
+    const t = parseRedisUrl(url);
+    const c = classifyConnectionError(err);
+    throw new ConnectionError(`cannot connect the redis ${role} to ${t.host}:${t.port}: ${c.reason}`, { hint: c.hint, code: c.kind === 'auth' ? 'ERR_AUTH' : c.kind === 'tls' ? 'ERR_TLS' : 'ERR_CONNECTION' });
+  }
+}
+
+/**
+ * Switch a client to the credentials of `url` (same host): later reconnects
+ * use them, and a connected client re-authenticates at once so a wrong new
+ * secret is reported now rather than at the next reconnect.
+ */
+export async function updateClientCredentials(client: Redis, url: string): Promise<void> {
+  const t = parseRedisUrl(url);
+  const current = client.options;
+  if (t.host !== current.host || t.port !== current.port) {
+    throw new ConfigError('a credential reload may change the user and password, not the server', { hint: 'restart the process to move to another server' });
+  }
+  current.username = t.username;
+  current.password = t.password;
+  if (client.status === 'ready' && t.password !== undefined) {
+    if (client.mode === 'subscriber') return; // RESP2 subscribers cannot AUTH; they use the new secret on reconnect.
+    if (t.username) await client.auth(t.username, t.password);
+    else await client.auth(t.password);
+  }
 }

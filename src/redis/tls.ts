@@ -1,13 +1,16 @@
 /**
- * TLS options for Redis connections. Verification is always on; the full
- * Celery-style settings (CA files, client certificates, ssl_cert_reqs) are
- * read by the config layer.
+ * TLS options for Redis connections, from the URL's Celery-style
+ * parameters and `brokerUseSsl` / `redisBackendUseSsl` (the config layer
+ * does the reading and the refusing).
  */
 import type { ConnectionOptions } from 'node:tls';
 import type { ResolvedSettings } from '../config/options.ts';
-import type { RedisTarget } from './connection.ts';
+import { policyInputFromSettings } from '../config/policy.ts';
+import { tlsOptionsFor } from '../config/tls.ts';
+import { parseConnectionUrl } from '../config/url.ts';
 
-export function redisTlsOptions(_url: string, target: RedisTarget, _settings: ResolvedSettings, _side: 'broker' | 'backend'): ConnectionOptions | undefined {
-  if (!target.tls) return undefined;
-  return { servername: target.host, minVersion: 'TLSv1.2', rejectUnauthorized: true };
+export function redisTlsOptions(url: string, settings: ResolvedSettings, side: 'broker' | 'backend'): ConnectionOptions | undefined {
+  const setting = side === 'broker' ? 'brokerUseSsl' : 'redisBackendUseSsl';
+  const unsafe = policyInputFromSettings(settings).unsafe;
+  return tlsOptionsFor(parseConnectionUrl(url), settings.extra[setting], { unsafeAllowInsecureTls: unsafe?.unsafeAllowInsecureTls === true, setting });
 }

@@ -109,8 +109,10 @@ function checkName(v: string, what: string): string {
 export const REDIS_ACL_COMMANDS: Readonly<Record<string, readonly string[]>> = {
   // handshake; ioredis' ready check uses INFO
   connection: ['auth', 'hello', 'ping', 'select', 'echo', 'quit', 'reset', 'info', 'client|setname', 'client|getname', 'client|id'],
+  // Celeriac's idle consumers wake on client-side-tracking invalidations of the queue keys
+  tracking: ['client|tracking'],
   // task queues: LPUSH to publish, BRPOP to consume, RPUSH to restore, LLEN for queue length, DEL to purge
-  queues: ['lpush', 'rpush', 'lpop', 'rpop', 'brpop', 'llen', 'lrange', 'del', 'exists'],
+  queues: ['lpush', 'rpush', 'lpop', 'rpop', 'brpop', 'llen', 'lrange', 'ltrim', 'del', 'exists'],
   // kombu exchange bindings (_kombu.binding.*)
   bindings: ['sadd', 'srem', 'smembers', 'sismember', 'scard'],
   // ack emulation: unacked hash, unacked_index sorted set, unacked_mutex lock
@@ -140,13 +142,14 @@ export function redisAclPatterns(queues: readonly string[] = ['celery'], db = 0,
   const lists = [...queues, '*.celery.pidbox', '*.reply.celery.pidbox', 'celeryev.*'];
   const keys = [
     ...lists.flatMap((q) => [`~${q}`, `~${q}??[0-9]`]),
+    ...queues.map((q) => `~${q}.dlq`), // Celeriac's dead-letter lists
     '~_kombu.binding.*', '~unacked', '~unacked_index', '~unacked_mutex',
     '~celery-task-meta-*', '~celery-taskset-meta-*', '~chord-unlock-*',
     '~????????-????-????-????-????????????.?', // chord counters <group uuid>.j/.t/.s
     '~celeriac:*', // Celeriac's own keys
   ];
   // The Redis result backend PUBLISHes every key it sets on a channel of the same name.
-  const channels = [`&/${db}.celeryev/*`, `&/${db}.celery.pidbox`, '&celery-task-meta-*', '&celery-taskset-meta-*', '&chord-unlock-*', '&celeriac:*'];
+  const channels = [`&/${db}.celeryev/*`, `&/${db}.celery.pidbox`, '&celery-task-meta-*', '&celery-taskset-meta-*', '&chord-unlock-*', '&celeriac:*', '&__redis__:invalidate'];
   return { keys, channels };
 }
 
