@@ -117,9 +117,15 @@ export interface TaskDefinition {
  * Python's TypeError) when kwargs cannot be bound.
  */
 export function bindArguments(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>): unknown[] {
-  const names = Object.keys(kwargs);
   if (def.options.kwargs) return [...args, { ...kwargs }];
-  if (names.length === 0) return [...args];
+  // No kwargs: the common case, and no copy (args are the decoded message's own array).
+  let none = true;
+  for (const _ in kwargs) {
+    none = false;
+    break;
+  }
+  if (none) return args as unknown[];
+  const names = Object.keys(kwargs);
   const params = def.options.params;
   if (!params) {
     throw new ValidationError(`${def.name}() takes no keyword arguments but got ${names.map((n) => JSON.stringify(n)).join(', ')}`, {
@@ -148,7 +154,7 @@ export function validateArguments(
   kwargs: Readonly<Record<string, unknown>>,
 ): { args: unknown[]; kwargs: Record<string, unknown> } {
   const schema = def.options.schema;
-  if (!schema) return { args: [...args], kwargs: { ...kwargs } };
+  if (!schema) return { args: args as unknown[], kwargs: kwargs as Record<string, unknown> };
   let outArgs: unknown[] = [...args];
   let outKwargs: Record<string, unknown> = { ...kwargs };
   if (schema.args) {

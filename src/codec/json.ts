@@ -23,6 +23,10 @@ export function scanJsonLimits(input: Uint8Array | string, limits: DecodeLimits)
   if (input.length > limits.maxBytes) {
     throw new DecodeError(`body of ${input.length} bytes exceeds the ${limits.maxBytes}-byte limit`, { code: 'ERR_TOO_LARGE' });
   }
+  // Fast path (most messages): a container of n items needs at least 2n-1
+  // characters, and nesting cannot be deeper than the number of opening
+  // brackets; both bounds are found with native searches.
+  if (input.length < 2 * limits.maxItems && countOpeners(input, limits.maxDepth) <= limits.maxDepth) return;
   const isString = typeof input === 'string';
   const counts: number[] = [];
   let depth = 0;
@@ -50,6 +54,19 @@ export function scanJsonLimits(input: Uint8Array | string, limits: DecodeLimits)
       }
     }
   }
+}
+
+/** Count `[` and `{` (inside strings too: an upper bound), stopping once past `limit`. */
+function countOpeners(input: Uint8Array | string, limit: number): number {
+  let n = 0;
+  for (const ch of typeof input === 'string' ? ['[', '{'] : [OPEN_ARRAY, OPEN_OBJECT]) {
+    let i = (input as string).indexOf(ch as string);
+    while (i >= 0) {
+      if (++n > limit) return n;
+      i = (input as string).indexOf(ch as string, i + 1);
+    }
+  }
+  return n;
 }
 
 const PROTO_MARKERS = ['__proto__', 'constructor', 'prototype'].map((k) => Buffer.from(`"${k}"`));

@@ -13,7 +13,7 @@ import type { ResultStore } from '../backend/results.ts';
 import type { Consumer, Delivery, MalformedDelivery } from '../broker/types.ts';
 import { ContentDisallowedError, DecodeError, ValidationError, ConfigError } from '../errors.ts';
 import type { Logger } from '../logging.ts';
-import { defaultNodeName, newId } from '../protocol/ids.ts';
+import { defaultNodeName } from '../protocol/ids.ts';
 import { buildResultMeta, errorToExceptionInfo, type ExceptionInfo, type ExtendedFields, type ResultMeta } from '../protocol/result-meta.ts';
 import { parseTaskMessage, peekTaskHeaders, type TaskRequest } from '../protocol/task-message.ts';
 import { reprArgs, reprKwargs } from '../protocol/pyrepr.ts';
@@ -105,6 +105,9 @@ export class Worker {
   private readonly counters = { processed: 0, succeeded: 0, failed: 0, retried: 0, revoked: 0, rejected: 0 };
   private readonly byTask: Record<string, number> = {};
   private readonly signal: AbortSignal | undefined;
+  /** Per-task debug lines are built only when debug logging is on (the hot path allocates nothing for them). */
+  private readonly debug: boolean;
+  private jobSeq = 0;
 
   constructor(options: WorkerOptions) {
     this.app = options.app;
@@ -115,6 +118,7 @@ export class Worker {
     this.basePrefetch = this.concurrency * (options.prefetchMultiplier ?? 4);
     this.shutdownTimeoutMs = options.shutdownTimeoutMs ?? 30_000;
     this.signal = options.signal;
+    this.debug = this.logger.isLevelEnabled('debug');
     this.done = new Promise((r) => (this.resolveDone = r));
     const poolKind = options.pool ?? 'prefork';
     if (poolKind === 'prefork') {
@@ -126,6 +130,7 @@ export class Worker {
       const processes = Math.max(1, Math.min(options.processes ?? Math.min(this.concurrency, availableParallelism()), this.concurrency));
       this.pool = createPreforkPool({
         appModule: options.appModule,
+        hostname: this.nodeName,
         processes,
         slotsPerChild: Math.ceil(this.concurrency / processes),
         maxMemoryPerChildMb: options.maxMemoryPerChildMb,
@@ -201,7 +206,7 @@ export class Worker {
     }
     const acksLate = def.options.acksLate ?? this.app.settings.taskAcksLate;
     const job: Job = { delivery, req, def, acksLate, acked: false };
-    this.logger.debug({ id: req.id, task: req.task }, 'task received');
+    if (this.debug) this.logger.debug({ id: req.id, task: req.task }, 'task received');
     if (this.expired(job)) return;
     if (req.eta !== null && req.eta > Date.now()) {
       this.hold(job, req.eta, true);
@@ -342,7 +347,7 @@ export class Worker {
     }
     const [hard, soft] = this.limits(job);
     const exec: ExecJob = {
-      jobId: newId(),
+      jobId: String(++this.jobSeq),
       task: def.name,
       args,
       request: this.requestInfo(job, kwargs),
@@ -445,7 +450,7 @@ export class Worker {
         }),
       );
     }
-    this.logger.debug({ id: req.id, task: req.task, runtimeMs }, 'task succeeded');
+    if (this.debug) this.logger.debug({ id: req.id, task: req.task, runtimeMs }, 'task succeeded');
     await this.ackOnce(job);
   }
 

@@ -10,10 +10,13 @@
 -- ARGV[2]        most messages to take
 -- ARGV[3]        exchange, JSON-encoded (normally "")
 -- ARGV[4..3+n]   routing key (queue name) of each list, JSON-encoded
--- ARGV[4+n..]    fresh delivery tags, one per message that may be taken
+-- ARGV[4+n]      delivery tag prefix, unique to the consumer
+-- ARGV[5+n]      sequence number of the first tag (tags are prefix .. number)
 -- Returns        flat list: list index (1-based), envelope, delivery tag, ...
 local nq = #KEYS - 2
 local max = tonumber(ARGV[2])
+local prefix = ARGV[4 + nq]
+local seq = tonumber(ARGV[5 + nq])
 local taken = 0
 local out, hset, zadd = {}, {}, {}
 for i = 1, nq do
@@ -22,7 +25,7 @@ for i = 1, nq do
   if items then
     for _, payload in ipairs(items) do
       taken = taken + 1
-      local tag = ARGV[3 + nq + taken]
+      local tag = prefix .. (seq + taken - 1)
       hset[#hset + 1] = tag
       hset[#hset + 1] = '[' .. payload .. ', ' .. ARGV[3] .. ', ' .. ARGV[3 + i] .. ']'
       zadd[#zadd + 1] = ARGV[1]

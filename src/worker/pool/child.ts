@@ -6,7 +6,7 @@
 import { pathToFileURL } from 'node:url';
 import type { TaskDefinition } from '../../task.ts';
 import { executeJob, type ExecJob, type ExecOutcome } from '../execute.ts';
-import type { ChildMessage, ParentMessage } from './ipc.ts';
+import { decodeJob, type ChildMessage, type ParentMessage } from './ipc.ts';
 
 // The parent owns shutdown: a Ctrl-C reaching the whole process group must
 // not kill tasks mid-flight, and losing the parent must stop the child.
@@ -19,6 +19,7 @@ const send = (m: ChildMessage): void => {
 };
 
 let registry: ReadonlyMap<string, TaskDefinition> | undefined;
+let hostname = '';
 const running = new Map<string, AbortController>();
 let outbox: Array<[string, ExecOutcome]> = [];
 let flushScheduled = false;
@@ -58,6 +59,7 @@ process.on('message', (raw: ParentMessage) => {
     case 'init':
       void (async () => {
         try {
+          hostname = raw.hostname;
           const spec = raw.appModule.startsWith('file:') ? raw.appModule : pathToFileURL(raw.appModule).href;
           const mod = (await import(spec)) as Record<string, unknown>;
           registry = findRegistry(mod);
@@ -69,7 +71,7 @@ process.on('message', (raw: ParentMessage) => {
       })();
       break;
     case 'run':
-      for (const job of raw.jobs) void run(job);
+      for (const job of raw.jobs) void run(decodeJob(job, hostname));
       break;
     case 'abort':
       running.get(raw.jobId)?.abort(new Error('terminated'));

@@ -10,12 +10,14 @@ import { fileURLToPath } from 'node:url';
 import { CeleriacError } from '../../errors.ts';
 import type { Logger } from '../../logging.ts';
 import type { ExecJob, ExecOutcome } from '../execute.ts';
-import type { ChildMessage, ParentMessage } from './ipc.ts';
+import { encodeJob, type ChildMessage, type ParentMessage } from './ipc.ts';
 import type { Pool } from './types.ts';
 
 export interface PreforkOptions {
   /** Module (path or file URL) whose `app` or default export is the app. */
   appModule: string;
+  /** The worker's node name, as tasks see it in `currentTask().request.hostname`. */
+  hostname: string;
   processes: number;
   slotsPerChild: number;
   /** V8 heap limit per child in MiB (`--max-old-space-size`). */
@@ -80,7 +82,7 @@ export function createPreforkPool(options: PreforkOptions): Pool {
         onChildExit(child, code, sig);
       });
       proc.on('error', (err) => options.logger.error({ err }, 'pool child error'));
-      proc.send({ t: 'init', appModule: options.appModule } satisfies ParentMessage);
+      proc.send({ t: 'init', appModule: options.appModule, hostname: options.hostname } satisfies ParentMessage);
     });
   }
 
@@ -123,7 +125,7 @@ export function createPreforkPool(options: PreforkOptions): Pool {
       if (c.outbox.length > 0 && !c.dead) {
         const jobs = c.outbox;
         c.outbox = [];
-        c.proc.send({ t: 'run', jobs } satisfies ParentMessage);
+        c.proc.send({ t: 'run', jobs: jobs.map(encodeJob) } satisfies ParentMessage);
       }
     }
   }
