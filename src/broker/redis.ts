@@ -213,44 +213,74 @@ export class RedisBroker implements Broker {
    */
   async restoreExpired(now: number = Date.now()): Promise<number> {
     await this.connect();
+    return this.withMutex(async () => {
+      const cutoff = now / 1000 - this.visibilityTimeoutS;
+      const tags = await this.client.zrangebyscore(this.keys.index, '-inf', cutoff, 'LIMIT', 0, 1000);
+      const restored = await this.restoreTags(tags, cutoff, new Set());
+      if (restored > 0) this.logger.warn({ restored }, `restored ${restored} unacknowledged message(s) after the visibility timeout`);
+      return restored;
+    });
+  }
+
+  /**
+   * Recover the deliveries of a consumer that is known to be dead (a worker
+   * child killed by its supervisor) at once, without waiting for the
+   * visibility timeout: every unacknowledged message whose tag starts with
+   * `owner` goes back to its queue, except those in `drop`, which are
+   * removed (the message that caused the kill must not run again).
+   */
+  async recoverOwner(owner: string, options: { drop?: readonly string[] } = {}): Promise<number> {
+    await this.connect();
+    const drop = new Set(options.drop ?? []);
+    if (drop.size > 0) await this.client.celeriacAck(2, this.keys.unacked, this.keys.index, ...drop);
+    const tags = (await this.client.zrange(this.keys.index, '0', '-1')).filter((t) => t.startsWith(owner) && !drop.has(t));
+    const restored = await this.restoreTags(tags, Number.MAX_SAFE_INTEGER, drop);
+    if (restored > 0) this.logger.warn({ restored, owner }, `restored ${restored} message(s) of a lost worker process`);
+    return restored;
+  }
+
+  private async withMutex(work: () => Promise<number>): Promise<number> {
     const token = randomUUID();
     // Held for one scan (milliseconds); a short expiry limits how long a crashed restorer blocks others.
     const got = await this.client.set(this.keys.mutex, token, 'PX', 30_000, 'NX');
     if (got !== 'OK') return 0;
-    let restored = 0;
     try {
-      const cutoff = now / 1000 - this.visibilityTimeoutS;
-      const tags = await this.client.zrangebyscore(this.keys.index, '-inf', cutoff, 'LIMIT', 0, 1000);
-      if (tags.length === 0) return 0;
-      const entries = await this.client.hmget(this.keys.unacked, ...tags);
-      for (let i = 0; i < tags.length; i++) {
-        const tag = tags[i]!;
-        const entry = entries[i];
-        if (entry == null) {
-          await this.client.zrem(this.keys.index, tag);
-          continue;
-        }
-        const parsed = parseUnackedEntry(entry);
-        if (!parsed) {
-          this.logger.error({ tag }, 'unrestorable unacked entry moved to the dead-letter list');
-          await this.client.celeriacDeadLetter(3, this.keys.unacked, this.keys.index, this.prefix + deadLetterQueueName('unacked'), tag, deadLetterRecord('unacked', 'unparsable unacked entry', entry), this.deadLetterMax);
-          continue;
-        }
-        const queues = await this.route(parsed.exchange, parsed.routingKey);
-        if (queues.length === 0) {
-          this.logger.error({ tag, exchange: parsed.exchange, routingKey: parsed.routingKey }, 'unacked message has no route; dead-lettered');
-          await this.client.celeriacDeadLetter(3, this.keys.unacked, this.keys.index, this.prefix + deadLetterQueueName(parsed.routingKey || 'unacked'), tag, deadLetterRecord(parsed.routingKey, 'no route on restore', entry), this.deadLetterMax);
-          continue;
-        }
-        const step = priorityStep(parsed.priority);
-        const dest = queues.map((q) => this.bucketKey(q, step));
-        restored += await this.client.celeriacRestore(2 + dest.length, this.keys.unacked, this.keys.index, ...dest, tag, cutoff, parsed.redelivered);
-      }
-      if (restored > 0) this.logger.warn({ restored }, `restored ${restored} unacknowledged message(s) after the visibility timeout`);
-      return restored;
+      return await work();
     } finally {
       await this.client.celeriacUnlock(1, this.keys.mutex, token).catch(() => undefined);
     }
+  }
+
+  /** Put unacknowledged entries back on their queues (only those still at or below `cutoff`). */
+  private async restoreTags(tags: readonly string[], cutoff: number, skip: ReadonlySet<string>): Promise<number> {
+    if (tags.length === 0) return 0;
+    let restored = 0;
+    const entries = await this.client.hmget(this.keys.unacked, ...tags);
+    for (let i = 0; i < tags.length; i++) {
+      const tag = tags[i]!;
+      const entry = entries[i];
+      if (skip.has(tag)) continue;
+      if (entry == null) {
+        await this.client.zrem(this.keys.index, tag);
+        continue;
+      }
+      const parsed = parseUnackedEntry(entry);
+      if (!parsed) {
+        this.logger.error({ tag }, 'unrestorable unacked entry moved to the dead-letter list');
+        await this.client.celeriacDeadLetter(3, this.keys.unacked, this.keys.index, this.prefix + deadLetterQueueName('unacked'), tag, deadLetterRecord('unacked', 'unparsable unacked entry', entry), this.deadLetterMax);
+        continue;
+      }
+      const queues = await this.route(parsed.exchange, parsed.routingKey);
+      if (queues.length === 0) {
+        this.logger.error({ tag, exchange: parsed.exchange, routingKey: parsed.routingKey }, 'unacked message has no route; dead-lettered');
+        await this.client.celeriacDeadLetter(3, this.keys.unacked, this.keys.index, this.prefix + deadLetterQueueName(parsed.routingKey || 'unacked'), tag, deadLetterRecord(parsed.routingKey, 'no route on restore', entry), this.deadLetterMax);
+        continue;
+      }
+      const step = priorityStep(parsed.priority);
+      const dest = queues.map((q) => this.bucketKey(q, step));
+      restored += await this.client.celeriacRestore(2 + dest.length, this.keys.unacked, this.keys.index, ...dest, tag, cutoff, parsed.redelivered);
+    }
+    return restored;
   }
 
   /** Queues a message published to (exchange, routing key) reaches: kombu's direct routing via `_kombu.binding.*`. */
@@ -378,6 +408,11 @@ class RedisConsumer implements Consumer {
 
   get unsettled(): number {
     return this.unsettledMap.size;
+  }
+
+  /** Every delivery tag of this consumer starts with this (see `RedisBroker.recoverOwner`). */
+  get owner(): string {
+    return this.tagPrefix;
   }
 
   setPrefetch(prefetch: number): void {

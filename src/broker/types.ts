@@ -68,6 +68,11 @@ export interface Consumer {
   setPrefetch(prefetch: number): void;
   /** Deliveries taken and not yet settled. */
   readonly unsettled: number;
+  /**
+   * Identifies this consumer's deliveries at the broker, when the broker can
+   * recover them for a consumer known to be dead (`Broker.recoverOwner`).
+   */
+  readonly owner?: string;
 }
 
 /** A message that went to a dead-letter queue. */
@@ -101,6 +106,13 @@ export interface Broker {
   deadLetters(queue: string, limit?: number): Promise<DeadLetter[]>;
   /** Close every connection. Unsettled deliveries are returned to their queues. */
   close(): Promise<void>;
+  /**
+   * Give back at once every unsettled delivery of a consumer known to be
+   * dead (by its `Consumer.owner`), removing those listed in `drop` instead.
+   * Brokers without it fall back on their own redelivery (visibility
+   * timeout, or AMQP's redelivery when the connection drops).
+   */
+  recoverOwner?(owner: string, options?: { drop?: readonly string[] }): Promise<number>;
   /**
    * Use new credentials (same server) from now on, without dropping open
    * connections or in-flight work (secret rotation on SIGHUP).

@@ -1,7 +1,13 @@
 /**
- * The worker: consumes task messages, holds ETA tasks, applies expiry and
- * rate limits, runs tasks in the pool, stores results, sends follow-ups
- * (retries, chains, callbacks) and settles every delivery exactly once.
+ * The worker core: consumes task messages, holds ETA tasks, applies expiry
+ * and rate limits, runs tasks, stores results, sends follow-ups (retries,
+ * chains, callbacks) and settles every delivery exactly once.
+ *
+ * One `Worker` runs its tasks in its own process. `createWorker` with the
+ * default prefork pool starts a supervisor instead, whose child processes
+ * each run one `Worker` (see supervisor.ts): the tasks never run in the
+ * supervisor, and every child consumes for itself, so no single process
+ * limits throughput.
  *
  * Ack semantics are Celery's: early ack (when the task starts) by default;
  * with acksLate the message is acked after the result is stored, and a task
@@ -11,8 +17,9 @@ import { availableParallelism } from 'node:os';
 import type { App } from '../app.ts';
 import type { ResultStore } from '../backend/results.ts';
 import type { Consumer, Delivery, MalformedDelivery } from '../broker/types.ts';
-import { ContentDisallowedError, DecodeError, ValidationError, ConfigError } from '../errors.ts';
+import { ContentDisallowedError, DecodeError, ValidationError } from '../errors.ts';
 import type { Logger } from '../logging.ts';
+import { recordSecurityEvent } from '../security/events.ts';
 import { defaultNodeName } from '../protocol/ids.ts';
 import { buildResultMeta, errorToExceptionInfo, type ExceptionInfo, type ExtendedFields, type ResultMeta } from '../protocol/result-meta.ts';
 import { parseTaskMessage, peekTaskHeaders, type TaskRequest } from '../protocol/task-message.ts';
@@ -21,15 +28,15 @@ import { bindArguments, parseRateLimit, validateArguments, type TaskDefinition }
 import type { RequestInfo } from './context.ts';
 import type { ExecJob, ExecOutcome } from './execute.ts';
 import { childTuple, failureFollowUps, retryMessageInput, successFollowUps, type FollowUp } from './follow-ups.ts';
-import { createPreforkPool } from './pool/prefork.ts';
 import { createSoloPool } from './pool/solo.ts';
 import type { Pool } from './pool/types.ts';
 import { TokenBucket } from './rate-limit.ts';
 import { decideRetry } from './retry-policy.ts';
+import { Supervisor } from './supervisor.ts';
 
 export interface WorkerOptions {
   app: App;
-  /** Module whose `app` (or default) export is the app: required by the prefork pool, which loads it in each child. */
+  /** Module whose `app` (or default) export is the app: required by the prefork pool, which loads it in each child process. */
   appModule?: string;
   /** Queues to consume (default: `taskDefaultQueue`). */
   queues?: string[];
@@ -37,9 +44,13 @@ export interface WorkerOptions {
   concurrency?: number;
   /** Prefetch = concurrency × this (default 4, as Celery). */
   prefetchMultiplier?: number;
-  /** `prefork` (default: tasks in child processes) or `solo` (in this process; no isolation). */
+  /**
+   * `prefork` (default): child processes consume and run the tasks, under a
+   * supervisor that restarts them and enforces hard time limits;
+   * `solo`: everything in this process (no isolation; for tests and embedding).
+   */
   pool?: 'prefork' | 'solo';
-  /** Child processes of the prefork pool (default: min(concurrency, CPUs)). */
+  /** Child processes of the prefork pool (default: min(concurrency, CPUs)); the concurrency is split between them. */
   processes?: number;
   /** V8 heap limit per child process, MiB. */
   maxMemoryPerChildMb?: number;
@@ -50,6 +61,32 @@ export interface WorkerOptions {
   /** Aborting it starts a graceful shutdown. */
   signal?: AbortSignal;
   logger?: Logger;
+  /**
+   * Internal (prefork children): told when tasks start and finish, for the
+   * supervisor's watchdog. For 'started', a returned promise delays the task
+   * until it resolves (the supervisor must know before the code runs).
+   */
+  onTaskEvent?: (event: TaskEvent) => Promise<void> | void;
+  /** Internal: false in prefork children, whose supervisor announces the worker. */
+  announce?: boolean;
+}
+
+/** Start and end of a task's execution, as a prefork child reports them to its supervisor. */
+export type TaskEvent =
+  | { type: 'started'; id: string; task: string; tag: string; lateAck: boolean; hardLimitMs: number | undefined; group: string | null; parentId: string | null }
+  | { type: 'finished'; id: string; tag: string };
+
+/** What `createWorker` returns, whichever pool runs the tasks. */
+export interface WorkerHandle {
+  readonly nodeName: string;
+  /** Connect and begin consuming (and start child processes for prefork). */
+  start(): Promise<void>;
+  /** Graceful shutdown. */
+  stop(): Promise<void>;
+  /** Resolves once the worker has stopped. */
+  readonly done: Promise<void>;
+  /** Counters since start. */
+  stats(): WorkerStats;
 }
 
 export interface WorkerStats {
@@ -71,16 +108,23 @@ interface Job {
   def: TaskDefinition;
   acksLate: boolean;
   acked: boolean;
+  /** A 'started' task event was sent (so a 'finished' one follows). */
+  reported?: boolean;
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** Create a worker; call `start()` to begin consuming. */
-export function createWorker(options: WorkerOptions): Worker {
-  return new Worker(options);
+/**
+ * Create a worker; call `start()` to begin consuming. With the default
+ * prefork pool this is a supervisor of child processes (which needs
+ * `appModule`); with `pool: 'solo'` everything runs in this process.
+ */
+export function createWorker(options: WorkerOptions): WorkerHandle {
+  return (options.pool ?? 'prefork') === 'prefork' ? new Supervisor(options) : new Worker(options);
 }
 
-export class Worker {
+/** The consumer and executor of one process (see the module comment). */
+export class Worker implements WorkerHandle {
   readonly nodeName: string;
   private readonly app: App;
   private readonly logger: Logger;
@@ -120,25 +164,17 @@ export class Worker {
     this.signal = options.signal;
     this.debug = this.logger.isLevelEnabled('debug');
     this.done = new Promise((r) => (this.resolveDone = r));
-    const poolKind = options.pool ?? 'prefork';
-    if (poolKind === 'prefork') {
-      if (!options.appModule) {
-        throw new ConfigError('the prefork pool needs appModule, the module that exports the app', {
-          hint: "pass appModule: new URL('./tasks.ts', import.meta.url).href, or pool: 'solo' to run tasks in this process",
-        });
-      }
-      const processes = Math.max(1, Math.min(options.processes ?? Math.min(this.concurrency, availableParallelism()), this.concurrency));
-      this.pool = createPreforkPool({
-        appModule: options.appModule,
-        hostname: this.nodeName,
-        processes,
-        slotsPerChild: Math.ceil(this.concurrency / processes),
-        maxMemoryPerChildMb: options.maxMemoryPerChildMb,
-        logger: this.logger,
-      });
-    } else {
-      this.pool = createSoloPool(this.app.registry);
-    }
+    this.pool = createSoloPool(this.app.registry);
+    this.onTaskEvent = options.onTaskEvent;
+    this.announce = options.announce ?? true;
+  }
+
+  private readonly onTaskEvent: ((event: TaskEvent) => Promise<void> | void) | undefined;
+  private readonly announce: boolean;
+
+  /** Identifies this worker's deliveries at the broker (for recovery by a supervisor). */
+  get consumerOwner(): string | undefined {
+    return this.consumer?.owner;
   }
 
   /** Start the pool, connect, and begin consuming. */
@@ -153,10 +189,12 @@ export class Worker {
     );
     this.signal?.addEventListener('abort', () => void this.stop(), { once: true });
     if (this.signal?.aborted) void this.stop();
-    this.logger.info(
-      { node: this.nodeName, queues: this.queues, concurrency: this.concurrency, pool: this.pool.kind, tasks: [...this.app.registry.keys()] },
-      `worker ${this.nodeName} ready`,
-    );
+    if (this.announce) {
+      this.logger.info(
+        { node: this.nodeName, queues: this.queues, concurrency: this.concurrency, pool: this.pool.kind, tasks: [...this.app.registry.keys()] },
+        `worker ${this.nodeName} ready`,
+      );
+    }
   }
 
   /** Counters since start. */
@@ -169,6 +207,7 @@ export class Worker {
   private onMalformed(m: MalformedDelivery): void {
     this.counters.rejected++;
     this.logger.error({ id: m.id, queue: m.queue, reason: m.reason }, `malformed message dead-lettered: ${m.reason}`);
+    recordSecurityEvent('malformed_message', { messageId: m.id, queue: m.queue, reason: m.reason });
   }
 
   private onDelivery(delivery: Delivery): void {
@@ -326,12 +365,6 @@ export class Worker {
   private async execute(job: Job): Promise<void> {
     const { req, def } = job;
     if (this.expired(job)) return;
-    if (!job.acksLate) void this.ackOnce(job).catch((err: unknown) => this.logger.error({ err, id: req.id }, 'ack failed'));
-    if ((def.options.trackStarted ?? this.app.settings.taskTrackStarted) && !def.options.ignoreResult) {
-      void this.storeMeta(buildResultMeta({ taskId: req.id, status: 'STARTED', result: { pid: process.pid, hostname: this.nodeName }, groupId: req.group, parentId: req.parentId })).catch(
-        (err: unknown) => this.logger.warn({ err, id: req.id }, 'could not store STARTED'),
-      );
-    }
     let args: unknown[];
     let kwargs: Record<string, unknown>;
     try {
@@ -346,6 +379,33 @@ export class Worker {
       return;
     }
     const [hard, soft] = this.limits(job);
+    // Before the task's code runs: an early ack must have reached the broker
+    // (a task that crashes its process must not come back), and a supervisor
+    // must know the task is running (so it can fail it if the process dies).
+    // Both are batched per event-loop turn.
+    const before: Promise<unknown>[] = [];
+    if (!job.acksLate) before.push(this.ackOnce(job));
+    if (this.onTaskEvent) {
+      job.reported = true;
+      const told = this.onTaskEvent({ type: 'started', id: req.id, task: req.task, tag: job.delivery.deliveryTag, lateAck: job.acksLate, hardLimitMs: hard !== undefined ? hard * 1000 : undefined, group: req.group, parentId: req.parentId });
+      if (told) before.push(told);
+    }
+    if (before.length > 0) {
+      try {
+        await Promise.all(before);
+      } catch (err) {
+        this.logger.error({ err, id: req.id }, 'could not ack before running; the message is given back');
+        if (job.reported) this.onTaskEvent?.({ type: 'finished', id: req.id, tag: job.delivery.deliveryTag });
+        this.app.security.released?.(job.delivery.message);
+        await job.delivery.reject(true).catch(() => undefined);
+        return;
+      }
+    }
+    if ((def.options.trackStarted ?? this.app.settings.taskTrackStarted) && !def.options.ignoreResult) {
+      void this.storeMeta(buildResultMeta({ taskId: req.id, status: 'STARTED', result: { pid: process.pid, hostname: this.nodeName }, groupId: req.group, parentId: req.parentId })).catch(
+        (err: unknown) => this.logger.warn({ err, id: req.id }, 'could not store STARTED'),
+      );
+    }
     const exec: ExecJob = {
       jobId: String(++this.jobSeq),
       task: def.name,
@@ -397,11 +457,13 @@ export class Worker {
         this.logger.error({ err, id: job.req.id, task: job.req.task }, 'could not settle task; requeueing the message');
         if (!job.acked) {
           job.acked = true;
+          this.app.security.released?.(job.delivery.message);
           await job.delivery.reject(true).catch(() => undefined);
         }
       })
       .finally(() => {
         this.finalizing--;
+        if (job.reported) this.onTaskEvent?.({ type: 'finished', id: job.req.id, tag: job.delivery.deliveryTag });
       });
   }
 
@@ -513,6 +575,7 @@ export class Worker {
     if (job.acksLate && (this.stopping || (def.options.rejectOnWorkerLost ?? this.app.settings.taskRejectOnWorkerLost))) {
       this.logger.warn({ id: req.id, task: req.task, reason }, `task ${req.task}[${req.id}] lost its process; message requeued`);
       job.acked = true;
+      this.app.security.released?.(job.delivery.message);
       await job.delivery.reject(true);
       return;
     }
@@ -559,7 +622,7 @@ export class Worker {
         clearTimeout(timer);
         this.held.delete(job);
       }
-      await Promise.all(requeue.map((j) => (j.acked ? undefined : ((j.acked = true), j.delivery.reject(true).catch(() => undefined)))));
+      await Promise.all(requeue.map((j) => (j.acked ? undefined : ((j.acked = true), this.app.security.released?.(j.delivery.message), j.delivery.reject(true).catch(() => undefined)))));
       const deadline = Date.now() + this.shutdownTimeoutMs;
       while (this.active > 0 && Date.now() < deadline) await sleep(20);
       await this.pool.close(Math.max(0, deadline - Date.now()));

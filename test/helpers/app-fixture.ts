@@ -6,7 +6,7 @@ import { createApp, type App, type AppOptions } from '../../src/app.ts';
 import { createMemoryBackend, type MemoryBackend } from '../../src/backend/memory.ts';
 import { createMemoryBroker, type MemoryBroker } from '../../src/broker/memory.ts';
 import { createLogger } from '../../src/logging.ts';
-import { createWorker, type Worker, type WorkerOptions } from '../../src/worker/worker.ts';
+import { createWorker, type WorkerHandle as Worker, type WorkerOptions } from '../../src/worker/worker.ts';
 
 export interface MemoryFixture {
   app: App;

@@ -70,7 +70,7 @@ describe('bad input to a celeriac worker over Redis', () => {
     assert.match(reasonFor(ids.shape), /unknown message format|not \[args, kwargs, embed\]/);
     assert.match(reasonFor(ids.unknown), /unregistered task tasks\.unknown_name/);
     for (const id of [ids.json, ids.pickle, ids.shape, ids.unknown]) {
-      assert.ok(worker!.logs().some((l) => l.level === 50 && l.id === id), `error log line with id ${id}`);
+      await waitFor(() => worker!.logs().some((l) => l.level === 50 && l.id === id), 5000, `an error log line with id ${id}`);
     }
     await assert.rejects(app!.asyncResult(ids.unknown).get({ timeoutMs: 5000 }), { excType: 'NotRegistered' });
     // Still serving.

@@ -59,10 +59,16 @@ describe('mixed Python + Celeriac pool on one queue', () => {
 
     // Exactly once: count executions in both workers' logs.
     const ids = new Set(results.map((r) => r.id));
-    const pyRuns = [...py!.output().matchAll(/Task tasks\.add\[([0-9a-f-]{36})\] succeeded/g)].map((m) => m[1]!);
-    const tsRuns = ts!.logs().filter((l) => l.msg === 'task succeeded').map((l) => String(l.id));
-    const all = [...pyRuns, ...tsRuns].filter((id) => ids.has(id));
-    assert.equal(all.length, 1000, `executions: python ${pyRuns.length}, celeriac ${tsRuns.length}`);
+    const runs = (): string[] => {
+      const pyRuns = [...py!.output().matchAll(/Task tasks\.add\[([0-9a-f-]{36})\] succeeded/g)].map((m) => m[1]!);
+      const tsRuns = ts!.logs().filter((l) => l.msg === 'task succeeded').map((l) => String(l.id));
+      return [...pyRuns, ...tsRuns].filter((id) => ids.has(id));
+    };
+    // Log lines of worker processes arrive asynchronously: wait for them to be flushed.
+    await waitFor(() => runs().length >= 1000, 10_000, 'every execution logged').catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 500));
+    const all = runs();
+    assert.equal(all.length, 1000, `executions logged: ${all.length}`);
     assert.equal(new Set(all).size, 1000, 'no task ran twice');
   });
 });

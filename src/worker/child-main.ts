@@ -1,0 +1,96 @@
+/**
+ * Entry point of a prefork child process: loads the app module and runs one
+ * Worker (consumer and executor) with its share of the concurrency. Task
+ * starts and ends go to the supervisor, batched per event-loop turn, so it
+ * can enforce hard time limits and account for tasks if this process dies.
+ */
+import { pathToFileURL } from 'node:url';
+import type { App } from '../app.ts';
+import type { FromChild, ToChild } from './supervisor-ipc.ts';
+import { Worker, type TaskEvent } from './worker.ts';
+
+// The supervisor owns shutdown: a Ctrl-C reaching the whole process group
+// must not kill tasks mid-flight. Losing the supervisor means the worker was
+// killed: stop at once, like the rest of it (late-ack messages are restored
+// by the broker).
+process.on('SIGINT', () => {});
+process.on('SIGTERM', () => {});
+process.on('disconnect', () => process.exit(0));
+
+const send = (m: FromChild): void => {
+  if (process.connected) process.send!(m);
+};
+
+let worker: Worker | undefined;
+let app: App | undefined;
+let events: TaskEvent[] = [];
+let flushing: Promise<void> | undefined;
+
+/**
+ * Queue an event for the supervisor; events of one event-loop turn travel
+ * together. The returned promise resolves once the batch is written to the
+ * pipe, so a task that then crashes the process is still known to have run.
+ */
+function onTaskEvent(e: TaskEvent): Promise<void> {
+  events.push(e);
+  flushing ??= new Promise<void>((resolve) => {
+    setImmediate(() => {
+      const batch = events;
+      events = [];
+      flushing = undefined;
+      if (!process.connected) return resolve();
+      process.send!({ t: 'events', events: batch } satisfies FromChild, undefined, {}, () => resolve());
+    });
+  });
+  return flushing;
+}
+
+/** The app in a module: its `app` export, else its default export. */
+function findApp(mod: Record<string, unknown>): App | undefined {
+  for (const candidate of [mod.app, mod.default]) {
+    if (candidate && typeof candidate === 'object' && (candidate as { registry?: unknown }).registry instanceof Map) return candidate as App;
+  }
+  return undefined;
+}
+
+process.on('message', (msg: ToChild) => {
+  if (msg.t === 'init') {
+    void (async () => {
+      try {
+        const spec = msg.appModule.startsWith('file:') ? msg.appModule : pathToFileURL(msg.appModule).href;
+        app = findApp((await import(spec)) as Record<string, unknown>);
+        if (!app) throw new Error(`module ${msg.appModule} exports no app (export it as "app" or as the default export)`);
+        const o = msg.options;
+        worker = new Worker({
+          app,
+          queues: o.queues,
+          concurrency: o.concurrency,
+          prefetchMultiplier: o.prefetchMultiplier,
+          nodeName: o.nodeName,
+          shutdownTimeoutMs: o.shutdownTimeoutMs,
+          pool: 'solo',
+          announce: false,
+          onTaskEvent,
+        });
+        await worker.start();
+        setInterval(() => send({ t: 'stats', stats: worker!.stats() }), 1000).unref();
+        send({ t: 'ready', pid: process.pid, owner: worker.consumerOwner });
+      } catch (err) {
+        send({ t: 'init-error', message: err instanceof Error ? err.message : String(err) });
+        setTimeout(() => process.exit(1), 50);
+      }
+    })();
+  } else if (msg.t === 'stop') {
+    void (async () => {
+      await worker?.stop();
+      send({ t: 'stats', stats: worker?.stats() ?? emptyStats() });
+      await app?.close();
+      send({ t: 'stopped' });
+      setTimeout(() => process.exit(0), 20);
+    })();
+  }
+});
+
+function emptyStats(): ReturnType<Worker['stats']> {
+  return { nodeName: '', active: 0, held: 0, processed: 0, succeeded: 0, failed: 0, retried: 0, revoked: 0, rejected: 0, byTask: {} };
+}
