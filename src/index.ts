@@ -1,0 +1,37 @@
+/**
+ * Celeriac's public API: a Celery-compatible, secure-by-default task queue
+ * for TypeScript.
+ *
+ * ```ts
+ * import { createApp } from 'celeriac';
+ * export const app = createApp();             // URLs from CELERIAC_BROKER_URL / CELERIAC_RESULT_BACKEND
+ * export const add = app.task('tasks.add', (x: number, y: number) => x + y, { params: ['x', 'y'] });
+ * const result = await add.delay(2, 3);
+ * console.log(await result.get({ timeoutMs: 10_000 })); // 5
+ * ```
+ */
+export { App, createApp, type AppOptions, type SendCall, type MessageSecurity } from './app.ts';
+export { AsyncResult, type GetOptions } from './result.ts';
+export type { TaskHandle, TaskOptions, SendOptions, KwargsByName } from './task.ts';
+export { createWorker, type WorkerHandle, type WorkerOptions, type WorkerStats } from './worker/worker.ts';
+export { currentTask, Retry, type TaskContext, type RequestInfo, type RetryOptions } from './worker/context.ts';
+export { SoftTimeLimitExceeded } from './worker/execute.ts';
+export type { AppSettings, TransportOptions } from './config/options.ts';
+export type { Broker, Delivery, Consumer, PublishOptions } from './broker/types.ts';
+export type { ResultBackend } from './backend/types.ts';
+export { States, type TaskState, type ResultMeta } from './protocol/result-meta.ts';
+export {
+  CeleriacError,
+  ConfigError,
+  ConnectionError,
+  DecodeError,
+  ProtocolError,
+  ContentDisallowedError,
+  RemoteTaskError,
+  TimeoutError,
+  ValidationError,
+  QueueFullError,
+  RateLimitedError,
+  ClosedError,
+} from './errors.ts';
+export { redactUrl, redactText } from './config/redact.ts';
