@@ -21,6 +21,10 @@ export async function createBackend(url: string, ctx: AdapterContext): Promise<R
       const { createMemoryBackend } = await import('./memory.ts');
       return createMemoryBackend();
     }
+    case 'sqlite': {
+      const { createSqliteBackend } = await import('./sqlite.ts');
+      return createSqliteBackend({ url, ...ctx });
+    }
     default:
       throw new ConfigError(`unsupported result backend URL ${redactUrl(url)}`, {
         hint: 'use redis://, rediss://, sqlite:// or memory://',

@@ -8,6 +8,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<(argv: str
   send: { summary: 'send a task by name', load: async () => (await import('./send.ts')).runSendCommand },
   result: { summary: "print a task's result", load: async () => (await import('./send.ts')).runResultCommand },
   secrets: { summary: 'generate strong secrets, keys and certificates', load: async () => (await import('./secrets.ts')).runSecretsCommand },
+  demo: { summary: 'run workers and sample tasks on the embedded SQLite broker (no server needed)', load: async () => (await import('./demo.ts')).runDemoCommand },
 };
 
 /** Register an extra subcommand (used by modules that add demo, secrets, audit, …). */

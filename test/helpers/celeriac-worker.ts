@@ -59,7 +59,10 @@ export async function startCeleriacWorker(options: { env: Record<string, string>
     async stop() {
       if (proc.exitCode !== null) return proc.exitCode;
       proc.kill('SIGTERM');
-      const code = await Promise.race([exited, sleep(20_000).then(() => 'timeout' as const)]);
+      let timer: NodeJS.Timeout | undefined;
+      // A cleared timer: a pending one would keep the test process alive for 20 s after the worker exits.
+      const code = await Promise.race([exited, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 20_000)))]);
+      clearTimeout(timer);
       if (code === 'timeout') {
         proc.kill('SIGKILL');
         return exited;
