@@ -30,7 +30,10 @@ import {
   type TaskOptions,
 } from './task.ts';
 import { maybeCurrentTask } from './worker/context.ts';
+import { defaultSqliteUrl } from './sqlite/location.ts';
 import type { MessageSecurity } from './security/message-security-types.ts';
+import { createMessageSecurity, openRedis } from './security/message-security.ts';
+import { SubmissionLimits, type SendRateLimit, type SubmissionDemand } from './security/submission-limits.ts';
 
 export type { MessageSecurity } from './security/message-security-types.ts';
 
@@ -69,9 +72,13 @@ export class App {
   private backendPromise: Promise<ResultStore | undefined> | undefined;
   private readonly injectedBroker: Broker | undefined;
   private readonly injectedBackend: ResultBackend | null | undefined;
+  /** Set when nothing was configured and the app uses the embedded SQLite default; cleared once announced. */
+  private embeddedDefault: { results: boolean } | undefined;
   private closed = false;
   private readonly taskSerializer: Serializer;
   private readonly acceptTypes: ReadonlySet<string>;
+  /** Send rate limits and queue caps (CEL-019). */
+  private readonly submission: SubmissionLimits;
 
   constructor(options: AppOptions = {}) {
     const { broker, backend, logger, env, ...settings } = options;
@@ -83,9 +90,30 @@ export class App {
     this.urlsFromEnv = { broker: resolved.brokerUrl === undefined, backend: resolved.resultBackend === undefined };
     resolved.brokerUrl ??= settingFromEnv(this.env, BROKER_URL_VARS);
     resolved.resultBackend ??= settingFromEnv(this.env, RESULT_BACKEND_VARS);
+    // Nothing configured: the embedded SQLite broker in the working directory, resolved to an
+    // absolute path now so a client and a worker started in the same directory meet on one file.
+    // Results default to the same file only with the default broker: an explicit broker (Redis,
+    // RabbitMQ) without a result backend keeps Celery's "no results".
+    if (!broker && !resolved.brokerUrl) {
+      resolved.brokerUrl = defaultSqliteUrl();
+      const results = backend === undefined && !resolved.resultBackend;
+      if (results) resolved.resultBackend = resolved.brokerUrl;
+      this.embeddedDefault = { results };
+    }
     this.settings = resolved;
     this.taskSerializer = serializerByName(resolved.taskSerializer) ?? JSON_SERIALIZER;
     this.acceptTypes = new Set(resolved.acceptContent.map(contentTypeOf));
+    this.security = createMessageSecurity({ settings: resolved, env: this.env, logger: this.logger, acceptTypes: this.acceptTypes });
+    const redisUrl = [resolved.brokerUrl, resolved.resultBackend].find((u) => u !== undefined && /^rediss?:\/\//i.test(u));
+    this.submission = new SubmissionLimits({
+      clientLimit: resolved.extra.sendRateLimit as SendRateLimit | undefined,
+      wait: resolved.extra.sendRateLimitWait as boolean | number | undefined,
+      maxQueueLength: resolved.extra.maxQueueLength as number | Record<string, number> | undefined,
+      transportMaxQueueLength: resolved.brokerTransportOptions.maxQueueLength,
+      redis: redisUrl ? () => openRedis(redisUrl, redisUrl === resolved.brokerUrl ? 'broker' : 'backend', 'rate-limit', resolved, this.logger) : undefined,
+      keyPrefix: typeof resolved.brokerTransportOptions.globalKeyprefix === 'string' ? resolved.brokerTransportOptions.globalKeyprefix : '',
+      logger: this.logger,
+    });
   }
 
   /** True in production mode (`NODE_ENV=production`), where the security policy is strict. */
@@ -140,6 +168,7 @@ export class App {
   async sendMany(calls: readonly SendCall[]): Promise<AsyncResult[]> {
     const broker = await this.broker();
     const store = await this.resultStore();
+    await this.acquireSendTokens(calls.map((c) => ({ task: c.name, limit: this.registry.get(c.name)?.options.sendRateLimit, count: 1 })));
     const items: PublishItem[] = [];
     const results: AsyncResult[] = [];
     const now = Date.now();
@@ -161,9 +190,17 @@ export class App {
 
   private async send(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions): Promise<AsyncResult<unknown>> {
     const broker = await this.broker();
+    // Before building: a client over its limit fails fast without paying for signing.
+    if (this.submission.rateLimited || def.options.sendRateLimit !== undefined) await this.acquireSendTokens([{ task: def.name, limit: def.options.sendRateLimit, count: 1 }]);
     const { item, id } = this.prepare(def, args, kwargs, options, Date.now());
     await broker.publish(item.queue, item.message, item.options);
     return new AsyncResult(id, await this.resultStore());
+  }
+
+  /** Take send tokens (client and per-task limits); throws `RateLimitedError` when over a limit. */
+  private async acquireSendTokens(demands: SubmissionDemand[]): Promise<void> {
+    if (this.closed) throw new ClosedError('app');
+    await this.submission.acquire(demands);
   }
 
   /** Build the message for one call (validation, routing, ids from the running task). */
@@ -191,7 +228,8 @@ export class App {
       priority: priority ?? 0,
       now,
     };
-    return { item: { queue, message: this.buildMessage(input), options: { priority: priority ?? 0 } }, id };
+    const maxLength = this.submission.maxLengthFor(queue);
+    return { item: { queue, message: this.buildMessage(input), options: { priority: priority ?? 0, ...(maxLength !== undefined ? { maxLength } : {}) } }, id };
   }
 
   /** Build (and sign, when signing is on) a task message. Used by the client and by the worker for retries and chains. */
@@ -226,7 +264,23 @@ export class App {
   enforceSecurityPolicy(): void {
     if (this.policyChecked) return;
     enforcePolicy(policyInputFromSettings(this.settings, this.env), this.logger);
+    // Message signing (CEL-007): refused in production without keys; weaker modes are warned about at every start.
+    this.security.startupCheck?.();
+    for (const reason of this.security.warnings ?? []) recordSecurityEvent('policy_warning', { id: 'CEL-007', reason }, this.logger);
     this.policyChecked = true;
+  }
+
+  /** Log, once, that the embedded default is in use (at first connection, so pool children that never connect stay quiet). */
+  private announceEmbeddedDefault(): void {
+    if (!this.embeddedDefault) return;
+    const { results } = this.embeddedDefault;
+    this.embeddedDefault = undefined;
+    const url = this.settings.brokerUrl ?? '';
+    const path = decodeURIComponent(url.slice('sqlite://'.length));
+    this.logger.info(
+      { path },
+      `no broker configured: using the embedded SQLite broker${results ? ' and result backend' : ''} at ${path} (set CELERIAC_BROKER_URL for Redis or RabbitMQ)`,
+    );
   }
 
   /** The broker, connected on first use. */
@@ -234,6 +288,7 @@ export class App {
     if (this.closed) return Promise.reject(new ClosedError('app'));
     this.brokerPromise ??= (async () => {
       this.enforceSecurityPolicy();
+      this.announceEmbeddedDefault();
       let broker = this.injectedBroker;
       if (!broker) {
         const url = this.settings.brokerUrl;
@@ -258,6 +313,7 @@ export class App {
     if (this.closed) return Promise.reject(new ClosedError('app'));
     this.backendPromise ??= (async () => {
       this.enforceSecurityPolicy();
+      this.announceEmbeddedDefault();
       let backend: ResultBackend | undefined | null = this.injectedBackend;
       if (backend === null) return undefined;
       if (!backend) {
@@ -314,6 +370,8 @@ export class App {
     this.closed = true;
     const b = this.brokerPromise;
     const r = this.backendPromise;
+    // First, so replay-guard holds are released before the broker hands unsettled deliveries back.
+    await Promise.allSettled([this.security.close?.(), this.submission.close()]);
     await Promise.allSettled([b?.then((x) => x.close()), r?.then((x) => x?.close())]);
   }
 }

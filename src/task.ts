@@ -15,6 +15,7 @@
 import type { ZodType } from 'zod';
 import { ValidationError } from './errors.ts';
 import type { AsyncResult } from './result.ts';
+import type { SendRateLimit } from './security/submission-limits.ts';
 
 /** Any function usable as a task body (parameters are checked per task). */
 export type TaskFunction = (...args: never[]) => unknown;
@@ -55,6 +56,13 @@ export interface TaskOptions {
   softTimeLimit?: number;
   /** Execution rate limit per worker, Celery's format: `'10/s'`, `'100/m'`, `'5/h'`. */
   rateLimit?: string;
+  /**
+   * Submission rate limit of this task on the client (CEL-019): `'100/s'`,
+   * or `{ rate, burst?, shared? }` where `shared` names a bucket kept in
+   * Redis for every producer process. Over it, sending fails with
+   * `RateLimitedError` (or waits, with the `sendRateLimitWait` setting).
+   */
+  sendRateLimit?: SendRateLimit;
   /** Default expiry of sent messages, in seconds. */
   expires?: number;
   /** zod schemas for the positional args (a tuple) and the kwargs object; checked at send and before run. */

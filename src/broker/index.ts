@@ -18,9 +18,20 @@ export async function createBroker(url: string, ctx: AdapterContext): Promise<Br
       const { createRedisBroker } = await import('./redis.ts');
       return createRedisBroker({ url, ...ctx });
     }
+    case 'amqp':
+    case 'amqps':
+    case 'pyamqp':
+    case 'pyamqps': {
+      const { createAmqpBroker } = await import('./amqp.ts');
+      return createAmqpBroker({ url, ...ctx });
+    }
     case 'memory': {
       const { createMemoryBroker } = await import('./memory.ts');
       return createMemoryBroker();
+    }
+    case 'sqlite': {
+      const { createSqliteBroker } = await import('./sqlite.ts');
+      return createSqliteBroker({ url, ...ctx });
     }
     default:
       throw new ConfigError(`unsupported broker URL ${redactUrl(url)}`, {

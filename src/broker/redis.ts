@@ -120,7 +120,9 @@ export class RedisBroker implements Broker {
 
   /** A new connection to the same server (used by consumers for wake-up notifications). */
   newConnection(role: string): Redis {
-    return createRedisClient({ url: this.options.url, settings: this.options.settings, logger: this.logger, role, side: 'broker', autoPipelining: false });
+    // No automatic re-subscribe: the notifier sets up CLIENT TRACKING and its subscription itself on every
+    // (re)connect, and a connection ioredis had already re-subscribed could no longer run CLIENT commands.
+    return createRedisClient({ url: this.options.url, settings: this.options.settings, logger: this.logger, role, side: 'broker', autoPipelining: false, autoResubscribe: false });
   }
 
   connect(): Promise<void> {

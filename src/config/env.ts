@@ -111,7 +111,12 @@ export function settingFromEnv(env: Env, names: readonly string[]): string | und
     if (direct !== undefined && direct !== '' && file) {
       throw new ConfigError(`both ${name} and ${name}_FILE are set`, { hint: `unset one of them` });
     }
-    if (file) return resolveSecretRefs(readSecretFile(file, `${name}_FILE`), env);
+    if (file) {
+      const value = resolveSecretRefs(readSecretFile(file, `${name}_FILE`), env);
+      // The file's whole text is registered; its password on its own too, for text that quotes only that.
+      registerSecret(passwordOf(value));
+      return value;
+    }
     if (direct !== undefined && direct !== '') {
       const value = resolveSecretRefs(direct, env);
       registerSecret(passwordOf(value));

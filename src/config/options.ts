@@ -5,6 +5,11 @@
 import { ConfigError } from '../errors.ts';
 import type { DecodeLimits } from '../codec/limits.ts';
 import { DEFAULT_DECODE_LIMITS } from '../codec/limits.ts';
+import type { KeyObject, X509Certificate } from 'node:crypto';
+import type { ResultKeyRing } from '../codec/encryption.ts';
+import type { CeleryAuthLayout, CertStore, SigningKeyRing } from '../codec/signing/index.ts';
+import type { ReplayStoreSetting } from '../security/security-settings.ts';
+import type { SendRateLimit } from '../security/submission-limits.ts';
 
 /** Options of kombu-style transports (`broker_transport_options`). */
 export interface TransportOptions {
@@ -61,6 +66,62 @@ export interface AppSettings {
   brokerTransportOptions?: TransportOptions;
   /** Decoding limits for message bodies and result records. */
   decodeLimits?: Partial<DecodeLimits>;
+  // ── message security (read by src/security/security-settings.ts; snake_case and CELERY_* forms accepted) ──
+  /** Celery's `security_key`: RSA private key of the `auth` signer, a path (mode 0600/0400) or PEM text. Env `CELERIAC_SECURITY_KEY` (PEM) / `_FILE`, `CELERY_SECURITY_KEY`. */
+  securityKey?: string | KeyObject;
+  /** Passphrase of an encrypted `securityKey` (Celery ≥ 5.5's `security_key_password`). Env `CELERIAC_SECURITY_KEY_PASSWORD` / `_FILE`. */
+  securityKeyPassword?: string;
+  /** Celery's `security_certificate`: the signer's certificate, a path or PEM. Env `CELERIAC_SECURITY_CERTIFICATE` / `_FILE`, `CELERY_SECURITY_CERTIFICATE`. */
+  securityCertificate?: string | X509Certificate;
+  /** Celery's `security_cert_store`: PEM file or directory of trusted signers (default: the own certificate). Env `CELERIAC_SECURITY_CERT_STORE`, `CELERY_SECURITY_CERT_STORE`. */
+  securityCertStore?: string | CertStore;
+  /** Celery's `security_digest`: `sha256` (default), `sha384`, `sha512`. */
+  securityDigest?: string;
+  /** Wire layout of the `auth` body: `celery-5.2` (default, Celery ≤ 5.4) or `celery-5.5`; both are accepted on input. */
+  securityAuthLayout?: CeleryAuthLayout;
+  /** Ed25519/HMAC signing key ring text (newest signs, all verify). Env `CELERIAC_SIGNING_KEYS` / `_FILE`. */
+  securitySigningKeys?: string | SigningKeyRing;
+  /** Verify-only key ring (Ed25519 public keys) for workers. Env `CELERIAC_VERIFY_KEYS` / `_FILE`. */
+  securityVerifyKeys?: string | SigningKeyRing;
+  /** Seconds a message signature stays valid after the later of sending and its eta (default: 2 × the visibility timeout, at least 3600). Must cover queueing and a crash-restore; eta and retry delays are added on top. */
+  securityMessageTtl?: number;
+  /** Longest signature lifetime a worker accepts, seconds (default 604800): the most it must remember a nonce. */
+  securityReplayWindow?: number;
+  /** Signer ids whose Celery body-only (`auth`) signatures are accepted without Celeriac's header (Python producers): weaker, warned at every start. */
+  securityAcceptBodyOnlyFrom?: string[];
+  /** Where replay nonces live: `auto` (Redis broker/backend, else the SQLite broker file, else process memory), `redis`, `sqlite`, `memory`, or a `ReplayStore`. */
+  securityReplayStore?: ReplayStoreSetting;
+  /** Accept unsigned messages (and run without signing in production). Logged at every start. */
+  unsafeAcceptUnsigned?: boolean;
+  /** AES-256-GCM result key ring text: results encrypted at rest (Python clients cannot read them). Env `CELERIAC_RESULT_KEYS` / `_FILE`. */
+  resultEncryptionKeys?: string | ResultKeyRing;
+  /** With a result key ring, still read plaintext records (mixed pools with Python workers). Logged at every start. */
+  unsafeAcceptUnencryptedResults?: boolean;
+  // ── submission limits (src/security/submission-limits.ts) ──
+  /** Client-wide send rate limit: `'100/s'`, or `{ rate, burst?, shared? }` (`shared`: one bucket in Redis for all producers with that name). */
+  sendRateLimit?: SendRateLimit;
+  /** Over a send rate limit: `false` (default) fails with `RateLimitedError`; `true` waits; a number waits at most that many ms. */
+  sendRateLimitWait?: boolean | number;
+  /** Most messages a queue may hold before `send` fails with `QueueFullError`: one number, or `{ queue: n, '*': default }`. */
+  maxQueueLength?: number | Record<string, number>;
+  /**
+   * AMQP: add `x-max-priority: N` (1–255) to every task queue declared
+   * (Celery's `task_queue_max_priority`); unset = no priorities. Must match
+   * how Python declares the same queues. Read by `src/amqp/options.ts`.
+   */
+  taskQueueMaxPriority?: number;
+  /** AMQP: `classic` (default) or `quorum` (`x-queue-type: quorum`, replicated on a cluster). */
+  taskDefaultQueueType?: 'classic' | 'quorum';
+  /** AMQP: seconds one connection attempt may take (TCP, TLS and handshake); default 4. */
+  brokerConnectionTimeout?: number;
+  /** AMQP: reconnect after a lost connection (default true). */
+  brokerConnectionRetry?: boolean;
+  /** AMQP: consecutive failed reconnects before giving up; default unlimited. */
+  brokerConnectionMaxRetries?: number | null;
+  /** AMQP: heartbeat in seconds (default 60; 0 = off). */
+  brokerHeartbeat?: number;
+  /** AMQP: seconds a send waits for a reachable broker and its confirm before failing (default 30). */
+  brokerPublishTimeout?: number;
   [extra: string]: unknown;
 }
 

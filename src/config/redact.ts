@@ -29,17 +29,30 @@ const FIELD_RE = /\b([A-Za-z_-]*(?:password|passwd|secret|token|api_?key)[A-Za-z
 // Authorization: Basic xxx / Bearer xxx / "authorization": "..."
 const AUTH_HEADER_RE = /\b((?:proxy-)?authorization)(["']?\s*[:=]\s*["']?)(?:(basic|bearer|digest|token|negotiate)\s+)?([^\s"',;}]+)/gi;
 
+/** What follows the `@` of a URL's user info: a host (name, IPv4, [IPv6]) and maybe a port, up to `/ ? #` or the end. */
+const HOST_AFTER_AT = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%-]+)(?::\d{0,5})?[.,;:)\]]*(?:[/?#]|$)/;
+
 /**
  * Mask the userinfo password of one `scheme://…` token. The userinfo ends
- * at the last `@` before the first `?` or `#` (so passwords with unencoded
- * `@` or `/` are hidden whole); when a `?`/`#` inside the password hides
- * that `@`, the last `@` of the token is used instead — over-redacting the
- * host is better than leaking a password.
+ * at the last `@` that is followed by something shaped like a host (and
+ * port), so passwords written with unencoded `@ / ? # :` are hidden whole;
+ * failing that, at the last `@` before the first `?` or `#`, or else the
+ * last `@` of the token — over-redacting the host is better than leaking a
+ * password.
  */
 function redactUrlToken(scheme: string, rest: string): string {
-  const q = rest.search(/[?#]/);
-  let at = rest.lastIndexOf('@', q === -1 ? undefined : q);
-  if (q !== -1 && at === -1) at = rest.lastIndexOf('@');
+  let at = -1;
+  for (let i = rest.lastIndexOf('@'); i > 0; i = rest.lastIndexOf('@', i - 1)) {
+    if (HOST_AFTER_AT.test(rest.slice(i + 1))) {
+      at = i;
+      break;
+    }
+  }
+  if (at === -1) {
+    const q = rest.search(/[?#]/);
+    at = rest.lastIndexOf('@', q === -1 ? undefined : q);
+    if (q !== -1 && at === -1) at = rest.lastIndexOf('@');
+  }
   if (at === -1) return scheme + rest;
   const userinfo = rest.slice(0, at);
   const colon = userinfo.indexOf(':');
@@ -83,12 +96,18 @@ export function clearRegisteredSecrets(): void {
   knownSecrets.clear();
 }
 
-/** Redact URL credentials, secret fields and every registered secret value. */
+/**
+ * Redact every registered secret value, then URL credentials and secret
+ * fields. Known secrets go first: the pattern rules could otherwise cut a
+ * secret in two (e.g. at an `@` or `&` inside it) and leave a piece that no
+ * longer matches.
+ */
 export function redactAll(text: string): string {
-  let out = redactText(text);
+  let out = text;
+  if (!out) return out;
   // Longest first, so a secret that contains another is masked whole.
   for (const s of [...knownSecrets].sort((a, b) => b.length - a.length)) if (out.includes(s)) out = out.split(s).join(MASK);
-  return out;
+  return redactText(out);
 }
 
 /** Object keys whose values are never shown, whatever they hold. */

@@ -84,6 +84,16 @@ function fail(url: string, what: string, hint: string): never {
   throw new ConfigError(`connection URL ${redactUrl(url)}: ${what}`, { hint, code: 'ERR_URL' });
 }
 
+/**
+ * A piece of a URL quoted in an error message — unless the URL carries
+ * credentials: in a URL with a password written unencoded, what the parser
+ * takes for the host, the database or a parameter may be part of the
+ * password.
+ */
+function shown(url: string, piece: string): string {
+  return url.includes('@') ? '' : ` ${JSON.stringify(piece)}`;
+}
+
 function decode(url: string, part: string, what: string): string {
   try {
     return decodeURIComponent(part);
@@ -100,7 +110,7 @@ function parseParams(url: string, query: string): Record<string, string> {
     if (!pair) continue;
     const eq = pair.indexOf('=');
     const k = decode(url, eq === -1 ? pair : pair.slice(0, eq), 'a query parameter name');
-    const v = eq === -1 ? '' : decode(url, pair.slice(eq + 1), `query parameter ${JSON.stringify(k)}`);
+    const v = eq === -1 ? '' : decode(url, pair.slice(eq + 1), `query parameter${shown(url, k)}`);
     params[k] = v;
   }
   return params;
@@ -195,7 +205,7 @@ export function parseConnectionUrl(url: string): ConnectionUrl {
     const tail = hostport.slice(close + 1);
     if (tail !== '' && !tail.startsWith(':')) fail(url, 'has garbage after the IPv6 address', 'write IPv6 hosts as [::1]:6379');
     portText = tail === '' ? undefined : tail.slice(1);
-    if (isIP(host) !== 6) fail(url, `host [${host}] is not an IPv6 address`, 'write IPv6 hosts as [::1]:6379');
+    if (isIP(host) !== 6) fail(url, `host${shown(url, `[${host}]`)} is not an IPv6 address`, 'write IPv6 hosts as [::1]:6379');
   } else {
     const colon = hostport.lastIndexOf(':');
     if (colon !== -1 && hostport.indexOf(':') !== colon) fail(url, 'has an IPv6 host without brackets, or an unencoded : in the password', 'write IPv6 hosts as [::1] and percent-encode : in passwords as %3A');
@@ -204,7 +214,7 @@ export function parseConnectionUrl(url: string): ConnectionUrl {
     host = decode(url, host, 'the host');
   }
   host = host.toLowerCase();
-  if (host !== '' && !/^[a-z0-9._~:%-]+$/.test(host)) fail(url, `host ${JSON.stringify(host)} is not a valid host name`, 'check the host part of the URL; percent-encode reserved characters in the password');
+  if (host !== '' && !/^[a-z0-9._~:%-]+$/.test(host)) fail(url, `host${shown(url, host)} is not a valid host name`, 'check the host part of the URL; percent-encode reserved characters in the password');
   if (portText !== undefined && portText !== '') {
     if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) {
       fail(url, 'has an invalid port', 'the port must be a number from 1 to 65535; percent-encode : in passwords as %3A');
@@ -222,7 +232,7 @@ export function parseConnectionUrl(url: string): ConnectionUrl {
     base.database = db === '' ? undefined : decode(url, db, 'the database name');
     const mode = base.params.sslmode;
     if (mode !== undefined && !PG_SSLMODES.has(mode)) {
-      fail(url, `sslmode ${JSON.stringify(mode)} is not a PostgreSQL sslmode`, 'use sslmode=verify-full (or one of disable, allow, prefer, require, verify-ca)');
+      fail(url, `sslmode${shown(url, mode)} is not a PostgreSQL sslmode`, 'use sslmode=verify-full (or one of disable, allow, prefer, require, verify-ca)');
     }
     base.tls = mode !== undefined && PG_TLS_MODES.has(mode);
     return base;
@@ -233,7 +243,7 @@ export function parseConnectionUrl(url: string): ConnectionUrl {
 
   if (spec.kind === 'redis') {
     const dbText = rawPath.replace(/^\//, '').replace(/\/$/, '') || base.params.db || '0';
-    if (!/^\d{1,5}$/.test(dbText)) fail(url, `Redis database ${JSON.stringify(dbText)} is not a number`, 'write the database as a number after the host, e.g. redis://host:6379/0');
+    if (!/^\d{1,5}$/.test(dbText)) fail(url, `Redis database${shown(url, dbText)} is not a number`, 'write the database as a number after the host, e.g. redis://host:6379/0; percent-encode reserved characters in the password (encodeURIComponent)');
     base.db = Number(dbText);
     return base;
   }

@@ -9,7 +9,7 @@ import { redactUrl } from '../config/redact.ts';
 import { ConfigError, ConnectionError } from '../errors.ts';
 import type { Logger } from '../logging.ts';
 import { redisTlsOptions } from './tls.ts';
-import { classifyConnectionError, recordSecurityEvent } from '../security/events.ts';
+import { classifyConnectionError, recordSecurityEvent, type ConnectionErrorClass } from '../security/events.ts';
 
 export interface RedisClientOptions {
   url: string;
@@ -21,6 +21,8 @@ export interface RedisClientOptions {
   side: 'broker' | 'backend';
   /** Batch commands issued in the same tick into one write (default true). */
   autoPipelining?: boolean;
+  /** Re-subscribe to channels after a reconnect (default true); off for connections that subscribe themselves on 'ready'. */
+  autoResubscribe?: boolean;
 }
 
 /** Parsed facts of a redis:// or rediss:// URL. */
@@ -56,10 +58,44 @@ export function parseRedisUrl(url: string): RedisTarget {
   };
 }
 
+/** Clients whose first connection is made by `connectClient`: not retried in the background when it fails. */
+const failFast = new WeakSet<Redis>();
+/** Connection timeout of each client, ms (from `brokerConnectionTimeout`). */
+const connectTimeouts = new WeakMap<Redis, number>();
+
+/** Longest a first connection (TCP, TLS handshake, AUTH, ready check) may take before it is given up. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
+function connectTimeoutMs(settings: ResolvedSettings): number {
+  const s = settings.extra.brokerConnectionTimeout;
+  return typeof s === 'number' && Number.isFinite(s) && s > 0 ? s * 1000 : CONNECT_TIMEOUT_MS;
+}
+
+/**
+ * `classifyConnectionError`, plus what only the Redis client knows: a TLS
+ * connection that the server resets before it is ready has passed the
+ * handshake but been refused by the server — with TLS 1.3 that is how a
+ * missing or untrusted client certificate shows.
+ */
+function classifyRedisError(err: unknown, tls: boolean, handshaking: boolean): ConnectionErrorClass {
+  const c = classifyConnectionError(err);
+  if (tls && handshaking && c.kind === 'network' && (c.code === 'ECONNRESET' || c.code === 'EPIPE')) {
+    return {
+      kind: 'tls',
+      reason: 'the server closed the TLS connection before it was ready (it requires a client certificate, or rejected ours)',
+      hint: 'set ssl_certfile and ssl_keyfile to a client certificate signed by a CA the server trusts',
+      code: c.code,
+    };
+  }
+  return c;
+}
+
 /** Create an ioredis client (not yet connected: call `connect()`). */
 export function createRedisClient(options: RedisClientOptions): Redis {
   const target = parseRedisUrl(options.url);
   const tls = redisTlsOptions(options.url, options.settings, options.side);
+  let everReady = false;
+  const timeoutMs = connectTimeoutMs(options.settings);
   const ioOptions: RedisOptions = {
     host: target.host,
     port: target.port,
@@ -69,12 +105,21 @@ export function createRedisClient(options: RedisClientOptions): Redis {
     lazyConnect: true,
     protocol: 2,
     enableAutoPipelining: options.autoPipelining ?? true,
+    autoResubscribe: options.autoResubscribe ?? true,
     connectionName: `celeriac:${options.role}`,
     maxRetriesPerRequest: 20,
-    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    // connectClient's own deadline (the same setting) comes first and reports the cause.
+    connectTimeout: timeoutMs + 1000,
+    // Reconnect with backoff; but a first connection made through connectClient that fails is
+    // reported by it instead of being retried in the background.
+    retryStrategy: (times) => (!everReady && failFast.has(client) ? null : Math.min(50 * 2 ** Math.min(times, 6), 2000)),
     ...(tls ? { tls } : {}),
   };
   const client = new Redis(ioOptions);
+  connectTimeouts.set(client, timeoutMs);
+  client.once('ready', () => {
+    everReady = true;
+  });
   let lastLogged = '';
   let lastAt = 0;
   client.on('error', (err: Error) => {
@@ -83,7 +128,7 @@ export function createRedisClient(options: RedisClientOptions): Redis {
     if (err.message === lastLogged && now - lastAt < 10_000) return;
     lastLogged = err.message;
     lastAt = now;
-    const c = classifyConnectionError(err);
+    const c = classifyRedisError(err, tls !== undefined, client.status !== 'ready');
     const host = `${target.host}:${target.port}`;
     if (c.kind === 'auth' || c.kind === 'tls') {
       recordSecurityEvent(c.kind === 'auth' ? 'auth_failure' : 'tls_failure', { host, reason: c.reason, code: c.code, role: options.role }, options.logger);
@@ -100,22 +145,62 @@ export function targetKey(t: RedisTarget): string {
 
 /**
  * Connect, turning a failure into a `ConnectionError` that names the host
- * and says what to do (never the password).
+ * and the reason (code `ERR_AUTH`, `ERR_TLS`, `ERR_CONNECTION` or
+ * `ERR_CONNECTION_TIMEOUT`) and says what to do (never the password).
+ *
+ * ioredis rejects `connect()` with a bare "Connection is closed." and
+ * reports the real cause (WRONGPASS, a certificate error, …) on its
+ * `error` event, so the first error seen during the attempt is the one
+ * classified. A failed first attempt is not retried in the background
+ * (that would keep a failed process alive, retrying a wrong password or a
+ * bad certificate forever): calling again retries.
  */
-export async function connectClient(client: Redis, url: string, role: string): Promise<void> {
+export async function connectClient(client: Redis, url: string, role: string, timeoutMs: number = connectTimeouts.get(client) ?? CONNECT_TIMEOUT_MS): Promise<void> {
+  let cause: unknown;
+  const onError = (err: unknown): void => {
+    cause ??= err;
+  };
+  client.on('error', onError);
+  failFast.add(client);
+  const tls = client.options.tls !== undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const connecting = client.connect();
   try {
-    await client.connect();
+    const timedOut = await Promise.race([
+      connecting.then(() => false),
+      new Promise<true>((resolve) => {
+        timer = setTimeout(() => resolve(true), timeoutMs);
+      }),
+    ]);
+    if (timedOut) {
+      connecting.catch(() => undefined);
+      client.disconnect();
+      const t = parseRedisUrl(url);
+      const hint = cause !== undefined ? classifyRedisError(cause, tls, true).hint
+        : tls ? 'the TLS handshake got no answer: check that the port speaks TLS (a plaintext port needs redis://), host, port and firewalls'
+          : 'check host, port and firewalls; a TLS port needs rediss://';
+      throw new ConnectionError(`cannot connect the redis ${role} to ${t.host}:${t.port}: no answer within ${timeoutMs / 1000} s`, { hint, code: 'ERR_CONNECTION_TIMEOUT' });
+    }
   } catch (err) {
+    if (err instanceof ConnectionError) throw err;
+    // createRedisClient does not retry a first connection, so the client has ended: calling again retries.
+    if (client.status !== 'end') client.disconnect();
     const t = parseRedisUrl(url);
-    const c = classifyConnectionError(err);
+    const c = classifyRedisError(cause ?? err, tls, true);
     throw new ConnectionError(`cannot connect the redis ${role} to ${t.host}:${t.port}: ${c.reason}`, { hint: c.hint, code: c.kind === 'auth' ? 'ERR_AUTH' : c.kind === 'tls' ? 'ERR_TLS' : 'ERR_CONNECTION' });
+  } finally {
+    clearTimeout(timer);
+    client.off('error', onError);
+    failFast.delete(client);
   }
 }
 
 /**
  * Switch a client to the credentials of `url` (same host): later reconnects
- * use them, and a connected client re-authenticates at once so a wrong new
- * secret is reported now rather than at the next reconnect.
+ * use them, and a connected client re-authenticates first, so a wrong new
+ * secret is reported now (`ConnectionError` `ERR_AUTH`, an `auth_failure`
+ * event) and the working credentials are kept — the connection stays
+ * authenticated as before and reconnects keep using them.
  */
 export async function updateClientCredentials(client: Redis, url: string): Promise<void> {
   const t = parseRedisUrl(url);
@@ -123,11 +208,17 @@ export async function updateClientCredentials(client: Redis, url: string): Promi
   if (t.host !== current.host || t.port !== current.port) {
     throw new ConfigError('a credential reload may change the user and password, not the server', { hint: 'restart the process to move to another server' });
   }
+  if (client.status === 'ready' && t.password !== undefined && client.mode !== 'subscriber') {
+    // (RESP2 subscribers cannot AUTH; they use the new secret on their next reconnect.)
+    try {
+      if (t.username) await client.auth(t.username, t.password);
+      else await client.auth(t.password);
+    } catch (err) {
+      const c = classifyConnectionError(err);
+      if (c.kind === 'auth') recordSecurityEvent('auth_failure', { host: `${t.host}:${t.port}`, reason: `${c.reason} (new credentials not taken)`, code: c.code });
+      throw new ConnectionError(`the new credentials for ${t.host}:${t.port} were refused: ${c.reason}; the current ones are kept`, { hint: c.hint, code: c.kind === 'auth' ? 'ERR_AUTH' : 'ERR_CONNECTION' });
+    }
+  }
   current.username = t.username;
   current.password = t.password;
-  if (client.status === 'ready' && t.password !== undefined) {
-    if (client.mode === 'subscriber') return; // RESP2 subscribers cannot AUTH; they use the new secret on reconnect.
-    if (t.username) await client.auth(t.username, t.password);
-    else await client.auth(t.password);
-  }
 }

@@ -144,6 +144,7 @@ export function redisAclPatterns(queues: readonly string[] = ['celery'], db = 0,
     ...lists.flatMap((q) => [`~${q}`, `~${q}??[0-9]`]),
     ...queues.map((q) => `~${q}.dlq`), // Celeriac's dead-letter lists
     '~_kombu.binding.*', '~unacked', '~unacked_index', '~unacked_mutex',
+    '~unacked.dlq', // Celeriac's restorer dead-letters unparsable unacked entries here
     '~celery-task-meta-*', '~celery-taskset-meta-*', '~chord-unlock-*',
     '~????????-????-????-????-????????????.?', // chord counters <group uuid>.j/.t/.s
     '~celeriac:*', // Celeriac's own keys

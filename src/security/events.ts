@@ -20,6 +20,7 @@ export const SECURITY_EVENT_KINDS = [
   'expired_certificate', // signing/TLS certificate expired or not yet valid
   'decrypt_failure', // encrypted result could not be decrypted/authenticated
   'content_disallowed', // content type not in acceptContent
+  'malformed_message', // message over the decoding limits, not decodable, or carrying prototype keys
   'control_denied', // remote-control command not allowed or not signed
   'login_failure', // dashboard login failed
   'access_denied', // dashboard role did not allow an action

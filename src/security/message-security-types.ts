@@ -20,6 +20,19 @@ export interface MessageSecurity {
   admit?(message: WireMessage, request: TaskRequest, delivery: { redelivered: boolean; deliveryTag: string }): Promise<string | undefined>;
   /** The message was settled (acked or dead-lettered) for good. */
   settled?(message: WireMessage): void;
+  /**
+   * The message is about to be given back to the broker (requeued: shutdown,
+   * a lost child process, a failed settle). Whatever this consumer holds for
+   * it (e.g. a replay-guard hold) must be let go, so the redelivery is
+   * accepted wherever it lands. Call it before the requeue.
+   */
+  released?(message: WireMessage): void;
+  /**
+   * Refuse a configuration the security policy does not allow (e.g. no
+   * message signing in production). Throws `ConfigError`; called once before
+   * the first connection.
+   */
+  startupCheck?(): void;
   /** Seal and open result records at rest. */
   resultSealer?: RecordSealer;
   /** Lines to log as warnings at every start (weaker modes in use). */

@@ -18,6 +18,7 @@ import type { App } from '../app.ts';
 import type { ResultStore } from '../backend/results.ts';
 import type { Consumer, Delivery, MalformedDelivery } from '../broker/types.ts';
 import { ContentDisallowedError, DecodeError, ValidationError } from '../errors.ts';
+import { redactAll, redactValue } from '../config/redact.ts';
 import type { Logger } from '../logging.ts';
 import { recordSecurityEvent } from '../security/events.ts';
 import { defaultNodeName } from '../protocol/ids.ts';
@@ -207,7 +208,7 @@ export class Worker implements WorkerHandle {
   private onMalformed(m: MalformedDelivery): void {
     this.counters.rejected++;
     this.logger.error({ id: m.id, queue: m.queue, reason: m.reason }, `malformed message dead-lettered: ${m.reason}`);
-    recordSecurityEvent('malformed_message', { messageId: m.id, queue: m.queue, reason: m.reason });
+    recordSecurityEvent('malformed_message', { messageId: m.id, queue: m.queue, reason: m.reason }, this.logger);
   }
 
   private onDelivery(delivery: Delivery): void {
@@ -529,8 +530,8 @@ export class Worker implements WorkerHandle {
         buildResultMeta({
           taskId: req.id,
           status: 'FAILURE',
-          result: outcome.exc,
-          traceback: outcome.traceback,
+          result: redactException(outcome.exc),
+          traceback: outcome.traceback === null ? null : redactAll(outcome.traceback),
           groupId: req.group,
           parentId: req.parentId,
           extended: this.extended(job),
@@ -560,8 +561,8 @@ export class Worker implements WorkerHandle {
       buildResultMeta({
         taskId: req.id,
         status: 'RETRY',
-        result: outcome.options.exc ?? { exc_type: 'Retry', exc_message: ['Retry in the future'], exc_module: 'celery.exceptions' },
-        traceback: outcome.options.traceback,
+        result: outcome.options.exc ? redactException(outcome.options.exc) : { exc_type: 'Retry', exc_message: ['Retry in the future'], exc_module: 'celery.exceptions' },
+        traceback: outcome.options.traceback === null ? null : redactAll(outcome.options.traceback),
         children: [childTuple(req.id)],
         groupId: req.group,
         parentId: req.parentId,
@@ -632,6 +633,15 @@ export class Worker implements WorkerHandle {
     })();
     return this.stopPromise;
   }
+}
+
+/**
+ * An exception record as stored: URL credentials and known secrets in its
+ * message and arguments masked (results outlive logs and are read by
+ * anyone with access to the backend).
+ */
+function redactException(exc: ExceptionInfo): ExceptionInfo {
+  return { ...exc, exc_message: exc.exc_message.map((m) => redactValue(m)) };
 }
 
 function sleep(ms: number): Promise<void> {

@@ -60,7 +60,10 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       if (proc.exitCode === null) {
         const exited = new Promise((r) => proc.once('exit', r));
         proc.kill('SIGTERM');
-        await Promise.race([exited, sleep(3000)]);
+        let timer: NodeJS.Timeout | undefined;
+        // A cleared timer: a pending one would keep the test process alive after the server exits.
+        await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 3000)))]);
+        clearTimeout(timer);
         if (proc.exitCode === null) proc.kill('SIGKILL');
       }
       rmSync(dir, { recursive: true, force: true });

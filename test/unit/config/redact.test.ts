@@ -37,6 +37,16 @@ describe('redactUrl', () => {
     }
   });
 
+  it('hides a password written unencoded with @ / ? # : & whole (the user info ends at the last @ before a host)', () => {
+    const raw = 'a@b/c%d?e:f#g&hi';
+    for (const u of [`redis://:${raw}@cache.internal:6379/0`, `rediss://user:${raw}@127.0.0.1/1?ssl_cert_reqs=required`, `amqp://u:${raw}@[::1]:5672//`]) {
+      const r = redactUrl(u);
+      for (const piece of ['b/c', 'd?e', 'f#g', 'g&hi']) assert.ok(!r.includes(piece), `${r} shows ${piece}`);
+      assert.match(r, /:\*\*\*@(cache\.internal|127\.0\.0\.1|\[::1\])/);
+    }
+    assert.equal(redactText(`tried redis://:${raw}@h:6379/0, then gave up`), 'tried redis://:***@h:6379/0, then gave up');
+  });
+
   it('keeps secret references visible (they name a file or variable, not the secret)', () => {
     for (const u of ['rediss://w:${file:/run/secrets/redis_password}@h:6379/0', 'amqps://w:${env:AMQP_PASSWORD}@h/v']) {
       assert.equal(redactUrl(u), u);
@@ -77,6 +87,15 @@ describe('registered secrets', () => {
     const s = 'p@ss/word-xyz-123';
     registerSecret(s);
     assert.equal(redactAll(`got ${s} and ${encodeURIComponent(s)}`), 'got *** and ***');
+  });
+
+  it('masks a registered secret before the pattern rules can cut it in two', () => {
+    const s = 'Xy7&Qw9@Zr5#Tp3?Lm2';
+    registerSecret(s);
+    for (const text of [`password=${s}`, `redis://:${s}@h/0`, `token: ${s}; next`, `"secret": "${s}"`]) {
+      const out = redactAll(text);
+      for (let i = 0; i + 4 <= s.length; i++) assert.ok(!out.includes(s.slice(i, i + 4)), `${out} shows part of the secret`);
+    }
   });
 
   it('ignores short values (too many false hits)', () => {

@@ -16,6 +16,15 @@ function assertRefused(url: string, secret: string, match?: RegExp): void {
   );
 }
 
+describe('parseConnectionUrl: errors never quote pieces of an unencoded password', () => {
+  it('what looks like the database, host or a parameter may be part of the password', () => {
+    assertRefused('rediss://:ab@cd/efGH7%zz@127.0.0.1:6379/0', 'efGH7', /Redis database is not a number/);
+    assertRefused('rediss://:ab@c!d/0@127.0.0.1:6379/0', 'c!d', /host is not a valid host name/);
+    // Without credentials the piece is quoted, which helps.
+    assert.throws(() => parseConnectionUrl('redis://h:6379/zero'), /Redis database "zero" is not a number/);
+  });
+});
+
 describe('parseConnectionUrl: redis', () => {
   it('parses user, password, host, port and db', () => {
     const u = parseConnectionUrl('redis://worker:s3cret-Pass@Redis.Example.com:6380/2');

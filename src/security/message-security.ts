@@ -1,0 +1,395 @@
+/**
+ * Message integrity for the client and the worker, built from the app
+ * settings (`security-settings.ts` lists them): signing on send,
+ * verification and hardened decoding on receive, replay protection, and
+ * results encrypted at rest.
+ *
+ * ## Sending
+ *
+ * - `taskSerializer: 'auth'`: the body is Celery's `auth` serializer
+ *   (RSA-PSS over the JSON body, layout `securityAuthLayout`), so Python
+ *   workers with `accept_content=['auth']` verify it, **and** the message
+ *   carries Celeriac's `celeriac_signature` header signed with the same RSA
+ *   key (`rsa-pss-sha256`, key id = the Celery signer id).
+ * - otherwise, with a signing ring (`CELERIAC_SIGNING_KEYS`): a JSON or
+ *   msgpack body and the header signed with the ring's newest key
+ *   (Ed25519 or HMAC-SHA256); with only an RSA key and certificate, the
+ *   header is signed with RSA.
+ * - The header's lifetime is `max(now, eta) + securityMessageTtl` (default
+ *   twice the visibility timeout), so a countdown/eta, a retry delay or a
+ *   visibility-timeout restore never outlives its signature. Retries,
+ *   chain steps and callbacks re-sent by the worker go through
+ *   `App.buildMessage` and are signed (with a fresh nonce) the same way.
+ *
+ * ## Receiving (the order is chosen so untrusted bytes are parsed last)
+ *
+ * 1. size: the body must fit `decodeLimits.maxBytes` (base64 overhead
+ *    allowed for `auth`);
+ * 2. content type in `acceptContent`;
+ * 3. the `celeriac_signature` header, when present, is verified (body hash,
+ *    content type, descriptive headers, issue/expiry window, key trusted);
+ *    when absent, the message is refused as unsigned unless it is an `auth`
+ *    body from a signer in `securityAcceptBodyOnlyFrom` (Python producers,
+ *    the weaker mode, warned about at every start), or nothing verifies
+ *    messages here (development without keys) or `unsafeAcceptUnsigned`;
+ *    a lifetime longer than `securityReplayWindow` is refused;
+ * 4. an `auth` body is verified against the certificate store (and its
+ *    signer must be allowed), and its inner content type must be JSON or
+ *    msgpack;
+ * 5. the body is decoded under the limits (depth, items, `__proto__`).
+ * 6. after decoding, `admit` claims the signature's nonce in the replay
+ *    store (see `replay-guard.ts` for the state machine): a nonce already
+ *    settled, or held by another live consumer, is refused as a replay.
+ *
+ * Every refusal is counted and logged as a security event (with the
+ * message id and reason) and the worker dead-letters the message.
+ *
+ * A worker "requires signatures" as soon as anything that verifies is
+ * configured (a ring, a verify ring, a certificate or a store). In
+ * production (`NODE_ENV=production`) an app with neither signing nor
+ * verification keys refuses to start unless `unsafeAcceptUnsigned`.
+ */
+import type { Redis } from 'ioredis';
+import { DecodeError, ContentDisallowedError, ConfigError } from '../errors.ts';
+import { JSON_SERIALIZER, MSGPACK_SERIALIZER, decodeByContentType, AUTH_CONTENT_TYPE } from '../codec/serializers.ts';
+import {
+  CELERY_AUTH_CONTENT_ENCODING,
+  certStoreVerifier,
+  combineVerifiers,
+  rsaMessageSigningKey,
+  SIGNATURE_HEADER,
+  SignatureError,
+  signCeleryAuth,
+  signMessage,
+  verifyCeleryAuth,
+  verifyMessage,
+  type CeleryAuthSigner,
+  type MessageSignatureClaims,
+  type MessageSigningKey,
+  type MessageVerifier,
+} from '../codec/signing/index.ts';
+import type { Env } from '../config/env.ts';
+import type { ResolvedSettings } from '../config/options.ts';
+import type { Logger } from '../logging.ts';
+import type { BodyDecoder } from '../protocol/task-message.ts';
+import { parseIso } from '../protocol/time.ts';
+import type { WireMessage } from '../protocol/types.ts';
+import { recordSecurityEvent, type SecurityEventKind } from './events.ts';
+import type { MessageSecurity } from './message-security-types.ts';
+import { MemoryReplayStore, RedisReplayStore, ReplayGuard, SqliteReplayStore, type ReplayStore } from './replay-guard.ts';
+import { createResultSealer } from './result-sealer.ts';
+import { loadSecuritySettings, type SecuritySettings } from './security-settings.ts';
+
+export type { MessageSecurity } from './message-security-types.ts';
+
+/** Options of {@link createMessageSecurity}. */
+export interface MessageSecurityOptions {
+  settings: ResolvedSettings;
+  env: Env;
+  logger: Logger;
+  /** Accepted outer content types (from `acceptContent`, as MIME types). */
+  acceptTypes: ReadonlySet<string>;
+}
+
+/** What a configured security layer does, for logs, audits and tests. Holds no key material. */
+export interface MessageSecurityDescription {
+  /** How outgoing messages are signed. */
+  signing: 'none' | 'auth+rsa-header' | 'ed25519' | 'hmac-sha256' | 'rsa-pss-sha256';
+  /** True when received messages must carry a valid signature. */
+  verifying: boolean;
+  /** Where replay state lives (`none` when nothing is verified). */
+  replayStore: 'none' | 'redis' | 'sqlite' | 'memory' | 'custom';
+  /** True when results are encrypted at rest. */
+  encryptedResults: boolean;
+  /** Signer ids accepted with Celery body-only signatures. */
+  bodyOnlySigners: string[];
+}
+
+/** The security layer built by {@link createMessageSecurity}. */
+export interface ConfiguredMessageSecurity extends MessageSecurity {
+  readonly description: MessageSecurityDescription;
+  /** Signature claims of a message verified by `decodeBody` (until it is garbage-collected). */
+  claimsOf(message: WireMessage): MessageSignatureClaims | undefined;
+  /** The replay guard (workers with verification only). */
+  readonly replayGuard: ReplayGuard | undefined;
+}
+
+/** The signature lifetime exceeds what this worker can remember (the replay window). */
+export class SignatureLifetimeError extends DecodeError {
+  constructor(lifetimeMs: number, windowMs: number) {
+    super(`signature valid for ${Math.round(lifetimeMs / 1000)} s more, beyond the ${Math.round(windowMs / 1000)} s replay window`, {
+      code: 'ERR_SIGNATURE_LIFETIME',
+      hint: 'lower securityMessageTtl (and eta distance) on the sender, or raise securityReplayWindow on the workers',
+    });
+  }
+}
+
+/** Which security event a refused message counts as. */
+export function securityEventKindOf(err: unknown): SecurityEventKind {
+  if (err instanceof SignatureError) {
+    switch (err.reason) {
+      case 'missing-signature':
+        return 'unsigned_message';
+      case 'unknown-signer':
+      case 'unknown-key':
+      case 'signer-not-allowed':
+        return 'unknown_signer';
+      case 'expired-certificate':
+      case 'certificate-not-yet-valid':
+        return 'expired_certificate';
+      case 'expired':
+      case 'not-yet-valid':
+        return 'replayed_message';
+      default:
+        return 'forged_message';
+    }
+  }
+  if (err instanceof SignatureLifetimeError) return 'replayed_message';
+  if (err instanceof ContentDisallowedError) return 'content_disallowed';
+  return 'malformed_message';
+}
+
+function isRedisUrl(url: string | undefined): url is string {
+  return url !== undefined && /^rediss?:\/\//i.test(url);
+}
+
+function isSqliteUrl(url: string | undefined): url is string {
+  return url !== undefined && /^sqlite:/i.test(url);
+}
+
+/** The replay store kind `auto` resolves to for these settings. */
+export function replayStoreKind(sec: Pick<SecuritySettings, 'replayStore' | 'brokerUrl' | 'resultBackend'>): 'redis' | 'sqlite' | 'memory' | 'custom' {
+  const c = sec.replayStore;
+  if (typeof c === 'object') return 'custom';
+  if (c !== 'auto') return c;
+  if (isRedisUrl(sec.brokerUrl) || isRedisUrl(sec.resultBackend)) return 'redis';
+  if (isSqliteUrl(sec.brokerUrl)) return 'sqlite';
+  return 'memory';
+}
+
+/** Open the replay store chosen for these settings. */
+async function openReplayStore(sec: SecuritySettings, settings: ResolvedSettings, logger: Logger): Promise<ReplayStore> {
+  if (typeof sec.replayStore === 'object') return sec.replayStore;
+  const kind = replayStoreKind(sec);
+  if (kind === 'redis') {
+    const url = isRedisUrl(sec.brokerUrl) ? sec.brokerUrl : isRedisUrl(sec.resultBackend) ? sec.resultBackend : undefined;
+    if (!url) throw new ConfigError('securityReplayStore is redis but neither the broker nor the result backend is Redis', { hint: 'use auto, sqlite or memory' });
+    const client = await openRedis(url, isRedisUrl(sec.brokerUrl) ? 'broker' : 'backend', 'replay-guard', settings, logger);
+    return new RedisReplayStore(client, { keyPrefix: sec.keyPrefix });
+  }
+  if (kind === 'sqlite') {
+    if (!isSqliteUrl(sec.brokerUrl)) throw new ConfigError('securityReplayStore is sqlite but the broker is not SQLite', { hint: 'use auto, redis or memory' });
+    // Loaded on demand: apps on Redis or RabbitMQ never load the native SQLite module.
+    const { openSqlite, sqliteLocationFromUrl } = await import('../sqlite/open.ts');
+    return new SqliteReplayStore(openSqlite(sqliteLocationFromUrl(sec.brokerUrl), { role: 'broker', logger }));
+  }
+  return new MemoryReplayStore();
+}
+
+/** A connected ioredis client for Celeriac's own keys (replay guard, shared rate limits). */
+export async function openRedis(url: string, side: 'broker' | 'backend', role: string, settings: ResolvedSettings, logger: Logger): Promise<Redis> {
+  const { connectClient, createRedisClient } = await import('../redis/connection.ts');
+  const client = createRedisClient({ url, settings, logger, role, side });
+  await connectClient(client, url, role);
+  return client;
+}
+
+/** The eta of a message in ms, or undefined. */
+function etaOf(message: WireMessage): number | undefined {
+  const eta = message.headers?.eta;
+  return typeof eta === 'string' ? parseIso(eta) : undefined;
+}
+
+/**
+ * Build the security layer of an app from its settings. Throws
+ * `ConfigError` (and subclasses) for unusable keys, certificates or
+ * settings; a production app without signing is refused later, by
+ * `startupCheck`, before the first connection.
+ */
+export function createMessageSecurity(options: MessageSecurityOptions): ConfiguredMessageSecurity {
+  const { settings, env, logger, acceptTypes } = options;
+  const sec = loadSecuritySettings(settings, env, acceptTypes);
+  const { auth, limits } = sec;
+  const warnings: string[] = [];
+
+  // ── sending ──
+  const authSigner: CeleryAuthSigner | undefined =
+    sec.taskSerializer === 'auth' && auth.key && auth.cert ? { key: auth.key, cert: auth.cert, digest: auth.digest, layout: auth.layout } : undefined;
+  const rsaHeaderKey = auth.key && auth.cert ? rsaMessageSigningKey(auth.key, auth.cert) : undefined;
+  let headerKey: MessageSigningKey | undefined;
+  if (authSigner) headerKey = rsaHeaderKey;
+  else if (sec.signingRing?.canSign) headerKey = sec.signingRing.current();
+  else headerKey = rsaHeaderKey;
+  const ttlMs = sec.messageTtlMs;
+
+  const sign = headerKey || authSigner
+    ? (message: WireMessage): WireMessage => {
+        const now = Date.now();
+        let m = message;
+        if (authSigner) {
+          const body = signCeleryAuth(m.body, m.contentType, m.contentEncoding, authSigner);
+          m = { ...m, contentType: AUTH_CONTENT_TYPE, contentEncoding: CELERY_AUTH_CONTENT_ENCODING, body };
+        }
+        if (headerKey) {
+          const eta = etaOf(m);
+          const base = eta !== undefined && eta > now ? eta : now;
+          m = signMessage(m, headerKey, { ttlMs: base + ttlMs - now, now });
+        }
+        return m;
+      }
+    : undefined;
+
+  // ── receiving ──
+  const verifiers: MessageVerifier[] = [];
+  if (sec.signingRing) verifiers.push(sec.signingRing);
+  if (sec.verifyRing) verifiers.push(sec.verifyRing);
+  if (auth.store) verifiers.push(certStoreVerifier(auth.store));
+  const verifier = verifiers.length > 0 ? combineVerifiers(...verifiers) : undefined;
+  const verifying = verifier !== undefined;
+  const canSign = headerKey !== undefined;
+  // Unsigned messages pass only where nothing verifies (development without keys) or when explicitly accepted.
+  const acceptUnsigned = sec.unsafeAcceptUnsigned || (!verifying && !sec.production);
+  const bodyOnly = sec.acceptBodyOnlyFrom;
+  const authMaxBytes = Math.ceil((limits.maxBytes * 4) / 3) + 16 * 1024;
+  const claims = new WeakMap<WireMessage, MessageSignatureClaims>();
+  const skew = sec.clockSkewMs;
+
+  const verifyAndDecode = (message: WireMessage): unknown => {
+    const body = message.body;
+    if (!Buffer.isBuffer(body)) throw new DecodeError('the message body is not bytes', { code: 'ERR_DECODE' });
+    const ct = message.contentType;
+    const isAuth = ct === AUTH_CONTENT_TYPE;
+    const max = isAuth ? authMaxBytes : limits.maxBytes;
+    if (body.length > max) throw new DecodeError(`body of ${body.length} bytes exceeds the ${max}-byte limit`, { code: 'ERR_TOO_LARGE' });
+    if (!acceptTypes.has(ct)) throw new ContentDisallowedError(typeof ct === 'string' ? ct : String(ct));
+    const now = Date.now();
+    const headers = message.headers;
+    const hasHeader = headers !== null && typeof headers === 'object' && headers[SIGNATURE_HEADER] !== undefined && headers[SIGNATURE_HEADER] !== null;
+    let bodyOnlyMode = false;
+    if (hasHeader && verifier) {
+      const c = verifyMessage(message, verifier, { now, clockSkewMs: skew });
+      if (c.exp - now > sec.replayWindowMs + skew) throw new SignatureLifetimeError(c.exp - now, sec.replayWindowMs);
+      claims.set(message, c);
+    } else if (!acceptUnsigned) {
+      if (isAuth && bodyOnly.size > 0) bodyOnlyMode = true;
+      else {
+        throw new SignatureError('missing-signature', `the message has no ${SIGNATURE_HEADER} header`, {
+          hint: isAuth
+            ? "it carries only Celery's body signature: list its signer in securityAcceptBodyOnlyFrom to accept Python producers"
+            : 'the sender must sign its messages with a key this worker trusts',
+        });
+      }
+    }
+    if (!isAuth) return decodeByContentType(body, ct, acceptTypes, limits);
+    if (!auth.store) throw new ContentDisallowedError(ct);
+    const v = verifyCeleryAuth(body, auth.store, {
+      digest: auth.digest,
+      now,
+      maxBytes: authMaxBytes,
+      ...(bodyOnlyMode ? { allowedSigners: bodyOnly } : {}),
+    });
+    const inner = v.contentType === JSON_SERIALIZER.contentType ? JSON_SERIALIZER : v.contentType === MSGPACK_SERIALIZER.contentType || v.contentType === 'application/msgpack' ? MSGPACK_SERIALIZER : undefined;
+    if (!inner) throw new ContentDisallowedError(v.contentType);
+    return inner.decode(v.inner, limits);
+  };
+
+  const decodeBody: BodyDecoder = (message) => {
+    try {
+      return verifyAndDecode(message);
+    } catch (err) {
+      const h = message?.headers;
+      const id = h && typeof h.id === 'string' ? h.id : undefined;
+      const task = h && typeof h.task === 'string' ? h.task : undefined;
+      const reason = err instanceof DecodeError ? err.message : 'undecodable message';
+      recordSecurityEvent(securityEventKindOf(err), { messageId: id, task, reason, code: err instanceof DecodeError ? err.code : undefined }, logger);
+      if (err instanceof DecodeError) throw err;
+      // The decoders throw only DecodeErrors; anything else is still a refusal, never a crash.
+      throw new DecodeError(`undecodable message: ${(err as Error)?.message ?? String(err)}`, { code: 'ERR_DECODE' });
+    }
+  };
+
+  // ── replay ──
+  const replayKind = verifying ? replayStoreKind(sec) : 'none';
+  const lease = Math.max(1000, Math.min(30_000, Math.floor(sec.visibilityTimeoutMs / 2)));
+  const guard = verifying ? new ReplayGuard({ store: () => openReplayStore(sec, settings, logger), leaseMs: lease, clockSkewMs: skew, logger }) : undefined;
+
+  // ── results ──
+  const resultSealer = sec.resultRing
+    ? createResultSealer({ ring: sec.resultRing, limits, acceptUnencrypted: sec.unsafeAcceptUnencryptedResults, logger })
+    : undefined;
+
+  // ── warnings at every start ──
+  if (bodyOnly.size > 0) {
+    warnings.push(
+      `securityAcceptBodyOnlyFrom accepts Celery body-only signatures from ${[...bodyOnly].map((s) => JSON.stringify(s)).join(', ')}: ` +
+        'only their args and kwargs are signed — anyone who can write to the broker can relabel them (task name, id, eta, expires, retries) ' +
+        'and replay them, since they carry no Celeriac signature header, nonce or expiry',
+    );
+  }
+  if (sec.unsafeAcceptUnsigned) {
+    warnings.push('unsafeAcceptUnsigned is set: unsigned task messages are accepted, so anyone who can write to the broker can run any task');
+  }
+  if (verifying && replayKind === 'memory') {
+    warnings.push(
+      'replay protection is per process (no Redis broker or result backend and no SQLite broker to share nonces through): ' +
+        'a replayed message delivered to another worker process is not detected; signature expiry still applies',
+    );
+  }
+  if (resultSealer && sec.unsafeAcceptUnencryptedResults) {
+    warnings.push('unsafeAcceptUnencryptedResults is set: plaintext result records are read as they are, so forged results written to the backend are believed');
+  }
+
+  const signingKind: MessageSecurityDescription['signing'] = authSigner
+    ? 'auth+rsa-header'
+    : headerKey
+      ? (headerKey.alg as 'ed25519' | 'hmac-sha256' | 'rsa-pss-sha256')
+      : 'none';
+
+  const startupCheck = (): void => {
+    if (sec.production && !verifying && !canSign && !sec.unsafeAcceptUnsigned) {
+      recordSecurityEvent('policy_refusal', { id: 'CEL-007', setting: 'securitySigningKeys', reason: 'message signing is not configured in production' });
+      throw new ConfigError(
+        'refusing to start: message signing is not configured (NODE_ENV=production) — [CEL-007] anyone who can write to the broker could run any task',
+        {
+          hint: 'configure a signing ring (CELERIAC_SIGNING_KEYS on senders, CELERIAC_VERIFY_KEYS on workers; `celeriac secrets generate ed25519`) or Celery auth signing (securityKey, securityCertificate, securityCertStore); or set unsafeAcceptUnsigned: true to accept the risk',
+          code: 'ERR_INSECURE_CONFIG',
+        },
+      );
+    }
+  };
+
+  return {
+    ...(sign ? { sign } : {}),
+    decodeBody,
+    ...(guard
+      ? {
+          admit: async (message, request, delivery) => {
+            const c = claims.get(message);
+            if (!c) return undefined; // unsigned (accepted above) or body-only: nothing to claim
+            const reason = await guard.admit(message, c.nonce, c.exp, delivery.redelivered);
+            if (reason !== undefined) {
+              recordSecurityEvent('replayed_message', { messageId: request.id, task: request.task, reason, signer: c.kid, code: 'ERR_REPLAY' }, logger);
+            }
+            return reason;
+          },
+          settled: (message: WireMessage) => guard.settled(message),
+          released: (message: WireMessage) => guard.released(message),
+        }
+      : {}),
+    ...(resultSealer ? { resultSealer } : {}),
+    warnings,
+    startupCheck,
+    close: async () => {
+      await guard?.close();
+    },
+    description: {
+      signing: signingKind,
+      verifying,
+      replayStore: replayKind,
+      encryptedResults: resultSealer !== undefined,
+      bodyOnlySigners: [...bodyOnly],
+    },
+    claimsOf: (message: WireMessage) => claims.get(message),
+    replayGuard: guard,
+  } satisfies ConfiguredMessageSecurity;
+}

@@ -1,0 +1,46 @@
+/**
+ * The broker conformance suite against the shared RabbitMQ, in a private
+ * vhost with its own user. Test queues carry `x-max-priority` (so the suite's
+ * priority test sees RabbitMQ's higher-first order). The SIGKILL crash test
+ * is AMQP-specific (redelivery is immediate, there is no visibility
+ * timeout) and lives in broker-behaviour.test.ts.
+ */
+import { test } from 'node:test';
+import { createAmqpBroker } from '../../../src/broker/amqp.ts';
+// After Celeriac, so that amqplib loads with Celeriac's header-depth guard.
+import { connect } from 'amqplib';
+import { resolveSettings } from '../../../src/config/options.ts';
+import { createLogger } from '../../../src/logging.ts';
+import { brokerConformance } from '../../conformance/broker.ts';
+import { IN_CI } from '../../helpers/services.ts';
+import { createTestVhost, hasRabbitmq, type TestVhost } from './support/rabbit.ts';
+
+const MAX_BYTES = 64 * 1024;
+
+if (!hasRabbitmq()) {
+  test('amqp broker conformance', (t) => {
+    if (IN_CI) throw new Error('RabbitMQ is required in CI (scripts/setup-test-services.sh starts it)');
+    t.skip('RabbitMQ not running');
+  });
+} else {
+  let vh: TestVhost;
+  const logger = createLogger({ level: 'silent' });
+  const settings = resolveSettings({ taskQueueMaxPriority: 10, decodeLimits: { maxBytes: MAX_BYTES } });
+  brokerConformance('amqp', {
+    priority: 'higher-first',
+    setup: async () => {
+      vh = await createTestVhost('conformance');
+    },
+    teardown: async () => vh.delete(),
+    create: async () => createAmqpBroker({ url: vh.url(), logger, settings }),
+    injectMalformed: async (queue) => {
+      // Transport-level malformed on AMQP: a body over the decoding limit (the headers are RabbitMQ's to check).
+      const c = await connect(vh.url());
+      const ch = await c.createConfirmChannel();
+      await ch.assertQueue(queue, { durable: true, arguments: { 'x-max-priority': 10 } });
+      ch.sendToQueue(queue, Buffer.alloc(MAX_BYTES + 1, 0x61), { contentType: 'application/json', contentEncoding: 'utf-8', headers: { id: 'oversized-1' } });
+      await ch.waitForConfirms();
+      await c.close();
+    },
+  });
+}
