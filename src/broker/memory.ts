@@ -87,10 +87,11 @@ export class MemoryBroker implements Broker {
   async publishMany(items: readonly PublishItem[]): Promise<void> {
     if (this.closed) throw new ClosedError('memory broker');
     await this.tick();
+    // Check and push without awaiting in between, so concurrent sends cannot overshoot a cap.
     for (const { queue, options } of items) {
       const max = options?.maxLength;
       if (max !== undefined) {
-        const length = await this.queueLength(queue);
+        const length = (this.buckets.get(queue) ?? []).reduce((n, b) => n + b.length, 0);
         const adding = items.filter((i) => i.queue === queue).length;
         if (length + adding > max) throw new QueueFullError(queue, length, max);
       }

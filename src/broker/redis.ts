@@ -262,27 +262,37 @@ export class RedisBroker implements Broker {
       const tag = tags[i]!;
       const entry = entries[i];
       if (skip.has(tag)) continue;
-      if (entry == null) {
-        await this.client.zrem(this.keys.index, tag);
-        continue;
+      // One bad entry must not stop the pass: the others still go back to their queues.
+      try {
+        restored += await this.restoreEntry(tag, entry ?? null, cutoff);
+      } catch (err) {
+        this.logger.error({ err, tag }, 'could not restore an unacknowledged message; it will be retried on the next pass');
       }
-      const parsed = parseUnackedEntry(entry);
-      if (!parsed) {
-        this.logger.error({ tag }, 'unrestorable unacked entry moved to the dead-letter list');
-        await this.client.celeriacDeadLetter(3, this.keys.unacked, this.keys.index, this.prefix + deadLetterQueueName('unacked'), tag, deadLetterRecord('unacked', 'unparsable unacked entry', entry), this.deadLetterMax);
-        continue;
-      }
-      const queues = await this.route(parsed.exchange, parsed.routingKey);
-      if (queues.length === 0) {
-        this.logger.error({ tag, exchange: parsed.exchange, routingKey: parsed.routingKey }, 'unacked message has no route; dead-lettered');
-        await this.client.celeriacDeadLetter(3, this.keys.unacked, this.keys.index, this.prefix + deadLetterQueueName(parsed.routingKey || 'unacked'), tag, deadLetterRecord(parsed.routingKey, 'no route on restore', entry), this.deadLetterMax);
-        continue;
-      }
-      const step = priorityStep(parsed.priority);
-      const dest = queues.map((q) => this.bucketKey(q, step));
-      restored += await this.client.celeriacRestore(2 + dest.length, this.keys.unacked, this.keys.index, ...dest, tag, cutoff, parsed.redelivered);
     }
     return restored;
+  }
+
+  /** Restore one entry (or dead-letter it when it cannot be routed); returns 1 when restored. */
+  private async restoreEntry(tag: string, entry: string | null, cutoff: number): Promise<number> {
+    if (entry == null) {
+      await this.client.zrem(this.keys.index, tag);
+      return 0;
+    }
+    const parsed = parseUnackedEntry(entry);
+    if (!parsed) {
+      this.logger.error({ tag }, 'unrestorable unacked entry moved to the dead-letter list');
+      await this.client.celeriacDeadLetter(3, this.keys.unacked, this.keys.index, this.prefix + deadLetterQueueName('unacked'), tag, deadLetterRecord('unacked', 'unparsable unacked entry', entry), this.deadLetterMax);
+      return 0;
+    }
+    const queues = await this.route(parsed.exchange, parsed.routingKey);
+    if (queues.length === 0) {
+      this.logger.error({ tag, exchange: parsed.exchange, routingKey: parsed.routingKey }, 'unacked message has no route; dead-lettered');
+      await this.client.celeriacDeadLetter(3, this.keys.unacked, this.keys.index, this.prefix + deadLetterQueueName(parsed.routingKey || 'unacked'), tag, deadLetterRecord(parsed.routingKey, 'no route on restore', entry), this.deadLetterMax);
+      return 0;
+    }
+    const step = priorityStep(parsed.priority);
+    const dest = queues.map((q) => this.bucketKey(q, step));
+    return this.client.celeriacRestore(2 + dest.length, this.keys.unacked, this.keys.index, ...dest, tag, cutoff, parsed.redelivered);
   }
 
   /** Queues a message published to (exchange, routing key) reaches: kombu's direct routing via `_kombu.binding.*`. */
@@ -553,7 +563,8 @@ class RedisConsumer implements Consumer {
     } catch (err) {
       const reason = (err as Error).message;
       let id: string | undefined;
-      const m = /"id":\s*"([^"]{1,64})"/.exec(envelope.slice(0, 4096));
+      // kombu writes the (large) body first and the headers after it: look at both ends.
+      const m = /"id":\s*"([^"]{1,64})"/.exec(envelope.length > 16_384 ? envelope.slice(0, 8192) + envelope.slice(-8192) : envelope);
       if (m) id = m[1];
       void this.deadLetter(held, `malformed envelope: ${reason}`).then(
         () => this.options.onMalformed?.({ queue, reason, id }),

@@ -116,10 +116,8 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
     const onQuit = (): void => cold('SIGQUIT');
     // SIGHUP: rotate credentials (and keys) without stopping.
     const onHup = (): void => {
-      app.reloadCredentials().then(
-        (c) => app.logger.info({ ...c }, c.broker || c.backend ? 'SIGHUP: credentials reloaded' : 'SIGHUP: credentials unchanged'),
-        (err: unknown) => app.logger.error({ err }, 'SIGHUP: credential reload failed; keeping the current credentials'),
-      );
+      app.logger.info('SIGHUP received: reloading credentials');
+      worker.reload().catch((err: unknown) => app.logger.error({ err }, 'SIGHUP: credential reload failed; keeping the current credentials'));
     };
     process.on('SIGHUP', onHup);
     process.on('SIGTERM', onTerm);

@@ -27,7 +27,7 @@
  * comments ignored. Rotation: add a key, deploy, and keep old keys until
  * every record they protect has expired (`resultExpires`).
  */
-import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { inspect } from 'node:util';
 import { DecodeError } from '../errors.ts';
 import { decodeJson } from './json.ts';
@@ -187,9 +187,30 @@ export interface EncryptedResultMeta {
   dateDone: string | null;
 }
 
-function contentKey(ringKey: KeyObject, taskId: string): Buffer {
+/** HKDF's extract step depends only on the ring key: computed once per key. */
+const prkCache = new WeakMap<KeyObject, KeyObject>();
+
+/**
+ * HKDF-SHA256(ring key, empty salt, info) for a 32-byte output, which is a
+ * single expand block: HMAC(PRK, info || 0x01) with PRK = HMAC(zeros, IKM).
+ * Byte-identical to `hkdfSync` (tested), at a third of the cost per result.
+ */
+export function contentKey(ringKey: KeyObject, taskId: string): Buffer {
+  let prk = prkCache.get(ringKey);
+  if (!prk) {
+    prk = createSecretKey(createHmac('sha256', Buffer.alloc(32)).update(ringKey.export()).digest());
+    prkCache.set(ringKey, prk);
+  }
+  return createHmac('sha256', prk).update(Buffer.concat([lpString(HKDF_LABEL), lpString(taskId), ONE])).digest();
+}
+
+const ONE = Buffer.from([1]);
+
+/** The same derivation through Node's `hkdfSync` (the definition `contentKey` must match). */
+export function contentKeyReference(ringKey: KeyObject, taskId: string): Buffer {
   return Buffer.from(hkdfSync('sha256', ringKey, Buffer.alloc(0), Buffer.concat([lpString(HKDF_LABEL), lpString(taskId)]), KEY_BYTES));
 }
+
 
 function associatedData(kid: string, meta: EncryptedResultMeta): Buffer {
   return Buffer.concat([

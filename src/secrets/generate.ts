@@ -189,7 +189,7 @@ function rabbitUser(opts: GenerateOptions): GeneratedSecret {
   const password = generatePassword(opts.length ?? 32);
   const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   // Celery's entities (DESIGN: §4.1 of the protocol reference): task exchange/queues, events, pidbox, replies.
-  const names = [...queues.map(esc), 'celeryev', 'celeryev\\..+', 'celery\\.pidbox', '.+\\.celery\\.pidbox', 'reply\\.celery\\.pidbox', '.+\\.reply\\.celery\\.pidbox'];
+  const names = [...queues.map(esc), ...queues.map((q) => `${esc(q)}\\.dlq`), 'celeryev', 'celeryev\\..+', 'celery\\.pidbox', '.+\\.celery\\.pidbox', 'reply\\.celery\\.pidbox', '.+\\.reply\\.celery\\.pidbox'];
   const configure = `^(${names.join('|')})$`;
   const write = `^(amq\\.default|${names.join('|')})$`;
   const read = configure;

@@ -80,6 +80,8 @@ process.on('message', (msg: ToChild) => {
         setTimeout(() => process.exit(1), 50);
       }
     })();
+  } else if (msg.t === 'reload') {
+    void worker?.reload().catch((err: unknown) => app?.logger.error({ err }, 'credential reload failed; keeping the current credentials'));
   } else if (msg.t === 'stop') {
     void (async () => {
       await worker?.stop();

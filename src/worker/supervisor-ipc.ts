@@ -17,7 +17,9 @@ export interface ChildWorkerOptions {
 /** Supervisor → child. */
 export type ToChild =
   | { t: 'init'; appModule: string; options: ChildWorkerOptions }
-  | { t: 'stop' };
+  | { t: 'stop' }
+  /** SIGHUP: re-read credentials from the environment and secret files. */
+  | { t: 'reload' };
 
 /** Child → supervisor. */
 export type FromChild =

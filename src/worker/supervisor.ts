@@ -264,6 +264,11 @@ export class Supervisor implements WorkerHandle {
     return out;
   }
 
+  /** Ask every child to reload its credentials (SIGHUP); the supervisor holds no connection that needs it. */
+  async reload(): Promise<void> {
+    for (const c of this.children) if (c?.proc.connected) c.proc.send({ t: 'reload' } satisfies ToChild);
+  }
+
   /** Warm shutdown: each child stops consuming, requeues what it has not started and finishes what runs. */
   stop(): Promise<void> {
     this.stopPromise ??= (async () => {

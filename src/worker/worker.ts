@@ -88,6 +88,11 @@ export interface WorkerHandle {
   readonly done: Promise<void>;
   /** Counters since start. */
   stats(): WorkerStats;
+  /**
+   * Re-read broker and backend credentials from their variables or secret
+   * files (what SIGHUP does) without stopping; in prefork, in every child.
+   */
+  reload(): Promise<void>;
 }
 
 export interface WorkerStats {
@@ -196,6 +201,11 @@ export class Worker implements WorkerHandle {
         `worker ${this.nodeName} ready`,
       );
     }
+  }
+
+  async reload(): Promise<void> {
+    const c = await this.app.reloadCredentials();
+    this.logger.info({ ...c }, c.broker || c.backend ? 'credentials reloaded' : 'credentials unchanged');
   }
 
   /** Counters since start. */

@@ -272,3 +272,16 @@ describe('result key ring', () => {
     assert.deepEqual(decryptResult(stored, TASK, r), metaBytes());
   });
 });
+
+describe('content key derivation', () => {
+  it('the cached single-block HKDF equals hkdfSync', async () => {
+    const { contentKey, contentKeyReference } = await import('../../src/codec/encryption.ts');
+    const { createSecretKey, randomBytes } = await import('node:crypto');
+    for (let i = 0; i < 50; i++) {
+      const k = createSecretKey(randomBytes(32));
+      const id = randomBytes(8).toString('hex') + '-é';
+      assert.deepEqual(contentKey(k, id), contentKeyReference(k, id));
+      assert.deepEqual(contentKey(k, id), contentKeyReference(k, id), 'second call (cached PRK)');
+    }
+  });
+});

@@ -1,9 +1,8 @@
 /**
  * The broker conformance suite against the shared RabbitMQ, in a private
  * vhost with its own user. Test queues carry `x-max-priority` (so the suite's
- * priority test sees RabbitMQ's higher-first order). The SIGKILL crash test
- * is AMQP-specific (redelivery is immediate, there is no visibility
- * timeout) and lives in broker-behaviour.test.ts.
+ * priority test sees RabbitMQ's higher-first order). On AMQP a killed
+ * consumer's messages come back as soon as its connection drops.
  */
 import { test } from 'node:test';
 import { createAmqpBroker } from '../../../src/broker/amqp.ts';
@@ -13,6 +12,7 @@ import { resolveSettings } from '../../../src/config/options.ts';
 import { createLogger } from '../../../src/logging.ts';
 import { brokerConformance } from '../../conformance/broker.ts';
 import { IN_CI } from '../../helpers/services.ts';
+import { consumeAndDie } from '../../helpers/crash.ts';
 import { createTestVhost, hasRabbitmq, type TestVhost } from './support/rabbit.ts';
 
 const MAX_BYTES = 64 * 1024;
@@ -33,6 +33,8 @@ if (!hasRabbitmq()) {
     },
     teardown: async () => vh.delete(),
     create: async () => createAmqpBroker({ url: vh.url(), logger, settings }),
+    redelivery: 'on-disconnect',
+    crash: (queue, count, o) => consumeAndDie(vh.url(), queue, count, o.visibilityTimeout ?? 1),
     injectMalformed: async (queue) => {
       // Transport-level malformed on AMQP: a body over the decoding limit (the headers are RabbitMQ's to check).
       const c = await connect(vh.url());

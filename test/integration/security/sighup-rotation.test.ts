@@ -173,11 +173,8 @@ describe('SIGHUP credential rotation of a running worker', () => {
     await rotationUnderLoad('solo', { badSecret: true });
   });
 
-  // Known gap: SIGHUP reaches the prefork supervisor, whose app holds no broker connection; the child
-  // processes that consume are not told, keep the old password, and fail to re-authenticate after the
-  // kill. Fix: the supervisor forwards the reload to its children (an IPC message that calls
-  // app.reloadCredentials() in child-main.ts). Remove `todo` when it lands.
-  it('prefork pool: keeps consuming through the rotation, no task lost or run twice', { todo: 'SIGHUP is not forwarded to prefork children (src/worker/supervisor.ts)' }, async (t) => {
+  // The supervisor holds no broker connection: it forwards SIGHUP to the children that consume.
+  it('prefork pool: keeps consuming through the rotation, no task lost or run twice', async (t) => {
     if (!requireService(t, ok, 'redis-server')) return;
     await rotationUnderLoad('prefork', { recoverMs: 8000 });
   });

@@ -87,10 +87,10 @@ describe('generateSecret', () => {
     const cmds = byFile['rabbitmq-setup.sh']!.split('\n');
     assert.equal(cmds[0], "rabbitmqctl add_vhost 'jobs'");
     assert.equal(cmds[1], `rabbitmqctl add_user 'w2' '${byFile['amqp-password']}'`);
-    assert.match(cmds[2]!, /^rabbitmqctl set_permissions -p 'jobs' 'w2' '\^\(celery\|high\\\.prio\|celeryev/);
+    assert.match(cmds[2]!, /^rabbitmqctl set_permissions -p 'jobs' 'w2' '\^\(celery\|high\\\.prio\|celery\\\.dlq\|high\\\.prio\\\.dlq\|celeryev/);
     assert.equal(cmds[3], "rabbitmqctl set_user_tags 'w2'");
     const [configure, write, read] = [...cmds[2]!.matchAll(/'([^']*)'/g)].slice(2).map((m) => new RegExp(m[1]!));
-    for (const name of ['celery', 'high.prio', 'celeryev', 'celery.pidbox', 'w@h.celery.pidbox', 'reply.celery.pidbox', 'abc.reply.celery.pidbox', 'celeryev.1234']) {
+    for (const name of ['celery', 'high.prio', 'celery.dlq', 'celeryev', 'celery.pidbox', 'w@h.celery.pidbox', 'reply.celery.pidbox', 'abc.reply.celery.pidbox', 'celeryev.1234']) {
       assert.ok(configure!.test(name) && read!.test(name) && write!.test(name), name);
     }
     assert.ok(write!.test('amq.default'));
