@@ -6,7 +6,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import type { App } from '../app.ts';
-import type { FromChild, ToChild } from './supervisor-ipc.ts';
+import { encodeTaskEvent, type FromChild, type ToChild } from './supervisor-ipc.ts';
 import { Worker, type TaskEvent } from './worker.ts';
 
 // The supervisor owns shutdown: a Ctrl-C reaching the whole process group
@@ -23,7 +23,7 @@ const send = (m: FromChild): void => {
 
 let worker: Worker | undefined;
 let app: App | undefined;
-let events: TaskEvent[] = [];
+let events: string[] = [];
 let flushing: Promise<void> | undefined;
 
 /**
@@ -32,14 +32,14 @@ let flushing: Promise<void> | undefined;
  * pipe, so a task that then crashes the process is still known to have run.
  */
 function onTaskEvent(e: TaskEvent): Promise<void> {
-  events.push(e);
+  events.push(encodeTaskEvent(e));
   flushing ??= new Promise<void>((resolve) => {
     setImmediate(() => {
       const batch = events;
       events = [];
       flushing = undefined;
       if (!process.connected) return resolve();
-      process.send!({ t: 'events', events: batch } satisfies FromChild, undefined, {}, () => resolve());
+      process.send!({ t: 'events', lines: batch.join('\n') } satisfies FromChild, undefined, {}, () => resolve());
     });
   });
   return flushing;

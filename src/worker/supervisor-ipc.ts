@@ -25,6 +25,45 @@ export type ToChild =
 export type FromChild =
   | { t: 'ready'; pid: number; owner: string | undefined }
   | { t: 'init-error'; message: string }
-  | { t: 'events'; events: TaskEvent[] }
+  /** Task events of one turn, one line each (see `encodeTaskEvent`): cheap to send and to skim. */
+  | { t: 'events'; lines: string }
   | { t: 'stats'; stats: WorkerStats }
   | { t: 'stopped' };
+
+/*
+ * A started task is `s<TAB>key<TAB>hardLimitMs<TAB>id<TAB>task<TAB>late<TAB>group<TAB>parent`,
+ * a finished one `f<TAB>key`, where key = id + tag. The supervisor keeps
+ * started lines as they are and reads their fields only when it needs them
+ * (a hard limit to watch, or a child that died).
+ */
+const SEP = '\t';
+
+/** Key identifying one execution (a task id may run again after a retry, with a new delivery). */
+export function taskEventKey(id: string, tag: string): string {
+  return `${id} ${tag}`;
+}
+
+/** One event as a line (tabs and newlines in names cannot occur in ids and tags; task names are sanitised). */
+export function encodeTaskEvent(e: TaskEvent): string {
+  const key = taskEventKey(e.id, e.tag);
+  if (e.type === 'finished') return `f${SEP}${key}`;
+  const clean = (v: string | null): string => (v === null ? '' : v.replace(/[\t\n]/g, ' '));
+  return ['s', key, e.hardLimitMs ?? '', e.id, clean(e.task), e.lateAck ? '1' : '0', clean(e.group), clean(e.parentId)].join(SEP);
+}
+
+/** The fields of a started line. */
+export function decodeStartedLine(line: string): Extract<TaskEvent, { type: 'started' }> & { key: string } {
+  const [, key, hard, id, task, late, group, parent] = line.split(SEP);
+  const tag = key!.slice(id!.length + 1);
+  return {
+    type: 'started',
+    key: key!,
+    id: id!,
+    task: task!,
+    tag,
+    lateAck: late === '1',
+    hardLimitMs: hard ? Number(hard) : undefined,
+    group: group || null,
+    parentId: parent || null,
+  };
+}

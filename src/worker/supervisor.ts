@@ -24,7 +24,7 @@ import { CeleriacError, ConfigError } from '../errors.ts';
 import type { Logger } from '../logging.ts';
 import { defaultNodeName } from '../protocol/ids.ts';
 import { buildResultMeta, type ExceptionInfo } from '../protocol/result-meta.ts';
-import type { FromChild, ToChild } from './supervisor-ipc.ts';
+import { decodeStartedLine, type FromChild, type ToChild } from './supervisor-ipc.ts';
 import type { TaskEvent, WorkerHandle, WorkerOptions, WorkerStats } from './worker.ts';
 
 const CHILD_MAIN = fileURLToPath(new URL('./child-main.ts', import.meta.url));
@@ -39,7 +39,9 @@ interface Child {
   proc: ChildProcess;
   owner: string | undefined;
   ready: boolean;
-  running: Map<string, { event: Started; timer: NodeJS.Timeout | undefined }>;
+  /** Started lines (see supervisor-ipc.ts) of tasks still running, by key; timers for hard limits. */
+  running: Map<string, string>;
+  timers: Map<string, NodeJS.Timeout>;
   stats: WorkerStats | undefined;
   /** Set when the supervisor killed it for this task. */
   culprit: Started | undefined;
@@ -104,7 +106,7 @@ export class Supervisor implements WorkerHandle {
 
   private spawn(index: number): Promise<Child> {
     const proc = fork(CHILD_MAIN, [], { execArgv: this.execArgv, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const child: Child = { index, proc, owner: undefined, ready: false, running: new Map(), stats: undefined, culprit: undefined };
+    const child: Child = { index, proc, owner: undefined, ready: false, running: new Map(), timers: new Map(), stats: undefined, culprit: undefined };
     this.children[index] = child;
     return new Promise<Child>((resolve, reject) => {
       proc.on('message', (m: FromChild) => {
@@ -118,7 +120,7 @@ export class Supervisor implements WorkerHandle {
             reject(new CeleriacError('ERR_WORKER_START', `a worker process could not start: ${m.message}`, { hint: 'check that the module given with -A loads, exports the app, and that the broker is reachable' }));
             break;
           case 'events':
-            for (const e of m.events) this.onTaskEvent(child, e);
+            this.onTaskEvents(child, m.lines);
             break;
           case 'stats':
             child.stats = m.stats;
@@ -146,19 +148,27 @@ export class Supervisor implements WorkerHandle {
     });
   }
 
-  private onTaskEvent(child: Child, e: TaskEvent): void {
-    const key = `${e.id}\u0000${e.tag}`;
-    if (e.type === 'started') {
-      let timer: NodeJS.Timeout | undefined;
-      if (e.hardLimitMs !== undefined) {
-        timer = setTimeout(() => this.killStuck(child, e), e.hardLimitMs + WATCHDOG_GRACE_MS);
-        timer.unref();
+  private onTaskEvents(child: Child, lines: string): void {
+    for (const line of lines.split('\n')) {
+      const tab = line.indexOf('\t', 2);
+      const key = tab < 0 ? line.slice(2) : line.slice(2, tab);
+      if (line.charCodeAt(0) === 0x73 /* s */) {
+        child.running.set(key, line);
+        // A hard limit is the third field: watch only the tasks that have one.
+        if (line.charCodeAt(tab + 1) !== 0x09) {
+          const e = decodeStartedLine(line);
+          const timer = setTimeout(() => this.killStuck(child, e), (e.hardLimitMs ?? 0) + WATCHDOG_GRACE_MS);
+          timer.unref();
+          child.timers.set(key, timer);
+        }
+      } else {
+        child.running.delete(key);
+        const timer = child.timers.get(key);
+        if (timer) {
+          clearTimeout(timer);
+          child.timers.delete(key);
+        }
       }
-      child.running.set(key, { event: e, timer });
-    } else {
-      const r = child.running.get(key);
-      if (r?.timer) clearTimeout(r.timer);
-      child.running.delete(key);
     }
   }
 
@@ -172,7 +182,7 @@ export class Supervisor implements WorkerHandle {
 
   private async onExit(child: Child, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
     if (this.children[child.index] === child) this.children[child.index] = undefined;
-    for (const r of child.running.values()) if (r.timer) clearTimeout(r.timer);
+    for (const t of child.timers.values()) clearTimeout(t);
     if (child.stats) this.retire(child.stats);
     if (this.stopping && !child.culprit && child.running.size === 0) return;
     if (!child.ready) return;
@@ -205,7 +215,8 @@ export class Supervisor implements WorkerHandle {
     const drop: string[] = [];
     const failures: Array<{ event: Started; exc: ExceptionInfo }> = [];
     const culprit = child.culprit;
-    for (const { event } of child.running.values()) {
+    for (const line of child.running.values()) {
+      const event = decodeStartedLine(line);
       if (culprit && event.id === culprit.id && event.tag === culprit.tag) {
         failures.push({ event, exc: { exc_type: 'TimeLimitExceeded', exc_message: [(event.hardLimitMs ?? 0) / 1000], exc_module: 'celery.exceptions' } });
         if (event.lateAck) drop.push(event.tag);
