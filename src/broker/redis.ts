@@ -450,7 +450,13 @@ class RedisConsumer implements Consumer {
   private async startNotifier(): Promise<void> {
     const n = this.broker.newConnection('notifier');
     this.notifier = n;
-    n.on('message', () => this.kick());
+    // Broadcast tracking reports every key under the prefix (result keys share
+    // Celery's "celery" prefix): wake only for our queue lists.
+    const watched = new Set(this.listKeys);
+    n.on('messageBuffer', (_channel: Buffer, keys: unknown) => {
+      if (!Array.isArray(keys)) return this.kick(); // null: the server flushed everything
+      for (const k of keys) if (watched.has(String(k))) return this.kick();
+    });
     const setup = async (): Promise<void> => {
       try {
         const id = await n.client('ID');
