@@ -5,17 +5,17 @@
  * asynchronous tasks. The default pool is prefork.
  */
 import type { TaskDefinition } from '../../task.ts';
-import { executeJob, type ExecJob, type ExecOutcome } from '../execute.ts';
+import { executeJob, TaskAbort, type ExecJob, type ExecOutcome } from '../execute.ts';
 import type { Pool } from './types.ts';
 
 export function createSoloPool(registry: ReadonlyMap<string, TaskDefinition>): Pool {
-  const running = new Map<string, AbortController>();
+  const running = new Map<string, TaskAbort>();
   return {
     kind: 'solo',
     pids: [],
     async start() {},
     async run(job: ExecJob, hardTimeLimitMs?: number): Promise<ExecOutcome> {
-      const controller = new AbortController();
+      const controller = new TaskAbort();
       running.set(job.jobId, controller);
       const started = performance.now();
       try {
