@@ -26,6 +26,7 @@ import { PRIORITY_STEPS, type WireMessage } from '../protocol/types.ts';
 import { peekTaskHeaders } from '../protocol/task-message.ts';
 import { connectClient, createRedisClient, updateClientCredentials } from '../redis/connection.ts';
 import type { DecodeLimits } from '../codec/limits.ts';
+import { Doorbell } from './doorbell.ts';
 import {
   deadLetterQueueName,
   type Broker,
@@ -387,8 +388,7 @@ class RedisConsumer implements Consumer {
   private readonly unsettledMap = new Map<string, Held>();
   private cancelled = false;
   private loopDone: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
-  private dirty = false;
+  private readonly bell = new Doorbell();
   private notifier: Redis | undefined;
   private tracking = false;
   private renewTimer: NodeJS.Timeout | undefined;
@@ -429,7 +429,7 @@ class RedisConsumer implements Consumer {
 
   setPrefetch(prefetch: number): void {
     this.prefetch = prefetch;
-    this.kick();
+    this.bell.ring();
   }
 
   async start(): Promise<void> {
@@ -454,8 +454,8 @@ class RedisConsumer implements Consumer {
     // Celery's "celery" prefix): wake only for our queue lists.
     const watched = new Set(this.listKeys);
     n.on('messageBuffer', (_channel: Buffer, keys: unknown) => {
-      if (!Array.isArray(keys)) return this.kick(); // null: the server flushed everything
-      for (const k of keys) if (watched.has(String(k))) return this.kick();
+      if (!Array.isArray(keys)) return this.bell.ring(); // null: the server flushed everything
+      for (const k of keys) if (watched.has(String(k))) return this.bell.ring();
     });
     const setup = async (): Promise<void> => {
       try {
@@ -469,7 +469,7 @@ class RedisConsumer implements Consumer {
         this.tracking = false;
         this.broker.logger.info({ err }, 'client tracking unavailable; idle consumers poll instead');
       }
-      this.kick();
+      this.bell.ring();
     };
     n.on('ready', () => void setup());
     try {
@@ -479,27 +479,7 @@ class RedisConsumer implements Consumer {
     }
   }
 
-  private kick(): void {
-    this.dirty = true;
-    const w = this.wake;
-    if (w) {
-      this.wake = undefined;
-      w();
-    }
-  }
 
-  private waitForWake(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.wake = undefined;
-        resolve();
-      }, ms);
-      this.wake = () => {
-        clearTimeout(t);
-        resolve();
-      };
-    });
-  }
 
   private async loop(): Promise<void> {
     let idlePolls = 0;
@@ -509,11 +489,11 @@ class RedisConsumer implements Consumer {
       // fewer, larger reserve calls (one round trip and one write each).
       const enough = this.unsettledMap.size === 0 || room >= Math.min(RESERVE_BATCH, Math.ceil(this.prefetch / 4));
       if (room <= 0 || !enough) {
-        this.dirty = false;
-        await this.waitForWake(1000);
+        this.bell.rung = false;
+        await this.bell.wait(1000);
         continue;
       }
-      this.dirty = false;
+      this.bell.rung = false;
       let reply: Array<number | string>;
       try {
         const seq = this.tagSeq;
@@ -534,7 +514,7 @@ class RedisConsumer implements Consumer {
       } catch (err) {
         if (this.cancelled) break;
         this.options.onError?.(err as Error);
-        await this.waitForWake(500);
+        await this.bell.wait(500);
         continue;
       }
       if (this.cancelled) {
@@ -550,10 +530,10 @@ class RedisConsumer implements Consumer {
         this.deliver(this.listKeys[keyIndex]!, this.queues[keyIndex % this.queues.length]!, String(reply[i + 1]), String(reply[i + 2]));
       }
       if (reply.length === 0) {
-        if (this.dirty) continue;
+        if (this.bell.rung) continue;
         // Tracking wakes us on any change; the poll is a safety net (and the fallback without tracking).
         idlePolls++;
-        await this.waitForWake(this.tracking ? 1000 : Math.min(100, 2 ** Math.min(idlePolls, 7)));
+        await this.bell.wait(this.tracking ? 1000 : Math.min(100, 2 ** Math.min(idlePolls, 7)));
       } else {
         idlePolls = 0;
       }
@@ -592,7 +572,7 @@ class RedisConsumer implements Consumer {
 
   private settle(held: Held): boolean {
     if (!this.unsettledMap.delete(held.tag)) return false;
-    if (this.unsettledMap.size < this.prefetch || this.prefetch === 0) this.kick();
+    if (this.unsettledMap.size < this.prefetch || this.prefetch === 0) this.bell.ring();
     return true;
   }
 
@@ -660,7 +640,7 @@ class RedisConsumer implements Consumer {
     if (this.cancelled) return;
     this.cancelled = true;
     if (this.restoreTimer) clearInterval(this.restoreTimer);
-    this.kick();
+    this.bell.ring();
     await this.loopDone;
     if (this.notifier) {
       this.notifier.disconnect();

@@ -31,6 +31,7 @@ import { randomBytes } from 'node:crypto';
 import type { AdapterContext } from '../adapter-context.ts';
 import { decodeJsonText } from '../codec/json.ts';
 import type { DecodeLimits } from '../codec/limits.ts';
+import { Doorbell } from './doorbell.ts';
 import { ClosedError, DecodeError, QueueFullError } from '../errors.ts';
 import type { Logger } from '../logging.ts';
 import { priorityStep } from '../protocol/redis-envelope.ts';
@@ -503,8 +504,7 @@ class SqliteConsumer implements Consumer {
   private readonly held = new Map<string, Held>();
   private cancelled = false;
   private loopDone: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
-  private dirty = false;
+  private readonly bell = new Doorbell();
   private unsubscribe: (() => void) | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private ackQueue: Array<{ held: Held; resolve: () => void; reject: (e: unknown) => void }> = [];
@@ -530,7 +530,7 @@ class SqliteConsumer implements Consumer {
 
   setPrefetch(prefetch: number): void {
     this.prefetch = prefetch;
-    this.kick();
+    this.bell.ring();
   }
 
   reportError(err: Error): void {
@@ -538,7 +538,7 @@ class SqliteConsumer implements Consumer {
   }
 
   start(): void {
-    this.unsubscribe = this.broker.hub!.subscribe('queue', () => this.kick());
+    this.unsubscribe = this.broker.hub!.subscribe('queue', () => this.bell.ring());
     this.renewTimer = setInterval(() => {
       if (this.held.size === 0) return;
       try {
@@ -551,40 +551,18 @@ class SqliteConsumer implements Consumer {
     this.loopDone = this.loop();
   }
 
-  private kick(): void {
-    this.dirty = true;
-    const w = this.wake;
-    if (w) {
-      this.wake = undefined;
-      w();
-    }
-  }
 
-  private waitForWake(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.wake = undefined;
-        resolve();
-      }, ms);
-      // The wake hub keeps the process alive while we consume; this timer need not.
-      t.unref();
-      this.wake = () => {
-        clearTimeout(t);
-        resolve();
-      };
-    });
-  }
 
   private async loop(): Promise<void> {
     let idle = false;
     while (!this.cancelled) {
       const room = this.prefetch === 0 ? RESERVE_BATCH : Math.min(RESERVE_BATCH, this.prefetch - this.held.size);
       if (room <= 0) {
-        this.dirty = false;
-        await this.waitForWake(1000);
+        this.bell.rung = false;
+        await this.bell.wait(1000, true);
         continue;
       }
-      this.dirty = false;
+      this.bell.rung = false;
       const now = Date.now();
       let rows: MessageRow[];
       try {
@@ -592,13 +570,13 @@ class SqliteConsumer implements Consumer {
       } catch (err) {
         if (this.cancelled) break;
         this.options.onError?.(err as Error);
-        await this.waitForWake(500);
+        await this.bell.wait(500, true);
         continue;
       }
       for (const row of rows) this.deliver(row);
       if (rows.length === 0) {
         idle = true;
-        if (this.dirty) continue;
+        if (this.bell.rung) continue;
         let wait = 30_000;
         try {
           const due = this.broker.nextDue(this.queues);
@@ -606,7 +584,7 @@ class SqliteConsumer implements Consumer {
         } catch (err) {
           this.options.onError?.(err as Error);
         }
-        await this.waitForWake(wait);
+        await this.bell.wait(wait, true);
       } else {
         idle = false;
         // Let acks, results and timers run between batches.
@@ -643,7 +621,7 @@ class SqliteConsumer implements Consumer {
 
   private settle(held: Held): boolean {
     if (!this.held.delete(held.tag)) return false;
-    if (this.prefetch === 0 || this.held.size < this.prefetch) this.kick();
+    if (this.prefetch === 0 || this.held.size < this.prefetch) this.bell.ring();
     return true;
   }
 
@@ -688,7 +666,7 @@ class SqliteConsumer implements Consumer {
     this.cancelled = true;
     this.unsubscribe?.();
     this.unsubscribe = undefined;
-    this.kick();
+    this.bell.ring();
     await this.loopDone;
   }
 

@@ -247,30 +247,16 @@ export class Supervisor implements WorkerHandle {
   }
 
   private retire(s: WorkerStats): void {
-    const r = this.retired;
-    r.processed += s.processed;
-    r.succeeded += s.succeeded;
-    r.failed += s.failed;
-    r.retried += s.retried;
-    r.revoked += s.revoked;
-    r.rejected += s.rejected;
-    for (const [k, v] of Object.entries(s.byTask)) r.byTask[k] = (r.byTask[k] ?? 0) + v;
+    addCounts(this.retired, s);
   }
 
   stats(): WorkerStats {
     const out: WorkerStats = { nodeName: this.nodeName, ...this.retired, byTask: { ...this.retired.byTask } };
     for (const c of this.children) {
-      const s = c?.stats;
-      if (!s) continue;
-      out.active += s.active;
-      out.held += s.held;
-      out.processed += s.processed;
-      out.succeeded += s.succeeded;
-      out.failed += s.failed;
-      out.retried += s.retried;
-      out.revoked += s.revoked;
-      out.rejected += s.rejected;
-      for (const [k, v] of Object.entries(s.byTask)) out.byTask[k] = (out.byTask[k] ?? 0) + v;
+      if (!c?.stats) continue;
+      out.active += c.stats.active;
+      out.held += c.stats.held;
+      addCounts(out, c.stats);
     }
     return out;
   }
@@ -306,4 +292,15 @@ export class Supervisor implements WorkerHandle {
     })();
     return this.stopPromise;
   }
+}
+
+/** Add a child's cumulative counters into a total. */
+function addCounts(into: Omit<WorkerStats, 'nodeName'>, s: WorkerStats): void {
+  into.processed += s.processed;
+  into.succeeded += s.succeeded;
+  into.failed += s.failed;
+  into.retried += s.retried;
+  into.revoked += s.revoked;
+  into.rejected += s.rejected;
+  for (const [k, v] of Object.entries(s.byTask)) into.byTask[k] = (into.byTask[k] ?? 0) + v;
 }
