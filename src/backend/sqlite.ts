@@ -13,7 +13,7 @@
  *   reading the rows whose version is newer than the last it saw (an index
  *   range scan of the few new rows) and hands watched ones to their waiters.
  */
-import type { AdapterContext } from '../adapter-context.ts';
+import type { SqliteAdapterOptions } from '../sqlite/location.ts';
 import { ClosedError } from '../errors.ts';
 import type { Logger } from '../logging.ts';
 import { isBusyError, openSqlite, sqliteLocationFromUrl, type SqliteDatabase, type SqliteLocation, type SqliteStatement } from '../sqlite/open.ts';
@@ -26,12 +26,8 @@ const EXPIRY_SWEEP_MS = 60_000;
 /** Rows read per scan of new versions. */
 const SCAN_BATCH = 1000;
 
-export interface SqliteBackendOptions extends AdapterContext {
-  /** `sqlite:///abs/path.db`, `sqlite://relative/path.db`, or `sqlite://` for `.celeriac/celeriac.db`. */
-  url: string;
-  /** Directory relative paths are resolved against (default: the working directory). */
-  cwd?: string;
-}
+/** Options of the SQLite result backend. */
+export type SqliteBackendOptions = SqliteAdapterOptions;
 
 interface PendingStore {
   records: readonly StoredRecord[];

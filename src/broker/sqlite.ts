@@ -28,7 +28,7 @@
  *   process signals new work, with no polling loop.
  */
 import { randomBytes } from 'node:crypto';
-import type { AdapterContext } from '../adapter-context.ts';
+import type { SqliteAdapterOptions } from '../sqlite/location.ts';
 import { decodeJsonText } from '../codec/json.ts';
 import type { DecodeLimits } from '../codec/limits.ts';
 import { Doorbell } from './doorbell.ts';
@@ -59,12 +59,8 @@ const ACK_BATCH = 2000;
 const READY = 0;
 const DELAYED = 2;
 
-export interface SqliteBrokerOptions extends AdapterContext {
-  /** `sqlite:///abs/path.db`, `sqlite://relative/path.db`, or `sqlite://` for `.celeriac/celeriac.db`. */
-  url: string;
-  /** Directory relative paths are resolved against (default: the working directory). */
-  cwd?: string;
-}
+/** Options of the SQLite broker. */
+export type SqliteBrokerOptions = SqliteAdapterOptions;
 
 /** A row as the reserve statement returns it. */
 interface MessageRow {

@@ -164,9 +164,6 @@ export function camelCaseKey(key: string): string {
 
 /** Old Celery names whose camelCase form differs from ours. */
 const ALIASES: Record<string, string> = {
-  brokerTransportOptions: 'brokerTransportOptions',
-  acceptContent: 'acceptContent',
-  resultBackend: 'resultBackend',
   broker: 'brokerUrl',
   backend: 'resultBackend',
   taskResultExpires: 'resultExpires',

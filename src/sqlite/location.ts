@@ -9,6 +9,7 @@
  * see `wake.ts`).
  */
 import { isAbsolute, resolve } from 'node:path';
+import type { AdapterContext } from '../adapter-context.ts';
 import { parseConnectionUrl } from '../config/url.ts';
 import { ConfigError } from '../errors.ts';
 
@@ -61,4 +62,12 @@ export function sqliteLocationFromUrl(url: string, cwd: string = process.cwd()):
   const wake = (u.params.wake ?? 'watch').toLowerCase();
   if (wake !== 'watch' && wake !== 'poll') throw new ConfigError(`SQLite URL ${u.redacted}: wake must be watch or poll`);
   return { path: isAbsolute(raw) ? raw : resolve(cwd, raw), synchronous: sync, busyTimeoutMs: busy, wake };
+}
+
+/** Options of the SQLite broker and result backend. */
+export interface SqliteAdapterOptions extends AdapterContext {
+  /** `sqlite:///abs/path.db`, `sqlite://relative/path.db`, or `sqlite://` for `.celeriac/celeriac.db`. */
+  url: string;
+  /** Directory relative paths are resolved against (default: the working directory). */
+  cwd?: string;
 }
