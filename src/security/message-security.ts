@@ -50,6 +50,7 @@
  * verification keys refuses to start unless `unsafeAcceptUnsigned`.
  */
 import type { Redis } from 'ioredis';
+import { celerySignerId } from '../codec/signing/index.ts';
 import { DecodeError, ContentDisallowedError, ConfigError } from '../errors.ts';
 import { JSON_SERIALIZER, MSGPACK_SERIALIZER, decodeByContentType, AUTH_CONTENT_TYPE } from '../codec/serializers.ts';
 import {
@@ -325,6 +326,12 @@ export function createMessageSecurity(options: MessageSecurityOptions): Configur
         'only their args and kwargs are signed — anyone who can write to the broker can relabel them (task name, id, eta, expires, retries) ' +
         'and replay them, since they carry no Celeriac signature header, nonce or expiry',
     );
+    // A Celeriac client signing with a listed certificate could have its messages downgraded by stripping the header.
+    if (auth.cert && bodyOnly.has(celerySignerId(auth.cert))) {
+      warnings.push(
+        `securityAcceptBodyOnlyFrom lists this app's own signer ${JSON.stringify(celerySignerId(auth.cert))}: its header-signed messages can be downgraded to body-only by stripping the header — give Python producers certificates of their own`,
+      );
+    }
   }
   if (sec.unsafeAcceptUnsigned) {
     warnings.push('unsafeAcceptUnsigned is set: unsigned task messages are accepted, so anyone who can write to the broker can run any task');

@@ -190,9 +190,12 @@ describe('fuzz: the worker intake path (parseTaskMessage + security decoder)', (
         const m = mutate(original, mutations);
         const req = intake(verifying, m);
         if (req) {
-          // Accepted: the signature (or the Celery body signature for body-only) vouched for it, so task and args are the signed ones.
+          // Accepted: a signature vouched for it, so the args are always the signed ones. Without the
+          // header signature (body-only mode, also reached by stripping the header off an auth message
+          // from a listed signer) the headers are not covered: that is the documented weakness of
+          // securityAcceptBodyOnlyFrom. With the header signature the task name is the signed one too.
           assert.deepEqual(req.args, [1, 'two', { three: [3] }]);
-          if (which !== 3) assert.equal(req.task, 'tasks.add');
+          if (m.headers?.[SIGNATURE_HEADER] != null) assert.equal(req.task, 'tasks.add');
         }
       }),
       { numRuns: PER_PROPERTY },
