@@ -26,10 +26,10 @@ const env = {
   CELERIAC_LOG_LEVEL: 'warn',
 };
 Object.assign(process.env, env);
-const worker = spawnLines(process.execPath, ['--import', 'tsx', new URL('./workers/celeriac-worker.ts', import.meta.url).pathname, '10', pool], { cwd: ROOT_DIR, env });
+const worker = spawnLines(process.execPath, [new URL('./workers/celeriac-worker.mjs', import.meta.url).pathname, '10', pool], { cwd: ROOT_DIR, env });
 try {
   await worker.waitForLine(/^READY /, 60_000, 'celeriac worker');
-  const { app, noop } = await import('./apps/celeriac-app.ts');
+  const { app, noop } = await import('./apps/celeriac-app.mjs');
   const roundTrip = async (): Promise<void> => {
     await (await noop.delay()).get({ timeoutMs: 10_000 });
   };

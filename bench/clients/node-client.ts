@@ -8,7 +8,7 @@
  * format, same task name), bullmq, bee-queue, redis-floor.
  */
 import { Redis } from 'ioredis';
-import type { SendCall } from '../../src/app.ts';
+import type { SendCall } from '../../dist/index.js';
 import { BEE_QUEUE_NAME, BULL_QUEUE, loadBeeQueue, loadBullmq, type BeeJob } from '../lib/anchors.ts';
 import { percentile, round, sleep } from '../lib/common.ts';
 import { securityHooksActive, type SecurityVariant } from '../lib/security.ts';
@@ -55,7 +55,7 @@ interface Sender {
 }
 
 async function celeriacSender(needResults: boolean): Promise<Sender> {
-  const { app, noop } = await import('../apps/celeriac-app.ts');
+  const { app, noop } = await import('../apps/celeriac-app.mjs');
   await app.broker();
   if (needResults) await app.resultStore();
   const variant = (process.env.BENCH_SECURITY ?? 'plain') as SecurityVariant;
@@ -263,7 +263,7 @@ async function calibrate(system: string, job: ClientJob): Promise<ClientResult> 
 
 /** One ordinary Celeriac task message as it sits in the queue list. */
 async function sampleEnvelope(): Promise<ClientResult> {
-  const { app, noop } = await import('../apps/celeriac-app.ts');
+  const { app, noop } = await import('../apps/celeriac-app.mjs');
   const r = new Redis({ host: '127.0.0.1', port, lazyConnect: false });
   await noop.applyAsync([], {}, { queue: 'bench-sample' });
   const envelope = (await r.lindex('bench-sample', 0)) ?? '';

@@ -3,7 +3,7 @@
  *
  * The runner generates throw-away keys once per run (`prepareSecurityKeys`)
  * and hands them to the client and worker processes through BENCH_* variables;
- * the bench app turns them into app options with `securityAppOptions`.
+ * the bench app (apps/celeriac-app.mjs) turns them into app options.
  * Those option names are what the benchmark expects the app to accept once
  * signing and encryption are wired in (issue 5):
  *
@@ -101,27 +101,6 @@ export function securityEnv(variant: SecurityVariant, keys: SecurityKeys | undef
     env.CELERIAC_RESULT_KEYS = keys.resultKeyLine;
   }
   return env;
-}
-
-/** App options for the variant named in BENCH_SECURITY (read in the client and worker processes). */
-export function securityAppOptions(env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
-  switch (env.BENCH_SECURITY as SecurityVariant | undefined) {
-    case 'ed25519':
-      return { securitySigningKeys: env.BENCH_SIGNING_KEYS, securityVerifyKeys: env.BENCH_VERIFY_KEYS };
-    case 'rsa':
-      return {
-        taskSerializer: 'auth',
-        acceptContent: ['auth'],
-        securityKey: env.BENCH_SECURITY_KEY,
-        securityCertificate: env.BENCH_SECURITY_CERTIFICATE,
-        securityCertStore: env.BENCH_SECURITY_CERT_STORE,
-        securityDigest: 'sha256',
-      };
-    case 'encrypted':
-      return { resultEncryptionKeys: env.BENCH_RESULT_KEYS };
-    default:
-      return {};
-  }
 }
 
 /** Does the app use the variant? (Checked after connecting, since hooks may be set up lazily.) */

@@ -5,7 +5,8 @@
  *
  * Concurrency ("tasks running at once") per system:
  * - celeriac:       createWorker({ concurrency: c }) with the default prefork pool:
- *                   min(c, CPUs) child processes, c slots in all; prefetch 4 × c.
+ *                   defaultProcesses(c, CPUs) child processes (CPUs − 1, at least 1,
+ *                   at most c), c slots in all; prefetch 4 × c.
  * - celeriac-solo:  the same with pool 'solo' (tasks in the worker process).
  * - bullmq:         new Worker(queue, fn, { concurrency: c }), one process.
  * - bee-queue:      queue.process(c, fn), one process.
@@ -14,7 +15,9 @@
  *                   prefetch multiplier 4, acks late.
  */
 import type { Redis } from 'ioredis';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { defaultProcesses } from '../../dist/worker/supervisor.js';
 import type { ClientJob, ClientResult } from '../clients/node-client.ts';
 import { BENCH_DIR, ROOT_DIR, runJson, spawnLines, type LineProcess, type QueueSystem } from './common.ts';
 import { PYTHON } from './machine.ts';
@@ -65,8 +68,9 @@ const NODE_CLIENT = join(BENCH_DIR, 'clients', 'node-client.ts');
 const CELERY_DIR = join(BENCH_DIR, 'celery');
 const PARKED = 'bench-parked';
 
+/** TypeScript scripts run through tsx; the Celeriac worker is plain JavaScript on dist/ (no loader in its processes). */
 function nodeArgs(script: string, args: string[]): string[] {
-  return ['--import', 'tsx', script, ...args];
+  return script.endsWith('.ts') ? ['--import', 'tsx', script, ...args] : [script, ...args];
 }
 
 export function runNodeClient(system: string, job: ClientJob, env: Record<string, string>, timeoutMs = 600_000): Promise<ClientResult> {
@@ -125,8 +129,12 @@ function celeriac(pool: 'prefork' | 'solo'): Adapter {
   return {
     name,
     kombu: true,
-    concurrencyMeaning: (c) => (pool === 'prefork' ? `prefork, concurrency ${c} (${Math.min(c, 2)} child process${Math.min(c, 2) > 1 ? 'es' : ''})` : `solo, concurrency ${c}`),
-    startWorker: (ctx, c, env) => startNodeWorker('celeriac-worker.ts', [String(c), pool], { ...env, ...ctx.workerEnv }, `${name} worker`),
+    concurrencyMeaning: (c) => {
+      if (pool === 'solo') return `solo, concurrency ${c}`;
+      const n = defaultProcesses(c, availableParallelism());
+      return `prefork, concurrency ${c} (${n} child process${n > 1 ? 'es' : ''})`;
+    },
+    startWorker: (ctx, c, env) => startNodeWorker('celeriac-worker.mjs', [String(c), pool], { ...env, ...ctx.workerEnv }, `${name} worker`),
     release: kombuRelease,
     progress: kombuProgress,
     backlog: (ctx) => ctx.db0.llen('celery'),

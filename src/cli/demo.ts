@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { App, SendCall } from '../app.ts';
 import type { ResultMeta } from '../protocol/result-meta.ts';
+import { importModule } from '../runtime/import-module.ts';
 import { sqliteUrlForPath } from '../sqlite/location.ts';
 import { Exit, println, type CliIo } from './io.ts';
 
@@ -300,7 +301,7 @@ export async function runDemoCommand(argv: string[], io: CliIo): Promise<number>
     process.env.CELERIAC_BROKER_URL = url;
     process.env.CELERIAC_RESULT_BACKEND = url;
     process.env.CELERIAC_LOG_LEVEL ??= 'warn';
-    const mod = (await import(new URL('../../examples/demo/tasks.ts', import.meta.url).href)) as { app: App };
+    const mod = (await importModule(new URL('../../examples/demo/tasks.ts', import.meta.url).href)) as unknown as { app: App };
     app = mod.app;
     const store = await app.resultStore();
     if (!store) throw new Error('the demo app has no result backend');

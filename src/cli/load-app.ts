@@ -1,12 +1,13 @@
 /**
  * Load the user's app module for `-A` (TypeScript or JavaScript, no build
- * step: the CLI runs under tsx).
+ * step: a TypeScript module is loaded through tsx).
  */
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { App, createApp } from '../app.ts';
 import { ConfigError } from '../errors.ts';
+import { importModule } from '../runtime/import-module.ts';
 
 /** Resolve `-A` to a file URL: a path (`./tasks.ts`, `tasks`), trying .ts/.mts/.js/.mjs. */
 export function resolveAppModule(spec: string, cwd: string): string {
@@ -19,7 +20,7 @@ export function resolveAppModule(spec: string, cwd: string): string {
 
 /** Import a module and return its app (`app` export, else default export). */
 export async function loadApp(moduleUrl: string): Promise<App> {
-  const mod = (await import(moduleUrl)) as Record<string, unknown>;
+  const mod = await importModule(moduleUrl);
   for (const candidate of [mod.app, mod.default]) {
     if (candidate instanceof App) return candidate;
     if (candidate && typeof candidate === 'object' && (candidate as { registry?: unknown }).registry instanceof Map) return candidate as App;

@@ -19,7 +19,7 @@ Options:
   -n, --hostname <name>         node name, e.g. worker1@%h (default celeriac<pid>@<host>)
   -P, --pool <prefork|solo>     prefork: tasks in child processes (default);
                                 solo: in the worker process, no isolation
-      --processes <n>           child processes of the prefork pool
+      --processes <n>           child processes of the prefork pool (default: CPUs − 1, at least 1)
       --prefetch-multiplier <n> prefetch = concurrency × n (default 4)
       --max-memory-per-child <MiB>  heap limit of each child process
       --shutdown-timeout <s>    grace for running tasks on SIGTERM (default 30)

@@ -6,6 +6,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import type { App } from '../app.ts';
+import { importModule } from '../runtime/import-module.ts';
 import { encodeTaskEvent, type FromChild, type ToChild } from './supervisor-ipc.ts';
 import { Worker, type TaskEvent } from './worker.ts';
 
@@ -60,7 +61,7 @@ process.on('message', (msg: ToChild) => {
     void (async () => {
       try {
         const spec = msg.appModule.startsWith('file:') ? msg.appModule : pathToFileURL(msg.appModule).href;
-        app = findApp((await import(spec)) as Record<string, unknown>);
+        app = findApp(await importModule(spec));
         if (!app) throw new Error(`module ${msg.appModule} exports no app (export it as "app" or as the default export)`);
         const o = msg.options;
         worker = new Worker({

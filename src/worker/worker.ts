@@ -51,7 +51,7 @@ export interface WorkerOptions {
    * `solo`: everything in this process (no isolation; for tests and embedding).
    */
   pool?: 'prefork' | 'solo';
-  /** Child processes of the prefork pool (default: min(concurrency, CPUs)); the concurrency is split between them. */
+  /** Child processes of the prefork pool (default: CPUs − 1, at least 1, at most the concurrency); the concurrency is split between them. */
   processes?: number;
   /** V8 heap limit per child process, MiB. */
   maxMemoryPerChildMb?: number;
