@@ -70,6 +70,9 @@ export class App {
   private readonly urlsFromEnv: { broker: boolean; backend: boolean };
   private brokerPromise: Promise<Broker> | undefined;
   private backendPromise: Promise<ResultStore | undefined> | undefined;
+  /** The connected broker and store once their promises resolved: sends skip an await each. */
+  private brokerReady: Broker | undefined;
+  private storeReady: { store: ResultStore | undefined } | undefined;
   private readonly injectedBroker: Broker | undefined;
   private readonly injectedBackend: ResultBackend | null | undefined;
   /** Set when nothing was configured and the app uses the embedded SQLite default; cleared once announced. */
@@ -189,12 +192,12 @@ export class App {
   }
 
   private async send(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions): Promise<AsyncResult<unknown>> {
-    const broker = await this.broker();
+    const broker = this.brokerReady ?? (await this.broker());
     // Before building: a client over its limit fails fast without paying for signing.
     if (this.submission.rateLimited || def.options.sendRateLimit !== undefined) await this.acquireSendTokens([{ task: def.name, limit: def.options.sendRateLimit, count: 1 }]);
     const { item, id } = this.prepare(def, args, kwargs, options, Date.now());
     await broker.publish(item.queue, item.message, item.options);
-    return new AsyncResult(id, await this.resultStore());
+    return new AsyncResult(id, this.storeReady ? this.storeReady.store : await this.resultStore());
   }
 
   /** Take send tokens (client and per-task limits); throws `RateLimitedError` when over a limit. */
@@ -302,9 +305,14 @@ export class App {
       await broker.connect();
       return broker;
     })();
-    this.brokerPromise.catch(() => {
-      this.brokerPromise = undefined;
-    });
+    this.brokerPromise.then(
+      (b) => {
+        if (!this.closed) this.brokerReady = b;
+      },
+      () => {
+        this.brokerPromise = undefined;
+      },
+    );
     return this.brokerPromise;
   }
 
@@ -330,9 +338,14 @@ export class App {
         sealer: this.security.resultSealer,
       });
     })();
-    this.backendPromise.catch(() => {
-      this.backendPromise = undefined;
-    });
+    this.backendPromise.then(
+      (store) => {
+        if (!this.closed) this.storeReady = { store };
+      },
+      () => {
+        this.backendPromise = undefined;
+      },
+    );
     return this.backendPromise;
   }
 
@@ -368,6 +381,8 @@ export class App {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.brokerReady = undefined;
+    this.storeReady = undefined;
     const b = this.brokerPromise;
     const r = this.backendPromise;
     // First, so replay-guard holds are released before the broker hands unsettled deliveries back.

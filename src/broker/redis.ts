@@ -27,6 +27,7 @@ import { peekTaskHeaders } from '../protocol/task-message.ts';
 import { connectClient, createRedisClient, updateClientCredentials } from '../redis/connection.ts';
 import type { DecodeLimits } from '../codec/limits.ts';
 import { Doorbell } from './doorbell.ts';
+import { PushCoalescer } from './push-coalescer.ts';
 import {
   deadLetterQueueName,
   type Broker,
@@ -87,7 +88,11 @@ export class RedisBroker implements Broker {
   private readonly declared = new Set<string>();
   private readonly consumers = new Set<RedisConsumer>();
   private connecting: Promise<void> | undefined;
+  /** The first connect succeeded (ioredis reconnects by itself afterwards and queues commands meanwhile). */
+  private connected = false;
   private closed = false;
+  /** Uncapped sends of one event-loop turn go out as one LPUSH per list. */
+  private readonly pushes = new PushCoalescer((key, values) => this.client.lpush(key, ...values));
 
   constructor(options: RedisBrokerOptions) {
     this.options = { ...options };
@@ -128,10 +133,15 @@ export class RedisBroker implements Broker {
 
   connect(): Promise<void> {
     if (this.closed) return Promise.reject(new ClosedError('redis broker'));
-    this.connecting ??= connectClient(this.client, this.options.url, 'broker').catch((err: unknown) => {
-      this.connecting = undefined;
-      throw err;
-    });
+    this.connecting ??= connectClient(this.client, this.options.url, 'broker').then(
+      () => {
+        this.connected = true;
+      },
+      (err: unknown) => {
+        this.connecting = undefined;
+        throw err;
+      },
+    );
     return this.connecting;
   }
 
@@ -147,8 +157,13 @@ export class RedisBroker implements Broker {
     void this.client.sadd(`${this.prefix}_kombu.binding.${queue}`, `${queue}${PRIORITY_SEP}${PRIORITY_SEP}${queue}`).catch(() => this.declared.delete(queue));
   }
 
-  async publish(queue: string, message: WireMessage, options?: PublishOptions): Promise<void> {
-    await this.publishMany([{ queue, message, options }]);
+  publish(queue: string, message: WireMessage, options?: PublishOptions): Promise<void> {
+    if (this.closed) return Promise.reject(new ClosedError('redis broker'));
+    // The common case (connected, no queue cap) without the grouping of publishMany.
+    if (!this.connected || options?.maxLength !== undefined) return this.publishMany([{ queue, message, options }]);
+    this.declare(queue);
+    const key = this.bucketKey(queue, priorityStep(options?.priority ?? message.properties.priority));
+    return this.pushes.push(key, [encodeRedisEnvelope(message, { exchange: options?.exchange ?? '', routingKey: queue, deliveryTag: randomUUID() })]);
   }
 
   async publishMany(items: readonly PublishItem[]): Promise<void> {
@@ -167,7 +182,7 @@ export class RedisBroker implements Broker {
     }
     await Promise.all(
       [...byKey].map(async ([key, g]) => {
-        if (g.max === undefined) return this.client.lpush(key, ...g.values);
+        if (g.max === undefined) return this.pushes.push(key, g.values);
         const keys = PRIORITY_STEPS.map((s) => this.bucketKey(g.queue, s));
         const r = await this.client.celeriacPublishCapped(keys.length, ...keys, g.max, PRIORITY_STEPS.indexOf(g.step as 0) + 1, ...g.values);
         if (r < 0) throw new QueueFullError(g.queue, -r - 1, g.max);

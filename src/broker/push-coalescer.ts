@@ -1,0 +1,77 @@
+/**
+ * Coalesce list pushes made in the same turn of the event loop into one
+ * command per list.
+ *
+ * A client with many sends in flight (100 `delay()` calls awaiting at once)
+ * would otherwise pay for one Redis command, one reply and one promise chain
+ * per task; here every push queued before the current batch of promise
+ * continuations has settled goes out as one `LPUSH key v1 v2 …`, which keeps
+ * their order (the consumer pops from the other end, v1 first). A lone send
+ * waits for nothing: the flush runs on `process.nextTick`, before any I/O.
+ */
+
+/** Sends one batch: the values in send order. Resolves when the server has them. */
+export type PushBatch = (key: string, values: string[]) => Promise<unknown>;
+
+interface Pending {
+  values: string[];
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/** Most values in one coalesced push (bounds the command size and the server's time per command). */
+export const MAX_COALESCED = 1000;
+
+export class PushCoalescer {
+  private pending = new Map<string, Pending>();
+  private scheduled = false;
+
+  constructor(private readonly send: PushBatch, private readonly maxValues = MAX_COALESCED) {}
+
+  /** Queue `values` for `key`; resolves when the batch holding them is stored, rejects with its error. */
+  push(key: string, values: readonly string[]): Promise<void> {
+    let p = this.pending.get(key);
+    if (p && p.values.length + values.length > this.maxValues) {
+      // Full: the earlier batch goes now, so it still reaches the server first.
+      this.pending.delete(key);
+      this.dispatch(key, p);
+      p = undefined;
+    }
+    if (!p) {
+      let resolve!: () => void;
+      let reject!: (err: unknown) => void;
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      p = { values: [], promise, resolve, reject };
+      this.pending.set(key, p);
+    }
+    for (const v of values) p.values.push(v);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      process.nextTick(() => this.flush());
+    }
+    return p.promise;
+  }
+
+  /** Send every queued batch now. */
+  flush(): void {
+    this.scheduled = false;
+    const batches = this.pending;
+    this.pending = new Map();
+    for (const [key, p] of batches) this.dispatch(key, p);
+  }
+
+  private dispatch(key: string, p: Pending): void {
+    let sent: Promise<unknown>;
+    try {
+      sent = this.send(key, p.values);
+    } catch (err) {
+      p.reject(err);
+      return;
+    }
+    sent.then(() => p.resolve(), p.reject);
+  }
+}
