@@ -83,7 +83,7 @@ export class RedisBackend implements ResultBackend {
       this.queue.push({ records, ttl: options?.expiresSeconds ?? 0, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
-        setImmediate(() => void this.flush());
+        process.nextTick(() => void this.flush());
       }
     });
   }

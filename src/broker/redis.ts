@@ -9,8 +9,8 @@
  *   unacknowledged atomically (kombu's BRPOP-then-HSET can lose a message
  *   when the consumer dies in between), in batches for throughput.
  * - Idle consumers wake on Redis client-side-tracking invalidations of the
- *   queue keys instead of blocking in BRPOP, so no message is ever in flight
- *   outside Redis.
+ *   queue keys (redis-queue-watch.ts) instead of blocking in BRPOP, so no
+ *   message is ever in flight outside Redis.
  * - Every held delivery (ETA tasks, long late-ack tasks) has its lease
  *   renewed while the consumer lives, so the visibility timeout only
  *   restores messages of consumers that died.
@@ -27,6 +27,7 @@ import { peekTaskHeaders } from '../protocol/task-message.ts';
 import { connectClient, createRedisClient, updateClientCredentials } from '../redis/connection.ts';
 import type { DecodeLimits } from '../codec/limits.ts';
 import { Doorbell } from './doorbell.ts';
+import { QueueWatch } from './redis-queue-watch.ts';
 import { PushCoalescer } from './push-coalescer.ts';
 import {
   deadLetterQueueName,
@@ -404,8 +405,9 @@ class RedisConsumer implements Consumer {
   private cancelled = false;
   private loopDone: Promise<void> | undefined;
   private readonly bell = new Doorbell();
-  private notifier: Redis | undefined;
-  private tracking = false;
+  private watch: QueueWatch | undefined;
+  /** The loop waits because the prefetch window is full (settling a delivery must wake it). */
+  private waitingForRoom = false;
   private renewTimer: NodeJS.Timeout | undefined;
   private restoreTimer: NodeJS.Timeout | undefined;
   private ackQueue: Array<{ tag: string; resolve: () => void; reject: (e: unknown) => void }> = [];
@@ -461,40 +463,28 @@ class RedisConsumer implements Consumer {
     this.loopDone = this.loop();
   }
 
-  /** Subscribe to invalidations of our queue keys (Redis client-side tracking, broadcast mode). */
+  /** Watch the queue lists for pushes (client-side tracking; see redis-queue-watch.ts). */
   private async startNotifier(): Promise<void> {
-    const n = this.broker.newConnection('notifier');
-    this.notifier = n;
-    // Broadcast tracking reports every key under the prefix (result keys share
-    // Celery's "celery" prefix): wake only for our queue lists.
-    const watched = new Set(this.listKeys);
-    n.on('messageBuffer', (_channel: Buffer, keys: unknown) => {
-      if (!Array.isArray(keys)) return this.bell.ring(); // null: the server flushed everything
-      for (const k of keys) if (watched.has(String(k))) return this.bell.ring();
+    const watch = new QueueWatch({
+      connect: (role) => this.broker.newConnection(role),
+      keys: this.listKeys,
+      onChange: () => this.bell.ring(),
+      logger: this.broker.logger,
     });
-    const setup = async (): Promise<void> => {
-      try {
-        const id = await n.client('ID');
-        const prefixes = minimalPrefixes(this.queues.map((q) => this.broker.prefix + q));
-        await n.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id), 'BCAST', ...prefixes.flatMap((p) => ['PREFIX', p]));
-        await n.subscribe('__redis__:invalidate');
-        this.tracking = true;
-      } catch (err) {
-        // Redis < 6 or an ACL without CLIENT: fall back to short polling.
-        this.tracking = false;
-        this.broker.logger.info({ err }, 'client tracking unavailable; idle consumers poll instead');
-      }
-      this.bell.ring();
-    };
-    n.on('ready', () => void setup());
+    watch.reserver.defineCommand('celeriacReserve', { lua: SCRIPTS.reserve });
+    this.watch = watch;
     try {
-      await n.connect();
+      await watch.start();
     } catch (err) {
       this.broker.logger.warn({ err }, 'notifier connection failed; polling until it recovers');
     }
   }
 
-
+  /** The reserving connection: the tracked one when it is up, else the broker's. */
+  private reserveClient(): ScriptClient {
+    const w = this.watch;
+    return (w && w.reserver.status === 'ready' ? w.reserver : this.broker.client) as ScriptClient;
+  }
 
   private async loop(): Promise<void> {
     let idlePolls = 0;
@@ -505,7 +495,9 @@ class RedisConsumer implements Consumer {
       const enough = this.unsettledMap.size === 0 || room >= Math.min(RESERVE_BATCH, Math.ceil(this.prefetch / 4));
       if (room <= 0 || !enough) {
         this.bell.rung = false;
+        this.waitingForRoom = true;
         await this.bell.wait(1000);
+        this.waitingForRoom = false;
         continue;
       }
       this.bell.rung = false;
@@ -514,7 +506,7 @@ class RedisConsumer implements Consumer {
         const seq = this.tagSeq;
         // Tags are this consumer's random prefix plus a counter: unique, and cheap to make.
         this.tagSeq += room;
-        reply = await this.broker.client.celeriacReserve(
+        reply = await this.reserveClient().celeriacReserve(
           2 + this.listKeys.length,
           this.broker.keys.unacked,
           this.broker.keys.index,
@@ -544,14 +536,26 @@ class RedisConsumer implements Consumer {
         const keyIndex = Number(reply[i]) - 1;
         this.deliver(this.listKeys[keyIndex]!, this.queues[keyIndex % this.queues.length]!, String(reply[i + 1]), String(reply[i + 2]));
       }
-      if (reply.length === 0) {
-        if (this.bell.rung) continue;
-        // Tracking wakes us on any change; the poll is a safety net (and the fallback without tracking).
-        idlePolls++;
-        await this.bell.wait(this.tracking ? 1000 : Math.min(100, 2 ** Math.min(idlePolls, 7)));
-      } else {
+      if (reply.length / 3 >= room) {
         idlePolls = 0;
+        continue; // a full batch: more may wait
       }
+      // The lists were drained. Sleep until a push is reported (or, without tracking, poll).
+      if (this.bell.rung) continue;
+      const tracking = this.watch?.tracking === true;
+      if (tracking) {
+        try {
+          // Re-arm tracking; anything pushed since the reserve is counted here instead.
+          if ((await this.watch!.arm()) > 0) continue;
+        } catch (err) {
+          if (this.cancelled) break;
+          this.options.onError?.(err as Error);
+        }
+        if (this.bell.rung) continue;
+      }
+      idlePolls = reply.length === 0 ? idlePolls + 1 : 0;
+      // With tracking the timeout is only a safety net.
+      await this.bell.wait(tracking ? 1000 : Math.min(100, 2 ** Math.min(idlePolls, 7)));
     }
   }
 
@@ -587,7 +591,8 @@ class RedisConsumer implements Consumer {
 
   private settle(held: Held): boolean {
     if (!this.unsettledMap.delete(held.tag)) return false;
-    if (this.unsettledMap.size < this.prefetch || this.prefetch === 0) this.bell.ring();
+    // Only a loop waiting for room needs waking; one waiting for pushes is woken by the watch.
+    if (this.waitingForRoom) this.bell.ring();
     return true;
   }
 
@@ -597,7 +602,7 @@ class RedisConsumer implements Consumer {
       this.ackQueue.push({ tag: held.tag, resolve, reject });
       if (!this.ackScheduled) {
         this.ackScheduled = true;
-        setImmediate(() => void this.flushAcks());
+        process.nextTick(() => void this.flushAcks());
       }
     });
   }
@@ -647,7 +652,7 @@ class RedisConsumer implements Consumer {
   }
 
   async updateCredentials(url: string): Promise<void> {
-    if (this.notifier) await updateClientCredentials(this.notifier, url);
+    for (const c of this.watch?.connections() ?? []) await updateClientCredentials(c, url);
   }
 
   /** Stop reserving. Unsettled deliveries stay valid (their leases keep being renewed) until settled or the broker closes. */
@@ -657,10 +662,8 @@ class RedisConsumer implements Consumer {
     if (this.restoreTimer) clearInterval(this.restoreTimer);
     this.bell.ring();
     await this.loopDone;
-    if (this.notifier) {
-      this.notifier.disconnect();
-      this.notifier = undefined;
-    }
+    this.watch?.close();
+    this.watch = undefined;
   }
 
   /** Broker closing: stop, then put every unsettled delivery back at the head of its queue. */
@@ -672,12 +675,4 @@ class RedisConsumer implements Consumer {
     if (this.renewTimer) clearInterval(this.renewTimer);
     this.broker.forgetConsumer(this);
   }
-}
-
-/** Drop prefixes covered by a shorter one (CLIENT TRACKING refuses overlapping prefixes). */
-function minimalPrefixes(prefixes: string[]): string[] {
-  const sorted = [...new Set(prefixes)].sort((a, b) => a.length - b.length);
-  const out: string[] = [];
-  for (const p of sorted) if (!out.some((o) => p.startsWith(o))) out.push(p);
-  return out;
 }

@@ -27,7 +27,7 @@
  * comments ignored. Rotation: add a key, deploy, and keep old keys until
  * every record they protect has expired (`resultExpires`).
  */
-import { createCipheriv, createDecipheriv, createHmac, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, createSecretKey, hkdfSync, randomBytes, randomFillSync, type KeyObject } from 'node:crypto';
 import { inspect } from 'node:util';
 import { DecodeError } from '../errors.ts';
 import { decodeJson } from './json.ts';
@@ -201,10 +201,11 @@ export function contentKey(ringKey: KeyObject, taskId: string): Buffer {
     prk = createSecretKey(createHmac('sha256', Buffer.alloc(32)).update(ringKey.export()).digest());
     prkCache.set(ringKey, prk);
   }
-  return createHmac('sha256', prk).update(Buffer.concat([lpString(HKDF_LABEL), lpString(taskId), ONE])).digest();
+  return createHmac('sha256', prk).update(HKDF_INFO_PREFIX).update(lpString(taskId)).update(ONE).digest();
 }
 
 const ONE = Buffer.from([1]);
+const HKDF_INFO_PREFIX = lpString(HKDF_LABEL);
 
 /** The same derivation through Node's `hkdfSync` (the definition `contentKey` must match). */
 export function contentKeyReference(ringKey: KeyObject, taskId: string): Buffer {
@@ -212,17 +213,41 @@ export function contentKeyReference(ringKey: KeyObject, taskId: string): Buffer 
 }
 
 
+/** The fixed start of the associated data, per key id (label, version, algorithm, kid). */
+const aadPrefixes = new Map<string, Buffer>();
+
 function associatedData(kid: string, meta: EncryptedResultMeta): Buffer {
+  let prefix = aadPrefixes.get(kid);
+  if (!prefix) {
+    prefix = Buffer.concat([lpString(AAD_LABEL), lpString(String(VERSION)), lpString(ALG), lpString(kid)]);
+    // Key ids are few (a ring's), but a reader may meet many forged ones: keep the cache bounded.
+    if (aadPrefixes.size < 256) aadPrefixes.set(kid, prefix);
+  }
   return Buffer.concat([
-    lpString(AAD_LABEL),
-    lpString(String(VERSION)),
-    lpString(ALG),
-    lpString(kid),
+    prefix,
     lpString(meta.taskId),
     lpString(meta.status),
     // NUL never occurs in an ISO date, so null and every date string differ.
     lpString(meta.dateDone === null ? '\0null' : meta.dateDone),
   ]);
+}
+
+/**
+ * Random IVs drawn from a pooled CSPRNG buffer: one `randomFillSync` per
+ * 341 IVs instead of a `randomBytes` call (and its allocation) per result.
+ * Each IV is handed out once; the pool is refilled before reuse.
+ */
+const ivPool = Buffer.alloc(IV_BYTES * 341);
+let ivOffset = ivPool.length;
+
+function nextIv(): Buffer {
+  if (ivOffset + IV_BYTES > ivPool.length) {
+    randomFillSync(ivPool);
+    ivOffset = 0;
+  }
+  const iv = ivPool.subarray(ivOffset, ivOffset + IV_BYTES);
+  ivOffset += IV_BYTES;
+  return iv;
 }
 
 const EXCEPTION_STATES = new Set(['FAILURE', 'REVOKED', 'RETRY']);
@@ -238,7 +263,8 @@ export function encryptResult(plainMeta: Buffer, meta: EncryptedResultMeta, ring
   }
   if (meta.dateDone !== null && typeof meta.dateDone !== 'string') throw new TypeError('encryptResult: dateDone must be a string or null');
   const { kid, key } = ring.current();
-  const iv = randomBytes(IV_BYTES);
+  // Encoded to base64 below before the pool is touched again (no await in between).
+  const iv = nextIv();
   const cipher = createCipheriv('aes-256-gcm', contentKey(key, meta.taskId), iv, { authTagLength: TAG_BYTES });
   cipher.setAAD(associatedData(kid, meta));
   const ct = Buffer.concat([cipher.update(plainMeta), cipher.final()]);

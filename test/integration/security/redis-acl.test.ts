@@ -117,12 +117,17 @@ describe('Redis ACL user from `celeriac secrets generate redis-acl`', () => {
     if (!requireService(t, ok, 'redis-server')) return;
     const out = worker!.output();
     assert.doesNotMatch(out, /client tracking unavailable/, 'the broker fell back to polling: CLIENT TRACKING was refused');
-    const notifiers = (await clientList(admin, user)).filter((c) => c.name === 'celeriac:notifier');
-    assert.ok(notifiers.length >= 2, `one notifier per worker child, got ${notifiers.length}`);
-    for (const n of notifiers) {
-      assert.match(n.flags!, /t/, `tracking flag on ${JSON.stringify(n)}`);
-      assert.match(n.flags!, /B/, 'broadcast mode');
-      assert.equal(n.redir, n.id, 'invalidations redirected to itself');
+    // Per consumer: a reserver with tracking on (default mode: only keys it read), redirected to a notifier
+    // subscribed to the invalidation channel.
+    const clients = await clientList(admin, user);
+    const notifiers = clients.filter((c) => c.name === 'celeriac:notifier');
+    const reservers = clients.filter((c) => c.name === 'celeriac:reserver');
+    assert.ok(reservers.length >= 1 && reservers.length === notifiers.length, `one notifier and one reserver per consumer, got ${notifiers.length} and ${reservers.length}`);
+    const notifierIds = new Set(notifiers.map((n) => n.id));
+    for (const r of reservers) {
+      assert.match(r.flags!, /t/, `tracking flag on ${JSON.stringify(r)}`);
+      assert.doesNotMatch(r.flags!, /B/, 'default mode, not broadcast');
+      assert.ok(notifierIds.has(r.redir!), `invalidations redirected to a notifier: ${JSON.stringify(r)}`);
     }
     // An invalidation really arrives for a queue key (pushed by another user).
     await admin.lpush('celery', envelope(newId(), 'tasks.add', '[[1, 2], {}, {}]'));
