@@ -75,8 +75,12 @@ export class ResultStore {
   }
 
   /** Store one meta dict (adapters batch concurrent calls). */
-  async store(meta: ResultMeta): Promise<void> {
-    await this.backend.store([this.encode(meta)], { expiresSeconds: this.expiresSeconds });
+  store(meta: ResultMeta): Promise<void> {
+    try {
+      return this.backend.store([this.encode(meta)], { expiresSeconds: this.expiresSeconds });
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /** Store many at once. */

@@ -403,7 +403,7 @@ export class Worker implements WorkerHandle {
     }
     if (before.length > 0) {
       try {
-        await Promise.all(before);
+        await (before.length === 1 ? before[0] : Promise.all(before));
       } catch (err) {
         this.logger.error({ err, id: req.id }, 'could not ack before running; the message is given back');
         if (job.reported) this.onTaskEvent?.({ type: 'finished', id: req.id, tag: job.delivery.deliveryTag });
@@ -509,7 +509,7 @@ export class Worker implements WorkerHandle {
     this.counters.succeeded++;
     // Callbacks and the chain's next step go out before the result is stored, so `children` names them.
     const follow = successFollowUps(req, value);
-    await this.publishFollowUps(follow);
+    if (follow.length > 0) await this.publishFollowUps(follow);
     if (!(req.ignoreResult || def.options.ignoreResult || this.app.settings.taskIgnoreResult)) {
       await this.storeMeta(
         buildResultMeta({
@@ -605,8 +605,8 @@ export class Worker implements WorkerHandle {
     }
   }
 
-  private async storeMeta(meta: ResultMeta): Promise<void> {
-    if (this.store) await this.store.store(meta);
+  private storeMeta(meta: ResultMeta): Promise<void> {
+    return this.store ? this.store.store(meta) : Promise.resolve();
   }
 
   private async ackOnce(job: Job): Promise<void> {

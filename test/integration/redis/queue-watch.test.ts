@@ -90,7 +90,7 @@ describe('QueueWatch (client-side tracking wake-ups)', () => {
   it('re-establishes tracking after its connections are killed, and asks the consumer to look', async (t) => {
     if (!requireService(t, ok, 'redis-server')) return;
     changes = 0;
-    await other!.client('KILL', 'SKIPME', 'yes');
+    await other!.call('CLIENT', 'KILL', 'SKIPME', 'yes');
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline && !(watch!.tracking && changes > 0)) await sleep(20);
     assert.equal(watch!.tracking, true, 'tracking back on');
