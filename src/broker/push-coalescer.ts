@@ -26,6 +26,7 @@ export const MAX_COALESCED = 1000;
 export class PushCoalescer {
   private pending = new Map<string, Pending>();
   private scheduled = false;
+  private readonly inFlight = new Set<Promise<unknown>>();
 
   constructor(private readonly send: PushBatch, private readonly maxValues = MAX_COALESCED) {}
 
@@ -64,6 +65,12 @@ export class PushCoalescer {
     for (const [key, p] of batches) this.dispatch(key, p);
   }
 
+  /** Send what is queued and wait until every batch sent so far has been answered (closing: before QUIT). */
+  async idle(): Promise<void> {
+    this.flush();
+    await Promise.allSettled([...this.inFlight]);
+  }
+
   private dispatch(key: string, p: Pending): void {
     let sent: Promise<unknown>;
     try {
@@ -72,6 +79,8 @@ export class PushCoalescer {
       p.reject(err);
       return;
     }
-    sent.then(() => p.resolve(), p.reject);
+    const settled = sent.then(() => p.resolve(), p.reject);
+    this.inFlight.add(settled);
+    void settled.finally(() => this.inFlight.delete(settled));
   }
 }

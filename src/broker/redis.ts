@@ -327,6 +327,8 @@ export class RedisBroker implements Broker {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Sends already made are written and answered before QUIT (ioredis sends QUIT at once).
+    await this.pushes.idle();
     for (const c of [...this.consumers]) await c.shutdown();
     if (this.connecting) {
       await this.client.quit().catch(() => this.client.disconnect());

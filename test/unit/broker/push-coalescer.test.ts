@@ -59,4 +59,16 @@ describe('PushCoalescer', () => {
     });
     await assert.rejects(c.push('q', ['1']), /closed/);
   });
+
+  it('idle() sends what is queued at once and waits for every answer', async () => {
+    let answered = 0;
+    const c = new PushCoalescer(async (_key, values) => {
+      await new Promise((r) => setTimeout(r, 20));
+      answered += values.length;
+    });
+    void c.push('q', ['1']);
+    void c.push('r', ['2', '3']);
+    await c.idle();
+    assert.equal(answered, 3);
+  });
 });
