@@ -7,6 +7,7 @@ import {
   decryptResult,
   DecryptError,
   ENCRYPTED_RESULT_EXCEPTION,
+  ENCRYPTED_FIELD,
   encryptResult,
   generateResultKey,
   isEncryptedResult,
@@ -105,8 +106,11 @@ describe('result encryption', () => {
   it('the raw stored bytes contain no plaintext of the result', () => {
     const plain = metaBytes('FAILURE');
     const stored = encryptResult(plain, { taskId: TASK, status: 'FAILURE', dateDone: DATE }, ring);
-    const text = stored.toString('latin1');
-    for (const needle of [SECRET, 'secret', 'Traceback', 'child-id', 'grp', '"n":5']) assert.ok(!text.includes(needle), needle);
+    // Short needles are looked for outside the base64 fields: random ciphertext spells "grp" now and then.
+    const record = JSON.parse(stored.toString());
+    const visible = JSON.stringify({ ...record, [ENCRYPTED_FIELD]: { ...record[ENCRYPTED_FIELD], iv: '', ct: '', tag: '' } });
+    for (const needle of [SECRET, 'secret', 'Traceback', 'child-id', 'grp', '"n":5']) assert.ok(!visible.includes(needle), needle);
+    assert.ok(!stored.includes(Buffer.from(SECRET)), 'secret in the raw bytes');
     // Nor any 12-byte window of the hidden values (result, traceback, children), nor their base64.
     const meta = JSON.parse(plain.toString());
     for (const value of [JSON.stringify(meta.result), meta.traceback as string, JSON.stringify(meta.children)]) {
@@ -114,7 +118,7 @@ describe('result encryption', () => {
       assert.ok(bytes.length >= 12);
       for (let i = 0; i + 12 <= bytes.length; i++) assert.ok(!stored.includes(bytes.subarray(i, i + 12)), `${value} window at ${i}`);
     }
-    assert.ok(!text.includes(Buffer.from(SECRET).toString('base64').slice(0, 16)));
+    assert.ok(!stored.toString('latin1').includes(Buffer.from(SECRET).toString('base64').slice(0, 16)));
   });
 
   it('encrypts the same meta differently every time (random IV)', () => {
