@@ -23,6 +23,11 @@ export function scanJsonLimits(input: Uint8Array | string, limits: DecodeLimits)
   if (input.length > limits.maxBytes) {
     throw new DecodeError(`body of ${input.length} bytes exceeds the ${limits.maxBytes}-byte limit`, { code: 'ERR_TOO_LARGE' });
   }
+  scanStructure(input, limits);
+}
+
+/** Depth and items per container (the size is checked by the caller). */
+function scanStructure(input: Uint8Array | string, limits: DecodeLimits): void {
   // Fast path (most messages): a container of n items needs at least 2n-1
   // characters, and nesting cannot be deeper than the number of opening
   // brackets; both bounds are found with native searches.
@@ -58,18 +63,20 @@ export function scanJsonLimits(input: Uint8Array | string, limits: DecodeLimits)
 
 /** Count `[` and `{` (inside strings too: an upper bound), stopping once past `limit`. */
 function countOpeners(input: Uint8Array | string, limit: number): number {
-  let n = 0;
-  for (const ch of typeof input === 'string' ? ['[', '{'] : [OPEN_ARRAY, OPEN_OBJECT]) {
-    let i = (input as string).indexOf(ch as string);
-    while (i >= 0) {
-      if (++n > limit) return n;
-      i = (input as string).indexOf(ch as string, i + 1);
-    }
-  }
+  if (typeof input === 'string') return countChar(input, '[', 0, limit) + countChar(input, '{', 0, limit);
+  return countByte(input, OPEN_ARRAY, limit) + countByte(input, OPEN_OBJECT, limit);
+}
+
+function countChar(input: string, ch: string, n: number, limit: number): number {
+  for (let i = input.indexOf(ch); i >= 0 && n <= limit; i = input.indexOf(ch, i + 1)) n++;
   return n;
 }
 
-const PROTO_MARKERS = ['__proto__', 'constructor', 'prototype'].map((k) => Buffer.from(`"${k}"`));
+function countByte(input: Uint8Array, byte: number, limit: number): number {
+  let n = 0;
+  for (let i = 0; i < input.length && n <= limit; i++) if (input[i] === byte) n++;
+  return n;
+}
 
 /**
  * Decode JSON bytes under `limits`. Throws `DecodeError` (never anything
@@ -77,32 +84,34 @@ const PROTO_MARKERS = ['__proto__', 'constructor', 'prototype'].map((k) => Buffe
  * that carry `__proto__`, or `constructor`/`prototype` holding an object.
  */
 export function decodeJson(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_DECODE_LIMITS): unknown {
-  scanJsonLimits(bytes, limits);
-  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let value: unknown;
-  try {
-    value = JSON.parse(buf.toString('utf8'));
-  } catch (err) {
-    throw new DecodeError(`invalid JSON: ${(err as Error).message}`, { code: 'ERR_INVALID_JSON' });
+  if (bytes.length > limits.maxBytes) {
+    throw new DecodeError(`body of ${bytes.length} bytes exceeds the ${limits.maxBytes}-byte limit`, { code: 'ERR_TOO_LARGE' });
   }
-  if (PROTO_MARKERS.some((m) => buf.includes(m))) assertNoPrototypeKeys(value);
-  return value;
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // Scanned as text: JSON's structural characters are ASCII, and string searches stay in JavaScript.
+  return parseChecked(buf.toString('utf8'), limits);
 }
 
 /** Decode a JSON string (for envelopes and records that arrive as text). */
 export function decodeJsonText(text: string, limits: DecodeLimits = DEFAULT_DECODE_LIMITS): unknown {
-  scanJsonLimits(text, limits);
+  if (text.length > limits.maxBytes) {
+    throw new DecodeError(`body of ${text.length} bytes exceeds the ${limits.maxBytes}-byte limit`, { code: 'ERR_TOO_LARGE' });
+  }
+  return parseChecked(text, limits);
+}
+
+function parseChecked(text: string, limits: DecodeLimits): unknown {
+  scanStructure(text, limits);
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (err) {
     throw new DecodeError(`invalid JSON: ${(err as Error).message}`, { code: 'ERR_INVALID_JSON' });
   }
-  if (PROTO_TEXT_MARKERS.some((m) => text.includes(m))) assertNoPrototypeKeys(value);
+  // Only text that spells one of the keys, or hides it behind a \u escape, can carry it: the walk is skipped for everything else.
+  if (text.includes('\\u') || text.includes('"__proto__"') || text.includes('"constructor"') || text.includes('"prototype"')) assertNoPrototypeKeys(value);
   return value;
 }
-
-const PROTO_TEXT_MARKERS = ['"__proto__"', '"constructor"', '"prototype"'];
 
 /**
  * Walk a decoded value and refuse prototype-bearing keys. Depth is already

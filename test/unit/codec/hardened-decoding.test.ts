@@ -38,6 +38,14 @@ describe('hardened JSON decoding', () => {
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
   });
 
+  it('refuses the keys when they are spelled with \\u escapes, as text and as bytes', () => {
+    for (const text of ['{"\\u005f_proto__": {"polluted": 1}}', '[[], {"a": {"__pr\\u006fto__": 1}}, {}]', '{"construct\\u006fr": {"prototype": {}}}']) {
+      assert.throws(() => decodeJsonText(text), { code: 'ERR_FORBIDDEN_KEY' }, text);
+      assert.throws(() => decodeJson(Buffer.from(text)), { code: 'ERR_FORBIDDEN_KEY' }, text);
+    }
+    assert.deepEqual(decodeJsonText('{"name": "Zo\\u00eb"}'), { name: 'Zoë' });
+  });
+
   it('throws only DecodeError for malformed text', () => {
     for (const bad of ['', '{', '[1,]', 'nul', '"\\x"', '\u0000']) {
       assert.throws(() => decodeJsonText(bad), (e: unknown) => e instanceof DecodeError, bad);
