@@ -23,7 +23,6 @@ import { ClosedError, QueueFullError } from '../errors.ts';
 import type { Logger } from '../logging.ts';
 import { decodeRedisEnvelope, encodeRedisEnvelope, PRIORITY_SEP, priorityQueueKey, priorityStep } from '../protocol/redis-envelope.ts';
 import { PRIORITY_STEPS, type WireMessage } from '../protocol/types.ts';
-import { peekTaskHeaders } from '../protocol/task-message.ts';
 import { connectClient, createRedisClient, updateClientCredentials } from '../redis/connection.ts';
 import type { DecodeLimits } from '../codec/limits.ts';
 import { Doorbell } from './doorbell.ts';
@@ -270,8 +269,8 @@ export class RedisBroker implements Broker {
     }
   }
 
-  /** Put unacknowledged entries back on their queues (only those still at or below `cutoff`). */
-  private async restoreTags(tags: readonly string[], cutoff: number, skip: ReadonlySet<string>): Promise<number> {
+  /** @internal Put unacknowledged entries back on their queues (only those still at or below `cutoff`). */
+  async restoreTags(tags: readonly string[], cutoff: number, skip: ReadonlySet<string>): Promise<number> {
     if (tags.length === 0) return 0;
     let restored = 0;
     const entries = await this.client.hmget(this.keys.unacked, ...tags);
@@ -400,6 +399,35 @@ interface Held {
   envelope: string;
 }
 
+/** A delivery of the Redis consumer (a class: no closures per message). */
+class RedisDelivery implements Delivery, Held {
+  constructor(
+    private readonly consumer: RedisConsumer,
+    readonly tag: string,
+    readonly queue: string,
+    readonly listKey: string,
+    readonly envelope: string,
+    readonly message: WireMessage,
+    readonly redelivered: boolean,
+  ) {}
+
+  get deliveryTag(): string {
+    return this.tag;
+  }
+
+  ack(): Promise<void> {
+    return this.consumer.ack(this);
+  }
+
+  reject(requeue: boolean): Promise<void> {
+    return requeue ? this.consumer.requeue(this, 'tail') : this.consumer.ack(this);
+  }
+
+  deadLetter(reason: string): Promise<void> {
+    return this.consumer.deadLetter(this, reason);
+  }
+}
+
 /** One consumer: a reserve loop, a wake-up notifier, lease renewal and ack batching. */
 class RedisConsumer implements Consumer {
   private prefetch: number;
@@ -412,12 +440,19 @@ class RedisConsumer implements Consumer {
   private waitingForRoom = false;
   private renewTimer: NodeJS.Timeout | undefined;
   private restoreTimer: NodeJS.Timeout | undefined;
-  private ackQueue: Array<{ tag: string; resolve: () => void; reject: (e: unknown) => void }> = [];
-  private ackScheduled = false;
+  private ackTags: string[] = [];
+  private ackBatch: { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void } | undefined;
   private readonly listKeys: string[];
   private readonly routingJson: string[];
   private readonly tagPrefix = `${randomBytes(8).toString('hex')}.`;
   private tagSeq = 0;
+  /**
+   * Reserve calls whose reply never came (the connection dropped after Redis
+   * ran the script): [first tag number, most taken]. What they took sits in
+   * unacked under our tags; it is delivered from there, not left waiting
+   * for the visibility timeout.
+   */
+  private lost: Array<[number, number]> = [];
 
   constructor(
     private readonly broker: RedisBroker,
@@ -491,6 +526,16 @@ class RedisConsumer implements Consumer {
   private async loop(): Promise<void> {
     let idlePolls = 0;
     while (!this.cancelled) {
+      if (this.lost.length > 0) {
+        try {
+          await this.recoverLost();
+        } catch (err) {
+          if (this.cancelled) break;
+          this.options.onError?.(err as Error);
+          await this.bell.wait(500);
+          continue;
+        }
+      }
       const room = this.prefetch === 0 ? RESERVE_BATCH : Math.min(RESERVE_BATCH, this.prefetch - this.unsettledMap.size);
       // While plenty is in hand, wait until a quarter of the window is free:
       // fewer, larger reserve calls (one round trip and one write each).
@@ -504,8 +549,8 @@ class RedisConsumer implements Consumer {
       }
       this.bell.rung = false;
       let reply: Array<number | string>;
+      const seq = this.tagSeq;
       try {
-        const seq = this.tagSeq;
         // Tags are this consumer's random prefix plus a counter: unique, and cheap to make.
         this.tagSeq += room;
         reply = await this.reserveClient().celeriacReserve(
@@ -521,24 +566,37 @@ class RedisConsumer implements Consumer {
           seq,
         );
       } catch (err) {
+        // The script may have run before the connection dropped.
+        this.loseReply(seq, room);
         if (this.cancelled) break;
         this.options.onError?.(err as Error);
         await this.bell.wait(500);
         continue;
       }
-      if (this.cancelled) {
-        // Taken after cancel: give them straight back.
-        for (let i = 0; i < reply.length; i += 3) {
-          const listKey = this.listKeys[Number(reply[i]) - 1]!;
-          void this.broker.client.celeriacRequeue(3, this.broker.keys.unacked, this.broker.keys.index, listKey, String(reply[i + 2]), String(reply[i + 1]), 'head');
+      if (reply[0] === -1) {
+        // A replay of a call that had run already (ioredis resends unanswered commands after a reconnect).
+        this.loseReply(seq, room);
+        continue;
+      }
+      // The reply: how many came from each list, then the envelopes; tags are the prefix plus consecutive numbers.
+      const nk = this.listKeys.length;
+      let taken = 0;
+      for (let k = 0, at = nk; k < nk; k++) {
+        const count = Number(reply[k]);
+        const listKey = this.listKeys[k]!;
+        for (let j = 0; j < count; j++, at++, taken++) {
+          const envelope = String(reply[at]);
+          const tag = this.tagPrefix + (seq + taken);
+          if (this.cancelled) {
+            // Taken after cancel: give them straight back.
+            void this.broker.client.celeriacRequeue(3, this.broker.keys.unacked, this.broker.keys.index, listKey, tag, envelope, 'head');
+          } else {
+            this.deliver(listKey, this.queues[k % this.queues.length]!, envelope, tag);
+          }
         }
-        break;
       }
-      for (let i = 0; i < reply.length; i += 3) {
-        const keyIndex = Number(reply[i]) - 1;
-        this.deliver(this.listKeys[keyIndex]!, this.queues[keyIndex % this.queues.length]!, String(reply[i + 1]), String(reply[i + 2]));
-      }
-      if (reply.length / 3 >= room) {
+      if (this.cancelled) break;
+      if (taken >= room) {
         idlePolls = 0;
         continue; // a full batch: more may wait
       }
@@ -555,19 +613,72 @@ class RedisConsumer implements Consumer {
         }
         if (this.bell.rung) continue;
       }
-      idlePolls = reply.length === 0 ? idlePolls + 1 : 0;
+      idlePolls = taken === 0 ? idlePolls + 1 : 0;
       // With tracking the timeout is only a safety net.
       await this.bell.wait(tracking ? 1000 : Math.min(100, 2 ** Math.min(idlePolls, 7)));
     }
   }
 
+  private loseReply(seq: number, room: number): void {
+    this.lost.push([seq, room]);
+    // Bounded: beyond this the visibility-timeout restore brings them back.
+    if (this.lost.length > 64) this.lost.shift();
+  }
+
+  /** The tags a lost reply may have used. */
+  private lostTags(): string[] {
+    const tags: string[] = [];
+    for (const [seq, n] of this.lost) for (let i = 0; i < n; i++) tags.push(this.tagPrefix + (seq + i));
+    return tags;
+  }
+
+  /** Deliver what reserve calls with lost replies took (their entries are still in unacked under our tags). */
+  private async recoverLost(): Promise<void> {
+    const tags = this.lostTags();
+    const entries = await this.broker.client.hmget(this.broker.keys.unacked, ...tags);
+    this.lost = [];
+    let recovered = 0;
+    for (let i = 0; i < tags.length; i++) {
+      const entry = entries[i];
+      const tag = tags[i]!;
+      if (entry == null || this.unsettledMap.has(tag)) continue;
+      const found = this.fromEntry(entry);
+      // An entry this consumer did not write (cannot be): left to the visibility-timeout restore.
+      if (!found) continue;
+      recovered++;
+      this.deliver(found.listKey, found.queue, found.envelope, tag);
+    }
+    if (recovered > 0) {
+      this.broker.logger.warn({ recovered }, `recovered ${recovered} message(s) reserved by a call whose reply was lost in a reconnect`);
+      void this.renew();
+    }
+  }
+
+  /** Split an unacked entry written by this consumer's reserve back into its envelope and list. */
+  private fromEntry(entry: string): { envelope: string; queue: string; listKey: string } | undefined {
+    for (let k = 0; k < this.queues.length; k++) {
+      const suffix = `, "", ${this.routingJson[k]!}]`;
+      if (!entry.startsWith('[') || !entry.endsWith(suffix)) continue;
+      const envelope = entry.slice(1, entry.length - suffix.length);
+      let priority: unknown;
+      try {
+        priority = (JSON.parse(envelope) as { properties?: { priority?: unknown } }).properties?.priority;
+      } catch {
+        priority = 0;
+      }
+      const queue = this.queues[k]!;
+      return { envelope, queue, listKey: this.broker.bucketKey(queue, priorityStep(typeof priority === 'number' ? priority : 0)) };
+    }
+    return undefined;
+  }
+
   private deliver(listKey: string, queue: string, envelope: string, tag: string): void {
-    const held: Held = { tag, queue, listKey, envelope };
-    this.unsettledMap.set(tag, held);
     let decoded;
     try {
       decoded = decodeRedisEnvelope(envelope, this.broker.limits);
     } catch (err) {
+      const held: Held = { tag, queue, listKey, envelope };
+      this.unsettledMap.set(tag, held);
       const reason = (err as Error).message;
       let id: string | undefined;
       // kombu writes the (large) body first and the headers after it: look at both ends.
@@ -579,15 +690,8 @@ class RedisConsumer implements Consumer {
       );
       return;
     }
-    const delivery: Delivery = {
-      message: decoded.message,
-      queue,
-      deliveryTag: tag,
-      redelivered: decoded.redelivered,
-      ack: () => this.ack(held),
-      reject: (requeue: boolean) => (requeue ? this.requeue(held, 'tail') : this.ack(held)),
-      deadLetter: (reason: string) => this.deadLetter(held, reason, peekTaskHeaders(decoded.message).id),
-    };
+    const delivery = new RedisDelivery(this, tag, queue, listKey, envelope, decoded.message, decoded.redelivered);
+    this.unsettledMap.set(tag, delivery);
     this.onMessage(delivery);
   }
 
@@ -598,36 +702,49 @@ class RedisConsumer implements Consumer {
     return true;
   }
 
-  private ack(held: Held): Promise<void> {
+  /** Acks of one turn go out together; every ack of the batch gets the batch's one promise. */
+  ack(held: Held): Promise<void> {
     if (!this.settle(held)) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      this.ackQueue.push({ tag: held.tag, resolve, reject });
-      if (!this.ackScheduled) {
-        this.ackScheduled = true;
-        process.nextTick(() => void this.flushAcks());
-      }
-    });
+    this.ackTags.push(held.tag);
+    if (!this.ackBatch) {
+      let resolve!: () => void;
+      let reject!: (e: unknown) => void;
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      this.ackBatch = { promise, resolve, reject };
+      process.nextTick(() => void this.flushAcks());
+    }
+    return this.ackBatch.promise;
   }
 
   private async flushAcks(): Promise<void> {
-    this.ackScheduled = false;
-    while (this.ackQueue.length > 0) {
-      const batch = this.ackQueue.splice(0, ACK_BATCH);
-      try {
-        await this.broker.client.celeriacAck(2, this.broker.keys.unacked, this.broker.keys.index, ...batch.map((b) => b.tag));
-        for (const b of batch) b.resolve();
-      } catch (err) {
-        for (const b of batch) b.reject(err);
+    const batch = this.ackBatch;
+    const tags = this.ackTags;
+    this.ackBatch = undefined;
+    this.ackTags = [];
+    if (!batch) return;
+    try {
+      // All chunks are issued before awaiting any (one write, one round trip).
+      const calls: Promise<number>[] = [];
+      for (let i = 0; i < tags.length; i += ACK_BATCH) {
+        const chunk = tags.length <= ACK_BATCH ? tags : tags.slice(i, i + ACK_BATCH);
+        calls.push(this.broker.client.celeriacAck(2, this.broker.keys.unacked, this.broker.keys.index, ...chunk));
       }
+      await (calls.length === 1 ? calls[0] : Promise.all(calls));
+      batch.resolve();
+    } catch (err) {
+      batch.reject(err);
     }
   }
 
-  private async requeue(held: Held, where: 'head' | 'tail'): Promise<void> {
+  async requeue(held: Held, where: 'head' | 'tail'): Promise<void> {
     if (!this.settle(held)) return;
     await this.broker.client.celeriacRequeue(3, this.broker.keys.unacked, this.broker.keys.index, held.listKey, held.tag, markRedelivered(held.envelope), where);
   }
 
-  private async deadLetter(held: Held, reason: string, _id?: string): Promise<void> {
+  async deadLetter(held: Held, reason: string): Promise<void> {
     if (!this.settle(held)) return;
     await this.broker.client.celeriacDeadLetter(
       3,
@@ -672,6 +789,9 @@ class RedisConsumer implements Consumer {
   async shutdown(): Promise<void> {
     await this.cancel();
     await this.flushAcks();
+    // What lost replies took goes straight back to its queues.
+    if (this.lost.length > 0) await this.broker.restoreTags(this.lostTags(), Number.MAX_SAFE_INTEGER, new Set()).catch(() => 0);
+    this.lost = [];
     const held = [...this.unsettledMap.values()];
     await Promise.all(held.map((h) => this.requeue(h, 'head').catch(() => undefined)));
     if (this.renewTimer) clearInterval(this.renewTimer);

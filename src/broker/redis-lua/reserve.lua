@@ -12,27 +12,35 @@
 -- ARGV[4..3+n]   routing key (queue name) of each list, JSON-encoded
 -- ARGV[4+n]      delivery tag prefix, unique to the consumer
 -- ARGV[5+n]      sequence number of the first tag (tags are prefix .. number)
--- Returns        flat list: list index (1-based), envelope, delivery tag, ...
+-- Returns        the number taken from each list (n entries, in KEYS order), then
+--                every envelope taken, in that order; the k-th envelope (from 0)
+--                has the delivery tag prefix .. (seq + k).
+--                {-1} when the first tag is already in unacked: this call is a
+--                replay (the client resent it after a reconnect, the first run's
+--                reply was lost); nothing is taken, so the first run's entries are
+--                not overwritten, and the client recovers them by their tags.
 local nq = #KEYS - 2
 local max = tonumber(ARGV[2])
 local prefix = ARGV[4 + nq]
 local seq = tonumber(ARGV[5 + nq])
+if redis.call('HEXISTS', KEYS[1], prefix .. seq) == 1 then return { -1 } end
 local taken = 0
 local out, hset, zadd = {}, {}, {}
+for i = 1, nq do out[i] = 0 end
 for i = 1, nq do
   if taken >= max then break end
   local items = redis.call('RPOP', KEYS[i + 2], max - taken)
   if items then
+    out[i] = #items
+    local suffix = ', ' .. ARGV[3] .. ', ' .. ARGV[3 + i] .. ']'
     for _, payload in ipairs(items) do
+      local tag = prefix .. (seq + taken)
       taken = taken + 1
-      local tag = prefix .. (seq + taken - 1)
       hset[#hset + 1] = tag
-      hset[#hset + 1] = '[' .. payload .. ', ' .. ARGV[3] .. ', ' .. ARGV[3 + i] .. ']'
+      hset[#hset + 1] = '[' .. payload .. suffix
       zadd[#zadd + 1] = ARGV[1]
       zadd[#zadd + 1] = tag
-      out[#out + 1] = i
       out[#out + 1] = payload
-      out[#out + 1] = tag
     end
   end
 end
