@@ -141,7 +141,13 @@ describe('SIGHUP credential rotation of a running worker', () => {
     }
 
     // Every task of the stream completes, exactly once.
-    const results = await Promise.all(sent.map((s) => s.result.get({ timeoutMs: 30_000 })));
+    const results = await Promise.all(sent.map((s) => s.result.get({ timeoutMs: 30_000 }))).catch((err: unknown) => {
+      // Say which tasks never ran (or ran without a result) and what the worker logged.
+      const ranSoFar = new Set(readFileSync(marks, 'utf8').split('\n').filter(Boolean).map((l) => Number(l.split(' ')[0])));
+      const notRun = sent.filter((s) => !ranSoFar.has(s.i)).map((s) => s.i);
+      const warnings = worker.logs().filter((l) => Number(l.level) >= 40 && !l.securityEvent);
+      throw new Error(`${String(err)}; never ran: [${notRun.join(', ')}] of ${sent.length}; worker warnings: ${JSON.stringify(warnings).slice(0, 4000)}`);
+    });
     assert.deepEqual(results, sent.map((s) => s.i));
     const ran = readFileSync(marks, 'utf8').split('\n').filter(Boolean).map((l) => Number(l.split(' ')[0]));
     const counts = new Map<number, number>();
