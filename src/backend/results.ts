@@ -83,6 +83,11 @@ export class ResultStore {
     }
   }
 
+  /** Store records already made by `encode` (the worker batches a turn's results into one call). */
+  storeRecords(records: readonly StoredRecord[]): Promise<void> {
+    return this.backend.store(records, { expiresSeconds: this.expiresSeconds });
+  }
+
   /** Store many at once. */
   async storeMany(metas: readonly ResultMeta[]): Promise<void> {
     if (metas.length === 0) return;

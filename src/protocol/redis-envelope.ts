@@ -58,8 +58,7 @@ export interface DecodedEnvelope {
  * body limit plus base64 overhead and room for headers).
  */
 export function decodeRedisEnvelope(raw: string, limits: DecodeLimits): DecodedEnvelope {
-  const envLimits = { ...limits, maxBytes: Math.ceil(limits.maxBytes * 4 / 3) + 256 * 1024 };
-  const env = decodeJsonText(raw, envLimits);
+  const env = decodeJsonText(raw, envelopeLimits(limits));
   if (env === null || typeof env !== 'object' || Array.isArray(env)) throw new DecodeError('envelope is not a JSON object', { code: 'ERR_ENVELOPE' });
   const e = env as Record<string, unknown>;
   const props = isObject(e.properties) ? (e.properties as Record<string, unknown>) : {};
@@ -93,6 +92,18 @@ export function decodeRedisEnvelope(raw: string, limits: DecodeLimits): DecodedE
     },
     redelivered: info.redelivered === true || headers.redelivered === true,
   };
+}
+
+/** The envelope limits of each body limits object, made once (not per message). */
+const ENVELOPE_LIMITS = new WeakMap<DecodeLimits, DecodeLimits>();
+
+function envelopeLimits(limits: DecodeLimits): DecodeLimits {
+  let l = ENVELOPE_LIMITS.get(limits);
+  if (!l || l.maxBytes !== Math.ceil((limits.maxBytes * 4) / 3) + 256 * 1024 || l.maxDepth !== limits.maxDepth || l.maxItems !== limits.maxItems) {
+    l = { ...limits, maxBytes: Math.ceil((limits.maxBytes * 4) / 3) + 256 * 1024 };
+    ENVELOPE_LIMITS.set(limits, l);
+  }
+  return l;
 }
 
 function isObject(v: unknown): boolean {

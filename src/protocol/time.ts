@@ -20,9 +20,17 @@ export function toIsoUtc(ms: number): string {
   return `${isoCore(new Date(ms))}+00:00`;
 }
 
+let lastNaiveMs = Number.NaN;
+let lastNaive = '';
+
 /** Naive UTC timestamp as Celery 5.2.6 writes `date_done`: `2026-11-24T06:15:52.531000`. */
 export function toNaiveIsoUtc(ms: number): string {
-  return isoCore(new Date(ms));
+  // Results finished in the same millisecond share the text (a worker stores many per millisecond).
+  if (ms !== lastNaiveMs) {
+    lastNaive = isoCore(new Date(ms));
+    lastNaiveMs = ms;
+  }
+  return lastNaive;
 }
 
 const ISO_RE =

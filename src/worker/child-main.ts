@@ -24,28 +24,17 @@ const send = (m: FromChild): void => {
 
 let worker: Worker | undefined;
 let app: App | undefined;
-let events: string[] = [];
-let flushing: Promise<void> | undefined;
-
 /**
- * Queue an event for the supervisor. Events queued while the worker starts
- * a batch of tasks go out together at the end of that synchronous step (a
- * microtask), before any of those tasks runs: the pipe write is synchronous
- * when the pipe has room, so a task that then crashes the process is still
- * known to have started. No extra event-loop turn is spent.
+ * Tell the supervisor about task starts and ends. A batch of starts arrives
+ * before any of its tasks runs; the pipe write is synchronous when the pipe
+ * has room, so a task that then crashes the process is still known to have
+ * started. One message per batch keeps the supervisor's wake-ups few.
  */
-function onTaskEvent(e: TaskEvent): Promise<void> {
-  events.push(encodeTaskEvent(e));
-  flushing ??= new Promise<void>((resolve) => {
-    queueMicrotask(() => {
-      const batch = events;
-      events = [];
-      flushing = undefined;
-      if (process.connected) process.send!({ t: 'events', lines: batch.join('\n') } satisfies FromChild);
-      resolve();
-    });
-  });
-  return flushing;
+function onTaskEvents(batch: TaskEvent[]): void {
+  if (!process.connected) return;
+  let lines = encodeTaskEvent(batch[0]!);
+  for (let i = 1; i < batch.length; i++) lines += '\n' + encodeTaskEvent(batch[i]!);
+  process.send!({ t: 'events', lines } satisfies FromChild);
 }
 
 /** The app in a module: its `app` export, else its default export. */
@@ -73,7 +62,7 @@ process.on('message', (msg: ToChild) => {
           shutdownTimeoutMs: o.shutdownTimeoutMs,
           pool: 'solo',
           announce: false,
-          onTaskEvent,
+          onTaskEvents,
         });
         await worker.start();
         setInterval(() => send({ t: 'stats', stats: worker!.stats() }), 1000).unref();

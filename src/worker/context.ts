@@ -62,9 +62,9 @@ export interface TaskContext {
 
 const storage = new AsyncLocalStorage<TaskContext>();
 
-/** Run `fn` with `ctx` as the current task context. */
-export function runWithContext<T>(ctx: TaskContext, fn: () => T): T {
-  return storage.run(ctx, fn);
+/** Call `fn(...args)` with `ctx` as the current task context. */
+export function runWithContext<T>(ctx: TaskContext, fn: (...args: unknown[]) => T, args: readonly unknown[] = []): T {
+  return storage.run(ctx, fn, ...args);
 }
 
 /** The context of the task being executed; throws outside a task. */

@@ -7,14 +7,15 @@ import { errorToExceptionInfo, type ExceptionInfo } from '../protocol/result-met
 import type { TaskDefinition } from '../task.ts';
 import { Retry, runWithContext, type RequestInfo, type RetryOptions, type TaskContext } from './context.ts';
 
-/** One execution handed to a pool. Everything in it is structured-clone safe. */
+/** One execution handed to a pool. */
 export interface ExecJob {
   /** Unique per execution (a task id can run again after a retry). */
   jobId: string;
   task: string;
   /** Arguments already bound (kwargs placed by name) and validated. */
   args: unknown[];
-  request: RequestInfo;
+  /** Facts about the message (may be computed on first read). */
+  readonly request: RequestInfo;
   /** Soft time limit in ms: the task's signal aborts then. */
   softTimeLimitMs?: number;
 }
@@ -76,10 +77,38 @@ export class TaskAbort {
   }
 }
 
-/** Run a job against a registry; resolves with its outcome. */
-export async function executeJob(registry: ReadonlyMap<string, TaskDefinition>, job: ExecJob, abort?: TaskAbort): Promise<ExecOutcome> {
+/** True for anything `await` would treat as a promise. */
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
+}
+
+/** The context a running task sees; `request` is built only when read (most tasks never do). */
+class RunningTask implements TaskContext {
+  constructor(
+    private readonly job: ExecJob,
+    private readonly controller: TaskAbort,
+  ) {}
+
+  get request(): RequestInfo {
+    return this.job.request;
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  retry(options?: RetryOptions): never {
+    throw new Retry(options);
+  }
+}
+
+/**
+ * Run a job against a registry. A task that returns a plain value (or
+ * throws) yields its outcome at once, without a promise; a task that
+ * returns a promise yields a promise of the outcome.
+ */
+export function executeJob(registry: ReadonlyMap<string, TaskDefinition>, job: ExecJob, abort?: TaskAbort): ExecOutcome | Promise<ExecOutcome> {
   const started = performance.now();
-  const runtime = (): number => performance.now() - started;
   const def = registry.get(job.task);
   if (!def?.fn) {
     return {
@@ -94,51 +123,61 @@ export async function executeJob(registry: ReadonlyMap<string, TaskDefinition>, 
   if (job.softTimeLimitMs !== undefined) {
     softTimer = setTimeout(() => controller.abort(new SoftTimeLimitExceeded()), job.softTimeLimitMs);
   }
-  const ctx: TaskContext = {
-    request: job.request,
-    get signal() {
-      return controller.signal;
-    },
-    retry(options?: RetryOptions): never {
-      throw new Retry(options);
-    },
-  };
-  const fn = def.fn;
+  let value: unknown;
   try {
-    const value = await runWithContext(ctx, () => fn(...job.args));
-    return { kind: 'success', value, runtimeMs: runtime() };
+    value = runWithContext(new RunningTask(job, controller), def.fn, job.args);
   } catch (err) {
-    if (err instanceof Retry) {
-      const o = err.options;
-      const exc = o.exc === undefined ? null : errorToExceptionInfo(o.exc);
-      return {
-        kind: 'retry',
-        options: {
-          countdown: o.countdown,
-          eta: o.eta === undefined ? undefined : typeof o.eta === 'number' ? o.eta : o.eta.getTime(),
-          exc,
-          traceback: o.exc instanceof Error ? (o.exc.stack ?? null) : null,
-          maxRetries: o.maxRetries,
-          auto: false,
-        },
-        runtimeMs: runtime(),
-      };
-    }
-    const auto = def.options.autoretryFor;
-    if (auto && (typeof auto === 'function' ? auto(err) : auto.some((cls) => err instanceof cls))) {
-      return {
-        kind: 'retry',
-        options: { exc: errorToExceptionInfo(err), traceback: err instanceof Error ? (err.stack ?? null) : null, auto: true },
-        runtimeMs: runtime(),
-      };
-    }
-    return {
-      kind: 'failure',
-      exc: errorToExceptionInfo(err),
-      traceback: err instanceof Error ? (err.stack ?? null) : null,
-      runtimeMs: runtime(),
-    };
+    if (softTimer) clearTimeout(softTimer);
+    return thrownOutcome(def, err, performance.now() - started);
+  }
+  if (!isThenable(value)) {
+    if (softTimer) clearTimeout(softTimer);
+    return { kind: 'success', value, runtimeMs: performance.now() - started };
+  }
+  return settleAsync(def, value, started, softTimer);
+}
+
+async function settleAsync(def: TaskDefinition, pending: PromiseLike<unknown>, started: number, softTimer: NodeJS.Timeout | undefined): Promise<ExecOutcome> {
+  try {
+    const value = await pending;
+    return { kind: 'success', value, runtimeMs: performance.now() - started };
+  } catch (err) {
+    return thrownOutcome(def, err, performance.now() - started);
   } finally {
     if (softTimer) clearTimeout(softTimer);
   }
+}
+
+/** The outcome of a task that threw (or rejected): a retry, an automatic retry, or a failure. */
+function thrownOutcome(def: TaskDefinition, err: unknown, runtimeMs: number): ExecOutcome {
+  if (err instanceof Retry) {
+    const o = err.options;
+    const exc = o.exc === undefined ? null : errorToExceptionInfo(o.exc);
+    return {
+      kind: 'retry',
+      options: {
+        countdown: o.countdown,
+        eta: o.eta === undefined ? undefined : typeof o.eta === 'number' ? o.eta : o.eta.getTime(),
+        exc,
+        traceback: o.exc instanceof Error ? (o.exc.stack ?? null) : null,
+        maxRetries: o.maxRetries,
+        auto: false,
+      },
+      runtimeMs,
+    };
+  }
+  const auto = def.options.autoretryFor;
+  if (auto && (typeof auto === 'function' ? auto(err) : auto.some((cls) => err instanceof cls))) {
+    return {
+      kind: 'retry',
+      options: { exc: errorToExceptionInfo(err), traceback: err instanceof Error ? (err.stack ?? null) : null, auto: true },
+      runtimeMs,
+    };
+  }
+  return {
+    kind: 'failure',
+    exc: errorToExceptionInfo(err),
+    traceback: err instanceof Error ? (err.stack ?? null) : null,
+    runtimeMs,
+  };
 }

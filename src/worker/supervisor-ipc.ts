@@ -47,8 +47,11 @@ export function taskEventKey(id: string, tag: string): string {
 export function encodeTaskEvent(e: TaskEvent): string {
   const key = taskEventKey(e.id, e.tag);
   if (e.type === 'finished') return `f${SEP}${key}`;
-  const clean = (v: string | null): string => (v === null ? '' : v.replace(/[\t\n]/g, ' '));
-  return ['s', key, e.hardLimitMs ?? '', e.id, clean(e.task), e.lateAck ? '1' : '0', clean(e.group), clean(e.parentId)].join(SEP);
+  return `s${SEP}${key}${SEP}${e.hardLimitMs ?? ''}${SEP}${e.id}${SEP}${clean(e.task)}${SEP}${e.lateAck ? '1' : '0'}${SEP}${clean(e.group)}${SEP}${clean(e.parentId)}`;
+}
+
+function clean(v: string | null): string {
+  return v === null ? '' : v.includes('\t') || v.includes('\n') ? v.replace(/[\t\n]/g, ' ') : v;
 }
 
 /** The fields of a started line. */

@@ -16,6 +16,7 @@
 import { availableParallelism } from 'node:os';
 import type { App } from '../app.ts';
 import type { ResultStore } from '../backend/results.ts';
+import type { StoredRecord } from '../backend/types.ts';
 import type { Consumer, Delivery, MalformedDelivery } from '../broker/types.ts';
 import { ContentDisallowedError, DecodeError, ValidationError } from '../errors.ts';
 import { redactAll, redactValue } from '../config/redact.ts';
@@ -23,7 +24,7 @@ import type { Logger } from '../logging.ts';
 import { recordSecurityEvent } from '../security/events.ts';
 import { defaultNodeName } from '../protocol/ids.ts';
 import { buildResultMeta, errorToExceptionInfo, type ExceptionInfo, type ExtendedFields, type ResultMeta } from '../protocol/result-meta.ts';
-import { parseTaskMessage, peekTaskHeaders, type TaskRequest } from '../protocol/task-message.ts';
+import { parseTaskMessage, peekTaskHeaders, type BodyDecoder, type TaskRequest } from '../protocol/task-message.ts';
 import { reprArgs, reprKwargs } from '../protocol/pyrepr.ts';
 import { bindArguments, parseRateLimit, validateArguments, type TaskDefinition } from '../task.ts';
 import type { RequestInfo } from './context.ts';
@@ -64,10 +65,11 @@ export interface WorkerOptions {
   logger?: Logger;
   /**
    * Internal (prefork children): told when tasks start and finish, for the
-   * supervisor's watchdog. For 'started', a returned promise delays the task
-   * until it resolves (the supervisor must know before the code runs).
+   * supervisor's watchdog. 'started' events of a batch arrive in one call
+   * made before any of those tasks runs, so the hook must deliver them
+   * synchronously (the supervisor must know before the code runs).
    */
-  onTaskEvent?: (event: TaskEvent) => Promise<void> | void;
+  onTaskEvents?: (events: TaskEvent[]) => void;
   /** Internal: false in prefork children, whose supervisor announces the worker. */
   announce?: boolean;
 }
@@ -116,6 +118,30 @@ interface Job {
   acked: boolean;
   /** A 'started' task event was sent (so a 'finished' one follows). */
   reported?: boolean;
+  /** Set once the job is prepared to run. */
+  exec?: Execution;
+  hardMs?: number;
+}
+
+/**
+ * One execution handed to the pool. Its `request` (what `currentTask()`
+ * shows) is built on first read: most tasks never look at it.
+ */
+class Execution implements ExecJob {
+  private cached: RequestInfo | undefined;
+  constructor(
+    readonly jobId: string,
+    readonly task: string,
+    readonly args: unknown[],
+    readonly softTimeLimitMs: number | undefined,
+    private readonly worker: Worker,
+    private readonly job: Job,
+    private readonly kwargs: Record<string, unknown>,
+  ) {}
+
+  get request(): RequestInfo {
+    return (this.cached ??= this.worker.requestInfo(this.job, this.kwargs));
+  }
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -158,6 +184,14 @@ export class Worker implements WorkerHandle {
   /** Per-task debug lines are built only when debug logging is on (the hot path allocates nothing for them). */
   private readonly debug: boolean;
   private jobSeq = 0;
+  private decodeBody: BodyDecoder | undefined;
+  /** drain() is running (it is re-entered by tasks that finish synchronously). */
+  private draining = false;
+  private drainQueued = false;
+  /** Successful jobs of this turn whose results go out in one store call, then one ack batch. */
+  private settleJobs: Job[] = [];
+  private settleRecords: StoredRecord[] = [];
+  private settleScheduled = false;
 
   constructor(options: WorkerOptions) {
     this.app = options.app;
@@ -171,11 +205,11 @@ export class Worker implements WorkerHandle {
     this.debug = this.logger.isLevelEnabled('debug');
     this.done = new Promise((r) => (this.resolveDone = r));
     this.pool = createSoloPool(this.app.registry);
-    this.onTaskEvent = options.onTaskEvent;
+    this.onTaskEvents = options.onTaskEvents;
     this.announce = options.announce ?? true;
   }
 
-  private readonly onTaskEvent: ((event: TaskEvent) => Promise<void> | void) | undefined;
+  private readonly onTaskEvents: ((events: TaskEvent[]) => void) | undefined;
   private readonly announce: boolean;
 
   /** Identifies this worker's deliveries at the broker (for recovery by a supervisor). */
@@ -187,6 +221,7 @@ export class Worker implements WorkerHandle {
   async start(): Promise<void> {
     const broker = await this.app.broker();
     this.store = await this.app.resultStore();
+    this.decodeBody = this.app.decodeBody;
     await this.pool.start();
     this.consumer = await broker.consume(
       this.queues,
@@ -228,7 +263,7 @@ export class Worker implements WorkerHandle {
     }
     let req: TaskRequest;
     try {
-      req = parseTaskMessage(delivery.message, this.app.decodeBody);
+      req = parseTaskMessage(delivery.message, (this.decodeBody ??= this.app.decodeBody));
     } catch (err) {
       this.refuse(delivery, err);
       return;
@@ -255,7 +290,7 @@ export class Worker implements WorkerHandle {
       return;
     }
     const acksLate = def.options.acksLate ?? this.app.settings.taskAcksLate;
-    const job: Job = { delivery, req, def, acksLate, acked: false };
+    const job: Job = { delivery, req, def, acksLate, acked: false, reported: false, exec: undefined, hardMs: undefined };
     if (this.debug) this.logger.debug({ id: req.id, task: req.task }, 'task received');
     if (this.expired(job)) return;
     if (req.eta !== null && req.eta > Date.now()) {
@@ -357,25 +392,47 @@ export class Worker implements WorkerHandle {
       }
     }
     this.pending.push(job);
-    this.drain();
-  }
-
-  private drain(): void {
-    while (this.active < this.concurrency && this.pending.length > 0 && !this.stopping) {
-      const job = this.pending.shift()!;
-      this.active++;
-      void this.execute(job).finally(() => {
-        this.active--;
+    // Deliveries arrive in batches (one reserve call): start them together, in one pass.
+    if (!this.drainQueued) {
+      this.drainQueued = true;
+      queueMicrotask(() => {
+        this.drainQueued = false;
         this.drain();
       });
     }
   }
 
+  /**
+   * Start queued jobs while there is room. Jobs taken in one pass are
+   * announced to the supervisor together, before any of them runs; a task
+   * that finishes synchronously frees its slot at once (re-entering here is
+   * a no-op: the loop below picks the slot up).
+   */
+  private drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (this.active < this.concurrency && this.pending.length > 0 && !this.stopping) {
+        const batch: Job[] = [];
+        while (this.active < this.concurrency && this.pending.length > 0 && !this.stopping) {
+          const job = this.pending.shift()!;
+          this.active++;
+          if (this.prepare(job)) batch.push(job);
+          else this.active--;
+        }
+        if (batch.length > 0) this.launch(batch);
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
   // ── execution ────────────────────────────────────────────────────────
 
-  private async execute(job: Job): Promise<void> {
+  /** Check expiry and arguments and build the execution; false when the job was settled instead. */
+  private prepare(job: Job): boolean {
     const { req, def } = job;
-    if (this.expired(job)) return;
+    if (this.expired(job)) return false;
     let args: unknown[];
     let kwargs: Record<string, unknown>;
     try {
@@ -387,47 +444,161 @@ export class Worker implements WorkerHandle {
           ? { exc_type: 'TypeError', exc_message: [err.message], exc_module: 'builtins' }
           : errorToExceptionInfo(err);
       this.finalize(job, () => this.onFailure(job, { kind: 'failure', exc, traceback: null, runtimeMs: 0 }));
-      return;
+      return false;
     }
     const [hard, soft] = this.limits(job);
-    // Before the task's code runs: an early ack must have reached the broker
-    // (a task that crashes its process must not come back), and a supervisor
-    // must know the task is running (so it can fail it if the process dies).
-    // Both are batched per event-loop turn.
-    const before: Promise<unknown>[] = [];
-    if (!job.acksLate) before.push(this.ackOnce(job));
-    if (this.onTaskEvent) {
-      job.reported = true;
-      const told = this.onTaskEvent({ type: 'started', id: req.id, task: req.task, tag: job.delivery.deliveryTag, lateAck: job.acksLate, hardLimitMs: hard !== undefined ? hard * 1000 : undefined, group: req.group, parentId: req.parentId });
-      if (told) before.push(told);
-    }
-    if (before.length > 0) {
-      try {
-        await (before.length === 1 ? before[0] : Promise.all(before));
-      } catch (err) {
-        this.logger.error({ err, id: req.id }, 'could not ack before running; the message is given back');
-        if (job.reported) this.onTaskEvent?.({ type: 'finished', id: req.id, tag: job.delivery.deliveryTag });
-        this.app.security.released?.(job.delivery.message);
-        await job.delivery.reject(true).catch(() => undefined);
-        return;
+    job.hardMs = hard !== undefined ? hard * 1000 : undefined;
+    job.exec = new Execution(String(++this.jobSeq), def.name, args, soft !== undefined ? soft * 1000 : undefined, this, job, kwargs);
+    return true;
+  }
+
+  /**
+   * Before a task's code runs, the supervisor must know it is running (so it
+   * can fail it if the process dies) and an early ack must have reached the
+   * broker (a task that crashes its process must not come back).
+   */
+  private launch(batch: Job[]): void {
+    if (this.onTaskEvents) {
+      const events: TaskEvent[] = [];
+      for (const job of batch) {
+        job.reported = true;
+        const { req } = job;
+        events.push({ type: 'started', id: req.id, task: req.task, tag: job.delivery.deliveryTag, lateAck: job.acksLate, hardLimitMs: job.hardMs, group: req.group, parentId: req.parentId });
       }
+      this.onTaskEvents(events);
     }
+    for (const job of batch) {
+      if (job.acksLate) this.run(job);
+      else
+        this.ackOnce(job).then(
+          () => this.run(job),
+          (err: unknown) => this.notRun(job, err),
+        );
+    }
+  }
+
+  /** The early ack failed: the task does not run and its message goes back. */
+  private notRun(job: Job, err: unknown): void {
+    const { req } = job;
+    this.logger.error({ err, id: req.id }, 'could not ack before running; the message is given back');
+    if (job.reported) this.onTaskEvents?.([{ type: 'finished', id: req.id, tag: job.delivery.deliveryTag }]);
+    this.app.security.released?.(job.delivery.message);
+    job.delivery.reject(true).then(
+      () => this.freeSlot(),
+      () => this.freeSlot(),
+    );
+  }
+
+  private freeSlot(): void {
+    this.active--;
+    this.drain();
+  }
+
+  private run(job: Job): void {
+    const { req, def } = job;
     if ((def.options.trackStarted ?? this.app.settings.taskTrackStarted) && !def.options.ignoreResult) {
       void this.storeMeta(buildResultMeta({ taskId: req.id, status: 'STARTED', result: { pid: process.pid, hostname: this.nodeName }, groupId: req.group, parentId: req.parentId })).catch(
         (err: unknown) => this.logger.warn({ err, id: req.id }, 'could not store STARTED'),
       );
     }
-    const exec: ExecJob = {
-      jobId: String(++this.jobSeq),
-      task: def.name,
-      args,
-      request: this.requestInfo(job, kwargs),
-      ...(soft !== undefined ? { softTimeLimitMs: soft * 1000 } : {}),
-    };
-    const outcome = await this.pool.run(exec, hard !== undefined ? hard * 1000 : undefined);
+    const outcome = this.pool.run(job.exec!, job.hardMs);
+    if (outcome instanceof Promise) outcome.then((o) => this.ran(job, o));
+    else this.ran(job, outcome);
+  }
+
+  private ran(job: Job, outcome: ExecOutcome): void {
+    const name = job.def.name;
     this.counters.processed++;
-    this.byTask[def.name] = (this.byTask[def.name] ?? 0) + 1;
-    this.finalize(job, () => this.onOutcome(job, outcome));
+    this.byTask[name] = (this.byTask[name] ?? 0) + 1;
+    if (outcome.kind === 'success' && !hasSuccessFollowUps(job.req)) this.succeeded(job, outcome.value, outcome.runtimeMs);
+    else this.finalize(job, () => this.onOutcome(job, outcome));
+    this.freeSlot();
+  }
+
+  /**
+   * A success with nothing to send after it (the common case): its result
+   * joins this turn's store batch, and its ack the ack batch after that.
+   */
+  private succeeded(job: Job, value: unknown, runtimeMs: number): void {
+    const { req, def } = job;
+    if (this.debug) this.logger.debug({ id: req.id, task: req.task, runtimeMs }, 'task succeeded');
+    if (req.ignoreResult || def.options.ignoreResult || this.app.settings.taskIgnoreResult || !this.store) {
+      this.counters.succeeded++;
+      this.finalize(job, () => this.ackOnce(job));
+      return;
+    }
+    let record: StoredRecord;
+    try {
+      record = this.store.encode(
+        buildResultMeta({ taskId: req.id, status: 'SUCCESS', result: value === undefined ? null : value, groupId: req.group, parentId: req.parentId, extended: this.extended(job) }),
+      );
+    } catch {
+      // The generic path reports it (e.g. a result the serializer cannot encode).
+      this.finalize(job, () => this.onSuccess(job, value, runtimeMs));
+      return;
+    }
+    this.counters.succeeded++;
+    this.settleJobs.push(job);
+    this.settleRecords.push(record);
+    if (!this.settleScheduled) {
+      this.settleScheduled = true;
+      this.finalizing++;
+      process.nextTick(() => this.flushSettled());
+    }
+  }
+
+  /** Store the batch's results in one call; once stored, ack them (late ack: never before the result is safe). */
+  private flushSettled(): void {
+    const jobs = this.settleJobs;
+    const records = this.settleRecords;
+    this.settleJobs = [];
+    this.settleRecords = [];
+    this.settleScheduled = false;
+    this.store!.storeRecords(records).then(
+      () => this.ackSettled(jobs),
+      (err: unknown) => {
+        this.logger.error({ err, tasks: jobs.length }, 'could not store results; requeueing the messages');
+        const requeues: Promise<unknown>[] = [];
+        for (const job of jobs) {
+          if (job.acked) continue;
+          job.acked = true;
+          this.app.security.released?.(job.delivery.message);
+          requeues.push(job.delivery.reject(true).catch(() => undefined));
+        }
+        void Promise.all(requeues).then(() => this.settledBatch(jobs));
+      },
+    );
+  }
+
+  private ackSettled(jobs: Job[]): void {
+    // Adapters that batch acks hand every ack of a turn the same promise: wait once per distinct promise.
+    const waits: Promise<void>[] = [];
+    let last: Promise<void> | undefined;
+    for (const job of jobs) {
+      if (job.acked) continue;
+      job.acked = true;
+      const p = job.delivery.ack();
+      if (p !== last) waits.push((last = p));
+    }
+    const done = (): void => {
+      const settled = this.app.security.settled;
+      if (settled) for (const job of jobs) settled(job.delivery.message);
+      this.settledBatch(jobs);
+    };
+    if (waits.length === 0) done();
+    else
+      (waits.length === 1 ? waits[0]! : Promise.all(waits)).then(done, (err: unknown) => {
+        this.logger.error({ err, tasks: jobs.length }, 'could not ack stored tasks; the broker will redeliver them');
+        this.settledBatch(jobs);
+      });
+  }
+
+  private settledBatch(jobs: Job[]): void {
+    this.finalizing--;
+    if (!this.onTaskEvents) return;
+    const events: TaskEvent[] = [];
+    for (const job of jobs) if (job.reported) events.push({ type: 'finished', id: job.req.id, tag: job.delivery.deliveryTag });
+    if (events.length > 0) this.onTaskEvents(events);
   }
 
   /** [hard, soft] seconds: message header, then task options, then worker settings. */
@@ -437,7 +608,8 @@ export class Worker implements WorkerHandle {
     return [h ?? o.timeLimit ?? this.app.settings.taskTimeLimit, s ?? o.softTimeLimit ?? this.app.settings.taskSoftTimeLimit];
   }
 
-  private requestInfo(job: Job, kwargs: Record<string, unknown>): RequestInfo {
+  /** The request facts a task sees through `currentTask().request`. */
+  requestInfo(job: Job, kwargs: Record<string, unknown>): RequestInfo {
     const { req, delivery } = job;
     return {
       id: req.id,
@@ -474,7 +646,7 @@ export class Worker implements WorkerHandle {
       })
       .finally(() => {
         this.finalizing--;
-        if (job.reported) this.onTaskEvent?.({ type: 'finished', id: job.req.id, tag: job.delivery.deliveryTag });
+        if (job.reported) this.onTaskEvents?.([{ type: 'finished', id: job.req.id, tag: job.delivery.deliveryTag }]);
       });
   }
 
@@ -508,7 +680,7 @@ export class Worker implements WorkerHandle {
     const { req, def } = job;
     this.counters.succeeded++;
     // Callbacks and the chain's next step go out before the result is stored, so `children` names them.
-    const follow = successFollowUps(req, value);
+    const follow = hasSuccessFollowUps(req) ? successFollowUps(req, value) : [];
     if (follow.length > 0) await this.publishFollowUps(follow);
     if (!(req.ignoreResult || def.options.ignoreResult || this.app.settings.taskIgnoreResult)) {
       await this.storeMeta(
@@ -656,4 +828,9 @@ function redactException(exc: ExceptionInfo): ExceptionInfo {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Callbacks or a chain to send after success (they must go out before the result is stored). */
+function hasSuccessFollowUps(req: TaskRequest): boolean {
+  return (req.embed.callbacks?.length ?? 0) > 0 || (req.embed.chain?.length ?? 0) > 0;
 }

@@ -14,28 +14,28 @@ export function createSoloPool(registry: ReadonlyMap<string, TaskDefinition>): P
     kind: 'solo',
     pids: [],
     async start() {},
-    async run(job: ExecJob, hardTimeLimitMs?: number): Promise<ExecOutcome> {
+    run(job: ExecJob, hardTimeLimitMs?: number): ExecOutcome | Promise<ExecOutcome> {
       const controller = new TaskAbort();
-      running.set(job.jobId, controller);
       const started = performance.now();
-      try {
-        const exec = executeJob(registry, job, controller);
-        if (hardTimeLimitMs === undefined) return await exec;
-        let timer: NodeJS.Timeout | undefined;
-        const limit = new Promise<ExecOutcome>((resolve) => {
-          timer = setTimeout(() => {
-            controller.abort(new Error('hard time limit exceeded'));
-            resolve({ kind: 'timeout', limitSeconds: hardTimeLimitMs / 1000, runtimeMs: performance.now() - started });
-          }, hardTimeLimitMs);
-        });
-        try {
-          return await Promise.race([exec, limit]);
-        } finally {
-          clearTimeout(timer);
-        }
-      } finally {
+      const exec = executeJob(registry, job, controller);
+      // A task that finished synchronously cannot be aborted or timed out any more.
+      if (!(exec instanceof Promise)) return exec;
+      running.set(job.jobId, controller);
+      const done = (): void => {
         running.delete(job.jobId);
-      }
+      };
+      if (hardTimeLimitMs === undefined) return exec.finally(done);
+      let timer: NodeJS.Timeout | undefined;
+      const limit = new Promise<ExecOutcome>((resolve) => {
+        timer = setTimeout(() => {
+          controller.abort(new Error('hard time limit exceeded'));
+          resolve({ kind: 'timeout', limitSeconds: hardTimeLimitMs / 1000, runtimeMs: performance.now() - started });
+        }, hardTimeLimitMs);
+      });
+      return Promise.race([exec, limit]).finally(() => {
+        clearTimeout(timer);
+        done();
+      });
     },
     abort(jobId: string): boolean {
       const c = running.get(jobId);

@@ -7,9 +7,10 @@ export interface Pool {
   start(): Promise<void>;
   /**
    * Run a job. `hardTimeLimitMs` kills the process running it when it
-   * passes (prefork); the solo pool can only stop waiting.
+   * passes (prefork); the solo pool can only stop waiting. A task that
+   * finishes synchronously yields its outcome directly (no promise).
    */
-  run(job: ExecJob, hardTimeLimitMs?: number): Promise<ExecOutcome>;
+  run(job: ExecJob, hardTimeLimitMs?: number): ExecOutcome | Promise<ExecOutcome>;
   /** Abort a running job's signal (revoke with terminate). Returns false when it is not running. */
   abort(jobId: string): boolean;
   /** Stop: wait up to `graceMs` for running jobs, then kill; unfinished jobs resolve as `lost`. */
