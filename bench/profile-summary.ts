@@ -90,22 +90,23 @@ export function groupOf(f: CallFrame): string | undefined {
     if (/^node:(buffer|events|util|string_decoder)$|internal\/(buffer|util|validators|errors|fixed_queue|abort_controller|event_target|url)/.test(url)) return undefined;
     return 'node internals (other)';
   }
-  if (/\/src\/codec\/json\.ts$/.test(url)) return 'JSON (Celeriac codec: limits, safe parse)';
-  if (/\/src\/codec\//.test(url)) return 'Celeriac: codec (serializers, signing, encryption)';
-  if (/\/src\/protocol\//.test(url)) return 'Celeriac: protocol (messages, envelope, result meta)';
-  if (/\/src\/broker\//.test(url)) return 'Celeriac: broker adapter';
-  if (/\/src\/backend\//.test(url)) return 'Celeriac: result backend';
-  if (/\/src\/worker\/(pool|supervisor|child-main)/.test(url)) return 'Celeriac: pool/supervisor';
-  if (/\/src\/worker\//.test(url)) return 'Celeriac: worker';
-  if (/\/src\/security\//.test(url)) return 'Celeriac: security hooks';
-  if (/\/src\//.test(url)) return 'Celeriac: other';
+  if (/\/(src|dist)\/codec\/json\.[tj]s$/.test(url)) return 'JSON (Celeriac codec: limits, safe parse)';
+  if (/\/(src|dist)\/codec\//.test(url)) return 'Celeriac: codec (serializers, signing, encryption)';
+  if (/\/(src|dist)\/protocol\//.test(url)) return 'Celeriac: protocol (messages, envelope, result meta)';
+  if (/\/(src|dist)\/broker\//.test(url)) return 'Celeriac: broker adapter';
+  if (/\/(src|dist)\/backend\//.test(url)) return 'Celeriac: result backend';
+  if (/\/(src|dist)\/worker\/(pool|supervisor|child-main)/.test(url)) return 'Celeriac: pool/supervisor';
+  if (/\/(src|dist)\/worker\//.test(url)) return 'Celeriac: worker';
+  if (/\/(src|dist)\/security\//.test(url)) return 'Celeriac: security hooks';
+  if (/\/(src|dist)\//.test(url)) return 'Celeriac: other';
   if (/\/bench\//.test(url)) return 'bench harness';
   return 'other';
 }
 
 function shortUrl(url: string): string {
-  const i = url.lastIndexOf('/src/');
-  if (i >= 0) return url.slice(i + 1);
+  // Celeriac's own code, from TypeScript sources or the compiled package.
+  const i = Math.max(url.lastIndexOf('/src/'), url.lastIndexOf('/dist/'));
+  if (i >= 0 && !url.includes('/node_modules/', i)) return url.slice(i + 1);
   const j = url.lastIndexOf('/node_modules/');
   if (j >= 0) return url.slice(j + '/node_modules/'.length);
   return url.replace(/^file:\/\//, '');

@@ -68,7 +68,7 @@ const NODE_CLIENT = join(BENCH_DIR, 'clients', 'node-client.ts');
 const CELERY_DIR = join(BENCH_DIR, 'celery');
 const PARKED = 'bench-parked';
 
-/** TypeScript scripts run through tsx; the Celeriac worker is plain JavaScript on dist/ (no loader in its processes). */
+/** TypeScript scripts (the clients) run through tsx; every worker is plain JavaScript, with no loader in the measured processes. */
 function nodeArgs(script: string, args: string[]): string[] {
   return script.endsWith('.ts') ? ['--import', 'tsx', script, ...args] : [script, ...args];
 }
@@ -149,7 +149,7 @@ function bullmq(): Adapter {
     name: 'bullmq',
     kombu: false,
     concurrencyMeaning: (c) => `Worker concurrency ${c}, one process`,
-    startWorker: (_ctx, c, env) => startNodeWorker('bullmq-worker.ts', [String(c)], env, 'bullmq worker'),
+    startWorker: (_ctx, c, env) => startNodeWorker('bullmq-worker.mjs', [String(c)], env, 'bullmq worker'),
     release: async (_ctx, h) => h.lp.write('go'),
     progress: async (ctx) => {
       const [done, failed] = await Promise.all([ctx.db0.zcard('bull:bench:completed'), ctx.db0.zcard('bull:bench:failed')]);
@@ -170,7 +170,7 @@ function beeQueue(): Adapter {
     name: 'bee-queue',
     kombu: false,
     concurrencyMeaning: (c) => `queue.process(${c}, fn), one process`,
-    startWorker: (_ctx, c, env) => startNodeWorker('bee-queue-worker.ts', [String(c)], env, 'bee-queue worker'),
+    startWorker: (_ctx, c, env) => startNodeWorker('bee-queue-worker.mjs', [String(c)], env, 'bee-queue worker'),
     release: async (_ctx, h) => h.lp.write('go'),
     progress: async (ctx) => {
       const [done, failed] = await Promise.all([ctx.db0.scard('bq:bench:succeeded'), ctx.db0.scard('bq:bench:failed')]);

@@ -62,6 +62,9 @@ interface Child {
   culprit: Started | undefined;
 }
 
+/** Young-generation semi-space of a child, MiB (see WorkerOptions.youngGenerationMbPerChild). */
+const DEFAULT_CHILD_SEMI_SPACE_MB = 2;
+
 const ZERO: Omit<WorkerStats, 'nodeName'> = { active: 0, held: 0, processed: 0, succeeded: 0, failed: 0, retried: 0, revoked: 0, rejected: 0, byTask: {} };
 
 export class Supervisor implements WorkerHandle {
@@ -100,6 +103,8 @@ export class Supervisor implements WorkerHandle {
     this.children = new Array<Child | undefined>(this.processes).fill(undefined);
     this.execArgv = [...LOADER_ARGS];
     if (options.maxMemoryPerChildMb) this.execArgv.push(`--max-old-space-size=${Math.max(16, Math.floor(options.maxMemoryPerChildMb))}`);
+    const semiSpaceSet = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((a) => a.includes('--max-semi-space-size'));
+    if (!semiSpaceSet) this.execArgv.push(`--max-semi-space-size=${Math.max(1, Math.floor(options.youngGenerationMbPerChild ?? DEFAULT_CHILD_SEMI_SPACE_MB))}`);
     this.done = new Promise((r) => (this.resolveDone = r));
   }
 

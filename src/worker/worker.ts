@@ -56,6 +56,14 @@ export interface WorkerOptions {
   processes?: number;
   /** V8 heap limit per child process, MiB. */
   maxMemoryPerChildMb?: number;
+  /**
+   * V8 young-generation semi-space of each child process, MiB (default 2;
+   * Node's own default grows to 16). A task's garbage dies young: a small
+   * young generation keeps a child's RSS low and flat under load with no
+   * measurable cost in throughput (bench/README.md). Ignored when
+   * `--max-semi-space-size` is already in NODE_OPTIONS or the process's flags.
+   */
+  youngGenerationMbPerChild?: number;
   /** Node name, e.g. `worker1@host` (default `celeriac<pid>@<hostname>`). */
   nodeName?: string;
   /** Grace for running tasks at shutdown, ms (default 30 s); then they are killed and requeued (acksLate). */
