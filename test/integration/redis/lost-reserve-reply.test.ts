@@ -10,7 +10,7 @@
  * (its connections are internal, hence the casts).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { createRedisBroker, type RedisBroker } from '../../../src/broker/redis.ts';
 import type { Consumer, Delivery } from '../../../src/broker/types.ts';
 import { JSON_SERIALIZER } from '../../../src/codec/serializers.ts';
@@ -52,7 +52,7 @@ describe('redis broker: a reserve reply lost in a reconnect', () => {
   });
   after(async () => server?.stop());
 
-  async function run(t: Parameters<Parameters<typeof it>[1]>[0], queue: string, lose: (real: Reserve, args: (string | number)[]) => Promise<Array<number | string>>): Promise<void> {
+  async function run(t: TestContext, queue: string, lose: (real: Reserve, args: (string | number)[]) => Promise<Array<number | string>>): Promise<void> {
     if (!requireService(t, ok, 'redis-server')) return;
     const broker = createRedisBroker({ url: server!.url(0), logger, settings: resolveSettings({}) });
     await broker.connect();
