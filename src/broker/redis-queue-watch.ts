@@ -6,10 +6,15 @@
  *   tracking on in default mode, redirected to the notifier;
  * - the *notifier* is subscribed to `__redis__:invalidate`.
  *
- * Default tracking reports a key once, on its first change after this
- * connection last *read* it. So when a reserve comes back short (the lists
- * were drained), `arm()` reads the lengths of the queue lists with LLEN:
- * that re-arms tracking, and the next push by anyone sends one invalidation.
+ * Tracking reports a key once, on its first change after this connection
+ * last read it. It runs in OPTIN mode with NOLOOP: only reads right after
+ * `CLIENT CACHING YES` count (in default mode every reserve script would
+ * track all its keys, and its own pops and writes to the unacked keys would
+ * send invalidations back, waking the consumer for a second, empty
+ * reserve), and this connection's own writes never invalidate. So when a
+ * reserve comes back short (the lists were drained), `arm()` reads the
+ * lengths of the queue lists with opted-in LLENs: that re-arms tracking, and
+ * the next push by anyone else sends one invalidation.
  * While the consumer is busy nothing is armed, so its own pops, other
  * consumers' pops and every result write (`celery-task-meta-*` shares the
  * `celery` prefix, which broadcast tracking could not tell apart) cost
@@ -76,12 +81,13 @@ export class QueueWatch {
    */
   async arm(): Promise<number> {
     const p = this.reserver.pipeline();
-    for (const k of this.keys) p.llen(k);
+    for (const k of this.keys) p.call('CLIENT', 'CACHING', 'YES').llen(k);
     const replies = (await p.exec()) ?? [];
     let waiting = 0;
-    for (const [err, n] of replies) {
+    for (let i = 0; i < replies.length; i++) {
+      const [err, n] = replies[i]!;
       if (err) throw err;
-      waiting += Number(n);
+      if (i % 2 === 1) waiting += Number(n);
     }
     return waiting;
   }
@@ -114,7 +120,7 @@ export class QueueWatch {
     if (this.closed || this.notifierId === undefined || this.reserver.status !== 'ready') return;
     // OFF first: ON with a new REDIRECT on a connection already tracking is refused by some servers.
     await this.reserver.call('CLIENT', 'TRACKING', 'OFF');
-    await this.reserver.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', this.notifierId);
+    await this.reserver.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', this.notifierId, 'OPTIN', 'NOLOOP');
     this.tracking = true;
     // Nothing is armed on a fresh connection: the consumer reserves and re-arms.
     this.options.onChange();

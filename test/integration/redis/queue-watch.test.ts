@@ -47,6 +47,9 @@ describe('QueueWatch (client-side tracking wake-ups)', () => {
     assert.equal(watch!.tracking, true);
     const list = String(await other!.client('LIST'));
     assert.match(list, /flags=t\b.*redir=\d+/, 'a connection with tracking on and a redirect');
+    const info = (await watch!.reserver.call('CLIENT', 'TRACKINGINFO')) as unknown[];
+    const flags = (info[info.indexOf('flags') + 1] as string[]).map(String);
+    assert.ok(flags.includes('optin') && flags.includes('noloop'), `opt-in mode without own-write invalidations (flags: ${flags.join(', ')})`);
     assert.doesNotMatch(list, /flags=\S*B/, 'not broadcast mode');
   });
 
@@ -71,6 +74,28 @@ describe('QueueWatch (client-side tracking wake-ups)', () => {
     await watch!.reserver.rpop('jobs\x06\x163');
     await settle();
     assert.equal(changes, 0);
+  });
+
+  it('scripts on the reserver (the reserve) arm nothing: later writes to their keys send no invalidation at all', async (t) => {
+    if (!requireService(t, ok, 'redis-server')) return;
+    await other!.lpush('jobs', 'r1');
+    await settle();
+    changes = 0;
+    let invalidations = 0;
+    const count = (): void => void invalidations++;
+    watch!.notifier.on('messageBuffer', count);
+    try {
+      // The shape of a reserve: read the lists, pop, record the delivery.
+      await watch!.reserver.eval("redis.call('LLEN', KEYS[1]); redis.call('RPOP', KEYS[1]); redis.call('HSET', KEYS[2], 't', '1'); return 1", 2, 'jobs', 'jobs-unacked');
+      await other!.lpush('jobs', 'r2');
+      await other!.hdel('jobs-unacked', 't');
+      await settle();
+      assert.equal(changes, 0, 'no wake-up: only arm() arms');
+      assert.equal(invalidations, 0, 'no invalidation messages for keys a script touched');
+    } finally {
+      watch!.notifier.off('messageBuffer', count);
+      await other!.del('jobs', 'jobs-unacked');
+    }
   });
 
   it('ignores writes to other keys under the same prefix (result records)', async (t) => {
