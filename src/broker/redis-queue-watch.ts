@@ -14,7 +14,10 @@
  * reserve), and this connection's own writes never invalidate. So when a
  * reserve comes back short (the lists were drained), `arm()` reads the
  * lengths of the queue lists with opted-in LLENs: that re-arms tracking, and
- * the next push by anyone else sends one invalidation.
+ * the next push by anyone else sends one invalidation. An ACL that refuses
+ * `CLIENT CACHING` (users made before Celeriac asked for it) gets default
+ * mode with NOLOOP instead: still no wake-up from the consumer's own pops,
+ * but every reserve tracks its keys again.
  * While the consumer is busy nothing is armed, so its own pops, other
  * consumers' pops and every result write (`celery-task-meta-*` shares the
  * `celery` prefix, which broadcast tracking could not tell apart) cost
@@ -41,6 +44,8 @@ export class QueueWatch {
   readonly notifier: Redis;
   /** Both connections are up and tracking is redirected to the notifier. */
   tracking = false;
+  /** Opt-in mode (false: the ACL refuses CLIENT CACHING, default mode is used). */
+  private optIn = true;
   private readonly keys: readonly string[];
   private readonly watched: ReadonlySet<string>;
   private notifierId: string | undefined;
@@ -81,13 +86,13 @@ export class QueueWatch {
    */
   async arm(): Promise<number> {
     const p = this.reserver.pipeline();
-    for (const k of this.keys) p.call('CLIENT', 'CACHING', 'YES').llen(k);
+    for (const k of this.keys) (this.optIn ? p.call('CLIENT', 'CACHING', 'YES') : p).llen(k);
     const replies = (await p.exec()) ?? [];
     let waiting = 0;
     for (let i = 0; i < replies.length; i++) {
       const [err, n] = replies[i]!;
       if (err) throw err;
-      if (i % 2 === 1) waiting += Number(n);
+      if (!this.optIn || i % 2 === 1) waiting += Number(n);
     }
     return waiting;
   }
@@ -121,6 +126,20 @@ export class QueueWatch {
     // OFF first: ON with a new REDIRECT on a connection already tracking is refused by some servers.
     await this.reserver.call('CLIENT', 'TRACKING', 'OFF');
     await this.reserver.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', this.notifierId, 'OPTIN', 'NOLOOP');
+    this.optIn = true;
+    try {
+      // Applies to the next command only (a PING: nothing is tracked); refused when the ACL lacks client|caching.
+      await this.reserver.call('CLIENT', 'CACHING', 'YES');
+      await this.reserver.ping();
+    } catch (err) {
+      if (!/NOPERM/i.test(String((err as Error).message))) throw err;
+      this.optIn = false;
+      await this.reserver.call('CLIENT', 'TRACKING', 'OFF');
+      await this.reserver.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', this.notifierId, 'NOLOOP');
+      this.options.logger.info(
+        'the Redis ACL refuses CLIENT CACHING: idle wake-ups use default-mode tracking (an extra, empty reserve now and then); grant +client|caching (celeriac secrets generate redis-acl does)',
+      );
+    }
     this.tracking = true;
     // Nothing is armed on a fresh connection: the consumer reserves and re-arms.
     this.options.onChange();

@@ -109,8 +109,8 @@ function checkName(v: string, what: string): string {
 export const REDIS_ACL_COMMANDS: Readonly<Record<string, readonly string[]>> = {
   // handshake; ioredis' ready check uses INFO
   connection: ['auth', 'hello', 'ping', 'select', 'echo', 'quit', 'reset', 'info', 'client|setname', 'client|getname', 'client|id'],
-  // Celeriac's idle consumers wake on client-side-tracking invalidations of the queue keys
-  tracking: ['client|tracking'],
+  // Celeriac's idle consumers wake on client-side-tracking invalidations of the queue keys (opt-in mode: CACHING YES before each armed read)
+  tracking: ['client|tracking', 'client|caching'],
   // task queues: LPUSH to publish, BRPOP to consume, RPUSH to restore, LLEN for queue length, DEL to purge
   queues: ['lpush', 'rpush', 'lpop', 'rpop', 'brpop', 'llen', 'lrange', 'ltrim', 'del', 'exists'],
   // kombu exchange bindings (_kombu.binding.*)

@@ -112,6 +112,38 @@ describe('QueueWatch (client-side tracking wake-ups)', () => {
     assert.equal(changes, 1);
   });
 
+  it('an ACL without client|caching: default-mode tracking with NOLOOP, and wake-ups still work', async (t) => {
+    if (!requireService(t, ok, 'redis-server')) return;
+    const password = 'test-only-queue-watch-acl-password-0123456789';
+    await other!.call('ACL', 'SETUSER', 'nocaching', 'on', `>${password}`, '~*', '&*', '+@all', '-client|caching');
+    let wakes = 0;
+    const limited = new QueueWatch({
+      connect: (role) => new Redis({ host: '127.0.0.1', port: redis!.port, username: 'nocaching', password, lazyConnect: true, protocol: 2, autoResubscribe: false, connectionName: `test:acl-${role}` }),
+      keys: ['acl-jobs'],
+      onChange: () => wakes++,
+      logger: createLogger({ level: 'silent' }),
+    });
+    try {
+      await limited.start();
+      const deadline = Date.now() + 5000;
+      while (!limited.tracking && Date.now() < deadline) await sleep(10);
+      assert.equal(limited.tracking, true, 'tracking on, not polling');
+      const info = (await limited.reserver.call('CLIENT', 'TRACKINGINFO')) as unknown[];
+      const flags = (info[info.indexOf('flags') + 1] as string[]).map(String);
+      assert.ok(flags.includes('noloop') && !flags.includes('optin'), `default mode with NOLOOP (flags: ${flags.join(', ')})`);
+      assert.equal(await limited.arm(), 0);
+      await settle();
+      wakes = 0;
+      await other!.lpush('acl-jobs', 'a1');
+      await settle();
+      assert.equal(wakes, 1, 'one wake-up for the push');
+    } finally {
+      limited.close();
+      await other!.del('acl-jobs');
+      await other!.call('ACL', 'DELUSER', 'nocaching');
+    }
+  });
+
   it('re-establishes tracking after its connections are killed, and asks the consumer to look', async (t) => {
     if (!requireService(t, ok, 'redis-server')) return;
     changes = 0;
