@@ -604,6 +604,9 @@ class RedisConsumer implements Consumer {
       if (this.bell.rung) continue;
       const tracking = this.watch?.tracking === true;
       if (tracking) {
+        // What was just delivered runs first: its result store goes out before the re-arm (the latency path).
+        if (taken > 0) await new Promise<void>((r) => setImmediate(r));
+        if (this.cancelled) break;
         try {
           // Re-arm tracking; anything pushed since the reserve is counted here instead.
           if ((await this.watch!.arm()) > 0) continue;
