@@ -50,6 +50,8 @@ export class QueueWatch {
   private readonly watched: ReadonlySet<string>;
   private notifierId: string | undefined;
   private closed = false;
+  /** The running redirect: the notifier's and the reserver's setup both redirect, and two OFF/ON sequences must not interleave. */
+  private redirecting: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: QueueWatchOptions) {
     this.keys = [...options.keys];
@@ -91,6 +93,8 @@ export class QueueWatch {
     let waiting = 0;
     for (let i = 0; i < replies.length; i++) {
       const [err, n] = replies[i]!;
+      // Tracking is being re-established (a reconnect): the redirect asks the consumer to look once it is done.
+      if (err && /only when the client is in tracking mode/i.test(String((err as Error).message))) return 0;
       if (err) throw err;
       if (!this.optIn || i % 2 === 1) waiting += Number(n);
     }
@@ -121,7 +125,13 @@ export class QueueWatch {
     }
   }
 
-  private async redirect(): Promise<void> {
+  private redirect(): Promise<void> {
+    const next = this.redirecting.catch(() => undefined).then(() => this.redirectNow());
+    this.redirecting = next;
+    return next;
+  }
+
+  private async redirectNow(): Promise<void> {
     if (this.closed || this.notifierId === undefined || this.reserver.status !== 'ready') return;
     // OFF first: ON with a new REDIRECT on a connection already tracking is refused by some servers.
     await this.reserver.call('CLIENT', 'TRACKING', 'OFF');
