@@ -659,20 +659,15 @@ class RedisConsumer implements Consumer {
 
   /** Split an unacked entry written by this consumer's reserve back into its envelope and list. */
   private fromEntry(entry: string): { envelope: string; queue: string; listKey: string } | undefined {
-    for (let k = 0; k < this.queues.length; k++) {
-      const suffix = `, "", ${this.routingJson[k]!}]`;
-      if (!entry.startsWith('[') || !entry.endsWith(suffix)) continue;
-      const envelope = entry.slice(1, entry.length - suffix.length);
-      let priority: unknown;
-      try {
-        priority = (JSON.parse(envelope) as { properties?: { priority?: unknown } }).properties?.priority;
-      } catch {
-        priority = 0;
-      }
-      const queue = this.queues[k]!;
-      return { envelope, queue, listKey: this.broker.bucketKey(queue, priorityStep(typeof priority === 'number' ? priority : 0)) };
-    }
-    return undefined;
+    const parsed = parseUnackedEntry(entry);
+    if (!parsed || parsed.exchange !== '') return undefined;
+    const k = this.queues.indexOf(parsed.routingKey);
+    if (k < 0) return undefined;
+    // The reserve script wrote `[` envelope `, "", ` routing key `]`: the envelope comes back byte for byte.
+    const suffix = `, "", ${this.routingJson[k]!}]`;
+    if (!entry.startsWith('[') || !entry.endsWith(suffix)) return undefined;
+    const queue = this.queues[k]!;
+    return { envelope: entry.slice(1, entry.length - suffix.length), queue, listKey: this.broker.bucketKey(queue, priorityStep(parsed.priority)) };
   }
 
   private deliver(listKey: string, queue: string, envelope: string, tag: string): void {

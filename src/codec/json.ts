@@ -20,10 +20,14 @@ const COMMA = 0x2c;
  * UTF-16 code units of a string scan the same way).
  */
 export function scanJsonLimits(input: Uint8Array | string, limits: DecodeLimits): void {
-  if (input.length > limits.maxBytes) {
-    throw new DecodeError(`body of ${input.length} bytes exceeds the ${limits.maxBytes}-byte limit`, { code: 'ERR_TOO_LARGE' });
-  }
+  checkSize(input.length, limits);
   scanStructure(input, limits);
+}
+
+function checkSize(length: number, limits: DecodeLimits): void {
+  if (length > limits.maxBytes) {
+    throw new DecodeError(`body of ${length} bytes exceeds the ${limits.maxBytes}-byte limit`, { code: 'ERR_TOO_LARGE' });
+  }
 }
 
 /** Depth and items per container (the size is checked by the caller). */
@@ -84,9 +88,7 @@ function countByte(input: Uint8Array, byte: number, limit: number): number {
  * that carry `__proto__`, or `constructor`/`prototype` holding an object.
  */
 export function decodeJson(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_DECODE_LIMITS): unknown {
-  if (bytes.length > limits.maxBytes) {
-    throw new DecodeError(`body of ${bytes.length} bytes exceeds the ${limits.maxBytes}-byte limit`, { code: 'ERR_TOO_LARGE' });
-  }
+  checkSize(bytes.length, limits);
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   // Scanned as text: JSON's structural characters are ASCII, and string searches stay in JavaScript.
   return parseChecked(buf.toString('utf8'), limits);
@@ -94,9 +96,7 @@ export function decodeJson(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_DEC
 
 /** Decode a JSON string (for envelopes and records that arrive as text). */
 export function decodeJsonText(text: string, limits: DecodeLimits = DEFAULT_DECODE_LIMITS): unknown {
-  if (text.length > limits.maxBytes) {
-    throw new DecodeError(`body of ${text.length} bytes exceeds the ${limits.maxBytes}-byte limit`, { code: 'ERR_TOO_LARGE' });
-  }
+  checkSize(text.length, limits);
   return parseChecked(text, limits);
 }
 

@@ -103,8 +103,9 @@ export class Supervisor implements WorkerHandle {
     this.children = new Array<Child | undefined>(this.processes).fill(undefined);
     this.execArgv = [...LOADER_ARGS];
     if (options.maxMemoryPerChildMb) this.execArgv.push(`--max-old-space-size=${Math.max(16, Math.floor(options.maxMemoryPerChildMb))}`);
-    const semiSpaceSet = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((a) => a.includes('--max-semi-space-size'));
-    if (!semiSpaceSet) this.execArgv.push(`--max-semi-space-size=${Math.max(1, Math.floor(options.youngGenerationMbPerChild ?? DEFAULT_CHILD_SEMI_SPACE_MB))}`);
+    // Children inherit NODE_OPTIONS (not this process's flags): a size set there is kept unless the option says otherwise.
+    const young = options.youngGenerationMbPerChild ?? (process.env.NODE_OPTIONS?.includes('--max-semi-space-size') ? undefined : DEFAULT_CHILD_SEMI_SPACE_MB);
+    if (young !== undefined) this.execArgv.push(`--max-semi-space-size=${Math.max(1, Math.floor(young))}`);
     this.done = new Promise((r) => (this.resolveDone = r));
   }
 

@@ -60,8 +60,8 @@ export interface WorkerOptions {
    * V8 young-generation semi-space of each child process, MiB (default 2;
    * Node's own default grows to 16). A task's garbage dies young: a small
    * young generation keeps a child's RSS low and flat under load with no
-   * measurable cost in throughput (bench/README.md). Ignored when
-   * `--max-semi-space-size` is already in NODE_OPTIONS or the process's flags.
+   * measurable cost in throughput (bench/README.md). Without this option, a
+   * `--max-semi-space-size` in NODE_OPTIONS (which children inherit) is kept.
    */
   youngGenerationMbPerChild?: number;
   /** Node name, e.g. `worker1@host` (default `celeriac<pid>@<hostname>`). */
@@ -229,7 +229,6 @@ export class Worker implements WorkerHandle {
   async start(): Promise<void> {
     const broker = await this.app.broker();
     this.store = await this.app.resultStore();
-    this.decodeBody = this.app.decodeBody;
     await this.pool.start();
     this.consumer = await broker.consume(
       this.queues,
@@ -528,18 +527,16 @@ export class Worker implements WorkerHandle {
    * joins this turn's store batch, and its ack the ack batch after that.
    */
   private succeeded(job: Job, value: unknown, runtimeMs: number): void {
-    const { req, def } = job;
+    const { req } = job;
     if (this.debug) this.logger.debug({ id: req.id, task: req.task, runtimeMs }, 'task succeeded');
-    if (req.ignoreResult || def.options.ignoreResult || this.app.settings.taskIgnoreResult || !this.store) {
+    if (this.ignoresResult(job) || !this.store) {
       this.counters.succeeded++;
       this.finalize(job, () => this.ackOnce(job));
       return;
     }
     let record: StoredRecord;
     try {
-      record = this.store.encode(
-        buildResultMeta({ taskId: req.id, status: 'SUCCESS', result: value === undefined ? null : value, groupId: req.group, parentId: req.parentId, extended: this.extended(job) }),
-      );
+      record = this.store.encode(this.successMeta(job, value, []));
     } catch {
       // The generic path reports it (e.g. a result the serializer cannot encode).
       this.finalize(job, () => this.onSuccess(job, value, runtimeMs));
@@ -684,37 +681,35 @@ export class Worker implements WorkerHandle {
     return { name: req.task, args: req.args, kwargs: req.kwargs, worker: this.nodeName, retries: req.retries, queue: delivery.queue };
   }
 
+  /** The message, the task or the settings say not to store its result. */
+  private ignoresResult(job: Job): boolean {
+    return job.req.ignoreResult || (job.def.options.ignoreResult ?? false) || this.app.settings.taskIgnoreResult;
+  }
+
+  private successMeta(job: Job, value: unknown, children: ReturnType<typeof childTuple>[]): ResultMeta {
+    const { req } = job;
+    return buildResultMeta({ taskId: req.id, status: 'SUCCESS', result: value === undefined ? null : value, children, groupId: req.group, parentId: req.parentId, extended: this.extended(job) });
+  }
+
   private async onSuccess(job: Job, value: unknown, runtimeMs: number): Promise<void> {
-    const { req, def } = job;
+    const { req } = job;
     this.counters.succeeded++;
     // Callbacks and the chain's next step go out before the result is stored, so `children` names them.
     const follow = hasSuccessFollowUps(req) ? successFollowUps(req, value) : [];
     if (follow.length > 0) await this.publishFollowUps(follow);
-    if (!(req.ignoreResult || def.options.ignoreResult || this.app.settings.taskIgnoreResult)) {
-      await this.storeMeta(
-        buildResultMeta({
-          taskId: req.id,
-          status: 'SUCCESS',
-          result: value === undefined ? null : value,
-          children: follow.map((f) => childTuple(f.input.id)),
-          groupId: req.group,
-          parentId: req.parentId,
-          extended: this.extended(job),
-        }),
-      );
-    }
+    if (!this.ignoresResult(job)) await this.storeMeta(this.successMeta(job, value, follow.map((f) => childTuple(f.input.id))));
     if (this.debug) this.logger.debug({ id: req.id, task: req.task, runtimeMs }, 'task succeeded');
     await this.ackOnce(job);
   }
 
   private async onFailure(job: Job, outcome: Extract<ExecOutcome, { kind: 'failure' }>): Promise<void> {
-    const { req, def } = job;
+    const { req } = job;
     this.counters.failed++;
     this.logger.error(
       { id: req.id, task: req.task, exc_type: outcome.exc.exc_type, runtimeMs: outcome.runtimeMs },
       `task ${req.task}[${req.id}] raised ${outcome.exc.exc_type}: ${String(outcome.exc.exc_message[0] ?? '')}`,
     );
-    const ignored = req.ignoreResult || def.options.ignoreResult || this.app.settings.taskIgnoreResult;
+    const ignored = this.ignoresResult(job);
     if (!ignored || this.app.settings.taskStoreErrorsEvenIfIgnored) {
       await this.storeMeta(
         buildResultMeta({
