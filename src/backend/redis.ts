@@ -52,7 +52,7 @@ export class RedisBackend implements ResultBackend {
     this.url = options.url;
     this.client = createRedisClient({ url: options.url, settings: options.settings, logger: options.logger, role: 'backend', side: 'backend' }) as StoreClient;
     this.client.defineCommand('celeriacStore', { lua: STORE_LUA });
-    this.sub = createRedisClient({ url: options.url, settings: options.settings, logger: options.logger, role: 'backend-sub', side: 'backend', autoPipelining: false });
+    this.sub = createRedisClient({ url: options.url, settings: options.settings, logger: options.logger, role: 'backend-sub', side: 'backend' });
     this.sub.on('messageBuffer', (channel: Buffer, payload: Buffer) => {
       const set = this.watchers.get(channel.toString());
       if (set) for (const w of set) w(payload);

@@ -128,7 +128,7 @@ export class RedisBroker implements Broker {
   newConnection(role: string): Redis {
     // No automatic re-subscribe: the notifier sets up CLIENT TRACKING and its subscription itself on every
     // (re)connect, and a connection ioredis had already re-subscribed could no longer run CLIENT commands.
-    return createRedisClient({ url: this.options.url, settings: this.options.settings, logger: this.logger, role, side: 'broker', autoPipelining: false, autoResubscribe: false });
+    return createRedisClient({ url: this.options.url, settings: this.options.settings, logger: this.logger, role, side: 'broker', autoResubscribe: false });
   }
 
   connect(): Promise<void> {
