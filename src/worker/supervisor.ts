@@ -62,9 +62,6 @@ interface Child {
   culprit: Started | undefined;
 }
 
-/** Young-generation semi-space of a child, MiB (see WorkerOptions.youngGenerationMbPerChild). */
-const DEFAULT_CHILD_SEMI_SPACE_MB = 2;
-
 const ZERO: Omit<WorkerStats, 'nodeName'> = { active: 0, held: 0, processed: 0, succeeded: 0, failed: 0, retried: 0, revoked: 0, rejected: 0, byTask: {} };
 
 export class Supervisor implements WorkerHandle {
@@ -103,8 +100,8 @@ export class Supervisor implements WorkerHandle {
     this.children = new Array<Child | undefined>(this.processes).fill(undefined);
     this.execArgv = [...LOADER_ARGS];
     if (options.maxMemoryPerChildMb) this.execArgv.push(`--max-old-space-size=${Math.max(16, Math.floor(options.maxMemoryPerChildMb))}`);
-    // Children inherit NODE_OPTIONS (not this process's flags): a size set there is kept unless the option says otherwise.
-    const young = options.youngGenerationMbPerChild ?? (process.env.NODE_OPTIONS?.includes('--max-semi-space-size') ? undefined : DEFAULT_CHILD_SEMI_SPACE_MB);
+    // Children inherit NODE_OPTIONS (not this process's flags); the option, when given, comes after it and wins.
+    const young = options.youngGenerationMbPerChild;
     if (young !== undefined) this.execArgv.push(`--max-semi-space-size=${Math.max(1, Math.floor(young))}`);
     this.done = new Promise((r) => (this.resolveDone = r));
   }
