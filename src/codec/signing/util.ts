@@ -5,25 +5,6 @@
  */
 import { KeyRingError } from './errors.ts';
 
-// Alphabet tables for a linear scan: a regular expression over megabytes of
-// base64 overflows V8's backtracking stack.
-const STD_ALPHABET = alphabet('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/');
-const URL_ALPHABET = alphabet('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_');
-
-function alphabet(chars: string): Uint8Array {
-  const t = new Uint8Array(128);
-  for (let i = 0; i < chars.length; i++) t[chars.charCodeAt(i)] = 1;
-  return t;
-}
-
-function allIn(text: string, table: Uint8Array, end: number): boolean {
-  for (let i = 0; i < end; i++) {
-    const c = text.charCodeAt(i);
-    if (c >= 128 || table[c] === 0) return false;
-  }
-  return true;
-}
-
 /**
  * Decode canonical, padded, standard-alphabet base64. Returns `undefined`
  * for anything else (whitespace, wrong padding, non-zero trailing bits), so
@@ -31,18 +12,16 @@ function allIn(text: string, table: Uint8Array, end: number): boolean {
  */
 export function decodeBase64Strict(text: string): Buffer | undefined {
   if (text.length % 4 !== 0) return undefined;
-  let pad = 0;
-  if (text.endsWith('==')) pad = 2;
-  else if (text.endsWith('=')) pad = 1;
-  if (!allIn(text, STD_ALPHABET, text.length - pad)) return undefined;
+  // Node's decoder skips what it does not know (whitespace, other alphabets, inner padding, non-zero
+  // padding bits); re-encoding yields exactly the canonical form, so comparing refuses all of them in
+  // two linear native passes (no per-character loop, no regular expression over megabytes).
   const bytes = Buffer.from(text, 'base64');
-  // Non-zero padding bits would decode to the same bytes; refuse them.
   return bytes.toString('base64') === text ? bytes : undefined;
 }
 
 /** Decode canonical unpadded base64url; `undefined` if not canonical. */
 export function decodeBase64UrlStrict(text: string): Buffer | undefined {
-  if (text.length % 4 === 1 || !allIn(text, URL_ALPHABET, text.length)) return undefined;
+  if (text.length % 4 === 1) return undefined;
   const bytes = Buffer.from(text, 'base64url');
   return bytes.toString('base64url') === text ? bytes : undefined;
 }

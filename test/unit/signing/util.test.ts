@@ -23,6 +23,29 @@ describe('strict base64', () => {
     assert.equal(decodeBase64UrlStrict(randomBytes(9 * 1024 * 1024).toString('base64url'))?.length, 9 * 1024 * 1024);
   });
 
+  it('accepts nothing outside the alphabet and its padding, whatever Node\'s lenient decoder skips (20,000 random strings)', () => {
+    const CANONICAL = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+    const CANONICAL_URL = /^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?$/;
+    const chars = 'AQgw09+/-_= \n.\u00e9';
+    let accepted = 0;
+    for (let i = 0; i < 20_000; i++) {
+      let s = '';
+      for (let n = i % 13; n > 0; n--) s += chars[Math.floor(Math.random() * chars.length)];
+      const std = decodeBase64Strict(s);
+      if (std) {
+        accepted++;
+        assert.match(s, CANONICAL);
+        assert.equal(std.toString('base64'), s);
+      }
+      const url = decodeBase64UrlStrict(s);
+      if (url) {
+        assert.match(s, CANONICAL_URL);
+        assert.equal(url.toString('base64url'), s);
+      }
+    }
+    assert.ok(accepted > 0);
+  });
+
   it('base64url: canonical, unpadded', () => {
     const b = randomBytes(16);
     assert.deepEqual(decodeBase64UrlStrict(b.toString('base64url')), b);
