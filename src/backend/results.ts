@@ -103,7 +103,8 @@ export class ResultStore {
   /**
    * Wait until the task reaches a ready state (SUCCESS, FAILURE, REVOKED).
    * Subscribes first, then reads once, so a result stored in between is
-   * never missed.
+   * never missed; a result published while that read is on its way is
+   * taken at once (the read's reply is not waited for: one hop less).
    */
   async wait(taskId: string, options: WaitOptions = {}): Promise<ResultMeta> {
     const { timeoutMs, signal } = options;
@@ -126,8 +127,9 @@ export class ResultStore {
     let timer: NodeJS.Timeout | undefined;
     const onAbort = (): void => fail(signal!.reason);
     try {
-      const current = await this.backend.get(taskId);
-      if (current) onPayload(current);
+      this.backend.get(taskId).then((current) => {
+        if (current) onPayload(current);
+      }, fail);
       if (timeoutMs !== undefined) {
         timer = setTimeout(
           () => fail(new TimeoutError(`no result for task ${taskId} within ${timeoutMs} ms`, { hint: 'is a worker consuming the queue? raise the timeout for long tasks' })),

@@ -97,6 +97,29 @@ describe('ResultStore', () => {
     assert.equal((await store.get('t2')).status, 'SUCCESS');
   });
 
+  it('takes a result published while its read is in flight, without waiting for the read', async () => {
+    const inner = createMemoryBackend();
+    let reads = 0;
+    let releaseRead!: () => void;
+    // A backend whose reads are slow: the read's reply comes only when released.
+    const slowReads = Object.assign(Object.create(inner) as typeof inner, {
+      get: async (id: string) => {
+        reads++;
+        await new Promise<void>((r) => (releaseRead = r));
+        return inner.get(id);
+      },
+    });
+    const store = new ResultStore(slowReads);
+    const waiting = store.wait('t3', { timeoutMs: 2000 });
+    while (reads === 0) await new Promise((r) => setImmediate(r));
+    await store.store(buildResultMeta({ taskId: 't3', status: 'SUCCESS', result: 'early' }));
+    assert.equal((await waiting).result, 'early');
+    releaseRead();
+    // A read that fails after the result came does no harm; before it, it fails the wait.
+    const failing = new ResultStore(Object.assign(Object.create(inner) as typeof inner, { get: () => Promise.reject(new Error('read failed')) }));
+    await assert.rejects(failing.wait('t4', { timeoutMs: 2000 }), /read failed/);
+  });
+
   it('times out with a typed error', async () => {
     const store = new ResultStore(createMemoryBackend());
     await assert.rejects(store.wait('none', { timeoutMs: 50 }), { code: 'ERR_TIMEOUT' });
