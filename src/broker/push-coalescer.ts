@@ -1,13 +1,14 @@
 /**
- * Coalesce list pushes made in the same turn of the event loop into one
- * command per list.
+ * Coalesce list pushes made in the same turn of the event loop into few
+ * commands per list.
  *
  * A client with many sends in flight (100 `delay()` calls awaiting at once)
  * would otherwise pay for one Redis command, one reply and one promise chain
- * per task; here every push queued before the current batch of promise
- * continuations has settled goes out as one `LPUSH key v1 v2 …`, which keeps
- * their order (the consumer pops from the other end, v1 first). A lone send
- * waits for nothing: the flush runs on `process.nextTick`, before any I/O.
+ * per task; here the pushes queued before the current batch of promise
+ * continuations has settled go out as `LPUSH key v1 v2 …` commands of up to
+ * `MAX_COALESCED` values, which keep their order (the consumer pops from the
+ * other end, v1 first). A lone send waits for nothing: the flush runs on
+ * `process.nextTick`, before any I/O.
  */
 
 /** Sends one batch: the values in send order. Resolves when the server has them. */
@@ -20,8 +21,16 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
-/** Most values in one coalesced push (bounds the command size and the server's time per command). */
-export const MAX_COALESCED = 1000;
+/**
+ * Most values gathered into one push. A burst larger than this goes out in
+ * pieces while it is still being built: Redis stores the first piece while
+ * the client encodes the next, and the first senders' replies (and their
+ * next sends) come back sooner. Measured with 100 sends in flight (bench
+ * enqueue-100, interleaved runs): 1000 (one push per burst) 39.6–42.9k/s,
+ * 50: 48.1–54.3k, 25: 51.9–57.5k, 16: 47.4–54.4k, 10: 47.9–52.5k. A bulk
+ * `publishMany` hands over its values in one call and is not split.
+ */
+export const MAX_COALESCED = 25;
 
 export class PushCoalescer {
   private pending = new Map<string, Pending>();

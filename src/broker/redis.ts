@@ -91,7 +91,7 @@ export class RedisBroker implements Broker {
   /** The first connect succeeded (ioredis reconnects by itself afterwards and queues commands meanwhile). */
   private connected = false;
   private closed = false;
-  /** Uncapped sends of one event-loop turn go out as one LPUSH per list. */
+  /** Uncapped sends of one event-loop turn go out as few LPUSH commands per list (push-coalescer.ts). */
   private readonly pushes = new PushCoalescer((key, values) => this.client.lpush(key, ...values));
 
   constructor(options: RedisBrokerOptions) {

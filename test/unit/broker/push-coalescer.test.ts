@@ -45,6 +45,21 @@ describe('PushCoalescer', () => {
     assert.deepEqual(r.calls.map((x) => x.values), [['1', '2'], ['3', '4', '5']]);
   });
 
+  it('sends the first pieces of a large burst while the burst is still being built', async () => {
+    const r = recorder();
+    const c = new PushCoalescer(r.send);
+    const done: Array<Promise<void>> = [];
+    for (let i = 0; i < 60; i++) done.push(c.push('q', [String(i)]));
+    assert.equal(r.calls.length, 2, 'two full pieces went out before the turn ended');
+    await Promise.all(done);
+    assert.deepEqual(r.calls.map((x) => x.values.length), [25, 25, 10]);
+    assert.deepEqual(r.calls.flatMap((x) => x.values), Array.from({ length: 60 }, (_, i) => String(i)));
+    // One call with many values (a bulk send) stays one push.
+    const bulk = recorder();
+    await new PushCoalescer(bulk.send).push('q', Array.from({ length: 500 }, (_, i) => String(i)));
+    assert.deepEqual(bulk.calls.map((x) => x.values.length), [500]);
+  });
+
   it('rejects every send of a failed batch, and only those', async () => {
     const r = recorder((key) => (key === 'bad' ? new Error('READONLY') : undefined));
     const c = new PushCoalescer(r.send);
