@@ -23,12 +23,10 @@ interface Pending {
 
 /**
  * Most values gathered into one push. A burst larger than this goes out in
- * pieces while it is still being built: Redis stores the first piece while
- * the client encodes the next, and the first senders' replies (and their
- * next sends) come back sooner. Measured with 100 sends in flight (bench
- * enqueue-100, interleaved runs): 1000 (one push per burst) 39.6–42.9k/s,
- * 50: 48.1–54.3k, 25: 51.9–57.5k, 16: 47.4–54.4k, 10: 47.9–52.5k. A bulk
- * `publishMany` hands over its values in one call and is not split.
+ * pieces while it is still being built, so Redis stores the first piece while
+ * the client encodes the next (sizes from 10 to 1000 compared in
+ * bench/README.md). A bulk `publishMany` hands over its values in one call
+ * and is not split.
  */
 export const MAX_COALESCED = 25;
 

@@ -23,10 +23,8 @@ export interface RedisClientOptions {
    * ioredis's auto-pipelining: commands of one tick wait for `setImmediate`
    * and go out as one write (default false). Our adapters batch their hot
    * commands themselves (coalesced LPUSH, reserve, ack, store and replay
-   * scripts per turn), so here it only added a deferred write and an ioredis
-   * Pipeline (a copy of every defined script) per command: off measured
-   * serial sends 7.0–7.3k → 9.6–11.3k/s and p50 latency 1.60 → 1.26–1.32 ms
-   * (bench/README.md).
+   * scripts per turn), so it only added a deferred write and an ioredis
+   * Pipeline per batch (measured in bench/README.md).
    */
   autoPipelining?: boolean;
   /** Re-subscribe to channels after a reconnect (default true); off for connections that subscribe themselves on 'ready'. */

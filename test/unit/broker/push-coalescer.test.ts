@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PushCoalescer } from '../../../src/broker/push-coalescer.ts';
+import { MAX_COALESCED, PushCoalescer } from '../../../src/broker/push-coalescer.ts';
 
 function recorder(fail?: (key: string) => Error | undefined) {
   const calls: Array<{ key: string; values: string[] }> = [];
@@ -48,12 +48,13 @@ describe('PushCoalescer', () => {
   it('sends the first pieces of a large burst while the burst is still being built', async () => {
     const r = recorder();
     const c = new PushCoalescer(r.send);
+    const n = 2 * MAX_COALESCED + 10;
     const done: Array<Promise<void>> = [];
-    for (let i = 0; i < 60; i++) done.push(c.push('q', [String(i)]));
+    for (let i = 0; i < n; i++) done.push(c.push('q', [String(i)]));
     assert.equal(r.calls.length, 2, 'two full pieces went out before the turn ended');
     await Promise.all(done);
-    assert.deepEqual(r.calls.map((x) => x.values.length), [25, 25, 10]);
-    assert.deepEqual(r.calls.flatMap((x) => x.values), Array.from({ length: 60 }, (_, i) => String(i)));
+    assert.deepEqual(r.calls.map((x) => x.values.length), [MAX_COALESCED, MAX_COALESCED, 10]);
+    assert.deepEqual(r.calls.flatMap((x) => x.values), Array.from({ length: n }, (_, i) => String(i)));
     // One call with many values (a bulk send) stays one push.
     const bulk = recorder();
     await new PushCoalescer(bulk.send).push('q', Array.from({ length: 500 }, (_, i) => String(i)));

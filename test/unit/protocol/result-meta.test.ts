@@ -115,7 +115,7 @@ describe('ResultStore', () => {
     await store.store(buildResultMeta({ taskId: 't3', status: 'SUCCESS', result: 'early' }));
     assert.equal((await waiting).result, 'early');
     releaseRead();
-    // A read that fails after the result came does no harm; before it, it fails the wait.
+    // A read that fails while nothing was published fails the wait (it is not swallowed).
     const failing = new ResultStore(Object.assign(Object.create(inner) as typeof inner, { get: () => Promise.reject(new Error('read failed')) }));
     await assert.rejects(failing.wait('t4', { timeoutMs: 2000 }), /read failed/);
   });
