@@ -289,3 +289,65 @@ describe('content key derivation', () => {
     }
   });
 });
+
+describe('stored record format', () => {
+  // Throwaway test key (32 bytes of 7s). Records written by the encoder before the AAD and the
+  // record text were built in place (commit a531692): what is already stored must stay readable.
+  const goldenRing = new ResultKeyRing([{ kid: 'golden-k1', key: Buffer.alloc(32, 7) }]);
+  const golden = [
+    {
+      taskId: 'f84e2523-cf2a-48b1-8390-437cb52f3f28',
+      meta: '{"status":"SUCCESS","result":"vector"}',
+      record:
+        '{"celeriac_encrypted":{"v":1,"alg":"A256GCM","kid":"golden-k1","iv":"n8FVCFKY0lzTJTOa","ct":"Ncan+jAkUZPvguIyyaHET9A+yK0sRkqbYke25ZMa5VUVkH2B1zM=","tag":"w8b6CdBUGXbCcaWUu2QxjQ=="},"status":"SUCCESS","result":null,"traceback":null,"children":[],"date_done":"2026-11-24T06:19:26.498356","task_id":"f84e2523-cf2a-48b1-8390-437cb52f3f28"}',
+    },
+    {
+      taskId: 'tâche-é-😀',
+      meta: '{"status":"FAILURE","result":"vector"}',
+      record:
+        '{"celeriac_encrypted":{"v":1,"alg":"A256GCM","kid":"golden-k1","iv":"lDCGUW/bR44danyG","ct":"ccSE76nTgKdgZy5akR5mM01WY9wwCjyI6ptVKC6nZ26khGL+sVo=","tag":"VyuJyWsPPlOdfKM5ZWpCmQ=="},"status":"FAILURE","result":{"exc_type":"EncryptedResult","exc_message":["result encrypted by Celeriac; read it with a Celeriac client"],"exc_module":"celeriac"},"traceback":null,"children":[],"date_done":null,"task_id":"tâche-é-😀"}',
+    },
+  ];
+
+  it('decrypts records written by the earlier encoder (same key derivation and associated data)', () => {
+    for (const g of golden) {
+      assert.equal(decryptResult(Buffer.from(g.record), g.taskId, goldenRing).toString(), g.meta);
+      // A record the current encoder writes for the same input has the same shape, field for field.
+      const fresh = JSON.parse(encryptResult(Buffer.from(g.meta), { taskId: g.taskId, status: JSON.parse(g.meta).status, dateDone: JSON.parse(g.record).date_done }, goldenRing).toString());
+      const old = JSON.parse(g.record);
+      assert.deepEqual(Object.keys(fresh), Object.keys(old));
+      assert.deepEqual({ ...fresh, celeriac_encrypted: Object.keys(fresh.celeriac_encrypted) }, { ...old, celeriac_encrypted: Object.keys(old.celeriac_encrypted) });
+    }
+  });
+
+  it('writes the record text exactly as JSON.stringify writes the object', async () => {
+    const { encryptedRecordText } = await import('../../src/codec/encryption.ts');
+    const ids = [TASK, 'quote"back\\slash', 'ctl\u0001\n\t', 'tâche-😀', '\u2028\u2029', 'x'.repeat(300)];
+    for (const taskId of ids) {
+      for (const status of ['SUCCESS', 'FAILURE', 'REVOKED', 'RETRY', 'PENDING', 'CUSTOM"STATE']) {
+        for (const dateDone of [DATE, null, 'date"with\\escapes']) {
+          for (const kid of ['k1', 'a.b_c-2026']) {
+            const object = {
+              [ENCRYPTED_FIELD]: { v: 1, alg: 'A256GCM', kid, iv: 'AAAAAAAAAAAAAAAA', ct: 'Y3Q+/w==', tag: 'dGFnAAAAAAAAAAAAAAAAAA==' },
+              status,
+              result: ['FAILURE', 'REVOKED', 'RETRY'].includes(status) ? ENCRYPTED_RESULT_EXCEPTION : null,
+              traceback: null,
+              children: [],
+              date_done: dateDone,
+              task_id: taskId,
+            };
+            assert.equal(encryptedRecordText(kid, 'AAAAAAAAAAAAAAAA', 'Y3Q+/w==', 'dGFnAAAAAAAAAAAAAAAAAA==', { taskId, status, dateDone }), JSON.stringify(object));
+          }
+        }
+      }
+    }
+  });
+
+  it('round-trips task ids, statuses and dates that need escaping', () => {
+    for (const taskId of ['quote"back\\slash', 'tâche-😀', 'ctl\u0001']) {
+      const stored = encryptResult(metaBytes(), { taskId, status: 'SUCCESS', dateDone: 'd"\\' }, ring);
+      assert.equal(JSON.parse(stored.toString()).task_id, taskId);
+      assert.deepEqual(decryptResult(stored, taskId, ring), metaBytes());
+    }
+  });
+});
