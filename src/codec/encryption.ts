@@ -205,9 +205,7 @@ export function contentKey(ringKey: KeyObject, taskId: string): Buffer {
     prk = createHmac('sha256', Buffer.alloc(32)).update(ringKey.export()).digest();
     prkCache.set(ringKey, prk);
   }
-  const idLength = Buffer.allocUnsafe(4);
-  idLength.writeUInt32BE(Buffer.byteLength(taskId, 'utf8'), 0);
-  return createHmac('sha256', prk).update(HKDF_INFO_PREFIX).update(idLength).update(taskId, 'utf8').update(ONE).digest();
+  return createHmac('sha256', prk).update(HKDF_INFO_PREFIX).update(lpString(taskId)).update(ONE).digest();
 }
 
 const ONE = Buffer.from([1]);
@@ -229,21 +227,13 @@ function associatedData(kid: string, meta: EncryptedResultMeta): Buffer {
     // Key ids are few (a ring's), but a reader may meet many forged ones: keep the cache bounded.
     if (aadPrefixes.size < 256) aadPrefixes.set(kid, prefix);
   }
-  // NUL never occurs in an ISO date, so null and every date string differ.
-  const date = meta.dateDone === null ? '\0null' : meta.dateDone;
-  const idBytes = Buffer.byteLength(meta.taskId, 'utf8');
-  const statusBytes = Buffer.byteLength(meta.status, 'utf8');
-  const dateBytes = Buffer.byteLength(date, 'utf8');
-  // One buffer written in place: lp(task id) lp(status) lp(date) after the cached prefix.
-  const aad = Buffer.allocUnsafe(prefix.length + 12 + idBytes + statusBytes + dateBytes);
-  let at = prefix.copy(aad, 0);
-  at = aad.writeUInt32BE(idBytes, at);
-  at += aad.write(meta.taskId, at, 'utf8');
-  at = aad.writeUInt32BE(statusBytes, at);
-  at += aad.write(meta.status, at, 'utf8');
-  at = aad.writeUInt32BE(dateBytes, at);
-  aad.write(date, at, 'utf8');
-  return aad;
+  return Buffer.concat([
+    prefix,
+    lpString(meta.taskId),
+    lpString(meta.status),
+    // NUL never occurs in an ISO date, so null and every date string differ.
+    lpString(meta.dateDone === null ? '\0null' : meta.dateDone),
+  ]);
 }
 
 /**

@@ -291,8 +291,8 @@ describe('content key derivation', () => {
 });
 
 describe('stored record format', () => {
-  // Throwaway test key (32 bytes of 7s). Records written by the encoder before the AAD and the
-  // record text were built in place (commit a531692): what is already stored must stay readable.
+  // Throwaway test key (32 bytes of 7s). Records written by the encoder before the PRK was kept
+  // as bytes and the record text written directly (commit a531692): what is stored must stay readable.
   const goldenRing = new ResultKeyRing([{ kid: 'golden-k1', key: Buffer.alloc(32, 7) }]);
   const golden = [
     {
