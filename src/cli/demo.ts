@@ -1,7 +1,7 @@
 /**
  * `celeriac demo` (the README's `npm start`): Celeriac end to end on a fresh
  * machine with nothing else installed. Starts real worker processes
- * (`celeriac worker -A examples/demo/tasks.ts`, prefork pool) on the
+ * (`celeriac worker -A <the demo's tasks>`, prefork pool) on the
  * embedded SQLite broker and result backend in a private temporary
  * directory, sends a batch of sample tasks (one fails on purpose, one
  * retries), shows progress on stderr, prints a summary table on stdout, and
@@ -16,14 +16,16 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { App, SendCall } from '../app.ts';
 import type { ResultMeta } from '../protocol/result-meta.ts';
-import { importModule } from '../runtime/import-module.ts';
+import { importModule, RUNNING_FROM_SOURCE } from '../runtime/import-module.ts';
 import { sqliteUrlForPath } from '../sqlite/location.ts';
 import { Exit, println, type CliIo } from './io.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = fileURLToPath(new URL('../../bin/celeriac.mjs', import.meta.url));
-const TASKS = fileURLToPath(new URL('../../examples/demo/tasks.ts', import.meta.url));
-const WATCHDOG = new URL('../../examples/demo/parent-watchdog.mjs', import.meta.url).href;
+// The demo's tasks are part of the package (compiled with it), so an installed `celeriac demo` needs no TypeScript loader.
+const TASKS_URL = new URL(RUNNING_FROM_SOURCE ? './demo-tasks.ts' : './demo-tasks.js', import.meta.url).href;
+const TASKS = fileURLToPath(TASKS_URL);
+const WATCHDOG = new URL('./demo-watchdog.mjs', import.meta.url).href;
 
 export const DEMO_HELP = `Usage: celeriac demo [options]
 
@@ -46,9 +48,10 @@ Options:
 Exit codes: 0 every task ended as expected, 1 something did not, 2 usage
 error, 4 the workers could not start. Ctrl-C stops early (exit 130).
 
-The tasks live in examples/demo/tasks.ts. To run a worker for them yourself
-on the embedded default (.celeriac/celeriac.db in the working directory):
-  npx celeriac worker -A examples/demo/tasks.ts`;
+The tasks live in the package (src/cli/demo-tasks.ts in the repository,
+dist/cli/demo-tasks.js when installed). The demo prints the command that runs
+a worker for them on the embedded default (.celeriac/celeriac.db in the
+working directory).`;
 
 interface DemoOptions {
   tasks: number;
@@ -281,7 +284,7 @@ export async function runDemoCommand(argv: string[], io: CliIo): Promise<number>
   try {
     println(io.stderr, `Celeriac demo: ${o.workers} worker process${o.workers === 1 ? '' : 'es'} × concurrency ${o.concurrency} on the embedded SQLite broker`);
     println(io.stderr, `  database ${dbPath} (temporary)`);
-    println(io.stderr, `  each worker runs: celeriac worker -A ${relative(ROOT, TASKS)} -c ${o.concurrency}`);
+    println(io.stderr, `  each worker runs: celeriac worker -A ${relative(process.cwd(), TASKS)} -c ${o.concurrency}`);
     const bootStart = performance.now();
     for (let i = 1; i <= o.workers; i++) workers.push(startWorker(`demo${i}`, url, o.concurrency));
     try {
@@ -301,7 +304,7 @@ export async function runDemoCommand(argv: string[], io: CliIo): Promise<number>
     process.env.CELERIAC_BROKER_URL = url;
     process.env.CELERIAC_RESULT_BACKEND = url;
     process.env.CELERIAC_LOG_LEVEL ??= 'warn';
-    const mod = (await importModule(new URL('../../examples/demo/tasks.ts', import.meta.url).href)) as unknown as { app: App };
+    const mod = (await importModule(TASKS_URL)) as unknown as { app: App };
     app = mod.app;
     const store = await app.resultStore();
     if (!store) throw new Error('the demo app has no result backend');
@@ -370,7 +373,7 @@ export async function runDemoCommand(argv: string[], io: CliIo): Promise<number>
     }
     println(io.stdout);
     println(io.stdout, 'Every task ended as expected. Next steps:');
-    println(io.stdout, `  npx celeriac worker -A ${relative(ROOT, TASKS)}     # a worker on .celeriac/celeriac.db`);
+    println(io.stdout, `  npx celeriac worker -A ${relative(process.cwd(), TASKS)}     # a worker on .celeriac/celeriac.db`);
     println(io.stdout, `  npx celeriac send demo.add '[2, 3]' --wait        # send it a task from another terminal`);
     return (code = Exit.OK);
   } catch (err) {

@@ -9,10 +9,10 @@ import { App, createApp } from '../app.ts';
 import { ConfigError } from '../errors.ts';
 import { importModule } from '../runtime/import-module.ts';
 
-/** Resolve `-A` to a file URL: a path (`./tasks.ts`, `tasks`), trying .ts/.mts/.js/.mjs. */
+/** Resolve `-A` to a file URL: a path (`./tasks.ts`, `tasks`), trying .ts/.mts/.cts/.js/.mjs/.cjs. */
 export function resolveAppModule(spec: string, cwd: string): string {
   const base = isAbsolute(spec) ? spec : resolve(cwd, spec);
-  for (const candidate of [base, `${base}.ts`, `${base}.mts`, `${base}.js`, `${base}.mjs`]) {
+  for (const candidate of [base, ...['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs'].map((ext) => base + ext)]) {
     if (existsSync(candidate)) return pathToFileURL(candidate).href;
   }
   throw new ConfigError(`app module ${spec} not found`, { hint: 'pass -A with the path of the module that exports your app, e.g. -A ./tasks.ts' });

@@ -18,7 +18,8 @@
  */
 import { closeSync, constants, fchmodSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
 import { ConfigError } from '../errors.ts';
 import type { Logger } from '../logging.ts';
 import { gatherSqlitePathFacts, evaluateSqlitePath, type SqliteRole } from './file-safety.ts';
@@ -75,11 +76,31 @@ export interface OpenSqliteOptions {
  * SQLite creates `-wal` and `-shm` with the database file's own mode, so
  * they are 0600 as well.
  */
+let driver: typeof Database | undefined;
+
+/**
+ * better-sqlite3 is an optional dependency (a native module: an install
+ * where it cannot be built still serves Redis and RabbitMQ), loaded on first
+ * use of a `sqlite://` URL.
+ */
+function sqliteDriver(): typeof Database {
+  if (driver) return driver;
+  try {
+    driver = createRequire(import.meta.url)('better-sqlite3') as typeof Database;
+    return driver;
+  } catch (err) {
+    throw new ConfigError(`the embedded SQLite broker and backend need better-sqlite3, which is not installed or could not be loaded (${(err as Error).message.split('\n')[0]})`, {
+      hint: 'install it (npm install better-sqlite3; it needs a prebuilt binary for your platform or a C++ toolchain), or set CELERIAC_BROKER_URL / CELERIAC_RESULT_BACKEND to a redis:// or amqp:// URL',
+    });
+  }
+}
+
 export function openSqlite(location: SqliteLocation, options: OpenSqliteOptions): SqliteDatabase {
   prepareSqliteFile(location.path, options.role, options.logger);
+  const Driver = sqliteDriver();
   let db: SqliteDatabase;
   try {
-    db = new Database(location.path, { timeout: location.busyTimeoutMs, fileMustExist: true });
+    db = new Driver(location.path, { timeout: location.busyTimeoutMs, fileMustExist: true });
   } catch (err) {
     throw new ConfigError(`cannot open SQLite database ${location.path}: ${(err as Error).message}`, { hint: 'check the path and its permissions', cause: err });
   }

@@ -3,15 +3,15 @@
  *
  * Run a worker for it yourself:
  *
- *     npx celeriac worker -A examples/demo/tasks.ts
+ *     npx celeriac worker -A node_modules/celeriac/dist/cli/demo-tasks.js
  *
  * With no broker configured it uses the embedded SQLite broker and result
  * backend in `.celeriac/celeriac.db` under the working directory; set
  * CELERIAC_BROKER_URL / CELERIAC_RESULT_BACKEND to use Redis or RabbitMQ.
  */
 import { createHash } from 'node:crypto';
-import { createApp } from '../../src/app.ts';
-import { currentTask } from '../../src/worker/context.ts';
+import { createApp } from '../app.ts';
+import { currentTask } from '../worker/context.ts';
 
 export const app = createApp({ resultExpires: 3600 });
 
