@@ -17,7 +17,7 @@
 // modules load from the CommonJS build. `--out <dir>` builds elsewhere
 // (tests of the compiled package).
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -79,6 +79,27 @@ writeFileSync(
     `\n`,
 );
 writeFileSync(join(dist, 'index.d.mts'), `export * from './index.js';\n`);
+
+// ioredis's declarations import 'redis-errors', which ships no types: a
+// consumer compiling with strict settings and without skipLibCheck would stop
+// at TS7016 inside our public types. Declare the classes ioredis uses.
+writeFileSync(
+  join(dist, 'vendor-types.d.ts'),
+  `// Types for 'redis-errors' (no declarations of its own), reached through ioredis's declarations.
+declare module 'redis-errors' {
+  export class RedisError extends Error {}
+  export class ParserError extends RedisError {
+    offset: number;
+    buffer: Buffer;
+  }
+  export class ReplyError extends RedisError {}
+  export class AbortError extends RedisError {}
+  export class InterruptError extends AbortError {}
+}
+`,
+);
+const indexTypes = join(dist, 'index.d.ts');
+writeFileSync(indexTypes, `/// <reference path="./vendor-types.d.ts" />\n${readFileSync(indexTypes, 'utf8')}`);
 
 // Files read at run time beside the modules: Lua scripts, the demo's watchdog preload.
 let assets = 0;
