@@ -2,6 +2,7 @@
  * `celeriac worker`: run a worker for the app in `-A`, with Celery's flags.
  */
 import { parseArgs } from 'node:util';
+import { defaultLogFormat, parseLogFormat, parseLogLevel } from '../logging.ts';
 import { createWorker } from '../worker/worker.ts';
 import { appFromArgs } from './load-app.ts';
 import { Exit, println, reportError, type CliIo } from './io.ts';
@@ -23,7 +24,12 @@ Options:
       --prefetch-multiplier <n> prefetch = concurrency × n (default 4)
       --max-memory-per-child <MiB>  heap limit of each child process
       --shutdown-timeout <s>    grace for running tasks on SIGTERM (default 30)
-  -l, --loglevel <level>        debug, info, warn, error (default info)
+  -l, --loglevel <level>        debug, info, warning, error, critical (Celery's names;
+                                also trace, warn, fatal, silent); default info, or
+                                $CELERIAC_LOG_LEVEL
+      --log-format <json|text>  text: one readable line per event (default on a
+                                terminal); json: one JSON object per line (default
+                                otherwise, or $CELERIAC_LOG_FORMAT)
 ${CONNECTION_HELP}
   -h, --help                    show this help
 
@@ -52,6 +58,7 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
         'max-memory-per-child': { type: 'string' },
         'shutdown-timeout': { type: 'string' },
         loglevel: { type: 'string', short: 'l' },
+        'log-format': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         ...CONNECTION_FLAGS,
       },
@@ -70,6 +77,14 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
     println(io.stderr, `error: -A <module> is required\n\n${WORKER_HELP}`);
     return Exit.USAGE;
   }
+  // Log settings go to the environment, read by every logger of this process and inherited by the prefork children.
+  try {
+    if (values.loglevel) process.env.CELERIAC_LOG_LEVEL = parseLogLevel(values.loglevel, '--loglevel');
+    process.env.CELERIAC_LOG_FORMAT = values['log-format'] ? parseLogFormat(values['log-format'], '--log-format') : defaultLogFormat();
+  } catch (err) {
+    println(io.stderr, `error: ${(err as Error).message}\n\n${WORKER_HELP}`);
+    return Exit.USAGE;
+  }
   const int = (v: string | undefined, name: string): number | undefined => {
     if (v === undefined) return undefined;
     const n = Number(v);
@@ -77,7 +92,6 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
     return n;
   };
   try {
-    if (values.loglevel) process.env.CELERIAC_LOG_LEVEL = values.loglevel;
     applyConnectionFlags(values, io);
     const { app, moduleUrl } = await appFromArgs(values.app, io.cwd);
     const pool = values.pool ?? 'prefork';

@@ -190,8 +190,8 @@ export class Worker implements WorkerHandle {
   private readonly counters = { processed: 0, succeeded: 0, failed: 0, retried: 0, revoked: 0, rejected: 0 };
   private readonly byTask: Record<string, number> = {};
   private readonly signal: AbortSignal | undefined;
-  /** Per-task debug lines are built only when debug logging is on (the hot path allocates nothing for them). */
-  private readonly debug: boolean;
+  /** Log each task received/succeeded at info, as Celery does (checked once: the lines are on the hot path). */
+  private readonly logTasks: boolean;
   private jobSeq = 0;
   private decodeBody: BodyDecoder | undefined;
   /** drain() is running (it is re-entered by tasks that finish synchronously). */
@@ -211,7 +211,7 @@ export class Worker implements WorkerHandle {
     this.basePrefetch = this.concurrency * (options.prefetchMultiplier ?? 4);
     this.shutdownTimeoutMs = options.shutdownTimeoutMs ?? 30_000;
     this.signal = options.signal;
-    this.debug = this.logger.isLevelEnabled('debug');
+    this.logTasks = this.logger.isLevelEnabled('info');
     this.done = new Promise((r) => (this.resolveDone = r));
     this.pool = createSoloPool(this.app.registry);
     this.onTaskEvents = options.onTaskEvents;
@@ -299,7 +299,7 @@ export class Worker implements WorkerHandle {
     }
     const acksLate = def.options.acksLate ?? this.app.settings.taskAcksLate;
     const job: Job = { delivery, req, def, acksLate, acked: false, reported: false, exec: undefined, hardMs: undefined };
-    if (this.debug) this.logger.debug({ id: req.id, task: req.task }, 'task received');
+    if (this.logTasks) this.logger.info({ task: req.task, id: req.id }, 'task received');
     if (this.expired(job)) return;
     if (req.eta !== null && req.eta > Date.now()) {
       this.hold(job, req.eta, true);
@@ -529,7 +529,7 @@ export class Worker implements WorkerHandle {
    */
   private succeeded(job: Job, value: unknown, runtimeMs: number): void {
     const { req } = job;
-    if (this.debug) this.logger.debug({ id: req.id, task: req.task, runtimeMs }, 'task succeeded');
+    if (this.logTasks) this.logger.info({ task: req.task, id: req.id, runtimeMs }, 'task succeeded');
     if (this.ignoresResult(job) || !this.store) {
       this.counters.succeeded++;
       this.finalize(job, () => this.ackOnce(job));
@@ -699,7 +699,7 @@ export class Worker implements WorkerHandle {
     const follow = hasSuccessFollowUps(req) ? successFollowUps(req, value) : [];
     if (follow.length > 0) await this.publishFollowUps(follow);
     if (!this.ignoresResult(job)) await this.storeMeta(this.successMeta(job, value, follow.map((f) => childTuple(f.input.id))));
-    if (this.debug) this.logger.debug({ id: req.id, task: req.task, runtimeMs }, 'task succeeded');
+    if (this.logTasks) this.logger.info({ task: req.task, id: req.id, runtimeMs }, 'task succeeded');
     await this.ackOnce(job);
   }
 
