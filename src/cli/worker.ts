@@ -6,6 +6,7 @@ import { defaultLogFormat, parseLogFormat, parseLogLevel } from '../logging.ts';
 import { createWorker } from '../worker/worker.ts';
 import { appFromArgs } from './load-app.ts';
 import { Exit, println, reportError, type CliIo } from './io.ts';
+import { connectWithRetry, startupRetrySettings } from './startup-retry.ts';
 import { applyConnectionFlags, CONNECTION_FLAGS, CONNECTION_HELP } from './flags.ts';
 
 export const WORKER_HELP = `Usage: celeriac worker -A <module> [options]
@@ -36,6 +37,12 @@ ${CONNECTION_HELP}
 SIGTERM or SIGINT stops gracefully: consuming stops, tasks not yet started
 are requeued, running tasks get the shutdown timeout. A second SIGINT, or
 SIGQUIT, exits at once (late-ack messages are restored by the broker).
+
+A broker or result backend that cannot be reached at start-up is retried
+with a countdown (2 s, 4 s, … 30 s apart; at most brokerConnectionMaxRetries
+attempts, default 100; brokerConnectionRetryOnStartup: false exits at once
+with code 4). A wrong password or certificate is not retried.
+
 SIGHUP re-reads the broker and backend URLs from their variables or _FILE
 secret files and re-authenticates open connections (secret rotation).
 
@@ -137,6 +144,14 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
     process.on('SIGTERM', onTerm);
     process.on('SIGINT', onInt);
     process.on('SIGQUIT', onQuit);
+    // Wait for a broker or backend that is not up yet (Celery's broker_connection_retry_on_startup).
+    await connectWithRetry(
+      async () => {
+        await app.broker();
+        await app.resultStore();
+      },
+      { ...startupRetrySettings(app.settings.extra), warn: (m) => app.logger.warn(m), signal: controller.signal },
+    );
     await worker.start();
     await worker.done;
     await app.close();

@@ -116,8 +116,18 @@ export interface AppSettings {
   brokerConnectionTimeout?: number;
   /** AMQP: reconnect after a lost connection (default true). */
   brokerConnectionRetry?: boolean;
-  /** AMQP: consecutive failed reconnects before giving up; default unlimited. */
+  /**
+   * AMQP: consecutive failed reconnects before giving up; default unlimited.
+   * `celeriac worker` start-up: connection attempts before giving up when the
+   * broker or backend is not reachable yet (default 100, Celery's; 0 = forever).
+   */
   brokerConnectionMaxRetries?: number | null;
+  /**
+   * `celeriac worker`: when the broker or result backend cannot be reached at
+   * start-up, retry with a countdown (2 s, 4 s, … up to 30 s between attempts)
+   * instead of exiting (Celery's `broker_connection_retry_on_startup`; default true).
+   */
+  brokerConnectionRetryOnStartup?: boolean;
   /** AMQP: heartbeat in seconds (default 60; 0 = off). */
   brokerHeartbeat?: number;
   /** AMQP: seconds a send waits for a reachable broker and its confirm before failing (default 30). */
