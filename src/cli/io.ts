@@ -38,6 +38,9 @@ export function println(stream: NodeJS.WritableStream, text = ''): void {
 export function reportError(io: CliIo, err: unknown): number {
   if (err instanceof CeleriacError) {
     println(io.stderr, `error: ${err.message}`);
+    // An error of the user's code (an app module that throws at import) wrapped by ours: show where it was thrown.
+    const cause = err.cause;
+    if (cause instanceof Error && !(cause instanceof CeleriacError)) println(io.stderr, `\n${cause.stack ?? `${cause.name}: ${cause.message}`}`);
     if (err.code === 'ERR_TIMEOUT') return Exit.TIMEOUT;
     return Exit.ERROR;
   }

@@ -4,9 +4,9 @@
  */
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { App, createApp } from '../app.ts';
-import { ConfigError } from '../errors.ts';
+import { CeleriacError, ConfigError } from '../errors.ts';
 import { importModule } from '../runtime/import-module.ts';
 
 /** Resolve `-A` to a file URL: a path (`./tasks.ts`, `tasks`), trying .ts/.mts/.cts/.js/.mjs/.cjs. */
@@ -20,7 +20,14 @@ export function resolveAppModule(spec: string, cwd: string): string {
 
 /** Import a module and return its app (`app` export, else default export). */
 export async function loadApp(moduleUrl: string): Promise<App> {
-  const mod = await importModule(moduleUrl);
+  let mod: Record<string, unknown>;
+  try {
+    mod = await importModule(moduleUrl);
+  } catch (err) {
+    if (err instanceof CeleriacError) throw err;
+    // The user's own error: keep it as the cause, so the CLI prints its stack (file and line).
+    throw new ConfigError(`app module ${fileURLToPath(moduleUrl)} failed to load`, { hint: 'the error it threw, and where, follows', cause: err });
+  }
   for (const candidate of [mod.app, mod.default]) {
     if (candidate instanceof App) return candidate;
     if (candidate && typeof candidate === 'object' && (candidate as { registry?: unknown }).registry instanceof Map) return candidate as App;

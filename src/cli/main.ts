@@ -27,6 +27,10 @@ ${Object.entries(COMMANDS)
   .map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)
   .join('\n')}
 
+Options:
+  -V, --version   print the version
+  -h, --help      show this help
+
 Run "celeriac <command> --help" for a command's options.`;
 }
 
@@ -43,7 +47,8 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     println(io.stdout, pkg.version);
     return Exit.OK;
   }
-  const entry = COMMANDS[command];
+  // Own keys only: `celeriac constructor` or `celeriac __proto__` are unknown commands, not Object.prototype's.
+  const entry = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
   if (!entry) {
     println(io.stderr, `error: unknown command ${JSON.stringify(command)}\n\n${help()}`);
     return Exit.USAGE;

@@ -8,6 +8,9 @@ import { Exit, println, reportError, type CliIo } from './io.ts';
 import { applyConnectionFlags, CONNECTION_FLAGS, CONNECTION_HELP } from './flags.ts';
 import type { App } from '../app.ts';
 
+/** Default --timeout of --wait, in seconds (0 waits without a limit). */
+export const DEFAULT_WAIT_TIMEOUT_S = 60;
+
 export const SEND_HELP = `Usage: celeriac send <task> [args-json] [options]
 
 Send a task by name (defined in Celeriac or in Python) and print its id, or
@@ -26,8 +29,10 @@ Options:
   -Q, --queue <name>        queue (default: the task's route or taskDefaultQueue)
       --task-id <id>        use this id instead of a new UUID
   -w, --wait                wait for the result and print it
-  -t, --timeout <s>         with --wait: give up after s seconds (exit 3)
-  -A, --app <module>        module exporting the app (for routes, serializer, signing)
+  -t, --timeout <s>         with --wait: give up after s seconds (exit 3); default
+                            ${DEFAULT_WAIT_TIMEOUT_S}, 0 = no limit. A message the worker refuses (unsigned,
+                            not an accepted content type, too large…) ends the
+                            wait with the worker's reason (exit 1)
 ${CONNECTION_HELP}
   -h, --help                show this help
 
@@ -43,7 +48,8 @@ Print a task's result record as JSON (PENDING when none is stored).
 
 Options:
   -w, --wait                wait until the task is ready
-  -t, --timeout <s>         with --wait: give up after s seconds (exit 3)
+  -t, --timeout <s>         with --wait: give up after s seconds (exit 3); default
+                            ${DEFAULT_WAIT_TIMEOUT_S}, 0 = no limit
   -A, --app <module>        module exporting the app
 ${CONNECTION_HELP}
   -h, --help                show this help
@@ -71,11 +77,68 @@ function printMeta(io: CliIo, meta: ResultMeta): number {
   return PROPAGATE_STATES.has(meta.status) ? Exit.TASK_FAILED : Exit.OK;
 }
 
-async function waitAndPrint(io: CliIo, app: App, id: string, timeoutS: number | undefined): Promise<number> {
+/** How long --wait is silent before saying what it waits for, and how often it looks for a rejection. */
+const WAIT_NOTICE_MS = 2000;
+
+/**
+ * Wait for a task's result and print it. Says on stderr what it is waiting
+ * for once the result is not there at once; with `sent`, also watches the
+ * queue's dead-letter queue, so a message the worker refused (unsigned,
+ * content type not accepted, too large…) is reported with the worker's
+ * reason instead of a silent wait and a timeout.
+ */
+async function waitAndPrint(
+  io: CliIo,
+  app: App,
+  id: string,
+  timeoutS: number | undefined,
+  sent?: { task: string; queue: string },
+): Promise<number> {
   const store = await app.resultStore();
   if (!store) throw new Error('no result backend configured: set CELERIAC_RESULT_BACKEND to wait for results');
-  const meta = await store.wait(id, timeoutS !== undefined ? { timeoutMs: timeoutS * 1000 } : {});
-  return printMeta(io, meta);
+  const limitS = timeoutS ?? DEFAULT_WAIT_TIMEOUT_S;
+  const controller = new AbortController();
+  const what = sent ? `${sent.task}[${id}] on queue ${sent.queue}` : id;
+  const notice = setTimeout(() => {
+    println(io.stderr, `waiting for the result of ${what} (${limitS > 0 ? `up to ${limitS} s` : 'no time limit'}; --timeout <s> to change)…`);
+  }, WAIT_NOTICE_MS);
+  let rejected: { reason: string; dlq: string } | undefined;
+  const watchDeadLetters = async (): Promise<void> => {
+    if (!sent) return;
+    const broker = await app.broker();
+    while (!controller.signal.aborted) {
+      await new Promise((r) => setTimeout(r, WAIT_NOTICE_MS));
+      if (controller.signal.aborted) return;
+      const letters = await broker.deadLetters(sent.queue, 1000).catch(() => []);
+      const mine = letters.find((d) => d.message?.headers.id === id || d.message?.properties.correlation_id === id);
+      if (mine) {
+        rejected = { reason: mine.reason, dlq: `${sent.queue}.dlq` };
+        controller.abort();
+      }
+    }
+  };
+  const watcher = watchDeadLetters().catch(() => undefined);
+  // The backends' own wait timers do not hold the process open; this command exists to wait.
+  const keepAlive = setInterval(() => undefined, 60_000);
+  try {
+    const meta = await store.wait(id, { ...(limitS > 0 ? { timeoutMs: limitS * 1000 } : {}), signal: controller.signal });
+    return printMeta(io, meta);
+  } catch (err) {
+    if (rejected) {
+      println(io.stderr, `error: the worker refused task ${what} without running it: ${rejected.reason}. The message is in the dead-letter queue ${rejected.dlq}; the worker's log has the details.`);
+      return Exit.TASK_FAILED;
+    }
+    if ((err as { code?: string }).code === 'ERR_TIMEOUT') {
+      println(io.stderr, `error: no result for ${what} after ${limitS} s. Is a worker consuming that queue (celeriac worker -Q ${sent?.queue ?? '<queue>'})? A long task needs a larger --timeout (0 = no limit).`);
+      return Exit.TIMEOUT;
+    }
+    throw err;
+  } finally {
+    clearTimeout(notice);
+    clearInterval(keepAlive);
+    controller.abort();
+    await watcher;
+  }
 }
 
 export async function runSendCommand(argv: string[], io: CliIo): Promise<number> {
@@ -135,7 +198,9 @@ export async function runSendCommand(argv: string[], io: CliIo): Promise<number>
       println(io.stdout, result.id);
       return Exit.OK;
     }
-    return await waitAndPrint(io, app, result.id, num(values.timeout, '--timeout'));
+    const task = positionals[0]!;
+    const queue = values.queue ?? app.registry.get(task)?.options.queue ?? app.settings.taskRoutes[task]?.queue ?? app.settings.taskDefaultQueue;
+    return await waitAndPrint(io, app, result.id, num(values.timeout, '--timeout'), { task, queue });
   } catch (err) {
     return reportError(io, err);
   } finally {

@@ -75,6 +75,8 @@ const SCHEMES: Record<string, { kind: ConnectionKind; tls: boolean; port?: numbe
 
 /** Schemes `parseConnectionUrl` understands. */
 export const SUPPORTED_SCHEMES: readonly string[] = Object.keys(SCHEMES);
+/** What an unknown scheme's error offers: the schemes Celeriac connects to (PostgreSQL URLs are understood by the policy, but there is no PostgreSQL adapter). */
+const SCHEMES_HINT = `use one of ${SUPPORTED_SCHEMES.filter((s) => !s.startsWith('postgres')).map((s) => `${s}://`).join(', ')}`;
 
 /** PostgreSQL `sslmode` values that use TLS. */
 const PG_TLS_MODES = new Set(['require', 'verify-ca', 'verify-full']);
@@ -127,7 +129,7 @@ export function parseConnectionUrl(url: string): ConnectionUrl {
   }
   const trimmed = url.trim();
   const m = /^([a-z][a-z0-9+.-]*):\/\/(.*)$/is.exec(trimmed);
-  if (!m) fail(url, 'is not of the form scheme://…', `use one of ${SUPPORTED_SCHEMES.map((s) => `${s}://`).join(', ')}`);
+  if (!m) fail(url, 'is not of the form scheme://…', SCHEMES_HINT);
   let scheme = m[1]!.toLowerCase();
   let rest = m[2]!;
   // SQLAlchemy spellings used in Celery's database result backend.
@@ -136,7 +138,7 @@ export function parseConnectionUrl(url: string): ConnectionUrl {
   const plus = scheme.indexOf('+');
   if (plus !== -1 && (scheme.startsWith('postgres') || scheme.startsWith('sqlite'))) scheme = scheme.slice(0, plus);
   const spec = SCHEMES[scheme];
-  if (!spec) fail(url, `scheme ${JSON.stringify(scheme)} is not supported`, `use one of ${SUPPORTED_SCHEMES.map((s) => `${s}://`).join(', ')}`);
+  if (!spec) fail(url, `scheme ${JSON.stringify(scheme)} is not supported`, SCHEMES_HINT);
 
   const hash = rest.indexOf('#');
   if (hash !== -1) rest = rest.slice(0, hash);
