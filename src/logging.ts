@@ -157,7 +157,7 @@ export function formatTextLine(line: string, color = false): string | undefined 
     shownPolicyWarnings.add(key);
     const reason = String(o.reason ?? msg);
     const anchor = typeof o.id === 'string' ? `#${o.id.toLowerCase()}` : '';
-    msg = `${typeof o.id === 'string' ? `${o.id} ` : ''}${reason.split(': ')[0]} (full text and fix: --log-format json, or docs/security.md${anchor})`;
+    msg = `${typeof o.id === 'string' ? `${o.id} ` : ''}${reason.split(': ')[0]} (full text and fix: --log-format json, or docs/mitigations.md${anchor})`;
     for (const k of Object.keys(fields)) delete fields[k];
   }
   let stack = '';

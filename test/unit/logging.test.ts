@@ -83,7 +83,7 @@ describe('log formats', () => {
       fix: 'use rediss://', msg: 'security event policy_warning: …',
     });
     const first = formatTextLine(line)!;
-    assert.match(first, /WARNING\/1\] CEL-903 brokerUrl \(redis:\/\/127\.0\.0\.1:6379\/0\) connects to 127\.0\.0\.1 without TLS \(full text and fix: --log-format json, or docs\/security\.md#cel-903\)\n$/);
+    assert.match(first, /WARNING\/1\] CEL-903 brokerUrl \(redis:\/\/127\.0\.0\.1:6379\/0\) connects to 127\.0\.0\.1 without TLS \(full text and fix: --log-format json, or docs\/mitigations\.md#cel-903\)\n$/);
     assert.ok(first.length < 200, `short: ${first.length} characters`);
     assert.equal(formatTextLine(line), undefined, 'shown once');
   });
