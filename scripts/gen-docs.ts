@@ -8,7 +8,10 @@
  *   the policy;
  * - environment.md: every `CELERIAC_*` variable the code names, described
  *   here (a variable the code reads and this table lacks fails the test);
- * - cli.md: every command's `--help`, as the CLI prints it.
+ * - cli.md: every command's `--help`, as the CLI prints it;
+ * - api.md: every export of the package with its TSDoc and declaration,
+ *   from the declarations tsc emits (TypeDoc needs TypeScript 5's compiler
+ *   API, which TypeScript 7 does not have).
  *
  * Run: `npm run docs` (writes), `npm run docs -- --check` (exit 1 on drift).
  */
@@ -193,12 +196,100 @@ async function cliPage(): Promise<string> {
   return out.join('\n');
 }
 
+
+/** A top-level declaration of a declaration file: its TSDoc and its text. */
+interface Declaration {
+  doc: string;
+  text: string;
+}
+
+/** The top-level declarations named `name` in a `.d.ts` text (overloads together). */
+function declarationsOf(dts: string, name: string): Declaration[] {
+  const lines = dts.split('\n');
+  const found: Declaration[] = [];
+  const head = new RegExp(`^export (?:declare )?(?:abstract )?(?:class|function|interface|type|const|enum) ${name}\\b`);
+  for (let i = 0; i < lines.length; i++) {
+    if (!head.test(lines[i]!)) continue;
+    let end = i;
+    // A block ends at a "}" line at column 0; a one-statement declaration at its first top-level line ending with ";".
+    if (lines[i]!.endsWith('{')) while (end < lines.length && lines[end] !== '}' && !/^}[^,]*;$/.test(lines[end]!)) end++;
+    else while (end < lines.length - 1 && !(lines[end]!.endsWith(';') && (end === i || !lines[end]!.startsWith(' ')))) end++;
+    let start = i;
+    const doc: string[] = [];
+    const above = lines[i - 1]?.trim() ?? '';
+    if (above.startsWith('/**') && above.endsWith('*/')) {
+      doc.push(above.replace(/^\/\*\*\s?/, '').replace(/\s*\*\/$/, ''));
+    } else if (above === '*/') {
+      start = i - 1;
+      while (start > 0 && !lines[start]!.startsWith('/**')) start--;
+      for (const l of lines.slice(start, i)) {
+        const t = l.replace(/^\s*\/\*\*\s?/, '').replace(/^\s*\*\/\s*$/, '').replace(/^\s*\* ?/, '');
+        doc.push(t);
+      }
+    }
+    found.push({ doc: doc.join('\n').trim(), text: lines.slice(i, end + 1).join('\n') });
+    i = end;
+  }
+  return found;
+}
+
+/** The declarations of `name` in a `.d.ts` file, following `export { name } from './x.ts'` re-exports. */
+function resolveDeclarations(file: string, name: string, depth = 0): Declaration[] {
+  const dts = readFileSync(file, 'utf8');
+  const found = declarationsOf(dts, name);
+  if (found.length > 0 || depth > 4) return found;
+  for (const m of dts.matchAll(/^export (?:type )?\{([^}]*)\} from '([^']+)';$/gm)) {
+    if (m[1]!.split(',').some((x) => x.trim().replace(/^type /, '') === name)) {
+      return resolveDeclarations(join(file, '..', m[2]!.replace(/\.ts$/, '.d.ts')), name, depth + 1);
+    }
+  }
+  return [];
+}
+
+async function apiPage(): Promise<string> {
+  const { execFileSync } = await import('node:child_process');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const out = mkdtempSync(join(tmpdir(), 'celeriac-api-'));
+  try {
+    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--emitDeclarationOnly', '--declarationMap', 'false', '--outDir', out], { stdio: 'pipe' });
+    const index = readFileSync(join(out, 'index.d.ts'), 'utf8');
+    const page = [
+      GENERATED,
+      '',
+      '# API',
+      '',
+      "Everything `celeriac` exports (`import { … } from 'celeriac'` or `require('celeriac')`), with its TSDoc,",
+      'rendered from the published declarations. Values first, then types.',
+      '',
+    ];
+    const values: string[] = [];
+    const types: string[] = [];
+    for (const m of index.matchAll(/^export (type )?\{([^}]*)\} from '([^']+)';$/gm)) {
+      for (const raw of m[2]!.split(',').map((x) => x.trim()).filter(Boolean)) {
+        const isType = Boolean(m[1]) || raw.startsWith('type ');
+        const name = raw.replace(/^type /, '');
+        const decls = resolveDeclarations(join(out, m[3]!.replace(/\.ts$/, '.d.ts')), name);
+        if (decls.length === 0) throw new Error(`no declaration of ${name} in ${m[3]}`);
+        const doc = decls.find((d) => d.doc)?.doc ?? '';
+        const section = [`### ${name}`, '', `From \`${m[3]!.replace(/^\.\//, 'src/')}\`.`, '', ...(doc ? [doc, ''] : []), '```ts', decls.map((d) => d.text).join('\n'), '```', ''];
+        (isType ? types : values).push(...section);
+      }
+    }
+    page.push('## Values', '', ...values, '## Types', '', ...types);
+    return page.join('\n');
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
 /** The pages, by path under the repository. */
 export async function referencePages(): Promise<Map<string, string>> {
   return new Map([
     ['docs/reference/settings.md', await settingsPage()],
     ['docs/reference/environment.md', await environmentPage()],
     ['docs/reference/cli.md', await cliPage()],
+    ['docs/reference/api.md', await apiPage()],
   ]);
 }
 
