@@ -10,6 +10,7 @@ import type { Broker, PublishItem } from './broker/types.ts';
 import { contentTypeOf, decodeByContentType, JSON_SERIALIZER, serializerByName, type Serializer } from './codec/serializers.ts';
 import { BROKER_URL_VARS, RESULT_BACKEND_VARS, settingFromEnv, type Env } from './config/env.ts';
 import { resolveSettings, type AppSettings, type ResolvedSettings } from './config/options.ts';
+import { isProduction } from './config/mode.ts';
 import { enforcePolicy, policyInputFromSettings } from './config/policy.ts';
 import { recordSecurityEvent } from './security/events.ts';
 import { ClosedError, ConfigError } from './errors.ts';
@@ -119,9 +120,9 @@ export class App {
     });
   }
 
-  /** True in production mode (`NODE_ENV=production`), where the security policy is strict. */
+  /** True in production mode (`CELERIAC_ENV` or `NODE_ENV` = production; see `config/mode.ts`), where the security policy is strict. */
   get production(): boolean {
-    return this.env.NODE_ENV === 'production';
+    return isProduction(this.env);
   }
 
   // ── tasks ────────────────────────────────────────────────────────────

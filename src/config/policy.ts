@@ -14,7 +14,9 @@
  * | `acceptContent` / `resultAcceptContent` with anything but json, msgpack, auth (or application/json, application/x-msgpack, application/msgpack, application/data) | CEL-005 | `unsafeAllowContent` |
  * | `taskSerializer` not json/msgpack/auth, `resultSerializer` not json/msgpack | CEL-005 | `unsafeAllowContent` |
  *
- * Mode: `production` when `NODE_ENV === 'production'`, else `development`.
+ * Mode: from `resolveSecurityMode` (`mode.ts`): `CELERIAC_ENV`, else
+ * `NODE_ENV` (`production`; `development`/`test`), else development; any
+ * other value is refused.
  * In development, a loopback host (127.0.0.0/8, ::1, localhost, Unix
  * sockets) may use plaintext, insecure TLS, no/default/weak credentials:
  * each is a warning. In production every rule applies to loopback too.
@@ -34,14 +36,14 @@ import { redactAll } from './redact.ts';
 import { analyzeTls } from './tls.ts';
 import { isLoopbackHost, parseConnectionUrl, type ConnectionUrl } from './url.ts';
 import { assessCredentials } from './weak-credentials.ts';
+import { resolveSecurityMode, type SecurityMode } from './mode.ts';
 
 /** Stable ids of the mitigations in MITIGATIONS.md. */
 export type MitigationId =
   | 'CEL-001' | 'CEL-002' | 'CEL-003' | 'CEL-004' | 'CEL-005' | 'CEL-006' | 'CEL-007' | 'CEL-008' | 'CEL-009' | 'CEL-010' | 'CEL-011'
   | 'CEL-012' | 'CEL-013' | 'CEL-014' | 'CEL-015' | 'CEL-016' | 'CEL-017' | 'CEL-018' | 'CEL-019' | 'CEL-020' | 'CEL-021' | 'CEL-022';
 
-/** `production` (NODE_ENV=production) or `development` (anything else). */
-export type SecurityMode = 'production' | 'development';
+export type { SecurityMode } from './mode.ts';
 
 /**
  * The explicit opt-outs, each accepting one kind of risk for broker and
@@ -92,6 +94,8 @@ export interface FileCheckResult {
 /** Everything the policy looks at. */
 export interface PolicyInput {
   mode: SecurityMode;
+  /** What set the mode (`default`: neither CELERIAC_ENV nor NODE_ENV); only changes the wording of relaxed findings. */
+  modeSource?: 'CELERIAC_ENV' | 'NODE_ENV' | 'default' | undefined;
   brokerUrl?: string | undefined;
   resultBackend?: string | undefined;
   /** Celery's `broker_use_ssl`: `true` or an object of TLS settings. */
@@ -133,13 +137,14 @@ interface Endpoint {
 class Collector {
   readonly report: PolicyReport = { refusals: [], warnings: [] };
   readonly used = new Set<UnsafeOption>();
-  constructor(private readonly unsafe: UnsafeOverrides) {}
+  constructor(private readonly unsafe: UnsafeOverrides, private readonly modeSource: PolicyInput['modeSource'] = 'NODE_ENV') {}
 
   /** A finding that is a warning when `relaxed` (development + loopback) or overridden, else a refusal. */
   add(f: Finding & { override: UnsafeOption }, relaxed: boolean): void {
     if (relaxed) {
       if (this.unsafe[f.override]) this.used.add(f.override); // needed in production
-      this.report.warnings.push({ ...f, message: `${f.message} (allowed in development on the local machine; refused when NODE_ENV=production)` });
+      const why = this.modeSource === 'default' ? 'neither CELERIAC_ENV nor NODE_ENV is set, which means development' : 'development mode';
+      this.report.warnings.push({ ...f, message: `${f.message} (allowed on the local machine because ${why}; refused when NODE_ENV=production or CELERIAC_ENV=production)` });
     } else if (this.unsafe[f.override]) {
       this.used.add(f.override);
       this.report.warnings.push({ ...f, message: `${f.message} (accepted by ${f.override})` });
@@ -223,7 +228,7 @@ function checkContent(c: Collector, setting: string, list: readonly string[] | u
 /** Evaluate the policy. Pure apart from parsing; throws `ConfigError` only for URLs or TLS settings it cannot parse. */
 export function evaluatePolicy(input: PolicyInput): PolicyReport {
   const unsafe = input.unsafe ?? {};
-  const c = new Collector(unsafe);
+  const c = new Collector(unsafe, input.modeSource);
 
   if (input.brokerUrl) {
     checkEndpoint(c, {
@@ -329,7 +334,7 @@ export function unsafeEnvName(option: UnsafeOption): string {
  * the environment, like the app does), `brokerUseSsl` / `redisBackendUseSsl`
  * and `unsafe…` options from the `extra` bag (also from
  * `CELERIAC_UNSAFE_…` variables), serializers and accept lists, and the
- * mode from `NODE_ENV`.
+ * mode from `CELERIAC_ENV`/`NODE_ENV` (a value outside their sets throws `ConfigError`).
  */
 export function policyInputFromSettings(settings: ResolvedSettings, env: Env = process.env): PolicyInput {
   const extra = settings.extra;
@@ -338,8 +343,10 @@ export function policyInputFromSettings(settings: ResolvedSettings, env: Env = p
     const v = flag(extra[opt], opt) ?? flag(env[unsafeEnvName(opt)], unsafeEnvName(opt));
     if (v) unsafe[opt] = true;
   }
+  const mode = resolveSecurityMode(env);
   return {
-    mode: env.NODE_ENV === 'production' ? 'production' : 'development',
+    mode: mode.mode,
+    modeSource: mode.source,
     brokerUrl: settings.brokerUrl ?? settingFromEnv(env, BROKER_URL_VARS),
     resultBackend: settings.resultBackend ?? settingFromEnv(env, RESULT_BACKEND_VARS),
     brokerUseSsl: extra.brokerUseSsl,
