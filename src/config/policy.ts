@@ -165,6 +165,16 @@ function transportFix(url: ConnectionUrl, useSslSetting: string): string {
   }
 }
 
+/**
+ * The user name and password the policy assesses for a URL: what the
+ * connection will send. An AMQP URL with a password but no user logs in as
+ * `guest` (as amqplib and Celery do), so that is the user checked.
+ */
+export function credentialsChecked(url: ConnectionUrl): { username: string | undefined; password: string | undefined } {
+  const username = url.kind === 'amqp' && url.username === undefined && url.password !== undefined ? 'guest' : url.username;
+  return { username, password: url.password };
+}
+
 function checkEndpoint(c: Collector, e: Endpoint, mode: SecurityMode): void {
   const { url } = e;
   if (url.kind === 'sqlite' || url.kind === 'memory') return;
@@ -190,7 +200,8 @@ function checkEndpoint(c: Collector, e: Endpoint, mode: SecurityMode): void {
   }
 
   if (url.kind === 'postgres' && url.host.startsWith('/')) return; // peer authentication over the socket
-  const cred = assessCredentials(url.username, url.password);
+  const checked = credentialsChecked(url);
+  const cred = assessCredentials(checked.username, checked.password);
   if (!cred) return;
   const urlForm = url.kind === 'redis' ? 'rediss://USER:${file:/run/secrets/redis_password}@host:6379/0'
     : url.kind === 'amqp' ? 'amqps://USER:${file:/run/secrets/amqp_password}@host:5671/vhost'
