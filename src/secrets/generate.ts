@@ -15,6 +15,7 @@ import { closeSync, constants as fsc, existsSync, fchmodSync, lstatSync, mkdirSy
 import { join } from 'node:path';
 import { generateResultKey } from '../codec/encryption.ts';
 import { generateSigningKey } from '../codec/signing/keyring.ts';
+import { unsafeDirectory } from '../config/env.ts';
 import { ConfigError } from '../errors.ts';
 import { createSelfSignedCertificate, type DistinguishedName } from './x509.ts';
 
@@ -393,13 +394,19 @@ export function formatPlain(secret: GeneratedSecret): string {
 }
 
 /**
- * Write one file per item into `dir` (created 0700 if missing): sensitive
+ * Write one file per item into `dir` (created 0700 if missing; an existing
+ * directory that others may write to is refused): sensitive
  * items mode 0600, public ones 0644. Refuses, before writing anything, if
  * a file exists — unless `force`, which overwrites and resets the mode.
  * Symbolic links are never followed. Returns the paths written.
  */
 export function writeSecretFiles(dir: string, secret: GeneratedSecret, force = false): string[] {
   if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // Others who may write to the directory could replace the files after we write them (issue 20 #13).
+  const unsafe = unsafeDirectory(dir);
+  if (unsafe) {
+    throw new ConfigError(`refusing to write secrets into ${dir}, which ${unsafe}`, { hint: 'name a new directory (it is created 0700), or run chmod go-w on this one', code: 'ERR_SECRET_FILE_DIR' });
+  }
   const paths = secret.items.map((it) => join(dir, it.fileName));
   const existing = paths.filter((p) => {
     try {
