@@ -267,10 +267,11 @@ export class App {
    */
   enforceSecurityPolicy(): void {
     if (this.policyChecked) return;
-    enforcePolicy(policyInputFromSettings(this.settings, this.env), this.logger);
-    // Message signing (CEL-007): refused in production without keys; weaker modes are warned about at every start.
-    this.security.startupCheck?.();
-    for (const reason of this.security.warnings ?? []) recordSecurityEvent('policy_warning', { id: 'CEL-007', reason }, this.logger);
+    // One report: transport and credential rules plus message signing (CEL-007) and its weaker modes,
+    // so a refused start lists every refusal at once, each with its fix.
+    const input = policyInputFromSettings(this.settings, this.env);
+    const signing = this.security.policyChecks?.();
+    enforcePolicy({ ...input, otherChecks: signing ? [signing] : [] }, this.logger);
     this.policyChecked = true;
   }
 

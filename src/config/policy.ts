@@ -108,6 +108,8 @@ export interface PolicyInput {
   resultAcceptContent?: readonly string[] | undefined;
   unsafe?: UnsafeOverrides | undefined;
   fileChecks?: FileCheckResult | undefined;
+  /** Further findings made elsewhere (message signing, …), merged so one report holds every refusal. */
+  otherChecks?: readonly FileCheckResult[] | undefined;
 }
 
 /** Content entries that cannot run code on decode. */
@@ -282,8 +284,10 @@ export function evaluatePolicy(input: PolicyInput): PolicyReport {
     }
   }
 
-  for (const f of input.fileChecks?.refusals ?? []) c.report.refusals.push(f);
-  for (const f of input.fileChecks?.warnings ?? []) c.report.warnings.push(f);
+  for (const checks of [input.fileChecks, ...(input.otherChecks ?? [])]) {
+    for (const f of checks?.refusals ?? []) c.report.refusals.push(f);
+    for (const f of checks?.warnings ?? []) c.report.warnings.push(f);
+  }
 
   for (const opt of UNSAFE_OPTIONS) {
     if (unsafe[opt] && !c.used.has(opt)) {
@@ -302,8 +306,9 @@ export class InsecureConfigError extends ConfigError {
   readonly findings: readonly Finding[];
   constructor(findings: readonly Finding[]) {
     const lines = findings.map((f) => `  [${f.id}] ${f.setting}\n      ${f.message}\n      fix: ${f.fix}`);
-    super(redactAll(`refusing to start: ${findings.length} insecure setting${findings.length === 1 ? '' : 's'}\n${lines.join('\n')}`), {
+    super(redactAll(`refusing to start: ${findings.length} insecure setting${findings.length === 1 ? '' : 's'} (all of them are listed)\n${lines.join('\n')}`), {
       code: 'ERR_INSECURE_CONFIG',
+      hint: findings.length === 1 ? 'apply the fix above, then start again' : `apply the fix under each of the ${findings.length} settings above, then start again`,
     });
     this.findings = findings.map((f) => ({ ...f, message: redactAll(f.message), fix: redactAll(f.fix) }));
   }
