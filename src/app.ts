@@ -10,6 +10,7 @@ import type { Broker, PublishItem } from './broker/types.ts';
 import { contentTypeOf, decodeByContentType, JSON_SERIALIZER, serializerByName, type Serializer } from './codec/serializers.ts';
 import { BROKER_URL_VARS, RESULT_BACKEND_VARS, settingFromEnv, type Env } from './config/env.ts';
 import { resolveSettings, type AppSettings, type ResolvedSettings } from './config/options.ts';
+import { isProduction } from './config/mode.ts';
 import { enforcePolicy, policyInputFromSettings } from './config/policy.ts';
 import { recordSecurityEvent } from './security/events.ts';
 import { ClosedError, ConfigError } from './errors.ts';
@@ -119,9 +120,9 @@ export class App {
     });
   }
 
-  /** True in production mode (`NODE_ENV=production`), where the security policy is strict. */
+  /** True in production mode (`CELERIAC_ENV` or `NODE_ENV` = production; see `config/mode.ts`), where the security policy is strict. */
   get production(): boolean {
-    return this.env.NODE_ENV === 'production';
+    return isProduction(this.env);
   }
 
   // ── tasks ────────────────────────────────────────────────────────────
@@ -266,10 +267,11 @@ export class App {
    */
   enforceSecurityPolicy(): void {
     if (this.policyChecked) return;
-    enforcePolicy(policyInputFromSettings(this.settings, this.env), this.logger);
-    // Message signing (CEL-007): refused in production without keys; weaker modes are warned about at every start.
-    this.security.startupCheck?.();
-    for (const reason of this.security.warnings ?? []) recordSecurityEvent('policy_warning', { id: 'CEL-007', reason }, this.logger);
+    // One report: transport and credential rules plus message signing (CEL-007) and its weaker modes,
+    // so a refused start lists every refusal at once, each with its fix.
+    const input = policyInputFromSettings(this.settings, this.env);
+    const signing = this.security.policyChecks?.();
+    enforcePolicy({ ...input, otherChecks: signing ? [signing] : [] }, this.logger);
     this.policyChecked = true;
   }
 

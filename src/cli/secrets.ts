@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { CeleriacError } from '../errors.ts';
-import { formatEnv, formatPlain, generateSecret, SECRET_KINDS, writeSecretFiles, type GenerateOptions, type SecretKind } from '../secrets/generate.ts';
+import { formatEnv, formatPlain, generateSecret, SECRET_KINDS, writeSecretFiles, type GenerateOptions, type RedisAclRole, type SecretKind } from '../secrets/generate.ts';
 
 /** Streams the command writes to. */
 export interface SecretsCommandIo {
@@ -18,8 +18,10 @@ const USAGE = `Usage: celeriac secrets generate <kind> [options]
 
 Kinds:
   password        a random password (32+ URL-safe characters)
-  redis-acl       a Redis ACL user for Celery/Celeriac workers and clients:
-                  password, ACL SETUSER command, users.acl line, broker URL
+  redis-acl       Redis ACL users for Celery/Celeriac: a worker user and a
+                  producer user (clients), each with a password, an ACL SETUSER
+                  command, users.acl lines and broker/backend URLs. Only the
+                  worker user may touch the replay store (celeriac:replay:*)
   rabbitmq-user   a RabbitMQ user with permissions on Celery's entities in one
                   vhost: password, rabbitmqctl commands, broker URL
   aes-key         a result encryption key ring line (AES-256-GCM)
@@ -36,6 +38,9 @@ Output:
 Kind options:
   --length N      password length, at least 32 (password, redis-acl, rabbitmq-user)
   --user NAME     user name (redis-acl, rabbitmq-user; default celeriac-worker)
+  --producer-user NAME  producer user name (redis-acl; default celeriac-client)
+  --role ROLE     worker, producer or both (redis-acl; default both; --format
+                  env needs one: it prints the variables of one process)
   --vhost NAME    virtual host (rabbitmq-user; default celeriac)
   --host HOST     host in the example broker URL (redis-acl, rabbitmq-user)
   --queues A,B    task queues to grant (redis-acl, rabbitmq-user; default celery)
@@ -53,6 +58,8 @@ Kind options:
 const APPLIES: Record<string, readonly SecretKind[]> = {
   length: ['password', 'redis-acl', 'rabbitmq-user'],
   user: ['redis-acl', 'rabbitmq-user'],
+  'producer-user': ['redis-acl'],
+  role: ['redis-acl'],
   vhost: ['rabbitmq-user'],
   host: ['redis-acl', 'rabbitmq-user'],
   queues: ['redis-acl', 'rabbitmq-user'],
@@ -89,7 +96,7 @@ export async function runSecretsCommand(argv: string[], io: SecretsCommandIo): P
       strict: true,
       options: {
         format: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-        length: { type: 'string' }, user: { type: 'string' }, vhost: { type: 'string' }, host: { type: 'string' },
+        length: { type: 'string' }, user: { type: 'string' }, 'producer-user': { type: 'string' }, role: { type: 'string' }, vhost: { type: 'string' }, host: { type: 'string' },
         queues: { type: 'string' }, db: { type: 'string' }, 'any-key': { type: 'boolean' }, kid: { type: 'string' },
         bits: { type: 'string' }, days: { type: 'string' }, cn: { type: 'string' }, org: { type: 'string' },
       },
@@ -118,8 +125,9 @@ export async function runSecretsCommand(argv: string[], io: SecretsCommandIo): P
     if (format === 'file' && !values.out) throw new UsageError('--format file needs --out DIR');
     if (format !== 'file' && (values.out !== undefined || values.force)) throw new UsageError('--out and --force apply to --format file only');
 
+    if (values.role !== undefined && !['worker', 'producer', 'both'].includes(values.role)) throw new UsageError('--role must be worker, producer or both');
     const opts: GenerateOptions = {
-      length: int(values.length, 'length'), user: values.user, vhost: values.vhost, host: values.host,
+      length: int(values.length, 'length'), user: values.user, producerUser: values['producer-user'], role: values.role as RedisAclRole | undefined, vhost: values.vhost, host: values.host,
       queues: values.queues?.split(',').map((q) => q.trim()).filter(Boolean), db: int(values.db, 'db'), anyKey: values['any-key'],
       kid: values.kid, bits: int(values.bits, 'bits'), days: int(values.days, 'days'), commonName: values.cn, organization: values.org,
     };

@@ -33,7 +33,7 @@ import { DecodeError } from '../errors.ts';
 import { decodeJson } from './json.ts';
 import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './limits.ts';
 import { KeyRingError } from './signing/errors.ts';
-import { decodeBase64Strict, KID_PATTERN, lpString, parseKeyRingText } from './signing/util.ts';
+import { decodeBase64Strict, KID_PATTERN, lpString, nonRandomKeyReason, parseKeyRingText } from './signing/util.ts';
 
 /** Field of the stored record that holds the ciphertext. */
 export const ENCRYPTED_FIELD = 'celeriac_encrypted';
@@ -165,6 +165,8 @@ export function parseResultKeyRing(text: string, source = 'result encryption key
       if (l.material.length !== KEY_BYTES) {
         throw new KeyRingError(`${where}: key ${l.kid} is ${l.material.length} bytes; AES-256-GCM needs exactly ${KEY_BYTES}`, { hint: 'generate a key with `celeriac secrets`' });
       }
+      const weak = nonRandomKeyReason(l.material);
+      if (weak) throw new KeyRingError(`${where}: key ${l.kid} is not a random key: ${weak}`, { hint: 'generate a new key with `celeriac secrets generate aes-key`; never reuse an example or hand-written key' });
       return { kid: l.kid, key: createSecretKey(l.material) };
     } finally {
       l.material.fill(0);

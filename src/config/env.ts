@@ -18,7 +18,8 @@
  * Only the two forms above are special; any other `${…}` is left as is.
  * Resolved values are registered for redaction, so they never reach a log.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../errors.ts';
 import { registerSecret } from './redact.ts';
 
@@ -26,19 +27,27 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 /**
  * Read a secret file: refuse files readable by other users or writable by
- * group/others, refuse empty files, strip one trailing newline, remember
- * the value for redaction.
+ * group/others, files owned by another user (other than root), and files
+ * in a directory that others may write to (they could swap the file) —
+ * checked for the path as given and for the file it resolves to (secret
+ * mounts use symbolic links); sticky directories such as `/tmp` and
+ * Kubernetes' secret volumes are fine, since others cannot replace a file
+ * there. Refuse empty files, strip one trailing newline, remember the
+ * value for redaction.
  */
 export function readSecretFile(path: string, what: string): string {
-  let mode: number;
+  let st: Stats;
+  let real: string;
   try {
-    mode = statSync(path).mode;
+    st = statSync(path);
+    real = realpathSync(path);
   } catch (err) {
     throw new ConfigError(`${what}: secret file ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, {
       hint: 'check the path and that this user may read it',
       code: 'ERR_SECRET_FILE',
     });
   }
+  const mode = st.mode;
   if (mode & 0o004) {
     throw new ConfigError(`${what}: secret file ${path} is readable by every user (mode ${(mode & 0o777).toString(8)})`, {
       hint: `run: chmod 600 ${path}`,
@@ -51,6 +60,22 @@ export function readSecretFile(path: string, what: string): string {
       hint: `run: chmod 600 ${path} (or 640/440 to share read access with a group)`,
       code: 'ERR_SECRET_FILE_MODE',
     });
+  }
+  const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
+  if (uid !== undefined && st.uid !== uid && st.uid !== 0) {
+    throw new ConfigError(`${what}: secret file ${path} belongs to another user (uid ${st.uid}), who can change it at any time`, {
+      hint: `run: chown ${uid} ${path} (as root), or have root own it (mode 0400/0440)`,
+      code: 'ERR_SECRET_FILE_OWNER',
+    });
+  }
+  for (const dir of new Set([dirname(resolve(path)), dirname(real)])) {
+    const problem = unsafeDirectory(dir, uid);
+    if (problem) {
+      throw new ConfigError(`${what}: secret file ${path} is in directory ${dir}, which ${problem}: they could replace the file`, {
+        hint: `keep secrets in a directory only its owner (or root) can write: chmod go-w ${dir}, or move the file`,
+        code: 'ERR_SECRET_FILE_DIR',
+      });
+    }
   }
   let value: string;
   try {
@@ -66,6 +91,26 @@ export function readSecretFile(path: string, what: string): string {
   }
   registerSecret(value);
   return value;
+}
+
+/**
+ * Why a directory lets other users replace the files in it, or `undefined`:
+ * writable by every user or by its group without the sticky bit, or owned
+ * by another user than `uid` and root. Used for secret files and for
+ * `celeriac secrets generate --out`.
+ */
+export function unsafeDirectory(dir: string, uid: number | undefined = typeof process.getuid === 'function' ? process.getuid() : undefined): string | undefined {
+  let st: Stats;
+  try {
+    st = statSync(dir);
+  } catch {
+    return undefined; // the file's own read reports a missing path
+  }
+  const sticky = (st.mode & 0o1000) !== 0;
+  if (!sticky && st.mode & 0o002) return `every user may write to (mode ${(st.mode & 0o7777).toString(8)})`;
+  if (!sticky && st.mode & 0o020) return `its group may write to (mode ${(st.mode & 0o7777).toString(8)})`;
+  if (uid !== undefined && st.uid !== uid && st.uid !== 0) return `belongs to another user (uid ${st.uid})`;
+  return undefined;
 }
 
 const REF_RE = /\$\{(file|env):([^}]*)\}/g;

@@ -14,7 +14,9 @@
  * | `acceptContent` / `resultAcceptContent` with anything but json, msgpack, auth (or application/json, application/x-msgpack, application/msgpack, application/data) | CEL-005 | `unsafeAllowContent` |
  * | `taskSerializer` not json/msgpack/auth, `resultSerializer` not json/msgpack | CEL-005 | `unsafeAllowContent` |
  *
- * Mode: `production` when `NODE_ENV === 'production'`, else `development`.
+ * Mode: from `resolveSecurityMode` (`mode.ts`): `CELERIAC_ENV`, else
+ * `NODE_ENV` (`production`; `development`/`test`), else development; any
+ * other value is refused.
  * In development, a loopback host (127.0.0.0/8, ::1, localhost, Unix
  * sockets) may use plaintext, insecure TLS, no/default/weak credentials:
  * each is a warning. In production every rule applies to loopback too.
@@ -34,14 +36,14 @@ import { redactAll } from './redact.ts';
 import { analyzeTls } from './tls.ts';
 import { isLoopbackHost, parseConnectionUrl, type ConnectionUrl } from './url.ts';
 import { assessCredentials } from './weak-credentials.ts';
+import { resolveSecurityMode, type SecurityMode } from './mode.ts';
 
 /** Stable ids of the mitigations in MITIGATIONS.md. */
 export type MitigationId =
   | 'CEL-001' | 'CEL-002' | 'CEL-003' | 'CEL-004' | 'CEL-005' | 'CEL-006' | 'CEL-007' | 'CEL-008' | 'CEL-009' | 'CEL-010' | 'CEL-011'
   | 'CEL-012' | 'CEL-013' | 'CEL-014' | 'CEL-015' | 'CEL-016' | 'CEL-017' | 'CEL-018' | 'CEL-019' | 'CEL-020' | 'CEL-021' | 'CEL-022';
 
-/** `production` (NODE_ENV=production) or `development` (anything else). */
-export type SecurityMode = 'production' | 'development';
+export type { SecurityMode } from './mode.ts';
 
 /**
  * The explicit opt-outs, each accepting one kind of risk for broker and
@@ -92,6 +94,8 @@ export interface FileCheckResult {
 /** Everything the policy looks at. */
 export interface PolicyInput {
   mode: SecurityMode;
+  /** What set the mode (`default`: neither CELERIAC_ENV nor NODE_ENV); only changes the wording of relaxed findings. */
+  modeSource?: 'CELERIAC_ENV' | 'NODE_ENV' | 'default' | undefined;
   brokerUrl?: string | undefined;
   resultBackend?: string | undefined;
   /** Celery's `broker_use_ssl`: `true` or an object of TLS settings. */
@@ -104,6 +108,8 @@ export interface PolicyInput {
   resultAcceptContent?: readonly string[] | undefined;
   unsafe?: UnsafeOverrides | undefined;
   fileChecks?: FileCheckResult | undefined;
+  /** Further findings made elsewhere (message signing, …), merged so one report holds every refusal. */
+  otherChecks?: readonly FileCheckResult[] | undefined;
 }
 
 /** Content entries that cannot run code on decode. */
@@ -133,13 +139,14 @@ interface Endpoint {
 class Collector {
   readonly report: PolicyReport = { refusals: [], warnings: [] };
   readonly used = new Set<UnsafeOption>();
-  constructor(private readonly unsafe: UnsafeOverrides) {}
+  constructor(private readonly unsafe: UnsafeOverrides, private readonly modeSource: PolicyInput['modeSource'] = 'NODE_ENV') {}
 
   /** A finding that is a warning when `relaxed` (development + loopback) or overridden, else a refusal. */
   add(f: Finding & { override: UnsafeOption }, relaxed: boolean): void {
     if (relaxed) {
       if (this.unsafe[f.override]) this.used.add(f.override); // needed in production
-      this.report.warnings.push({ ...f, message: `${f.message} (allowed in development on the local machine; refused when NODE_ENV=production)` });
+      const why = this.modeSource === 'default' ? 'neither CELERIAC_ENV nor NODE_ENV is set, which means development' : 'development mode';
+      this.report.warnings.push({ ...f, message: `${f.message} (allowed on the local machine because ${why}; refused when NODE_ENV=production or CELERIAC_ENV=production)` });
     } else if (this.unsafe[f.override]) {
       this.used.add(f.override);
       this.report.warnings.push({ ...f, message: `${f.message} (accepted by ${f.override})` });
@@ -158,6 +165,16 @@ function transportFix(url: ConnectionUrl, useSslSetting: string): string {
     default:
       return 'add ?sslmode=verify-full (with sslrootcert for a private CA)';
   }
+}
+
+/**
+ * The user name and password the policy assesses for a URL: what the
+ * connection will send. An AMQP URL with a password but no user logs in as
+ * `guest` (as amqplib and Celery do), so that is the user checked.
+ */
+export function credentialsChecked(url: ConnectionUrl): { username: string | undefined; password: string | undefined } {
+  const username = url.kind === 'amqp' && url.username === undefined && url.password !== undefined ? 'guest' : url.username;
+  return { username, password: url.password };
 }
 
 function checkEndpoint(c: Collector, e: Endpoint, mode: SecurityMode): void {
@@ -185,7 +202,8 @@ function checkEndpoint(c: Collector, e: Endpoint, mode: SecurityMode): void {
   }
 
   if (url.kind === 'postgres' && url.host.startsWith('/')) return; // peer authentication over the socket
-  const cred = assessCredentials(url.username, url.password);
+  const checked = credentialsChecked(url);
+  const cred = assessCredentials(checked.username, checked.password);
   if (!cred) return;
   const urlForm = url.kind === 'redis' ? 'rediss://USER:${file:/run/secrets/redis_password}@host:6379/0'
     : url.kind === 'amqp' ? 'amqps://USER:${file:/run/secrets/amqp_password}@host:5671/vhost'
@@ -223,7 +241,7 @@ function checkContent(c: Collector, setting: string, list: readonly string[] | u
 /** Evaluate the policy. Pure apart from parsing; throws `ConfigError` only for URLs or TLS settings it cannot parse. */
 export function evaluatePolicy(input: PolicyInput): PolicyReport {
   const unsafe = input.unsafe ?? {};
-  const c = new Collector(unsafe);
+  const c = new Collector(unsafe, input.modeSource);
 
   if (input.brokerUrl) {
     checkEndpoint(c, {
@@ -266,8 +284,10 @@ export function evaluatePolicy(input: PolicyInput): PolicyReport {
     }
   }
 
-  for (const f of input.fileChecks?.refusals ?? []) c.report.refusals.push(f);
-  for (const f of input.fileChecks?.warnings ?? []) c.report.warnings.push(f);
+  for (const checks of [input.fileChecks, ...(input.otherChecks ?? [])]) {
+    for (const f of checks?.refusals ?? []) c.report.refusals.push(f);
+    for (const f of checks?.warnings ?? []) c.report.warnings.push(f);
+  }
 
   for (const opt of UNSAFE_OPTIONS) {
     if (unsafe[opt] && !c.used.has(opt)) {
@@ -286,8 +306,9 @@ export class InsecureConfigError extends ConfigError {
   readonly findings: readonly Finding[];
   constructor(findings: readonly Finding[]) {
     const lines = findings.map((f) => `  [${f.id}] ${f.setting}\n      ${f.message}\n      fix: ${f.fix}`);
-    super(redactAll(`refusing to start: ${findings.length} insecure setting${findings.length === 1 ? '' : 's'}\n${lines.join('\n')}`), {
+    super(redactAll(`refusing to start: ${findings.length} insecure setting${findings.length === 1 ? '' : 's'} (all of them are listed)\n${lines.join('\n')}`), {
       code: 'ERR_INSECURE_CONFIG',
+      hint: findings.length === 1 ? 'apply the fix above, then start again' : `apply the fix under each of the ${findings.length} settings above, then start again`,
     });
     this.findings = findings.map((f) => ({ ...f, message: redactAll(f.message), fix: redactAll(f.fix) }));
   }
@@ -329,7 +350,7 @@ export function unsafeEnvName(option: UnsafeOption): string {
  * the environment, like the app does), `brokerUseSsl` / `redisBackendUseSsl`
  * and `unsafe…` options from the `extra` bag (also from
  * `CELERIAC_UNSAFE_…` variables), serializers and accept lists, and the
- * mode from `NODE_ENV`.
+ * mode from `CELERIAC_ENV`/`NODE_ENV` (a value outside their sets throws `ConfigError`).
  */
 export function policyInputFromSettings(settings: ResolvedSettings, env: Env = process.env): PolicyInput {
   const extra = settings.extra;
@@ -338,8 +359,10 @@ export function policyInputFromSettings(settings: ResolvedSettings, env: Env = p
     const v = flag(extra[opt], opt) ?? flag(env[unsafeEnvName(opt)], unsafeEnvName(opt));
     if (v) unsafe[opt] = true;
   }
+  const mode = resolveSecurityMode(env);
   return {
-    mode: env.NODE_ENV === 'production' ? 'production' : 'development',
+    mode: mode.mode,
+    modeSource: mode.source,
     brokerUrl: settings.brokerUrl ?? settingFromEnv(env, BROKER_URL_VARS),
     resultBackend: settings.resultBackend ?? settingFromEnv(env, RESULT_BACKEND_VARS),
     brokerUseSsl: extra.brokerUseSsl,

@@ -2,6 +2,7 @@
  * Redaction: the one place that knows how to hide secrets in URLs and text.
  * Every log line, error message and CLI output passes through here.
  */
+import { estimateGuessesLog10 } from './weak-credentials.ts';
 
 const MASK = '***';
 
@@ -76,12 +77,21 @@ export function redactText(text: string): string {
 /** Known secret values (e.g. loaded from *_FILE) that must be masked wherever they appear. */
 const knownSecrets = new Set<string>();
 
+/** Secrets estimated below 10^6 guesses are not masked as free text (see `registerSecret`). */
+const GUESSABLE_LOG10 = 6;
+
 /**
  * Register a secret value so `redactAll` masks it anywhere in text, in its
- * raw and percent-encoded forms. Short values are ignored (too many false hits).
+ * raw and percent-encoded forms. Short values are ignored (too many false
+ * hits), and so are values zxcvbn guesses within 10^6 tries: ordinary
+ * words like `password` would otherwise be masked wherever they appear.
  */
 export function registerSecret(value: string | undefined): void {
   if (!value || value.length < 6) return;
+  // A secret an attacker would guess within a million tries (`password`, `changeme`, `redis123`) is no
+  // secret worth hiding in free text, while masking it would blank that ordinary word in every log
+  // line (issue 20 #18). Such passwords are refused in production; URL and field rules still mask them.
+  if (!value.includes('\n') && estimateGuessesLog10(value) < GUESSABLE_LOG10) return;
   knownSecrets.add(value);
   const encoded = encodeURIComponent(value);
   if (encoded !== value) knownSecrets.add(encoded);

@@ -16,6 +16,11 @@
  * | `sqlite` | `sqlite:///abs/path.db` (absolute) or `sqlite://relative/path.db` (relative to the working directory) | everything after `sqlite://` is the path; `sqlite://` alone = the adapter's default file. SQLAlchemy's `db+sqlite:///rel.db` / `db+sqlite:////abs.db` keep SQLAlchemy's meaning |
  * | `memory` | `memory://[name]` | in-process, tests only |
  *
+ * Control characters (tab, newline, …) anywhere in the URL are refused: a
+ * WHATWG parser would drop them and read another password than the policy
+ * checked. Every consumer (policy, Redis and AMQP connections, audit) uses
+ * this parser, so they cannot disagree.
+ *
  * User name and password are percent-decoded; reserved characters in them
  * (`/ ? # @ :` and `%`) should be percent-encoded, although an unencoded `@`
  * in a password is tolerated (the last `@` ends the user info, as in
@@ -128,6 +133,13 @@ export function parseConnectionUrl(url: string): ConnectionUrl {
     throw new ConfigError('connection URL is empty', { hint: 'set a broker/backend URL such as rediss://user:password@host:6379/0', code: 'ERR_URL' });
   }
   const trimmed = url.trim();
+  // WHATWG URL (and so ioredis, amqplib, libpq wrappers) silently drops tabs and newlines inside a
+  // URL while a hand-written split keeps them: the two would read different passwords (issue 20 #5).
+  // Nothing legitimate needs a raw control character in a URL, so refuse it; percent-encode instead.
+  const ctl = /[\x00-\x1f\x7f]/.exec(trimmed);
+  if (ctl) {
+    fail(url, `contains a control character (U+${ctl[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}) at position ${ctl.index}`, 'remove it, or percent-encode it (a tab is %09) if it really is part of the password');
+  }
   const m = /^([a-z][a-z0-9+.-]*):\/\/(.*)$/is.exec(trimmed);
   if (!m) fail(url, 'is not of the form scheme://…', SCHEMES_HINT);
   let scheme = m[1]!.toLowerCase();

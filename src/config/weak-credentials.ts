@@ -2,29 +2,41 @@
  * The one list of known default and weak credentials, and the one strength
  * rule, shared by the start-up policy and `celeriac audit` (CEL-011).
  *
- * Strength rule (documented, deliberately simple and predictable):
+ * Strength rule:
  *
  * 1. at least {@link MIN_PASSWORD_LENGTH} (16) characters, and
- * 2. an estimated entropy of at least {@link MIN_ENTROPY_BITS} (64) bits,
- *    estimated as `effectiveLength × log2(poolSize)` where
- *    - `poolSize` is the sum of the sizes of the character classes that
- *      occur: lower-case ASCII letters 26, upper-case 26, digits 10, other
- *      printable ASCII (punctuation and space) 33, anything else 100;
- *    - `effectiveLength` counts every character except those that continue
- *      a run of constant step −1, 0 or +1 after its first two characters:
- *      `aaaaaa` counts 2, `abcdef` counts 2, `123456` counts 2. A random
- *      password almost never loses more than a character to this.
+ * 2. at least 10^{@link MIN_GUESSES_LOG10} (10^12) guesses as estimated by
+ *    zxcvbn (`@zxcvbn-ts/core` with its common-language package: 40,000
+ *    leaked passwords, names and words, keyboard walks, repeats such as
+ *    `celerycelerycelery`, sequences, dates, l33t), with the user name and
+ *    the names of Celery's services (celery, redis, rabbitmq, guest, …) as
+ *    extra dictionary words.
  *
- * So 16 random characters from letters and digits (62 → 5.95 bits each,
- * ≈ 95 bits) pass, 16 lower-case letters (≈ 75 bits) pass, 16 digits
- * (≈ 53 bits) fail, 20 digits (≈ 66 bits) pass. `celeriac secrets generate
- * password` produces 32 characters of a 64-symbol alphabet (192 bits).
+ * A length-times-alphabet estimate passed `passwordpassword`,
+ * `qwertyuiopasdfgh` and `Password1Password1` (issue 20 #4); zxcvbn puts
+ * each of them under 10^5 guesses. 16 random characters from letters and
+ * digits estimate at about 10^16; `celeriac secrets generate password`
+ * makes 32 characters of a 64-symbol alphabet.
  */
+import { ZxcvbnFactory } from '@zxcvbn-ts/core';
+import { adjacencyGraphs, dictionary } from '@zxcvbn-ts/language-common';
 
 /** Minimum password length accepted without `unsafeAllowWeakCredentials`. */
 export const MIN_PASSWORD_LENGTH = 16;
-/** Minimum estimated entropy in bits. */
-export const MIN_ENTROPY_BITS = 64;
+/** Minimum zxcvbn guess estimate, as a power of ten (10^12 guesses; zxcvbn's top score starts at 10^10). */
+export const MIN_GUESSES_LOG10 = 12;
+
+/** Words an attacker tries first against a Celery deployment, added to zxcvbn's dictionaries. */
+const DEPLOYMENT_WORDS = ['celery', 'celeriac', 'redis', 'rabbitmq', 'rabbit', 'guest', 'kombu', 'worker', 'broker', 'flower', 'bitnami', 'postgres', 'amqp', 'queue', 'task'];
+
+let estimator: ZxcvbnFactory | undefined;
+
+/** zxcvbn's estimate of the guesses needed, as log10 (built on first use: the dictionaries take a few tens of ms). */
+export function estimateGuessesLog10(password: string, userInputs: readonly string[] = []): number {
+  estimator ??= new ZxcvbnFactory({ dictionary: { ...dictionary }, graphs: adjacencyGraphs });
+  // zxcvbn's matching is quadratic in length; past 100 characters the tail cannot make a weak password weak.
+  return estimator.check(password.slice(0, 100), [...DEPLOYMENT_WORDS, ...userInputs.filter((u) => u !== '')]).guessesLog10;
+}
 
 /**
  * Passwords that ship as defaults or top every leaked-password list. Matched
@@ -62,40 +74,6 @@ export interface CredentialAssessment {
   message: string;
 }
 
-/** Size of the character pool a password draws from, by the classes it uses. */
-export function characterPoolSize(password: string): number {
-  let lower = false, upper = false, digit = false, symbol = false, other = false;
-  for (const ch of password) {
-    if (/[a-z]/.test(ch)) lower = true;
-    else if (/[A-Z]/.test(ch)) upper = true;
-    else if (/[0-9]/.test(ch)) digit = true;
-    else if (/[\x20-\x7e]/.test(ch)) symbol = true;
-    else other = true;
-  }
-  return (lower ? 26 : 0) + (upper ? 26 : 0) + (digit ? 10 : 0) + (symbol ? 33 : 0) + (other ? 100 : 0);
-}
-
-/** Characters counted by the strength rule: runs of constant step −1/0/+1 count only their first two characters. */
-export function effectiveLength(password: string): number {
-  const cps = [...password].map((c) => c.codePointAt(0)!);
-  let n = 0;
-  for (let i = 0; i < cps.length; i++) {
-    if (i >= 2) {
-      const d1 = cps[i]! - cps[i - 1]!;
-      const d2 = cps[i - 1]! - cps[i - 2]!;
-      if (d1 === d2 && Math.abs(d1) <= 1) continue;
-    }
-    n++;
-  }
-  return n;
-}
-
-/** The strength rule's entropy estimate in bits (see the module comment). */
-export function estimateEntropyBits(password: string): number {
-  const pool = characterPoolSize(password);
-  return pool <= 1 ? 0 : effectiveLength(password) * Math.log2(pool);
-}
-
 /** Whether a password is on the known-weak list (also with digits/punctuation appended). */
 export function isKnownWeakPassword(password: string): boolean {
   const p = password.toLowerCase();
@@ -130,9 +108,9 @@ export function assessCredentials(username: string | undefined, password: string
   if (chars < MIN_PASSWORD_LENGTH) {
     return { problem: 'weak', message: `the password of ${who} is too short (${chars} characters, at least ${MIN_PASSWORD_LENGTH} required)` };
   }
-  const bits = estimateEntropyBits(password);
-  if (bits < MIN_ENTROPY_BITS) {
-    return { problem: 'weak', message: `the password of ${who} is too predictable (about ${Math.floor(bits)} bits estimated, at least ${MIN_ENTROPY_BITS} required)` };
+  const log10 = estimateGuessesLog10(password, username ? [username] : []);
+  if (log10 < MIN_GUESSES_LOG10) {
+    return { problem: 'weak', message: `the password of ${who} is too predictable (about 10^${Math.floor(log10)} guesses by zxcvbn's estimate, at least 10^${MIN_GUESSES_LOG10} required: repeats, keyboard walks, words and sequences count for little)` };
   }
   return undefined;
 }

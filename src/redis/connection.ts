@@ -5,7 +5,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import type { ResolvedSettings } from '../config/options.ts';
-import { redactUrl } from '../config/redact.ts';
+import { parseConnectionUrl } from '../config/url.ts';
 import { ConfigError, ConnectionError } from '../errors.ts';
 import type { Logger } from '../logging.ts';
 import { redisTlsOptions } from './tls.ts';
@@ -41,26 +41,21 @@ export interface RedisTarget {
   tls: boolean;
 }
 
-/** Parse a Redis URL (`redis://[user[:password]@]host[:port][/db]`, `rediss://` for TLS). */
+/**
+ * Parse a Redis URL (`redis://[user[:password]@]host[:port][/db]`, `rediss://` for TLS)
+ * with the one parser the security policy uses (`parseConnectionUrl`), so the
+ * credentials checked at start are the credentials sent.
+ */
 export function parseRedisUrl(url: string): RedisTarget {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new ConfigError(`invalid Redis URL ${redactUrl(url)}`, { hint: 'expected redis://[user:password@]host[:port][/db] or rediss://…' });
-  }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new ConfigError(`not a Redis URL: ${redactUrl(url)}`);
-  const dbText = u.pathname.replace(/^\//, '') || u.searchParams.get('db') || '0';
-  const db = Number(dbText);
-  if (!Number.isInteger(db) || db < 0) throw new ConfigError(`invalid Redis database ${JSON.stringify(dbText)} in ${redactUrl(url)}`);
-  const dec = (s: string): string | undefined => (s ? decodeURIComponent(s) : undefined);
+  const u = parseConnectionUrl(url);
+  if (u.kind !== 'redis') throw new ConfigError(`not a Redis URL: ${u.redacted}`, { hint: 'expected redis://[user:password@]host[:port][/db] or rediss://…' });
   return {
-    host: u.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
-    port: u.port ? Number(u.port) : 6379,
-    db,
-    username: dec(u.username),
-    password: dec(u.password),
-    tls: u.protocol === 'rediss:',
+    host: u.host,
+    port: u.port ?? 6379,
+    db: u.db ?? 0,
+    username: u.username,
+    password: u.password,
+    tls: u.tls,
   };
 }
 

@@ -15,6 +15,7 @@ import { closeSync, constants as fsc, existsSync, fchmodSync, lstatSync, mkdirSy
 import { join } from 'node:path';
 import { generateResultKey } from '../codec/encryption.ts';
 import { generateSigningKey } from '../codec/signing/keyring.ts';
+import { unsafeDirectory } from '../config/env.ts';
 import { ConfigError } from '../errors.ts';
 import { createSelfSignedCertificate, type DistinguishedName } from './x509.ts';
 
@@ -48,8 +49,12 @@ export interface GeneratedSecret {
 export interface GenerateOptions {
   /** password: length, ≥ 32 (default 32). */
   length?: number;
-  /** redis-acl, rabbitmq-user: user name (default `celeriac-worker`). */
+  /** redis-acl, rabbitmq-user: user name (default `celeriac-worker`; for redis-acl the worker user). */
   user?: string;
+  /** redis-acl: the producer user's name (default `celeriac-client`). */
+  producerUser?: string;
+  /** redis-acl: which users to make: `worker`, `producer` or `both` (default). */
+  role?: RedisAclRole;
   /** rabbitmq-user: virtual host (default `celeriac`). */
   vhost?: string;
   /** redis-acl, rabbitmq-user: host for the example URL (default `localhost`). */
@@ -71,6 +76,9 @@ export interface GenerateOptions {
   /** rsa-cert: subject organization (default `Celeriac`). */
   organization?: string;
 }
+
+/** Users of {@link redisAclPatterns}: workers (which also send follow-up tasks) and producers (clients that only send and read results). */
+export type RedisAclRole = 'worker' | 'producer' | 'both';
 
 /** URL-safe alphabet: 64 symbols, so 6 random bits map to one symbol without bias. */
 const URL_SAFE = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
@@ -129,14 +137,30 @@ export const REDIS_ACL_COMMANDS: Readonly<Record<string, readonly string[]>> = {
  * Key and channel patterns of Celery's Redis layout (no `global_keyprefix`):
  * each task queue, worker mailbox (`*.celery.pidbox`), control reply queue
  * and event receiver queue with its priority buckets; kombu's bindings and
- * ack-emulation keys; result, group and chord keys; `celeriac:*` for
- * Celeriac's own keys. Channels: fan-out exchanges `/<db>.celeryev/*` and
- * `/<db>.celery.pidbox` (kombu PSUBSCRIBEs exactly these patterns, which
- * Redis matches literally) and the result keys, which the result backend
- * PUBLISHes on.
+ * ack-emulation keys; result, group and chord keys; Celeriac's shared rate
+ * limits (`celeriac:ratelimit:*`).
+ *
+ * The replay store (`celeriac:replay:*`, the nonces of signed messages
+ * already run) is granted to the `worker` role only: a producer — any
+ * client that can send tasks — must not be able to delete a nonce and run
+ * a captured message again (issue 20 #1). Redis checks key patterns inside
+ * Lua scripts and transactions too.
+ *
+ * Channels: kombu's fan-out exchanges are PUBLISHed on `/<db>.<exchange>/<routing key>`
+ * and PSUBSCRIBEd with exactly these patterns, which Redis ACLs compare
+ * literally (a pattern subscription is allowed only when it equals a
+ * granted pattern): `/<db>.celeryev/*` (event receivers: `celery events`,
+ * Flower), `/<db>.celeryev/worker.*` (a Python worker's gossip, on by
+ * default), `/<db>.celery.pidbox` (broadcast remote control). The result
+ * backend PUBLISHes every result key on a channel of the same name.
+ * `__redis__:invalidate` carries Celeriac's client-tracking wake-ups.
  */
-export function redisAclPatterns(queues: readonly string[] = ['celery'], db = 0, anyKey = false): { keys: string[]; channels: string[] } {
-  if (anyKey) return { keys: ['~*'], channels: ['&*'] };
+export function redisAclPatterns(queues: readonly string[] = ['celery'], db = 0, anyKey = false, role: Exclude<RedisAclRole, 'both'> = 'worker'): { keys: string[]; channels: string[] } {
+  if (anyKey) {
+    // Every key but the replay store for producers: Redis key patterns only allow, so "all but one
+    // prefix" is spelt as every first character, then for `c…` every second character, and so on.
+    return { keys: role === 'worker' ? ['~*'] : allKeysExcept('celeriac:replay:'), channels: ['&*'] };
+  }
   // Every queue is a list plus priority buckets `<queue>\x06\x16<n>`; kombu LLENs them all when declaring.
   // Besides task queues: worker mailboxes, control reply queues, event receiver queues.
   const lists = [...queues, '*.celery.pidbox', '*.reply.celery.pidbox', 'celeryev.*'];
@@ -147,37 +171,76 @@ export function redisAclPatterns(queues: readonly string[] = ['celery'], db = 0,
     '~unacked.dlq', // Celeriac's restorer dead-letters unparsable unacked entries here
     '~celery-task-meta-*', '~celery-taskset-meta-*', '~chord-unlock-*',
     '~????????-????-????-????-????????????.?', // chord counters <group uuid>.j/.t/.s
-    '~celeriac:*', // Celeriac's own keys
+    '~celeriac:ratelimit:*', // shared send rate limits (clients and workers)
+    ...(role === 'worker' ? ['~celeriac:replay:*'] : []),
   ];
-  // The Redis result backend PUBLISHes every key it sets on a channel of the same name.
-  const channels = [`&/${db}.celeryev/*`, `&/${db}.celery.pidbox`, '&celery-task-meta-*', '&celery-taskset-meta-*', '&chord-unlock-*', '&celeriac:*', '&__redis__:invalidate'];
+  const channels = [`&/${db}.celeryev/*`, `&/${db}.celeryev/worker.*`, `&/${db}.celery.pidbox`, '&celery-task-meta-*', '&celery-taskset-meta-*', '&chord-unlock-*', '&__redis__:invalidate'];
   return { keys, channels };
 }
 
+/** Redis key patterns matching every key that does not start with `prefix` (letters and `:` only: no glob escaping needed). */
+function allKeysExcept(prefix: string): string[] {
+  const out: string[] = [];
+  // Keys that leave the prefix at character i, and keys that are a proper beginning of it.
+  for (let i = 0; i < prefix.length; i++) out.push(`~${prefix.slice(0, i)}[^${prefix[i]!}]*`, ...(i > 0 ? [`~${prefix.slice(0, i)}`] : []));
+  return out;
+}
+
+/** The ACL rules of one user (keys, `resetchannels`, channels, commands). */
+function redisAclRules(queues: readonly string[], db: number, anyKey: boolean, role: Exclude<RedisAclRole, 'both'>): string[] {
+  const { keys, channels } = redisAclPatterns(queues, db, anyKey, role);
+  const cmds = Object.values(REDIS_ACL_COMMANDS).flat().map((c) => `+${c}`);
+  return [...keys, 'resetchannels', ...channels, '-@all', ...cmds];
+}
+
 function redisAcl(opts: GenerateOptions): GeneratedSecret {
-  const user = checkName(opts.user ?? 'celeriac-worker', 'user name');
+  const role = opts.role ?? 'both';
+  if (!['worker', 'producer', 'both'].includes(role)) throw new ConfigError(`role ${JSON.stringify(role)} is not one of worker, producer, both`);
   const queues = (opts.queues ?? ['celery']).map((q) => checkName(q, 'queue name'));
   const db = opts.db ?? 0;
   if (!Number.isInteger(db) || db < 0 || db > 65535) throw new ConfigError('db must be a database number');
-  const password = generatePassword(opts.length ?? 32);
-  const { keys, channels } = redisAclPatterns(queues, db, opts.anyKey ?? false);
-  const cmds = Object.values(REDIS_ACL_COMMANDS).flat().map((c) => `+${c}`);
-  const rules = [...keys, 'resetchannels', ...channels, '-@all', ...cmds];
-  const hash = createHash('sha256').update(password).digest('hex');
   const host = opts.host ?? 'localhost';
+  const roles: Array<Exclude<RedisAclRole, 'both'>> = role === 'both' ? ['worker', 'producer'] : [role];
+  const names = {
+    worker: checkName(opts.user ?? 'celeriac-worker', 'user name'),
+    producer: checkName(opts.producerUser ?? 'celeriac-client', 'producer user name'),
+  };
+  if (role === 'both' && names.worker === names.producer) throw new ConfigError('the worker and producer users must have different names');
+  const items: SecretItem[] = [];
+  const aclLines: string[] = [];
+  for (const r of roles) {
+    const user = names[r];
+    const password = generatePassword(opts.length ?? 32);
+    const rules = redisAclRules(queues, db, opts.anyKey ?? false, r);
+    const hash = createHash('sha256').update(password).digest('hex');
+    // The worker's files keep the names of a single-user ACL; the producer's get a prefix when both are made.
+    const f = (name: string): string => (r === 'producer' && role === 'both' ? `producer-${name}` : name);
+    const who = r === 'worker' ? 'worker' : 'producer';
+    const url = `rediss://${user}:${password}@${host}:6379/${db}?ssl_cert_reqs=required`;
+    items.push(
+      { label: `Redis ${who} user name`, envName: undefined, fileName: f('redis-username'), value: user, sensitive: false },
+      { label: `Redis ${who} password`, envName: undefined, fileName: f('redis-password'), value: password, sensitive: true },
+      { label: `redis-cli command for the ${who} user (contains the password)`, envName: undefined, fileName: f('redis-acl-setuser.txt'), value: `ACL SETUSER ${user} reset on >${password} ${rules.join(' ')}`, sensitive: true },
+      // Read by Celeriac (CELERIAC_*) and by Python Celery (CELERY_BROKER_URL, CELERY_RESULT_BACKEND).
+      { label: `${who} broker URL`, envName: 'CELERIAC_BROKER_URL', fileName: f('broker-url'), value: url, sensitive: true },
+      { label: `${who} result backend URL`, envName: 'CELERIAC_RESULT_BACKEND', fileName: f('result-backend-url'), value: url, sensitive: true },
+      { label: `${who} broker URL (Python Celery)`, envName: 'CELERY_BROKER_URL', fileName: f('celery-broker-url'), value: url, sensitive: true },
+      { label: `${who} result backend URL (Python Celery)`, envName: 'CELERY_RESULT_BACKEND', fileName: f('celery-result-backend-url'), value: url, sensitive: true },
+    );
+    aclLines.push(`user ${user} on #${hash} ${rules.join(' ')}`);
+  }
+  items.push({ label: 'users.acl lines (passwords stored as SHA-256)', envName: undefined, fileName: 'users.acl', value: aclLines.join('\n'), sensitive: true });
   return {
     kind: 'redis-acl',
-    items: [
-      { label: 'Redis user name', envName: 'CELERIAC_REDIS_USERNAME', fileName: 'redis-username', value: user, sensitive: false },
-      { label: 'Redis password', envName: 'CELERIAC_REDIS_PASSWORD', fileName: 'redis-password', value: password, sensitive: true },
-      { label: 'redis-cli command (contains the password)', envName: undefined, fileName: 'redis-acl-setuser.txt', value: `ACL SETUSER ${user} reset on >${password} ${rules.join(' ')}`, sensitive: true },
-      { label: 'users.acl line (password stored as SHA-256)', envName: undefined, fileName: 'users.acl', value: `user ${user} on #${hash} ${rules.join(' ')}`, sensitive: true },
-      { label: 'broker URL', envName: 'CELERIAC_BROKER_URL', fileName: 'broker-url', value: `rediss://${user}:${password}@${host}:6379/${db}?ssl_cert_reqs=required`, sensitive: true },
-    ],
+    items,
     notes: [
-      'Run the ACL SETUSER line with redis-cli (then ACL SAVE), or add the users.acl line to the file named by `aclfile`.',
+      'Run the ACL SETUSER line(s) with redis-cli (then ACL SAVE), or add the users.acl lines to the file named by `aclfile`.',
       'Also disable the default user: ACL SETUSER default off',
-      `Key patterns follow Celery's layout for queues ${queues.join(', ')}; use --any-key for other layouts (commands stay restricted), --queues to add queues.`,
+      ...(roles.includes('producer')
+        ? ['Give the producer user to clients that only send tasks and read results: it cannot read or change celeriac:replay:*, the nonces that stop a captured signed message from running twice. Workers (Celeriac or Python) get the worker user.']
+        : []),
+      `Grants: the commands of Celery's Redis transport and result backend only (${Object.keys(REDIS_ACL_COMMANDS).join(', ')}); keys of Celery's layout for queues ${queues.join(', ')}; channels /${db}.celeryev/* and /${db}.celeryev/worker.* (events, a Python worker's gossip), /${db}.celery.pidbox (remote control), result keys (result notification) and __redis__:invalidate (Celeriac's idle wake-up).`,
+      'Use --any-key for other layouts (commands stay restricted), --queues to add queues, --role worker|producer to make one user (needed for --format env).',
     ],
   };
 }
@@ -299,8 +362,21 @@ function shellQuote(v: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]*$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`;
 }
 
-/** `KEY=value` lines (values shell-quoted when needed; multi-line PEM values inside single quotes); items without a variable name become `#` comments. */
+/**
+ * `KEY=value` lines (values shell-quoted when needed; multi-line PEM values
+ * inside single quotes); items without a variable name become `#` comments.
+ * Refuses a secret that would set one variable twice (a `redis-acl` with
+ * both users): the lines are for one process.
+ */
 export function formatEnv(secret: GeneratedSecret): string {
+  const seen = new Set<string>();
+  for (const it of secret.items) {
+    if (!it.envName) continue;
+    if (seen.has(it.envName)) {
+      throw new ConfigError(`--format env would set ${it.envName} twice (this ${secret.kind} makes more than one user)`, { hint: 'add --role worker or --role producer: each process gets the variables of its own user' });
+    }
+    seen.add(it.envName);
+  }
   const lines: string[] = [];
   for (const it of secret.items) {
     if (it.envName) lines.push(`${it.envName}=${shellQuote(it.value)}`);
@@ -318,13 +394,19 @@ export function formatPlain(secret: GeneratedSecret): string {
 }
 
 /**
- * Write one file per item into `dir` (created 0700 if missing): sensitive
+ * Write one file per item into `dir` (created 0700 if missing; an existing
+ * directory that others may write to is refused): sensitive
  * items mode 0600, public ones 0644. Refuses, before writing anything, if
  * a file exists — unless `force`, which overwrites and resets the mode.
  * Symbolic links are never followed. Returns the paths written.
  */
 export function writeSecretFiles(dir: string, secret: GeneratedSecret, force = false): string[] {
   if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // Others who may write to the directory could replace the files after we write them (issue 20 #13).
+  const unsafe = unsafeDirectory(dir);
+  if (unsafe) {
+    throw new ConfigError(`refusing to write secrets into ${dir}, which ${unsafe}`, { hint: 'name a new directory (it is created 0700), or run chmod go-w on this one', code: 'ERR_SECRET_FILE_DIR' });
+  }
   const paths = secret.items.map((it) => join(dir, it.fileName));
   const existing = paths.filter((p) => {
     try {

@@ -6,6 +6,7 @@
 import type { RecordSealer } from '../backend/results.ts';
 import type { BodyDecoder, TaskRequest } from '../protocol/task-message.ts';
 import type { WireMessage } from '../protocol/types.ts';
+import type { Finding } from '../config/policy.ts';
 
 export interface MessageSecurity {
   /** Sign an outgoing task message (body and/or header signature); returns the message to publish. */
@@ -33,6 +34,12 @@ export interface MessageSecurity {
    * the first connection.
    */
   startupCheck?(): void;
+  /**
+   * The same checks as findings, without throwing or logging: refusals and
+   * warnings to merge into the start-up policy report, so one start lists
+   * every refusal.
+   */
+  policyChecks?(): { refusals: Finding[]; warnings: Finding[] };
   /** Seal and open result records at rest. */
   resultSealer?: RecordSealer;
   /** Lines to log as warnings at every start (weaker modes in use). */

@@ -71,6 +71,7 @@ import {
 } from '../codec/signing/index.ts';
 import type { Env } from '../config/env.ts';
 import type { ResolvedSettings } from '../config/options.ts';
+import { InsecureConfigError, type Finding } from '../config/policy.ts';
 import type { Logger } from '../logging.ts';
 import type { BodyDecoder } from '../protocol/task-message.ts';
 import { parseIso } from '../protocol/time.ts';
@@ -319,32 +320,48 @@ export function createMessageSecurity(options: MessageSecurityOptions): Configur
     ? createResultSealer({ ring: sec.resultRing, limits, acceptUnencrypted: sec.unsafeAcceptUnencryptedResults, logger })
     : undefined;
 
-  // ── warnings at every start ──
+  // ── warnings at every start (policy findings: `celeriac audit` reports the same ids) ──
+  const warnFindings: Finding[] = [];
   if (bodyOnly.size > 0) {
-    warnings.push(
-      `securityAcceptBodyOnlyFrom accepts Celery body-only signatures from ${[...bodyOnly].map((s) => JSON.stringify(s)).join(', ')}: ` +
+    warnFindings.push({
+      id: 'CEL-007', setting: 'securityAcceptBodyOnlyFrom',
+      message: `securityAcceptBodyOnlyFrom accepts Celery body-only signatures from ${[...bodyOnly].map((s) => JSON.stringify(s)).join(', ')}: ` +
         'only their args and kwargs are signed — anyone who can write to the broker can relabel them (task name, id, eta, expires, retries) ' +
         'and replay them, since they carry no Celeriac signature header, nonce or expiry',
-    );
+      fix: 'sign Python producers\' messages with a Celeriac key ring (header signature), then remove securityAcceptBodyOnlyFrom',
+    });
     // A Celeriac client signing with a listed certificate could have its messages downgraded by stripping the header.
     if (auth.cert && bodyOnly.has(celerySignerId(auth.cert))) {
-      warnings.push(
-        `securityAcceptBodyOnlyFrom lists this app's own signer ${JSON.stringify(celerySignerId(auth.cert))}: its header-signed messages can be downgraded to body-only by stripping the header — give Python producers certificates of their own`,
-      );
+      warnFindings.push({
+        id: 'CEL-007', setting: 'securityAcceptBodyOnlyFrom',
+        message: `securityAcceptBodyOnlyFrom lists this app's own signer ${JSON.stringify(celerySignerId(auth.cert))}: its header-signed messages can be downgraded to body-only by stripping the header`,
+        fix: 'give Python producers certificates of their own and list only those',
+      });
     }
   }
   if (sec.unsafeAcceptUnsigned) {
-    warnings.push('unsafeAcceptUnsigned is set: unsigned task messages are accepted, so anyone who can write to the broker can run any task');
+    warnFindings.push({
+      id: 'CEL-007', setting: 'unsafeAcceptUnsigned',
+      message: 'unsafeAcceptUnsigned is set: unsigned task messages are accepted, so anyone who can write to the broker can run any task',
+      fix: 'configure signing (`celeriac secrets generate ed25519`: CELERIAC_SIGNING_KEYS on senders, CELERIAC_VERIFY_KEYS on workers) and remove unsafeAcceptUnsigned',
+    });
   }
   if (verifying && replayKind === 'memory') {
-    warnings.push(
-      'replay protection is per process (no Redis broker or result backend and no SQLite broker to share nonces through): ' +
+    warnFindings.push({
+      id: 'CEL-007', setting: 'securityReplayStore',
+      message: 'replay protection is per process (no Redis broker or result backend and no SQLite broker to share nonces through): ' +
         'a replayed message delivered to another worker process is not detected; signature expiry still applies',
-    );
+      fix: 'use a Redis result backend (its replay store is shared by every worker), or run one worker process',
+    });
   }
   if (resultSealer && sec.unsafeAcceptUnencryptedResults) {
-    warnings.push('unsafeAcceptUnencryptedResults is set: plaintext result records are read as they are, so forged results written to the backend are believed');
+    warnFindings.push({
+      id: 'CEL-016', setting: 'unsafeAcceptUnencryptedResults',
+      message: 'unsafeAcceptUnencryptedResults is set: plaintext result records are read as they are, so forged results written to the backend are believed',
+      fix: 'remove unsafeAcceptUnencryptedResults once every worker encrypts its results',
+    });
   }
+  for (const f of warnFindings) warnings.push(f.message);
 
   const signingKind: MessageSecurityDescription['signing'] = authSigner
     ? 'auth+rsa-header'
@@ -352,17 +369,21 @@ export function createMessageSecurity(options: MessageSecurityOptions): Configur
       ? (headerKey.alg as 'ed25519' | 'hmac-sha256' | 'rsa-pss-sha256')
       : 'none';
 
-  const startupCheck = (): void => {
+  // Pure: the caller merges these into the one policy report (all refusals of a start at once).
+  const policyChecks = (): { refusals: Finding[]; warnings: Finding[] } => {
+    const refusals: Finding[] = [];
     if (sec.production && !verifying && !canSign && !sec.unsafeAcceptUnsigned) {
-      recordSecurityEvent('policy_refusal', { id: 'CEL-007', setting: 'securitySigningKeys', reason: 'message signing is not configured in production' });
-      throw new ConfigError(
-        'refusing to start: message signing is not configured (NODE_ENV=production) — [CEL-007] anyone who can write to the broker could run any task',
-        {
-          hint: 'configure a signing ring (CELERIAC_SIGNING_KEYS on senders, CELERIAC_VERIFY_KEYS on workers; `celeriac secrets generate ed25519`) or Celery auth signing (securityKey, securityCertificate, securityCertStore); or set unsafeAcceptUnsigned: true to accept the risk',
-          code: 'ERR_INSECURE_CONFIG',
-        },
-      );
+      refusals.push({
+        id: 'CEL-007', setting: 'securitySigningKeys',
+        message: 'message signing is not configured (production mode): anyone who can write to the broker could run any task',
+        fix: 'configure a signing ring (CELERIAC_SIGNING_KEYS on senders, CELERIAC_VERIFY_KEYS on workers; `celeriac secrets generate ed25519`) or Celery auth signing (securityKey, securityCertificate, securityCertStore) — or set unsafeAcceptUnsigned: true to accept the risk',
+      });
     }
+    return { refusals, warnings: warnFindings };
+  };
+  const startupCheck = (): void => {
+    const { refusals } = policyChecks();
+    if (refusals.length > 0) throw new InsecureConfigError(refusals);
   };
 
   return {
@@ -386,6 +407,7 @@ export function createMessageSecurity(options: MessageSecurityOptions): Configur
     ...(resultSealer ? { resultSealer } : {}),
     warnings,
     startupCheck,
+    policyChecks,
     close: async () => {
       await guard?.close();
     },

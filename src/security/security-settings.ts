@@ -40,6 +40,7 @@ import {
   type CeleryAuthLayout,
 } from '../codec/signing/index.ts';
 import { readSecretFile, type Env } from '../config/env.ts';
+import { isProduction } from '../config/mode.ts';
 import type { ResolvedSettings } from '../config/options.ts';
 import { registerSecret } from '../config/redact.ts';
 import { ConfigError } from '../errors.ts';
@@ -62,7 +63,7 @@ export interface AuthSecurity {
 
 /** Loaded, checked message-security settings. */
 export interface SecuritySettings {
-  /** NODE_ENV=production. */
+  /** Production mode (`config/mode.ts`: CELERIAC_ENV, else NODE_ENV). */
   production: boolean;
   taskSerializer: 'json' | 'msgpack' | 'auth';
   /** Accepted outer content types (from `acceptContent`). */
@@ -313,7 +314,7 @@ export function loadSecuritySettings(settings: ResolvedSettings, env: Env, accep
   else if (rs === 'auto' || rs === 'redis' || rs === 'sqlite' || rs === 'memory') replayStore = rs;
   else throw new ConfigError(`securityReplayStore ${JSON.stringify(rs)} is not supported`, { hint: 'use auto, redis, sqlite or memory (or pass a ReplayStore)' });
   return {
-    production: env.NODE_ENV === 'production',
+    production: isProduction(env),
     taskSerializer: settings.taskSerializer,
     acceptTypes,
     limits: settings.decodeLimits,

@@ -36,7 +36,7 @@ import {
 import { inspect } from 'node:util';
 import { KeyRingError, SignatureError, SigningError } from './errors.ts';
 import type { MessageSignatureAlg, MessageSigningKey, MessageVerifier } from './message-signature.ts';
-import { KID_PATTERN, parseKeyRingText } from './util.ts';
+import { KID_PATTERN, nonRandomKeyReason, parseKeyRingText } from './util.ts';
 
 /** Kinds of ring keys. */
 export type SigningKeyKind = 'ed25519' | 'hmac-sha256';
@@ -254,8 +254,12 @@ function keyFromLine(kid: string, type: string, material: Buffer, where: string)
         if (pub.asymmetricKeyType !== 'ed25519') throw new KeyRingError(`${where}: key ${kid} is not an Ed25519 public key`);
         return new SigningKey(kid, 'ed25519', pub);
       }
-      case 'hmac-sha256':
+      case 'hmac-sha256': {
+        // Short secrets are refused by the SigningKey constructor, with their length.
+        const weak = material.length >= MIN_HMAC_SECRET_BYTES ? nonRandomKeyReason(material) : undefined;
+        if (weak) throw new KeyRingError(`${where}: key ${kid} is not a random secret: ${weak}`, { hint: 'generate a new key with `celeriac secrets generate hmac` (32 random bytes); never reuse an example or hand-written key' });
         return new SigningKey(kid, 'hmac-sha256', createSecretKey(material));
+      }
       default:
         throw new KeyRingError(`${where}: key ${kid} has unknown type ${JSON.stringify(type.slice(0, 40))}`, {
           hint: 'use ed25519-private, ed25519-public or hmac-sha256',

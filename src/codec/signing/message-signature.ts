@@ -11,12 +11,24 @@
  * followed by that many bytes, so no two inputs share an encoding):
  *
  * ```
- * lp("celeriac/message-signature/v1")
+ * lp("celeriac/message-signature/v2")
  * lp(alg) lp(kid) lp(decimal iat) lp(decimal exp) lp(nonce)
  * lp(content type) lp(content encoding) lp(SHA-256(body))
  * for each name of SIGNED_HEADERS, in that order:
  *   lp(name) lp(canonical value)
+ * for each name of SIGNED_PROPERTIES, in that order:
+ *   lp(name) lp(canonical value)
  * ```
+ *
+ * Version 2 (header `v: 2`, written since issue 20 #15) adds `argsrepr`,
+ * `kwargsrepr` and `origin` (what monitoring shows) and the properties
+ * `priority` (absent counts as 0, as every transport delivers it) and
+ * `correlation_id` (absent or empty counts as absent: AMQP drops an empty
+ * one). Version 1 (`v: 1`, label `…/v1`, {@link SIGNED_HEADERS_V1} only,
+ * no properties) is still verified, for messages of earlier Celeriac
+ * senders; a v2 signature cannot be passed off as v1, since the label and
+ * field list are part of the signed bytes. Upgrade workers before senders:
+ * an earlier worker refuses `v: 2`.
  *
  * Canonical values are typed and self-delimiting: `A` absent, `N` null,
  * `T`/`F` booleans, `n`+lp(number as JS prints it), `s`+lp(UTF-8),
@@ -41,11 +53,8 @@ export type MessageSignatureAlg = 'ed25519' | 'hmac-sha256' | 'rsa-pss-sha256';
 /** Every supported algorithm. */
 export const MESSAGE_SIGNATURE_ALGS: readonly MessageSignatureAlg[] = Object.freeze(['ed25519', 'hmac-sha256', 'rsa-pss-sha256']);
 
-/**
- * Headers covered by the signature, in signing order. `compression` is
- * included because it changes how the body is read.
- */
-export const SIGNED_HEADERS: readonly string[] = Object.freeze([
+/** Headers covered by a version 1 signature, in signing order (`compression` changes how the body is read). */
+export const SIGNED_HEADERS_V1: readonly string[] = Object.freeze([
   'task',
   'id',
   'eta',
@@ -60,6 +69,18 @@ export const SIGNED_HEADERS: readonly string[] = Object.freeze([
   'ignore_result',
   'compression',
 ]);
+
+/** Headers covered by the current (version 2) signature, in signing order. */
+export const SIGNED_HEADERS: readonly string[] = Object.freeze([...SIGNED_HEADERS_V1, 'argsrepr', 'kwargsrepr', 'origin']);
+
+/** Message properties covered by the version 2 signature, in signing order. */
+export const SIGNED_PROPERTIES: readonly string[] = Object.freeze(['priority', 'correlation_id']);
+
+/** Version written by `signMessage`. */
+export const MESSAGE_SIGNATURE_VERSION = 2;
+
+/** Versions `verifyMessage` accepts. */
+export type MessageSignatureVersion = 1 | 2;
 
 /** The signed claims of a header signature. Times are ms since the epoch. */
 export interface MessageSignatureClaims {
@@ -76,7 +97,7 @@ export interface MessageSignatureClaims {
 
 /** The header value as it travels. */
 export interface MessageSignatureHeader extends MessageSignatureClaims {
-  v: 1;
+  v: MessageSignatureVersion;
   /** Signature, standard base64. */
   sig: string;
 }
@@ -123,7 +144,7 @@ export interface VerifyMessageOptions {
 /** Default tolerated clock difference between signer and verifier. */
 export const DEFAULT_CLOCK_SKEW_MS = 30_000;
 
-const LABEL = 'celeriac/message-signature/v1';
+const LABELS: Record<MessageSignatureVersion, string> = { 1: 'celeriac/message-signature/v1', 2: 'celeriac/message-signature/v2' };
 const KID_MAX = 512;
 const SIG_B64_MAX = 2048; // RSA-8192 signatures are 1,368 base64 characters.
 const VALUE_MAX_DEPTH = 8;
@@ -234,14 +255,21 @@ function encodeValue(value: unknown, w: Writer, depth: number): void {
   } else throw new ValueError(`a value of type ${typeof value}`);
 }
 
+/** A property's signed value: priority absent → 0 (every transport delivers 0); correlation_id empty → absent (AMQP drops it). */
+function propertyValue(properties: Record<string, unknown>, name: string): unknown {
+  const v = Object.hasOwn(properties, name) ? properties[name] : undefined;
+  if (name === 'priority') return v === undefined || v === null ? 0 : v;
+  return v === '' || v === null ? undefined : v;
+}
+
 /**
- * The exact bytes a header signature covers, for the given message and
- * claims. Exported so other implementations can be checked against it.
+ * The exact bytes a header signature covers, for the given message,
+ * claims and signature version (default: the current one). Exported so other implementations can be checked against it.
  * Throws `SignatureError('malformed')` when a signed header holds a value
  * that has no canonical form (a function, a non-finite number, …) or the
  * content type or encoding is not a string.
  */
-export function canonicalSigningInput(message: WireMessage, claims: MessageSignatureClaims): Buffer {
+export function canonicalSigningInput(message: WireMessage, claims: MessageSignatureClaims, version: MessageSignatureVersion = MESSAGE_SIGNATURE_VERSION): Buffer {
   const headers: Record<string, unknown> =
     message.headers !== null && typeof message.headers === 'object' ? (message.headers as Record<string, unknown>) : {};
   const body = Buffer.isBuffer(message.body) ? message.body : Buffer.alloc(0);
@@ -249,7 +277,7 @@ export function canonicalSigningInput(message: WireMessage, claims: MessageSigna
     throw new SignatureError('malformed', 'the message content type or encoding is not a string');
   }
   const w = new Writer();
-  w.lpString(LABEL);
+  w.lpString(LABELS[version]);
   w.lpString(claims.alg);
   w.lpString(claims.kid);
   w.lpString(String(claims.iat));
@@ -258,7 +286,7 @@ export function canonicalSigningInput(message: WireMessage, claims: MessageSigna
   w.lpString(message.contentType);
   w.lpString(message.contentEncoding);
   w.lpBytes(createHash('sha256').update(body).digest());
-  for (const name of SIGNED_HEADERS) {
+  for (const name of version === 1 ? SIGNED_HEADERS_V1 : SIGNED_HEADERS) {
     w.lpString(name);
     const start = w.open();
     try {
@@ -267,6 +295,20 @@ export function canonicalSigningInput(message: WireMessage, claims: MessageSigna
       // Anything odd (a throwing getter, a proxy) is malformed input, never a crash.
       const what = err instanceof ValueError ? err.message : 'a value that cannot be read';
       throw new SignatureError('malformed', `header ${JSON.stringify(name)} holds ${what}, which cannot be signed`);
+    }
+    w.close(start);
+  }
+  if (version === 1) return w.result();
+  const properties: Record<string, unknown> =
+    message.properties !== null && typeof message.properties === 'object' ? (message.properties as Record<string, unknown>) : {};
+  for (const name of SIGNED_PROPERTIES) {
+    w.lpString(name);
+    const start = w.open();
+    try {
+      encodeValue(propertyValue(properties, name), w, 0);
+    } catch (err) {
+      const what = err instanceof ValueError ? err.message : 'a value that cannot be read';
+      throw new SignatureError('malformed', `property ${JSON.stringify(name)} holds ${what}, which cannot be signed`);
     }
     w.close(start);
   }
@@ -308,7 +350,7 @@ export function signMessage(message: WireMessage, key: MessageSigningKey, opts: 
   } catch (err) {
     throw new SigningError((err as Error).message, { hint: 'signed headers must hold JSON values (strings, finite numbers, booleans, null, arrays, objects)' });
   }
-  const value: MessageSignatureHeader = { v: 1, ...claims, sig: key.sign(input).toString('base64') };
+  const value: MessageSignatureHeader = { v: MESSAGE_SIGNATURE_VERSION, ...claims, sig: key.sign(input).toString('base64') };
   headers[SIGNATURE_HEADER] = value;
   return copy;
 }
@@ -318,13 +360,13 @@ function fail(reason: SignatureFailure, detail: string, hint?: string): never {
 }
 
 /** Validate the shape of a received header value. */
-function parseHeader(raw: unknown): { claims: MessageSignatureClaims; sig: Buffer } {
+function parseHeader(raw: unknown): { claims: MessageSignatureClaims; sig: Buffer; version: MessageSignatureVersion } {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || Buffer.isBuffer(raw)) {
     fail('malformed', `the ${SIGNATURE_HEADER} header is not an object`);
   }
   const h = raw as Record<string, unknown>;
   for (const k of Object.keys(h)) if (!HEADER_KEYS.has(k)) fail('malformed', `the ${SIGNATURE_HEADER} header has an unknown field ${JSON.stringify(k.slice(0, 40))}`);
-  if (h.v !== 1) fail('malformed', `the ${SIGNATURE_HEADER} header has an unsupported version`, 'upgrade Celeriac on this side');
+  if (h.v !== 1 && h.v !== 2) fail('malformed', `the ${SIGNATURE_HEADER} header has an unsupported version`, 'upgrade Celeriac on this side');
   if (!isAlg(h.alg)) fail('unsupported-algorithm', `the ${SIGNATURE_HEADER} header names an unsupported algorithm`);
   if (typeof h.kid !== 'string' || h.kid.length === 0 || h.kid.length > KID_MAX || hasLoneSurrogate(h.kid) || /[\x00-\x1f\x7f]/.test(h.kid)) {
     fail('malformed', `the ${SIGNATURE_HEADER} header has an invalid key id`);
@@ -338,7 +380,7 @@ function parseHeader(raw: unknown): { claims: MessageSignatureClaims; sig: Buffe
   if (typeof h.sig !== 'string' || h.sig.length === 0 || h.sig.length > SIG_B64_MAX) fail('malformed', `the ${SIGNATURE_HEADER} header has an invalid signature field`);
   const sig = decodeBase64Strict(h.sig);
   if (!sig) fail('malformed', `the ${SIGNATURE_HEADER} signature is not base64`);
-  return { claims: { alg: h.alg, kid: h.kid, iat: h.iat as number, exp: h.exp as number, nonce: h.nonce }, sig };
+  return { claims: { alg: h.alg, kid: h.kid, iat: h.iat as number, exp: h.exp as number, nonce: h.nonce }, sig, version: h.v };
 }
 
 /**
@@ -360,11 +402,11 @@ export function verifyMessage(message: WireMessage, verifier: MessageVerifier, o
   if (raw === undefined || raw === null) {
     fail('missing-signature', `the message has no ${SIGNATURE_HEADER} header`, 'the sender must sign its messages with a key this worker trusts');
   }
-  const { claims, sig } = parseHeader(raw);
+  const { claims, sig, version } = parseHeader(raw);
   if (!verifier.hasKey(claims.alg, claims.kid)) {
     fail('unknown-key', `no ${claims.alg} key with id ${JSON.stringify(claims.kid.slice(0, 120))} is trusted here`, 'add the key to the ring (or the certificate to the store), or re-sign with a current key');
   }
-  const input = canonicalSigningInput(message, claims);
+  const input = canonicalSigningInput(message, claims, version);
   let ok: boolean;
   try {
     ok = verifier.verify(claims.alg, claims.kid, input, sig, now);

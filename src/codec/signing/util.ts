@@ -123,3 +123,29 @@ export function parseKeyRingText(text: string, what: string): KeyRingLine[] {
   }
   return out;
 }
+
+/**
+ * Why secret key bytes cannot be random (issue 20 #12), or `undefined`.
+ * Catches the keys people write by hand or copy from examples: one
+ * repeated byte (all zero), a short repeating pattern, a constant-step
+ * sequence, printable text (a password or phrase, not key bytes), or too
+ * few distinct byte values. For 32 random bytes each of these has a
+ * probability below 10^-13, so a generated key is never refused.
+ */
+export function nonRandomKeyReason(key: Uint8Array): string | undefined {
+  const n = key.length;
+  if (n === 0) return 'it is empty';
+  if (key.every((b) => b === key[0])) return `every byte is 0x${key[0]!.toString(16).padStart(2, '0')}`;
+  for (let period = 2; period <= 8 && period < n; period++) {
+    let repeats = true;
+    for (let i = period; i < n && repeats; i++) repeats = key[i] === key[i - period];
+    if (repeats) return `it repeats a pattern of ${period} bytes`;
+  }
+  const step = (key[1]! - key[0]! + 256) % 256;
+  let sequence = true;
+  for (let i = 2; i < n && sequence; i++) sequence = (key[i]! - key[i - 1]! + 256) % 256 === step;
+  if (sequence) return 'its bytes are a counting sequence';
+  if (n >= 16 && key.every((b) => b >= 0x20 && b <= 0x7e)) return 'every byte is printable text (a password or phrase encoded as base64, not random key bytes)';
+  if (n >= 32 && new Set(key).size < 16) return 'it uses too few distinct byte values';
+  return undefined;
+}

@@ -98,6 +98,16 @@ describe('registered secrets', () => {
     }
   });
 
+  // Issue 20 #18: with `password` registered, every later "password" in a log line became ***.
+  it('does not blank ordinary words that happen to be a (guessable) registered secret', () => {
+    for (const s of ['password', 'changeme', 'qwerty123', 'letmein!']) registerSecret(s);
+    const text = 'the password field is required; changeme and qwerty123 are examples; letmein! is refused';
+    assert.equal(redactAll(text), text);
+    // Structural rules still hide them where they are used as secrets.
+    assert.equal(redactAll('redis://:password@h/0'), 'redis://:***@h/0');
+    assert.equal(redactAll('password=changeme'), 'password=***');
+  });
+
   it('ignores short values (too many false hits)', () => {
     registerSecret('abc');
     assert.equal(redactAll('abc'), 'abc');

@@ -50,8 +50,19 @@ describe('generateSecret', () => {
     assert.equal(formatPlain(s), `${s.items[0]!.value}\n`);
   });
 
+  it('redis-acl: worker and producer users; the producer has no replay-store keys', async () => {
+    const s = await generateSecret('redis-acl', { user: 'w1', producerUser: 'c1' });
+    const byFile = Object.fromEntries(s.items.map((i) => [i.fileName, i.value]));
+    assert.match(byFile['redis-acl-setuser.txt']!, /^ACL SETUSER w1 .* ~celeriac:replay:\* /);
+    assert.match(byFile['producer-redis-acl-setuser.txt']!, /^ACL SETUSER c1 /);
+    assert.doesNotMatch(byFile['producer-redis-acl-setuser.txt']!, /celeriac:replay|~celeriac:\*|~\* /);
+    assert.equal(byFile['users.acl']!.split('\n').length, 2);
+    assert.notEqual(byFile['redis-password'], byFile['producer-redis-password']);
+    await assert.rejects(generateSecret('redis-acl', { user: 'x', producerUser: 'x' }), /different names/);
+  });
+
   it('redis-acl: user, password, SETUSER, users.acl with SHA-256, URL', async () => {
-    const s = await generateSecret('redis-acl', { user: 'w1', host: 'redis.internal', queues: ['celery', 'math'] });
+    const s = await generateSecret('redis-acl', { user: 'w1', host: 'redis.internal', queues: ['celery', 'math'], role: 'worker' });
     const byFile = Object.fromEntries(s.items.map((i) => [i.fileName, i.value]));
     const pw = byFile['redis-password']!;
     const setuser = byFile['redis-acl-setuser.txt']!;
@@ -77,7 +88,13 @@ describe('generateSecret', () => {
     assert.ok(keys.includes('~_kombu.binding.*'));
     assert.ok(channels.includes('&/2.celeryev/*'));
     assert.ok(channels.includes('&/2.celery.pidbox'));
+    assert.ok(channels.includes('&/2.celeryev/worker.*'), "a Python worker's gossip PSUBSCRIBE pattern");
+    assert.ok(keys.includes('~celeriac:replay:*'), 'workers keep the replay store');
+    assert.ok(!redisAclPatterns(['celery'], 2, false, 'producer').keys.some((k) => k.startsWith('~celeriac:replay') || k === '~celeriac:*' || k === '~*'), 'producers cannot touch the replay store');
     assert.deepEqual(redisAclPatterns(['celery'], 0, true), { keys: ['~*'], channels: ['&*'] });
+    // --any-key for producers: every key but celeriac:replay:* (checked with Redis' own glob rules in the ACL test).
+    const any = redisAclPatterns(['celery'], 0, true, 'producer').keys;
+    assert.ok(any.includes('~[^c]*') && any.includes('~celeriac:replay[^:]*') && any.includes('~celeriac:replay'));
     assert.ok(Object.values(REDIS_ACL_COMMANDS).flat().every((c) => /^[a-z]+(\|[a-z]+)?$/.test(c)));
   });
 
@@ -139,10 +156,11 @@ describe('generateSecret', () => {
 describe('formats', () => {
   it('env: KEY=value, shell-quoted; items without a name as comments', async () => {
     const s = await generateSecret('redis-acl');
-    const out = formatEnv(s);
-    assert.match(out, /^CELERIAC_REDIS_USERNAME=celeriac-worker$/m);
-    assert.match(out, /^CELERIAC_REDIS_PASSWORD=[A-Za-z0-9_-]{32}$/m);
-    assert.match(out, /^CELERIAC_BROKER_URL=/m);
+    assert.throws(() => formatEnv(s), /set CELERIAC_BROKER_URL twice/);
+    const out = formatEnv(await generateSecret('redis-acl', { role: 'worker' }));
+    assert.match(out, /^# celeriac-worker$/m);
+    assert.match(out, /^CELERIAC_BROKER_URL='?rediss:\/\/celeriac-worker:[A-Za-z0-9_-]{32}@/m);
+    assert.match(out, /^CELERY_RESULT_BACKEND=/m);
     assert.match(out, /^# ACL SETUSER /m);
     const pem = await generateSecret('rsa-cert', { bits: 2048 });
     assert.match(formatEnv(pem), /^CELERIAC_SECURITY_KEY='-----BEGIN PRIVATE KEY-----\n/m);
@@ -173,10 +191,11 @@ describe('writeSecretFiles', () => {
     writeSecretFiles(out, first);
     const second = await generateSecret('redis-acl');
     assert.throws(() => writeSecretFiles(out, second), /refusing to overwrite/);
-    assert.equal(readFileSync(join(out, 'redis-password'), 'utf8').trim(), first.items[1]!.value);
+    const pwOf = (x: typeof first): string => x.items.find((i) => i.fileName === 'redis-password')!.value;
+    assert.equal(readFileSync(join(out, 'redis-password'), 'utf8').trim(), pwOf(first));
     writeFileSync(join(out, 'redis-password'), 'x', { mode: 0o666 });
     writeSecretFiles(out, second, true);
-    assert.equal(readFileSync(join(out, 'redis-password'), 'utf8').trim(), second.items[1]!.value);
+    assert.equal(readFileSync(join(out, 'redis-password'), 'utf8').trim(), pwOf(second));
     assert.equal(statSync(join(out, 'redis-password')).mode & 0o777, 0o600);
   });
 

@@ -47,6 +47,20 @@ describe('celeriac secrets', () => {
     assert.match(long.stdout, /^[A-Za-z0-9_-]{40}\n$/);
   });
 
+  it('redis-acl --format env: one role, variables that Celeriac and Python Celery read', async () => {
+    const both = await run('generate', 'redis-acl', '--format', 'env');
+    assert.equal(both.code, 1);
+    assert.match(both.stderr, /--role worker or --role producer/);
+    const r = await run('generate', 'redis-acl', '--format', 'env', '--role', 'producer');
+    assert.equal(r.code, 0, r.stderr);
+    const vars = [...r.stdout.matchAll(/^([A-Z_]+)=/gm)].map((m) => m[1]);
+    assert.deepEqual(vars, ['CELERIAC_BROKER_URL', 'CELERIAC_RESULT_BACKEND', 'CELERY_BROKER_URL', 'CELERY_RESULT_BACKEND']);
+    assert.match(r.stdout, /^CELERIAC_BROKER_URL='?rediss:\/\/celeriac-client:/m);
+    assert.doesNotMatch(r.stdout, /CELERIAC_REDIS_(USERNAME|PASSWORD)/, 'nothing reads these');
+    const bad = await run('generate', 'redis-acl', '--role', 'admin');
+    assert.equal(bad.code, 2);
+  });
+
   it('--format env', async () => {
     const r = await run('generate', 'ed25519', '--format', 'env', '--kid', 'cli-1');
     assert.equal(r.code, 0);
@@ -58,7 +72,8 @@ describe('celeriac secrets', () => {
     const out = join(dir, 'redis');
     const r = await run('generate', 'redis-acl', '--format', 'file', '--out', out);
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(readdirSync(out).sort(), ['broker-url', 'redis-acl-setuser.txt', 'redis-password', 'redis-username', 'users.acl']);
+    const perUser = ['broker-url', 'celery-broker-url', 'celery-result-backend-url', 'redis-acl-setuser.txt', 'redis-password', 'redis-username', 'result-backend-url'];
+    assert.deepEqual(readdirSync(out).sort(), [...perUser, ...perUser.map((f) => `producer-${f}`), 'users.acl'].sort());
     const pw = readFileSync(join(out, 'redis-password'), 'utf8').trim();
     assert.equal(statSync(join(out, 'redis-password')).mode & 0o777, 0o600);
     assert.equal(statSync(join(out, 'redis-username')).mode & 0o777, 0o644);

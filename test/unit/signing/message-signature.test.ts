@@ -13,6 +13,8 @@ import {
   rsaMessageSigningKey,
   SIGNATURE_HEADER,
   SIGNED_HEADERS,
+  SIGNED_HEADERS_V1,
+  SIGNED_PROPERTIES,
   SignatureError,
   signCeleryAuth,
   SigningError,
@@ -71,7 +73,7 @@ describe('celeriac_signature header', () => {
     assert.equal(signed.body, msg.body);
     const h = header(signed);
     assert.deepEqual(Object.keys(h).sort(), ['alg', 'exp', 'iat', 'kid', 'nonce', 'sig', 'v']);
-    assert.equal(h.v, 1);
+    assert.equal(h.v, 2);
     assert.equal(h.alg, 'ed25519');
     assert.equal(h.kid, 'ed-1');
     assert.equal(h.iat, NOW);
@@ -107,6 +109,9 @@ describe('celeriac_signature header', () => {
       shadow: 'shadow-name',
       ignore_result: true,
       compression: 'application/x-bz2',
+      argsrepr: '(1, 2)',
+      kwargsrepr: "{'spoofed': True}",
+      origin: 'gen1@trusted-host',
     };
     assert.deepEqual(Object.keys(changes).sort(), [...SIGNED_HEADERS].sort());
     for (const [name, value] of Object.entries(changes)) {
@@ -123,6 +128,37 @@ describe('celeriac_signature header', () => {
     rejects(() => verifyMessage({ ...nullShadow, headers: noShadow }, workerRing, { now: NOW }), 'bad-signature');
   });
 
+  // Issue 20 #15: argsrepr, origin, priority and correlation_id could be changed on a signed message,
+  // spoofing what monitoring shows and reordering work.
+  it('v2 covers argsrepr, kwargsrepr, origin and the priority and correlation_id properties', () => {
+    const base = sampleTaskMessage();
+    const msg: WireMessage = { ...base, properties: { ...base.properties, priority: 3, correlation_id: base.headers.id as string } };
+    const signed = signMessage(msg, senderRing.current(), { ttlMs: TTL, now: NOW });
+    verifyMessage(transported(signed), workerRing, { now: NOW });
+    for (const [name, value] of [['argsrepr', "('rm -rf /',)"], ['kwargsrepr', "{'spoofed': 1}"], ['origin', 'gen9@elsewhere']] as const) {
+      rejects(() => verifyMessage({ ...signed, headers: { ...signed.headers, [name]: value } }, workerRing, { now: NOW }), 'bad-signature');
+    }
+    for (const props of [{ priority: 9 }, { priority: 0 }, { correlation_id: 'another-id' }, { correlation_id: undefined }]) {
+      rejects(() => verifyMessage({ ...signed, properties: { ...signed.properties, ...props } }, workerRing, { now: NOW }), 'bad-signature');
+    }
+    // What transports do to properties: priority absent arrives as 0, an empty correlation_id is dropped by AMQP.
+    const plain = signMessage({ ...base, properties: { ...base.properties, priority: undefined, correlation_id: '' } }, senderRing.current(), { ttlMs: TTL, now: NOW });
+    verifyMessage({ ...plain, properties: { ...plain.properties, priority: 0, correlation_id: undefined } }, workerRing, { now: NOW });
+  });
+
+  it('still verifies v1 signatures of earlier senders; a v2 signature cannot be passed off as v1', () => {
+    const msg = sampleTaskMessage();
+    const claims: MessageSignatureClaims = { alg: 'ed25519', kid: 'ed-1', iat: NOW, exp: NOW + TTL, nonce: 'AAAAAAAAAAAAAAAAAAAAAA' };
+    const v1sig = senderRing.current().sign(canonicalSigningInput(msg, claims, 1)).toString('base64');
+    const v1: WireMessage = { ...msg, headers: { ...msg.headers, [SIGNATURE_HEADER]: { v: 1, ...claims, sig: v1sig } } };
+    assert.deepEqual(verifyMessage(transported(v1), workerRing, { now: NOW }), claims);
+    // v1 never covered argsrepr: unchanged behaviour for old senders.
+    verifyMessage({ ...v1, headers: { ...v1.headers, argsrepr: 'changed' } }, workerRing, { now: NOW });
+    const v2 = signMessage(msg, senderRing.current(), { ttlMs: TTL, now: NOW });
+    rejects(() => verifyMessage(withHeader(v2, { v: 1 }), workerRing, { now: NOW }), 'bad-signature');
+    rejects(() => verifyMessage(withHeader(v2, { v: 3 }), workerRing, { now: NOW }), 'malformed');
+  });
+
   it('fails for a one-byte body change, content type and content encoding changes', () => {
     const signed = signMessage(sampleTaskMessage(), senderRing.current(), { ttlMs: TTL, now: NOW });
     const body = Buffer.from(signed.body);
@@ -132,9 +168,13 @@ describe('celeriac_signature header', () => {
     rejects(() => verifyMessage({ ...signed, contentEncoding: 'binary' }, workerRing, { now: NOW }), 'bad-signature');
   });
 
-  it('does not cover display-only headers and properties (argsrepr, origin, redelivered)', () => {
+  it('does not cover what transports add or change (redelivered, delivery info and tag, body encoding)', () => {
     const signed = signMessage(sampleTaskMessage(), senderRing.current(), { ttlMs: TTL, now: NOW });
-    const m = { ...signed, headers: { ...signed.headers, argsrepr: '(9, 9)', origin: 'elsewhere', redelivered: true }, properties: { priority: 9 } };
+    const m = {
+      ...signed,
+      headers: { ...signed.headers, redelivered: true },
+      properties: { ...signed.properties, delivery_info: { exchange: '', routing_key: 'other' }, delivery_tag: 'x', body_encoding: 'base64', delivery_mode: 1 },
+    };
     verifyMessage(m, workerRing, { now: NOW });
   });
 
@@ -170,7 +210,7 @@ describe('celeriac_signature header', () => {
     rejects(() => verifyMessage({ ...signed, headers: { ...signed.headers, [SIGNATURE_HEADER]: null } }, workerRing), 'missing-signature');
     rejects(() => verifyMessage({ ...signed, headers: { ...signed.headers, [SIGNATURE_HEADER]: JSON.stringify(header(signed)) } }, workerRing), 'malformed');
     rejects(() => verifyMessage({ ...signed, headers: { ...signed.headers, [SIGNATURE_HEADER]: [header(signed)] } }, workerRing), 'malformed');
-    rejects(() => verifyMessage(withHeader(signed, { v: 2 }), workerRing, { now: NOW }), 'malformed');
+    rejects(() => verifyMessage(withHeader(signed, { v: 3 }), workerRing, { now: NOW }), 'malformed');
     rejects(() => verifyMessage(withHeader(signed, { extra: 1 }), workerRing, { now: NOW }), 'malformed');
     rejects(() => verifyMessage(withHeader(signed, { nonce: 'short' }), workerRing, { now: NOW }), 'malformed');
     rejects(() => verifyMessage(withHeader(signed, { sig: 'not base64!' }), workerRing, { now: NOW }), 'malformed');
@@ -245,11 +285,12 @@ describe('canonical signing input', () => {
     assert.notEqual(canonicalSigningInput(m, claims).toString('hex'), canonicalSigningInput(m, { ...claims, kid: 'k2' }).toString('hex'));
   });
 
-  it('starts with the domain-separation label', () => {
-    const input = canonicalSigningInput(sampleTaskMessage(), claims);
-    const label = 'celeriac/message-signature/v1';
-    assert.equal(input.readUInt32BE(0), label.length);
-    assert.equal(input.subarray(4, 4 + label.length).toString(), label);
+  it('starts with the domain-separation label of its version', () => {
+    for (const [version, label] of [[2, 'celeriac/message-signature/v2'], [1, 'celeriac/message-signature/v1']] as const) {
+      const input = canonicalSigningInput(sampleTaskMessage(), claims, version);
+      assert.equal(input.readUInt32BE(0), label.length);
+      assert.equal(input.subarray(4, 4 + label.length).toString(), label);
+    }
   });
 });
 
@@ -339,9 +380,10 @@ describe('canonical signing input: documented layout', () => {
     const keys = Object.keys(o).filter((k) => o[k] !== undefined).sort();
     return Buffer.concat([Buffer.from('o'), count(keys.length), ...keys.flatMap((k) => [lps(k), value(o[k])])]);
   }
-  function reference(m: WireMessage, c: MessageSignatureClaims): Buffer {
+  function reference(m: WireMessage, c: MessageSignatureClaims, version: 1 | 2): Buffer {
+    const p = m.properties as Record<string, unknown>;
     return Buffer.concat([
-      lps('celeriac/message-signature/v1'),
+      lps(`celeriac/message-signature/v${version}`),
       lps(c.alg),
       lps(c.kid),
       lps(String(c.iat)),
@@ -350,7 +392,10 @@ describe('canonical signing input: documented layout', () => {
       lps(m.contentType),
       lps(m.contentEncoding),
       lp(createHash('sha256').update(m.body).digest()),
-      ...SIGNED_HEADERS.flatMap((h) => [lps(h), lp(value(m.headers[h]))]),
+      ...(version === 1 ? SIGNED_HEADERS_V1 : SIGNED_HEADERS).flatMap((h) => [lps(h), lp(value(m.headers[h]))]),
+      ...(version === 1
+        ? []
+        : [lps('priority'), lp(value(p.priority ?? 0)), lps('correlation_id'), lp(value(p.correlation_id === '' || p.correlation_id === null ? undefined : p.correlation_id))]),
     ]);
   }
   const claims: MessageSignatureClaims = { alg: 'hmac-sha256', kid: 'k-1', iat: 1_780_000_000_000, exp: 1_780_003_600_000, nonce: 'AAAAAAAAAAAAAAAAAAAAAA' };
@@ -361,12 +406,22 @@ describe('canonical signing input: documented layout', () => {
       sampleTaskMessage({ eta: '2026-06-01T12:05:00+00:00', timelimit: [10, 5.5], group_index: 3, shadow: 'Zoë 🚀', compression: 'application/x-gzip' }),
       sampleTaskMessage({ timelimit: { nested: [1, { b: true, a: null }] }, retries: -0, expires: undefined }),
     ];
-    for (const m of messages) assert.deepEqual(canonicalSigningInput(m, claims), reference(m, claims));
+    messages.push({ ...sampleTaskMessage(), properties: { priority: 7, correlation_id: 'c-1' } }, { ...sampleTaskMessage(), properties: { correlation_id: '' } });
+    for (const m of messages) {
+      assert.deepEqual(canonicalSigningInput(m, claims), reference(m, claims, 2));
+      assert.deepEqual(canonicalSigningInput(m, claims, 1), reference(m, claims, 1));
+    }
+    assert.deepEqual(SIGNED_HEADERS.slice(0, SIGNED_HEADERS_V1.length), SIGNED_HEADERS_V1);
+    assert.deepEqual(SIGNED_PROPERTIES, ['priority', 'correlation_id']);
   });
 
   it('is pinned by a known answer (changing the format needs a new version label)', () => {
-    const input = canonicalSigningInput(sampleTaskMessage(), claims);
-    assert.equal(input.length, 495);
-    assert.equal(createHash('sha256').update(input).digest('hex'), '346af6f738e8c37e7fa9f09dcb6e9a666efd1ade4b44823f1abea7d4e9dc5070');
+    // v1: unchanged since its release, so earlier senders' messages still verify.
+    const v1 = canonicalSigningInput(sampleTaskMessage(), claims, 1);
+    assert.equal(v1.length, 495);
+    assert.equal(createHash('sha256').update(v1).digest('hex'), '346af6f738e8c37e7fa9f09dcb6e9a666efd1ade4b44823f1abea7d4e9dc5070');
+    const v2 = canonicalSigningInput(sampleTaskMessage(), claims);
+    assert.equal(v2.length, 660);
+    assert.equal(createHash('sha256').update(v2).digest('hex'), '45933734a2059b1d54f07adb8200d3dd87b62aa7bc17de5f006acdecbc04f369');
   });
 });

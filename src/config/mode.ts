@@ -1,0 +1,60 @@
+/**
+ * The security mode, resolved in one place for the policy, the message
+ * security layer and the app (issue 20 #10).
+ *
+ * | variable | values | meaning |
+ * | --- | --- | --- |
+ * | `CELERIAC_ENV` (our own; wins) | `production`, `development` | the mode |
+ * | `NODE_ENV` | `production`; `development` or `test` | the mode, when `CELERIAC_ENV` is unset |
+ *
+ * Any other value of either variable (`Production`, `prod`, `production `,
+ * `staging`, …) is refused with a `ConfigError`: a misspelt production
+ * setting must never fall back to the lax mode. With neither variable set
+ * the mode is `development` (Node's convention), and every finding that
+ * development relaxes says so and names `CELERIAC_ENV=production`.
+ */
+import { ConfigError } from '../errors.ts';
+import type { Env } from './env.ts';
+
+/** `production` (strict) or `development` (loopback services may be insecure, with warnings). */
+export type SecurityMode = 'production' | 'development';
+
+/** The mode and what decided it. */
+export interface ModeResolution {
+  mode: SecurityMode;
+  /** The variable that set it, or `default` when neither is set. */
+  source: 'CELERIAC_ENV' | 'NODE_ENV' | 'default';
+}
+
+const CELERIAC_VALUES: Readonly<Record<string, SecurityMode>> = { production: 'production', development: 'development' };
+const NODE_VALUES: Readonly<Record<string, SecurityMode>> = { production: 'production', development: 'development', test: 'development' };
+
+/** Resolve the mode from the environment; throws `ConfigError` (`ERR_MODE`) for a value outside the sets above. */
+export function resolveSecurityMode(env: Env): ModeResolution {
+  const own = env.CELERIAC_ENV;
+  if (own !== undefined && own !== '') {
+    const mode = Object.hasOwn(CELERIAC_VALUES, own) ? CELERIAC_VALUES[own] : undefined;
+    if (!mode) {
+      throw new ConfigError(`CELERIAC_ENV=${JSON.stringify(own)} is neither "production" nor "development": refusing to guess the security mode`, {
+        hint: 'set CELERIAC_ENV=production (or development), exactly, in lower case',
+        code: 'ERR_MODE',
+      });
+    }
+    return { mode, source: 'CELERIAC_ENV' };
+  }
+  const node = env.NODE_ENV;
+  if (node === undefined || node === '') return { mode: 'development', source: 'default' };
+  const mode = Object.hasOwn(NODE_VALUES, node) ? NODE_VALUES[node] : undefined;
+  if (!mode) {
+    throw new ConfigError(`NODE_ENV=${JSON.stringify(node)} is not "production", "development" or "test": refusing to guess the security mode`, {
+      hint: 'set NODE_ENV=production exactly (lower case, no spaces), or set CELERIAC_ENV=production|development, which wins over NODE_ENV',
+      code: 'ERR_MODE',
+    });
+  }
+  return { mode, source: 'NODE_ENV' };
+}
+
+/** True when {@link resolveSecurityMode} says production. */
+export function isProduction(env: Env): boolean {
+  return resolveSecurityMode(env).mode === 'production';
+}
