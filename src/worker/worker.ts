@@ -67,6 +67,12 @@ export interface WorkerOptions {
   youngGenerationMbPerChild?: number;
   /** Node name, e.g. `worker1@host` (default `celeriac<pid>@<hostname>`). */
   nodeName?: string;
+  /**
+   * Prefork: a supervisor left with no running child process for this long
+   * (every replacement failing to start) stops and its `done` rejects, so
+   * the CLI exits non-zero and a process manager restarts it (default 60 s).
+   */
+  maxEmptyPoolMs?: number;
   /** Grace for running tasks at shutdown, ms (default 30 s); then they are killed and requeued (acksLate). */
   shutdownTimeoutMs?: number;
   /** Aborting it starts a graceful shutdown. */
@@ -117,6 +123,8 @@ export interface WorkerStats {
   revoked: number;
   rejected: number;
   byTask: Record<string, number>;
+  /** Prefork: the pool's target size and the child processes now up and consuming. */
+  pool?: { target: number; live: number };
 }
 
 interface Job {
