@@ -37,6 +37,7 @@ import {
   type Delivery,
   type PublishItem,
   type PublishOptions,
+  type RecoverOptions,
 } from './types.ts';
 
 const LUA_DIR = new URL('./redis-lua/', import.meta.url);
@@ -247,10 +248,22 @@ export class RedisBroker implements Broker {
    * `owner` goes back to its queue, except those in `drop`, which are
    * removed (the message that caused the kill must not run again).
    */
-  async recoverOwner(owner: string, options: { drop?: readonly string[] } = {}): Promise<number> {
+  async recoverOwner(owner: string, options: RecoverOptions = {}): Promise<number> {
     await this.connect();
     const drop = new Set(options.drop ?? []);
     if (drop.size > 0) await this.client.celeriacAck(2, this.keys.unacked, this.keys.index, ...drop);
+    for (const [tag, reason] of options.deadLetter ?? []) {
+      if (!tag.startsWith(owner)) continue;
+      drop.add(tag);
+      const entry = await this.client.hget(this.keys.unacked, tag);
+      if (entry == null) continue;
+      const parsed = parseUnackedEntry(entry);
+      const queue = parsed?.routingKey || 'unacked';
+      // The envelope (the unacked entry is [envelope, exchange, routing key]); the entry itself when unparsable.
+      const envelope = parsed ? JSON.stringify((JSON.parse(entry) as unknown[])[0]) : entry;
+      await this.client.celeriacDeadLetter(3, this.keys.unacked, this.keys.index, this.prefix + deadLetterQueueName(queue), tag, deadLetterRecord(queue, reason, envelope), this.deadLetterMax);
+      this.logger.warn({ tag, queue, reason }, `dead-lettered a message of a lost worker process: ${reason}`);
+    }
     const tags = (await this.client.zrange(this.keys.index, '0', '-1')).filter((t) => t.startsWith(owner) && !drop.has(t));
     const restored = await this.restoreTags(tags, Number.MAX_SAFE_INTEGER, drop);
     if (restored > 0) this.logger.warn({ restored, owner }, `restored ${restored} message(s) of a lost worker process`);

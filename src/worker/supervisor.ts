@@ -25,6 +25,7 @@ import type { Logger } from '../logging.ts';
 import { defaultNodeName } from '../protocol/ids.ts';
 import { RUNNING_FROM_SOURCE } from '../runtime/import-module.ts';
 import { buildResultMeta, type ExceptionInfo } from '../protocol/result-meta.ts';
+import { LossLedger, lossReason, lostRuns, type LossEntry, type LossKind } from './loss-ledger.ts';
 import { decodeStartedLine, type FromChild, type ToChild } from './supervisor-ipc.ts';
 import type { TaskEvent, WorkerHandle, WorkerOptions, WorkerStats } from './worker.ts';
 
@@ -94,6 +95,8 @@ export class Supervisor implements WorkerHandle {
   private failure: Error | undefined;
   private rejectDone!: (err: Error) => void;
   private readonly execArgv: string[];
+  /** Lost runs by task id (loss-ledger.ts); children get every change. */
+  private readonly ledger = new LossLedger();
 
   constructor(options: WorkerOptions) {
     if (!options.appModule) {
@@ -178,6 +181,9 @@ export class Supervisor implements WorkerHandle {
           case 'stats':
             child.stats = m.stats;
             break;
+          case 'loss':
+            this.onChildLoss(m.id, m.kind, m.final);
+            break;
           case 'stopped':
             break;
         }
@@ -197,6 +203,7 @@ export class Supervisor implements WorkerHandle {
           nodeName: this.nodeName,
           shutdownTimeoutMs: this.options.shutdownTimeoutMs,
         },
+        losses: this.ledger.all(),
       } satisfies ToChild);
     });
   }
@@ -216,6 +223,7 @@ export class Supervisor implements WorkerHandle {
         }
       } else {
         child.running.delete(key);
+        if (this.ledger.size > 0) this.ledger.forget(key.slice(0, key.indexOf(' ')));
         const timer = child.timers.get(key);
         if (timer) {
           clearTimeout(timer);
@@ -238,14 +246,16 @@ export class Supervisor implements WorkerHandle {
     for (const t of child.timers.values()) clearTimeout(t);
     if (child.stats) this.retire(child.stats);
     if (this.stopping && !child.culprit && child.running.size === 0) return;
-    if (!child.ready) return;
+    // A child that dies before reporting ready is retried by spawn's caller; but one that had already started
+    // tasks (AMQP can deliver before the consume call returns) must have them settled and counted too.
+    if (!child.ready && child.running.size === 0) return;
     if (!child.culprit) this.logger.error({ pid: child.proc.pid, code, signal, running: child.running.size }, `worker process ${child.proc.pid} exited unexpectedly (${signal ?? `code ${code}`})`);
     try {
       await this.settleFor(child);
     } catch (err) {
       this.logger.error({ err }, 'could not settle the tasks of a lost worker process; the broker will redeliver them after its visibility timeout');
     }
-    if (this.stopping) return;
+    if (this.stopping || !child.ready) return;
     this.respawn(child.index);
   }
 
@@ -303,23 +313,57 @@ export class Supervisor implements WorkerHandle {
     void this.stop();
   }
 
-  /** Settle, for a dead child, what it left behind (see the module comment). */
+  /**
+   * Settle, for a dead child, what it left behind (see the module comment).
+   * Every lost late-ack run is counted in the loss ledger, and the ledger's
+   * changes reach the other children before any message goes back, so a
+   * redelivered copy is judged by them before it runs.
+   */
   private async settleFor(child: Child): Promise<void> {
     const drop: string[] = [];
+    const deadLetter = new Map<string, string>();
     const failures: Array<{ event: Started; exc: ExceptionInfo }> = [];
+    const changed = new Map<string, LossEntry>();
     const culprit = child.culprit;
+    // A task that was running alone when its process died is the cause; several running together are suspects.
+    const alone = child.running.size === 1;
+    const how = `process ${child.proc.pid} ${culprit ? 'killed at a hard time limit' : 'died'}`;
     for (const line of child.running.values()) {
       const event = decodeStartedLine(line);
       if (culprit && event.id === culprit.id && event.tag === culprit.tag) {
+        this.ledger.record(event.id, 'timeLimit');
+        changed.set(event.id, this.ledger.finalize(event.id));
         failures.push({ event, exc: { exc_type: 'TimeLimitExceeded', exc_message: [(event.hardLimitMs ?? 0) / 1000], exc_module: 'celery.exceptions' } });
         if (event.lateAck) drop.push(event.tag);
         continue;
       }
-      const requeue = event.lateAck && (culprit !== undefined || this.rejectOnWorkerLost(event.task));
-      if (requeue) continue;
-      failures.push({ event, exc: { exc_type: 'WorkerLostError', exc_message: [`Worker exited prematurely: process ${child.proc.pid} ${culprit ? 'killed at a hard time limit' : 'died'}`], exc_module: 'billiard.exceptions' } });
-      if (event.lateAck) drop.push(event.tag);
+      if (!event.lateAck) {
+        // Early ack: the message is gone; nobody may wait for ever.
+        failures.push({ event, exc: workerLost(how) });
+        continue;
+      }
+      // Another task's time limit killed the process: this one is innocent and goes back as it was.
+      if (culprit) continue;
+      if (!alone) {
+        changed.set(event.id, this.ledger.record(event.id, 'suspect'));
+        continue;
+      }
+      const entry = this.ledger.record(event.id, 'crash');
+      changed.set(event.id, entry);
+      if (!this.rejectOnWorkerLost(event.task)) {
+        // Celery's rule, now for the one task known to have caused the loss.
+        this.ledger.finalize(event.id);
+        failures.push({ event, exc: workerLost(how) });
+        drop.push(event.tag);
+      } else if (lostRuns(entry) > this.maxRedeliveries(event.task)) {
+        const reason = lossReason(entry);
+        this.ledger.finalize(event.id);
+        this.logger.error({ id: event.id, task: event.task }, `task ${event.task}[${event.id}] ${reason}; message dead-lettered`);
+        failures.push({ event, exc: workerLost(`${how}; the task ${reason} and its message was dead-lettered`) });
+        deadLetter.set(event.tag, reason);
+      }
     }
+    if (changed.size > 0) this.broadcastLosses(changed);
     const store = failures.length > 0 ? await this.app.resultStore() : undefined;
     if (store) {
       await store.storeMany(
@@ -329,10 +373,27 @@ export class Supervisor implements WorkerHandle {
     if (child.owner) {
       const broker = await this.app.broker();
       if (broker.recoverOwner) {
-        const n = await broker.recoverOwner(child.owner, { drop });
+        const n = await broker.recoverOwner(child.owner, { drop, deadLetter });
         if (n > 0) this.logger.warn({ restored: n, pid: child.proc.pid }, `requeued ${n} message(s) of worker process ${child.proc.pid}`);
       }
     }
+  }
+
+  /** Send ledger changes to every live child (before the messages can come back to them). */
+  private broadcastLosses(changed: Map<string, LossEntry>): void {
+    const entries = [...changed];
+    for (const c of this.children) if (c?.proc.connected) c.proc.send({ t: 'losses', entries } satisfies ToChild);
+  }
+
+  /** A child counted a lost run itself (a result it could not settle): record it and tell the others. */
+  private onChildLoss(id: string, kind: LossKind | 'final', final: boolean): void {
+    const entry = kind === 'final' ? this.ledger.finalize(id) : this.ledger.record(id, kind);
+    if (final) this.ledger.finalize(id);
+    this.broadcastLosses(new Map([[id, entry]]));
+  }
+
+  private maxRedeliveries(task: string): number {
+    return this.app.registry.get(task)?.options.maxRedeliveries ?? this.app.settings.taskMaxRedeliveries;
   }
 
   private rejectOnWorkerLost(task: string): boolean {
@@ -389,6 +450,10 @@ export class Supervisor implements WorkerHandle {
     })();
     return this.stopPromise;
   }
+}
+
+function workerLost(how: string): ExceptionInfo {
+  return { exc_type: 'WorkerLostError', exc_message: [`Worker exited prematurely: ${how}`], exc_module: 'billiard.exceptions' };
 }
 
 /** Add a child's cumulative counters into a total. */
