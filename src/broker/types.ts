@@ -33,6 +33,12 @@ export interface Delivery {
   readonly deliveryTag: string;
   /** True when the broker says this message was delivered before. */
   readonly redelivered: boolean;
+  /**
+   * True once the broker has taken the message back (AMQP: its channel
+   * closed; Redis: its lease ran out): another consumer may hold it now,
+   * so it must not start here. Settling it is harmless.
+   */
+  readonly stale?: boolean;
   /** Remove the message for good. */
   ack(): Promise<void>;
   /** Give the message back (`requeue`) or drop it. */

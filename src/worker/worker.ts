@@ -483,6 +483,10 @@ export class Worker implements WorkerHandle {
   /** Check expiry and arguments and build the execution; false when the job was settled instead. */
   private prepare(job: Job): boolean {
     const { req, def } = job;
+    if (job.delivery.stale) {
+      this.dropStale(job);
+      return false;
+    }
     if (this.expired(job)) return false;
     if (this.ledger.size > 0 && job.delivery.redelivered && !this.judgeLosses(job)) return false;
     let args: unknown[];
@@ -590,8 +594,26 @@ export class Worker implements WorkerHandle {
     this.drain();
   }
 
+  /**
+   * The broker has taken this message back (its channel closed, its lease
+   * ran out) and redelivers it: running it here too would run it twice.
+   */
+  private dropStale(job: Job): void {
+    job.acked = true;
+    this.logger.warn({ id: job.req.id, task: job.req.task }, `task ${job.req.task}[${job.req.id}] not started: the broker took its message back (connection lost) and delivers it again`);
+    if (job.reported) this.onTaskEvents?.([{ type: 'finished', id: job.req.id, tag: job.delivery.deliveryTag }]);
+    this.app.security.released?.(job.delivery.message);
+  }
+
   private run(job: Job): void {
     const { req, def } = job;
+    // Checked again at the last moment: an early ack on a closed channel "succeeds" without reaching the broker.
+    if (job.delivery.stale) {
+      if (job.isolate) this.isolating = false;
+      this.dropStale(job);
+      this.freeSlot();
+      return;
+    }
     if ((def.options.trackStarted ?? this.app.settings.taskTrackStarted) && !def.options.ignoreResult) {
       void this.storeMeta(buildResultMeta({ taskId: req.id, status: 'STARTED', result: { pid: process.pid, hostname: this.nodeName }, groupId: req.group, parentId: req.parentId })).catch(
         (err: unknown) => this.logger.warn({ err, id: req.id }, 'could not store STARTED'),
@@ -707,8 +729,8 @@ export class Worker implements WorkerHandle {
       if (p !== last) waits.push((last = p));
     }
     const done = (): void => {
-      const settled = this.app.security.settled;
-      if (settled) for (const job of jobs) settled(job.delivery.message);
+      const { settled, released } = this.app.security;
+      if (settled) for (const job of jobs) (job.delivery.stale ? released : settled)?.(job.delivery.message);
       this.settledBatch(jobs);
     };
     if (waits.length === 0) done();
@@ -919,7 +941,9 @@ export class Worker implements WorkerHandle {
     if (job.acked) return;
     job.acked = true;
     await job.delivery.ack();
-    this.app.security.settled?.(job.delivery.message);
+    // An ack on a closed channel reaches nobody: the broker redelivers, so the nonce is released, not settled.
+    if (job.delivery.stale) this.app.security.released?.(job.delivery.message);
+    else this.app.security.settled?.(job.delivery.message);
   }
 
   // ── shutdown ─────────────────────────────────────────────────────────
