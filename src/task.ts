@@ -34,6 +34,8 @@ export interface TaskOptions {
   acksLate?: boolean;
   /** With acksLate: requeue when the child process dies. */
   rejectOnWorkerLost?: boolean;
+  /** Most redeliveries after lost runs before the message is dead-lettered (overrides `taskMaxRedeliveries`). */
+  maxRedeliveries?: number;
   /** Store STARTED when the task begins. */
   trackStarted?: boolean;
   /** Do not store the result. */

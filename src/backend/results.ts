@@ -7,7 +7,7 @@
 import type { DecodeLimits } from '../codec/limits.ts';
 import { DEFAULT_DECODE_LIMITS } from '../codec/limits.ts';
 import { JSON_SERIALIZER, MSGPACK_SERIALIZER, type Serializer } from '../codec/serializers.ts';
-import { DecodeError, TimeoutError } from '../errors.ts';
+import { CeleriacError, DecodeError, TimeoutError } from '../errors.ts';
 import { parseResultMeta, pendingMeta, READY_STATES, type ResultMeta } from '../protocol/result-meta.ts';
 import type { ResultBackend, StoredRecord } from './types.ts';
 
@@ -35,6 +35,23 @@ export interface WaitOptions {
 }
 
 /** Encodes, stores, reads and waits for task results over any adapter. */
+/**
+ * A result the result serializer cannot encode (a BigInt, a cycle, a
+ * function…). Retrying cannot help: the worker stores FAILURE `EncodeError`
+ * for the task instead, as Celery does.
+ */
+export class ResultEncodeError extends CeleriacError {
+  /** What the serializer said, for the FAILURE record. */
+  readonly reason: string;
+  constructor(taskId: string, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super('ERR_RESULT_ENCODE', `the result of task ${taskId} cannot be encoded: ${reason}`, {
+      hint: 'return data the result serializer can encode (JSON: plain objects, arrays, strings, finite numbers, booleans, null)',
+    });
+    this.reason = reason;
+  }
+}
+
 export class ResultStore {
   readonly backend: ResultBackend;
   private readonly serializer: Serializer;
@@ -54,7 +71,12 @@ export class ResultStore {
 
   /** Encode a meta dict into what the adapter stores. */
   encode(meta: ResultMeta): StoredRecord {
-    let payload = this.serializer.encode(meta);
+    let payload: Buffer;
+    try {
+      payload = this.serializer.encode(meta);
+    } catch (err) {
+      throw new ResultEncodeError(meta.task_id, err);
+    }
     if (this.sealer) payload = this.sealer.seal(payload, meta);
     return { taskId: meta.task_id, state: String(meta.status), payload };
   }

@@ -37,6 +37,7 @@ import {
   type Delivery,
   type PublishItem,
   type PublishOptions,
+  type RecoverOptions,
 } from './types.ts';
 
 const LUA_DIR = new URL('./redis-lua/', import.meta.url);
@@ -247,10 +248,22 @@ export class RedisBroker implements Broker {
    * `owner` goes back to its queue, except those in `drop`, which are
    * removed (the message that caused the kill must not run again).
    */
-  async recoverOwner(owner: string, options: { drop?: readonly string[] } = {}): Promise<number> {
+  async recoverOwner(owner: string, options: RecoverOptions = {}): Promise<number> {
     await this.connect();
     const drop = new Set(options.drop ?? []);
     if (drop.size > 0) await this.client.celeriacAck(2, this.keys.unacked, this.keys.index, ...drop);
+    for (const [tag, reason] of options.deadLetter ?? []) {
+      if (!tag.startsWith(owner)) continue;
+      drop.add(tag);
+      const entry = await this.client.hget(this.keys.unacked, tag);
+      if (entry == null) continue;
+      const parsed = parseUnackedEntry(entry);
+      const queue = parsed?.routingKey || 'unacked';
+      // The envelope (the unacked entry is [envelope, exchange, routing key]); the entry itself when unparsable.
+      const envelope = parsed ? JSON.stringify((JSON.parse(entry) as unknown[])[0]) : entry;
+      await this.client.celeriacDeadLetter(3, this.keys.unacked, this.keys.index, this.prefix + deadLetterQueueName(queue), tag, deadLetterRecord(queue, reason, envelope), this.deadLetterMax);
+      this.logger.warn({ tag, queue, reason }, `dead-lettered a message of a lost worker process: ${reason}`);
+    }
     const tags = (await this.client.zrange(this.keys.index, '0', '-1')).filter((t) => t.startsWith(owner) && !drop.has(t));
     const restored = await this.restoreTags(tags, Number.MAX_SAFE_INTEGER, drop);
     if (restored > 0) this.logger.warn({ restored, owner }, `restored ${restored} message(s) of a lost worker process`);
@@ -409,7 +422,14 @@ class RedisDelivery implements Delivery, Held {
     readonly envelope: string,
     readonly message: WireMessage,
     readonly redelivered: boolean,
+    /** Epoch ms of the reserve that took it (its lease started then). */
+    private readonly reservedAt: number,
   ) {}
+
+  /** Its lease may have run out (no renewal reached Redis for a visibility timeout): another worker may have restored it. */
+  get stale(): boolean {
+    return this.consumer.leaseExpired(this.reservedAt);
+  }
 
   get deliveryTag(): string {
     return this.tag;
@@ -453,6 +473,10 @@ class RedisConsumer implements Consumer {
    * for the visibility timeout.
    */
   private lost: Array<[number, number]> = [];
+  /** Epoch ms of the last lease renewal that reached Redis. */
+  private renewedAt = Date.now();
+  /** A lease older than this (ms) may have been restored by someone else: visibility timeout less a margin. */
+  private readonly leaseMs: number;
 
   constructor(
     private readonly broker: RedisBroker,
@@ -461,6 +485,8 @@ class RedisConsumer implements Consumer {
     private readonly onMessage: (d: Delivery) => void,
   ) {
     this.prefetch = options.prefetch;
+    const vtMs = broker.visibilityTimeoutS * 1000;
+    this.leaseMs = vtMs - Math.min(5000, vtMs / 10);
     // kombu's order: priority steps outer, queues inner.
     this.listKeys = [];
     this.routingJson = [];
@@ -474,6 +500,11 @@ class RedisConsumer implements Consumer {
 
   get unsettled(): number {
     return this.unsettledMap.size;
+  }
+
+  /** True when a delivery reserved at `reservedAt` has had no lease renewal for longer than the visibility timeout allows. */
+  leaseExpired(reservedAt: number): boolean {
+    return Date.now() - (reservedAt > this.renewedAt ? reservedAt : this.renewedAt) > this.leaseMs;
   }
 
   /** Every delivery tag of this consumer starts with this (see `RedisBroker.recoverOwner`). */
@@ -580,6 +611,7 @@ class RedisConsumer implements Consumer {
       }
       // The reply: how many came from each list, then the envelopes; tags are the prefix plus consecutive numbers.
       const nk = this.listKeys.length;
+      const now = Date.now();
       let taken = 0;
       for (let k = 0, at = nk; k < nk; k++) {
         const count = Number(reply[k]);
@@ -591,7 +623,7 @@ class RedisConsumer implements Consumer {
             // Taken after cancel: give them straight back.
             void this.broker.client.celeriacRequeue(3, this.broker.keys.unacked, this.broker.keys.index, listKey, tag, envelope, 'head');
           } else {
-            this.deliver(listKey, this.queues[k % this.queues.length]!, envelope, tag);
+            this.deliver(listKey, this.queues[k % this.queues.length]!, envelope, tag, now);
           }
         }
       }
@@ -649,7 +681,7 @@ class RedisConsumer implements Consumer {
       // An entry this consumer did not write (cannot be): left to the visibility-timeout restore.
       if (!found) continue;
       recovered++;
-      this.deliver(found.listKey, found.queue, found.envelope, tag);
+      this.deliver(found.listKey, found.queue, found.envelope, tag, Date.now());
     }
     if (recovered > 0) {
       this.broker.logger.warn({ recovered }, `recovered ${recovered} message(s) reserved by a call whose reply was lost in a reconnect`);
@@ -670,7 +702,7 @@ class RedisConsumer implements Consumer {
     return { envelope: entry.slice(1, entry.length - suffix.length), queue, listKey: this.broker.bucketKey(queue, priorityStep(parsed.priority)) };
   }
 
-  private deliver(listKey: string, queue: string, envelope: string, tag: string): void {
+  private deliver(listKey: string, queue: string, envelope: string, tag: string, now: number): void {
     let decoded;
     try {
       decoded = decodeRedisEnvelope(envelope, this.broker.limits);
@@ -688,7 +720,7 @@ class RedisConsumer implements Consumer {
       );
       return;
     }
-    const delivery = new RedisDelivery(this, tag, queue, listKey, envelope, decoded.message, decoded.redelivered);
+    const delivery = new RedisDelivery(this, tag, queue, listKey, envelope, decoded.message, decoded.redelivered, now);
     this.unsettledMap.set(tag, delivery);
     this.onMessage(delivery);
   }
@@ -757,12 +789,17 @@ class RedisConsumer implements Consumer {
 
   /** Renew the lease of every held delivery so the visibility timeout never restores it while we live. */
   private async renew(): Promise<void> {
-    if (this.unsettledMap.size === 0) return;
-    const now = (Date.now() / 1000).toFixed(6);
+    const started = Date.now();
+    if (this.unsettledMap.size === 0) {
+      this.renewedAt = started;
+      return;
+    }
+    const now = (started / 1000).toFixed(6);
     const args: string[] = [];
     for (const tag of this.unsettledMap.keys()) args.push(now, tag);
     try {
       await this.broker.client.zadd(this.broker.keys.index, 'XX', ...args);
+      this.renewedAt = started;
     } catch (err) {
       this.options.onError?.(err as Error);
     }

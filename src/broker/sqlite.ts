@@ -42,6 +42,7 @@ import { counterStatement, migrate } from '../sqlite/schema.ts';
 import { WakeHub } from '../sqlite/wake.ts';
 import {
   deadLetterQueueName,
+  type RecoverOptions,
   type Broker,
   type ConsumeOptions,
   type Consumer,
@@ -341,11 +342,18 @@ export class SqliteBroker implements Broker {
    * head of its queue, except those whose tags are in `drop`, which are
    * deleted (the message that caused the kill must not run again).
    */
-  async recoverOwner(owner: string, options: { drop?: readonly string[] } = {}): Promise<number> {
+  async recoverOwner(owner: string, options: RecoverOptions = {}): Promise<number> {
     if (!owner) return 0;
     const drop = options.drop ?? [];
     const restored = this.write(() => {
       for (const tag of drop) if (tag.startsWith(owner)) this.s.dropTag!.run(tag);
+      if (options.deadLetter?.size) {
+        for (const r of this.s.ownedBy!.all({ owner }) as Array<{ id: number; tag: string }>) {
+          const reason = options.deadLetter.get(r.tag);
+          const row = reason === undefined ? undefined : (this.s.held!.get(r.id, r.tag) as { queue: string } | undefined);
+          if (row) this.deadLetterRow(r.id, r.tag, row.queue, reason!);
+        }
+      }
       const rows = this.s.ownedBy!.all({ owner }) as Array<{ id: number; tag: string }>;
       if (rows.length === 0) return 0;
       const last = this.nextSeq(rows.length);

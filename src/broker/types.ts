@@ -33,6 +33,12 @@ export interface Delivery {
   readonly deliveryTag: string;
   /** True when the broker says this message was delivered before. */
   readonly redelivered: boolean;
+  /**
+   * True once the broker has taken the message back (AMQP: its channel
+   * closed; Redis: its lease ran out): another consumer may hold it now,
+   * so it must not start here. Settling it is harmless.
+   */
+  readonly stale?: boolean;
   /** Remove the message for good. */
   ack(): Promise<void>;
   /** Give the message back (`requeue`) or drop it. */
@@ -108,16 +114,25 @@ export interface Broker {
   close(): Promise<void>;
   /**
    * Give back at once every unsettled delivery of a consumer known to be
-   * dead (by its `Consumer.owner`), removing those listed in `drop` instead.
-   * Brokers without it fall back on their own redelivery (visibility
+   * dead (by its `Consumer.owner`), removing those listed in `drop` instead
+   * and moving those in `deadLetter` (tag → reason) to their dead-letter
+   * queue. Brokers without it fall back on their own redelivery (visibility
    * timeout, or AMQP's redelivery when the connection drops).
    */
-  recoverOwner?(owner: string, options?: { drop?: readonly string[] }): Promise<number>;
+  recoverOwner?(owner: string, options?: RecoverOptions): Promise<number>;
   /**
    * Use new credentials (same server) from now on, without dropping open
    * connections or in-flight work (secret rotation on SIGHUP).
    */
   updateCredentials?(url: string): Promise<void>;
+}
+
+/** What `Broker.recoverOwner` does besides giving messages back. */
+export interface RecoverOptions {
+  /** Delivery tags to remove (their task is settled: it must not run again). */
+  drop?: readonly string[];
+  /** Delivery tags to dead-letter, with the reason (a poison message). */
+  deadLetter?: ReadonlyMap<string, string>;
 }
 
 /** Name of a queue's dead-letter queue. */

@@ -46,6 +46,12 @@ export interface AppSettings {
   taskAcksLate?: boolean;
   /** With acksLate: requeue a task whose child process died (default false). */
   taskRejectOnWorkerLost?: boolean;
+  /**
+   * Most times a message is given back after its run was lost (its process
+   * crashed, or its result could not be settled) before it is dead-lettered
+   * with a FAILURE record (default 3).
+   */
+  taskMaxRedeliveries?: number;
   /** Store STARTED when a task begins (default false). */
   taskTrackStarted?: boolean;
   /** Do not store results (default false). */
@@ -148,6 +154,7 @@ export interface ResolvedSettings {
   taskDefaultQueue: string;
   taskAcksLate: boolean;
   taskRejectOnWorkerLost: boolean;
+  taskMaxRedeliveries: number;
   taskTrackStarted: boolean;
   taskIgnoreResult: boolean;
   taskStoreErrorsEvenIfIgnored: boolean;
@@ -198,7 +205,7 @@ export function normalizeSettings(input: Record<string, unknown>): Record<string
 
 const KNOWN = new Set([
   'brokerUrl', 'resultBackend', 'taskSerializer', 'resultSerializer', 'acceptContent', 'resultAcceptContent',
-  'resultExpires', 'resultExtended', 'taskDefaultQueue', 'taskAcksLate', 'taskRejectOnWorkerLost',
+  'resultExpires', 'resultExtended', 'taskDefaultQueue', 'taskAcksLate', 'taskRejectOnWorkerLost', 'taskMaxRedeliveries',
   'taskTrackStarted', 'taskIgnoreResult', 'taskStoreErrorsEvenIfIgnored', 'taskTimeLimit', 'taskSoftTimeLimit',
   'taskDefaultRetryDelay', 'taskMaxRetries', 'taskRoutes', 'brokerTransportOptions', 'decodeLimits',
 ]);
@@ -248,6 +255,7 @@ export function resolveSettings(input: AppSettings = {}): ResolvedSettings {
     taskDefaultQueue: typeof s.taskDefaultQueue === 'string' && s.taskDefaultQueue ? s.taskDefaultQueue : 'celery',
     taskAcksLate: bool(s.taskAcksLate, 'taskAcksLate', false),
     taskRejectOnWorkerLost: bool(s.taskRejectOnWorkerLost, 'taskRejectOnWorkerLost', false),
+    taskMaxRedeliveries: Math.max(0, Math.floor(num(s.taskMaxRedeliveries, 'taskMaxRedeliveries', 3)!)),
     taskTrackStarted: bool(s.taskTrackStarted, 'taskTrackStarted', false),
     taskIgnoreResult: bool(s.taskIgnoreResult, 'taskIgnoreResult', false),
     taskStoreErrorsEvenIfIgnored: bool(s.taskStoreErrorsEvenIfIgnored, 'taskStoreErrorsEvenIfIgnored', false),

@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import type { App } from '../app.ts';
 import { importModule } from '../runtime/import-module.ts';
 import { encodeTaskEvent, type FromChild, type ToChild } from './supervisor-ipc.ts';
+import type { LossEntry } from './loss-ledger.ts';
 import { Worker, type TaskEvent } from './worker.ts';
 
 // The supervisor owns shutdown: a Ctrl-C reaching the whole process group
@@ -23,6 +24,8 @@ const send = (m: FromChild): void => {
 };
 
 let worker: Worker | undefined;
+/** Ledger changes that arrived while the worker was starting. */
+const early: Array<[string, LossEntry]> = [];
 let app: App | undefined;
 /**
  * Tell the supervisor about task starts and ends. A batch of starts arrives
@@ -63,7 +66,9 @@ process.on('message', (msg: ToChild) => {
           pool: 'solo',
           announce: false,
           onTaskEvents,
+          onLoss: (id, kind) => send({ t: 'loss', id, kind, final: kind === 'final' }),
         });
+        for (const [id, entry] of [...(msg.losses ?? []), ...early.splice(0)]) worker.ledger.set(id, entry);
         await worker.start();
         setInterval(() => send({ t: 'stats', stats: worker!.stats() }), 1000).unref();
         send({ t: 'ready', pid: process.pid, owner: worker.consumerOwner });
@@ -72,6 +77,9 @@ process.on('message', (msg: ToChild) => {
         setTimeout(() => process.exit(1), 50);
       }
     })();
+  } else if (msg.t === 'losses') {
+    if (worker) for (const [id, entry] of msg.entries) worker.ledger.set(id, entry);
+    else early.push(...msg.entries);
   } else if (msg.t === 'reload') {
     void worker?.reload().catch((err: unknown) => app?.logger.error({ err }, 'credential reload failed; keeping the current credentials'));
   } else if (msg.t === 'stop') {

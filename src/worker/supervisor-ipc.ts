@@ -3,6 +3,7 @@
  * runs a whole Worker (consumer and executor); the supervisor only starts,
  * watches, stops and, when one dies, recovers for it.
  */
+import type { LossEntry, LossKind } from './loss-ledger.ts';
 import type { TaskEvent, WorkerStats } from './worker.ts';
 
 /** The serializable part of WorkerOptions a child needs. */
@@ -16,7 +17,9 @@ export interface ChildWorkerOptions {
 
 /** Supervisor → child. */
 export type ToChild =
-  | { t: 'init'; appModule: string; options: ChildWorkerOptions }
+  | { t: 'init'; appModule: string; options: ChildWorkerOptions; losses: Array<[string, LossEntry]> }
+  /** Loss-ledger changes (loss-ledger.ts), sent before the messages concerned can come back. */
+  | { t: 'losses'; entries: Array<[string, LossEntry]> }
   | { t: 'stop' }
   /** SIGHUP: re-read credentials from the environment and secret files. */
   | { t: 'reload' };
@@ -28,6 +31,8 @@ export type FromChild =
   /** Task events of one turn, one line each (see `encodeTaskEvent`): cheap to send and to skim. */
   | { t: 'events'; lines: string }
   | { t: 'stats'; stats: WorkerStats }
+  /** The child counted a lost run of its own (a result it could not settle), or stored a final FAILURE. */
+  | { t: 'loss'; id: string; kind: LossKind | 'final'; final: boolean }
   | { t: 'stopped' };
 
 /*

@@ -25,6 +25,7 @@ import type { Logger } from '../logging.ts';
 import { defaultNodeName } from '../protocol/ids.ts';
 import { RUNNING_FROM_SOURCE } from '../runtime/import-module.ts';
 import { buildResultMeta, type ExceptionInfo } from '../protocol/result-meta.ts';
+import { LossLedger, lossReason, lostRuns, type LossEntry, type LossKind } from './loss-ledger.ts';
 import { decodeStartedLine, type FromChild, type ToChild } from './supervisor-ipc.ts';
 import type { TaskEvent, WorkerHandle, WorkerOptions, WorkerStats } from './worker.ts';
 
@@ -46,6 +47,11 @@ export function defaultProcesses(concurrency: number, cpus: number): number {
 }
 /** Extra time a child gets past a task's hard limit to enforce it itself before it is killed. */
 const WATCHDOG_GRACE_MS = 2000;
+/** Backoff between attempts to start a replacement child: 200 ms, doubling, at most 10 s. */
+const RESPAWN_BASE_DELAY_MS = 200;
+const RESPAWN_MAX_DELAY_MS = 10_000;
+/** A child that has not reported ready by then is killed and its start counts as failed. */
+const CHILD_START_TIMEOUT_MS = 60_000;
 
 type Started = Extract<TaskEvent, { type: 'started' }>;
 
@@ -79,8 +85,18 @@ export class Supervisor implements WorkerHandle {
   private stopping = false;
   private stopPromise: Promise<void> | undefined;
   private resolveDone!: () => void;
-  private respawnFailures = 0;
+  /** Consecutive failed starts per slot (backoff). */
+  private readonly slotFailures: number[];
+  private readonly respawnTimers = new Set<NodeJS.Timeout>();
+  private readonly maxEmptyPoolMs: number;
+  private emptySince: number | undefined;
+  private emptyTimer: NodeJS.Timeout | undefined;
+  /** Why the supervisor gave up (done rejects with it). */
+  private failure: Error | undefined;
+  private rejectDone!: (err: Error) => void;
   private readonly execArgv: string[];
+  /** Lost runs by task id (loss-ledger.ts); children get every change. */
+  private readonly ledger = new LossLedger();
 
   constructor(options: WorkerOptions) {
     if (!options.appModule) {
@@ -103,7 +119,14 @@ export class Supervisor implements WorkerHandle {
     // Children inherit NODE_OPTIONS (not this process's flags); the option, when given, comes after it and wins.
     const young = options.youngGenerationMbPerChild;
     if (young !== undefined) this.execArgv.push(`--max-semi-space-size=${Math.max(1, Math.floor(young))}`);
-    this.done = new Promise((r) => (this.resolveDone = r));
+    this.slotFailures = new Array<number>(this.processes).fill(0);
+    this.maxEmptyPoolMs = options.maxEmptyPoolMs ?? 60_000;
+    this.done = new Promise((resolve, reject) => {
+      this.resolveDone = resolve;
+      this.rejectDone = reject;
+    });
+    // Nobody has to listen: an embedder that never awaits `done` must not get an unhandled rejection.
+    this.done.catch(() => undefined);
   }
 
   async start(): Promise<void> {
@@ -116,6 +139,8 @@ export class Supervisor implements WorkerHandle {
     }
     this.options.signal?.addEventListener('abort', () => void this.stop(), { once: true });
     if (this.options.signal?.aborted) void this.stop();
+    this.emptyTimer = setInterval(() => this.checkEmpty(), Math.max(50, Math.min(1000, this.maxEmptyPoolMs / 4)));
+    this.emptyTimer.unref();
     this.logger.info(
       { node: this.nodeName, queues: this.options.queues ?? [this.app.settings.taskDefaultQueue], concurrency: this.shares.reduce((a, b) => a + b, 0), pool: 'prefork', processes: this.processes, pids: this.children.map((c) => c?.proc.pid), tasks: [...this.app.registry.keys()] },
       `worker ${this.nodeName} ready`,
@@ -127,15 +152,28 @@ export class Supervisor implements WorkerHandle {
     const child: Child = { index, proc, owner: undefined, ready: false, running: new Map(), timers: new Map(), stats: undefined, culprit: undefined };
     this.children[index] = child;
     return new Promise<Child>((resolve, reject) => {
+      // A failed start frees its slot at once (the process is killed if it lingers) so a retry can take it.
+      const fail = (err: Error): void => {
+        clearTimeout(startTimer);
+        if (this.children[index] === child) this.children[index] = undefined;
+        if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+        reject(err);
+      };
+      const startTimer = setTimeout(
+        () => fail(new CeleriacError('ERR_WORKER_START', `a worker process did not report ready within ${CHILD_START_TIMEOUT_MS / 1000} s`, { hint: 'check that the broker is reachable' })),
+        CHILD_START_TIMEOUT_MS,
+      );
+      startTimer.unref();
       proc.on('message', (m: FromChild) => {
         switch (m.t) {
           case 'ready':
+            clearTimeout(startTimer);
             child.ready = true;
             child.owner = m.owner;
             resolve(child);
             break;
           case 'init-error':
-            reject(new CeleriacError('ERR_WORKER_START', `a worker process could not start: ${m.message}`, { hint: 'check that the module given with -A loads, exports the app, and that the broker is reachable' }));
+            fail(new CeleriacError('ERR_WORKER_START', `a worker process could not start: ${m.message}`, { hint: 'check that the module given with -A loads, exports the app, and that the broker is reachable' }));
             break;
           case 'events':
             this.onTaskEvents(child, m.lines);
@@ -143,13 +181,16 @@ export class Supervisor implements WorkerHandle {
           case 'stats':
             child.stats = m.stats;
             break;
+          case 'loss':
+            this.onChildLoss(m.id, m.kind, m.final);
+            break;
           case 'stopped':
             break;
         }
       });
       proc.on('error', (err) => this.logger.error({ err, pid: proc.pid }, 'worker process error'));
       proc.on('exit', (code, signal) => {
-        if (!child.ready) reject(new CeleriacError('ERR_WORKER_START', `a worker process exited during start-up (${signal ?? `code ${code}`})`));
+        if (!child.ready) fail(new CeleriacError('ERR_WORKER_START', `a worker process exited during start-up (${signal ?? `code ${code}`})`));
         void this.onExit(child, code, signal);
       });
       proc.send({
@@ -162,6 +203,7 @@ export class Supervisor implements WorkerHandle {
           nodeName: this.nodeName,
           shutdownTimeoutMs: this.options.shutdownTimeoutMs,
         },
+        losses: this.ledger.all(),
       } satisfies ToChild);
     });
   }
@@ -181,6 +223,7 @@ export class Supervisor implements WorkerHandle {
         }
       } else {
         child.running.delete(key);
+        if (this.ledger.size > 0) this.ledger.forget(key.slice(0, key.indexOf(' ')));
         const timer = child.timers.get(key);
         if (timer) {
           clearTimeout(timer);
@@ -203,48 +246,124 @@ export class Supervisor implements WorkerHandle {
     for (const t of child.timers.values()) clearTimeout(t);
     if (child.stats) this.retire(child.stats);
     if (this.stopping && !child.culprit && child.running.size === 0) return;
-    if (!child.ready) return;
+    // A child that dies before reporting ready is retried by spawn's caller; but one that had already started
+    // tasks (AMQP can deliver before the consume call returns) must have them settled and counted too.
+    if (!child.ready && child.running.size === 0) return;
     if (!child.culprit) this.logger.error({ pid: child.proc.pid, code, signal, running: child.running.size }, `worker process ${child.proc.pid} exited unexpectedly (${signal ?? `code ${code}`})`);
     try {
       await this.settleFor(child);
     } catch (err) {
       this.logger.error({ err }, 'could not settle the tasks of a lost worker process; the broker will redeliver them after its visibility timeout');
     }
-    if (this.stopping) return;
-    const delay = Math.min(10_000, this.respawnFailures === 0 ? 0 : 200 * 2 ** this.respawnFailures);
-    setTimeout(() => {
-      if (this.stopping) return;
-      this.spawn(child.index).then(
+    if (this.stopping || !child.ready) return;
+    this.respawn(child.index);
+  }
+
+  /**
+   * Start a replacement for the child of slot `index`, retrying with backoff
+   * until one reports ready: a replacement that dies during start-up (its
+   * app module fails, the broker is down) must not cost the pool a slot.
+   */
+  private respawn(index: number): void {
+    const failures = this.slotFailures[index] ?? 0;
+    const delay = failures === 0 ? 0 : Math.min(RESPAWN_MAX_DELAY_MS, RESPAWN_BASE_DELAY_MS * 2 ** (failures - 1));
+    const timer = setTimeout(() => {
+      this.respawnTimers.delete(timer);
+      if (this.stopping || this.children[index] !== undefined) return;
+      this.spawn(index).then(
         () => {
-          this.respawnFailures = 0;
+          this.slotFailures[index] = 0;
         },
         (err: unknown) => {
-          this.respawnFailures++;
-          this.logger.error({ err }, 'could not start a replacement worker process');
-          const failed = this.children[child.index];
-          if (failed) void this.onExit(failed, null, null);
+          this.slotFailures[index] = failures + 1;
+          this.logger.error({ err, attempt: failures + 1 }, `could not start a replacement worker process; retrying in ${Math.min(RESPAWN_MAX_DELAY_MS, RESPAWN_BASE_DELAY_MS * 2 ** failures) / 1000}s`);
+          this.respawn(index);
         },
       );
     }, delay);
+    this.respawnTimers.add(timer);
   }
 
-  /** Settle, for a dead child, what it left behind (see the module comment). */
+  /** Children that are up and consuming. */
+  private liveChildren(): number {
+    let n = 0;
+    for (const c of this.children) if (c?.ready && c.proc.exitCode === null && c.proc.signalCode === null) n++;
+    return n;
+  }
+
+  /**
+   * A supervisor left without any running child for longer than
+   * `maxEmptyPoolMs` gives up: it stops and `done` rejects (the CLI exits
+   * non-zero), so an orchestrator restarts it instead of it idling forever.
+   */
+  private checkEmpty(): void {
+    if (this.stopping) return;
+    if (this.liveChildren() > 0) {
+      this.emptySince = undefined;
+      return;
+    }
+    const now = Date.now();
+    this.emptySince ??= now;
+    if (now - this.emptySince < this.maxEmptyPoolMs) return;
+    const err = new CeleriacError('ERR_POOL_EMPTY', `worker ${this.nodeName} has had no running worker process for ${Math.round((now - this.emptySince) / 1000)} s (every replacement failed to start)`, {
+      hint: 'see the errors above for why the worker processes cannot start (app module, broker reachability); the supervisor exits so that its process manager restarts it',
+    });
+    this.logger.error({ err }, err.message);
+    this.failure = err;
+    void this.stop();
+  }
+
+  /**
+   * Settle, for a dead child, what it left behind (see the module comment).
+   * Every lost late-ack run is counted in the loss ledger, and the ledger's
+   * changes reach the other children before any message goes back, so a
+   * redelivered copy is judged by them before it runs.
+   */
   private async settleFor(child: Child): Promise<void> {
     const drop: string[] = [];
+    const deadLetter = new Map<string, string>();
     const failures: Array<{ event: Started; exc: ExceptionInfo }> = [];
+    const changed = new Map<string, LossEntry>();
     const culprit = child.culprit;
+    // A task that was running alone when its process died is the cause; several running together are suspects.
+    const alone = child.running.size === 1;
+    const how = `process ${child.proc.pid} ${culprit ? 'killed at a hard time limit' : 'died'}`;
     for (const line of child.running.values()) {
       const event = decodeStartedLine(line);
       if (culprit && event.id === culprit.id && event.tag === culprit.tag) {
+        this.ledger.record(event.id, 'timeLimit');
+        changed.set(event.id, this.ledger.finalize(event.id));
         failures.push({ event, exc: { exc_type: 'TimeLimitExceeded', exc_message: [(event.hardLimitMs ?? 0) / 1000], exc_module: 'celery.exceptions' } });
         if (event.lateAck) drop.push(event.tag);
         continue;
       }
-      const requeue = event.lateAck && (culprit !== undefined || this.rejectOnWorkerLost(event.task));
-      if (requeue) continue;
-      failures.push({ event, exc: { exc_type: 'WorkerLostError', exc_message: [`Worker exited prematurely: process ${child.proc.pid} ${culprit ? 'killed at a hard time limit' : 'died'}`], exc_module: 'billiard.exceptions' } });
-      if (event.lateAck) drop.push(event.tag);
+      if (!event.lateAck) {
+        // Early ack: the message is gone; nobody may wait for ever.
+        failures.push({ event, exc: workerLost(how) });
+        continue;
+      }
+      // Another task's time limit killed the process: this one is innocent and goes back as it was.
+      if (culprit) continue;
+      if (!alone) {
+        changed.set(event.id, this.ledger.record(event.id, 'suspect'));
+        continue;
+      }
+      const entry = this.ledger.record(event.id, 'crash');
+      changed.set(event.id, entry);
+      if (!this.rejectOnWorkerLost(event.task)) {
+        // Celery's rule, now for the one task known to have caused the loss.
+        this.ledger.finalize(event.id);
+        failures.push({ event, exc: workerLost(how) });
+        drop.push(event.tag);
+      } else if (lostRuns(entry) > this.maxRedeliveries(event.task)) {
+        const reason = lossReason(entry);
+        this.ledger.finalize(event.id);
+        this.logger.error({ id: event.id, task: event.task }, `task ${event.task}[${event.id}] ${reason}; message dead-lettered`);
+        failures.push({ event, exc: workerLost(`${how}; the task ${reason} and its message was dead-lettered`) });
+        deadLetter.set(event.tag, reason);
+      }
     }
+    if (changed.size > 0) this.broadcastLosses(changed);
     const store = failures.length > 0 ? await this.app.resultStore() : undefined;
     if (store) {
       await store.storeMany(
@@ -254,10 +373,27 @@ export class Supervisor implements WorkerHandle {
     if (child.owner) {
       const broker = await this.app.broker();
       if (broker.recoverOwner) {
-        const n = await broker.recoverOwner(child.owner, { drop });
+        const n = await broker.recoverOwner(child.owner, { drop, deadLetter });
         if (n > 0) this.logger.warn({ restored: n, pid: child.proc.pid }, `requeued ${n} message(s) of worker process ${child.proc.pid}`);
       }
     }
+  }
+
+  /** Send ledger changes to every live child (before the messages can come back to them). */
+  private broadcastLosses(changed: Map<string, LossEntry>): void {
+    const entries = [...changed];
+    for (const c of this.children) if (c?.proc.connected) c.proc.send({ t: 'losses', entries } satisfies ToChild);
+  }
+
+  /** A child counted a lost run itself (a result it could not settle): record it and tell the others. */
+  private onChildLoss(id: string, kind: LossKind | 'final', final: boolean): void {
+    const entry = kind === 'final' ? this.ledger.finalize(id) : this.ledger.record(id, kind);
+    if (final) this.ledger.finalize(id);
+    this.broadcastLosses(new Map([[id, entry]]));
+  }
+
+  private maxRedeliveries(task: string): number {
+    return this.app.registry.get(task)?.options.maxRedeliveries ?? this.app.settings.taskMaxRedeliveries;
   }
 
   private rejectOnWorkerLost(task: string): boolean {
@@ -269,7 +405,7 @@ export class Supervisor implements WorkerHandle {
   }
 
   stats(): WorkerStats {
-    const out: WorkerStats = { nodeName: this.nodeName, ...this.retired, byTask: { ...this.retired.byTask } };
+    const out: WorkerStats = { nodeName: this.nodeName, ...this.retired, byTask: { ...this.retired.byTask }, pool: { target: this.processes, live: this.liveChildren() } };
     for (const c of this.children) {
       if (!c?.stats) continue;
       out.active += c.stats.active;
@@ -288,6 +424,9 @@ export class Supervisor implements WorkerHandle {
   stop(): Promise<void> {
     this.stopPromise ??= (async () => {
       this.stopping = true;
+      for (const t of this.respawnTimers) clearTimeout(t);
+      this.respawnTimers.clear();
+      if (this.emptyTimer) clearInterval(this.emptyTimer);
       this.logger.info({ node: this.nodeName }, `worker ${this.nodeName} shutting down`);
       const live = this.children.filter((c): c is Child => c !== undefined && c.proc.exitCode === null);
       const deadline = (this.options.shutdownTimeoutMs ?? 30_000) + 15_000;
@@ -306,10 +445,15 @@ export class Supervisor implements WorkerHandle {
         ),
       );
       this.logger.info({ node: this.nodeName, ...this.stats(), byTask: undefined }, `worker ${this.nodeName} stopped`);
-      this.resolveDone();
+      if (this.failure) this.rejectDone(this.failure);
+      else this.resolveDone();
     })();
     return this.stopPromise;
   }
+}
+
+function workerLost(how: string): ExceptionInfo {
+  return { exc_type: 'WorkerLostError', exc_message: [`Worker exited prematurely: ${how}`], exc_module: 'billiard.exceptions' };
 }
 
 /** Add a child's cumulative counters into a total. */

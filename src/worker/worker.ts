@@ -15,7 +15,7 @@
  */
 import { availableParallelism } from 'node:os';
 import type { App } from '../app.ts';
-import type { ResultStore } from '../backend/results.ts';
+import { ResultEncodeError, type ResultStore } from '../backend/results.ts';
 import type { StoredRecord } from '../backend/types.ts';
 import type { Consumer, Delivery, MalformedDelivery } from '../broker/types.ts';
 import { ContentDisallowedError, DecodeError, ValidationError } from '../errors.ts';
@@ -30,6 +30,7 @@ import { bindArguments, parseRateLimit, validateArguments, type TaskDefinition }
 import type { RequestInfo } from './context.ts';
 import type { ExecJob, ExecOutcome } from './execute.ts';
 import { childTuple, failureFollowUps, retryMessageInput, successFollowUps, type FollowUp } from './follow-ups.ts';
+import { LossLedger, lossReason, lostRuns, type LossKind } from './loss-ledger.ts';
 import { createSoloPool } from './pool/solo.ts';
 import type { Pool } from './pool/types.ts';
 import { TokenBucket } from './rate-limit.ts';
@@ -67,6 +68,12 @@ export interface WorkerOptions {
   youngGenerationMbPerChild?: number;
   /** Node name, e.g. `worker1@host` (default `celeriac<pid>@<hostname>`). */
   nodeName?: string;
+  /**
+   * Prefork: a supervisor left with no running child process for this long
+   * (every replacement failing to start) stops and its `done` rejects, so
+   * the CLI exits non-zero and a process manager restarts it (default 60 s).
+   */
+  maxEmptyPoolMs?: number;
   /** Grace for running tasks at shutdown, ms (default 30 s); then they are killed and requeued (acksLate). */
   shutdownTimeoutMs?: number;
   /** Aborting it starts a graceful shutdown. */
@@ -81,6 +88,8 @@ export interface WorkerOptions {
   onTaskEvents?: (events: TaskEvent[]) => void;
   /** Internal: false in prefork children, whose supervisor announces the worker. */
   announce?: boolean;
+  /** Internal (prefork children): a lost run counted here (a result not settled) or a FAILURE stored for good, for the supervisor's ledger. */
+  onLoss?: (id: string, kind: LossKind | 'final') => void;
 }
 
 /** Start and end of a task's execution, as a prefork child reports them to its supervisor. */
@@ -117,6 +126,8 @@ export interface WorkerStats {
   revoked: number;
   rejected: number;
   byTask: Record<string, number>;
+  /** Prefork: the pool's target size and the child processes now up and consuming. */
+  pool?: { target: number; live: number };
 }
 
 interface Job {
@@ -130,6 +141,8 @@ interface Job {
   /** Set once the job is prepared to run. */
   exec?: Execution;
   hardMs?: number;
+  /** A suspect of a lost run: it runs alone in this process, so a new loss is attributed for certain. */
+  isolate?: boolean;
 }
 
 /**
@@ -154,6 +167,10 @@ class Execution implements ExecJob {
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** How long a prefork child holds a redelivered message before judging it (its supervisor's ledger update may be on its way). */
+const REDELIVERY_SETTLE_MS = 250;
+/** Waits between attempts to store a batch of results before its messages are given back. */
+const SETTLE_RETRY_DELAYS_MS = [250, 1000, 3000];
 
 /**
  * Create a worker; call `start()` to begin consuming. With the default
@@ -201,6 +218,11 @@ export class Worker implements WorkerHandle {
   private settleJobs: Job[] = [];
   private settleRecords: StoredRecord[] = [];
   private settleScheduled = false;
+  /** Lost runs by task id (loss-ledger.ts): the supervisor's copy in a prefork child, this worker's own in solo. */
+  readonly ledger = new LossLedger();
+  private readonly onLoss: ((id: string, kind: LossKind | 'final') => void) | undefined;
+  /** An isolated job is running: nothing else starts until it ends. */
+  private isolating = false;
 
   constructor(options: WorkerOptions) {
     this.app = options.app;
@@ -215,6 +237,7 @@ export class Worker implements WorkerHandle {
     this.done = new Promise((r) => (this.resolveDone = r));
     this.pool = createSoloPool(this.app.registry);
     this.onTaskEvents = options.onTaskEvents;
+    this.onLoss = options.onLoss;
     this.announce = options.announce ?? true;
   }
 
@@ -303,6 +326,12 @@ export class Worker implements WorkerHandle {
     if (this.expired(job)) return;
     if (req.eta !== null && req.eta > Date.now()) {
       this.hold(job, req.eta, true);
+      return;
+    }
+    // A redelivered message may be the task that just killed a sibling process: RabbitMQ gives it back as soon
+    // as that process's connection drops, maybe before the supervisor's ledger update arrives here. Wait for it.
+    if (delivery.redelivered && this.onTaskEvents && !this.ledger.get(req.id)) {
+      this.hold(job, Date.now() + REDELIVERY_SETTLE_MS, false);
       return;
     }
     this.admit(job);
@@ -420,13 +449,27 @@ export class Worker implements WorkerHandle {
     if (this.draining) return;
     this.draining = true;
     try {
-      while (this.active < this.concurrency && this.pending.length > 0 && !this.stopping) {
+      let waitForIdle = false;
+      while (this.active < this.concurrency && this.pending.length > 0 && !this.stopping && !this.isolating && !waitForIdle) {
         const batch: Job[] = [];
-        while (this.active < this.concurrency && this.pending.length > 0 && !this.stopping) {
+        while (this.active < this.concurrency && this.pending.length > 0 && !this.stopping && !this.isolating) {
           const job = this.pending.shift()!;
           this.active++;
-          if (this.prepare(job)) batch.push(job);
-          else this.active--;
+          if (!this.prepare(job)) {
+            this.active--;
+            continue;
+          }
+          if (job.isolate) {
+            if (this.active > 1 || batch.length > 0) {
+              // Wait for the running tasks to end; freeSlot drains again.
+              this.active--;
+              this.pending.unshift(job);
+              waitForIdle = true;
+              break;
+            }
+            this.isolating = true;
+          }
+          batch.push(job);
         }
         if (batch.length > 0) this.launch(batch);
       }
@@ -440,7 +483,12 @@ export class Worker implements WorkerHandle {
   /** Check expiry and arguments and build the execution; false when the job was settled instead. */
   private prepare(job: Job): boolean {
     const { req, def } = job;
+    if (job.delivery.stale) {
+      this.dropStale(job);
+      return false;
+    }
     if (this.expired(job)) return false;
+    if (this.ledger.size > 0 && job.delivery.redelivered && !this.judgeLosses(job)) return false;
     let args: unknown[];
     let kwargs: Record<string, unknown>;
     try {
@@ -451,12 +499,55 @@ export class Worker implements WorkerHandle {
         err instanceof ValidationError && !def.options.schema
           ? { exc_type: 'TypeError', exc_message: [err.message], exc_module: 'builtins' }
           : errorToExceptionInfo(err);
+      // Received and ended (as a failure) without running: counted as processed, so the counters add up.
+      this.counters.processed++;
       this.finalize(job, () => this.onFailure(job, { kind: 'failure', exc, traceback: null, runtimeMs: 0 }));
       return false;
     }
     const [hard, soft] = this.limits(job);
     job.hardMs = hard !== undefined ? hard * 1000 : undefined;
     job.exec = new Execution(String(++this.jobSeq), def.name, args, soft !== undefined ? soft * 1000 : undefined, this, job, kwargs);
+    return true;
+  }
+
+  /**
+   * A redelivered message whose earlier runs were lost (loss-ledger.ts):
+   * past the limit it is dead-lettered with one FAILURE record; one whose
+   * FAILURE is already stored is dead-lettered without running; a suspect
+   * runs alone. Returns false when the job was settled instead of run.
+   */
+  private judgeLosses(job: Job): boolean {
+    const { req, def } = job;
+    const entry = this.ledger.get(req.id);
+    if (!entry) return true;
+    const reason = lossReason(entry);
+    if (entry.final) {
+      this.counters.rejected++;
+      this.logger.warn({ id: req.id, task: req.task }, `task ${req.task}[${req.id}] came back after its FAILURE was stored (${reason}); message dead-lettered`);
+      this.app.security.released?.(job.delivery.message);
+      job.acked = true;
+      void job.delivery.deadLetter(reason).catch((err: unknown) => this.logger.error({ err, id: req.id }, 'dead-lettering failed'));
+      return false;
+    }
+    if (lostRuns(entry) > (def.options.maxRedeliveries ?? this.app.settings.taskMaxRedeliveries)) {
+      this.counters.rejected++;
+      this.ledger.finalize(req.id);
+      this.onLoss?.(req.id, 'final');
+      this.logger.error({ id: req.id, task: req.task }, `task ${req.task}[${req.id}] ${reason}; message dead-lettered`);
+      const exc: ExceptionInfo =
+        entry.timeLimits > 0 && reason.startsWith('hard')
+          ? { exc_type: 'TimeLimitExceeded', exc_message: [reason], exc_module: 'celery.exceptions' }
+          : entry.settles > entry.crashes
+            ? { exc_type: 'RedeliveryLimitExceeded', exc_message: [`task ${reason}; message dead-lettered`], exc_module: 'celeriac' }
+            : { exc_type: 'WorkerLostError', exc_message: [`Worker exited prematurely: the task ${reason}; message dead-lettered`], exc_module: 'billiard.exceptions' };
+      job.acked = true;
+      this.finalize(job, async () => {
+        await this.storeMeta(buildResultMeta({ taskId: req.id, status: 'FAILURE', result: exc, traceback: null, groupId: req.group, parentId: req.parentId }));
+        await job.delivery.deadLetter(reason);
+      });
+      return false;
+    }
+    if (entry.suspects > 0) job.isolate = true;
     return true;
   }
 
@@ -488,6 +579,7 @@ export class Worker implements WorkerHandle {
   /** The early ack failed: the task does not run and its message goes back. */
   private notRun(job: Job, err: unknown): void {
     const { req } = job;
+    if (job.isolate) this.isolating = false;
     this.logger.error({ err, id: req.id }, 'could not ack before running; the message is given back');
     if (job.reported) this.onTaskEvents?.([{ type: 'finished', id: req.id, tag: job.delivery.deliveryTag }]);
     this.app.security.released?.(job.delivery.message);
@@ -502,8 +594,26 @@ export class Worker implements WorkerHandle {
     this.drain();
   }
 
+  /**
+   * The broker has taken this message back (its channel closed, its lease
+   * ran out) and redelivers it: running it here too would run it twice.
+   */
+  private dropStale(job: Job): void {
+    job.acked = true;
+    this.logger.warn({ id: job.req.id, task: job.req.task }, `task ${job.req.task}[${job.req.id}] not started: the broker took its message back (connection lost) and delivers it again`);
+    if (job.reported) this.onTaskEvents?.([{ type: 'finished', id: job.req.id, tag: job.delivery.deliveryTag }]);
+    this.app.security.released?.(job.delivery.message);
+  }
+
   private run(job: Job): void {
     const { req, def } = job;
+    // Checked again at the last moment: an early ack on a closed channel "succeeds" without reaching the broker.
+    if (job.delivery.stale) {
+      if (job.isolate) this.isolating = false;
+      this.dropStale(job);
+      this.freeSlot();
+      return;
+    }
     if ((def.options.trackStarted ?? this.app.settings.taskTrackStarted) && !def.options.ignoreResult) {
       void this.storeMeta(buildResultMeta({ taskId: req.id, status: 'STARTED', result: { pid: process.pid, hostname: this.nodeName }, groupId: req.group, parentId: req.parentId })).catch(
         (err: unknown) => this.logger.warn({ err, id: req.id }, 'could not store STARTED'),
@@ -516,6 +626,8 @@ export class Worker implements WorkerHandle {
 
   private ran(job: Job, outcome: ExecOutcome): void {
     const name = job.def.name;
+    if (job.isolate) this.isolating = false;
+    if (this.ledger.size > 0 && outcome.kind !== 'lost') this.ledger.forget(job.req.id);
     this.counters.processed++;
     this.byTask[name] = (this.byTask[name] ?? 0) + 1;
     if (outcome.kind === 'success' && !hasSuccessFollowUps(job.req)) this.succeeded(job, outcome.value, outcome.runtimeMs);
@@ -538,9 +650,9 @@ export class Worker implements WorkerHandle {
     let record: StoredRecord;
     try {
       record = this.store.encode(this.successMeta(job, value, []));
-    } catch {
-      // The generic path reports it (e.g. a result the serializer cannot encode).
-      this.finalize(job, () => this.onSuccess(job, value, runtimeMs));
+    } catch (err) {
+      // A result the serializer cannot encode: the task ends as FAILURE EncodeError (Celery's rule), never requeued.
+      this.finalize(job, () => this.onEncodeError(job, err));
       return;
     }
     this.counters.succeeded++;
@@ -560,20 +672,50 @@ export class Worker implements WorkerHandle {
     this.settleJobs = [];
     this.settleRecords = [];
     this.settleScheduled = false;
-    this.store!.storeRecords(records).then(
+    this.storeWithRetry(records).then(
       () => this.ackSettled(jobs),
       (err: unknown) => {
-        this.logger.error({ err, tasks: jobs.length }, 'could not store results; requeueing the messages');
+        this.logger.error({ err, tasks: jobs.length }, 'could not store results; requeueing the messages (counted against their redelivery limit)');
         const requeues: Promise<unknown>[] = [];
         for (const job of jobs) {
           if (job.acked) continue;
           job.acked = true;
+          this.countLoss(job.req.id, 'settle');
           this.app.security.released?.(job.delivery.message);
           requeues.push(job.delivery.reject(true).catch(() => undefined));
         }
         void Promise.all(requeues).then(() => this.settledBatch(jobs));
       },
     );
+  }
+
+  /**
+   * Store results, retrying a failed store in place a few times (a backend
+   * that blinks must not make tasks that ran run again); the message stays
+   * unacked meanwhile, so nothing is lost if this process dies.
+   */
+  private async storeWithRetry(records: StoredRecord[]): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.store!.storeRecords(records);
+      } catch (err) {
+        if (attempt >= SETTLE_RETRY_DELAYS_MS.length || this.stopping) throw err;
+        this.logger.warn({ err, tasks: records.length, attempt: attempt + 1 }, 'could not store results; retrying');
+        await sleep(SETTLE_RETRY_DELAYS_MS[attempt]!);
+      }
+    }
+  }
+
+  /** Count a lost run in the ledger (and tell the supervisor, which keeps the node's ledger). */
+  private countLoss(id: string, kind: LossKind): void {
+    this.ledger.record(id, kind);
+    this.onLoss?.(id, kind);
+  }
+
+  /** The result cannot be encoded: FAILURE EncodeError (as Celery records it), then ack. */
+  private async onEncodeError(job: Job, err: unknown): Promise<void> {
+    if (!(err instanceof ResultEncodeError)) throw err;
+    return this.onFailure(job, { kind: 'failure', exc: { exc_type: 'EncodeError', exc_message: [err.reason], exc_module: 'kombu.exceptions' }, traceback: null, runtimeMs: 0 });
   }
 
   private ackSettled(jobs: Job[]): void {
@@ -587,8 +729,8 @@ export class Worker implements WorkerHandle {
       if (p !== last) waits.push((last = p));
     }
     const done = (): void => {
-      const settled = this.app.security.settled;
-      if (settled) for (const job of jobs) settled(job.delivery.message);
+      const { settled, released } = this.app.security;
+      if (settled) for (const job of jobs) (job.delivery.stale ? released : settled)?.(job.delivery.message);
       this.settledBatch(jobs);
     };
     if (waits.length === 0) done();
@@ -643,9 +785,17 @@ export class Worker implements WorkerHandle {
     this.finalizing++;
     work()
       .catch(async (err: unknown) => {
-        this.logger.error({ err, id: job.req.id, task: job.req.task }, 'could not settle task; requeueing the message');
+        if (err instanceof ResultEncodeError && !job.acked) {
+          try {
+            return await this.onEncodeError(job, err);
+          } catch (e) {
+            err = e;
+          }
+        }
+        this.logger.error({ err, id: job.req.id, task: job.req.task }, 'could not settle task; requeueing the message (counted against its redelivery limit)');
         if (!job.acked) {
           job.acked = true;
+          this.countLoss(job.req.id, 'settle');
           this.app.security.released?.(job.delivery.message);
           await job.delivery.reject(true).catch(() => undefined);
         }
@@ -694,18 +844,18 @@ export class Worker implements WorkerHandle {
 
   private async onSuccess(job: Job, value: unknown, runtimeMs: number): Promise<void> {
     const { req } = job;
-    this.counters.succeeded++;
     // Callbacks and the chain's next step go out before the result is stored, so `children` names them.
     const follow = hasSuccessFollowUps(req) ? successFollowUps(req, value) : [];
     if (follow.length > 0) await this.publishFollowUps(follow);
     if (!this.ignoresResult(job)) await this.storeMeta(this.successMeta(job, value, follow.map((f) => childTuple(f.input.id))));
+    // Counted once the outcome is stored: a result that cannot be encoded ends as a failure instead.
+    this.counters.succeeded++;
     if (this.logTasks) this.logger.info({ task: req.task, id: req.id, runtimeMs }, 'task succeeded');
     await this.ackOnce(job);
   }
 
   private async onFailure(job: Job, outcome: Extract<ExecOutcome, { kind: 'failure' }>): Promise<void> {
     const { req } = job;
-    this.counters.failed++;
     this.logger.error(
       { id: req.id, task: req.task, exc_type: outcome.exc.exc_type, runtimeMs: outcome.runtimeMs },
       `task ${req.task}[${req.id}] raised ${outcome.exc.exc_type}: ${String(outcome.exc.exc_message[0] ?? '')}`,
@@ -724,6 +874,8 @@ export class Worker implements WorkerHandle {
         }),
       );
     }
+    // Counted once its record is stored (a settle that fails and is retried is counted once).
+    this.counters.failed++;
     await this.publishFollowUps(failureFollowUps(req));
     await this.ackOnce(job);
   }
@@ -789,7 +941,9 @@ export class Worker implements WorkerHandle {
     if (job.acked) return;
     job.acked = true;
     await job.delivery.ack();
-    this.app.security.settled?.(job.delivery.message);
+    // An ack on a closed channel reaches nobody: the broker redelivers, so the nonce is released, not settled.
+    if (job.delivery.stale) this.app.security.released?.(job.delivery.message);
+    else this.app.security.settled?.(job.delivery.message);
   }
 
   // ── shutdown ─────────────────────────────────────────────────────────

@@ -182,6 +182,28 @@ export function brokerConformance(name: string, target: ConformanceTarget): void
       await consumer.cancel();
     });
 
+    it('recoverOwner gives back, drops and dead-letters (with the reason) the deliveries of a dead consumer', async (t) => {
+      const broker = await make();
+      if (!broker.recoverOwner) {
+        t.skip(`${broker.kind} has no recoverOwner (its messages come back when the connection drops)`);
+        return;
+      }
+      const queue = q();
+      const ms = [message(1), message(2), message(3)];
+      for (const m of ms) await broker.publish(queue, m);
+      const { got, consumer } = await collect(broker, [queue], 10);
+      await waitFor(() => got.length === 3, 5000, 'deliveries');
+      await consumer.cancel();
+      const byArg = new Map(got.map((d) => [argOf(d), d]));
+      const n = await broker.recoverOwner(consumer.owner!, { drop: [byArg.get(2)!.deliveryTag], deadLetter: new Map([[byArg.get(3)!.deliveryTag, 'crashed its worker process 4 times']]) });
+      assert.equal(n, 1);
+      assert.equal(await broker.queueLength(queue), 1);
+      const dead = await broker.deadLetters(queue);
+      assert.equal(dead.length, 1);
+      assert.equal(dead[0]!.reason, 'crashed its worker process 4 times');
+      assert.equal(dead[0]!.message?.headers.id, ms[2]!.headers.id);
+    });
+
     it('refuses a publish past maxLength with QueueFullError (PublishOptions.maxLength)', async () => {
       const broker = await make();
       const queue = q();
