@@ -231,6 +231,7 @@ export class App {
       ignoreResult: options.ignoreResult ?? def.options.ignoreResult ?? false,
       priority: priority ?? 0,
       now,
+      ...(options.compression !== undefined ? { compression: options.compression } : {}),
     };
     const maxLength = this.submission.maxLengthFor(queue);
     return { item: { queue, message: this.buildMessage(input), options: { priority: priority ?? 0, ...(maxLength !== undefined ? { maxLength } : {}) } }, id };
@@ -253,7 +254,7 @@ export class App {
     if (this.security.decodeBody) return this.security.decodeBody;
     const accept = this.acceptTypes;
     const limits = this.settings.decodeLimits;
-    return (message) => decodeByContentType(message.body, message.contentType, accept, limits);
+    return (message) => decodeByContentType(message.body, message.contentType, accept, limits, message.headers.compression);
   }
 
   // ── connections ──────────────────────────────────────────────────────

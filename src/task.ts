@@ -93,6 +93,8 @@ export interface SendOptions {
   /** Parent and root ids (set automatically when sent from inside a task). */
   parentId?: string;
   rootId?: string;
+  /** Compress the body as kombu's `zlib` (alias `gzip`) does; Python workers inflate it. */
+  compression?: 'zlib' | 'gzip';
 }
 
 /** Kwargs type for a task with `params`: each name maps to its positional type. */

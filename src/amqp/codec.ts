@@ -14,21 +14,24 @@
  * One known difference: 64-bit integers go out as RabbitMQ's `l` (signed
  * 64-bit) because amqplib cannot write py-amqp's `L`; RabbitMQ and
  * py-amqp both read `l` (py-amqp as unsigned, so only negative values
- * beyond −2^31 would differ).
+ * beyond −2^31 would differ). A `bigint` goes out exactly; one beyond
+ * signed 64 bits has no AMQP type (py-amqp refuses it too) and is refused.
  */
 import type { MessageProperties, Options } from 'amqplib';
 import { DecodeError } from '../errors.ts';
 import type { MessageProperties as WireProperties, WireMessage } from '../protocol/types.ts';
-import { MAX_TABLE_DEPTH, TOO_DEEP } from './field-table.ts';
+import { MALFORMED, MAX_TABLE_DEPTH, TOO_DEEP } from './field-table.ts';
 
 const INT32_MAX = 2147483647;
 /** Largest magnitude a signed 64-bit field can hold, as a double. */
 const INT64_LIMIT = 9223372036854775807;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
 
 /** amqplib's explicit-type form of a table value. */
 interface Typed {
   '!': 'int' | 'long' | 'double' | 'timestamp';
-  value: number;
+  value: number | bigint;
 }
 
 /** Type one value the way py-amqp does (see the module comment). */
@@ -42,7 +45,8 @@ function tableValue(v: unknown, depth: number): unknown {
       if (v <= INT32_MAX && v >= -INT32_MAX) return { '!': 'int', value: v === 0 ? 0 : v } satisfies Typed;
       return Math.abs(v) < INT64_LIMIT ? ({ '!': 'long', value: v } satisfies Typed) : ({ '!': 'double', value: v } satisfies Typed);
     case 'bigint':
-      return { '!': 'long', value: Number(v) } satisfies Typed;
+      if (v < INT64_MIN || v > INT64_MAX) throw new DecodeError(`header integer ${v} does not fit in a signed 64-bit AMQP field`, { code: 'ERR_HEADER_TYPE' });
+      return { '!': 'long', value: v } satisfies Typed;
     case 'undefined':
       return null;
     case 'object': {
@@ -99,7 +103,7 @@ function clampPriority(v: unknown): number {
   return Math.min(255, Math.max(0, Math.round(v)));
 }
 
-/** Turn amqplib's decoded table values into plain JSON-like values. */
+/** Turn amqplib's decoded table values into plain JSON-like values (64-bit integers beyond ±2^53 stay bigint). */
 function plainValue(v: unknown, depth: number): unknown {
   if (v === null || typeof v !== 'object') return v;
   if (v === TOO_DEEP) throw new DecodeError(`header value nested deeper than ${MAX_TABLE_DEPTH} levels`, { code: 'ERR_HEADER_DEPTH' });
@@ -108,7 +112,7 @@ function plainValue(v: unknown, depth: number): unknown {
   if (Array.isArray(v)) return v.map((x) => plainValue(x, depth + 1));
   const typed = v as { '!'?: unknown; value?: unknown };
   if (typeof typed['!'] === 'string' && Object.keys(v).length === 2 && 'value' in typed) {
-    if (typed['!'] === 'timestamp' && typeof typed.value === 'number') return typed.value;
+    if (typed['!'] === 'timestamp' && (typeof typed.value === 'number' || typeof typed.value === 'bigint')) return typed.value;
     if (typed['!'] === 'decimal') {
       const d = typed.value as { places?: unknown; digits?: unknown };
       if (typeof d?.places === 'number' && typeof d.digits === 'number') return d.digits / 10 ** d.places;
@@ -118,6 +122,11 @@ function plainValue(v: unknown, depth: number): unknown {
 }
 
 function plainTable(t: Record<string, unknown>, depth: number): Record<string, unknown> {
+  const fault = (t as Record<symbol, unknown>)[MALFORMED];
+  if (fault !== undefined) {
+    const id = typeof t.id === 'string' ? ` (task id ${JSON.stringify(t.id.slice(0, 64))})` : '';
+    throw new DecodeError(`${String(fault)}${id}`, { code: 'ERR_HEADER_TABLE' });
+  }
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(t)) {
     // Never let a header named like a prototype key reach an object's prototype slot.
@@ -129,8 +138,8 @@ function plainTable(t: Record<string, unknown>, depth: number): Record<string, u
 
 /**
  * A received message as a WireMessage. Throws `DecodeError` when the
- * headers nest deeper than the limit (such a message is dead-lettered by
- * the consumer).
+ * headers nest deeper than the limit or did not decode (such a message is
+ * dead-lettered by the consumer, which keeps its connection).
  */
 export function wireMessageFrom(properties: MessageProperties, content: Buffer): WireMessage {
   const props: WireProperties = {};

@@ -3,6 +3,7 @@
  * no pickle, yaml or any other format that can name code to run.
  */
 import { ContentDisallowedError, DecodeError } from '../errors.ts';
+import { decompressBody } from './compression.ts';
 import { decodeJson, encodeJson } from './json.ts';
 import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './limits.ts';
 import { decodeMsgpack, encodeMsgpack } from './msgpack.ts';
@@ -61,17 +62,20 @@ export function contentTypeOf(entry: string): string {
 
 /**
  * Decode a body by its content type, honouring the accept list (content
- * types, as produced by `contentTypeOf`). Throws `ContentDisallowedError` or
- * `DecodeError`.
+ * types, as produced by `contentTypeOf`); `compression` is the message's
+ * `compression` header (kombu's), undone first under the inflation cap.
+ * Throws `ContentDisallowedError` or `DecodeError`.
  */
 export function decodeByContentType(
   bytes: Uint8Array,
   contentType: string,
   accept: ReadonlySet<string>,
   limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
+  compression?: unknown,
 ): unknown {
   if (!accept.has(contentType)) throw new ContentDisallowedError(contentType);
   const s = BY_CONTENT_TYPE.get(contentType);
   if (!s) throw new DecodeError(`no decoder for content type ${JSON.stringify(contentType)}`, { code: 'ERR_NO_DECODER' });
+  if (compression !== undefined && compression !== null) bytes = decompressBody(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), compression, limits);
   return s.decode(bytes, limits);
 }

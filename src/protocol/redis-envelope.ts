@@ -2,7 +2,7 @@
  * kombu's Redis envelope: the JSON object stored in a queue list, with the
  * body base64-encoded and the AMQP properties flattened beside it.
  */
-import { decodeJsonText } from '../codec/json.ts';
+import { decodeJsonText, stringifyJson } from '../codec/json.ts';
 import type { DecodeLimits } from '../codec/limits.ts';
 import { DecodeError } from '../errors.ts';
 import type { WireMessage } from './types.ts';
@@ -37,7 +37,8 @@ export function encodeRedisEnvelope(message: WireMessage, routing: EnvelopeRouti
   properties.priority = p.priority ?? 0;
   properties.body_encoding = 'base64';
   properties.delivery_tag = routing.deliveryTag;
-  return JSON.stringify({
+  // stringifyJson: a header holding a bigint (an exact 64-bit AMQP integer) is written as the same integer.
+  return stringifyJson({
     body: message.body.toString('base64'),
     'content-encoding': message.contentEncoding,
     'content-type': message.contentType,

@@ -3,6 +3,7 @@
  * Pure: bytes and values in, values out.
  */
 import { ProtocolError } from '../errors.ts';
+import { COMPRESSION_HEADER, compressBody, compressionContentType, type CompressionName } from '../codec/compression.ts';
 import type { Serializer } from '../codec/serializers.ts';
 import { clientOrigin } from './ids.ts';
 import { reprArgs, reprKwargs } from './pyrepr.ts';
@@ -32,6 +33,8 @@ export interface TaskMessageInput {
   embed?: Partial<Embed>;
   /** Extra headers (e.g. Celeriac's signature header); never overrides the standard ones. */
   extraHeaders?: Record<string, unknown>;
+  /** Compress the body as kombu does (`zlib`/`gzip`: zlib data, header `compression: application/x-gzip`). */
+  compression?: CompressionName;
   /** Current time, for the `expiration` property. */
   now?: number;
 }
@@ -72,6 +75,7 @@ export function buildTaskHeaders(input: TaskMessageInput): TaskHeaders {
     origin: input.origin ?? clientOrigin(),
     ignore_result: input.ignoreResult ?? false,
   };
+  if (input.compression !== undefined) headers[COMPRESSION_HEADER] = compressionContentType(input.compression);
   if (input.extraHeaders) {
     for (const [k, v] of Object.entries(input.extraHeaders)) if (!(k in headers)) headers[k] = v;
   }
@@ -95,7 +99,7 @@ export function buildTaskMessage(input: TaskMessageInput, serializer: Serializer
     properties,
     contentType: serializer.contentType,
     contentEncoding: serializer.contentEncoding,
-    body: body ?? encodeTaskBody(serializer, input.args, input.kwargs, input.embed),
+    body: input.compression !== undefined ? compressBody(body ?? encodeTaskBody(serializer, input.args, input.kwargs, input.embed), input.compression) : (body ?? encodeTaskBody(serializer, input.args, input.kwargs, input.embed)),
   };
 }
 

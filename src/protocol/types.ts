@@ -3,8 +3,11 @@
  * Field names follow the wire, so they stay snake_case here.
  */
 
-/** JSON-compatible value (what json and msgpack carry between languages). */
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+/**
+ * What json and msgpack carry between languages: the JSON data model, with
+ * integers beyond ±2^53 as `bigint` (exact, never rounded; Python's ints).
+ */
+export type JsonValue = null | boolean | number | bigint | string | JsonValue[] | { [key: string]: JsonValue };
 
 /** The 16 headers Celery 5.2.6 writes, plus the optional ones later versions add. */
 export interface TaskHeaders {

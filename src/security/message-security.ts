@@ -53,6 +53,7 @@ import type { Redis } from 'ioredis';
 import { celerySignerId } from '../codec/signing/index.ts';
 import { DecodeError, ContentDisallowedError, ConfigError } from '../errors.ts';
 import { JSON_SERIALIZER, MSGPACK_SERIALIZER, decodeByContentType, AUTH_CONTENT_TYPE } from '../codec/serializers.ts';
+import { decompressBody } from '../codec/compression.ts';
 import {
   CELERY_AUTH_CONTENT_ENCODING,
   certStoreVerifier,
@@ -282,9 +283,10 @@ export function createMessageSecurity(options: MessageSecurityOptions): Configur
         });
       }
     }
-    if (!isAuth) return decodeByContentType(body, ct, acceptTypes, limits);
+    if (!isAuth) return decodeByContentType(body, ct, acceptTypes, limits, headers?.compression);
     if (!auth.store) throw new ContentDisallowedError(ct);
-    const v = verifyCeleryAuth(body, auth.store, {
+    // kombu compresses after the auth serializer signed: inflate (capped) before verifying.
+    const v = verifyCeleryAuth(headers?.compression == null ? body : decompressBody(body, headers.compression, { ...limits, maxBytes: authMaxBytes }), auth.store, {
       digest: auth.digest,
       now,
       maxBytes: authMaxBytes,

@@ -12,7 +12,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { encodeTable, publishOptions, wireMessageFrom } from '../../../src/amqp/codec.ts';
-import { decodeFieldsBounded, fieldTableGuardActive, TOO_DEEP } from '../../../src/amqp/field-table.ts';
+import { decodeFieldsBounded, fieldTableGuardActive, MALFORMED, TOO_DEEP } from '../../../src/amqp/field-table.ts';
+import { DecodeError } from '../../../src/errors.ts';
 import { taskQueueDeclaration } from '../../../src/amqp/topology.ts';
 import { amqpSettings } from '../../../src/amqp/options.ts';
 import { amqpEndpoint } from '../../../src/amqp/connection.ts';
@@ -186,6 +187,90 @@ describe('AMQP header decoding is depth-limited (amqplib recursion guard)', () =
     assert.equal(v, TOO_DEEP);
     assert.equal(depth, 64);
     assert.throws(() => wireMessageFrom(props as never, Buffer.alloc(0)), /deeper than 64/);
+  });
+});
+
+/** Raw field-table entries: key, then the type tag and its bytes. */
+function entry(key: string, tag: string, value: Buffer = Buffer.alloc(0)): Buffer {
+  return Buffer.concat([Buffer.from([key.length]), Buffer.from(key), Buffer.from(tag), value]);
+}
+const be = (bytes: number, write: (b: Buffer) => void): Buffer => {
+  const b = Buffer.alloc(bytes);
+  write(b);
+  return b;
+};
+const longStr = (s: string): Buffer => Buffer.concat([be(4, (b) => b.writeUInt32BE(Buffer.byteLength(s))), Buffer.from(s)]);
+/** Basic properties with only the headers flag, holding this table. */
+const headersOnly = (table: Buffer): Buffer => Buffer.concat([Buffer.from([0x20, 0x00]), be(4, (b) => b.writeUInt32BE(table.length)), table]);
+
+describe('AMQP header tables: every field type RabbitMQ and py-amqp send decodes; a bad one never throws in the frame parser', () => {
+  it("py-amqp's L (signed 64-bit, written for every int beyond ±2^31) decodes; beyond ±2^53 exactly, as bigint", () => {
+    const table = Buffer.concat([
+      entry('id', 'S', longStr('t-1')),
+      entry('big', 'L', be(8, (b) => b.writeBigInt64BE(2n ** 31n + 1n))),
+      entry('huge', 'L', be(8, (b) => b.writeBigInt64BE(2n ** 63n - 1n))),
+      entry('neg', 'L', be(8, (b) => b.writeBigInt64BE(-(2n ** 63n)))),
+      entry('l', 'l', be(8, (b) => b.writeBigInt64BE(-5n))),
+    ]);
+    const props = defs.decode(defs.BasicProperties, headersOnly(table));
+    const m = wireMessageFrom(props as never, Buffer.alloc(0));
+    assert.deepEqual(m.headers, { id: 't-1', big: 2 ** 31 + 1, huge: 2n ** 63n - 1n, neg: -(2n ** 63n), l: -5 });
+    // and they go out again exactly (amqplib writes l, which RabbitMQ and py-amqp read as signed 64-bit)
+    assert.deepEqual(encodeTable({ huge: 2n ** 63n - 1n }), { huge: { '!': 'long', value: 2n ** 63n - 1n } });
+    assert.throws(() => encodeTable({ wider: 2n ** 63n }), /does not fit in a signed 64-bit/);
+  });
+
+  it("decodes every type of RabbitMQ's table parser: S T b B s u I i d f l L t D F A x V", () => {
+    const table = Buffer.concat([
+      entry('S', 'S', longStr('Zoë')),
+      entry('T', 'T', be(8, (b) => b.writeBigUInt64BE(1_700_000_000n))),
+      entry('b', 'b', Buffer.from([0xff])),
+      entry('B', 'B', Buffer.from([0xff])),
+      entry('s', 's', be(2, (b) => b.writeInt16BE(-2))),
+      entry('u', 'u', be(2, (b) => b.writeUInt16BE(65535))),
+      entry('I', 'I', be(4, (b) => b.writeInt32BE(-3))),
+      entry('i', 'i', be(4, (b) => b.writeUInt32BE(4294967295))),
+      entry('d', 'd', be(8, (b) => b.writeDoubleBE(1.5))),
+      entry('f', 'f', be(4, (b) => b.writeFloatBE(0.5))),
+      entry('l', 'l', be(8, (b) => b.writeBigInt64BE(9n))),
+      entry('L', 'L', be(8, (b) => b.writeBigInt64BE(-9n))),
+      entry('t', 't', Buffer.from([1])),
+      // py-amqp writes a Decimal's digits signed: Decimal('-1.5') → places 1, digits −15
+      entry('D', 'D', Buffer.concat([Buffer.from([1]), be(4, (b) => b.writeInt32BE(-15))])),
+      entry('F', 'F', (() => { const t = entry('k', 'V'); return Buffer.concat([be(4, (b) => b.writeUInt32BE(t.length)), t]); })()),
+      entry('A', 'A', (() => { const a = Buffer.concat([Buffer.from('I'), be(4, (b) => b.writeInt32BE(1)), Buffer.from('V')]); return Buffer.concat([be(4, (b) => b.writeUInt32BE(a.length)), a]); })()),
+      entry('x', 'x', longStr('raw')),
+      entry('V', 'V'),
+    ]);
+    const m = wireMessageFrom(defs.decode(defs.BasicProperties, headersOnly(table)) as never, Buffer.alloc(0));
+    assert.deepEqual(m.headers, { S: 'Zoë', T: 1_700_000_000, b: -1, B: 255, s: -2, u: 65535, I: -3, i: 4294967295, d: 1.5, f: 0.5, l: 9, L: -9, t: true, D: -1.5, F: { k: null }, A: [1, null], x: 'raw', V: null });
+  });
+
+  it('an unknown type or a length running past the table marks the headers (keeping what decoded before) instead of throwing', () => {
+    const id = entry('id', 'S', longStr('abc-123'));
+    const bad: Array<[string, Buffer, RegExp]> = [
+      ['unknown type Z', Buffer.concat([id, entry('x', 'Z', Buffer.from([0, 0]))]), /unknown field type 0x5a/],
+      ["py-amqp's U (RabbitMQ refuses it)", Buffer.concat([id, entry('x', 'U', Buffer.from([0, 1]))]), /unknown field type 0x55/],
+      ['string longer than the table', Buffer.concat([id, entry('x', 'S', be(4, (b) => b.writeUInt32BE(1000)))]), /truncated/],
+      ['key longer than the table', Buffer.concat([id, Buffer.from([200, 0x61])]), /truncated/],
+      ['array element past the array', Buffer.concat([id, entry('a', 'A', Buffer.concat([be(4, (b) => b.writeUInt32BE(2)), Buffer.from('I'), Buffer.from([0, 0, 0, 1])]))]), /truncated|past the array/],
+      ['nested table with a bad type', Buffer.concat([id, entry('F', 'F', Buffer.concat([be(4, (b) => b.writeUInt32BE(3)), Buffer.from([1, 0x6b, 0x3f])]))]), /unknown field type 0x3f/],
+    ];
+    for (const [name, table, re] of bad) {
+      const props = defs.decode(defs.BasicProperties, headersOnly(table)) as { headers: Record<string | symbol, unknown> };
+      assert.match(String(props.headers[MALFORMED]), re, name);
+      assert.equal(props.headers.id, 'abc-123', `${name}: the id decoded before the fault is kept`);
+      assert.throws(() => wireMessageFrom(props as never, Buffer.alloc(0)), (e: unknown) => e instanceof DecodeError && re.test(e.reason) && /task id "abc-123"/.test(e.reason), name);
+    }
+    assert.equal((decodeFieldsBounded(Buffer.concat([id, entry('x', 'Z')])) as Record<symbol, unknown>)[MALFORMED] !== undefined, true);
+  });
+
+  it('basic properties that do not decode at all (a flagged content type missing) become a marked message, not a frame error', () => {
+    const props = defs.decode(defs.BasicProperties, Buffer.from([0x80, 0x00])) as { headers: Record<string | symbol, unknown> };
+    assert.match(String(props.headers[MALFORMED]), /message properties do not decode/);
+    assert.throws(() => wireMessageFrom(props as never, Buffer.alloc(0)), /message properties do not decode/);
+    // method frames come from the broker: their faults still surface
+    assert.throws(() => defs.decode(0x000a000a, Buffer.from([0])));
   });
 });
 

@@ -72,11 +72,38 @@ describe('hardened msgpack decoding', () => {
     assert.throws(() => decodeMsgpack(huge, limits), { code: 'ERR_TOO_MANY_ITEMS' });
   });
 
-  it('never sets a prototype from a __proto__ key', () => {
+  it('refuses a __proto__ key (msgpackr would rename it to __proto_ and let the task run), like the JSON path', () => {
     const b = Buffer.from('81a95f5f70726f746f5f5f81a8706f6c6c75746564c3', 'hex'); // {"__proto__": {"polluted": true}}
-    const v = decodeMsgpack(b) as Record<string, unknown>;
-    assert.equal(Object.getPrototypeOf(v), Object.prototype);
+    assert.throws(() => decodeMsgpack(b), { code: 'ERR_FORBIDDEN_KEY' });
+    const nested = encodeMsgpack([[], { a: [{ ['__proto__']: 1 }] }, {}]);
+    assert.ok(nested.includes(Buffer.from('a95f5f70726f746f5f5f', 'hex')), 'the key is on the wire');
+    assert.throws(() => decodeMsgpack(nested), { code: 'ERR_FORBIDDEN_KEY' });
+    assert.throws(() => decodeMsgpack(encodeMsgpack({ constructor: { prototype: {} } })), { code: 'ERR_FORBIDDEN_KEY' });
+    assert.deepEqual(decodeMsgpack(encodeMsgpack({ __proto_: 1, constructor: 'Bob' })), { __proto_: 1, constructor: 'Bob' });
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+
+  it('decodes to the JSON data model only: extension types, bin and undefined are refused with a reason', () => {
+    const ext = (hex: string): Buffer => Buffer.from(hex, 'hex');
+    const cases: Array<[string, Buffer, RegExp]> = [
+      ['timestamp 32 (Date)', ext('d6ff00000001'), /extension type -1 \(timestamp\)/],
+      ['timestamp 96', ext('c70cff000000000000000000000001'), /extension type -1 \(timestamp\)/],
+      ["msgpackr's undefined", ext('91d40000'), /extension type 0 \(undefined/],
+      ["msgpackr's BigInt extension", ext('92c70942000000000000000001c0'), /extension type 66 \(BigInt\)/],
+      ['typed array', ext('c70374010203'), /extension type 116 \(typed array\)/],
+      ['ext 16', ext('c8000105ff'), /extension type 5/],
+      ['ext 32', ext('c90000000105ff'), /extension type 5/],
+      ['bin 8 (bytes)', ext('c40161'), /bin \(bytes\)/],
+      ['bin inside kwargs', ext('9390' + '81a178c40161' + '80'), /bin \(bytes\)/],
+      ['nil map key', ext('81c0a161'), /map key of type 0xc0/],
+      ['array map key', ext('8190a161'), /map key of type 0x90/],
+      ['float map key', ext('81cb3ff8000000000000a161'), /map key of type 0xcb/],
+    ];
+    for (const [name, bytes, re] of cases) {
+      assert.throws(() => decodeMsgpack(bytes), (e: unknown) => e instanceof DecodeError && re.test(e.message) && (e.code === 'ERR_MSGPACK_TYPE' || e.code === 'ERR_INVALID_MSGPACK'), name);
+    }
+    // Python's int keys arrive as strings, as they would through json.
+    assert.deepEqual(decodeMsgpack(ext('8201a16102a162')), { 1: 'a', 2: 'b' });
   });
 });
 
