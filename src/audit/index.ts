@@ -173,6 +173,11 @@ export async function runAudit(opts: AuditOptions = {}): Promise<AuditReport> {
     env[k] = v;
     origin.delete(k);
   }
+  // ${NAME} interpolation inside .env/compose values (as dotenv and compose do), one level.
+  for (const k of origin.keys()) {
+    const v = env[k];
+    if (v?.includes('${')) env[k] = v.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (m, n: string) => (n !== k && env[n] !== undefined && !env[n]!.includes('${') ? env[n]! : m));
+  }
   const lookup = (name: string): { value: string; file?: string; line?: number } | undefined => {
     const v = env[name];
     return v === undefined ? undefined : { value: v, ...(origin.get(name) ? { file: origin.get(name)!.file, line: origin.get(name)!.line } : {}) };
