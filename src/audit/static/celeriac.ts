@@ -6,7 +6,9 @@
  */
 import { BROKER_URL_VARS, readSecretFile, resolveSecretRefs, RESULT_BACKEND_VARS, type Env } from '../../config/env.ts';
 import { normalizeSettings } from '../../config/options.ts';
-import { UNSAFE_OPTIONS, unsafeEnvName, type UnsafeOverrides } from '../../config/policy.ts';
+import { UNSAFE_OPTIONS, unsafeEnvName, type Finding, type PolicyInput, type UnsafeOverrides } from '../../config/policy.ts';
+import { parseConnectionUrl } from '../../config/url.ts';
+import { sqliteFileChecks } from '../../sqlite/file-safety.ts';
 import { ConfigError } from '../../errors.ts';
 import { policyFindings } from '../policy-bridge.ts';
 import type { AuditFinding, ConfiguredEndpoint } from '../types.ts';
@@ -108,7 +110,7 @@ export function auditCeleriac(src: CeleriacSource): AuditFinding[] {
   const unsafe: UnsafeOverrides = {};
   for (const opt of UNSAFE_OPTIONS) if (flag(s[opt]) || flag(env[unsafeEnvName(opt)])) unsafe[opt] = true;
   const taskSerializer = str('taskSerializer');
-  const input = src.full
+  const input: Omit<PolicyInput, 'mode'> = src.full
     ? {
       brokerUrl, resultBackend, brokerUseSsl: s.brokerUseSsl, redisBackendUseSsl: s.redisBackendUseSsl,
       taskSerializer: taskSerializer ?? 'json', resultSerializer: str('resultSerializer') ?? 'json',
@@ -118,6 +120,21 @@ export function auditCeleriac(src: CeleriacSource): AuditFinding[] {
       unsafe,
     }
     : { brokerUrl, resultBackend, unsafe };
+  // SQLite databases: the same file checks the adapter hands to the policy.
+  const fileChecks = { refusals: [] as Finding[], warnings: [] as Finding[] };
+  for (const [url, role] of [[brokerUrl, 'broker'], [resultBackend, 'backend']] as const) {
+    if (!url || !/^sqlite:/i.test(url)) continue;
+    try {
+      const path = parseConnectionUrl(url).path;
+      if (!path) continue;
+      const r = sqliteFileChecks(path, role);
+      fileChecks.refusals.push(...r.refusals);
+      fileChecks.warnings.push(...r.warnings);
+    } catch {
+      // an unparseable URL is reported by the policy itself
+    }
+  }
+  if (fileChecks.refusals.length + fileChecks.warnings.length > 0) input.fileChecks = fileChecks;
   if (brokerUrl) src.endpoints?.push({ role: 'broker', url: brokerUrl, useSsl: s.brokerUseSsl, setting: brokerEnv?.name ?? 'brokerUrl' });
   if (resultBackend) src.endpoints?.push({ role: 'backend', url: resultBackend, useSsl: s.redisBackendUseSsl, setting: backendEnv?.name ?? 'resultBackend' });
   const origin = (name: string | undefined) => (name ? src.envOrigin?.(name) : undefined);

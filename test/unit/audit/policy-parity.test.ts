@@ -7,12 +7,13 @@
  * refusal kind in the policy fails this test until a case is added.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { runAudit } from '../../../src/audit/index.ts';
 import { severityRank } from '../../../src/audit/types.ts';
+import { sqliteFileChecks } from '../../../src/sqlite/file-safety.ts';
 import { enforcePolicy, evaluatePolicy, InsecureConfigError, UNSAFE_OPTIONS, type PolicyInput } from '../../../src/config/policy.ts';
 
 const STRONG = 'tR4vQ9zLm2Xw8KpNa7Yc';
@@ -100,6 +101,22 @@ describe('audit ↔ start-up policy parity', () => {
     }
     assert.deepEqual([...overridesSeen].sort(), [...UNSAFE_OPTIONS].sort(), 'a refusal kind of the policy has no case here');
     for (const id of ['CEL-001', 'CEL-003', 'CEL-005', 'CEL-011', 'CEL-014', 'CEL-015']) assert.ok(idsSeen.has(id), `${id} not covered`);
+  });
+
+  it('SQLite file checks the policy receives (world-readable database) are audit findings too', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'celeriac-audit-sqlite-'));
+    try {
+      const db = join(dir, 'broker.db');
+      writeFileSync(db, '', { mode: 0o644 });
+      chmodSync(db, 0o644);
+      const settings = { ...SECURE, brokerUrl: `sqlite://${db}` };
+      const policy = evaluatePolicy({ mode: 'production', ...settings, fileChecks: sqliteFileChecks(db, 'broker') } as PolicyInput);
+      assert.ok(policy.refusals.length > 0, 'the policy refuses a world-readable database');
+      const audit = await runAudit({ celeriacSettings: settings });
+      for (const r of policy.refusals) assert.ok(audit.findings.some((f) => f.id === r.id && f.setting === r.setting && f.fromPolicy), `${r.id} ${r.setting}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a secure configuration gets no policy finding from the audit, and an override shows as an accepted risk', async () => {
