@@ -68,7 +68,9 @@ function classify(path: string): Kind | undefined {
   if (name === '.env' || name.startsWith('.env.') || ext === '.env') return 'dotenv';
   if (ext === '.yml' || ext === '.yaml') return 'yaml';
   if (/^requirements.*\.txt$|^constraints.*\.txt$|^poetry\.lock$|^pylock.*\.toml$/i.test(name)) return 'requirements';
-  if (['.pem', '.key', '.p8', '.crt'].includes(ext) || /(^|[-_.])(password|secret|token)s?($|[-_.])/i.test(name) || basename(dirname(path)) === 'secrets') return 'key';
+  if (['.pem', '.key', '.p8'].includes(ext)) return 'key';
+  // Secret files without a code extension: `redis_password`, `secrets/broker_url`, `api-token.txt`.
+  if ((ext === '' || ext === '.txt') && (/(^|[-_.])(password|passwd|secret|token)s?($|[-_.])/i.test(name) || basename(dirname(path)) === 'secrets')) return 'key';
   return undefined;
 }
 

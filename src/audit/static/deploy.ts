@@ -310,10 +310,12 @@ export function auditDotenvFile(file: string, text: string, envOut: EnvEntry[]):
 
 /** Private keys found on disk readable by every user (CEL-002). */
 export function auditKeyFile(file: string, text: string): AuditFinding[] {
-  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text) && !/(password|secret|token)/i.test(basename(file))) return [];
+  const pem = /\.(pem|key|p8)$/i.test(file);
+  // A PEM file is secret only when it holds a private key (certificates are public).
+  if (pem && !/^\s*(-----BEGIN [^-]+-----[\s\S]*?-----END [^-]+-----\s*)*-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) return [];
   const p = secretFileProblem(file);
   if (!p) return [];
-  return [finding('CEL-002', 'medium', basename(file), `${/PRIVATE KEY/.test(text) ? 'the private key' : 'the secret file'} ${file} ${p.problem}`, `chmod 600 ${file} (owner: the service's user)`, file)];
+  return [finding('CEL-002', 'medium', basename(file), `${pem ? 'the private key' : 'the secret file'} ${file} ${p.problem}`, `chmod 600 ${file} (owner: the service's user)`, file)];
 }
 
 /** Known advisories for pinned versions. Only well-established ones; `fixed` is the first fixed release. */
