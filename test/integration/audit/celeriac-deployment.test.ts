@@ -13,23 +13,17 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import type { AuditFinding } from '../../../src/audit/types.ts';
 import { runAuditCommand } from '../../../src/cli/audit.ts';
-import { hasRedisServer } from '../../helpers/redis-server.ts';
 import { requireService } from '../../helpers/services.ts';
-import { reachable, startHardenedRedis, tempDir, writeFile, type HardenedRedis } from './support.ts';
+import { captureIo } from '../../unit/audit/capture-io.ts';
+import { hardenedRedisSuite, reachable, tempDir, writeFile } from './support.ts';
 
 async function audit(args: string[], cwd: string): Promise<{ code: number; report: { findings: AuditFinding[]; notes: string[] }; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await runAuditCommand([...args, '--json', '--no-env'], { stdout, stderr, env: {}, cwd });
-  return { code, report: JSON.parse(out) as { findings: AuditFinding[]; notes: string[] }, stderr: err };
+  const c = captureIo(cwd);
+  const code = await runAuditCommand([...args, '--json', '--no-env'], c.io);
+  return { code, report: JSON.parse(c.out()) as { findings: AuditFinding[]; notes: string[] }, stderr: c.err() };
 }
 
 function missing(findings: readonly AuditFinding[], kind: 'static' | 'live', expected: readonly string[]): string[] {
@@ -70,18 +64,12 @@ describe('audit of an insecure Celeriac configuration', () => {
 });
 
 describe('audit of a hardened Celeriac configuration', () => {
-  const tmp = tempDir('celeriac-hardened');
-  let redis: HardenedRedis | undefined;
-  const ok = hasRedisServer();
-  before(async () => {
-    if (!ok) return;
-    const d = tmp.dir;
-    redis = await startHardenedRedis(d);
-    const pw = writeFile(join(d, 'secrets', 'redis_password'), `${redis.password}\n`, 0o600);
+  const suite = hardenedRedisSuite('celeriac-hardened', (d, redis) => {
+    const pw = redis.passwordFile;
     const signing = writeFile(join(d, 'secrets', 'signing.ring'), 'placeholder ring text (not parsed by the audit)\n', 0o600);
     const verify = writeFile(join(d, 'secrets', 'verify.ring'), 'placeholder ring text\n', 0o600);
     const results = writeFile(join(d, 'secrets', 'result.ring'), 'placeholder ring text\n', 0o600);
-    const url = (db: number) => `rediss://${redis!.user}:\${file:${pw}}@127.0.0.1:${redis!.server.tlsPort}/${db}?ssl_cert_reqs=required&ssl_ca_certs=${encodeURIComponent(redis!.pki.ca)}`;
+    const url = (db: number) => `rediss://${redis.user}:\${file:${pw}}@127.0.0.1:${redis.server.tlsPort}/${db}?ssl_cert_reqs=required&ssl_ca_certs=${encodeURIComponent(redis.pki.ca)}`;
     writeFile(join(d, 'deploy.env'), [
       `CELERIAC_BROKER_URL=${url(0)}`,
       `CELERIAC_RESULT_BACKEND=${url(1)}`,
@@ -91,40 +79,36 @@ describe('audit of a hardened Celeriac configuration', () => {
     ].join('\n'), 0o600);
     writeFile(join(d, 'celeriac.json'), JSON.stringify({ taskTimeLimit: 300, resultExpires: 3600, brokerTransportOptions: { maxQueueLength: 100_000 } }));
   });
-  after(async () => {
-    await redis?.stop();
-    tmp.cleanup();
-  });
 
   it('exits 0 with --fail-on low, statically and live, and the live probes logged in as the ACL user', async (t) => {
-    if (!requireService(t, ok, 'redis-server')) return;
-    const args = [tmp.dir, '--settings', join(tmp.dir, 'celeriac.json'), '--env-file', join(tmp.dir, 'deploy.env'), '--fail-on', 'low'];
-    const s = await audit(args, tmp.dir);
+    if (!requireService(t, suite.ok, 'redis-server')) return;
+    const args = [suite.dir, '--settings', join(suite.dir, 'celeriac.json'), '--env-file', join(suite.dir, 'deploy.env'), '--fail-on', 'low'];
+    const s = await audit(args, suite.dir);
     assert.equal(s.code, 0, JSON.stringify(s.report.findings.map((f) => [f.id, f.severity, f.message])));
-    await redis!.admin.call('ACL', 'LOG', 'RESET');
-    const l = await audit([...args, '--live', '--timeout', '2000'], tmp.dir);
+    await suite.redis().admin.call('ACL', 'LOG', 'RESET');
+    const l = await audit([...args, '--live', '--timeout', '2000'], suite.dir);
     assert.equal(l.code, 0, JSON.stringify(l.report.findings.map((f) => [f.id, f.severity, f.message])));
     assert.deepEqual(l.report.notes, []);
-    assert.match(JSON.stringify(await redis!.admin.call('ACL', 'LOG')), new RegExp(`"username","${redis!.user}"`));
+    assert.match(JSON.stringify(await suite.redis().admin.call('ACL', 'LOG')), new RegExp(`"username","${suite.redis().user}"`));
   });
 
   it('live TLS checks: a TLS URL whose port answers plaintext, an expired server certificate, a certificate for another host', async (t) => {
-    if (!requireService(t, ok, 'redis-server')) return;
-    const pw = join(tmp.dir, 'secrets', 'redis_password');
-    const ca = encodeURIComponent(redis!.pki.ca);
+    if (!requireService(t, suite.ok, 'redis-server')) return;
+    const pw = join(suite.dir, 'secrets', 'redis_password');
+    const ca = encodeURIComponent(suite.redis().pki.ca);
     const run = async (port: number) => {
-      const env = writeFile(join(tmp.dir, 'probe.env'), `CELERIAC_BROKER_URL=rediss://${redis!.user}:\${file:${pw}}@127.0.0.1:${port}/0?ssl_cert_reqs=required&ssl_ca_certs=${ca}\n`, 0o600);
-      const r = await audit([join(tmp.dir, 'secrets'), '--env-file', env, '--live', '--timeout', '2000'], tmp.dir);
+      const env = writeFile(join(suite.dir, 'probe.env'), `CELERIAC_BROKER_URL=rediss://${suite.redis().user}:\${file:${pw}}@127.0.0.1:${port}/0?ssl_cert_reqs=required&ssl_ca_certs=${ca}\n`, 0o600);
+      const r = await audit([join(suite.dir, 'secrets'), '--env-file', env, '--live', '--timeout', '2000'], suite.dir);
       return r.report.findings.filter((f) => f.kind === 'live' && f.id === 'CEL-003').map((f) => f.message);
     };
     // The helper's plaintext port, claimed as TLS.
-    assert.ok((await run(redis!.server.port)).some((m) => /also answers plaintext/.test(m)));
+    assert.ok((await run(suite.redis().server.port)).some((m) => /also answers plaintext/.test(m)));
     const { startRedisServer } = await import('../../helpers/redis-server.ts');
     for (const [cert, key, expect] of [
-      [redis!.pki.expiredServer, redis!.pki.expiredServerKey, /expired on/],
-      [redis!.pki.wrongHostServer, redis!.pki.wrongHostServerKey, /does not name 127\.0\.0\.1/],
+      [suite.redis().pki.expiredServer, suite.redis().pki.expiredServerKey, /expired on/],
+      [suite.redis().pki.wrongHostServer, suite.redis().pki.wrongHostServerKey, /does not name 127\.0\.0\.1/],
     ] as const) {
-      const other = await startRedisServer({ password: 'Adm1n-only-password-for-this-test', tls: { certFile: cert, keyFile: key, caFile: redis!.pki.ca } });
+      const other = await startRedisServer({ password: 'Adm1n-only-password-for-this-test', tls: { certFile: cert, keyFile: key, caFile: suite.redis().pki.ca } });
       try {
         const msgs = await run(other.tlsPort!);
         assert.ok(msgs.some((m) => expect.test(m)), JSON.stringify(msgs));

@@ -14,15 +14,14 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { runAudit } from '../../../src/audit/index.ts';
 import { severityRank, type AuditFinding } from '../../../src/audit/types.ts';
 import { runAuditCommand } from '../../../src/cli/audit.ts';
-import { hasRedisServer } from '../../helpers/redis-server.ts';
 import { requireService } from '../../helpers/services.ts';
-import { fakeFlower, reachable, startHardenedRedis, tempDir, writeFile, type HardenedRedis } from './support.ts';
+import { captureIo } from '../../unit/audit/capture-io.ts';
+import { fakeFlower, hardenedRedisSuite, reachable, tempDir, writeFile } from './support.ts';
 
 const HARDCODED = 'Tr0ub4dor-hardcoded-in-config';
 
@@ -91,10 +90,9 @@ describe('audit of an insecure Python Celery deployment', () => {
     const marker = `celeriac-audit-test:${process.pid}:${Date.now()}`;
     await probe.set(marker, 'kept', 'EX', 120);
     const before = await probe.dbsize();
-    const stdout = new PassThrough();
-    let out = '';
-    stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const code = await runAuditCommand([tmp.dir, '--live', '--json', '--no-env', '--timeout', '2000'], { stdout, stderr: new PassThrough(), env: {}, cwd: tmp.dir });
+    const c = captureIo(tmp.dir);
+    const code = await runAuditCommand([tmp.dir, '--live', '--json', '--no-env', '--timeout', '2000'], c.io);
+    const out = c.out();
     assert.equal(code, 1, 'high findings fail the run by default');
     const report = JSON.parse(out) as { findings: AuditFinding[]; notes: string[] };
     assertIds(report.findings, ['CEL-004', 'CEL-008', 'CEL-010', 'CEL-011', 'CEL-014'], 'live');
@@ -112,14 +110,8 @@ describe('audit of an insecure Python Celery deployment', () => {
 });
 
 describe('audit of a hardened Python Celery deployment', () => {
-  const tmp = tempDir('py-hardened');
-  let redis: HardenedRedis | undefined;
-  const ok = hasRedisServer();
-  before(async () => {
-    if (!ok) return;
-    const d = tmp.dir;
-    redis = await startHardenedRedis(d);
-    const pw = writeFile(join(d, 'secrets', 'redis_password'), `${redis.password}\n`, 0o600);
+  const suite = hardenedRedisSuite('py-hardened', (d, redis) => {
+    const pw = redis.passwordFile;
     const ca = redis.pki.ca;
     const tlsPort = redis.server.tlsPort!;
     writeFile(join(d, 'proj', 'celeryconfig.py'), [
@@ -152,42 +144,38 @@ describe('audit of a hardened Python Celery deployment', () => {
       '    secrets: [redis_password]',
     ].join('\n'));
   });
-  after(async () => {
-    await redis?.stop();
-    tmp.cleanup();
-  });
 
   it('reports nothing at or above low, statically and live', async (t) => {
-    if (!requireService(t, ok, 'redis-server')) return;
-    const staticReport = await runAudit({ paths: [tmp.dir] });
+    if (!requireService(t, suite.ok, 'redis-server')) return;
+    const staticReport = await runAudit({ paths: [suite.dir] });
     assert.deepEqual(atOrAboveLow(staticReport.findings).map((f) => [f.id, f.setting, f.message]), []);
-    await redis!.admin.call('ACL', 'LOG', 'RESET');
-    const live = await runAudit({ paths: [tmp.dir], live: true, timeoutMs: 2000 });
+    await suite.redis().admin.call('ACL', 'LOG', 'RESET');
+    const live = await runAudit({ paths: [suite.dir], live: true, timeoutMs: 2000 });
     assert.deepEqual(atOrAboveLow(live.findings).map((f) => [f.id, f.setting, f.message]), []);
     assert.deepEqual(live.notes, []);
     // The probes did log in as the configured user and asked about admin commands (denied, so logged): a real check, not a skip.
-    const log = JSON.stringify(await redis!.admin.call('ACL', 'LOG'));
-    assert.match(log, new RegExp(`"username","${redis!.user}"`), log);
+    const log = JSON.stringify(await suite.redis().admin.call('ACL', 'LOG'));
+    assert.match(log, new RegExp(`"username","${suite.redis().user}"`), log);
   });
 
   it('the same deployment with one weakness each is flagged (the hardened result is not an accident)', async (t) => {
-    if (!requireService(t, ok, 'redis-server')) return;
+    if (!requireService(t, suite.ok, 'redis-server')) return;
     const { readFileSync, writeFileSync, chmodSync } = await import('node:fs');
-    const cfg = join(tmp.dir, 'proj', 'celeryconfig.py');
+    const cfg = join(suite.dir, 'proj', 'celeryconfig.py');
     const original = readFileSync(cfg, 'utf8');
     try {
       // The live probe must see the ACL user's power: give it the dangerous commands.
-      await redis!.admin.call('ACL', 'SETUSER', redis!.user, '+@all');
-      const r = await runAudit({ paths: [tmp.dir], live: true, timeoutMs: 2000 });
+      await suite.redis().admin.call('ACL', 'SETUSER', suite.redis().user, '+@all');
+      const r = await runAudit({ paths: [suite.dir], live: true, timeoutMs: 2000 });
       assert.ok(r.findings.some((f) => f.id === 'CEL-004' && f.kind === 'live'), JSON.stringify(r.findings.map((f) => [f.id, f.message])));
-      await redis!.admin.call('ACL', 'SETUSER', redis!.user, '-@dangerous', '-@admin');
-      chmodSync(join(tmp.dir, 'secrets', 'redis_password'), 0o644);
+      await suite.redis().admin.call('ACL', 'SETUSER', suite.redis().user, '-@dangerous', '-@admin');
+      chmodSync(join(suite.dir, 'secrets', 'redis_password'), 0o644);
       writeFileSync(cfg, original.replace("accept_content = ['auth']", "accept_content = ['auth', 'pickle']"));
-      const s = await runAudit({ paths: [tmp.dir] });
+      const s = await runAudit({ paths: [suite.dir] });
       assertIds(s.findings, ['CEL-002', 'CEL-005', 'CEL-022'], 'static');
     } finally {
       writeFileSync(cfg, original);
-      chmodSync(join(tmp.dir, 'secrets', 'redis_password'), 0o600);
+      chmodSync(join(suite.dir, 'secrets', 'redis_password'), 0o600);
     }
   });
 });

@@ -10,9 +10,10 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import type { Redis } from 'ioredis';
 import { createTestPki, type TestPki } from '../../helpers/pki.ts';
-import { startRedisServer, type RedisServer } from '../../helpers/redis-server.ts';
+import { hasRedisServer, startRedisServer, type RedisServer } from '../../helpers/redis-server.ts';
 
 /** A temp directory removed by `cleanup`. */
 export function tempDir(prefix: string): { dir: string; cleanup(): void } {
@@ -73,6 +74,8 @@ export interface HardenedRedis {
   pki: TestPki;
   user: string;
   password: string;
+  /** The password in `<dir>/secrets/redis_password`, mode 0600. */
+  passwordFile: string;
   admin: Redis;
   stop(): Promise<void>;
 }
@@ -86,7 +89,8 @@ export async function startHardenedRedis(dir: string): Promise<HardenedRedis> {
   const password = strongPassword();
   // What `celeriac secrets generate redis-acl` grants in spirit: Celery's keys, no admin or dangerous commands.
   await admin.call('ACL', 'SETUSER', user, 'reset', 'on', `>${password}`, '~*', '&*', '+@all', '-@dangerous', '-@admin');
-  return { server, pki, user, password, admin, stop: () => server.stop() };
+  const passwordFile = writeFile(join(dir, 'secrets', 'redis_password'), `${password}\n`, 0o600);
+  return { server, pki, user, password, passwordFile, admin, stop: () => server.stop() };
 }
 
 /** Write a file (mode given), creating its directory. */
@@ -95,4 +99,25 @@ export function writeFile(path: string, text: string, mode = 0o644): string {
   writeFileSync(path, text, { mode });
   chmodSync(path, mode);
   return path;
+}
+
+/**
+ * For a `describe` that audits a deployment on a hardened Redis: a temp
+ * directory, the server started before the tests (when redis-server exists)
+ * with `setup` writing the deployment, both removed after.
+ */
+export function hardenedRedisSuite(prefix: string, setup: (dir: string, redis: HardenedRedis) => void | Promise<void>): { dir: string; ok: boolean; redis(): HardenedRedis } {
+  const tmp = tempDir(prefix);
+  const ok = hasRedisServer();
+  let redis: HardenedRedis | undefined;
+  before(async () => {
+    if (!ok) return;
+    redis = await startHardenedRedis(tmp.dir);
+    await setup(tmp.dir, redis);
+  });
+  after(async () => {
+    await redis?.stop();
+    tmp.cleanup();
+  });
+  return { dir: tmp.dir, ok, redis: () => redis! };
 }

@@ -9,7 +9,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { runAudit } from '../../../src/audit/index.ts';
@@ -17,14 +16,7 @@ import { ProbeScope } from '../../../src/audit/live/common.ts';
 import type { AuditFinding } from '../../../src/audit/types.ts';
 import { runAuditCommand } from '../../../src/cli/audit.ts';
 import { main } from '../../../src/cli/main.ts';
-
-function capture(cwd: string) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  return { io: { stdout, stderr, env: {}, cwd }, out: () => out };
-}
+import { captureIo as capture } from './capture-io.ts';
 
 describe('celeriac audit -A and probe scope', () => {
   let dir: string;

@@ -9,12 +9,12 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { runAudit, type AuditReport } from '../../../src/audit/index.ts';
 import { applyBaseline, formatJson, formatSarif, formatText, makeBaseline, shouldFail } from '../../../src/audit/report.ts';
 import { CHECKS } from '../../../src/audit/types.ts';
 import { runAuditCommand } from '../../../src/cli/audit.ts';
+import { captureIo as io } from './capture-io.ts';
 
 const require = createRequire(import.meta.url);
 const SCHEMA_PATH = require.resolve('@microsoft/jest-sarif/lib/schemas/sarif-2.1.0-rtm.5.json');
@@ -40,16 +40,6 @@ const INSECURE_CONFIG = [
   "accept_content = ['json', 'pickle']",
   "task_serializer = 'pickle'",
 ].join('\n');
-
-function io(cwd: string) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  stderr.on('data', (d: Buffer) => (err += d.toString()));
-  return { io: { stdout, stderr, env: {}, cwd }, out: () => out, err: () => err };
-}
 
 describe('audit reports', () => {
   let dir: string;
