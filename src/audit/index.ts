@@ -15,7 +15,7 @@ import { probeHttp } from './live/http.ts';
 import { probeRedis } from './live/redis.ts';
 import { auditCeleriac } from './static/celeriac.ts';
 import { parseDotenv } from './static/common.ts';
-import { auditDotenvFile, auditKeyFile, auditPythonVersions, auditYamlFile, type EnvEntry } from './static/deploy.ts';
+import { auditDotenvFile, auditKeyFile, auditLogFile, auditPythonVersions, auditYamlFile, type EnvEntry } from './static/deploy.ts';
 import { auditPythonFiles, readPythonFile, type PythonFile } from './static/python.ts';
 import { SEVERITIES, severityRank, type AuditFinding, type ConfiguredEndpoint } from './types.ts';
 
@@ -59,12 +59,13 @@ const SKIP_DIRS = new Set(['node_modules', '.git', '.hg', '.svn', '__pycache__',
 const MAX_FILES = 5000;
 const MAX_BYTES = 2 << 20;
 
-type Kind = 'python' | 'dotenv' | 'yaml' | 'requirements' | 'key';
+type Kind = 'python' | 'dotenv' | 'yaml' | 'requirements' | 'key' | 'log';
 
 function classify(path: string): Kind | undefined {
   const name = basename(path);
   const ext = extname(name).toLowerCase();
   if (ext === '.py') return 'python';
+  if (ext === '.log') return 'log';
   if (name === '.env' || name.startsWith('.env.') || ext === '.env') return 'dotenv';
   if (ext === '.yml' || ext === '.yaml') return 'yaml';
   if (/^requirements.*\.txt$|^constraints.*\.txt$|^poetry\.lock$|^pylock.*\.toml$/i.test(name)) return 'requirements';
@@ -156,6 +157,9 @@ export async function runAudit(opts: AuditOptions = {}): Promise<AuditReport> {
         break;
       case 'key':
         findings.push(...auditKeyFile(path, text));
+        break;
+      case 'log':
+        findings.push(...auditLogFile(path, text));
         break;
     }
   }

@@ -318,6 +318,21 @@ export function auditKeyFile(file: string, text: string): AuditFinding[] {
   return [finding('CEL-002', 'medium', basename(file), `${pem ? 'the private key' : 'the secret file'} ${file} ${p.problem}`, `chmod 600 ${file} (owner: the service's user)`, file)];
 }
 
+/** Log files holding URLs with passwords (CEL-002): at most 5 findings per file, secrets never shown. */
+export function auditLogFile(file: string, text: string): AuditFinding[] {
+  const out: AuditFinding[] = [];
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length && out.length < 5; i++) {
+    for (const m of lines[i]!.matchAll(/\b[a-z][a-z0-9+.-]*:\/\/[^\s'"<>]+/gi)) {
+      if (!urlPassword(m[0])) continue;
+      out.push(finding('CEL-002', 'medium', basename(file), `${basename(file)} line ${i + 1} logs a URL with its password (${m[0].replace(/:\/\/([^/@:\s]*):[^/@\s]*@/, '://$1:***@')})`,
+        'stop logging connection URLs unredacted (Celeriac redacts every log line), then rotate the password and purge the logs', file, i + 1));
+      break;
+    }
+  }
+  return out;
+}
+
 /** Known advisories for pinned versions. Only well-established ones; `fixed` is the first fixed release. */
 const ADVISORIES: { pkg: string; below: string; id: 'CEL-013' | 'CEL-017'; severity: 'high' | 'medium'; text: string }[] = [
   { pkg: 'celery', below: '5.2.2', id: 'CEL-017', severity: 'high', text: 'CVE-2021-23727: a forged failure result can make the client import and run arbitrary code (exception types rebuilt by name); fixed in 5.2.2' },

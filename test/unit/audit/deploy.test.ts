@@ -97,6 +97,7 @@ describe('deployment files', () => {
     chmodSync(join(dir, 'server-key.pem'), 0o604);
     writeFileSync(join(dir, 'ok-key.pem'), '-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n');
     chmodSync(join(dir, 'ok-key.pem'), 0o600);
+    writeFileSync(join(dir, 'worker.log'), '[INFO] Connected to redis://:LeakedInTheLog99@redis:6379/0\n[INFO] ready\n');
     report = await runAudit({ paths: [dir] });
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
@@ -147,6 +148,12 @@ describe('deployment files', () => {
     has('CEL-013', 'celery', 'requirements.txt', 1);
     has('CEL-013', 'flower', 'requirements.txt', 2);
     assert.ok(!report.findings.some((f) => f.setting === 'redis' && f.id === 'CEL-013'), 'redis 4.6.0 is fixed');
+  });
+
+  it('log files that recorded a URL with its password', () => {
+    const f = has('CEL-002', 'worker.log', 'worker.log', 1);
+    assert.doesNotMatch(f.message, /LeakedInTheLog99/);
+    assert.match(f.message, /redis:\/\/:\*\*\*@redis/);
   });
 
   it('collects compose environment and published Flower ports for the live probes', () => {
