@@ -55,18 +55,36 @@ function toAudit(f: Finding, refused: boolean, src: PolicySource): AuditFinding 
  * cannot parse becomes a finding too (the worker would refuse it as well).
  */
 export function policyFindings(input: Omit<PolicyInput, 'mode'>, src: PolicySource = {}): AuditFinding[] {
-  let report;
+  const run = (part: Omit<PolicyInput, 'mode'>): AuditFinding[] => {
+    const report = evaluatePolicy({ ...part, mode: 'production' });
+    return [...report.refusals.map((f) => toAudit(f, true, src)), ...report.warnings.map((f) => toAudit(f, false, src))];
+  };
   try {
-    report = evaluatePolicy({ ...input, mode: 'production' });
+    return run(input);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    const tls = err.code === 'ERR_TLS_CONFIG';
-    const setting = tls ? 'brokerUseSsl' : 'brokerUrl';
-    return [toAudit({
-      id: tls ? 'CEL-003' : 'CEL-001', setting,
-      message: `${src.label ? `${src.label}: ` : ''}the settings cannot be read: ${err.message}`,
-      fix: 'correct the setting; a Celeriac worker refuses to start with it',
-    }, true, src)];
   }
-  return [...report.refusals.map((f) => toAudit(f, true, src)), ...report.warnings.map((f) => toAudit(f, false, src))];
+  // One unreadable setting must not hide the others: judge broker, backend and content separately.
+  const { brokerUrl, brokerUseSsl, resultBackend, redisBackendUseSsl, ...rest } = input;
+  const parts: [string, Omit<PolicyInput, 'mode'>][] = [
+    ['brokerUrl', { brokerUrl, brokerUseSsl }],
+    ['resultBackend', { resultBackend, redisBackendUseSsl }],
+    ['acceptContent', rest],
+  ];
+  const out: AuditFinding[] = [];
+  for (const [setting, part] of parts) {
+    try {
+      out.push(...run(part));
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      const tls = err.code === 'ERR_TLS_CONFIG';
+      const backend = setting === 'resultBackend';
+      out.push(toAudit({
+        id: backend ? (tls ? 'CEL-015' : 'CEL-014') : tls ? 'CEL-003' : 'CEL-001', setting,
+        message: `${src.label ? `${src.label}: ` : ''}the setting cannot be read: ${err.message}`,
+        fix: 'correct the setting; a Celeriac worker refuses to start with it',
+      }, true, src));
+    }
+  }
+  return out;
 }

@@ -129,3 +129,11 @@ describe('audit ↔ start-up policy parity', () => {
     assert.equal(f.severity, 'high');
   });
 });
+
+describe('audit with an unreadable setting', () => {
+  it('reports the unreadable setting and still judges the others', async () => {
+    const r = await runAudit({ celeriacSettings: { ...SECURE, brokerUrl: 'nats://broker.internal:4222', acceptContent: ['pickle'] } });
+    assert.ok(r.findings.some((f) => f.id === 'CEL-001' && f.setting === 'brokerUrl' && /cannot be read/.test(f.message)), JSON.stringify(r.findings.map((f) => [f.id, f.setting, f.message])));
+    assert.ok(r.findings.some((f) => f.id === 'CEL-005' && f.setting === 'acceptContent'), 'content still judged');
+  });
+});
