@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { registerSecret } from '../../config/redact.ts';
+import { parseConnectionUrl } from '../../config/url.ts';
 import { policyFindings } from '../policy-bridge.ts';
 import { parsePythonConfig, type PyModule, type PySetting, type PyValue } from '../python/parse.ts';
 import type { AuditFinding, ConfiguredEndpoint } from '../types.ts';
@@ -257,9 +258,28 @@ export function auditPythonFiles(files: readonly PythonFile[], lookup: EnvLookup
     }
   }
   // The policy, in production mode, over what the Python settings amount to. Each finding points at the file of its setting.
+  // Transports and backends the policy does not know (rpc://, sqs://, db+mysql://, django-db, …) are said, not guessed.
+  const judged = (which: 'broker_url' | 'result_backend', s: Got | undefined): string | undefined => {
+    const url = s?.unknown ? undefined : str(s);
+    if (url === undefined) return undefined;
+    try {
+      parseConnectionUrl(url);
+      return url;
+    } catch {
+      const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1] ?? url.split(':')[0];
+      out.push(finding(which === 'broker_url' ? 'CEL-001' : 'CEL-014', 'info', which,
+        `${which} uses ${scheme}, which the audit does not judge${scheme === 'rpc' ? ' (rpc:// results travel over the broker, so the broker\'s checks apply)' : ''}`,
+        'check its authentication and TLS by hand', s!.file, s!.line));
+      return undefined;
+    }
+  };
+  if (!broker && !lookup('CELERY_BROKER_URL') && files.some((f) => f.mod.celeryApp)) {
+    out.push(finding('CEL-011', 'medium', 'broker_url', 'no broker_url is configured: Celery then connects to amqp://guest:guest@localhost//, the default guest account',
+      'set broker_url (from the environment or a secret file) to a user of your own', primary));
+  }
   const input = {
-    brokerUrl: broker?.unknown ? undefined : str(broker),
-    resultBackend: backend?.unknown ? undefined : str(backend),
+    brokerUrl: judged('broker_url', broker),
+    resultBackend: judged('result_backend', backend),
     brokerUseSsl: get('broker_use_ssl')?.js,
     redisBackendUseSsl: get('redis_backend_use_ssl')?.js,
     taskSerializer: str(get('task_serializer')),

@@ -133,6 +133,20 @@ describe('Python config parser', () => {
     }
   });
 
+  it('says which transports it does not judge, and flags the default guest broker of an app without broker_url', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'celeriac-audit-rpc-'));
+    try {
+      writeFileSync(join(dir, 'app.py'), "from celery import Celery\napp = Celery('p', backend='rpc://')\n");
+      const r = await runAudit({ paths: [dir] });
+      const rpc = r.findings.find((f) => f.setting === 'result_backend' && f.severity === 'info');
+      assert.ok(rpc && /rpc/.test(rpc.message), JSON.stringify(r.findings));
+      assert.ok(r.findings.some((f) => f.id === 'CEL-011' && f.setting === 'broker_url' && /guest/.test(f.message)));
+      assert.ok(!r.findings.some((f) => f.id === 'CEL-014' && f.severity !== 'info'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('never executes a configuration file: one whose execution would write a file leaves no file behind', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'celeriac-audit-noexec-'));
     try {
