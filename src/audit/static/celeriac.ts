@@ -1,0 +1,200 @@
+/**
+ * Static checks of a Celeriac configuration: app settings (a JSON settings
+ * file or a loaded app), the environment (`CELERIAC_*`, `CELERY_*`, their
+ * `_FILE` forms and `${file:…}` references). The URL, TLS, credential and
+ * content rules are the start-up policy's own (via `policyFindings`).
+ */
+import { BROKER_URL_VARS, readSecretFile, resolveSecretRefs, RESULT_BACKEND_VARS, type Env } from '../../config/env.ts';
+import { normalizeSettings } from '../../config/options.ts';
+import { UNSAFE_OPTIONS, unsafeEnvName, type Finding, type PolicyInput, type UnsafeOverrides } from '../../config/policy.ts';
+import { parseConnectionUrl } from '../../config/url.ts';
+import { sqliteFileChecks } from '../../sqlite/file-safety.ts';
+import { ConfigError } from '../../errors.ts';
+import { policyFindings } from '../policy-bridge.ts';
+import type { AuditFinding, ConfiguredEndpoint } from '../types.ts';
+import { certificateExpiryFinding, finding, readCertificate, secretFileProblem } from './common.ts';
+import { ENV_PLACEHOLDER } from './python.ts';
+
+/** What to audit. */
+export interface CeleriacSource {
+  /** Settings as given to `createApp` (camelCase or snake_case). */
+  settings?: Record<string, unknown>;
+  /** File the settings came from (JSON settings file or app module). */
+  file?: string;
+  /** Environment (process env merged with `--env-file`s). */
+  env: Env;
+  /** Where each environment variable was defined, when it came from a file. */
+  envOrigin?: (name: string) => { file?: string; line?: number } | undefined;
+  /** Task names and whether each has a schema (from a loaded app). */
+  tasks?: { name: string; hasSchema: boolean }[];
+  /** Run every Celeriac check, not only the URL policy (a Celeriac app is being audited). */
+  full: boolean;
+  /** Environment variables already judged as part of a Python configuration. */
+  consumedEnv?: Set<string>;
+  /** Receives the broker and backend found, for live probes. */
+  endpoints?: ConfiguredEndpoint[];
+}
+
+function flag(v: unknown): boolean {
+  return v === true || (typeof v === 'string' && /^(1|true|yes|on)$/i.test(v.trim()));
+}
+
+/** Read a URL setting from the environment like the app does, but report (rather than throw on) unsafe secret files. */
+function urlFromEnv(env: Env, names: readonly string[], out: AuditFinding[], src: CeleriacSource): { value: string; name: string } | undefined {
+  for (const name of names) {
+    if (src.consumedEnv?.has(name)) continue;
+    const fileVar = `${name}_FILE`;
+    const path = env[fileVar];
+    let raw: string | undefined;
+    if (path) {
+      const p = secretFileProblem(path);
+      const origin = src.envOrigin?.(fileVar);
+      if (p) {
+        out.push(finding('CEL-002', 'medium', fileVar, `the secret file ${path} ${p.problem}; a Celeriac worker refuses to read it`, `chmod 600 ${path} (or 640/440 for a group), owned by the worker's user`, origin?.file, origin?.line));
+        continue;
+      }
+      try {
+        raw = readSecretFile(path, fileVar);
+      } catch (err) {
+        out.push(finding('CEL-002', 'medium', fileVar, (err as Error).message, 'fix the secret file', origin?.file, origin?.line));
+        continue;
+      }
+    } else if (env[name]) {
+      raw = env[name];
+    }
+    if (raw === undefined) continue;
+    return { value: resolveRefs(raw, env, name, out, src), name: path ? fileVar : name };
+  }
+  return undefined;
+}
+
+/** Resolve `${file:…}`/`${env:…}` references; unreadable or unsafe ones are reported and replaced by a placeholder so the rest is still judged. */
+function resolveRefs(value: string, env: Env, setting: string, out: AuditFinding[], src: CeleriacSource): string {
+  return value.replace(/\$\{(file|env):([^}]*)\}/g, (ref, type: string, target: string) => {
+    if (type === 'file') {
+      const p = secretFileProblem(target);
+      if (p) {
+        const origin = src.envOrigin?.(setting);
+        out.push(finding('CEL-002', 'medium', setting, `the secret file ${target} named in ${setting} ${p.problem}; a Celeriac worker refuses to read it`, `chmod 600 ${target}`, origin?.file ?? src.file, origin?.line));
+        return ENV_PLACEHOLDER;
+      }
+    }
+    try {
+      return resolveSecretRefs(ref, env);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      out.push(finding('CEL-002', 'low', setting, err.message, 'make the secret reference resolvable where the worker runs', src.file));
+      return ENV_PLACEHOLDER;
+    }
+  });
+}
+
+/** Static findings for a Celeriac configuration. */
+export function auditCeleriac(src: CeleriacSource): AuditFinding[] {
+  const out: AuditFinding[] = [];
+  const env = src.env;
+  let s: Record<string, unknown> = {};
+  try {
+    s = normalizeSettings(src.settings ?? {});
+  } catch (err) {
+    out.push(finding('CEL-002', 'low', 'settings', (err as Error).message, 'give each setting once', src.file));
+  }
+  const str = (k: string): string | undefined => (typeof s[k] === 'string' ? (s[k] as string) : undefined);
+
+  const brokerEnv = str('brokerUrl') === undefined ? urlFromEnv(env, BROKER_URL_VARS, out, src) : undefined;
+  const backendEnv = str('resultBackend') === undefined ? urlFromEnv(env, RESULT_BACKEND_VARS, out, src) : undefined;
+  const brokerUrl = str('brokerUrl') !== undefined ? resolveRefs(str('brokerUrl')!, env, 'brokerUrl', out, src) : brokerEnv?.value;
+  const resultBackend = str('resultBackend') !== undefined ? resolveRefs(str('resultBackend')!, env, 'resultBackend', out, src) : backendEnv?.value;
+  if (!src.full && brokerUrl === undefined && resultBackend === undefined) return out;
+
+  const unsafe: UnsafeOverrides = {};
+  for (const opt of UNSAFE_OPTIONS) if (flag(s[opt]) || flag(env[unsafeEnvName(opt)])) unsafe[opt] = true;
+  const taskSerializer = str('taskSerializer');
+  const input: Omit<PolicyInput, 'mode'> = src.full
+    ? {
+      brokerUrl, resultBackend, brokerUseSsl: s.brokerUseSsl, redisBackendUseSsl: s.redisBackendUseSsl,
+      taskSerializer: taskSerializer ?? 'json', resultSerializer: str('resultSerializer') ?? 'json',
+      // The app's defaults, so the policy sees what the worker would see.
+      acceptContent: Array.isArray(s.acceptContent) ? (s.acceptContent as string[]) : [taskSerializer ?? 'json'],
+      resultAcceptContent: Array.isArray(s.resultAcceptContent) ? (s.resultAcceptContent as string[]) : ['json', 'msgpack'],
+      unsafe,
+    }
+    : { brokerUrl, resultBackend, unsafe };
+  // SQLite databases: the same file checks the adapter hands to the policy.
+  const fileChecks = { refusals: [] as Finding[], warnings: [] as Finding[] };
+  for (const [url, role] of [[brokerUrl, 'broker'], [resultBackend, 'backend']] as const) {
+    if (!url || !/^sqlite:/i.test(url)) continue;
+    try {
+      const path = parseConnectionUrl(url).path;
+      if (!path) continue;
+      const r = sqliteFileChecks(path, role);
+      fileChecks.refusals.push(...r.refusals);
+      fileChecks.warnings.push(...r.warnings);
+    } catch {
+      // an unparseable URL is reported by the policy itself
+    }
+  }
+  if (fileChecks.refusals.length + fileChecks.warnings.length > 0) input.fileChecks = fileChecks;
+  if (brokerUrl) src.endpoints?.push({ role: 'broker', url: brokerUrl, useSsl: s.brokerUseSsl, setting: brokerEnv?.name ?? 'brokerUrl' });
+  if (resultBackend) src.endpoints?.push({ role: 'backend', url: resultBackend, useSsl: s.redisBackendUseSsl, setting: backendEnv?.name ?? 'resultBackend' });
+  const origin = (name: string | undefined) => (name ? src.envOrigin?.(name) : undefined);
+  const bo = origin(brokerEnv?.name);
+  const names: Record<string, string> = {};
+  if (brokerEnv) names.brokerUrl = brokerEnv.name;
+  if (backendEnv) names.resultBackend = backendEnv.name;
+  for (const f of policyFindings(input, { file: src.file ?? bo?.file, names, label: src.full ? 'Celeriac settings' : 'environment' })) {
+    const o = f.setting.startsWith('CELER') ? origin(f.setting.split(/[.\s]/)[0]) : undefined;
+    if (o?.file) f.location = { file: o.file, ...(o.line !== undefined ? { line: o.line } : {}) };
+    out.push(f);
+  }
+  if (!src.full) return out;
+
+  // Signing (CEL-007): Celery's auth serializer or a Celeriac key ring.
+  const ring = (k: string, v: string): boolean => s[k] !== undefined || !!env[v] || !!env[`${v}_FILE`];
+  const signed = taskSerializer === 'auth' || ring('securitySigningKeys', 'CELERIAC_SIGNING_KEYS') || ring('securityVerifyKeys', 'CELERIAC_VERIFY_KEYS');
+  if (!signed) {
+    out.push(finding('CEL-007', 'high', 'securitySigningKeys', 'messages are not signed: anyone who can write to the broker can forge tasks that the workers run (a Celeriac worker refuses this in production unless unsafeAcceptUnsigned is set)',
+      'celeriac secrets generate ed25519, then set CELERIAC_SIGNING_KEYS_FILE (clients) and CELERIAC_VERIFY_KEYS_FILE (workers); or taskSerializer: "auth" with securityKey/securityCertificate', src.file));
+  } else if (flag(s.unsafeAcceptUnsigned) || flag(env.CELERIAC_UNSAFE_ACCEPT_UNSIGNED)) {
+    out.push(finding('CEL-007', 'high', 'unsafeAcceptUnsigned', 'unsafeAcceptUnsigned is set: workers run unsigned tasks, so signing protects nothing', 'remove unsafeAcceptUnsigned once every producer signs', src.file));
+  }
+  const keyPath = typeof s.securityKey === 'string' && !s.securityKey.includes('-----BEGIN') ? s.securityKey : env.CELERIAC_SECURITY_KEY_FILE ?? (env.CELERY_SECURITY_KEY && !env.CELERY_SECURITY_KEY.includes('-----BEGIN') ? env.CELERY_SECURITY_KEY : undefined);
+  if (keyPath) {
+    const p = secretFileProblem(keyPath);
+    if (p) out.push(finding('CEL-007', 'high', 'securityKey', `the signing key file ${keyPath} ${p.problem}: another user of the host can sign tasks`, `chmod 600 ${keyPath}`, src.file));
+  }
+  for (const v of ['CELERIAC_SIGNING_KEYS_FILE', 'CELERIAC_RESULT_KEYS_FILE', 'CELERIAC_SECURITY_KEY_PASSWORD_FILE']) {
+    const path = env[v];
+    const p = path ? secretFileProblem(path) : undefined;
+    if (path && p) out.push(finding('CEL-002', 'medium', v, `the secret file ${path} ${p.problem}`, `chmod 600 ${path}`, origin(v)?.file, origin(v)?.line));
+  }
+  const certPath = typeof s.securityCertificate === 'string' ? s.securityCertificate : env.CELERIAC_SECURITY_CERTIFICATE_FILE ?? env.CELERY_SECURITY_CERTIFICATE;
+  if (certPath) {
+    const c = readCertificate(certPath);
+    const f = c && certificateExpiryFinding(c, 'the signing certificate', 'securityCertificate', src.file);
+    if (f) out.push(f);
+  }
+
+  // Results (CEL-016).
+  if (resultBackend && !/^(memory|sqlite):/i.test(resultBackend)) {
+    if (!ring('resultEncryptionKeys', 'CELERIAC_RESULT_KEYS')) {
+      out.push(finding('CEL-016', 'medium', 'resultEncryptionKeys', 'results are stored unencrypted: anyone who can read the backend reads every result', 'celeriac secrets generate aes-key, then set CELERIAC_RESULT_KEYS_FILE', src.file));
+    }
+    if (s.resultExpires === 0) {
+      out.push(finding('CEL-016', 'medium', 'resultExpires', 'resultExpires is 0: results never expire', 'set resultExpires to the shortest time results are needed (default 86400)', src.file));
+    }
+  }
+  // Limits (CEL-019, CEL-020) and schemas (CEL-018).
+  if (s.taskTimeLimit === undefined) {
+    out.push(finding('CEL-020', 'low', 'taskTimeLimit', 'no hard time limit: a stuck or hostile task holds a worker child forever', 'set taskTimeLimit (seconds); the supervisor kills a child that overruns it', src.file));
+  }
+  const bto = (s.brokerTransportOptions ?? {}) as Record<string, unknown>;
+  if (!bto.maxQueueLength && !bto.max_queue_length) {
+    out.push(finding('CEL-019', 'info', 'brokerTransportOptions.maxQueueLength', 'queues have no length cap: a flood of sends fills the broker\'s memory', 'set brokerTransportOptions.maxQueueLength (sends then fail with QueueFullError) and send rate limits', src.file));
+  }
+  const loose = (src.tasks ?? []).filter((t) => !t.hasSchema).map((t) => t.name);
+  if (loose.length > 0) {
+    out.push(finding('CEL-018', 'low', 'tasks', `tasks without argument schemas: ${loose.join(', ')}`, 'give each task a zod schema (options.schema.args / .kwargs); it is checked at send and before the task runs', src.file));
+  }
+  return out;
+}
