@@ -154,7 +154,7 @@ export class ResultStore {
       }, fail);
       if (timeoutMs !== undefined) {
         timer = setTimeout(
-          () => fail(new TimeoutError(`no result for task ${taskId} within ${timeoutMs} ms`, { hint: 'is a worker consuming the queue? raise the timeout for long tasks' })),
+          () => fail(new TimeoutError(`no result for task ${taskId} within ${timeoutMs} ms`, { hint: "is a worker consuming the task's queue? A message the worker refuses (unsigned, a content type it does not accept, over a size limit) is dead-lettered to <queue>.dlq without a result: the worker's log names it; `celeriac send --wait` reports it. Raise the timeout for long tasks" })),
           timeoutMs,
         );
       }
