@@ -16,7 +16,7 @@ import { probeRedis } from './live/redis.ts';
 import { auditCeleriac } from './static/celeriac.ts';
 import { parseDotenv } from './static/common.ts';
 import { auditDotenvFile, auditKeyFile, auditLogFile, auditPythonVersions, auditYamlFile, type EnvEntry } from './static/deploy.ts';
-import { auditPythonFiles, readPythonFile, type PythonFile } from './static/python.ts';
+import { auditPythonFiles, ENV_PLACEHOLDER, readPythonFile, type PythonFile } from './static/python.ts';
 import { SEVERITIES, severityRank, type AuditFinding, type ConfiguredEndpoint } from './types.ts';
 
 export * from './types.ts';
@@ -214,6 +214,10 @@ export async function runAudit(opts: AuditOptions = {}): Promise<AuditReport> {
       }
       if (url.kind === 'sqlite' || url.kind === 'memory' || url.kind === 'postgres' || url.host.startsWith('/')) {
         if (url.kind === 'postgres') notes.push(`${url.redacted}: PostgreSQL is not probed live`);
+        continue;
+      }
+      if (url.host.includes(ENV_PLACEHOLDER.toLowerCase())) {
+        notes.push(`${ep.setting}: the host comes from outside the configuration and is unknown, so it was not probed`);
         continue;
       }
       scope.allow(url.host);

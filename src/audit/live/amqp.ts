@@ -25,17 +25,17 @@ export interface AmqpTarget {
 
 const AMQP_HEADER = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 0, 9, 1]);
 
-/** Log in and close at once; true when the broker accepted the credentials. */
+/** Log in and close at once; true when the broker accepted the credentials. A login that completes after the time bound is closed too. */
 async function canLogin(t: AmqpTarget, tls: boolean, username: string, password: string, timeoutMs: number): Promise<boolean> {
-  return bounded(async () => {
-    const model = await connect(
-      { protocol: tls ? 'amqps' : 'amqp', hostname: t.url.host, port: t.url.port ?? (tls ? 5671 : 5672), username, password, vhost: t.url.vhost ?? '/', heartbeat: 0 },
-      { timeout: timeoutMs, ...(tls ? { rejectUnauthorized: false, ...(isIP(t.url.host) ? {} : { servername: t.url.host }) } : {}), clientProperties: { connection_name: 'celeriac audit (login check)' } },
-    );
+  const attempt = connect(
+    { protocol: tls ? 'amqps' : 'amqp', hostname: t.url.host, port: t.url.port ?? (tls ? 5671 : 5672), username, password, vhost: t.url.vhost ?? '/', heartbeat: 0 },
+    { timeout: timeoutMs, ...(tls ? { rejectUnauthorized: false, ...(isIP(t.url.host) ? {} : { servername: t.url.host }) } : {}), clientProperties: { connection_name: 'celeriac audit (login check)' } },
+  ).then(async (model) => {
     model.on('error', () => undefined);
     await model.close().catch(() => undefined);
     return true;
-  }, timeoutMs * 2, false);
+  }, () => false);
+  return bounded(() => attempt, timeoutMs * 2, false);
 }
 
 /** GET a management API path with basic auth; undefined when the API does not answer. */
@@ -58,12 +58,15 @@ function managementGet(base: string, path: string, user: string, password: strin
           }
           resolve({ status: res.statusCode ?? 0, body });
         });
+        res.on('close', () => resolve(undefined)); // after 'end' this is a no-op
       });
     } catch {
       resolve(undefined);
       return;
     }
+    const hard = setTimeout(() => req.destroy(), timeoutMs);
     req.on('timeout', () => req.destroy());
+    req.on('close', () => clearTimeout(hard));
     req.on('error', () => resolve(undefined));
     req.end();
   });

@@ -27,8 +27,12 @@ export function get(url: URL, timeoutMs: number): Promise<Answer | undefined> {
       });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
       res.on('error', () => resolve(undefined));
+      res.on('close', () => resolve(undefined)); // after 'end' this is a no-op; cut short, it ends the wait
     });
+    // A total bound, not only an idle one: a server that trickles bytes cannot hold the audit.
+    const hard = setTimeout(() => req.destroy(), timeoutMs);
     req.on('timeout', () => req.destroy());
+    req.on('close', () => clearTimeout(hard));
     req.on('error', () => resolve(undefined));
     req.end();
   });

@@ -89,8 +89,9 @@ export async function probeRedis(t: RedisTarget, timeoutMs: number): Promise<Aud
   const anon = await tryClient(options(t, timeoutMs, {}), timeoutMs);
   let admin: Redis | undefined;
   let adminUser = 'default';
+  let anonFinding: AuditFinding | undefined;
   if (anon.ok) {
-    out.push(liveFinding(authId, 'high', t.setting, `${endpoint} accepts commands without credentials: anyone who reaches it can ${t.role === 'broker' ? 'inject, read or delete tasks' : 'read or forge results'}`,
+    out.push(anonFinding = liveFinding(authId, 'high', t.setting, `${endpoint} accepts commands without credentials: anyone who reaches it can ${t.role === 'broker' ? 'inject, read or delete tasks' : 'read or forge results'}`,
       'enable ACL users (celeriac secrets generate redis-acl), switch the default user off, and put the credentials in the URL from a secret', endpoint));
     admin = anon.client;
   } else {
@@ -142,8 +143,8 @@ export async function probeRedis(t: RedisTarget, timeoutMs: number): Promise<Aud
         const noPass = rp.ok && Array.isArray(rp.v) && String(rp.v[1] ?? '') === '';
         if (protectedMode === 'no' && noPass && anon.ok) {
           out.push(liveFinding(authId, 'high', `${t.setting} protected-mode`, `${endpoint} has protected-mode off and no requirepass: it accepts anyone from any interface it listens on`, 'turn protected-mode on and set up ACL users', endpoint));
-        } else if (noPass && anon.ok) {
-          out.push(liveFinding(authId, 'medium', `${t.setting} requirepass`, `${endpoint} has no requirepass and the default user needs no password`, 'set up ACL users and switch the default user off (or set requirepass)', endpoint));
+        } else if (noPass && anonFinding) {
+          anonFinding.message += ` (requirepass is empty; protected-mode ${protectedMode || 'unknown'} only limits clients from other hosts)`;
         }
       }
     } finally {

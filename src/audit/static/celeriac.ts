@@ -4,6 +4,7 @@
  * `_FILE` forms and `${file:…}` references). The URL, TLS, credential and
  * content rules are the start-up policy's own (via `policyFindings`).
  */
+import { basename } from 'node:path';
 import { BROKER_URL_VARS, readSecretFile, resolveSecretRefs, RESULT_BACKEND_VARS, type Env } from '../../config/env.ts';
 import { normalizeSettings } from '../../config/options.ts';
 import { UNSAFE_OPTIONS, unsafeEnvName, type Finding, type PolicyInput, type UnsafeOverrides } from '../../config/policy.ts';
@@ -12,7 +13,7 @@ import { sqliteFileChecks } from '../../sqlite/file-safety.ts';
 import { ConfigError } from '../../errors.ts';
 import { policyFindings } from '../policy-bridge.ts';
 import type { AuditFinding, ConfiguredEndpoint } from '../types.ts';
-import { certificateExpiryFinding, finding, readCertificate, secretFileProblem } from './common.ts';
+import { certificateExpiryFinding, finding, readCertificate, secretFileProblem, urlPassword } from './common.ts';
 import { ENV_PLACEHOLDER } from './python.ts';
 
 /** What to audit. */
@@ -101,6 +102,14 @@ export function auditCeleriac(src: CeleriacSource): AuditFinding[] {
   }
   const str = (k: string): string | undefined => (typeof s[k] === 'string' ? (s[k] as string) : undefined);
 
+  // A password written into the settings themselves (a settings file or the app's code), not referenced.
+  for (const k of ['brokerUrl', 'resultBackend']) {
+    const v = str(k);
+    if (v && urlPassword(v)) {
+      out.push(finding('CEL-002', 'medium', k, `${k} in ${src.file ? basename(src.file) : 'the settings'} holds a password written into the configuration`,
+        `reference it instead: \${file:/run/secrets/…} inside the URL, or ${k === 'brokerUrl' ? 'CELERIAC_BROKER_URL_FILE' : 'CELERIAC_RESULT_BACKEND_FILE'}; then rotate it`, src.file));
+    }
+  }
   const brokerEnv = str('brokerUrl') === undefined ? urlFromEnv(env, BROKER_URL_VARS, out, src) : undefined;
   const backendEnv = str('resultBackend') === undefined ? urlFromEnv(env, RESULT_BACKEND_VARS, out, src) : undefined;
   const brokerUrl = str('brokerUrl') !== undefined ? resolveRefs(str('brokerUrl')!, env, 'brokerUrl', out, src) : brokerEnv?.value;

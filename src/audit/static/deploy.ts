@@ -206,6 +206,19 @@ function auditKubernetes(doc: Document, file: string, lines: Lines, envOut: EnvE
     }
     return out;
   }
+  if (kind === 'Secret') {
+    // A Secret manifest with values, kept beside the deployment files, is a secret in a file (base64 is not encryption).
+    for (const key of ['data', 'stringData']) {
+      const data = doc.get(key, true);
+      if (!isMap(data)) continue;
+      const filled = data.items.filter((it) => isScalar(it.value) && String(it.value.value ?? '') !== '');
+      if (filled.length > 0) {
+        out.push(finding('CEL-002', 'medium', `Secret/${name}.${key}`, `${where} holds ${filled.length} secret value${filled.length === 1 ? '' : 's'} in the manifest (${key}; base64 is an encoding, not encryption): everyone who can read the repository has them`,
+          'create the Secret out of band (kubectl create secret, an external secret store, or sealed/encrypted secrets) and keep only the reference in the repository', file, lines(data)));
+      }
+    }
+    return out;
+  }
   if (kind === 'Service') {
     const type = String(doc.getIn(['spec', 'type']) ?? 'ClusterIP');
     if (type === 'LoadBalancer' || type === 'NodePort') {

@@ -7,7 +7,7 @@
  * control) are checked here.
  */
 import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
+import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { registerSecret } from '../../config/redact.ts';
 import { parseConnectionUrl } from '../../config/url.ts';
 import { policyFindings } from '../policy-bridge.ts';
@@ -316,7 +316,9 @@ export function auditPythonFiles(files: readonly PythonFile[], lookup: EnvLookup
     out.push(finding('CEL-007', 'high', 'security_key', "task_serializer is 'auth' but security_key or security_certificate is not set, so workers cannot sign or verify",
       'set security_key, security_certificate and security_cert_store', primary));
   }
-  const keyPath = str(key);
+  // Relative paths are taken from the configuration's directory (where the worker usually starts).
+  const near = (x: Got | undefined, v: string | undefined): string | undefined => (v && x && !v.includes('-----BEGIN') && !isAbsolute(v) ? resolve(dirname(x.file), v) : v);
+  const keyPath = near(key, str(key));
   if (key && keyPath && !keyPath.includes('-----BEGIN')) {
     const p = secretFileProblem(keyPath);
     if (p) {
@@ -325,7 +327,7 @@ export function auditPythonFiles(files: readonly PythonFile[], lookup: EnvLookup
     }
   }
   for (const [name, s] of [['security_certificate', cert], ['security_cert_store', get('security_cert_store')]] as const) {
-    const p = str(s);
+    const p = near(s, str(s));
     if (!s || !p) continue;
     const c = readCertificate(p);
     const f = c && certificateExpiryFinding(c, `the ${name.replace(/_/g, ' ')}`, name, s.file, s.line);
@@ -335,8 +337,8 @@ export function auditPythonFiles(files: readonly PythonFile[], lookup: EnvLookup
   if (ssl && typeof ssl === 'object') {
     for (const [k, v] of Object.entries(ssl as Record<string, unknown>)) {
       if (typeof v !== 'string' || !/(ca_certs|certfile|cafile|ca_file)$/i.test(k)) continue;
-      const c = readCertificate(v);
       const s = settings.get('broker_use_ssl');
+      const c = readCertificate(s && !isAbsolute(v) ? resolve(dirname(s.file), v) : v);
       const f = c && certificateExpiryFinding(c, `the certificate in broker_use_ssl.${k}`, `broker_use_ssl.${k}`, s?.file, s?.line);
       if (f) out.push(f);
     }

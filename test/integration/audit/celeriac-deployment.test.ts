@@ -92,7 +92,7 @@ describe('audit of a hardened Celeriac configuration', () => {
     assert.match(JSON.stringify(await suite.redis().admin.call('ACL', 'LOG')), new RegExp(`"username","${suite.redis().user}"`));
   });
 
-  it('live TLS checks: a TLS URL whose port answers plaintext, an expired server certificate, a certificate for another host', async (t) => {
+  it('live TLS checks: a TLS URL whose port answers plaintext, an expired server certificate, a certificate for another host, one from another CA', async (t) => {
     if (!requireService(t, suite.ok, 'redis-server')) return;
     const pw = join(suite.dir, 'secrets', 'redis_password');
     const ca = encodeURIComponent(suite.redis().pki.ca);
@@ -107,6 +107,7 @@ describe('audit of a hardened Celeriac configuration', () => {
     for (const [cert, key, expect] of [
       [suite.redis().pki.expiredServer, suite.redis().pki.expiredServerKey, /expired on/],
       [suite.redis().pki.wrongHostServer, suite.redis().pki.wrongHostServerKey, /does not name 127\.0\.0\.1/],
+      [suite.redis().pki.otherServer, suite.redis().pki.otherServerKey, /does not verify against the configured CA/],
     ] as const) {
       const other = await startRedisServer({ password: 'Adm1n-only-password-for-this-test', tls: { certFile: cert, keyFile: key, caFile: suite.redis().pki.ca } });
       try {

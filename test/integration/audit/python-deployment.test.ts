@@ -179,3 +179,34 @@ describe('audit of a hardened Python Celery deployment', () => {
     }
   });
 });
+
+describe('RabbitMQ probe with a management API', () => {
+  it('reports the administrator tag and .* permissions read from the management API (GET only), and says so when the API is missing', async (t) => {
+    if (!requireService(t, await reachable(5672), 'RabbitMQ on 127.0.0.1:5672')) return;
+    const { createServer } = await import('node:http');
+    const seen: string[] = [];
+    const api = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url} ${req.headers.authorization ? 'auth' : 'no-auth'}`);
+      res.setHeader('Content-Type', 'application/json');
+      if (req.url === '/api/whoami') res.end(JSON.stringify({ name: 'guest', tags: ['administrator'] }));
+      else if (req.url === '/api/users/guest/permissions') res.end(JSON.stringify([{ user: 'guest', vhost: '/', configure: '.*', write: '.*', read: '.*' }]));
+      else res.writeHead(404).end('{}');
+    });
+    await new Promise<void>((r) => api.listen(0, '127.0.0.1', () => r()));
+    try {
+      const port = (api.address() as { port: number }).port;
+      const { probeAmqp } = await import('../../../src/audit/live/amqp.ts');
+      const { parseConnectionUrl } = await import('../../../src/config/url.ts');
+      const url = parseConnectionUrl('amqp://guest:guest@127.0.0.1:5672//');
+      const r = await probeAmqp({ url, useSsl: undefined, setting: 'broker_url', managementUrl: `http://127.0.0.1:${port}/` }, 2000);
+      assert.ok(r.findings.some((f) => f.id === 'CEL-011' && /guest\/guest/.test(f.message)));
+      assert.ok(r.findings.some((f) => f.id === 'CEL-004' && /administrator/.test(f.message)));
+      assert.ok(r.findings.some((f) => f.id === 'CEL-004' && /configure, write and read everything/.test(f.message)));
+      assert.deepEqual(seen, ['GET /api/whoami auth', 'GET /api/users/guest/permissions auth']);
+      const missing = await probeAmqp({ url, useSsl: undefined, setting: 'broker_url', managementUrl: 'http://127.0.0.1:9/' }, 1000);
+      assert.match(missing.notes.join('\n'), /management API .* does not answer/);
+    } finally {
+      await new Promise((r) => api.close(r));
+    }
+  });
+});

@@ -46,6 +46,15 @@ describe('celeriac audit -A and probe scope', () => {
     assert.ok(!findings.some((f) => f.id === 'CEL-020'), 'taskTimeLimit was read from the app');
   });
 
+  it('a password written into Celeriac settings is a finding; a ${file:…} reference is not', async () => {
+    const strong = 'tR4vQ9zLm2Xw8KpNa7Yc';
+    const written = await runAudit({ celeriacSettings: { brokerUrl: `rediss://w:${strong}@redis.internal:6379/0` }, celeriacSettingsFile: '/etc/app/celeriac.json' });
+    const f = written.findings.find((x) => x.id === 'CEL-002' && x.setting === 'brokerUrl');
+    assert.ok(f && !f.message.includes(strong), JSON.stringify(written.findings));
+    const referenced = await runAudit({ celeriacSettings: { brokerUrl: 'rediss://w:${file:/nonexistent/pw}@redis.internal:6379/0' } });
+    assert.ok(!referenced.findings.some((x) => x.id === 'CEL-002' && x.setting === 'brokerUrl' && /written/.test(x.message)));
+  });
+
   it('probes only loopback and hosts named in the configuration', async () => {
     const scope = new ProbeScope();
     assert.equal(scope.allowed('127.0.0.1'), true);

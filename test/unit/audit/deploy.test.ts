@@ -74,6 +74,13 @@ spec:
           image: mher/flower
 ---
 apiVersion: v1
+kind: Secret
+metadata:
+  name: redis
+stringData:
+  password: in-the-repository
+---
+apiVersion: v1
 kind: Service
 metadata:
   name: flower
@@ -131,6 +138,7 @@ describe('deployment files', () => {
     has('CEL-020', 'Deployment/worker.worker.securityContext', 'k8s.yaml');
     has('CEL-008', 'Deployment/flower.flower', 'k8s.yaml');
     has('CEL-008', 'Service/flower.spec', 'k8s.yaml');
+    has('CEL-002', 'Secret/redis.stringData', 'k8s.yaml', 39);
     assert.ok(!report.findings.some((f) => f.id === 'CEL-020' && f.setting.startsWith('Deployment/flower')), 'runAsNonRoot at pod level counts');
   });
 
