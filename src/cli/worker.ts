@@ -3,6 +3,7 @@
  */
 import { parseArgs } from 'node:util';
 import { createWorker } from '../worker/worker.ts';
+import { enforceWorkerIdentity } from '../security/privileges.ts';
 import { appFromArgs } from './load-app.ts';
 import { Exit, println, reportError, type CliIo } from './io.ts';
 import { applyConnectionFlags, CONNECTION_FLAGS, CONNECTION_HELP } from './flags.ts';
@@ -24,6 +25,10 @@ Options:
       --max-memory-per-child <MiB>  heap limit of each child process
       --shutdown-timeout <s>    grace for running tasks on SIGTERM (default 30)
   -l, --loglevel <level>        debug, info, warn, error (default info)
+      --uid <user>              drop to this user (name or number) before loading
+                                the app module; required when started as root
+                                in production (or set CELERIAC_UNSAFE_ALLOW_ROOT=1)
+      --gid <group>             group to drop to (default: the user's primary group)
 ${CONNECTION_HELP}
   -h, --help                    show this help
 
@@ -52,6 +57,8 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
         'max-memory-per-child': { type: 'string' },
         'shutdown-timeout': { type: 'string' },
         loglevel: { type: 'string', short: 'l' },
+        uid: { type: 'string' },
+        gid: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         ...CONNECTION_FLAGS,
       },
@@ -79,6 +86,8 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
   try {
     if (values.loglevel) process.env.CELERIAC_LOG_LEVEL = values.loglevel;
     applyConnectionFlags(values, io);
+    // CEL-020: refuse root in production, or become --uid/--gid, before any app code is loaded.
+    enforceWorkerIdentity(values.uid, values.gid, io.env, (text) => println(io.stderr, text));
     const { app, moduleUrl } = await appFromArgs(values.app, io.cwd);
     const pool = values.pool ?? 'prefork';
     if (pool !== 'prefork' && pool !== 'solo') throw new Error(`unknown pool ${pool}: use prefork or solo`);
