@@ -11,7 +11,7 @@ import { contentTypeOf, decodeByContentType, JSON_SERIALIZER, serializerByName, 
 import { BROKER_URL_VARS, RESULT_BACKEND_VARS, settingFromEnv, type Env } from './config/env.ts';
 import { resolveSettings, type AppSettings, type ResolvedSettings } from './config/options.ts';
 import { isProduction } from './config/mode.ts';
-import { enforcePolicy, policyInputFromSettings } from './config/policy.ts';
+import { enforcePolicy, evaluatePolicy, InsecureConfigError, policyInputFromSettings } from './config/policy.ts';
 import { recordSecurityEvent } from './security/events.ts';
 import { ClosedError, ConfigError } from './errors.ts';
 import { createLogger, type Logger } from './logging.ts';
@@ -361,16 +361,27 @@ export class App {
   async reloadCredentials(): Promise<{ broker: boolean; backend: boolean }> {
     const changed = { broker: false, backend: false };
     const nextBroker = this.urlsFromEnv.broker ? settingFromEnv(this.env, BROKER_URL_VARS) : undefined;
+    const nextBackend = this.urlsFromEnv.backend ? settingFromEnv(this.env, RESULT_BACKEND_VARS) : undefined;
+    // The policy that refused a weak secret at start refuses it on reload too; the current credentials stay.
+    if ((nextBroker && nextBroker !== this.settings.brokerUrl) || (nextBackend && nextBackend !== this.settings.resultBackend)) {
+      const candidate = { ...this.settings, brokerUrl: nextBroker ?? this.settings.brokerUrl, resultBackend: nextBackend ?? this.settings.resultBackend };
+      const report = evaluatePolicy(policyInputFromSettings(candidate, this.env));
+      if (report.refusals.length > 0) {
+        for (const r of report.refusals) recordSecurityEvent('policy_refusal', { id: r.id, setting: r.setting, reason: `${r.message} (reload refused; the current credentials are kept)` });
+        throw new InsecureConfigError(report.refusals);
+      }
+    }
     if (nextBroker && nextBroker !== this.settings.brokerUrl) {
       const broker = await this.brokerPromise;
       await broker?.updateCredentials?.(nextBroker);
+      await this.security.updateCredentials?.(nextBroker, 'broker');
       this.settings.brokerUrl = nextBroker;
       changed.broker = true;
     }
-    const nextBackend = this.urlsFromEnv.backend ? settingFromEnv(this.env, RESULT_BACKEND_VARS) : undefined;
     if (nextBackend && nextBackend !== this.settings.resultBackend) {
       const store = await this.backendPromise;
       await store?.backend.updateCredentials?.(nextBackend);
+      await this.security.updateCredentials?.(nextBackend, 'backend');
       this.settings.resultBackend = nextBackend;
       changed.backend = true;
     }

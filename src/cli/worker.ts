@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { defaultLogFormat, parseLogFormat, parseLogLevel } from '../logging.ts';
 import { createWorker } from '../worker/worker.ts';
+import { enforceWorkerIdentity } from '../security/privileges.ts';
 import { appFromArgs } from './load-app.ts';
 import { Exit, println, reportError, type CliIo } from './io.ts';
 import { connectWithRetry, startupRetrySettings } from './startup-retry.ts';
@@ -31,6 +32,10 @@ Options:
       --log-format <json|text>  text: one readable line per event (default on a
                                 terminal); json: one JSON object per line (default
                                 otherwise, or $CELERIAC_LOG_FORMAT)
+      --uid <user>              drop to this user (name or number) before loading
+                                the app module; required when started as root
+                                in production (or set CELERIAC_UNSAFE_ALLOW_ROOT=1)
+      --gid <group>             group to drop to (default: the user's primary group)
 ${CONNECTION_HELP}
   -h, --help                    show this help
 
@@ -66,6 +71,8 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
         'shutdown-timeout': { type: 'string' },
         loglevel: { type: 'string', short: 'l' },
         'log-format': { type: 'string' },
+        uid: { type: 'string' },
+        gid: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         ...CONNECTION_FLAGS,
       },
@@ -100,6 +107,8 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
   };
   try {
     applyConnectionFlags(values, io);
+    // CEL-020: refuse root in production, or become --uid/--gid, before any app code is loaded.
+    enforceWorkerIdentity(values.uid, values.gid, io.env, (text) => println(io.stderr, text));
     const { app, moduleUrl } = await appFromArgs(values.app, io.cwd);
     const pool = values.pool ?? 'prefork';
     if (pool !== 'prefork' && pool !== 'solo') throw new Error(`unknown pool ${pool}: use prefork or solo`);

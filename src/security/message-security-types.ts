@@ -44,6 +44,12 @@ export interface MessageSecurity {
   resultSealer?: RecordSealer;
   /** Lines to log as warnings at every start (weaker modes in use). */
   warnings?: string[];
+  /**
+   * The broker's or backend's URL changed (SIGHUP rotation): connections of
+   * this layer made from that URL (the Redis replay store) switch to its
+   * credentials. Rejects, keeping the old ones, when the new ones are refused.
+   */
+  updateCredentials?(url: string, side: 'broker' | 'backend'): Promise<void>;
   /** Release resources (connections of a shared replay store). */
   close?(): Promise<void>;
 }

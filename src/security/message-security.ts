@@ -170,6 +170,11 @@ export function replayStoreKind(sec: Pick<SecuritySettings, 'replayStore' | 'bro
   return 'memory';
 }
 
+/** Which URL the Redis replay store connects with: the broker's when it is Redis, else the backend's. */
+function replayRedisSide(sec: Pick<SecuritySettings, 'brokerUrl' | 'resultBackend'>): 'broker' | 'backend' | undefined {
+  return isRedisUrl(sec.brokerUrl) ? 'broker' : isRedisUrl(sec.resultBackend) ? 'backend' : undefined;
+}
+
 /** Open the replay store chosen for these settings. */
 async function openReplayStore(sec: SecuritySettings, settings: ResolvedSettings, logger: Logger): Promise<ReplayStore> {
   if (typeof sec.replayStore === 'object') return sec.replayStore;
@@ -177,7 +182,7 @@ async function openReplayStore(sec: SecuritySettings, settings: ResolvedSettings
   if (kind === 'redis') {
     const url = isRedisUrl(sec.brokerUrl) ? sec.brokerUrl : isRedisUrl(sec.resultBackend) ? sec.resultBackend : undefined;
     if (!url) throw new ConfigError('securityReplayStore is redis but neither the broker nor the result backend is Redis', { hint: 'use auto, sqlite or memory' });
-    const client = await openRedis(url, isRedisUrl(sec.brokerUrl) ? 'broker' : 'backend', 'replay-guard', settings, logger);
+    const client = await openRedis(url, replayRedisSide(sec)!, 'replay-guard', settings, logger);
     return new RedisReplayStore(client, { keyPrefix: sec.keyPrefix });
   }
   if (kind === 'sqlite') {
@@ -410,6 +415,14 @@ export function createMessageSecurity(options: MessageSecurityOptions): Configur
     warnings,
     startupCheck,
     policyChecks,
+    updateCredentials: async (url: string, side: 'broker' | 'backend') => {
+      // Only a store this layer opened from that URL; one not opened yet will use the new URL (settings are updated by the app).
+      if (!guard || typeof sec.replayStore === 'object' || replayRedisSide(sec) !== side) return;
+      if (side === 'broker') sec.brokerUrl = url;
+      else sec.resultBackend = url;
+      const store = await guard.openedStore();
+      if (store instanceof RedisReplayStore) await store.updateCredentials(url);
+    },
     close: async () => {
       await guard?.close();
     },

@@ -328,6 +328,12 @@ export class RedisReplayStore implements ReplayStore {
     }
   }
 
+  /** Switch the connection to the credentials of `url` (same server): SIGHUP rotation. */
+  async updateCredentials(url: string): Promise<void> {
+    const { updateClientCredentials } = await import('../redis/connection.ts');
+    await updateClientCredentials(this.client, url);
+  }
+
   async close(): Promise<void> {
     if (this.ownsClient) await this.client.quit().catch(() => this.client.disconnect());
   }
@@ -483,6 +489,12 @@ export class ReplayGuard {
       },
     );
     return p;
+  }
+
+  /** The store if it has been opened (without opening it). */
+  async openedStore(): Promise<ReplayStore | undefined> {
+    if (!this.storePromise) return undefined;
+    return this.storePromise.catch(() => undefined);
   }
 
   /** Number of nonces held by this consumer. */

@@ -27,6 +27,11 @@ let worker: Worker | undefined;
 /** Ledger changes that arrived while the worker was starting. */
 const early: Array<[string, LossEntry]> = [];
 let app: App | undefined;
+// SIGHUP's default action would kill the child (issue 20 #6): a HUP sent to it directly, or to the
+// process group, reloads its credentials like the supervisor's IPC reload does.
+process.on('SIGHUP', () => {
+  void worker?.reload().catch((err: unknown) => app?.logger.error({ err }, 'SIGHUP: credential reload failed; keeping the current credentials'));
+});
 /**
  * Tell the supervisor about task starts and ends. A batch of starts arrives
  * before any of its tasks runs; the pipe write is synchronous when the pipe

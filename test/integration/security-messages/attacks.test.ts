@@ -49,6 +49,8 @@ describe('attacks on a production worker (CLI, private Redis)', () => {
       args: ['-c', '2', '--processes', '1'],
       env: {
         NODE_ENV: 'production',
+        // CI runs as root: accepted here (CEL-020 has its own test, run-as-root.test.ts).
+        CELERIAC_UNSAFE_ALLOW_ROOT: '1',
         // A loopback test Redis without TLS: the one accepted risk, and it is logged.
         CELERIAC_UNSAFE_ALLOW_PLAINTEXT: '1',
         CELERIAC_BROKER_URL: redis.url(0),

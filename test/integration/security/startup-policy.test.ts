@@ -128,7 +128,7 @@ describe('start-up policy (celeriac worker and in-process apps)', () => {
       if (!requireService(t, ok, 'redis-server')) return;
       const url = redis!.url(0);
       const env = { ...CLEAN, CELERIAC_BROKER_URL: url, CELERIAC_RESULT_BACKEND: redis!.url(1) };
-      const prod = await runCli(['worker', '-A', TS_TASKS, '-P', 'solo', '-c', '1'], { ...env, NODE_ENV: 'production', CELERIAC_UNSAFE_ACCEPT_UNSIGNED: '1' }, { timeoutMs: 30_000 });
+      const prod = await runCli(['worker', '-A', TS_TASKS, '-P', 'solo', '-c', '1'], { ...env, NODE_ENV: 'production', CELERIAC_UNSAFE_ACCEPT_UNSIGNED: '1', CELERIAC_UNSAFE_ALLOW_ROOT: '1' }, { timeoutMs: 30_000 });
       assert.equal(prod.code, 4, prod.stderr);
       assert.match(prod.stderr, /refusing to start: 4 insecure settings/);
       for (const re of [/\[CEL-003\] brokerUrl/, /\[CEL-001\] brokerUrl/, /\[CEL-015\] resultBackend/, /\[CEL-014\] resultBackend/, /fix: use rediss:\/\//, /unsafeAllowPlaintext/, /unsafeAllowNoCredentials/]) {
@@ -153,6 +153,7 @@ describe('start-up policy (celeriac worker and in-process apps)', () => {
       const env = {
         ...CLEAN,
         NODE_ENV: 'production',
+        CELERIAC_UNSAFE_ALLOW_ROOT: '1', // CI runs as root (CEL-020: run-as-root.test.ts)
         CELERIAC_BROKER_URL: redis!.url(0),
         CELERIAC_RESULT_BACKEND: redis!.url(1),
         CELERIAC_UNSAFE_ALLOW_PLAINTEXT: '1',
