@@ -19,11 +19,11 @@ import { readFileSync } from 'node:fs';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { AdapterContext } from '../adapter-context.ts';
-import { ClosedError, QueueFullError } from '../errors.ts';
+import { CeleriacError, ClosedError, ConnectionError, QueueFullError } from '../errors.ts';
 import type { Logger } from '../logging.ts';
 import { decodeRedisEnvelope, encodeRedisEnvelope, PRIORITY_SEP, priorityQueueKey, priorityStep } from '../protocol/redis-envelope.ts';
 import { PRIORITY_STEPS, type WireMessage } from '../protocol/types.ts';
-import { connectClient, createRedisClient, updateClientCredentials } from '../redis/connection.ts';
+import { connectClient, createRedisClient, parseRedisUrl, updateClientCredentials } from '../redis/connection.ts';
 import type { DecodeLimits } from '../codec/limits.ts';
 import { Doorbell } from './doorbell.ts';
 import { QueueWatch } from './redis-queue-watch.ts';
@@ -50,7 +50,12 @@ const SCRIPTS = {
   deadLetter: lua('dead-letter'),
   unlock: lua('unlock'),
   publishCapped: lua('publish-capped'),
+  pushVerified: lua('push-verified'),
 } as const;
+/** How far from a list's head a re-sent value is looked for (LPOS MAXLEN). */
+const VERIFY_DEPTH = 100_000;
+/** Attempts to confirm a send whose answer was lost before giving up with an error. */
+const VERIFY_ATTEMPTS = 5;
 
 /** Most messages taken by one reserve call. */
 const RESERVE_BATCH = 200;
@@ -69,6 +74,7 @@ type ScriptClient = Redis & {
   celeriacDeadLetter(...args: (string | number)[]): Promise<number>;
   celeriacUnlock(...args: (string | number)[]): Promise<number>;
   celeriacPublishCapped(...args: (string | number)[]): Promise<number>;
+  celeriacPushVerified(...args: (string | number)[]): Promise<number>;
 };
 
 /** Create the Redis broker adapter. */
@@ -92,8 +98,19 @@ export class RedisBroker implements Broker {
   /** The first connect succeeded (ioredis reconnects by itself afterwards and queues commands meanwhile). */
   private connected = false;
   private closed = false;
+  /**
+   * Sends go out on their own connection, which never re-sends an
+   * unanswered command after a reconnect (ioredis would, and a re-sent LPUSH
+   * that had landed stores the task twice); such a send is verified and
+   * completed by `push-verified.lua` instead (exactly once unless a worker
+   * took the message during the outage).
+   */
+  readonly sendClient: ScriptClient;
   /** Uncapped sends of one event-loop turn go out as few LPUSH commands per list (push-coalescer.ts). */
-  private readonly pushes = new PushCoalescer((key, values) => this.client.lpush(key, ...values));
+  private readonly pushes = new PushCoalescer((key, values) => this.lpush(key, values));
+  private readonly target: { host: string; port: number };
+  /** Sends written on the send connection and not answered yet (see watchSend). */
+  private readonly unanswered = new Set<{ reject: (e: unknown) => void }>();
 
   constructor(options: RedisBrokerOptions) {
     this.options = { ...options };
@@ -116,11 +133,81 @@ export class RedisBroker implements Broker {
     this.client.defineCommand('celeriacDeadLetter', { lua: SCRIPTS.deadLetter });
     this.client.defineCommand('celeriacUnlock', { lua: SCRIPTS.unlock });
     this.client.defineCommand('celeriacPublishCapped', { lua: SCRIPTS.publishCapped });
+    this.sendClient = createRedisClient({ url: options.url, settings: options.settings, logger: options.logger, role: 'producer', side: 'broker', autoResend: false }) as ScriptClient;
+    this.sendClient.defineCommand('celeriacPublishCapped', { lua: SCRIPTS.publishCapped });
+    this.sendClient.defineCommand('celeriacPushVerified', { lua: SCRIPTS.pushVerified });
+    this.sendClient.on('close', () => {
+      for (const u of this.unanswered) u.reject(new UnansweredSendError());
+      this.unanswered.clear();
+    });
+    const target = parseRedisUrl(options.url);
+    this.target = { host: target.host, port: target.port };
+  }
+
+  /** LPUSH on the send connection; a send whose answer was lost is verified, not blindly repeated. */
+  private async lpush(key: string, values: string[]): Promise<unknown> {
+    try {
+      return await this.watchSend(this.sendClient.lpush(key, ...values));
+    } catch (err) {
+      return this.afterSendError(err, key, [key], 1, 0, values);
+    }
+  }
+
+  /**
+   * A command written on the ready send connection: if the connection
+   * closes before its answer, ioredis (not re-sending) never settles it, so
+   * it is failed here with `UnansweredSendError` and verified by the caller.
+   * A command queued while the connection is down is written once, after
+   * the reconnect, and needs no watching.
+   */
+  private watchSend<T>(sent: Promise<T>): Promise<T> {
+    if (this.sendClient.status !== 'ready') return sent;
+    return new Promise<T>((resolve, reject) => {
+      const entry = { reject };
+      this.unanswered.add(entry);
+      sent.then(
+        (v) => {
+          this.unanswered.delete(entry);
+          resolve(v);
+        },
+        (e: unknown) => {
+          this.unanswered.delete(entry);
+          reject(e);
+        },
+      );
+    });
+  }
+
+  /**
+   * A send failed. If it may have reached Redis (the connection dropped
+   * with it unanswered), look for its values and push only the missing
+   * ones; otherwise (or after several attempts) fail with an error naming
+   * the broker.
+   */
+  private async afterSendError(err: unknown, queueOrKey: string, keys: string[], index: number, cap: number, values: string[]): Promise<number> {
+    let last = err;
+    for (let attempt = 0; attempt < VERIFY_ATTEMPTS && isUnansweredSend(last) && !this.closed; attempt++) {
+      try {
+        const r = await this.sendClient.celeriacPushVerified(keys.length, ...keys, cap, index, VERIFY_DEPTH, ...values);
+        if (r > 0) this.logger.warn({ pushed: r, of: values.length }, `re-sent ${r} of ${values.length} task message(s) whose first send got no answer (the others had been stored)`);
+        return r;
+      } catch (e) {
+        last = e;
+        await new Promise((res) => setTimeout(res, 200 * 2 ** attempt));
+      }
+    }
+    if (last instanceof CeleriacError) throw last;
+    const why = last instanceof Error ? last.message : String(last);
+    throw new ConnectionError(`could not send to the redis broker at ${this.target.host}:${this.target.port} (${queueOrKey}): ${why}`, {
+      hint: isUnansweredSend(last) ? 'the connection dropped while sending; the message may or may not have been stored — check before sending it again' : 'check that the broker is up and reachable',
+      code: 'ERR_SEND',
+    });
   }
 
   /** Rotate credentials: every live connection re-authenticates, new ones use them. */
   async updateCredentials(url: string): Promise<void> {
     await updateClientCredentials(this.client, url);
+    await updateClientCredentials(this.sendClient, url);
     this.options.url = url;
     for (const c of this.consumers) await c.updateCredentials(url);
   }
@@ -134,7 +221,7 @@ export class RedisBroker implements Broker {
 
   connect(): Promise<void> {
     if (this.closed) return Promise.reject(new ClosedError('redis broker'));
-    this.connecting ??= connectClient(this.client, this.options.url, 'broker').then(
+    this.connecting ??= Promise.all([connectClient(this.client, this.options.url, 'broker'), connectClient(this.sendClient, this.options.url, 'broker producer')]).then(
       () => {
         this.connected = true;
       },
@@ -185,7 +272,13 @@ export class RedisBroker implements Broker {
       [...byKey].map(async ([key, g]) => {
         if (g.max === undefined) return this.pushes.push(key, g.values);
         const keys = PRIORITY_STEPS.map((s) => this.bucketKey(g.queue, s));
-        const r = await this.client.celeriacPublishCapped(keys.length, ...keys, g.max, PRIORITY_STEPS.indexOf(g.step as 0) + 1, ...g.values);
+        const index = PRIORITY_STEPS.indexOf(g.step as 0) + 1;
+        let r: number;
+        try {
+          r = await this.watchSend(this.sendClient.celeriacPublishCapped(keys.length, ...keys, g.max, index, ...g.values));
+        } catch (err) {
+          r = await this.afterSendError(err, g.queue, keys, index, g.max, g.values);
+        }
         if (r < 0) throw new QueueFullError(g.queue, -r - 1, g.max);
         return r;
       }),
@@ -343,10 +436,30 @@ export class RedisBroker implements Broker {
     await this.pushes.idle();
     for (const c of [...this.consumers]) await c.shutdown();
     if (this.connecting) {
-      await this.client.quit().catch(() => this.client.disconnect());
+      await Promise.all([this.client.quit().catch(() => this.client.disconnect()), this.sendClient.quit().catch(() => this.sendClient.disconnect())]);
     } else {
       this.client.disconnect();
+      this.sendClient.disconnect();
     }
+  }
+}
+
+/**
+ * The send was written and its answer lost (the connection closed under it:
+ * ioredis rejects such commands with "Connection is closed." when it does not
+ * re-send them), so Redis may or may not have run it.
+ */
+function isUnansweredSend(err: unknown): boolean {
+  if (err instanceof UnansweredSendError) return true;
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: string }).code;
+  return err.message === 'Connection is closed.' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'ETIMEDOUT';
+}
+
+/** The connection closed after a send was written and before its answer. */
+class UnansweredSendError extends Error {
+  constructor() {
+    super('the connection closed before Redis answered the send');
   }
 }
 

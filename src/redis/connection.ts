@@ -29,6 +29,13 @@ export interface RedisClientOptions {
   autoPipelining?: boolean;
   /** Re-subscribe to channels after a reconnect (default true); off for connections that subscribe themselves on 'ready'. */
   autoResubscribe?: boolean;
+  /**
+   * Re-send commands that were written but not answered when the connection
+   * dropped (ioredis's default, true). Off for the connection that sends
+   * tasks: a re-sent LPUSH stores the message twice if the first one had
+   * landed; the broker verifies such sends itself instead.
+   */
+  autoResend?: boolean;
 }
 
 /** Parsed facts of a redis:// or rediss:// URL. */
@@ -107,6 +114,7 @@ export function createRedisClient(options: RedisClientOptions): Redis {
     protocol: 2,
     enableAutoPipelining: options.autoPipelining ?? false,
     autoResubscribe: options.autoResubscribe ?? true,
+    autoResendUnfulfilledCommands: options.autoResend ?? true,
     connectionName: `celeriac:${options.role}`,
     maxRetriesPerRequest: 20,
     // connectClient's own deadline (the same setting) comes first and reports the cause.
@@ -118,8 +126,12 @@ export function createRedisClient(options: RedisClientOptions): Redis {
   };
   const client = new Redis(ioOptions);
   connectTimeouts.set(client, timeoutMs);
-  client.once('ready', () => {
+  const host = `${target.host}:${target.port}`;
+  let lost = false;
+  client.on('ready', () => {
+    if (everReady && lost) options.logger.info({ role: options.role, host }, `redis ${options.role} connection to ${host} reconnected`);
     everReady = true;
+    lost = false;
   });
   let lastLogged = '';
   let lastAt = 0;
@@ -130,11 +142,19 @@ export function createRedisClient(options: RedisClientOptions): Redis {
     lastLogged = err.message;
     lastAt = now;
     const c = classifyRedisError(err, tls !== undefined, client.status !== 'ready');
-    const host = `${target.host}:${target.port}`;
     if (c.kind === 'auth' || c.kind === 'tls') {
       recordSecurityEvent(c.kind === 'auth' ? 'auth_failure' : 'tls_failure', { host, reason: c.reason, code: c.code, role: options.role }, options.logger);
     }
+    if (everReady && c.kind === 'network') {
+      // A connection that worked before: the server restarted or the network blinked. Set-up hints do not apply.
+      lost = true;
+      options.logger.warn({ role: options.role, host, code: c.code }, `redis ${options.role} connection to ${host} lost: ${c.reason}; reconnecting`);
+      return;
+    }
     options.logger.warn({ role: options.role, host, code: c.code }, `redis ${options.role} connection to ${host} failed: ${c.reason} — ${c.hint}`);
+  });
+  client.on('close', () => {
+    if (everReady) lost = true;
   });
   return client;
 }

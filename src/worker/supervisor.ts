@@ -52,6 +52,12 @@ const RESPAWN_BASE_DELAY_MS = 200;
 const RESPAWN_MAX_DELAY_MS = 10_000;
 /** A child that has not reported ready by then is killed and its start counts as failed. */
 const CHILD_START_TIMEOUT_MS = 60_000;
+/**
+ * Past the shutdown timeout, how long a child gets to terminate its tasks,
+ * give back their messages and exit before it is killed (a task blocking
+ * its event loop keeps it from doing so).
+ */
+const SHUTDOWN_KILL_GRACE_MS = 2500;
 
 type Started = Extract<TaskEvent, { type: 'started' }>;
 
@@ -66,6 +72,8 @@ interface Child {
   stats: WorkerStats | undefined;
   /** Set when the supervisor killed it for this task. */
   culprit: Started | undefined;
+  /** Killed because it outlived the shutdown timeout (its tasks were terminated, as Celery does). */
+  shutdownKill?: boolean;
 }
 
 const ZERO: Omit<WorkerStats, 'nodeName'> = { active: 0, held: 0, processed: 0, succeeded: 0, failed: 0, retried: 0, revoked: 0, rejected: 0, byTask: {} };
@@ -88,6 +96,8 @@ export class Supervisor implements WorkerHandle {
   /** Consecutive failed starts per slot (backoff). */
   private readonly slotFailures: number[];
   private readonly respawnTimers = new Set<NodeJS.Timeout>();
+  /** Settlements of dead children under way: shutdown waits for them (the app closes after). */
+  private readonly settling = new Set<Promise<void>>();
   private readonly maxEmptyPoolMs: number;
   private emptySince: number | undefined;
   private emptyTimer: NodeJS.Timeout | undefined;
@@ -245,13 +255,23 @@ export class Supervisor implements WorkerHandle {
     if (this.children[child.index] === child) this.children[child.index] = undefined;
     for (const t of child.timers.values()) clearTimeout(t);
     if (child.stats) this.retire(child.stats);
+    // A planned exit (warm shutdown) with nothing left running is not an error.
     if (this.stopping && !child.culprit && child.running.size === 0) return;
+    if (this.stopping && !child.culprit) {
+      const settling = this.settleShutdown(child);
+      this.settling.add(settling);
+      await settling;
+      this.settling.delete(settling);
+      return;
+    }
     // A child that dies before reporting ready is retried by spawn's caller; but one that had already started
     // tasks (AMQP can deliver before the consume call returns) must have them settled and counted too.
     if (!child.ready && child.running.size === 0) return;
     if (!child.culprit) this.logger.error({ pid: child.proc.pid, code, signal, running: child.running.size }, `worker process ${child.proc.pid} exited unexpectedly (${signal ?? `code ${code}`})`);
     try {
-      await this.settleFor(child);
+      const settling = this.settleFor(child);
+      this.settling.add(settling);
+      await settling.finally(() => this.settling.delete(settling));
     } catch (err) {
       this.logger.error({ err }, 'could not settle the tasks of a lost worker process; the broker will redeliver them after its visibility timeout');
     }
@@ -311,6 +331,37 @@ export class Supervisor implements WorkerHandle {
     this.logger.error({ err }, err.message);
     this.failure = err;
     void this.stop();
+  }
+
+  /**
+   * A child terminated at the shutdown timeout: its late-ack tasks go back
+   * to their queue with no record written (they will run again), early-ack
+   * ones get FAILURE WorkerLostError (their message is gone) — Celery's
+   * rules. Nothing here counts as a lost run of the task.
+   */
+  private async settleShutdown(child: Child): Promise<void> {
+    const failures: Started[] = [];
+    for (const line of child.running.values()) {
+      const event = decodeStartedLine(line);
+      if (!event.lateAck) failures.push(event);
+    }
+    this.logger.warn(
+      { pid: child.proc.pid, running: child.running.size, failed: failures.length },
+      `worker process ${child.proc.pid} terminated at the shutdown timeout with ${child.running.size} task(s) running; late-ack tasks requeued, early-ack tasks failed`,
+    );
+    try {
+      if (failures.length > 0) {
+        const store = await this.app.resultStore();
+        const exc = workerLost(`process ${child.proc.pid} terminated at the shutdown timeout`);
+        await store?.storeMany(failures.map((event) => buildResultMeta({ taskId: event.id, status: 'FAILURE', result: exc, traceback: null, groupId: event.group, parentId: event.parentId })));
+      }
+      if (child.owner) {
+        const broker = await this.app.broker();
+        if (broker.recoverOwner) await broker.recoverOwner(child.owner, { drop: failures.map((e) => e.tag) });
+      }
+    } catch (err) {
+      this.logger.error({ err }, 'could not settle the tasks of a worker process terminated at shutdown; the broker redelivers them after its visibility timeout');
+    }
   }
 
   /**
@@ -429,12 +480,17 @@ export class Supervisor implements WorkerHandle {
       if (this.emptyTimer) clearInterval(this.emptyTimer);
       this.logger.info({ node: this.nodeName }, `worker ${this.nodeName} shutting down`);
       const live = this.children.filter((c): c is Child => c !== undefined && c.proc.exitCode === null);
-      const deadline = (this.options.shutdownTimeoutMs ?? 30_000) + 15_000;
+      // Each child gives its tasks the shutdown timeout, then terminates what still runs (Worker.stop);
+      // a child still there after a short grace (a task blocking its event loop) is killed.
+      const deadline = (this.options.shutdownTimeoutMs ?? 30_000) + SHUTDOWN_KILL_GRACE_MS;
       await Promise.all(
         live.map(
           (c) =>
             new Promise<void>((resolve) => {
-              const timer = setTimeout(() => c.proc.kill('SIGKILL'), deadline);
+              const timer = setTimeout(() => {
+                c.shutdownKill = true;
+                c.proc.kill('SIGKILL');
+              }, deadline);
               c.proc.once('exit', () => {
                 clearTimeout(timer);
                 resolve();
@@ -444,7 +500,8 @@ export class Supervisor implements WorkerHandle {
             }),
         ),
       );
-      this.logger.info({ node: this.nodeName, ...this.stats(), byTask: undefined }, `worker ${this.nodeName} stopped`);
+      while (this.settling.size > 0) await Promise.allSettled([...this.settling]);
+      this.logger.info({ node: this.nodeName, ...this.stats(), byTask: undefined, pool: undefined }, `worker ${this.nodeName} stopped`);
       if (this.failure) this.rejectDone(this.failure);
       else this.resolveDone();
     })();

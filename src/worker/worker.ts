@@ -143,6 +143,8 @@ interface Job {
   hardMs?: number;
   /** A suspect of a lost run: it runs alone in this process, so a new loss is attributed for certain. */
   isolate?: boolean;
+  /** Given up at the shutdown deadline (settled as lost); a late outcome is ignored. */
+  lost?: boolean;
 }
 
 /**
@@ -157,7 +159,7 @@ class Execution implements ExecJob {
     readonly args: unknown[],
     readonly softTimeLimitMs: number | undefined,
     private readonly worker: Worker,
-    private readonly job: Job,
+    readonly job: Job,
     private readonly kwargs: Record<string, unknown>,
   ) {}
 
@@ -171,6 +173,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 const REDELIVERY_SETTLE_MS = 250;
 /** Waits between attempts to store a batch of results before its messages are given back. */
 const SETTLE_RETRY_DELAYS_MS = [250, 1000, 3000];
+/** After the shutdown timeout: the longest wait for results and acks already on their way. */
+const SHUTDOWN_SETTLE_MS = 2000;
 
 /**
  * Create a worker; call `start()` to begin consuming. With the default
@@ -625,6 +629,7 @@ export class Worker implements WorkerHandle {
   }
 
   private ran(job: Job, outcome: ExecOutcome): void {
+    if (job.lost) return;
     const name = job.def.name;
     if (job.isolate) this.isolating = false;
     if (this.ledger.size > 0 && outcome.kind !== 'lost') this.ledger.forget(job.req.id);
@@ -912,7 +917,7 @@ export class Worker implements WorkerHandle {
   private async onLost(job: Job, reason: string): Promise<void> {
     const { req, def } = job;
     if (job.acksLate && (this.stopping || (def.options.rejectOnWorkerLost ?? this.app.settings.taskRejectOnWorkerLost))) {
-      this.logger.warn({ id: req.id, task: req.task, reason }, `task ${req.task}[${req.id}] lost its process; message requeued`);
+      this.logger.warn({ id: req.id, task: req.task, reason }, `task ${req.task}[${req.id}] ${reason}; message requeued`);
       job.acked = true;
       this.app.security.released?.(job.delivery.message);
       await job.delivery.reject(true);
@@ -966,8 +971,19 @@ export class Worker implements WorkerHandle {
       await Promise.all(requeue.map((j) => (j.acked ? undefined : ((j.acked = true), this.app.security.released?.(j.delivery.message), j.delivery.reject(true).catch(() => undefined)))));
       const deadline = Date.now() + this.shutdownTimeoutMs;
       while (this.active > 0 && Date.now() < deadline) await sleep(20);
-      await this.pool.close(Math.max(0, deadline - Date.now()));
-      while ((this.active > 0 || this.finalizing > 0) && Date.now() < deadline + 10_000) await sleep(10);
+      // The shutdown timeout is up: tasks still running are terminated and treated as Celery does (onLost):
+      // late ack → the message goes back, no record written; early ack → FAILURE WorkerLostError.
+      const lost = await this.pool.close(Math.max(0, deadline - Date.now()));
+      for (const exec of lost) {
+        const job = (exec as Execution).job;
+        if (job.lost) continue;
+        job.lost = true;
+        this.active--;
+        this.counters.processed++;
+        this.finalize(job, () => this.onLost(job, `terminated at the shutdown timeout (${this.shutdownTimeoutMs / 1000} s)`));
+      }
+      // Results and acks of what ended are written (a short, bounded wait: they are in flight).
+      while (this.finalizing > 0 && Date.now() < deadline + SHUTDOWN_SETTLE_MS) await sleep(10);
       this.logger.info({ node: this.nodeName, ...this.counters }, `worker ${this.nodeName} stopped`);
       this.resolveDone();
     })();

@@ -10,6 +10,7 @@ import type { Pool } from './types.ts';
 
 export function createSoloPool(registry: ReadonlyMap<string, TaskDefinition>): Pool {
   const running = new Map<string, TaskAbort>();
+  const jobs = new Map<string, ExecJob>();
   return {
     kind: 'solo',
     pids: [],
@@ -21,8 +22,10 @@ export function createSoloPool(registry: ReadonlyMap<string, TaskDefinition>): P
       // A task that finished synchronously cannot be aborted or timed out any more.
       if (!(exec instanceof Promise)) return exec;
       running.set(job.jobId, controller);
+      jobs.set(job.jobId, job);
       const done = (): void => {
         running.delete(job.jobId);
+        jobs.delete(job.jobId);
       };
       if (hardTimeLimitMs === undefined) return exec.finally(done);
       let timer: NodeJS.Timeout | undefined;
@@ -43,9 +46,15 @@ export function createSoloPool(registry: ReadonlyMap<string, TaskDefinition>): P
       c.abort(new Error('terminated'));
       return true;
     },
-    async close(graceMs: number): Promise<void> {
+    async close(graceMs: number): Promise<ExecJob[]> {
       const deadline = Date.now() + graceMs;
       while (running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      // Past the grace: signal every task still running to stop, and hand them back as lost.
+      const lost = [...jobs.values()];
+      for (const c of running.values()) c.abort(new Error('worker shutting down: shutdown timeout reached'));
+      running.clear();
+      jobs.clear();
+      return lost;
     },
   };
 }

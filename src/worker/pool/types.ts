@@ -13,8 +13,12 @@ export interface Pool {
   run(job: ExecJob, hardTimeLimitMs?: number): ExecOutcome | Promise<ExecOutcome>;
   /** Abort a running job's signal (revoke with terminate). Returns false when it is not running. */
   abort(jobId: string): boolean;
-  /** Stop: wait up to `graceMs` for running jobs, then kill; unfinished jobs resolve as `lost`. */
-  close(graceMs: number): Promise<void>;
+  /**
+   * Stop: wait up to `graceMs` for running jobs, then abort the rest and
+   * return them (the caller settles them as lost; their outcomes, if they
+   * ever come, are ignored).
+   */
+  close(graceMs: number): Promise<ExecJob[]>;
   /** Process ids of the children (empty for solo). */
   readonly pids: number[];
 }
