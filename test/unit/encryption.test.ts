@@ -63,8 +63,10 @@ describe('result encryption', () => {
   });
 
   it('round-trips msgpack meta (any bytes)', () => {
-    const plain = encodeMsgpack({ status: 'SUCCESS', result: Buffer.from([0, 1, 2, 255]), task_id: TASK });
+    // The sealed payload is opaque bytes: a msgpack record (not UTF-8) comes back byte for byte.
+    const plain = encodeMsgpack({ status: 'SUCCESS', result: ['\u0000\u00ff', 255, -1], task_id: TASK });
     const stored = encryptResult(plain, { taskId: TASK, status: 'SUCCESS', dateDone: null }, ring);
+    assert.deepEqual(decryptResult(stored, TASK, ring), plain);
     assert.deepEqual(decodeMsgpack(decryptResult(stored, TASK, ring)), decodeMsgpack(plain));
     const empty = encryptResult(Buffer.alloc(0), { taskId: TASK, status: 'STARTED', dateDone: null }, ring);
     assert.equal(decryptResult(empty, TASK, ring).length, 0);
