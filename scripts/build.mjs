@@ -67,10 +67,12 @@ try {
 // dist/ is CommonJS whatever the package's own "type" says.
 writeFileSync(join(dist, 'package.json'), '{\n  "type": "commonjs"\n}\n');
 
-// The ES-module entry: named exports read from the one CommonJS instance.
-const { createRequire } = await import('node:module');
-const api = createRequire(import.meta.url)(join(dist, 'index.js'));
-const names = Object.keys(api).filter((n) => n !== 'default' && n !== '__esModule').sort();
+// The ES-module entry: named exports read from the one CommonJS instance. The
+// names come from esbuild's export annotation (what Node's CommonJS lexer reads
+// too), so building needs no loading of the dependencies.
+const annotation = /0 && \(module\.exports = \{([^}]*)\}\);/.exec(readFileSync(join(dist, 'index.js'), 'utf8'));
+const names = (annotation?.[1] ?? '').split(',').map((n) => n.trim()).filter(Boolean).sort();
+if (names.length === 0) throw new Error('build: no export names found in dist/index.js');
 writeFileSync(
   join(dist, 'index.mjs'),
   `// ES-module entry of celeriac: re-exports the CommonJS build (one instance of every module).\n` +

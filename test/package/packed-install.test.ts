@@ -14,7 +14,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -64,7 +64,15 @@ describe('packed package installed in fresh projects', { timeout: 240_000 }, () 
     httpPort = (http.address() as { port: number }).port;
     env = userEnv({ CELERIAC_BROKER_URL: redis.url(0), CELERIAC_RESULT_BACKEND: redis.url(1), CELERIAC_LOG_LEVEL: 'info' });
 
-    await run('npm', ['pack', '--pack-destination', dir, '--loglevel=error'], { cwd: ROOT, env: userEnv({}) });
+    // Pack a staged copy built from the current src/ into its own dist/: the repository's dist/ is
+    // left alone (other tests use it), and the tarball holds exactly what `files` names.
+    const stage = join(dir, 'stage');
+    mkdirSync(stage);
+    const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { files: string[] };
+    for (const entry of manifest.files.filter((f) => f !== 'dist')) cpSync(join(ROOT, entry), join(stage, entry), { recursive: true });
+    cpSync(join(ROOT, 'package.json'), join(stage, 'package.json'));
+    await run(process.execPath, [join(ROOT, 'scripts', 'build.mjs'), '--out', join(stage, 'dist')], { cwd: ROOT, env: userEnv({}) });
+    await run('npm', ['pack', '--ignore-scripts', '--pack-destination', dir, '--loglevel=error'], { cwd: stage, env: userEnv({}) });
     const tarball = join(dir, readdirSync(dir).find((f) => f.endsWith('.tgz'))!);
     // One install shared by both projects (better-sqlite3 compiles once); each project links to it.
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'packed-root', version: '1.0.0', private: true }));
