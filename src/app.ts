@@ -254,7 +254,7 @@ export class App {
     if (this.security.decodeBody) return this.security.decodeBody;
     const accept = this.acceptTypes;
     const limits = this.settings.decodeLimits;
-    return (message) => decodeByContentType(message.body, message.contentType, accept, limits, message.headers.compression);
+    return (message) => decodeByContentType(message.body, message.contentType, accept, limits, { compression: message.headers.compression, contentEncoding: message.contentEncoding });
   }
 
   // ── connections ──────────────────────────────────────────────────────

@@ -129,8 +129,8 @@ function plainTable(t: Record<string, unknown>, depth: number): Record<string, u
   }
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(t)) {
-    // Never let a header named like a prototype key reach an object's prototype slot.
-    if (key === '__proto__') continue;
+    // Refused as on the JSON path: never dropped silently, never near an object's prototype slot.
+    if (key === '__proto__') throw new DecodeError('forbidden header key "__proto__"', { code: 'ERR_FORBIDDEN_KEY' });
     out[key] = plainValue(t[key], depth);
   }
   return out;

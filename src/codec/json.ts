@@ -10,6 +10,7 @@
  * the exact path is taken only when the text holds a run of 16 digits (a
  * shorter integer is always exact); everything else is one `JSON.parse`.
  */
+import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { DecodeError } from '../errors.ts';
 import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './limits.ts';
@@ -105,6 +106,8 @@ function countByte(input: Uint8Array, byte: number, limit: number): number {
 export function decodeJson(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_DECODE_LIMITS): unknown {
   checkSize(bytes.length, limits);
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // Python refuses bytes that are not UTF-8 (UnicodeDecodeError); toString would replace them silently.
+  if (!isUtf8(buf)) throw new DecodeError('body is not valid UTF-8', { code: 'ERR_INVALID_JSON' });
   // Scanned as text: JSON's structural characters are ASCII, and string searches stay in JavaScript.
   return parseChecked(buf.toString('utf8'), limits);
 }

@@ -62,13 +62,19 @@ export function decodeRedisEnvelope(raw: string, limits: DecodeLimits): DecodedE
   const env = decodeJsonText(raw, envelopeLimits(limits));
   if (env === null || typeof env !== 'object' || Array.isArray(env)) throw new DecodeError('envelope is not a JSON object', { code: 'ERR_ENVELOPE' });
   const e = env as Record<string, unknown>;
-  const props = isObject(e.properties) ? (e.properties as Record<string, unknown>) : {};
-  const headers = isObject(e.headers) ? (e.headers as Record<string, unknown>) : {};
+  // kombu writes every one of these; a message without them is not one it sent.
+  if (!isObject(e.properties)) throw new DecodeError('envelope has no properties object', { code: 'ERR_ENVELOPE' });
+  if (!isObject(e.headers)) throw new DecodeError('envelope has no headers object', { code: 'ERR_ENVELOPE' });
   if (typeof e.body !== 'string') throw new DecodeError('envelope has no string body', { code: 'ERR_ENVELOPE' });
+  if (typeof e['content-type'] !== 'string') throw new DecodeError('envelope has no string content-type', { code: 'ERR_ENVELOPE' });
+  if (typeof e['content-encoding'] !== 'string') throw new DecodeError('envelope has no string content-encoding', { code: 'ERR_ENVELOPE' });
+  const props = e.properties as Record<string, unknown>;
+  const headers = e.headers as Record<string, unknown>;
+  if (props.delivery_info !== undefined && !isObject(props.delivery_info)) throw new DecodeError('envelope delivery_info is not an object', { code: 'ERR_ENVELOPE' });
   const encoding = props.body_encoding;
   let body: Buffer;
   if (encoding === 'base64') {
-    body = Buffer.from(e.body, 'base64');
+    body = decodeBase64Strict(e.body);
   } else if (encoding === undefined || encoding === null || encoding === 'utf-8') {
     body = Buffer.from(e.body, 'utf8');
   } else {
@@ -82,8 +88,8 @@ export function decodeRedisEnvelope(raw: string, limits: DecodeLimits): DecodedE
     message: {
       headers,
       properties: props,
-      contentType: typeof e['content-type'] === 'string' ? e['content-type'] : '',
-      contentEncoding: typeof e['content-encoding'] === 'string' ? e['content-encoding'] : '',
+      contentType: e['content-type'],
+      contentEncoding: e['content-encoding'],
       body,
     },
     routing: {
@@ -93,6 +99,22 @@ export function decodeRedisEnvelope(raw: string, limits: DecodeLimits): DecodedE
     },
     redelivered: info.redelivered === true || headers.redelivered === true,
   };
+}
+
+/**
+ * Standard base64 with padding, as kombu writes it. Node's decoder skips
+ * what is not base64 (whitespace, stray characters) and also reads the
+ * URL-safe alphabet, where Python's would drop those characters: either way
+ * the two would decode different bytes, so such text is refused. Checked
+ * without a scan of the text: a skipped character shows as a short result.
+ */
+function decodeBase64Strict(text: string): Buffer {
+  const body = Buffer.from(text, 'base64');
+  const pad = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
+  if (text.length % 4 !== 0 || body.length !== (text.length / 4) * 3 - pad || text.includes('-') || text.includes('_')) {
+    throw new DecodeError('envelope body is not standard padded base64', { code: 'ERR_ENVELOPE' });
+  }
+  return body;
 }
 
 /** The envelope limits of each body limits object, made once (not per message). */

@@ -167,7 +167,8 @@ export function parseTaskMessage(message: WireMessage, decodeBody: BodyDecoder):
 }
 
 function fromV2(message: WireMessage, h: Record<string, unknown>, body: unknown[]): TaskRequest {
-  if (body.length < 2 || body.length > 3) throw new ProtocolError(`body has ${body.length} elements, expected [args, kwargs, embed]`);
+  // Celery unpacks exactly three: `args, kwargs, embed = body`.
+  if (body.length !== 3) throw new ProtocolError(`body has ${body.length} elements, expected [args, kwargs, embed]`);
   const [args, kwargs, embedRaw] = body as [unknown, unknown, unknown];
   return assemble(message, h, 2, args, kwargs, normalizeEmbed(embedRaw));
 }
@@ -195,6 +196,27 @@ function fromV1(message: WireMessage, h: Record<string, unknown>, body: Record<s
   return assemble(message, headers, 1, body.args ?? [], body.kwargs ?? {}, embed);
 }
 
+/** What a wrong value is, for messages (never the value itself: it may be large or hostile). */
+function kindOf(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
+/** A header that is a string or null/absent (Celery's `string | null` fields). */
+function optString(h: Record<string, unknown>, name: string): string | null {
+  const v = h[name];
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string') throw new ProtocolError(`header ${name} is ${kindOf(v)}, expected a string or null`);
+  return v;
+}
+
+/** A property that is a string or null/absent. */
+function optProperty(p: Record<string, unknown>, name: string): string | null {
+  const v = p[name];
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string') throw new ProtocolError(`property ${name} is ${kindOf(v)}, expected a string`);
+  return v;
+}
+
 function assemble(
   message: WireMessage,
   h: Record<string, unknown>,
@@ -204,13 +226,20 @@ function assemble(
   embed: Embed,
 ): TaskRequest {
   if (typeof h.task !== 'string' || h.task.length === 0) throw new ProtocolError('missing task name');
-  const id = typeof h.id === 'string' ? h.id : message.properties.correlation_id;
+  // The id is a header (v2) or a body field (v1); Celery never falls back to correlation_id.
+  const id = h.id;
   if (typeof id !== 'string' || id.length === 0 || id.length > 255) throw new ProtocolError('missing or invalid task id');
   if (!Array.isArray(args)) throw new ProtocolError('args is not an array');
   if (kwargs === null || typeof kwargs !== 'object' || Array.isArray(kwargs)) throw new ProtocolError('kwargs is not an object');
   const retries = h.retries ?? 0;
   if (typeof retries !== 'number' || !Number.isInteger(retries) || retries < 0) throw new ProtocolError('retries is not a non-negative integer');
-  const priority = typeof message.properties.priority === 'number' ? message.properties.priority : 0;
+  const props = message.properties as Record<string, unknown>;
+  const priority = props.priority ?? 0;
+  if (typeof priority !== 'number' || !Number.isInteger(priority) || priority < 0 || priority > 255) throw new ProtocolError('property priority is not an integer 0..255');
+  const groupIndex = h.group_index ?? null;
+  if (groupIndex !== null && (typeof groupIndex !== 'number' || !Number.isInteger(groupIndex) || groupIndex < 0)) throw new ProtocolError('header group_index is not a non-negative integer or null');
+  const ignoreResult = h.ignore_result ?? false;
+  if (typeof ignoreResult !== 'boolean') throw new ProtocolError(`header ignore_result is ${kindOf(ignoreResult)}, expected a boolean`);
   return {
     id,
     task: h.task,
@@ -221,17 +250,17 @@ function assemble(
     expires: parseTime(h.expires, 'expires'),
     retries,
     timeLimit: parseTimeLimit(h.timelimit),
-    rootId: typeof h.root_id === 'string' ? h.root_id : id,
-    parentId: typeof h.parent_id === 'string' ? h.parent_id : null,
-    group: typeof h.group === 'string' ? h.group : null,
-    groupIndex: typeof h.group_index === 'number' ? h.group_index : null,
-    shadow: typeof h.shadow === 'string' ? h.shadow : null,
-    ignoreResult: h.ignore_result === true,
-    origin: typeof h.origin === 'string' ? h.origin : null,
-    argsrepr: typeof h.argsrepr === 'string' ? h.argsrepr : '',
-    kwargsrepr: typeof h.kwargsrepr === 'string' ? h.kwargsrepr : '',
-    correlationId: typeof message.properties.correlation_id === 'string' ? message.properties.correlation_id : id,
-    replyTo: typeof message.properties.reply_to === 'string' ? message.properties.reply_to : '',
+    rootId: optString(h, 'root_id') ?? id,
+    parentId: optString(h, 'parent_id'),
+    group: optString(h, 'group'),
+    groupIndex: groupIndex as number | null,
+    shadow: optString(h, 'shadow'),
+    ignoreResult,
+    origin: optString(h, 'origin'),
+    argsrepr: optString(h, 'argsrepr') ?? '',
+    kwargsrepr: optString(h, 'kwargsrepr') ?? '',
+    correlationId: optProperty(props, 'correlation_id') ?? id,
+    replyTo: optProperty(props, 'reply_to') ?? '',
     priority,
     protocol,
     headers: h,
@@ -246,10 +275,16 @@ function parseTime(v: unknown, name: string): number | null {
   return t;
 }
 
+/** `[hard, soft]`: each null or a non-negative number of seconds (0 means no limit, as in Celery). */
 function parseTimeLimit(v: unknown): [number | null, number | null] {
-  if (!Array.isArray(v)) return [null, null];
-  const num = (x: unknown): number | null => (typeof x === 'number' && Number.isFinite(x) && x > 0 ? x : null);
-  return [num(v[0]), num(v[1])];
+  if (v === null || v === undefined) return [null, null];
+  if (!Array.isArray(v) || v.length !== 2) throw new ProtocolError('header timelimit is not [hard, soft]');
+  const num = (x: unknown, which: string): number | null => {
+    if (x === null) return null;
+    if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) throw new ProtocolError(`header timelimit ${which} limit is not a non-negative number or null`);
+    return x > 0 ? x : null;
+  };
+  return [num(v[0], 'hard'), num(v[1], 'soft')];
 }
 
 function normalizeEmbed(raw: unknown): Embed {
@@ -270,18 +305,27 @@ function sigList(v: unknown, name: string): SignatureDict[] | null {
   return v.map((s, i) => sig(s, `${name}[${i}]`));
 }
 
+const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** A signature dict: missing keys take Celery's defaults; a key of the wrong type is refused. */
 function sig(v: unknown, name: string): SignatureDict {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ProtocolError(`embed.${name} is not a signature`);
-  const s = v as Record<string, unknown>;
-  if (typeof s.task !== 'string') throw new ProtocolError(`embed.${name} has no task name`);
+  if (!isPlainObject(v)) throw new ProtocolError(`embed.${name} is not a signature`);
+  const s = v;
+  if (typeof s.task !== 'string' || s.task.length === 0) throw new ProtocolError(`embed.${name} has no task name`);
+  const field = <T>(key: string, ok: (x: unknown) => x is T, fallback: T, expected: string): T => {
+    const x = s[key];
+    if (x === undefined || x === null) return fallback;
+    if (!ok(x)) throw new ProtocolError(`embed.${name}.${key} is ${kindOf(x)}, expected ${expected}`);
+    return x;
+  };
   return {
     ...s,
     task: s.task,
-    args: Array.isArray(s.args) ? (s.args as JsonValue[]) : [],
-    kwargs: s.kwargs && typeof s.kwargs === 'object' && !Array.isArray(s.kwargs) ? (s.kwargs as Record<string, JsonValue>) : {},
-    options: s.options && typeof s.options === 'object' && !Array.isArray(s.options) ? (s.options as Record<string, JsonValue>) : {},
-    subtask_type: typeof s.subtask_type === 'string' ? s.subtask_type : null,
-    immutable: s.immutable === true,
+    args: field('args', Array.isArray as (x: unknown) => x is JsonValue[], [], 'a list'),
+    kwargs: field('kwargs', isPlainObject as (x: unknown) => x is Record<string, JsonValue>, {}, 'an object'),
+    options: field('options', isPlainObject as (x: unknown) => x is Record<string, JsonValue>, {}, 'an object'),
+    subtask_type: field('subtask_type', (x): x is string => typeof x === 'string', null as string | null, 'a string or null'),
+    immutable: field('immutable', (x): x is boolean => typeof x === 'boolean', false, 'a boolean'),
   };
 }
 

@@ -39,20 +39,35 @@ const ISO_RE =
 /**
  * Parse an ISO-8601 timestamp to epoch milliseconds. Naive timestamps are
  * read as UTC (Celery's default `timezone`). Returns `undefined` when the
- * text does not parse, so callers can reject the message.
+ * text does not parse — including fields out of range (month 13, February
+ * 30, hour 24, offset +25:00), which `Date.UTC` would silently roll over —
+ * so callers can reject the message.
  */
 export function parseIso(text: string): number | undefined {
-  const m = ISO_RE.exec(text.trim());
+  const m = ISO_RE.exec(text);
   if (!m) return undefined;
   const [, y, mo, d, h, mi, s, frac, tz] = m;
+  const year = Number(y);
+  const month = Number(mo);
+  const day = Number(d);
+  const hour = Number(h);
+  const minute = Number(mi);
+  const second = s ? Number(s) : 0;
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month) || hour > 23 || minute > 59 || second > 59) return undefined;
   const msFrac = frac ? Number((frac + '000').slice(0, 3)) : 0;
-  let t = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), s ? Number(s) : 0, msFrac);
+  let t = Date.UTC(year, month - 1, day, hour, minute, second, msFrac);
   if (Number.isNaN(t)) return undefined;
   if (tz && tz !== 'Z') {
     const sign = tz.startsWith('-') ? -1 : 1;
     const digits = tz.slice(1).replace(':', '');
-    const offMin = Number(digits.slice(0, 2)) * 60 + (digits.length > 2 ? Number(digits.slice(2, 4)) : 0);
-    t -= sign * offMin * 60_000;
+    const offH = Number(digits.slice(0, 2));
+    const offM = digits.length > 2 ? Number(digits.slice(2, 4)) : 0;
+    if (offH > 23 || offM > 59) return undefined;
+    t -= sign * (offH * 60 + offM) * 60_000;
   }
   return t;
+}
+
+function daysInMonth(year: number, month: number): number {
+  return new Date(Date.UTC(year, month, 0)).getUTCDate();
 }

@@ -288,7 +288,7 @@ export function createMessageSecurity(options: MessageSecurityOptions): Configur
         });
       }
     }
-    if (!isAuth) return decodeByContentType(body, ct, acceptTypes, limits, headers?.compression);
+    if (!isAuth) return decodeByContentType(body, ct, acceptTypes, limits, { compression: headers?.compression, contentEncoding: message.contentEncoding });
     if (!auth.store) throw new ContentDisallowedError(ct);
     // kombu compresses after the auth serializer signed: inflate (capped) before verifying.
     const v = verifyCeleryAuth(headers?.compression == null ? body : decompressBody(body, headers.compression, { ...limits, maxBytes: authMaxBytes }), auth.store, {

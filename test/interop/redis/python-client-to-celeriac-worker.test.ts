@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startCeleriacWorker, type CeleriacWorkerProcess } from '../../helpers/celeriac-worker.ts';
-import { pyClient } from '../../helpers/python-celery.ts';
+import { decodeJsonText } from '../../../src/codec/json.ts';
+import { pyClient, pyScript } from '../../helpers/python-celery.ts';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../../helpers/redis-server.ts';
 import { hasPythonCelery, requireService } from '../../helpers/services.ts';
 
@@ -89,6 +90,23 @@ describe('Python client → Celeriac worker (Redis)', () => {
     // The stored record really is msgpack.
     const raw = await redis!.client(3).getBuffer(`celery-task-meta-${String(r.task_id)}`);
     assert.ok(raw && raw[0]! >= 0x80 && raw[0]! <= 0x8f, 'msgpack map');
+  });
+
+  it('zlib-compressed bodies and integers beyond 2^53 (json and msgpack results) cross exactly over Redis', async (t) => {
+    if (!requireService(t, ready, 'redis-server and python3-celery')) return;
+    const code = `
+import json
+from harness_tasks import app
+args = [2**63 + 1, -2**63, 'zoë']
+res = app.send_task('tasks.echo', args=args, kwargs={'k': 2**64 - 1}, compression='zlib').get(timeout=30)
+assert res == {'args': args, 'kwargs': {'k': 2**64 - 1}}, res
+print(json.dumps(res))
+`;
+    const expected = { args: [2n ** 63n + 1n, -(2n ** 63n), 'zoë'], kwargs: { k: 2n ** 64n - 1n } };
+    const json = await pyScript(code, { CELERY_BROKER_URL: redis!.url(0), CELERY_RESULT_BACKEND: redis!.url(1) });
+    assert.deepEqual(decodeJsonText(json.trim()), expected);
+    const msgpack = await pyScript(code, { CELERY_BROKER_URL: redis!.url(2), CELERY_RESULT_BACKEND: redis!.url(3), CELERY_SERIALIZER: 'msgpack' });
+    assert.deepEqual(decodeJsonText(msgpack.trim()), expected);
   });
 
   it('Python remote control ping reaches no Celeriac node yet, but does not break the worker', async (t) => {

@@ -46,6 +46,13 @@ describe('hardened JSON decoding', () => {
     assert.deepEqual(decodeJsonText('{"name": "Zo\\u00eb"}'), { name: 'Zoë' });
   });
 
+  it('refuses bytes that are not UTF-8 (Python raises UnicodeDecodeError; a lossy decode would change the value)', () => {
+    for (const hex of ['5b2280225d', '5b22c3225d', '5b22eda0805d', '5b22f4908080225d']) {
+      assert.throws(() => decodeJson(Buffer.from(hex, 'hex')), (e: unknown) => e instanceof DecodeError && /not valid UTF-8/.test(e.message), hex);
+    }
+    assert.deepEqual(decodeJson(Buffer.from('["zoë 🚀"]')), ['zoë 🚀']);
+  });
+
   it('throws only DecodeError for malformed text', () => {
     for (const bad of ['', '{', '[1,]', 'nul', '"\\x"', '\u0000']) {
       assert.throws(() => decodeJsonText(bad), (e: unknown) => e instanceof DecodeError, bad);
