@@ -16,7 +16,8 @@ export interface ChildWorkerOptions {
 
 /** Supervisor → child. */
 export type ToChild =
-  | { t: 'init'; appModule: string; options: ChildWorkerOptions }
+  /** `env`: secret variables, set into the child's process.env before the app module loads (never its environment block). */
+  | { t: 'init'; env: Record<string, string>; appModule: string; options: ChildWorkerOptions }
   | { t: 'stop' }
   /** SIGHUP: re-read credentials from the environment and secret files. */
   | { t: 'reload' };
