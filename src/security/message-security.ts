@@ -173,6 +173,30 @@ export function replayStoreKind(sec: Pick<SecuritySettings, 'replayStore' | 'bro
   return 'memory';
 }
 
+/**
+ * A Redis that evicts keys under memory pressure could drop a settled nonce
+ * (a producer filling memory with tasks would then make a replay run):
+ * warn when `maxmemory` is set with a policy other than `noeviction`. INFO
+ * is allowed to the generated ACL users; if it is refused, nothing is said.
+ */
+async function warnIfEvicting(client: Redis, logger: Logger): Promise<void> {
+  let info: string;
+  try {
+    info = await client.info('memory');
+  } catch {
+    return;
+  }
+  const max = /^maxmemory:(\d+)/m.exec(info)?.[1];
+  const policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
+  if (max !== undefined && max !== '0' && policy !== undefined && policy !== 'noeviction') {
+    recordSecurityEvent('policy_warning', {
+      id: 'CEL-007', setting: 'securityReplayStore',
+      reason: `the Redis of the replay store evicts keys when full (maxmemory-policy ${policy}): a settled nonce could be dropped and a replay of its message accepted`,
+      fix: 'set maxmemory-policy noeviction on that Redis (or no maxmemory)',
+    }, logger);
+  }
+}
+
 /** Which URL the Redis replay store connects with: the broker's when it is Redis, else the backend's. */
 function replayRedisSide(sec: Pick<SecuritySettings, 'brokerUrl' | 'resultBackend'>): 'broker' | 'backend' | undefined {
   return isRedisUrl(sec.brokerUrl) ? 'broker' : isRedisUrl(sec.resultBackend) ? 'backend' : undefined;
@@ -186,6 +210,7 @@ async function openReplayStore(sec: SecuritySettings, settings: ResolvedSettings
     const url = isRedisUrl(sec.brokerUrl) ? sec.brokerUrl : isRedisUrl(sec.resultBackend) ? sec.resultBackend : undefined;
     if (!url) throw new ConfigError('securityReplayStore is redis but neither the broker nor the result backend is Redis', { hint: 'use auto, sqlite or memory' });
     const client = await openRedis(url, replayRedisSide(sec)!, 'replay-guard', settings, logger);
+    await warnIfEvicting(client, logger);
     return new RedisReplayStore(client, { keyPrefix: sec.keyPrefix });
   }
   if (kind === 'sqlite') {
