@@ -21,7 +21,7 @@
 import { readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../errors.ts';
-import { registerSecret } from './redact.ts';
+import { redactAll, redactText, registerSecret } from './redact.ts';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -226,3 +226,26 @@ export function createCredentialSource(names: readonly string[], env: Env = proc
 export const BROKER_URL_VARS = ['CELERIAC_BROKER_URL', 'CELERY_BROKER_URL'] as const;
 /** Result backend URL variable names, in order of precedence. */
 export const RESULT_BACKEND_VARS = ['CELERIAC_RESULT_BACKEND', 'CELERY_RESULT_BACKEND'] as const;
+
+/** Variable names that hold secrets whatever their value looks like. */
+const SECRET_ENV_NAME = /^(?:CELERIAC|CELERY)_(?:BROKER_URL|RESULT_BACKEND|SIGNING_KEYS|RESULT_KEYS|SECURITY_KEY|SECURITY_KEY_PASSWORD)$|PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL/i;
+
+/**
+ * Split an environment into the variables a child process may see in its
+ * environment block and those it must get another way (issue 20 #11): any
+ * variable whose name says it is a secret, whose value carries URL
+ * credentials, or whose value is a registered secret. `*_FILE` variables
+ * name files, not secrets, and stay. A child's `/proc/<pid>/environ` shows
+ * only the block it was started with; values set into `process.env` later
+ * do not appear there.
+ */
+export function splitSecretEnv(env: Env): { plain: Record<string, string>; secret: Record<string, string> } {
+  const plain: Record<string, string> = {};
+  const secret: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined) continue;
+    const isSecret = !name.endsWith('_FILE') && (SECRET_ENV_NAME.test(name) || redactText(value) !== value || redactAll(value) !== value);
+    (isSecret ? secret : plain)[name] = value;
+  }
+  return { plain, secret };
+}

@@ -97,6 +97,8 @@ export interface AppSettings {
   securityAcceptBodyOnlyFrom?: string[];
   /** Where replay nonces live: `auto` (Redis broker/backend, else the SQLite broker file, else process memory), `redis`, `sqlite`, `memory`, or a `ReplayStore`. */
   securityReplayStore?: ReplayStoreSetting;
+  /** File of the `local` replay store (default `.celeriac/replay.db`). */
+  securityReplayFile?: string;
   /** Accept unsigned messages (and run without signing in production). Logged at every start. */
   unsafeAcceptUnsigned?: boolean;
   /** AES-256-GCM result key ring text: results encrypted at rest (Python clients cannot read them). Env `CELERIAC_RESULT_KEYS` / `_FILE`. */

@@ -50,6 +50,8 @@ export interface MessageSecurity {
    * credentials. Rejects, keeping the old ones, when the new ones are refused.
    */
   updateCredentials?(url: string, side: 'broker' | 'backend'): Promise<void>;
+  /** Open what a worker needs before it consumes (a local replay file), so problems stop the start. */
+  prepare?(): Promise<void>;
   /** Release resources (connections of a shared replay store). */
   close?(): Promise<void>;
 }

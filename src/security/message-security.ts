@@ -49,6 +49,7 @@
  * production (`NODE_ENV=production`) an app with neither signing nor
  * verification keys refuses to start unless `unsafeAcceptUnsigned`.
  */
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { celerySignerId } from '../codec/signing/index.ts';
 import { DecodeError, ContentDisallowedError, ConfigError } from '../errors.ts';
@@ -101,7 +102,7 @@ export interface MessageSecurityDescription {
   /** True when received messages must carry a valid signature. */
   verifying: boolean;
   /** Where replay state lives (`none` when nothing is verified). */
-  replayStore: 'none' | 'redis' | 'sqlite' | 'memory' | 'custom';
+  replayStore: 'none' | 'redis' | 'sqlite' | 'local' | 'memory' | 'custom';
   /** True when results are encrypted at rest. */
   encryptedResults: boolean;
   /** Signer ids accepted with Celery body-only signatures. */
@@ -161,13 +162,40 @@ function isSqliteUrl(url: string | undefined): url is string {
 }
 
 /** The replay store kind `auto` resolves to for these settings. */
-export function replayStoreKind(sec: Pick<SecuritySettings, 'replayStore' | 'brokerUrl' | 'resultBackend'>): 'redis' | 'sqlite' | 'memory' | 'custom' {
+export function replayStoreKind(sec: Pick<SecuritySettings, 'replayStore' | 'brokerUrl' | 'resultBackend'>): 'redis' | 'sqlite' | 'local' | 'memory' | 'custom' {
   const c = sec.replayStore;
   if (typeof c === 'object') return 'custom';
   if (c !== 'auto') return c;
   if (isRedisUrl(sec.brokerUrl) || isRedisUrl(sec.resultBackend)) return 'redis';
   if (isSqliteUrl(sec.brokerUrl)) return 'sqlite';
+  // A network broker with no shared store (RabbitMQ): per-process memory let a copy run once in every
+  // prefork child (issue 20 #9); a file shared by every process on this machine closes that.
+  if (sec.brokerUrl !== undefined && !/^memory:/i.test(sec.brokerUrl)) return 'local';
   return 'memory';
+}
+
+/**
+ * A Redis that evicts keys under memory pressure could drop a settled nonce
+ * (a producer filling memory with tasks would then make a replay run):
+ * warn when `maxmemory` is set with a policy other than `noeviction`. INFO
+ * is allowed to the generated ACL users; if it is refused, nothing is said.
+ */
+async function warnIfEvicting(client: Redis, logger: Logger): Promise<void> {
+  let info: string;
+  try {
+    info = await client.info('memory');
+  } catch {
+    return;
+  }
+  const max = /^maxmemory:(\d+)/m.exec(info)?.[1];
+  const policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
+  if (max !== undefined && max !== '0' && policy !== undefined && policy !== 'noeviction') {
+    recordSecurityEvent('policy_warning', {
+      id: 'CEL-007', setting: 'securityReplayStore',
+      reason: `the Redis of the replay store evicts keys when full (maxmemory-policy ${policy}): a settled nonce could be dropped and a replay of its message accepted`,
+      fix: 'set maxmemory-policy noeviction on that Redis (or no maxmemory)',
+    }, logger);
+  }
 }
 
 /** Which URL the Redis replay store connects with: the broker's when it is Redis, else the backend's. */
@@ -183,6 +211,7 @@ async function openReplayStore(sec: SecuritySettings, settings: ResolvedSettings
     const url = isRedisUrl(sec.brokerUrl) ? sec.brokerUrl : isRedisUrl(sec.resultBackend) ? sec.resultBackend : undefined;
     if (!url) throw new ConfigError('securityReplayStore is redis but neither the broker nor the result backend is Redis', { hint: 'use auto, sqlite or memory' });
     const client = await openRedis(url, replayRedisSide(sec)!, 'replay-guard', settings, logger);
+    await warnIfEvicting(client, logger);
     return new RedisReplayStore(client, { keyPrefix: sec.keyPrefix });
   }
   if (kind === 'sqlite') {
@@ -190,6 +219,10 @@ async function openReplayStore(sec: SecuritySettings, settings: ResolvedSettings
     // Loaded on demand: apps on Redis or RabbitMQ never load the native SQLite module.
     const { openSqlite, sqliteLocationFromUrl } = await import('../sqlite/open.ts');
     return new SqliteReplayStore(openSqlite(sqliteLocationFromUrl(sec.brokerUrl), { role: 'broker', logger }));
+  }
+  if (kind === 'local') {
+    const { openSqlite, sqliteLocationFromUrl, sqliteUrlForPath } = await import('../sqlite/open.ts');
+    return new SqliteReplayStore(openSqlite(sqliteLocationFromUrl(sqliteUrlForPath(sec.replayFile)), { role: 'broker', logger }));
   }
   return new MemoryReplayStore();
 }
@@ -297,6 +330,12 @@ export function createMessageSecurity(options: MessageSecurityOptions): Configur
       maxBytes: authMaxBytes,
       ...(bodyOnlyMode ? { allowedSigners: bodyOnly } : {}),
     });
+    if (bodyOnlyMode) {
+      // No nonce or expiry travels with a body-only message, but Celery signs with RSA-PSS and a random
+      // salt: every send has different bytes, so the body itself names this message. An exact copy is
+      // refused as a replay for the replay window (issue 20 #9); a relabel cannot be detected.
+      claims.set(message, { alg: 'rsa-pss-sha256', kid: v.signerId, iat: now, exp: now + sec.replayWindowMs, nonce: `b.${createHash('sha256').update(body).digest('base64url')}` });
+    }
     const inner = v.contentType === JSON_SERIALIZER.contentType ? JSON_SERIALIZER : v.contentType === MSGPACK_SERIALIZER.contentType || v.contentType === 'application/msgpack' ? MSGPACK_SERIALIZER : undefined;
     if (!inner) throw new ContentDisallowedError(v.contentType);
     return inner.decode(v.inner, limits);
@@ -333,8 +372,8 @@ export function createMessageSecurity(options: MessageSecurityOptions): Configur
     warnFindings.push({
       id: 'CEL-007', setting: 'securityAcceptBodyOnlyFrom',
       message: `securityAcceptBodyOnlyFrom accepts Celery body-only signatures from ${[...bodyOnly].map((s) => JSON.stringify(s)).join(', ')}: ` +
-        'only their args and kwargs are signed — anyone who can write to the broker can relabel them (task name, id, eta, expires, retries) ' +
-        'and replay them, since they carry no Celeriac signature header, nonce or expiry',
+        'only their args and kwargs are signed — anyone who can write to the broker can relabel them (task name, id, eta, expires, retries); ' +
+        `exact copies are refused as replays for the replay window (${Math.round(sec.replayWindowMs / 3_600_000)} h), not after it, since they carry no Celeriac nonce or expiry`,
       fix: 'sign Python producers\' messages with a Celeriac key ring (header signature), then remove securityAcceptBodyOnlyFrom',
     });
     // A Celeriac client signing with a listed certificate could have its messages downgraded by stripping the header.
@@ -358,7 +397,15 @@ export function createMessageSecurity(options: MessageSecurityOptions): Configur
       id: 'CEL-007', setting: 'securityReplayStore',
       message: 'replay protection is per process (no Redis broker or result backend and no SQLite broker to share nonces through): ' +
         'a replayed message delivered to another worker process is not detected; signature expiry still applies',
-      fix: 'use a Redis result backend (its replay store is shared by every worker), or run one worker process',
+      fix: 'use a Redis result backend (its replay store is shared by every worker), or securityReplayStore: local for the processes of one machine',
+    });
+  }
+  if (verifying && replayKind === 'local') {
+    warnFindings.push({
+      id: 'CEL-007', setting: 'securityReplayStore',
+      message: `replay protection is shared by the worker processes of this machine only (${sec.replayFile}): ` +
+        'a copy of a signed message delivered to a worker on another machine is not detected; signature expiry still applies',
+      fix: 'use a Redis result backend: its replay store is shared by every worker of the deployment',
     });
   }
   if (resultSealer && sec.unsafeAcceptUnencryptedResults) {
@@ -400,7 +447,7 @@ export function createMessageSecurity(options: MessageSecurityOptions): Configur
       ? {
           admit: async (message, request, delivery) => {
             const c = claims.get(message);
-            if (!c) return undefined; // unsigned (accepted above) or body-only: nothing to claim
+            if (!c) return undefined; // unsigned (accepted above): nothing to claim
             const reason = await guard.admit(message, c.nonce, c.exp, delivery.redelivered);
             if (reason !== undefined) {
               recordSecurityEvent('replayed_message', { messageId: request.id, task: request.task, reason, signer: c.kid, code: 'ERR_REPLAY' }, logger);
@@ -415,6 +462,10 @@ export function createMessageSecurity(options: MessageSecurityOptions): Configur
     warnings,
     startupCheck,
     policyChecks,
+    // The local replay file is opened at worker start, so a path it cannot use is a start-up error, not a requeue loop.
+    prepare: async () => {
+      if (guard && replayKind === 'local') await guard.store();
+    },
     updateCredentials: async (url: string, side: 'broker' | 'backend') => {
       // Only a store this layer opened from that URL; one not opened yet will use the new URL (settings are updated by the app).
       if (!guard || typeof sec.replayStore === 'object' || replayRedisSide(sec) !== side) return;

@@ -18,7 +18,8 @@
  * | `securityMessageTtl` | `CELERIAC_SECURITY_MESSAGE_TTL` | seconds a signature stays valid after the later of sending and the eta (default: twice the broker's visibility timeout, at least 3600 — so a message restored after a worker crash is still valid) |
  * | `securityReplayWindow` | `CELERIAC_SECURITY_REPLAY_WINDOW` | longest signature lifetime a worker accepts, seconds (default 7 days): nonces are remembered that long at most |
  * | `securityAcceptBodyOnlyFrom` | `CELERIAC_SECURITY_ACCEPT_BODY_ONLY_FROM` (JSON list or one id per line) | signer ids whose Celery body-only signatures are accepted (Python producers) |
- * | `securityReplayStore` | `CELERIAC_SECURITY_REPLAY_STORE` | `auto` (default), `redis`, `sqlite`, `memory`, or a `ReplayStore` object |
+ * | `securityReplayStore` | `CELERIAC_SECURITY_REPLAY_STORE` | `auto` (default: the Redis broker or backend, else the SQLite broker file, else — RabbitMQ — `local`; `memory` only for the in-process broker), `redis`, `sqlite`, `local` (a SQLite file shared by every worker process on this machine), `memory`, or a `ReplayStore` object |
+ * | `securityReplayFile` | `CELERIAC_SECURITY_REPLAY_FILE` | file of the `local` replay store (default `.celeriac/replay.db`) |
  * | `unsafeAcceptUnsigned` | `CELERIAC_UNSAFE_ACCEPT_UNSIGNED` | run without signing in production / accept unsigned messages |
  * | `unsafeAcceptUnencryptedResults` | `CELERIAC_UNSAFE_ACCEPT_UNENCRYPTED_RESULTS` | with a result ring, still read plaintext records (mixed pools with Python workers) |
  *
@@ -47,7 +48,7 @@ import { ConfigError } from '../errors.ts';
 import type { ReplayStore } from './replay-guard.ts';
 
 /** Where replay state lives: chosen from the broker/backend (`auto`), forced, or injected. */
-export type ReplayStoreSetting = 'auto' | 'redis' | 'sqlite' | 'memory' | ReplayStore;
+export type ReplayStoreSetting = 'auto' | 'redis' | 'sqlite' | 'local' | 'memory' | ReplayStore;
 
 /** The `auth` (Celery X.509) identity and trust store. */
 export interface AuthSecurity {
@@ -80,6 +81,8 @@ export interface SecuritySettings {
   unsafeAcceptUnsigned: boolean;
   unsafeAcceptUnencryptedResults: boolean;
   replayStore: ReplayStoreSetting;
+  /** SQLite file of the `local` replay store (relative to the working directory unless absolute). */
+  replayFile: string;
   brokerUrl: string | undefined;
   resultBackend: string | undefined;
   /** kombu's `global_keyprefix`, prepended to Celeriac's own Redis keys too. */
@@ -96,6 +99,9 @@ export interface SecuritySettings {
  * Longer lifetimes cost replay-store memory (nonces are kept until expiry).
  */
 export const DEFAULT_MESSAGE_TTL_S = 3600;
+/** Default file of the `local` replay store: beside the embedded SQLite broker's default file. */
+export const DEFAULT_REPLAY_FILE = '.celeriac/replay.db';
+
 /** Default replay window: a week, so ETA tasks up to a week ahead are accepted. */
 export const DEFAULT_REPLAY_WINDOW_S = 7 * 86_400;
 
@@ -311,8 +317,10 @@ export function loadSecuritySettings(settings: ResolvedSettings, env: Env, accep
   const rs = extra.securityReplayStore ?? env.CELERIAC_SECURITY_REPLAY_STORE ?? 'auto';
   let replayStore: ReplayStoreSetting;
   if (typeof rs === 'object' && rs !== null && typeof (rs as ReplayStore).claim === 'function') replayStore = rs as ReplayStore;
-  else if (rs === 'auto' || rs === 'redis' || rs === 'sqlite' || rs === 'memory') replayStore = rs;
-  else throw new ConfigError(`securityReplayStore ${JSON.stringify(rs)} is not supported`, { hint: 'use auto, redis, sqlite or memory (or pass a ReplayStore)' });
+  else if (rs === 'auto' || rs === 'redis' || rs === 'sqlite' || rs === 'local' || rs === 'memory') replayStore = rs;
+  else throw new ConfigError(`securityReplayStore ${JSON.stringify(rs)} is not supported`, { hint: 'use auto, redis, sqlite, local or memory (or pass a ReplayStore)' });
+  const rf = extra.securityReplayFile ?? env.CELERIAC_SECURITY_REPLAY_FILE ?? DEFAULT_REPLAY_FILE;
+  if (typeof rf !== 'string' || rf === '') throw new ConfigError('securityReplayFile must be a file path', { hint: `e.g. ${DEFAULT_REPLAY_FILE}` });
   return {
     production: isProduction(env),
     taskSerializer: settings.taskSerializer,
@@ -329,6 +337,7 @@ export function loadSecuritySettings(settings: ResolvedSettings, env: Env, accep
     unsafeAcceptUnsigned: flag(extra, env, 'unsafeAcceptUnsigned', 'CELERIAC_UNSAFE_ACCEPT_UNSIGNED'),
     unsafeAcceptUnencryptedResults: flag(extra, env, 'unsafeAcceptUnencryptedResults', 'CELERIAC_UNSAFE_ACCEPT_UNENCRYPTED_RESULTS'),
     replayStore,
+    replayFile: rf,
     brokerUrl: settings.brokerUrl,
     resultBackend: settings.resultBackend,
     keyPrefix: typeof t.globalKeyprefix === 'string' ? t.globalKeyprefix : '',

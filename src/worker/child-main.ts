@@ -57,6 +57,7 @@ process.on('message', (msg: ToChild) => {
   if (msg.t === 'init') {
     void (async () => {
       try {
+        Object.assign(process.env, msg.env);
         const spec = msg.appModule.startsWith('file:') ? msg.appModule : pathToFileURL(msg.appModule).href;
         app = findApp(await importModule(spec));
         if (!app) throw new Error(`module ${msg.appModule} exports no app (export it as "app" or as the default export)`);

@@ -17,7 +17,8 @@ export interface ChildWorkerOptions {
 
 /** Supervisor → child. */
 export type ToChild =
-  | { t: 'init'; appModule: string; options: ChildWorkerOptions; losses: Array<[string, LossEntry]> }
+  /** `env`: secret variables, set into the child's process.env before the app module loads (never its environment block). */
+  | { t: 'init'; env: Record<string, string>; appModule: string; options: ChildWorkerOptions; losses: Array<[string, LossEntry]> }
   /** Loss-ledger changes (loss-ledger.ts), sent before the messages concerned can come back. */
   | { t: 'losses'; entries: Array<[string, LossEntry]> }
   | { t: 'stop' }

@@ -19,6 +19,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { splitSecretEnv } from '../config/env.ts';
 import type { App } from '../app.ts';
 import { CeleriacError, ConfigError } from '../errors.ts';
 import type { Logger } from '../logging.ts';
@@ -158,7 +159,10 @@ export class Supervisor implements WorkerHandle {
   }
 
   private spawn(index: number): Promise<Child> {
-    const proc = fork(CHILD_MAIN, [], { execArgv: this.execArgv, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // Secrets (broker URLs with passwords, keys) go over IPC, not into the child's environment block,
+    // which /proc/<pid>/environ shows for the life of the process (issue 20 #11).
+    const { plain, secret } = splitSecretEnv(process.env);
+    const proc = fork(CHILD_MAIN, [], { execArgv: this.execArgv, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: plain });
     const child: Child = { index, proc, owner: undefined, ready: false, running: new Map(), timers: new Map(), stats: undefined, culprit: undefined };
     this.children[index] = child;
     return new Promise<Child>((resolve, reject) => {
@@ -205,6 +209,7 @@ export class Supervisor implements WorkerHandle {
       });
       proc.send({
         t: 'init',
+        env: secret,
         appModule: this.appModule,
         options: {
           queues: this.options.queues,

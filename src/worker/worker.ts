@@ -256,6 +256,7 @@ export class Worker implements WorkerHandle {
   /** Start the pool, connect, and begin consuming. */
   async start(): Promise<void> {
     const broker = await this.app.broker();
+    await this.app.security.prepare?.();
     this.store = await this.app.resultStore();
     await this.pool.start();
     this.consumer = await broker.consume(

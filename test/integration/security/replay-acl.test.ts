@@ -127,6 +127,27 @@ describe('replay store under the generated ACL users (issue 20 #1)', () => {
     }
   });
 
+  it('warns when the Redis of the replay store evicts keys (a producer filling memory could drop a nonce)', async (t) => {
+    if (!requireService(t, ok, 'redis-server')) return;
+    await admin.config('SET', 'maxmemory', '512mb');
+    await admin.config('SET', 'maxmemory-policy', 'allkeys-lru');
+    try {
+      const worker = await startCeleriacWorker({
+        module: SECURE_TASKS,
+        args: ['-c', '1', '--processes', '1'],
+        env: { CELERIAC_BROKER_URL: url(users.worker, 5), CELERIAC_RESULT_BACKEND: url(users.worker, 5), CELERIAC_VERIFY_KEYS: ring.verifyingLine },
+      });
+      workers.push(worker);
+      const client = createApp({ brokerUrl: url(users.producer, 5), resultBackend: url(users.producer, 5), securitySigningKeys: ring.signingLine, env: {}, logger: memoryLogger('warn').logger });
+      apps.push(client);
+      assert.equal(await (await client.sendTask('tasks.add', [1, 1])).get({ timeoutMs: 15_000 }), 2);
+      await eventually(() => worker.logs().some((l) => l.securityEvent === 'policy_warning' && /evicts keys when full \(maxmemory-policy allkeys-lru\)/.test(String(l.reason))), 10_000, 'the eviction warning');
+    } finally {
+      await admin.config('SET', 'maxmemory', '0');
+      await admin.config('SET', 'maxmemory-policy', 'noeviction');
+    }
+  });
+
   it('a default Python Celery worker (gossip, mingle, events) and client work with these users; nothing denied', async (t) => {
     if (!requireService(t, ok, 'redis-server') || !requireService(t, hasPythonCelery(), 'python celery')) return;
     await admin.acl('LOG', 'RESET');
