@@ -65,9 +65,21 @@ export function taskQueueDeclaration(name: string, settings: AmqpSettings): Queu
   };
 }
 
-/** The dead-letter queue of `queue`: durable, no priority, same queue type. */
+/** Most messages and bytes a dead-letter queue keeps; past them the oldest are dropped (it must not grow without bound). */
+export const DEAD_LETTER_MAX_LENGTH = 100_000;
+export const DEAD_LETTER_MAX_BYTES = 256 * 1024 * 1024;
+
+/**
+ * The dead-letter queue of `queue`: durable, no priority, same queue type,
+ * bounded by count and bytes (drop-head). A DLQ declared before without the
+ * bounds is used as it is, with a warning (see `Topology.ensure`).
+ */
 export function deadLetterDeclaration(dlqName: string, settings: AmqpSettings): QueueDeclaration {
-  return { name: dlqName, durable: true, autoDelete: false, exclusive: false, arguments: queueArguments(settings, false) };
+  const args = queueArguments(settings, false);
+  args['x-max-length'] = { '!': 'int', value: DEAD_LETTER_MAX_LENGTH };
+  args['x-max-length-bytes'] = { '!': 'int', value: DEAD_LETTER_MAX_BYTES };
+  args['x-overflow'] = 'drop-head';
+  return { name: dlqName, durable: true, autoDelete: false, exclusive: false, arguments: args };
 }
 
 /** AMQP reply code of a channel error (403 ACCESS_REFUSED, 404 NOT_FOUND, 406 PRECONDITION_FAILED), if any. */

@@ -52,7 +52,11 @@ export const DLQ_HEADERS = {
   reason: 'x-celeriac-dead-letter-reason',
   at: 'x-celeriac-dead-lettered-at',
   queue: 'x-celeriac-original-queue',
+  /** Set when only the first KiB of the body was kept: the original body size. */
+  truncated: 'x-celeriac-truncated-size',
 } as const;
+/** Dead letters keep a body whole up to this size; beyond it, the first KiB (the queue stays bounded). */
+const DEAD_LETTER_BODY_MAX = 64 * 1024;
 
 export interface AmqpBrokerOptions extends AdapterContext {
   /** `amqp://`, `amqps://` or `pyamqp://` URL; the vhost is the path (`//` means `/`). */
@@ -190,12 +194,17 @@ export class AmqpBroker implements Broker {
   /** Publish a copy of `message` with the reason to `<queue>.dlq`; resolves once confirmed. */
   private async deadLetterCopy(queue: string, message: WireMessage, reason: string): Promise<void> {
     const dlq = deadLetterQueueName(queue);
-    const headers = { ...message.headers, [DLQ_HEADERS.reason]: reason.slice(0, 1000), [DLQ_HEADERS.at]: Date.now(), [DLQ_HEADERS.queue]: queue };
+    const headers: Record<string, unknown> = { ...message.headers, [DLQ_HEADERS.reason]: reason.slice(0, 1000), [DLQ_HEADERS.at]: Date.now(), [DLQ_HEADERS.queue]: queue };
+    let body = message.body;
+    if (body.length > DEAD_LETTER_BODY_MAX) {
+      headers[DLQ_HEADERS.truncated] = body.length;
+      body = body.subarray(0, 1024);
+    }
     // No TTL on a dead letter: it stays until someone looks at it.
     const properties = { ...message.properties, delivery_mode: 2 };
     delete properties.expiration;
     const options = publishOptions({ ...message, headers, properties }, 0, typeof properties.correlation_id === 'string');
-    await this.publisher.publish([{ exchange: '', routingKey: dlq, content: message.body, options, declare: this.dlqDeclaration(dlq) }]);
+    await this.publisher.publish([{ exchange: '', routingKey: dlq, content: body, options, declare: this.dlqDeclaration(dlq) }]);
   }
 
   private dlqDeclaration(dlq: string): QueueDeclaration {

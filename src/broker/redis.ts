@@ -444,6 +444,11 @@ export class RedisBroker implements Broker {
   }
 }
 
+/** Largest envelope a consumer reads: the body limit in base64 plus the room decodeRedisEnvelope allows for headers. */
+function maxEnvelopeBytes(limits: DecodeLimits): number {
+  return Math.ceil((limits.maxBytes * 4) / 3) + 256 * 1024;
+}
+
 /**
  * The send was written and its answer lost (the connection closed under it:
  * ioredis rejects such commands with "Connection is closed." when it does not
@@ -492,8 +497,13 @@ function parseUnackedEntry(entry: string): { exchange: string; routingKey: strin
   }
 }
 
+/** Dead-letter records keep a message whole up to this size; beyond it, its id, size and first KiB (the store stays bounded). */
+const DEAD_LETTER_RECORD_MAX = 64 * 1024;
+
 function deadLetterRecord(queue: string, reason: string, raw: string): string {
-  return JSON.stringify({ reason, queue, at: Date.now() / 1000, payload: raw });
+  if (raw.length <= DEAD_LETTER_RECORD_MAX) return JSON.stringify({ reason, queue, at: Date.now() / 1000, payload: raw });
+  const id = /"id":\s*"([^"]{1,64})"/.exec(raw.slice(-8192))?.[1];
+  return JSON.stringify({ reason, queue, at: Date.now() / 1000, id, size: raw.length, truncated: true, payload: raw.slice(0, 1024) });
 }
 
 function parseDeadLetter(r: string, queue: string, limits: DecodeLimits): DeadLetter {
@@ -576,6 +586,10 @@ class RedisConsumer implements Consumer {
   private ackTags: string[] = [];
   private ackBatch: { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void } | undefined;
   private readonly listKeys: string[];
+  /** The dead-letter list of each list's queue (oversized messages go there from the reserve script). */
+  private readonly dlqKeys: string[];
+  /** Envelopes larger than this are dead-lettered by the reserve script, never read here. */
+  private readonly maxEnvelopeBytes: number;
   private readonly routingJson: string[];
   private readonly tagPrefix = `${randomBytes(8).toString('hex')}.`;
   private tagSeq = 0;
@@ -602,13 +616,16 @@ class RedisConsumer implements Consumer {
     this.leaseMs = vtMs - Math.min(5000, vtMs / 10);
     // kombu's order: priority steps outer, queues inner.
     this.listKeys = [];
+    this.dlqKeys = [];
     this.routingJson = [];
     for (const step of PRIORITY_STEPS) {
       for (const q of queues) {
         this.listKeys.push(broker.bucketKey(q, step));
+        this.dlqKeys.push(broker.prefix + deadLetterQueueName(q));
         this.routingJson.push(JSON.stringify(q));
       }
     }
+    this.maxEnvelopeBytes = maxEnvelopeBytes(broker.limits);
   }
 
   get unsettled(): number {
@@ -698,16 +715,19 @@ class RedisConsumer implements Consumer {
         // Tags are this consumer's random prefix plus a counter: unique, and cheap to make.
         this.tagSeq += room;
         reply = await this.reserveClient().celeriacReserve(
-          2 + this.listKeys.length,
+          2 + 2 * this.listKeys.length,
           this.broker.keys.unacked,
           this.broker.keys.index,
           ...this.listKeys,
+          ...this.dlqKeys,
           (Date.now() / 1000).toFixed(6),
           room,
           '""',
           ...this.routingJson,
           this.tagPrefix,
           seq,
+          this.maxEnvelopeBytes,
+          this.broker.deadLetterMax,
         );
       } catch (err) {
         // The script may have run before the connection dropped.

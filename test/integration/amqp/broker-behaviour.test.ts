@@ -255,7 +255,11 @@ describe('amqp broker behaviour', () => {
     await waitFor(() => got.length === 1, 5000, 'delivery');
     await got[0]!.deadLetter('bad input');
     const dlq = (await listQueues(vh.vhost)).find((x) => x.name === `${queue}.dlq`)!;
-    assert.deepEqual({ durable: dlq.durable, auto_delete: dlq.auto_delete, arguments: dlq.arguments }, { durable: true, auto_delete: false, arguments: {} });
+    // Bounded by count and bytes, oldest dropped first (issue 20 #7).
+    assert.deepEqual(
+      { durable: dlq.durable, auto_delete: dlq.auto_delete, arguments: dlq.arguments },
+      { durable: true, auto_delete: false, arguments: { 'x-max-length': 100_000, 'x-max-length-bytes': 256 * 1024 * 1024, 'x-overflow': 'drop-head' } },
+    );
     for (let i = 0; i < 2; i++) {
       const dead = await b.deadLetters(queue);
       assert.equal(dead.length, 1);
@@ -266,6 +270,24 @@ describe('amqp broker behaviour', () => {
       assert.equal(dead[0]!.raw, m.body.toString());
     }
     await c.cancel();
+  });
+
+  it('a dead letter larger than 64 KiB keeps its headers, the reason and the first KiB of its body (the DLQ stays bounded)', async (t) => {
+    if (!requireService(t, ready, 'RabbitMQ')) return;
+    const b = make();
+    const queue = q();
+    const big = buildTaskMessage({ task: 'tasks.big', id: newId(), args: ['x'.repeat(300 * 1024)], kwargs: {} }, JSON_SERIALIZER);
+    await b.publish(queue, big);
+    const got: Delivery[] = [];
+    const c = await b.consume([queue], { prefetch: 1 }, (d) => got.push(d));
+    await waitFor(() => got.length === 1, 10_000, 'delivery');
+    await got[0]!.deadLetter('too big to keep');
+    await c.cancel();
+    const dead = await b.deadLetters(queue);
+    assert.equal(dead.length, 1);
+    assert.equal(dead[0]!.reason, 'too big to keep');
+    assert.equal(dead[0]!.message?.headers.id, big.headers.id);
+    assert.equal(dead[0]!.raw.length, 1024);
   });
 
   it('broadcast: fanout reaches every subscriber; topic subscriptions filter by binding key; Celery pidbox queue arguments', async (t) => {
