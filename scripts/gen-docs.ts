@@ -117,6 +117,8 @@ async function settingsPage(): Promise<string> {
 export const ENVIRONMENT: ReadonlyArray<{ name: string; meaning: string; file?: boolean; celery?: string }> = [
   { name: 'CELERIAC_BROKER_URL', meaning: 'Broker URL when the app sets none (`redis://`, `rediss://`, `amqp://`, `amqps://`, `sqlite://`, `memory://`). Re-read on SIGHUP. Without it (and without `CELERY_BROKER_URL`), the embedded SQLite file `.celeriac/celeriac.db` is used.', file: true, celery: 'CELERY_BROKER_URL' },
   { name: 'CELERIAC_RESULT_BACKEND', meaning: 'Result backend URL when the app sets none (`redis://`, `rediss://`, `sqlite://`, `memory://`). Re-read on SIGHUP.', file: true, celery: 'CELERY_RESULT_BACKEND' },
+  { name: 'CELERIAC_ENV', meaning: 'Security mode: `production` or `development`, exactly; wins over `NODE_ENV` (`production`; `development` or `test`). Any other value of either is refused. See [security.md](../security.md).' },
+  { name: 'CELERIAC_UNSAFE_ALLOW_ROOT', meaning: '`1`: let a worker run as root in production (CEL-020); logged at every start. Prefer `celeriac worker --uid/--gid`.' },
   { name: 'CELERIAC_LOG_LEVEL', meaning: "Log level: `trace`, `debug`, `info` (default), `warning`/`warn`, `error`, `critical`/`fatal`, `silent`. The worker's `-l` sets it." },
   { name: 'CELERIAC_LOG_FORMAT', meaning: "`text` (one readable line per event; default when stderr is a terminal) or `json` (one JSON object per line; default otherwise). The worker's `--log-format` sets it." },
   { name: 'CELERIAC_SECURITY_KEY', meaning: 'PEM text of the RSA private key of the `auth` signer (setting `securityKey`).', file: true, celery: 'CELERY_SECURITY_KEY' },
@@ -128,7 +130,8 @@ export const ENVIRONMENT: ReadonlyArray<{ name: string; meaning: string; file?: 
   { name: 'CELERIAC_SECURITY_ACCEPT_BODY_ONLY_FROM', meaning: "Comma-separated signer ids whose Celery body-only signatures are accepted (Python producers; weaker, warned at every start)." },
   { name: 'CELERIAC_SECURITY_MESSAGE_TTL', meaning: 'Seconds a message signature stays valid (setting `securityMessageTtl`).' },
   { name: 'CELERIAC_SECURITY_REPLAY_WINDOW', meaning: 'Longest signature lifetime a worker accepts, seconds (setting `securityReplayWindow`).' },
-  { name: 'CELERIAC_SECURITY_REPLAY_STORE', meaning: 'Where replay nonces live: `auto`, `redis`, `sqlite` or `memory` (setting `securityReplayStore`).' },
+  { name: 'CELERIAC_SECURITY_REPLAY_STORE', meaning: 'Where replay nonces live: `auto` (default: the Redis broker or backend, else the SQLite broker file, else `local`), `redis`, `sqlite`, `local` (a SQLite file shared by the worker processes of one machine) or `memory` (setting `securityReplayStore`).' },
+  { name: 'CELERIAC_SECURITY_REPLAY_FILE', meaning: 'File of the `local` replay store (default `.celeriac/replay.db`; setting `securityReplayFile`).' },
   { name: 'CELERIAC_SIGNING_KEYS', meaning: 'Ed25519/HMAC signing key ring text (setting `securitySigningKeys`); make one with `celeriac secrets generate ed25519` (or `hmac`).', file: true },
   { name: 'CELERIAC_VERIFY_KEYS', meaning: 'Verify-only key ring (Ed25519 public keys) for workers (setting `securityVerifyKeys`).', file: true },
   { name: 'CELERIAC_RESULT_KEYS', meaning: 'AES-256-GCM result key ring: results encrypted at rest (setting `resultEncryptionKeys`).', file: true },
@@ -139,6 +142,9 @@ export const ENVIRONMENT: ReadonlyArray<{ name: string; meaning: string; file?: 
 /** Names the code prints (`celeriac secrets generate --format env`) for you to reference, but does not read itself. */
 export const PRINTED_ONLY = ['CELERIAC_PASSWORD', 'CELERIAC_REDIS_USERNAME', 'CELERIAC_REDIS_PASSWORD', 'CELERIAC_AMQP_USERNAME', 'CELERIAC_AMQP_PASSWORD'];
 
+/** Variables that also take a `_FILE` form: `X_FILE` names the same variable as `X`. */
+const FILE_CAPABLE = new Set(ENVIRONMENT.filter((v) => v.file).map((v) => v.name));
+
 /** Every `CELERIAC_*` name written in src/ (string literals and comments). */
 export function variablesInSource(): Set<string> {
   const names = new Set<string>();
@@ -146,7 +152,7 @@ export function variablesInSource(): Set<string> {
     for (const name of readdirSync(dir)) {
       const p = join(dir, name);
       if (statSync(p).isDirectory()) walk(p);
-      else if (name.endsWith('.ts')) for (const m of readFileSync(p, 'utf8').matchAll(/\bCELERIAC_[A-Z0-9_]*[A-Z0-9]\b/g)) names.add(m[0].replace(/_FILE$/, ''));
+      else if (name.endsWith('.ts')) for (const m of readFileSync(p, 'utf8').matchAll(/\bCELERIAC_[A-Z0-9_]*[A-Z0-9]\b/g)) names.add(FILE_CAPABLE.has(m[0].replace(/_FILE$/, '')) ? m[0].replace(/_FILE$/, '') : m[0]);
     }
   };
   walk(join(ROOT, 'src'));

@@ -26,14 +26,14 @@ export interface ModeResolution {
   source: 'CELERIAC_ENV' | 'NODE_ENV' | 'default';
 }
 
-const CELERIAC_VALUES: Readonly<Record<string, SecurityMode>> = { production: 'production', development: 'development' };
+const OWN_VALUES: Readonly<Record<string, SecurityMode>> = { production: 'production', development: 'development' };
 const NODE_VALUES: Readonly<Record<string, SecurityMode>> = { production: 'production', development: 'development', test: 'development' };
 
 /** Resolve the mode from the environment; throws `ConfigError` (`ERR_MODE`) for a value outside the sets above. */
 export function resolveSecurityMode(env: Env): ModeResolution {
   const own = env.CELERIAC_ENV;
   if (own !== undefined && own !== '') {
-    const mode = Object.hasOwn(CELERIAC_VALUES, own) ? CELERIAC_VALUES[own] : undefined;
+    const mode = Object.hasOwn(OWN_VALUES, own) ? OWN_VALUES[own] : undefined;
     if (!mode) {
       throw new ConfigError(`CELERIAC_ENV=${JSON.stringify(own)} is neither "production" nor "development": refusing to guess the security mode`, {
         hint: 'set CELERIAC_ENV=production (or development), exactly, in lower case',
