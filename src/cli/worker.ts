@@ -2,7 +2,8 @@
  * `celeriac worker`: run a worker for the app in `-A`, with Celery's flags.
  */
 import { parseArgs } from 'node:util';
-import { defaultLogFormat, parseLogFormat, parseLogLevel } from '../logging.ts';
+import { defaultLogFormat, defaultLogger, parseLogFormat, parseLogLevel } from '../logging.ts';
+import { recordSecurityEvent } from '../security/events.ts';
 import { createWorker } from '../worker/worker.ts';
 import { enforceWorkerIdentity } from '../security/privileges.ts';
 import { appFromArgs } from './load-app.ts';
@@ -108,7 +109,9 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
   try {
     applyConnectionFlags(values, io);
     // CEL-020: refuse root in production, or become --uid/--gid, before any app code is loaded.
-    enforceWorkerIdentity(values.uid, values.gid, io.env, (text) => println(io.stderr, text));
+    enforceWorkerIdentity(values.uid, values.gid, io.env, (w) =>
+      recordSecurityEvent('policy_warning', { id: w.id, setting: w.setting, reason: w.message, fix: w.fix, ...(w.override ? { override: w.override } : {}) }, defaultLogger()),
+    );
     const { app, moduleUrl } = await appFromArgs(values.app, io.cwd);
     const pool = values.pool ?? 'prefork';
     if (pool !== 'prefork' && pool !== 'solo') throw new Error(`unknown pool ${pool}: use prefork or solo`);

@@ -123,9 +123,10 @@ export function dropPrivileges(uid: number, gid: number): void {
 /**
  * The worker command's identity step, before the app module is loaded:
  * refuse (with every refusal the environment's settings already show, so
- * one start lists them all), warn through `warn`, or drop to `--uid/--gid`.
+ * one start lists them all), pass each warning to `warn` (the caller logs it
+ * as a policy warning), or drop to `--uid/--gid`.
  */
-export function enforceWorkerIdentity(uidSpec: string | undefined, gidSpec: string | undefined, env: Env, warn: (text: string) => void): void {
+export function enforceWorkerIdentity(uidSpec: string | undefined, gidSpec: string | undefined, env: Env, warn: (finding: Finding) => void): void {
   if (gidSpec !== undefined && uidSpec === undefined) throw new ConfigError('--gid needs --uid', { hint: 'pass --uid USER as well (the group defaults to its primary group)' });
   const mode = resolveSecurityMode(env).mode;
   const report = evaluateProcessIdentity({ mode, euid: process.geteuid?.(), dropTo: uidSpec !== undefined, allowRoot: /^(1|true|yes|on)$/i.test(env[ALLOW_ROOT_VAR] ?? '') });
@@ -138,7 +139,7 @@ export function enforceWorkerIdentity(uidSpec: string | undefined, gidSpec: stri
     }
     throw new InsecureConfigError([...report.refusals, ...others]);
   }
-  for (const w of report.warnings) warn(`warning: [${w.id}] ${w.message}; fix: ${w.fix}`);
+  for (const w of report.warnings) warn(w);
   if (uidSpec !== undefined) {
     const { uid, gid } = resolveIdentity(uidSpec, gidSpec);
     dropPrivileges(uid, gid);
