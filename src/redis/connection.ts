@@ -229,6 +229,11 @@ export async function updateClientCredentials(client: Redis, url: string): Promi
   if (t.host !== current.host || t.port !== current.port) {
     throw new ConfigError('a credential reload may change the user and password, not the server', { hint: 'restart the process to move to another server' });
   }
+  // Take the new secret before checking it: a reconnect during the check (the operator killing the old
+  // sessions right after SIGHUP) must log in with the new secret, not the retired one.
+  const previous = { username: current.username, password: current.password };
+  current.username = t.username;
+  current.password = t.password;
   if (client.status === 'ready' && t.password !== undefined && client.mode !== 'subscriber') {
     // (RESP2 subscribers cannot AUTH; they use the new secret on their next reconnect.)
     try {
@@ -236,10 +241,12 @@ export async function updateClientCredentials(client: Redis, url: string): Promi
       else await client.auth(t.password);
     } catch (err) {
       const c = classifyConnectionError(err);
-      if (c.kind === 'auth') recordSecurityEvent('auth_failure', { host: `${t.host}:${t.port}`, reason: `${c.reason} (new credentials not taken)`, code: c.code });
-      throw new ConnectionError(`the new credentials for ${t.host}:${t.port} were refused: ${c.reason}; the current ones are kept`, { hint: c.hint, code: c.kind === 'auth' ? 'ERR_AUTH' : 'ERR_CONNECTION' });
+      // The connection dropped under the check: its reconnect authenticates with the new secret and reports a wrong one.
+      if (c.kind !== 'auth') return;
+      current.username = previous.username;
+      current.password = previous.password;
+      recordSecurityEvent('auth_failure', { host: `${t.host}:${t.port}`, reason: `${c.reason} (new credentials not taken)`, code: c.code });
+      throw new ConnectionError(`the new credentials for ${t.host}:${t.port} were refused: ${c.reason}; the current ones are kept`, { hint: c.hint, code: 'ERR_AUTH' });
     }
   }
-  current.username = t.username;
-  current.password = t.password;
 }

@@ -471,9 +471,14 @@ export class Supervisor implements WorkerHandle {
     return out;
   }
 
-  /** Ask every child to reload its credentials (SIGHUP); the supervisor holds no connection that needs it. */
+  /**
+   * SIGHUP: every child reloads its credentials, and so does this process,
+   * whose own broker and backend connections (start-up check, settling a
+   * dead child's tasks) must not reconnect with a retired secret.
+   */
   async reload(): Promise<void> {
     for (const c of this.children) if (c?.proc.connected) c.proc.send({ t: 'reload' } satisfies ToChild);
+    await this.app.reloadCredentials();
   }
 
   /** Warm shutdown: each child stops consuming, requeues what it has not started and finishes what runs. */
