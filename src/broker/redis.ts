@@ -221,7 +221,8 @@ export class RedisBroker implements Broker {
 
   connect(): Promise<void> {
     if (this.closed) return Promise.reject(new ClosedError('redis broker'));
-    this.connecting ??= Promise.all([connectClient(this.client, this.options.url, 'broker'), connectClient(this.sendClient, this.options.url, 'broker producer')]).then(
+    // One after the other: a refused login or certificate is one failure (one security event), not one per connection.
+    this.connecting ??= connectClient(this.client, this.options.url, 'broker').then(() => connectClient(this.sendClient, this.options.url, 'broker producer')).then(
       () => {
         this.connected = true;
       },
@@ -760,6 +761,8 @@ class RedisConsumer implements Consumer {
           }
         }
       }
+      // After the envelopes: the records of oversized messages the script dead-lettered without handing them out.
+      for (let at = nk + taken; at < reply.length; at++) this.reportOversized(String(reply[at]));
       if (this.cancelled) break;
       if (taken >= room) {
         idlePolls = 0;
@@ -784,6 +787,15 @@ class RedisConsumer implements Consumer {
       idlePolls = taken === 0 ? idlePolls + 1 : 0;
       // With tracking the timeout is only a safety net.
       await this.bell.wait(tracking ? 1000 : Math.min(100, 2 ** Math.min(idlePolls, 7)));
+    }
+  }
+
+  private reportOversized(record: string): void {
+    try {
+      const r = JSON.parse(record) as { queue?: unknown; reason?: unknown; id?: unknown };
+      this.options.onMalformed?.({ queue: String(r.queue), reason: String(r.reason), id: typeof r.id === 'string' ? r.id : undefined });
+    } catch {
+      // cjson wrote it: it parses; nothing to report otherwise.
     }
   }
 

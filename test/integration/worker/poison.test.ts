@@ -97,7 +97,7 @@ for (const engine of ['redis', 'amqp'] as const) {
 
     it('a late-ack task whose result cannot be encoded ends as FAILURE EncodeError and runs once', async (t) => {
       if (!requireService(t, ok, engine === 'amqp' ? 'redis-server and rabbitmq' : 'redis-server')) return;
-      const r = await mod.bigint.delay();
+      const r = await mod.unencodable.delay();
       await assert.rejects(r.get({ timeoutMs: 15_000 }), { excType: 'EncodeError' });
       await sleep(1500);
       assert.equal(runs(r.id), 1);

@@ -51,8 +51,10 @@ export const spin = app.task(
   { timeLimit: 1 },
 );
 
-/** Returns what the JSON result serializer cannot encode. */
-export const bigint = app.task('poison.bigint', () => {
+/** Returns what the JSON result serializer cannot encode (a cycle; a bigint is exact JSON now). */
+export const unencodable = app.task('poison.unencodable', () => {
   logRun();
-  return 10n;
+  const cycle: Record<string, unknown> = { name: 'cycle' };
+  cycle.self = cycle;
+  return cycle;
 });
