@@ -367,7 +367,8 @@ export class RedisBroker implements Broker {
   private async withMutex(work: () => Promise<number>): Promise<number> {
     const token = randomUUID();
     // Held for one scan (milliseconds); a short expiry limits how long a crashed restorer blocks others.
-    const got = await this.client.set(this.keys.mutex, token, 'PX', 30_000, 'NX');
+    // (A restorer killed mid-scan blocks the others until this runs out: at most half the visibility timeout.)
+    const got = await this.client.set(this.keys.mutex, token, 'PX', Math.max(1000, Math.min(30_000, (this.visibilityTimeoutS * 1000) / 2)), 'NX');
     if (got !== 'OK') return 0;
     try {
       return await work();

@@ -103,3 +103,64 @@ export function lossReason(e: LossEntry): string {
   if (e.crashes >= e.settles) return `crashed its worker process ${e.crashes} time${e.crashes === 1 ? '' : 's'}`;
   return `its result could not be settled ${e.settles} time${e.settles === 1 ? '' : 's'}`;
 }
+
+/**
+ * The ledger shared by every worker node through the result backend: one
+ * small record per task id with lost runs (`celeriac-loss:<id>`, expiring
+ * with results), so a poison message that moves between nodes is still
+ * counted once. Read when a redelivered message arrives without a local
+ * entry, written after each lost run.
+ */
+export interface SharedLossStore {
+  get(taskId: string): Promise<Buffer | undefined>;
+  getMany(taskIds: readonly string[]): Promise<Array<Buffer | undefined>>;
+  store(records: ReadonlyArray<{ taskId: string; state: string; payload: Buffer }>, options?: { expiresSeconds?: number }): Promise<void>;
+}
+
+/** Backend key of a task's shared loss record. */
+export function lossKey(id: string): string {
+  return `celeriac-loss:${id}`;
+}
+
+export function encodeLoss(e: LossEntry): Buffer {
+  return Buffer.from(JSON.stringify([e.crashes, e.suspects, e.timeLimits, e.settles, e.final ? 1 : 0]));
+}
+
+export function decodeLoss(b: Buffer | undefined): LossEntry | undefined {
+  if (!b || b.length > 256) return undefined;
+  try {
+    const v = JSON.parse(b.toString('utf8')) as unknown;
+    if (!Array.isArray(v) || v.length !== 5 || !v.every((x) => Number.isInteger(x) && (x as number) >= 0 && (x as number) < 1e6)) return undefined;
+    const [crashes, suspects, timeLimits, settles, final] = v as number[];
+    return { crashes: crashes!, suspects: suspects!, timeLimits: timeLimits!, settles: settles!, final: final === 1 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Each counter at the larger of the two (what another node counted is kept). */
+export function mergeLoss(a: LossEntry | undefined, b: LossEntry | undefined): LossEntry | undefined {
+  if (!a) return b && { ...b };
+  if (!b) return { ...a };
+  return { crashes: Math.max(a.crashes, b.crashes), suspects: Math.max(a.suspects, b.suspects), timeLimits: Math.max(a.timeLimits, b.timeLimits), settles: Math.max(a.settles, b.settles), final: a.final || b.final };
+}
+
+/** Bring the shared records of `ids` into the local ledger. */
+export async function pullShared(ledger: LossLedger, store: SharedLossStore, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  const got = await store.getMany(ids.map(lossKey));
+  ids.forEach((id, i) => {
+    const merged = mergeLoss(ledger.get(id), decodeLoss(got[i]));
+    if (merged) ledger.set(id, merged);
+  });
+}
+
+/** Write the local entries of `ids` to the shared store. */
+export async function pushShared(ledger: LossLedger, store: SharedLossStore, ids: readonly string[], expiresSeconds: number): Promise<void> {
+  const records = [];
+  for (const id of ids) {
+    const e = ledger.get(id);
+    if (e) records.push({ taskId: lossKey(id), state: 'LOSS', payload: encodeLoss(e) });
+  }
+  if (records.length > 0) await store.store(records, { expiresSeconds });
+}

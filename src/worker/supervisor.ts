@@ -26,7 +26,7 @@ import type { Logger } from '../logging.ts';
 import { defaultNodeName } from '../protocol/ids.ts';
 import { RUNNING_FROM_SOURCE } from '../runtime/import-module.ts';
 import { buildResultMeta, type ExceptionInfo } from '../protocol/result-meta.ts';
-import { LossLedger, lossReason, lostRuns, type LossEntry, type LossKind } from './loss-ledger.ts';
+import { LossLedger, lossReason, lostRuns, pullShared, pushShared, type LossEntry, type LossKind } from './loss-ledger.ts';
 import { decodeStartedLine, type FromChild, type ToChild } from './supervisor-ipc.ts';
 import type { TaskEvent, WorkerHandle, WorkerOptions, WorkerStats } from './worker.ts';
 
@@ -142,7 +142,14 @@ export class Supervisor implements WorkerHandle {
 
   async start(): Promise<void> {
     const started = await Promise.allSettled(this.shares.map((_, i) => this.spawn(i)));
-    const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    // A child killed by a signal during start-up (the OOM killer, an operator) is started again; a child that
+    // could not load the app or reach the broker means the worker cannot start at all.
+    const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected' && !(s.reason as { killed?: boolean }).killed);
+    if (!failed && started.every((s) => s.status === 'rejected')) {
+      this.stopping = true;
+      throw (started[0] as PromiseRejectedResult).reason;
+    }
+    if (!failed) started.forEach((s, i) => s.status === 'rejected' && this.respawn(i));
     if (failed) {
       this.stopping = true;
       for (const c of this.children) c?.proc.kill('SIGKILL');
@@ -204,7 +211,7 @@ export class Supervisor implements WorkerHandle {
       });
       proc.on('error', (err) => this.logger.error({ err, pid: proc.pid }, 'worker process error'));
       proc.on('exit', (code, signal) => {
-        if (!child.ready) fail(new CeleriacError('ERR_WORKER_START', `a worker process exited during start-up (${signal ?? `code ${code}`})`));
+        if (!child.ready) fail(Object.assign(new CeleriacError('ERR_WORKER_START', `a worker process exited during start-up (${signal ?? `code ${code}`})`), { killed: signal !== null }));
         void this.onExit(child, code, signal);
       });
       proc.send({
@@ -383,6 +390,12 @@ export class Supervisor implements WorkerHandle {
     const culprit = child.culprit;
     // A task that was running alone when its process died is the cause; several running together are suspects.
     const alone = child.running.size === 1;
+    // What other worker nodes counted for these tasks (the shared ledger in the result backend).
+    const store = await this.app.resultStore();
+    if (store) {
+      const ids = [...child.running.values()].map((l) => decodeStartedLine(l).id);
+      await pullShared(this.ledger, store.backend, ids).catch((err: unknown) => this.logger.warn({ err }, 'could not read the shared loss ledger; counting on this node only'));
+    }
     const how = `process ${child.proc.pid} ${culprit ? 'killed at a hard time limit' : 'died'}`;
     for (const line of child.running.values()) {
       const event = decodeStartedLine(line);
@@ -419,9 +432,11 @@ export class Supervisor implements WorkerHandle {
         deadLetter.set(event.tag, reason);
       }
     }
-    if (changed.size > 0) this.broadcastLosses(changed);
-    const store = failures.length > 0 ? await this.app.resultStore() : undefined;
-    if (store) {
+    if (changed.size > 0) {
+      this.broadcastLosses(changed);
+      if (store) await pushShared(this.ledger, store.backend, [...changed.keys()], this.app.settings.resultExpires).catch((err: unknown) => this.logger.warn({ err }, 'could not write the shared loss ledger'));
+    }
+    if (store && failures.length > 0) {
       await store.storeMany(
         failures.map(({ event, exc }) => buildResultMeta({ taskId: event.id, status: 'FAILURE', result: exc, traceback: null, groupId: event.group, parentId: event.parentId })),
       );
@@ -446,6 +461,10 @@ export class Supervisor implements WorkerHandle {
     const entry = kind === 'final' ? this.ledger.finalize(id) : this.ledger.record(id, kind);
     if (final) this.ledger.finalize(id);
     this.broadcastLosses(new Map([[id, entry]]));
+    void this.app
+      .resultStore()
+      .then((store) => store && pushShared(this.ledger, store.backend, [id], this.app.settings.resultExpires))
+      .catch((err: unknown) => this.logger.warn({ err }, 'could not write the shared loss ledger'));
   }
 
   private maxRedeliveries(task: string): number {

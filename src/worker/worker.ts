@@ -30,7 +30,7 @@ import { bindArguments, parseRateLimit, validateArguments, type TaskDefinition }
 import type { RequestInfo } from './context.ts';
 import type { ExecJob, ExecOutcome } from './execute.ts';
 import { childTuple, failureFollowUps, retryMessageInput, successFollowUps, type FollowUp } from './follow-ups.ts';
-import { LossLedger, lossReason, lostRuns, type LossKind } from './loss-ledger.ts';
+import { LossLedger, lossKey, lossReason, lostRuns, pullShared, pushShared, type LossKind } from './loss-ledger.ts';
 import { createSoloPool } from './pool/solo.ts';
 import type { Pool } from './pool/types.ts';
 import { TokenBucket } from './rate-limit.ts';
@@ -227,6 +227,8 @@ export class Worker implements WorkerHandle {
   private readonly onLoss: ((id: string, kind: LossKind | 'final') => void) | undefined;
   /** An isolated job is running: nothing else starts until it ends. */
   private isolating = false;
+  /** An isolated job waits for running and settling work to end. */
+  private isolationWaiting = false;
 
   constructor(options: WorkerOptions) {
     this.app = options.app;
@@ -333,9 +335,11 @@ export class Worker implements WorkerHandle {
       this.hold(job, req.eta, true);
       return;
     }
-    // A redelivered message may be the task that just killed a sibling process: RabbitMQ gives it back as soon
-    // as that process's connection drops, maybe before the supervisor's ledger update arrives here. Wait for it.
-    if (delivery.redelivered && this.onTaskEvents && !this.ledger.get(req.id)) {
+    // A redelivered message may be a task whose runs were lost elsewhere: read the shared ledger first. In a
+    // prefork child it may also be the task that just killed a sibling process (RabbitMQ gives it back as soon
+    // as that process's connection drops, maybe before the supervisor's ledger update arrives): wait a moment.
+    if (delivery.redelivered && !this.ledger.get(req.id) && (this.onTaskEvents || this.store)) {
+      if (this.store) void pullShared(this.ledger, this.store.backend, [req.id]).catch(() => undefined);
       this.hold(job, Date.now() + REDELIVERY_SETTLE_MS, false);
       return;
     }
@@ -465,11 +469,13 @@ export class Worker implements WorkerHandle {
             continue;
           }
           if (job.isolate) {
-            if (this.active > 1 || batch.length > 0) {
-              // Wait for the running tasks to end; freeSlot drains again.
+            if (this.active > 1 || batch.length > 0 || this.finalizing > 0) {
+              // Wait until nothing else runs or settles (the supervisor must see it alone); freeSlot or the
+              // last settlement drains again.
               this.active--;
               this.pending.unshift(job);
               waitForIdle = true;
+              this.isolationWaiting = true;
               break;
             }
             this.isolating = true;
@@ -537,7 +543,8 @@ export class Worker implements WorkerHandle {
     if (lostRuns(entry) > (def.options.maxRedeliveries ?? this.app.settings.taskMaxRedeliveries)) {
       this.counters.rejected++;
       this.ledger.finalize(req.id);
-      this.onLoss?.(req.id, 'final');
+      if (this.onLoss) this.onLoss(req.id, 'final');
+      else if (this.store) void pushShared(this.ledger, this.store.backend, [req.id], this.app.settings.resultExpires).catch(() => undefined);
       this.logger.error({ id: req.id, task: req.task }, `task ${req.task}[${req.id}] ${reason}; message dead-lettered`);
       const exc: ExceptionInfo =
         entry.timeLimits > 0 && reason.startsWith('hard')
@@ -633,7 +640,8 @@ export class Worker implements WorkerHandle {
     if (job.lost) return;
     const name = job.def.name;
     if (job.isolate) this.isolating = false;
-    if (this.ledger.size > 0 && outcome.kind !== 'lost') this.ledger.forget(job.req.id);
+    // It ran to an end: its lost runs are history (here and in the shared ledger).
+    if (this.ledger.size > 0 && outcome.kind !== 'lost' && this.ledger.forget(job.req.id)) void this.store?.backend.forget(lossKey(job.req.id)).catch(() => undefined);
     this.counters.processed++;
     this.byTask[name] = (this.byTask[name] ?? 0) + 1;
     if (outcome.kind === 'success' && !hasSuccessFollowUps(job.req)) this.succeeded(job, outcome.value, outcome.runtimeMs);
@@ -715,7 +723,9 @@ export class Worker implements WorkerHandle {
   /** Count a lost run in the ledger (and tell the supervisor, which keeps the node's ledger). */
   private countLoss(id: string, kind: LossKind): void {
     this.ledger.record(id, kind);
-    this.onLoss?.(id, kind);
+    // In a prefork child the supervisor keeps the node's ledger and writes the shared one; alone, write it here.
+    if (this.onLoss) this.onLoss(id, kind);
+    else if (this.store) void pushShared(this.ledger, this.store.backend, [id], this.app.settings.resultExpires).catch(() => undefined);
   }
 
   /** The result cannot be encoded: FAILURE EncodeError (as Celery records it), then ack. */
@@ -749,10 +759,20 @@ export class Worker implements WorkerHandle {
 
   private settledBatch(jobs: Job[]): void {
     this.finalizing--;
-    if (!this.onTaskEvents) return;
-    const events: TaskEvent[] = [];
-    for (const job of jobs) if (job.reported) events.push({ type: 'finished', id: job.req.id, tag: job.delivery.deliveryTag });
-    if (events.length > 0) this.onTaskEvents(events);
+    if (this.onTaskEvents) {
+      const events: TaskEvent[] = [];
+      for (const job of jobs) if (job.reported) events.push({ type: 'finished', id: job.req.id, tag: job.delivery.deliveryTag });
+      if (events.length > 0) this.onTaskEvents(events);
+    }
+    this.afterSettling();
+  }
+
+  /** A suspect waits for this worker to be idle (nothing running or settling) before it runs alone. */
+  private afterSettling(): void {
+    if (this.isolationWaiting && this.finalizing === 0) {
+      this.isolationWaiting = false;
+      this.drain();
+    }
   }
 
   /** [hard, soft] seconds: message header, then task options, then worker settings. */
@@ -809,6 +829,7 @@ export class Worker implements WorkerHandle {
       .finally(() => {
         this.finalizing--;
         if (job.reported) this.onTaskEvents?.([{ type: 'finished', id: job.req.id, tag: job.delivery.deliveryTag }]);
+        this.afterSettling();
       });
   }
 
