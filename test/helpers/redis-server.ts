@@ -91,3 +91,53 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   }
   return server;
 }
+
+/** A redis-server with AOF (fsync always) on its own port in `dir`, restartable on the same files (crash tests). */
+export interface AofRedis {
+  port: number;
+  pid(): number;
+  /** SIGKILL, then start again on the same port and files. */
+  restart(): Promise<void>;
+  /** SIGKILL (or start after one with `restart`). */
+  stop(): Promise<void>;
+}
+
+
+export async function startAofRedis(dir: string): Promise<AofRedis> {
+  const port = await freePort();
+  let proc: ChildProcess | undefined;
+  const start = async (): Promise<void> => {
+    proc = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--loglevel', 'warning'], { stdio: 'ignore' });
+    for (let i = 0; i < 400; i++) {
+      const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+      probe.on('error', () => undefined);
+      try {
+        await probe.connect();
+        await probe.ping();
+        probe.disconnect();
+        return;
+      } catch {
+        probe.disconnect();
+        await sleep(25);
+      }
+    }
+    throw new Error('redis-server did not start');
+  };
+  const kill = async (): Promise<void> => {
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc!.once('exit', r));
+    proc.kill('SIGKILL');
+    await exited;
+  };
+  await start();
+  return {
+    port,
+    pid: () => proc!.pid!,
+    async restart() {
+      await kill();
+      await sleep(300);
+      await start();
+    },
+    stop: kill,
+  };
+}
