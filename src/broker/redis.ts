@@ -23,7 +23,7 @@ import { CeleriacError, ClosedError, ConnectionError, QueueFullError } from '../
 import type { Logger } from '../logging.ts';
 import { decodeRedisEnvelope, encodeRedisEnvelope, PRIORITY_SEP, priorityQueueKey, priorityStep } from '../protocol/redis-envelope.ts';
 import { PRIORITY_STEPS, type WireMessage } from '../protocol/types.ts';
-import { connectClient, createRedisClient, parseRedisUrl, updateClientCredentials } from '../redis/connection.ts';
+import { asRedisConnectionError, connectClient, createRedisClient, parseRedisUrl, updateClientCredentials } from '../redis/connection.ts';
 import type { DecodeLimits } from '../codec/limits.ts';
 import { Doorbell } from './doorbell.ts';
 import { QueueWatch } from './redis-queue-watch.ts';
@@ -210,9 +210,10 @@ export class RedisBroker implements Broker {
       }
     }
     if (last instanceof CeleriacError) throw last;
+    if (!isUnansweredSend(last)) throw asRedisConnectionError(last, 'broker', this.options.url);
     const why = last instanceof Error ? last.message : String(last);
     throw new ConnectionError(`could not send to the redis broker at ${this.target.host}:${this.target.port} (${queueOrKey}): ${why}`, {
-      hint: isUnansweredSend(last) ? 'the connection dropped while sending; the message may or may not have been stored — check before sending it again' : 'check that the broker is up and reachable',
+      hint: 'the connection dropped while sending; the message may or may not have been stored — check before sending it again',
       code: 'ERR_SEND',
     });
   }
