@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import type { AdapterContext } from '../adapter-context.ts';
 import { ClosedError } from '../errors.ts';
-import { connectClient, createRedisClient, updateClientCredentials } from '../redis/connection.ts';
+import { asRedisConnectionError, connectClient, createRedisClient, updateClientCredentials } from '../redis/connection.ts';
 import type { ResultBackend, StoredRecord, StoreOptions } from './types.ts';
 
 const STORE_LUA = readFileSync(new URL('./redis-lua/store.lua', import.meta.url), 'utf8');
@@ -112,21 +112,30 @@ export class RedisBackend implements ResultBackend {
         await Promise.all(calls);
         for (const p of group) p.resolve();
       } catch (err) {
-        for (const p of group) p.reject(err);
+        const e = asRedisConnectionError(err, 'result backend', this.url);
+        for (const p of group) p.reject(e);
       }
     }
   }
 
   async get(taskId: string): Promise<Buffer | undefined> {
     await this.connect();
-    return (await this.client.getBuffer(TASK_META_PREFIX + taskId)) ?? undefined;
+    try {
+      return (await this.client.getBuffer(TASK_META_PREFIX + taskId)) ?? undefined;
+    } catch (err) {
+      throw asRedisConnectionError(err, 'result backend', this.url);
+    }
   }
 
   async getMany(taskIds: readonly string[]): Promise<Array<Buffer | undefined>> {
     if (taskIds.length === 0) return [];
     await this.connect();
-    const r = await this.client.mgetBuffer(...taskIds.map((id) => TASK_META_PREFIX + id));
-    return r.map((b) => b ?? undefined);
+    try {
+      const r = await this.client.mgetBuffer(...taskIds.map((id) => TASK_META_PREFIX + id));
+      return r.map((b) => b ?? undefined);
+    } catch (err) {
+      throw asRedisConnectionError(err, 'result backend', this.url);
+    }
   }
 
   async watch(taskId: string, onRecord: (payload: Buffer) => void): Promise<() => void> {

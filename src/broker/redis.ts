@@ -23,7 +23,7 @@ import { CeleriacError, ClosedError, ConnectionError, QueueFullError } from '../
 import type { Logger } from '../logging.ts';
 import { decodeRedisEnvelope, encodeRedisEnvelope, PRIORITY_SEP, priorityQueueKey, priorityStep } from '../protocol/redis-envelope.ts';
 import { PRIORITY_STEPS, type WireMessage } from '../protocol/types.ts';
-import { connectClient, createRedisClient, parseRedisUrl, updateClientCredentials } from '../redis/connection.ts';
+import { asRedisConnectionError, connectClient, createRedisClient, parseRedisUrl, updateClientCredentials } from '../redis/connection.ts';
 import type { DecodeLimits } from '../codec/limits.ts';
 import { Doorbell } from './doorbell.ts';
 import { QueueWatch } from './redis-queue-watch.ts';
@@ -88,6 +88,17 @@ export class RedisBroker implements Broker {
   readonly logger: Logger;
   readonly prefix: string;
   readonly visibilityTimeoutS: number;
+  /** How often a consumer renews the leases of what it holds. */
+  readonly renewIntervalMs: number;
+  /**
+   * The lease of a Celeriac delivery, seconds: four renewal intervals (60 s
+   * with the defaults). Celeriac consumers renew what they hold, so an older
+   * lease means its consumer died (a supervisor SIGKILLed with its children):
+   * those messages come back after this, not after the visibility timeout.
+   * Entries of other consumers (kombu's, which renew nothing) keep the
+   * visibility timeout.
+   */
+  readonly leaseS: number;
   readonly limits: DecodeLimits;
   readonly deadLetterMax: number;
   readonly keys: { unacked: string; index: string; mutex: string };
@@ -118,6 +129,8 @@ export class RedisBroker implements Broker {
     const t = options.settings.brokerTransportOptions;
     this.prefix = typeof t.globalKeyprefix === 'string' ? t.globalKeyprefix : '';
     this.visibilityTimeoutS = typeof t.visibilityTimeout === 'number' && t.visibilityTimeout > 0 ? t.visibilityTimeout : 3600;
+    this.renewIntervalMs = Math.min(15_000, Math.max(250, (this.visibilityTimeoutS * 1000) / 4));
+    this.leaseS = Math.min(this.visibilityTimeoutS, (4 * this.renewIntervalMs) / 1000);
     this.deadLetterMax = typeof t.deadLetterMaxLength === 'number' ? t.deadLetterMaxLength : 100_000;
     this.limits = options.settings.decodeLimits;
     this.keys = {
@@ -197,9 +210,10 @@ export class RedisBroker implements Broker {
       }
     }
     if (last instanceof CeleriacError) throw last;
+    if (!isUnansweredSend(last)) throw asRedisConnectionError(last, 'broker', this.options.url);
     const why = last instanceof Error ? last.message : String(last);
     throw new ConnectionError(`could not send to the redis broker at ${this.target.host}:${this.target.port} (${queueOrKey}): ${why}`, {
-      hint: isUnansweredSend(last) ? 'the connection dropped while sending; the message may or may not have been stored — check before sending it again' : 'check that the broker is up and reachable',
+      hint: 'the connection dropped while sending; the message may or may not have been stored — check before sending it again',
       code: 'ERR_SEND',
     });
   }
@@ -327,12 +341,34 @@ export class RedisBroker implements Broker {
   async restoreExpired(now: number = Date.now()): Promise<number> {
     await this.connect();
     return this.withMutex(async () => {
+      let restored = 0;
+      if (this.leaseS < this.visibilityTimeoutS) {
+        const leaseCutoff = now / 1000 - this.leaseS;
+        const ours = (await this.client.zrangebyscore(this.keys.index, '-inf', leaseCutoff, 'LIMIT', 0, 1000)).filter((t) => CELERIAC_TAG.test(t));
+        const n = await this.restoreTags(ours, leaseCutoff, new Set());
+        if (n > 0) this.logger.warn({ restored: n }, `restored ${n} message(s) of a Celeriac consumer that stopped renewing its leases ${this.leaseS} s ago (its process died)`);
+        restored += n;
+      }
       const cutoff = now / 1000 - this.visibilityTimeoutS;
       const tags = await this.client.zrangebyscore(this.keys.index, '-inf', cutoff, 'LIMIT', 0, 1000);
-      const restored = await this.restoreTags(tags, cutoff, new Set());
-      if (restored > 0) this.logger.warn({ restored }, `restored ${restored} unacknowledged message(s) after the visibility timeout`);
-      return restored;
+      const n = await this.restoreTags(tags, cutoff, new Set());
+      if (n > 0) this.logger.warn({ restored: n }, `restored ${n} unacknowledged message(s) after the visibility timeout`);
+      return restored + n;
     });
+  }
+
+  /**
+   * Renew the leases of deliveries held by another process (a supervisor
+   * for its children's running tasks: a child whose event loop a task
+   * blocks cannot renew them itself).
+   */
+  async renewLeases(tags: readonly string[]): Promise<void> {
+    if (tags.length === 0) return;
+    await this.connect();
+    const now = (Date.now() / 1000).toFixed(6);
+    const args: string[] = [];
+    for (const tag of tags) args.push(now, tag);
+    await this.client.zadd(this.keys.index, 'XX', ...args);
   }
 
   /**
@@ -445,6 +481,9 @@ export class RedisBroker implements Broker {
     }
   }
 }
+
+/** A delivery tag made by a Celeriac consumer: its random prefix and a counter (kombu's are UUIDs). */
+const CELERIAC_TAG = /^[0-9a-f]{16}\.\d+$/;
 
 /** Largest envelope a consumer reads: the body limit in base64 plus the room decodeRedisEnvelope allows for headers. */
 function maxEnvelopeBytes(limits: DecodeLimits): number {
@@ -614,8 +653,8 @@ class RedisConsumer implements Consumer {
     private readonly onMessage: (d: Delivery) => void,
   ) {
     this.prefetch = options.prefetch;
-    const vtMs = broker.visibilityTimeoutS * 1000;
-    this.leaseMs = vtMs - Math.min(5000, vtMs / 10);
+    const leaseMs = broker.leaseS * 1000;
+    this.leaseMs = leaseMs - Math.min(5000, leaseMs / 10);
     // kombu's order: priority steps outer, queues inner.
     this.listKeys = [];
     this.dlqKeys = [];
@@ -651,7 +690,7 @@ class RedisConsumer implements Consumer {
 
   async start(): Promise<void> {
     await this.startNotifier();
-    const leaseMs = Math.min(60_000, Math.max(250, (this.broker.visibilityTimeoutS * 1000) / 4));
+    const leaseMs = this.broker.renewIntervalMs;
     this.renewTimer = setInterval(() => void this.renew(), leaseMs);
     this.renewTimer.unref();
     const restore = (): void => {

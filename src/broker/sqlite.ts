@@ -96,6 +96,9 @@ export function createSqliteBroker(options: SqliteBrokerOptions): SqliteBroker {
   return new SqliteBroker(options);
 }
 
+/** Dead letters keep a body whole up to this size; beyond it, the first KiB. */
+const DEAD_LETTER_BODY_MAX = 64 * 1024;
+
 /** The SQLite broker. Instances on the same file share queues, in one process or many. */
 export class SqliteBroker implements Broker {
   readonly kind = 'sqlite';
@@ -449,7 +452,10 @@ export class SqliteBroker implements Broker {
       if (!row) return false;
       this.s.ack!.run(id, tag);
       const dlq = deadLetterQueueName(queue);
-      this.s.insertDead!.run(dlq, reason, Date.now(), row.headers, row.properties, row.content_type, row.content_encoding, row.body);
+      // A large body is kept as its first KiB (the reason says so): the dead-letter table stays bounded by count × 64 KiB.
+      const body = row.body as Buffer | string | null;
+      const big = body !== null && body.length > DEAD_LETTER_BODY_MAX;
+      this.s.insertDead!.run(dlq, big ? `${reason} (body of ${body!.length} bytes truncated to 1024)` : reason, Date.now(), row.headers, row.properties, row.content_type, row.content_encoding, big ? body!.slice(0, 1024) : body);
       if (this.deadLetterMax > 0) this.s.trimDead!.run({ q: dlq, keep: this.deadLetterMax });
       return true;
     });

@@ -121,6 +121,13 @@ export interface Broker {
    */
   recoverOwner?(owner: string, options?: RecoverOptions): Promise<number>;
   /**
+   * Renew the leases of deliveries held by another process (by their tags),
+   * for brokers whose leases expire (a supervisor renews its children's
+   * running tasks: a task that blocks its process's event loop stops that
+   * process from renewing them).
+   */
+  renewLeases?(tags: readonly string[]): Promise<void>;
+  /**
    * Use new credentials (same server) from now on, without dropping open
    * connections or in-flight work (secret rotation on SIGHUP).
    */

@@ -6,7 +6,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { ResolvedSettings } from '../config/options.ts';
 import { parseConnectionUrl } from '../config/url.ts';
-import { ConfigError, ConnectionError } from '../errors.ts';
+import { CeleriacError, ConfigError, ConnectionError } from '../errors.ts';
 import type { Logger } from '../logging.ts';
 import { redisTlsOptions } from './tls.ts';
 import { classifyConnectionError, recordSecurityEvent, type ConnectionErrorClass } from '../security/events.ts';
@@ -249,4 +249,24 @@ export async function updateClientCredentials(client: Redis, url: string): Promi
       throw new ConnectionError(`the new credentials for ${t.host}:${t.port} were refused: ${c.reason}; the current ones are kept`, { hint: c.hint, code: 'ERR_AUTH' });
     }
   }
+}
+
+/**
+ * An error of a command on an established client, as users should see it:
+ * a connection failure (ioredis's "Connection is closed.", its
+ * MaxRetriesPerRequestError during a long outage, a reset) becomes a
+ * `ConnectionError` naming the engine, role and host; anything else (a
+ * Celeriac error, a Redis reply error) is returned unchanged.
+ */
+export function asRedisConnectionError(err: unknown, role: string, url: string): unknown {
+  if (err instanceof CeleriacError || !(err instanceof Error)) return err;
+  const code = (err as { code?: string }).code;
+  const isConnection = err.name === 'MaxRetriesPerRequestError' || err.message === 'Connection is closed.' || /^(ECONN|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND)/.test(code ?? '');
+  if (!isConnection) return err;
+  const t = parseRedisUrl(url);
+  return new ConnectionError(`the redis ${role} at ${t.host}:${t.port} is unreachable: ${err.message}`, {
+    hint: 'the server is down or restarting; Celeriac keeps reconnecting — retry the call, or check that the server runs',
+    code: 'ERR_CONNECTION',
+    cause: err,
+  });
 }

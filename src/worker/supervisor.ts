@@ -59,6 +59,8 @@ const CHILD_START_TIMEOUT_MS = 60_000;
  * its event loop keeps it from doing so).
  */
 const SHUTDOWN_KILL_GRACE_MS = 2500;
+/** How often the supervisor renews the broker leases of its children's running late-ack tasks (below every lease). */
+const LEASE_RENEW_MS = 2000;
 
 type Started = Extract<TaskEvent, { type: 'started' }>;
 
@@ -102,6 +104,7 @@ export class Supervisor implements WorkerHandle {
   private readonly maxEmptyPoolMs: number;
   private emptySince: number | undefined;
   private emptyTimer: NodeJS.Timeout | undefined;
+  private leaseTimer: NodeJS.Timeout | undefined;
   /** Why the supervisor gave up (done rejects with it). */
   private failure: Error | undefined;
   private rejectDone!: (err: Error) => void;
@@ -159,6 +162,8 @@ export class Supervisor implements WorkerHandle {
     if (this.options.signal?.aborted) void this.stop();
     this.emptyTimer = setInterval(() => this.checkEmpty(), Math.max(50, Math.min(1000, this.maxEmptyPoolMs / 4)));
     this.emptyTimer.unref();
+    this.leaseTimer = setInterval(() => void this.renewRunning(), LEASE_RENEW_MS);
+    this.leaseTimer.unref();
     this.logger.info(
       { node: this.nodeName, queues: this.options.queues ?? [this.app.settings.taskDefaultQueue], concurrency: this.shares.reduce((a, b) => a + b, 0), pool: 'prefork', processes: this.processes, pids: this.children.map((c) => c?.proc.pid), tasks: [...this.app.registry.keys()] },
       `worker ${this.nodeName} ready`,
@@ -314,6 +319,31 @@ export class Supervisor implements WorkerHandle {
       );
     }, delay);
     this.respawnTimers.add(timer);
+  }
+
+  /**
+   * Renew the broker leases of the late-ack tasks running in the children:
+   * a task that blocks its child's event loop (CPU-bound) keeps the child
+   * from renewing them, and an expired lease would let another worker run
+   * the task a second time while it still runs.
+   */
+  private async renewRunning(): Promise<void> {
+    if (this.stopping) return;
+    const tags: string[] = [];
+    for (const c of this.children) {
+      if (!c) continue;
+      for (const line of c.running.values()) {
+        const e = decodeStartedLine(line);
+        if (e.lateAck) tags.push(e.tag);
+      }
+    }
+    if (tags.length === 0) return;
+    try {
+      const broker = await this.app.broker();
+      await broker.renewLeases?.(tags);
+    } catch (err) {
+      this.logger.warn({ err }, 'could not renew the leases of running tasks');
+    }
   }
 
   /** Children that are up and consuming. */
@@ -507,6 +537,7 @@ export class Supervisor implements WorkerHandle {
       for (const t of this.respawnTimers) clearTimeout(t);
       this.respawnTimers.clear();
       if (this.emptyTimer) clearInterval(this.emptyTimer);
+      if (this.leaseTimer) clearInterval(this.leaseTimer);
       this.logger.info({ node: this.nodeName }, `worker ${this.nodeName} shutting down`);
       const live = this.children.filter((c): c is Child => c !== undefined && c.proc.exitCode === null);
       // Each child gives its tasks the shutdown timeout, then terminates what still runs (Worker.stop);

@@ -612,9 +612,11 @@ export class Worker implements WorkerHandle {
    */
   private dropStale(job: Job): void {
     job.acked = true;
-    this.logger.warn({ id: job.req.id, task: job.req.task }, `task ${job.req.task}[${job.req.id}] not started: the broker took its message back (connection lost) and delivers it again`);
+    this.logger.warn({ id: job.req.id, task: job.req.task }, `task ${job.req.task}[${job.req.id}] not started: the broker took its message back (connection lost, or its lease ran out) and delivers it again`);
     if (job.reported) this.onTaskEvents?.([{ type: 'finished', id: job.req.id, tag: job.delivery.deliveryTag }]);
     this.app.security.released?.(job.delivery.message);
+    // Give it back if nobody has yet (a no-op where the broker already did: AMQP, or a Redis entry already restored).
+    void job.delivery.reject(true).catch(() => undefined);
   }
 
   private run(job: Job): void {

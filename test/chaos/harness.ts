@@ -16,7 +16,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { sqliteUrlForPath } from '../../src/sqlite/location.ts';
-import { freePort, sleep } from '../helpers/services.ts';
+import { startAofRedis } from '../helpers/redis-server.ts';
+import { sleep } from '../helpers/services.ts';
 import { closeConnection, connectionsOf, createTestVhost, type TestVhost } from '../integration/amqp/support/rabbit.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -80,49 +81,9 @@ interface Broker {
   stop(): Promise<void>;
 }
 
-/** A redis-server with AOF (fsync always) on its own port and directory, restartable on the same files. */
-async function redisWithAof(dir: string): Promise<{ port: number; restart(): Promise<void>; stop(): Promise<void>; pid(): number }> {
-  const port = await freePort();
-  let proc: ChildProcess | undefined;
-  const start = async (): Promise<void> => {
-    proc = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--loglevel', 'warning'], { stdio: 'ignore' });
-    for (let i = 0; i < 400; i++) {
-      const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-      probe.on('error', () => undefined);
-      try {
-        await probe.connect();
-        await probe.ping();
-        probe.disconnect();
-        return;
-      } catch {
-        probe.disconnect();
-        await sleep(25);
-      }
-    }
-    throw new Error('redis-server did not start');
-  };
-  const kill = async (): Promise<void> => {
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise((r) => proc!.once('exit', r));
-    proc.kill('SIGKILL');
-    await exited;
-  };
-  await start();
-  return {
-    port,
-    pid: () => proc!.pid!,
-    async restart() {
-      await kill();
-      await sleep(300);
-      await start();
-    },
-    stop: kill,
-  };
-}
-
 async function setUpBroker(engine: Engine, dir: string): Promise<Broker> {
   if (engine === 'redis') {
-    const r = await redisWithAof(dir);
+    const r = await startAofRedis(dir);
     return {
       url: `redis://127.0.0.1:${r.port}/0`,
       backend: `redis://127.0.0.1:${r.port}/1`,
@@ -149,7 +110,7 @@ async function setUpBroker(engine: Engine, dir: string): Promise<Broker> {
     return { url, backend: url, stop: async () => undefined };
   }
   const vh: TestVhost = await createTestVhost('chaos');
-  const backend = await redisWithAof(dir);
+  const backend = await startAofRedis(dir);
   return {
     url: vh.url(),
     backend: `redis://127.0.0.1:${backend.port}/1`,

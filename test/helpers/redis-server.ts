@@ -69,25 +69,66 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       rmSync(dir, { recursive: true, force: true });
     },
   };
-  // Wait until it answers PING.
+  await waitForPing(port, options.password, proc, () => stderr);
+  return server;
+}
+
+/** Wait until the server on `port` answers PING (10 s), failing early if `proc` exits. */
+async function waitForPing(port: number, password: string | undefined, proc: ChildProcess, stderr: () => string): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
-    if (proc.exitCode !== null) throw new Error(`redis-server exited: ${stderr}`);
-    const probe = new Redis({ host: '127.0.0.1', port, password: options.password, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    if (proc.exitCode !== null) throw new Error(`redis-server exited: ${stderr()}`);
+    const probe = new Redis({ host: '127.0.0.1', port, password, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
     probe.on('error', () => undefined);
     try {
       await probe.connect();
       await probe.ping();
       probe.disconnect();
-      break;
+      return;
     } catch {
       probe.disconnect();
       if (Date.now() > deadline) {
         proc.kill('SIGKILL');
-        throw new Error(`redis-server did not start: ${stderr}`);
+        throw new Error(`redis-server did not start: ${stderr()}`);
       }
       await sleep(20);
     }
   }
-  return server;
+}
+
+/** A redis-server with AOF (fsync always) on its own port in `dir`, restartable on the same files (crash tests). */
+export interface AofRedis {
+  port: number;
+  pid(): number;
+  /** SIGKILL, then start again on the same port and files. */
+  restart(): Promise<void>;
+  /** SIGKILL (or start after one with `restart`). */
+  stop(): Promise<void>;
+}
+
+
+export async function startAofRedis(dir: string): Promise<AofRedis> {
+  const port = await freePort();
+  let proc: ChildProcess | undefined;
+  const start = async (): Promise<void> => {
+    proc = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--loglevel', 'warning'], { stdio: 'ignore' });
+    await waitForPing(port, undefined, proc, () => '');
+  };
+  const kill = async (): Promise<void> => {
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc!.once('exit', r));
+    proc.kill('SIGKILL');
+    await exited;
+  };
+  await start();
+  return {
+    port,
+    pid: () => proc!.pid!,
+    async restart() {
+      await kill();
+      await sleep(300);
+      await start();
+    },
+    stop: kill,
+  };
 }

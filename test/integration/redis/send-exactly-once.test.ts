@@ -6,7 +6,6 @@
  * connection never re-sends; an unanswered send is verified and completed.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,43 +16,24 @@ import { JSON_SERIALIZER } from '../../../src/codec/serializers.ts';
 import { resolveSettings } from '../../../src/config/options.ts';
 import { createLogger } from '../../../src/logging.ts';
 import { buildTaskMessage } from '../../../src/protocol/task-message.ts';
-import { hasRedisServer } from '../../helpers/redis-server.ts';
-import { freePort, requireService, sleep } from '../../helpers/services.ts';
+import { hasRedisServer, startAofRedis, type AofRedis } from '../../helpers/redis-server.ts';
+import { requireService, sleep } from '../../helpers/services.ts';
 
 const ok = hasRedisServer();
 
 describe('redis sends survive a server crash exactly once', () => {
   const dir = mkdtempSync(join(tmpdir(), 'celeriac-aof-'));
-  let proc: ChildProcess | undefined;
-  let port = 0;
+  let server: AofRedis | undefined;
 
-  async function startServer(): Promise<void> {
-    proc = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--loglevel', 'warning'], { stdio: 'ignore' });
-    for (let i = 0; i < 200; i++) {
-      const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-      probe.on('error', () => undefined);
-      try {
-        await probe.connect();
-        await probe.ping();
-        probe.disconnect();
-        return;
-      } catch {
-        probe.disconnect();
-        await sleep(25);
-      }
-    }
-    throw new Error('redis-server did not start');
-  }
-
-  after(() => {
-    if (proc?.exitCode === null) proc.kill('SIGKILL');
+  after(async () => {
+    await server?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
   it('no duplicate and no confirmed send lost across SIGKILLs of redis-server during a burst', async (t) => {
     if (!requireService(t, ok, 'redis-server')) return;
-    port = await freePort();
-    await startServer();
+    server = await startAofRedis(dir);
+    const port = server.port;
     const broker = createRedisBroker({ url: `redis://127.0.0.1:${port}/0`, settings: resolveSettings({}), logger: createLogger({ level: 'silent' }) });
     await broker.connect();
     const confirmed = new Set<string>();
@@ -74,10 +54,7 @@ describe('redis sends survive a server crash exactly once', () => {
         }
       })();
       await sleep(150 + Math.random() * 150);
-      proc!.kill('SIGKILL');
-      await new Promise((r) => proc!.once('exit', r));
-      await sleep(200);
-      await startServer();
+      await server.restart();
       await sleep(300);
       stop = true;
       await producer;
