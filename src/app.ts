@@ -358,7 +358,7 @@ export class App {
    * open adapters; in-flight work is not interrupted. URLs given in code
    * are not reloaded. Returns what changed.
    */
-  async reloadCredentials(): Promise<{ broker: boolean; backend: boolean }> {
+  async reloadCredentials(options: { announce?: boolean } = {}): Promise<{ broker: boolean; backend: boolean }> {
     const changed = { broker: false, backend: false };
     const nextBroker = this.urlsFromEnv.broker ? settingFromEnv(this.env, BROKER_URL_VARS) : undefined;
     const nextBackend = this.urlsFromEnv.backend ? settingFromEnv(this.env, RESULT_BACKEND_VARS) : undefined;
@@ -385,7 +385,8 @@ export class App {
       this.settings.resultBackend = nextBackend;
       changed.backend = true;
     }
-    if (changed.broker || changed.backend) {
+    // A prefork pool announces once, when the supervisor and every child have switched (announce: false here).
+    if ((changed.broker || changed.backend) && options.announce !== false) {
       recordSecurityEvent('secret_reloaded', { reason: `credentials reloaded for ${[changed.broker && 'broker', changed.backend && 'result backend'].filter(Boolean).join(' and ')}` }, this.logger);
     }
     return changed;

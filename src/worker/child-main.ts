@@ -87,7 +87,14 @@ process.on('message', (msg: ToChild) => {
     if (worker) for (const [id, entry] of msg.entries) worker.ledger.set(id, entry);
     else early.push(...msg.entries);
   } else if (msg.t === 'reload') {
-    void worker?.reload().catch((err: unknown) => app?.logger.error({ err }, 'credential reload failed; keeping the current credentials'));
+    // The supervisor announces the pool's reload once every process has switched.
+    (worker ? worker.reload({ announce: false }) : Promise.resolve({ broker: false, backend: false })).then(
+      (changed) => send({ t: 'reloaded', changed }),
+      (err: unknown) => {
+        app?.logger.error({ err }, 'credential reload failed; keeping the current credentials');
+        send({ t: 'reloaded', error: err instanceof Error ? err.message : String(err) });
+      },
+    );
   } else if (msg.t === 'stop') {
     void (async () => {
       await worker?.stop();

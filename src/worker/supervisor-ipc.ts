@@ -34,6 +34,8 @@ export type FromChild =
   | { t: 'stats'; stats: WorkerStats }
   /** The child counted a lost run of its own (a result it could not settle), or stored a final FAILURE. */
   | { t: 'loss'; id: string; kind: LossKind | 'final'; final: boolean }
+  /** The answer to `reload`: what changed, or why the new credentials were refused. */
+  | { t: 'reloaded'; changed?: { broker: boolean; backend: boolean }; error?: string }
   | { t: 'stopped' };
 
 /*

@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { splitSecretEnv } from '../config/env.ts';
 import type { App } from '../app.ts';
 import { CeleriacError, ConfigError } from '../errors.ts';
+import { recordSecurityEvent } from '../security/events.ts';
 import type { Logger } from '../logging.ts';
 import { defaultNodeName } from '../protocol/ids.ts';
 import { RUNNING_FROM_SOURCE } from '../runtime/import-module.ts';
@@ -77,7 +78,12 @@ interface Child {
   culprit: Started | undefined;
   /** Killed because it outlived the shutdown timeout (its tasks were terminated, as Celery does). */
   shutdownKill?: boolean;
+  /** Waiting for the answer to a credential reload. */
+  onReloaded?: (m: Extract<FromChild, { t: 'reloaded' }>) => void;
 }
+
+/** How long a child may take to answer a credential reload before the pool's reload is reported incomplete. */
+const RELOAD_ANSWER_MS = 30_000;
 
 const ZERO: Omit<WorkerStats, 'nodeName'> = { active: 0, held: 0, processed: 0, succeeded: 0, failed: 0, retried: 0, revoked: 0, rejected: 0, byTask: {} };
 
@@ -209,6 +215,9 @@ export class Supervisor implements WorkerHandle {
             break;
           case 'loss':
             this.onChildLoss(m.id, m.kind, m.final);
+            break;
+          case 'reloaded':
+            child.onReloaded?.(m);
             break;
           case 'stopped':
             break;
@@ -521,13 +530,41 @@ export class Supervisor implements WorkerHandle {
   }
 
   /**
-   * SIGHUP: every child reloads its credentials, and so does this process,
-   * whose own broker and backend connections (start-up check, settling a
-   * dead child's tasks) must not reconnect with a retired secret.
+   * SIGHUP: this process (whose broker and backend connections settle a
+   * dead child's tasks) and then every child take the new credentials; one
+   * `secret_reloaded` is announced when all have, so an operator who waits
+   * for it may retire the old secret. Rejects when a process refused them.
    */
   async reload(): Promise<void> {
-    for (const c of this.children) if (c?.proc.connected) c.proc.send({ t: 'reload' } satisfies ToChild);
-    await this.app.reloadCredentials();
+    // This process first: a secret it refuses (weak, wrong) is refused for the whole pool, and nothing changes.
+    const own = await this.app.reloadCredentials({ announce: false });
+    const answers = await Promise.all(
+      this.children.map((c) => {
+        if (!c?.proc.connected) return undefined;
+        return new Promise<Extract<FromChild, { t: 'reloaded' }>>((resolve) => {
+          const timer = setTimeout(() => resolve({ t: 'reloaded', error: `no answer within ${RELOAD_ANSWER_MS / 1000} s` }), RELOAD_ANSWER_MS);
+          timer.unref();
+          c.onReloaded = (m) => {
+            clearTimeout(timer);
+            c.onReloaded = undefined;
+            resolve(m);
+          };
+          c.proc.send({ t: 'reload' } satisfies ToChild);
+        });
+      }),
+    );
+    const failed = answers.filter((a) => a?.error !== undefined).length;
+    const broker = own.broker || answers.some((a) => a?.changed?.broker);
+    const backend = own.backend || answers.some((a) => a?.changed?.backend);
+    if (failed > 0) {
+      throw new CeleriacError('ERR_RELOAD', `${failed} of ${answers.filter(Boolean).length} worker processes did not take the new credentials (their log says why)`, {
+        hint: 'check the secret files and send SIGHUP again; the processes that failed keep their current credentials',
+      });
+    }
+    // One announcement for the pool, once every process has switched: the old secret may be retired now.
+    if (broker || backend) {
+      recordSecurityEvent('secret_reloaded', { reason: `credentials reloaded for ${[broker && 'broker', backend && 'result backend'].filter(Boolean).join(' and ')} in ${1 + answers.filter(Boolean).length} processes` }, this.logger);
+    }
   }
 
   /** Warm shutdown: each child stops consuming, requeues what it has not started and finishes what runs. */

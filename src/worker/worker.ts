@@ -112,7 +112,7 @@ export interface WorkerHandle {
    * Re-read broker and backend credentials from their variables or secret
    * files (what SIGHUP does) without stopping; in prefork, in every child.
    */
-  reload(): Promise<void>;
+  reload(options?: { announce?: boolean }): Promise<{ broker: boolean; backend: boolean } | void>;
 }
 
 export interface WorkerStats {
@@ -276,9 +276,10 @@ export class Worker implements WorkerHandle {
     }
   }
 
-  async reload(): Promise<void> {
-    const c = await this.app.reloadCredentials();
-    this.logger.info({ ...c }, c.broker || c.backend ? 'credentials reloaded' : 'credentials unchanged');
+  async reload(options: { announce?: boolean } = {}): Promise<{ broker: boolean; backend: boolean }> {
+    const c = await this.app.reloadCredentials(options);
+    if (options.announce !== false) this.logger.info({ ...c }, c.broker || c.backend ? 'credentials reloaded' : 'credentials unchanged');
+    return c;
   }
 
   /** Counters since start. */
