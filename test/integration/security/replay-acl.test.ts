@@ -87,6 +87,8 @@ describe('replay store under the generated ACL users (issue 20 #1)', () => {
       const nonceKeys = (await admin.keys('celeriac:replay:*')) as string[];
       assert.equal(nonceKeys.length, 1, 'one settled nonce');
       const key = nonceKeys[0]!;
+      // The worker marks the nonce settled after the result is stored (held 'H<owner>' → settled 'S').
+      await eventually(async () => (await admin.get(key)) === 'S', 10_000, 'the nonce settled');
       const before = await admin.get(key);
 
       // Every way to erase or overwrite the record that the producer's commands would allow.
