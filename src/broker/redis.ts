@@ -542,9 +542,21 @@ function parseUnackedEntry(entry: string): { exchange: string; routingKey: strin
 const DEAD_LETTER_RECORD_MAX = 64 * 1024;
 
 function deadLetterRecord(queue: string, reason: string, raw: string): string {
-  if (raw.length <= DEAD_LETTER_RECORD_MAX) return JSON.stringify({ reason, queue, at: Date.now() / 1000, payload: raw });
+  const at = Date.now() / 1000;
+  if (raw.length <= DEAD_LETTER_RECORD_MAX) return JSON.stringify({ reason, queue, at, payload: raw });
+  // Keep the envelope's headers and properties (its id, task, signature) and cut the body to 1 KiB.
+  try {
+    const e = JSON.parse(raw) as { body?: unknown };
+    if (typeof e.body === 'string' && e.body.length > 1368) {
+      e.body = e.body.slice(0, 1368);
+      const payload = JSON.stringify(e);
+      if (payload.length <= DEAD_LETTER_RECORD_MAX) return JSON.stringify({ reason, queue, at, size: raw.length, truncated: true, payload });
+    }
+  } catch {
+    // not JSON: cut below
+  }
   const id = /"id":\s*"([^"]{1,64})"/.exec(raw.slice(-8192))?.[1];
-  return JSON.stringify({ reason, queue, at: Date.now() / 1000, id, size: raw.length, truncated: true, payload: raw.slice(0, 1024) });
+  return JSON.stringify({ reason, queue, at, id, size: raw.length, truncated: true, payload: raw.slice(0, 1024) });
 }
 
 function parseDeadLetter(r: string, queue: string, limits: DecodeLimits): DeadLetter {
@@ -801,8 +813,8 @@ class RedisConsumer implements Consumer {
           }
         }
       }
-      // After the envelopes: the records of oversized messages the script dead-lettered without handing them out.
-      for (let at = nk + taken; at < reply.length; at++) this.reportOversized(String(reply[at]));
+      // Oversized envelopes the script dead-lettered: (list index, size, id) each, after the envelopes.
+      for (let at = nk + taken; at + 2 < reply.length; at += 3) this.reportOversized(Number(reply[at]) - 1, Number(reply[at + 1]), String(reply[at + 2]));
       if (this.cancelled) break;
       if (taken >= room) {
         idlePolls = 0;
@@ -827,15 +839,6 @@ class RedisConsumer implements Consumer {
       idlePolls = taken === 0 ? idlePolls + 1 : 0;
       // With tracking the timeout is only a safety net.
       await this.bell.wait(tracking ? 1000 : Math.min(100, 2 ** Math.min(idlePolls, 7)));
-    }
-  }
-
-  private reportOversized(record: string): void {
-    try {
-      const r = JSON.parse(record) as { queue?: unknown; reason?: unknown; id?: unknown };
-      this.options.onMalformed?.({ queue: String(r.queue), reason: String(r.reason), id: typeof r.id === 'string' ? r.id : undefined });
-    } catch {
-      // cjson wrote it: it parses; nothing to report otherwise.
     }
   }
 
@@ -885,6 +888,13 @@ class RedisConsumer implements Consumer {
     if (!entry.startsWith('[') || !entry.endsWith(suffix)) return undefined;
     const queue = this.queues[k]!;
     return { envelope: entry.slice(1, entry.length - suffix.length), queue, listKey: this.broker.bucketKey(queue, priorityStep(parsed.priority)) };
+  }
+
+  /** The reserve script dead-lettered an envelope over the size limit: report it like any malformed message. */
+  private reportOversized(listIndex: number, size: number, id: string): void {
+    const queue = this.queues[listIndex % this.queues.length]!;
+    const reason = `message of ${size} bytes exceeds the ${this.maxEnvelopeBytes}-byte limit; dead-lettered unread`;
+    this.options.onMalformed?.({ queue, reason, id: id || undefined });
   }
 
   private deliver(listKey: string, queue: string, envelope: string, tag: string, now: number): void {

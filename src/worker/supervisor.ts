@@ -294,6 +294,9 @@ export class Supervisor implements WorkerHandle {
     // tasks (AMQP can deliver before the consume call returns) must have them settled and counted too.
     if (!child.ready && child.running.size === 0) return;
     if (!child.culprit) this.logger.error({ pid: child.proc.pid, code, signal, running: child.running.size }, `worker process ${child.proc.pid} exited unexpectedly (${signal ?? `code ${code}`})`);
+    // The replacement starts at once (a settlement can wait on an unreachable backend); ledger changes made
+    // while it starts reach it too (child-main keeps them until its worker exists).
+    if (!this.stopping && child.ready) this.respawn(child.index);
     try {
       const settling = this.settleFor(child);
       this.settling.add(settling);
@@ -301,8 +304,6 @@ export class Supervisor implements WorkerHandle {
     } catch (err) {
       this.logger.error({ err }, 'could not settle the tasks of a lost worker process; the broker will redeliver them after its visibility timeout');
     }
-    if (this.stopping || !child.ready) return;
-    this.respawn(child.index);
   }
 
   /**

@@ -538,7 +538,11 @@ export class Worker implements WorkerHandle {
       this.logger.warn({ id: req.id, task: req.task }, `task ${req.task}[${req.id}] came back after its FAILURE was stored (${reason}); message dead-lettered`);
       this.app.security.released?.(job.delivery.message);
       job.acked = true;
-      void job.delivery.deadLetter(reason).catch((err: unknown) => this.logger.error({ err, id: req.id }, 'dead-lettering failed'));
+      // If the dead-letter queue cannot take it, it goes back (and comes here again): never held for ever.
+      void job.delivery.deadLetter(reason).catch((err: unknown) => {
+        this.logger.error({ err, id: req.id }, 'dead-lettering failed; the message goes back');
+        return job.delivery.reject(true).catch(() => undefined);
+      });
       return false;
     }
     if (lostRuns(entry) > (def.options.maxRedeliveries ?? this.app.settings.taskMaxRedeliveries)) {
@@ -553,10 +557,11 @@ export class Worker implements WorkerHandle {
           : entry.settles > entry.crashes
             ? { exc_type: 'RedeliveryLimitExceeded', exc_message: [`task ${reason}; message dead-lettered`], exc_module: 'celeriac' }
             : { exc_type: 'WorkerLostError', exc_message: [`Worker exited prematurely: the task ${reason}; message dead-lettered`], exc_module: 'billiard.exceptions' };
-      job.acked = true;
+      // A failure here gives the message back (finalize), to be judged again.
       this.finalize(job, async () => {
         await this.storeMeta(buildResultMeta({ taskId: req.id, status: 'FAILURE', result: exc, traceback: null, groupId: req.group, parentId: req.parentId }));
         await job.delivery.deadLetter(reason);
+        job.acked = true;
       });
       return false;
     }

@@ -20,9 +20,9 @@
 -- ARGV[7+n]      most records a dead-letter list keeps (0 = no limit)
 -- Returns        the number taken from each list (n entries, in KEYS order), then
 --                every envelope taken, in that order; the k-th envelope (from 0)
---                has the delivery tag prefix .. (seq + k); then the dead-letter
---                record of every oversized message set aside (so the worker logs
---                and counts it with its id and reason).
+--                has the delivery tag prefix .. (seq + k); then, for each oversized
+--                envelope dead-lettered instead: its list's index (1-based), its size
+--                and its task id ('' when not found).
 --                {-1} when the first tag is already in unacked: this call is a
 --                replay (the client resent it after a reconnect, the first run's
 --                reply was lost); nothing is taken, so the first run's entries are
@@ -35,7 +35,7 @@ local maxBytes = tonumber(ARGV[6 + nq])
 local dlqMax = tonumber(ARGV[7 + nq])
 if redis.call('HEXISTS', KEYS[1], prefix .. seq) == 1 then return { -1 } end
 local taken = 0
-local out, hset, zadd, refused = {}, {}, {}, {}
+local out, hset, zadd, over = {}, {}, {}, {}
 for i = 1, nq do out[i] = 0 end
 for i = 1, nq do
   if taken >= max then break end
@@ -54,9 +54,11 @@ for i = 1, nq do
           payload = string.sub(payload, 1, 1024) })
         local dlq = KEYS[2 + nq + i]
         redis.call('LPUSH', dlq, record)
-        refused[#refused + 1] = record
         if dlqMax > 0 then redis.call('LTRIM', dlq, 0, dlqMax - 1) end
         out[i] = out[i] - 1
+        over[#over + 1] = i
+        over[#over + 1] = #payload
+        over[#over + 1] = id or ''
       else
         local tag = prefix .. (seq + taken)
         taken = taken + 1
@@ -73,5 +75,5 @@ if taken > 0 then
   redis.call('HSET', KEYS[1], unpack(hset))
   redis.call('ZADD', KEYS[2], unpack(zadd))
 end
-for _, record in ipairs(refused) do out[#out + 1] = record end
+for _, v in ipairs(over) do out[#out + 1] = v end
 return out

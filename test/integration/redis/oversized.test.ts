@@ -39,7 +39,8 @@ describe('redis oversized messages', () => {
     await raw.lpush('big-q', encodeRedisEnvelope(big, { exchange: '', routingKey: 'big-q', deliveryTag: 'dt-1' }));
     await broker.publish('big-q', buildTaskMessage({ task: 't.small', id: 'small-1', args: [1], kwargs: {} }, JSON_SERIALIZER));
     const got: Delivery[] = [];
-    await broker.consume(['big-q'], { prefetch: 10 }, (d) => got.push(d));
+    const malformed: Array<{ id: string | undefined; reason: string }> = [];
+    await broker.consume(['big-q'], { prefetch: 10, onMalformed: (m) => malformed.push(m) }, (d) => got.push(d));
     await waitFor(() => got.length === 1, 5000, 'the small message');
     await sleep(200);
     assert.equal(got.length, 1);
@@ -52,6 +53,10 @@ describe('redis oversized messages', () => {
     assert.equal(rec.truncated, true);
     assert.match(rec.reason, /exceeds the \d+-byte limit/);
     assert.ok(rec.size > 2 * 1024 * 1024);
+    // Reported like any malformed message (the worker logs it and counts a security event).
+    assert.equal(malformed.length, 1);
+    assert.equal(malformed[0]!.id, 'big-1');
+    assert.match(malformed[0]!.reason, /exceeds the \d+-byte limit/);
     // Nothing of it in unacked.
     assert.equal(await raw.hlen('unacked'), 1);
     const listed = await broker.deadLetters('big-q');
