@@ -344,7 +344,7 @@ export class RedisBroker implements Broker {
       let restored = 0;
       if (this.leaseS < this.visibilityTimeoutS) {
         const leaseCutoff = now / 1000 - this.leaseS;
-        const ours = (await this.client.zrangebyscore(this.keys.index, '-inf', leaseCutoff, 'LIMIT', 0, 1000)).filter((t) => CELERIAC_TAG.test(t));
+        const ours = (await this.client.zrangebyscore(this.keys.index, '-inf', leaseCutoff, 'LIMIT', 0, 1000)).filter((t) => OUR_DELIVERY_TAG.test(t));
         const n = await this.restoreTags(ours, leaseCutoff, new Set());
         if (n > 0) this.logger.warn({ restored: n }, `restored ${n} message(s) of a Celeriac consumer that stopped renewing its leases ${this.leaseS} s ago (its process died)`);
         restored += n;
@@ -483,7 +483,7 @@ export class RedisBroker implements Broker {
 }
 
 /** A delivery tag made by a Celeriac consumer: its random prefix and a counter (kombu's are UUIDs). */
-const CELERIAC_TAG = /^[0-9a-f]{16}\.\d+$/;
+const OUR_DELIVERY_TAG = /^[0-9a-f]{16}\.\d+$/;
 
 /** Largest envelope a consumer reads: the body limit in base64 plus the room decodeRedisEnvelope allows for headers. */
 function maxEnvelopeBytes(limits: DecodeLimits): number {
