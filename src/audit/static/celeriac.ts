@@ -156,6 +156,14 @@ export function auditCeleriac(src: CeleriacSource): AuditFinding[] {
     if (o?.file) f.location = { file: o.file, ...(o.line !== undefined ? { line: o.line } : {}) };
     out.push(f);
   }
+  // Security events (CEL-021) are warn/error lines: a level above warn drops authentication and TLS failures,
+  // policy warnings and refused messages from the log an operator alerts on.
+  const level = env.CELERIAC_LOG_LEVEL?.trim().toLowerCase();
+  if (level && ['error', 'critical', 'fatal', 'silent'].includes(level)) {
+    const o = origin('CELERIAC_LOG_LEVEL');
+    out.push(finding('CEL-021', 'medium', 'CELERIAC_LOG_LEVEL', `CELERIAC_LOG_LEVEL=${level} hides warning-level security events (authentication and TLS failures, policy warnings, refused messages)`,
+      'run workers at warning or below (-l warning) and alert on lines with a securityEvent field', o?.file ?? src.file, o?.line));
+  }
   if (!src.full) return out;
 
   // Signing (CEL-007): Celery's auth serializer or a Celeriac key ring.

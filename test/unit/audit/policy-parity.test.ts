@@ -137,3 +137,16 @@ describe('audit with an unreadable setting', () => {
     assert.ok(r.findings.some((f) => f.id === 'CEL-005' && f.setting === 'acceptContent'), 'content still judged');
   });
 });
+
+describe('audit: security events kept in the log (CEL-021)', () => {
+  it('a log level above warning hides the security events and is a finding; warning or below is not', async () => {
+    for (const level of ['error', 'critical', 'silent']) {
+      const r = await runAudit({ celeriacSettings: SECURE, env: { CELERIAC_LOG_LEVEL: level } });
+      assert.ok(r.findings.some((f) => f.id === 'CEL-021' && f.setting === 'CELERIAC_LOG_LEVEL'), level);
+    }
+    for (const level of ['warning', 'info', undefined]) {
+      const r = await runAudit({ celeriacSettings: SECURE, env: level ? { CELERIAC_LOG_LEVEL: level } : {} });
+      assert.ok(!r.findings.some((f) => f.id === 'CEL-021'), String(level));
+    }
+  });
+});
