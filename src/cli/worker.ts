@@ -106,6 +106,8 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
     if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number`);
     return n;
   };
+  // The app's connections (opened by the start-up check) would keep a failed worker's process alive: closed on any exit.
+  let opened: { close(): Promise<void> } | undefined;
   try {
     applyConnectionFlags(values, io);
     // CEL-020: refuse root in production, or become --uid/--gid, before any app code is loaded.
@@ -113,6 +115,7 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
       recordSecurityEvent('policy_warning', { id: w.id, setting: w.setting, reason: w.message, fix: w.fix, ...(w.override ? { override: w.override } : {}) }, defaultLogger()),
     );
     const { app, moduleUrl } = await appFromArgs(values.app, io.cwd);
+    opened = app;
     const pool = values.pool ?? 'prefork';
     if (pool !== 'prefork' && pool !== 'solo') throw new Error(`unknown pool ${pool}: use prefork or solo`);
     const controller = new AbortController();
@@ -173,6 +176,9 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
     process.off('SIGHUP', onHup);
     return Exit.OK;
   } catch (err) {
-    return reportError(io, err);
+    const code = reportError(io, err);
+    // Bounded: a connection stuck reconnecting must not hold the exit.
+    await Promise.race([opened?.close().catch(() => undefined), new Promise((r) => setTimeout(r, 5000).unref())]);
+    return code;
   }
 }

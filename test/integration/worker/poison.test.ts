@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { RemoteTaskError } from '../../../src/errors.ts';
 import { createWorker, type WorkerHandle } from '../../../src/worker/worker.ts';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../../helpers/redis-server.ts';
-import { requireService, sleep } from '../../helpers/services.ts';
+import { requireService, sleep, waitFor } from '../../helpers/services.ts';
 import { createTestVhost, hasRabbitmq, type TestVhost } from '../amqp/support/rabbit.ts';
 
 const MODULE = new URL('./apps/poison-tasks.ts', import.meta.url).href;
@@ -68,8 +68,9 @@ for (const engine of ['redis', 'amqp'] as const) {
       await sleep(2000);
       assert.equal(runs(r.id), 4);
       const broker = await mod.app.broker();
-      const dead = await broker.deadLetters(queue);
-      const entry = dead.find((d) => d.message?.headers.id === r.id);
+      // The FAILURE is stored before the message is moved to the dead-letter queue: wait for the second step.
+      let entry: Awaited<ReturnType<typeof broker.deadLetters>>[number] | undefined;
+      await waitFor(async () => (entry = (await broker.deadLetters(queue)).find((d) => d.message?.headers.id === r.id)) !== undefined, 15_000, 'dead-lettered');
       assert.ok(entry, 'dead-lettered');
       assert.match(entry.reason, /crashed its worker process 4 times/);
     });
