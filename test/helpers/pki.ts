@@ -91,3 +91,13 @@ export async function createTestPki(dir: string, opts: TestPkiOptions = {}): Pro
     otherClient: otherClientPath, otherClientKey, pem,
   };
 }
+
+/**
+ * PEM-shaped text that is not a key: the armour lines of a private key around
+ * a stub body. For tests of tools that find key files by their header (the
+ * audit's permission checks); nothing can be signed with it.
+ */
+export function fakePrivateKeyPem(kind: '' | 'EC' | 'RSA' = ''): string {
+  const label = `${kind ? `${kind} ` : ''}PRIVATE KEY`;
+  return `-----BEGIN ${label}-----\nTHROWAWAYTESTSTUBNOTAKEY\n-----END ${label}-----\n`;
+}

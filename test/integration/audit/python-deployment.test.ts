@@ -22,6 +22,7 @@ import { runAuditCommand } from '../../../src/cli/audit.ts';
 import { requireService } from '../../helpers/services.ts';
 import { captureIo } from '../../unit/audit/capture-io.ts';
 import { fakeFlower, hardenedRedisSuite, reachable, tempDir, writeFile } from './support.ts';
+import { fakePrivateKeyPem } from '../../helpers/pki.ts';
 
 const HARDCODED = 'Tr0ub4dor-hardcoded-in-config';
 
@@ -56,7 +57,7 @@ describe('audit of an insecure Python Celery deployment', () => {
       `security_key = ${JSON.stringify(join(d, 'proj', 'worker.key'))}`,
       `SMTP_PASSWORD = ${JSON.stringify(HARDCODED)}`,
     ].join('\n'));
-    writeFile(join(d, 'proj', 'worker.key'), '-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEA\n-----END PRIVATE KEY-----\n', 0o644);
+    writeFile(join(d, 'proj', 'worker.key'), fakePrivateKeyPem(), 0o644);
     writeFile(join(d, 'docker-compose.yml'), [
       'services:',
       '  flower:',

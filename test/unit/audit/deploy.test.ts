@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runAudit, type AuditReport } from '../../../src/audit/index.ts';
 import { auditYamlFile, type EnvEntry } from '../../../src/audit/static/deploy.ts';
+import { fakePrivateKeyPem } from '../../helpers/pki.ts';
 
 const COMPOSE = `services:
   redis:
@@ -100,9 +101,9 @@ describe('deployment files', () => {
     writeFileSync(join(dir, '.env'), 'REDIS_PASSWORD=redis\nCELERY_BROKER_URL="rediss://app:${REDIS_PASSWORD}@redis:6379/0"\n');
     chmodSync(join(dir, '.env'), 0o644);
     writeFileSync(join(dir, 'requirements.txt'), 'celery[redis]==5.2.1\nflower==1.0.0\nredis==4.6.0\n');
-    writeFileSync(join(dir, 'server-key.pem'), '-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n');
+    writeFileSync(join(dir, 'server-key.pem'), fakePrivateKeyPem('EC'));
     chmodSync(join(dir, 'server-key.pem'), 0o604);
-    writeFileSync(join(dir, 'ok-key.pem'), '-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n');
+    writeFileSync(join(dir, 'ok-key.pem'), fakePrivateKeyPem('EC'));
     chmodSync(join(dir, 'ok-key.pem'), 0o600);
     writeFileSync(join(dir, 'worker.log'), '[INFO] Connected to redis://:LeakedInTheLog99@redis:6379/0\n[INFO] ready\n');
     report = await runAudit({ paths: [dir] });

@@ -15,6 +15,7 @@ import { applyBaseline, formatJson, formatSarif, formatText, makeBaseline, shoul
 import { CHECKS } from '../../../src/audit/types.ts';
 import { runAuditCommand } from '../../../src/cli/audit.ts';
 import { captureIo as io } from './capture-io.ts';
+import { fakePrivateKeyPem } from '../../helpers/pki.ts';
 
 const require = createRequire(import.meta.url);
 const SCHEMA_PATH = require.resolve('@microsoft/jest-sarif/lib/schemas/sarif-2.1.0-rtm.5.json');
@@ -47,7 +48,7 @@ describe('audit reports', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'celeriac-audit-report-'));
     writeFileSync(join(dir, 'celeryconfig.py'), INSECURE_CONFIG);
-    writeFileSync(join(dir, 'key.pem'), '-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n');
+    writeFileSync(join(dir, 'key.pem'), fakePrivateKeyPem());
     chmodSync(join(dir, 'key.pem'), 0o644);
     report = await runAudit({ paths: [dir] });
     // One live-style finding (an endpoint, no file) to exercise that location form too.
