@@ -35,10 +35,10 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createApp, type App, type AppOptions } from '../src/app.ts';
+import { createApp, type App, type AppOptions } from '../src/client/app.ts';
 import { generateResultKey } from '../src/codec/encryption.ts';
 import { generateSigningKey } from '../src/codec/signing/index.ts';
-import { createLogger } from '../src/logging.ts';
+import { createLogger } from '../src/observability/logging.ts';
 import { buildResultMeta } from '../src/protocol/result-meta.ts';
 import { parseTaskMessage } from '../src/protocol/task-message.ts';
 import { createSelfSignedCertificate } from '../src/secrets/x509.ts';

@@ -22,16 +22,16 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createApp, type App } from '../src/app.ts';
-import { createSqliteBackend } from '../src/backend/sqlite.ts';
-import { ResultStore } from '../src/backend/results.ts';
-import { createSqliteBroker } from '../src/broker/sqlite.ts';
+import { createApp, type App } from '../src/client/app.ts';
+import { createSqliteBackend } from '../src/transport/sqlite/backend.ts';
+import { ResultStore } from '../src/client/results.ts';
+import { createSqliteBroker } from '../src/transport/sqlite/broker.ts';
 import { resolveSettings } from '../src/config/options.ts';
-import { createLogger } from '../src/logging.ts';
+import { createLogger } from '../src/observability/logging.ts';
 import { buildResultMeta } from '../src/protocol/result-meta.ts';
 import { parseIso } from '../src/protocol/time.ts';
 import { peekTaskHeaders } from '../src/protocol/task-message.ts';
-import { sqliteUrlForPath } from '../src/sqlite/location.ts';
+import { sqliteUrlForPath } from '../src/transport/sqlite/location.ts';
 
 /** The app the bench's worker processes load with -A (URLs from the environment). */
 export const app: App = createApp({ resultExpires: 3600 });

@@ -10,15 +10,15 @@
  * console.log(await result.get({ timeoutMs: 10_000 })); // 5
  * ```
  */
-export { App, createApp, type AppOptions, type SendCall, type MessageSecurity } from './app.ts';
-export { AsyncResult, type GetOptions } from './result.ts';
-export type { TaskHandle, TaskOptions, SendOptions, KwargsByName } from './task.ts';
+export { App, createApp, type AppOptions, type SendCall, type MessageSecurity } from './client/app.ts';
+export { AsyncResult, type GetOptions } from './client/result.ts';
+export type { TaskHandle, TaskOptions, SendOptions, KwargsByName } from './client/task.ts';
 export { createWorker, type WorkerHandle, type WorkerOptions, type WorkerStats } from './worker/worker.ts';
 export { currentTask, Retry, type TaskContext, type RequestInfo, type RetryOptions } from './worker/context.ts';
 export { SoftTimeLimitExceeded } from './worker/execute.ts';
 export type { AppSettings, TransportOptions } from './config/options.ts';
-export type { Broker, Delivery, Consumer, PublishOptions } from './broker/types.ts';
-export type { ResultBackend } from './backend/types.ts';
+export type { Broker, Delivery, Consumer, PublishOptions } from './core/broker.ts';
+export type { ResultBackend } from './core/backend.ts';
 export { States, type TaskState, type ResultMeta } from './protocol/result-meta.ts';
 export {
   CeleriacError,

@@ -10,7 +10,7 @@
  * CELERIAC_BROKER_URL / CELERIAC_RESULT_BACKEND to use Redis or RabbitMQ.
  */
 import { createHash } from 'node:crypto';
-import { createApp } from '../app.ts';
+import { createApp } from '../client/app.ts';
 import { currentTask } from '../worker/context.ts';
 
 export const app = createApp({ resultExpires: 3600 });

@@ -14,10 +14,10 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { App, SendCall } from '../app.ts';
+import type { App, SendCall } from '../client/app.ts';
 import type { ResultMeta } from '../protocol/result-meta.ts';
 import { importModule, RUNNING_FROM_SOURCE } from '../runtime/import-module.ts';
-import { sqliteUrlForPath } from '../sqlite/location.ts';
+import { sqliteUrlForPath } from '../transport/sqlite/location.ts';
 import { Exit, println, type CliIo } from './io.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { App, createApp } from '../app.ts';
+import { App, createApp } from '../client/app.ts';
 import { CeleriacError, ConfigError } from '../errors.ts';
 import { importModule } from '../runtime/import-module.ts';
 

@@ -6,7 +6,7 @@ import { PROPAGATE_STATES, READY_STATES, type ResultMeta } from '../protocol/res
 import { appFromArgs } from './load-app.ts';
 import { Exit, println, reportError, type CliIo } from './io.ts';
 import { applyConnectionFlags, CONNECTION_FLAGS, CONNECTION_HELP } from './flags.ts';
-import type { App } from '../app.ts';
+import type { App } from '../client/app.ts';
 
 /** Default --timeout of --wait, in seconds (0 waits without a limit). */
 export const DEFAULT_WAIT_TIMEOUT_S = 60;

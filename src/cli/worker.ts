@@ -2,8 +2,8 @@
  * `celeriac worker`: run a worker for the app in `-A`, with Celery's flags.
  */
 import { parseArgs } from 'node:util';
-import { defaultLogFormat, defaultLogger, parseLogFormat, parseLogLevel } from '../logging.ts';
-import { recordSecurityEvent } from '../security/events.ts';
+import { defaultLogFormat, defaultLogger, parseLogFormat, parseLogLevel } from '../observability/logging.ts';
+import { recordSecurityEvent } from '../observability/security-events.ts';
 import { createWorker } from '../worker/worker.ts';
 import { enforceWorkerIdentity } from '../security/privileges.ts';
 import { appFromArgs } from './load-app.ts';

@@ -8,8 +8,8 @@ import { DEFAULT_DECODE_LIMITS } from '../codec/limits.ts';
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import type { ResultKeyRing } from '../codec/encryption.ts';
 import type { CeleryAuthLayout, CertStore, SigningKeyRing } from '../codec/signing/index.ts';
-import type { ReplayStoreSetting } from '../security/security-settings.ts';
-import type { SendRateLimit } from '../security/submission-limits.ts';
+import type { ReplayStoreSetting } from './security-settings.ts';
+import type { SendRateLimit } from '../client/submission-limits.ts';
 
 /** Options of kombu-style transports (`broker_transport_options`). */
 export interface TransportOptions {
@@ -72,7 +72,7 @@ export interface AppSettings {
   brokerTransportOptions?: TransportOptions;
   /** Decoding limits for message bodies and result records. */
   decodeLimits?: Partial<DecodeLimits>;
-  // ── message security (read by src/security/security-settings.ts; snake_case and CELERY_* forms accepted) ──
+  // ── message security (read by src/config/security-settings.ts; snake_case and CELERY_* forms accepted) ──
   /** Celery's `security_key`: RSA private key of the `auth` signer, a path (mode 0600/0400) or PEM text. Env `CELERIAC_SECURITY_KEY` (PEM) / `_FILE`, `CELERY_SECURITY_KEY`. */
   securityKey?: string | KeyObject;
   /** Passphrase of an encrypted `securityKey` (Celery ≥ 5.5's `security_key_password`). Env `CELERIAC_SECURITY_KEY_PASSWORD` / `_FILE`. */
@@ -105,7 +105,7 @@ export interface AppSettings {
   resultEncryptionKeys?: string | ResultKeyRing;
   /** With a result key ring, still read plaintext records (mixed pools with Python workers). Logged at every start. */
   unsafeAcceptUnencryptedResults?: boolean;
-  // ── submission limits (src/security/submission-limits.ts) ──
+  // ── submission limits (src/client/submission-limits.ts) ──
   /** Client-wide send rate limit: `'100/s'`, or `{ rate, burst?, shared? }` (`shared`: one bucket in Redis for all producers with that name). */
   sendRateLimit?: SendRateLimit;
   /** Over a send rate limit: `false` (default) fails with `RateLimitedError`; `true` waits; a number waits at most that many ms. */
@@ -115,7 +115,7 @@ export interface AppSettings {
   /**
    * AMQP: add `x-max-priority: N` (1–255) to every task queue declared
    * (Celery's `task_queue_max_priority`); unset = no priorities. Must match
-   * how Python declares the same queues. Read by `src/amqp/options.ts`.
+   * how Python declares the same queues. Read by `src/transport/amqp/options.ts`.
    */
   taskQueueMaxPriority?: number;
   /** AMQP: `classic` (default) or `quorum` (`x-queue-type: quorum`, replicated on a cluster). */

@@ -29,7 +29,7 @@
  */
 import type { Logger } from 'pino';
 import { ConfigError } from '../errors.ts';
-import { recordSecurityEvent } from '../security/events.ts';
+import { recordSecurityEvent } from '../observability/security-events.ts';
 import { BROKER_URL_VARS, RESULT_BACKEND_VARS, settingFromEnv, type Env } from './env.ts';
 import type { ResolvedSettings } from './options.ts';
 import { redactAll } from './redact.ts';

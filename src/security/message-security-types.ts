@@ -3,7 +3,7 @@
  * worker: signing on send, verification and decoding on receive, replay
  * checks that need shared state, and sealing of result records.
  */
-import type { RecordSealer } from '../backend/results.ts';
+import type { RecordSealer } from '../client/results.ts';
 import type { BodyDecoder, TaskRequest } from '../protocol/task-message.ts';
 import type { WireMessage } from '../protocol/types.ts';
 import type { Finding } from '../config/policy.ts';

@@ -74,15 +74,15 @@ import {
 import type { Env } from '../config/env.ts';
 import type { ResolvedSettings } from '../config/options.ts';
 import { InsecureConfigError, type Finding } from '../config/policy.ts';
-import type { Logger } from '../logging.ts';
+import type { Logger } from '../observability/logging.ts';
 import type { BodyDecoder } from '../protocol/task-message.ts';
 import { parseIso } from '../protocol/time.ts';
 import type { WireMessage } from '../protocol/types.ts';
-import { recordSecurityEvent, type SecurityEventKind } from './events.ts';
+import { recordSecurityEvent, type SecurityEventKind } from '../observability/security-events.ts';
 import type { MessageSecurity } from './message-security-types.ts';
 import { MemoryReplayStore, RedisReplayStore, ReplayGuard, SqliteReplayStore, type ReplayStore } from './replay-guard.ts';
 import { createResultSealer } from './result-sealer.ts';
-import { loadSecuritySettings, type SecuritySettings } from './security-settings.ts';
+import { loadSecuritySettings, type SecuritySettings } from '../config/security-settings.ts';
 
 export type { MessageSecurity } from './message-security-types.ts';
 
@@ -217,11 +217,11 @@ async function openReplayStore(sec: SecuritySettings, settings: ResolvedSettings
   if (kind === 'sqlite') {
     if (!isSqliteUrl(sec.brokerUrl)) throw new ConfigError('securityReplayStore is sqlite but the broker is not SQLite', { hint: 'use auto, redis or memory' });
     // Loaded on demand: apps on Redis or RabbitMQ never load the native SQLite module.
-    const { openSqlite, sqliteLocationFromUrl } = await import('../sqlite/open.ts');
+    const { openSqlite, sqliteLocationFromUrl } = await import('../transport/sqlite/open.ts');
     return new SqliteReplayStore(openSqlite(sqliteLocationFromUrl(sec.brokerUrl), { role: 'broker', logger }));
   }
   if (kind === 'local') {
-    const { openSqlite, sqliteLocationFromUrl, sqliteUrlForPath } = await import('../sqlite/open.ts');
+    const { openSqlite, sqliteLocationFromUrl, sqliteUrlForPath } = await import('../transport/sqlite/open.ts');
     return new SqliteReplayStore(openSqlite(sqliteLocationFromUrl(sqliteUrlForPath(sec.replayFile)), { role: 'broker', logger }));
   }
   return new MemoryReplayStore();
@@ -229,7 +229,7 @@ async function openReplayStore(sec: SecuritySettings, settings: ResolvedSettings
 
 /** A connected ioredis client for Celeriac's own keys (replay guard, shared rate limits). */
 export async function openRedis(url: string, side: 'broker' | 'backend', role: string, settings: ResolvedSettings, logger: Logger): Promise<Redis> {
-  const { connectClient, createRedisClient } = await import('../redis/connection.ts');
+  const { connectClient, createRedisClient } = await import('../transport/redis/connection.ts');
   const client = createRedisClient({ url, settings, logger, role, side });
   await connectClient(client, url, role);
   return client;

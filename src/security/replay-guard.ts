@@ -62,7 +62,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
-import type { Logger } from '../logging.ts';
+import type { Logger } from '../observability/logging.ts';
 import type { WireMessage } from '../protocol/types.ts';
 
 /** What a claim found: the nonce was free (now held by the caller), already settled, or held by another consumer (named). */
@@ -330,7 +330,7 @@ export class RedisReplayStore implements ReplayStore {
 
   /** Switch the connection to the credentials of `url` (same server): SIGHUP rotation. */
   async updateCredentials(url: string): Promise<void> {
-    const { updateClientCredentials } = await import('../redis/connection.ts');
+    const { updateClientCredentials } = await import('../transport/redis/connection.ts');
     await updateClientCredentials(this.client, url);
   }
 

@@ -15,12 +15,12 @@
  * `unsafeAcceptUnencryptedResults` relaxes that for mixed pools in which
  * Python workers write plaintext results.
  */
-import type { RecordSealer } from '../backend/results.ts';
+import type { RecordSealer } from '../client/results.ts';
 import { decryptResult, DecryptError, encryptResult, isEncryptedResult, type ResultKeyRing } from '../codec/encryption.ts';
 import type { DecodeLimits } from '../codec/limits.ts';
-import type { Logger } from '../logging.ts';
+import type { Logger } from '../observability/logging.ts';
 import type { ResultMeta } from '../protocol/result-meta.ts';
-import { recordSecurityEvent } from './events.ts';
+import { recordSecurityEvent } from '../observability/security-events.ts';
 
 /** Options of {@link createResultSealer}. */
 export interface ResultSealerOptions {

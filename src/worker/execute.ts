@@ -4,7 +4,7 @@
  * throws, and never touches the broker or backend.
  */
 import { errorToExceptionInfo, type ExceptionInfo } from '../protocol/result-meta.ts';
-import type { TaskDefinition } from '../task.ts';
+import type { TaskDefinition } from '../client/task.ts';
 import { Retry, runWithContext, type RequestInfo, type RetryOptions, type TaskContext } from './context.ts';
 
 /** One execution handed to a pool. */

@@ -2,7 +2,7 @@
  * Retry decisions (pure): how long to wait, and whether retries are used up.
  */
 import type { ResolvedSettings } from '../config/options.ts';
-import type { TaskOptions } from '../task.ts';
+import type { TaskOptions } from '../client/task.ts';
 import type { SerializableRetry } from './execute.ts';
 
 export type RetryDecision =

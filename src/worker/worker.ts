@@ -14,19 +14,19 @@
  * whose process dies is redelivered when rejectOnWorkerLost is on.
  */
 import { availableParallelism } from 'node:os';
-import type { App } from '../app.ts';
-import { ResultEncodeError, type ResultStore } from '../backend/results.ts';
-import type { StoredRecord } from '../backend/types.ts';
-import type { Consumer, Delivery, MalformedDelivery } from '../broker/types.ts';
+import type { App } from '../client/app.ts';
+import { ResultEncodeError, type ResultStore } from '../client/results.ts';
+import type { StoredRecord } from '../core/backend.ts';
+import type { Consumer, Delivery, MalformedDelivery } from '../core/broker.ts';
 import { ContentDisallowedError, DecodeError, ValidationError } from '../errors.ts';
 import { redactAll, redactValue } from '../config/redact.ts';
-import type { Logger } from '../logging.ts';
-import { recordSecurityEvent } from '../security/events.ts';
+import type { Logger } from '../observability/logging.ts';
+import { recordSecurityEvent } from '../observability/security-events.ts';
 import { defaultNodeName } from '../protocol/ids.ts';
 import { buildResultMeta, errorToExceptionInfo, type ExceptionInfo, type ExtendedFields, type ResultMeta } from '../protocol/result-meta.ts';
 import { parseTaskMessage, peekTaskHeaders, type BodyDecoder, type TaskRequest } from '../protocol/task-message.ts';
 import { reprArgs, reprKwargs } from '../protocol/pyrepr.ts';
-import { bindArguments, parseRateLimit, validateArguments, type TaskDefinition } from '../task.ts';
+import { bindArguments, parseRateLimit, validateArguments, type TaskDefinition } from '../client/task.ts';
 import type { RequestInfo } from './context.ts';
 import type { ExecJob, ExecOutcome } from './execute.ts';
 import { childTuple, failureFollowUps, retryMessageInput, successFollowUps, type FollowUp } from './follow-ups.ts';
@@ -35,7 +35,7 @@ import { createSoloPool } from './pool/solo.ts';
 import type { Pool } from './pool/types.ts';
 import { TokenBucket } from './rate-limit.ts';
 import { decideRetry } from './retry-policy.ts';
-import { Supervisor } from './supervisor.ts';
+import { Supervisor } from './prefork/supervisor.ts';
 
 export interface WorkerOptions {
   app: App;

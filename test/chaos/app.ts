@@ -5,7 +5,7 @@
  */
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createApp } from '../../src/app.ts';
+import { createApp } from '../../src/client/app.ts';
 import { currentTask } from '../../src/worker/context.ts';
 
 const dir = process.env.CHAOS_LEDGER_DIR ?? '.';

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { sqliteUrlForPath } from '../../src/sqlite/location.ts';
+import { sqliteUrlForPath } from '../../src/transport/sqlite/location.ts';
 import { startAofRedis } from '../helpers/redis-server.ts';
 import { sleep } from '../helpers/services.ts';
 import { closeConnection, connectionsOf, createTestVhost, type TestVhost } from '../integration/amqp/support/rabbit.ts';

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { ResultBackend, StoredRecord } from '../../src/backend/types.ts';
+import type { ResultBackend, StoredRecord } from '../../src/core/backend.ts';
 import { ClosedError } from '../../src/errors.ts';
 import { newId } from '../../src/protocol/ids.ts';
 import { sleep, waitFor } from '../helpers/services.ts';

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it, after, before } from 'node:test';
-import type { Broker, Consumer, Delivery } from '../../src/broker/types.ts';
+import type { Broker, Consumer, Delivery } from '../../src/core/broker.ts';
 import { buildTaskMessage } from '../../src/protocol/task-message.ts';
 import { JSON_SERIALIZER } from '../../src/codec/serializers.ts';
 import { newId } from '../../src/protocol/ids.ts';

@@ -2,10 +2,10 @@
  * A Celeriac app on the in-memory broker and backend with a solo-pool
  * worker, for fast tests of worker semantics in one process.
  */
-import { createApp, type App, type AppOptions } from '../../src/app.ts';
-import { createMemoryBackend, type MemoryBackend } from '../../src/backend/memory.ts';
-import { createMemoryBroker, type MemoryBroker } from '../../src/broker/memory.ts';
-import { createLogger } from '../../src/logging.ts';
+import { createApp, type App, type AppOptions } from '../../src/client/app.ts';
+import { createMemoryBackend, type MemoryBackend } from '../../src/transport/memory/backend.ts';
+import { createMemoryBroker, type MemoryBroker } from '../../src/transport/memory/broker.ts';
+import { createLogger } from '../../src/observability/logging.ts';
 import { createWorker, type WorkerHandle as Worker, type WorkerOptions } from '../../src/worker/worker.ts';
 
 export interface MemoryFixture {

@@ -3,9 +3,9 @@
  * built from a URL, then die by SIGKILL without settling any of them.
  * Usage: node --import tsx consume-and-die.ts <url> <queue> <count> <visibilityTimeout>
  */
-import { createBroker } from '../../src/broker/index.ts';
+import { createBroker } from '../../src/transport/index.ts';
 import { resolveSettings } from '../../src/config/options.ts';
-import { createLogger } from '../../src/logging.ts';
+import { createLogger } from '../../src/observability/logging.ts';
 
 const [url, queue, countText, vt] = process.argv.slice(2);
 const settings = resolveSettings({ brokerTransportOptions: { visibilityTimeout: Number(vt) } });

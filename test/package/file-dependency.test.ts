@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, it } from 'node:test';
-import { createApp } from '../../src/app.ts';
+import { createApp } from '../../src/client/app.ts';
 import { ROOT } from '../helpers/celeriac-worker.ts';
 import { sleep, waitFor } from '../helpers/services.ts';
 

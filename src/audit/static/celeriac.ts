@@ -9,7 +9,7 @@ import { BROKER_URL_VARS, readSecretFile, resolveSecretRefs, RESULT_BACKEND_VARS
 import { normalizeSettings } from '../../config/options.ts';
 import { UNSAFE_OPTIONS, unsafeEnvName, type Finding, type PolicyInput, type UnsafeOverrides } from '../../config/policy.ts';
 import { parseConnectionUrl } from '../../config/url.ts';
-import { sqliteFileChecks } from '../../sqlite/file-safety.ts';
+import { sqliteFileChecks } from '../../transport/sqlite/file-safety.ts';
 import { ConfigError } from '../../errors.ts';
 import { policyFindings } from '../policy-bridge.ts';
 import type { AuditFinding, ConfiguredEndpoint } from '../types.ts';

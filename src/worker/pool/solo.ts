@@ -4,7 +4,7 @@
  * cannot be stopped from outside); use it for tests and trusted, purely
  * asynchronous tasks. The default pool is prefork.
  */
-import type { TaskDefinition } from '../../task.ts';
+import type { TaskDefinition } from '../../client/task.ts';
 import { executeJob, TaskAbort, type ExecJob, type ExecOutcome } from '../execute.ts';
 import type { Pool } from './types.ts';
 

@@ -8,18 +8,18 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createApp } from '../../../src/app.ts';
-import { AmqpBroker, createAmqpBroker, type BroadcastMessage } from '../../../src/broker/amqp.ts';
-import type { Delivery } from '../../../src/broker/types.ts';
+import { createApp } from '../../../src/client/app.ts';
+import { AmqpBroker, createAmqpBroker, type BroadcastMessage } from '../../../src/transport/amqp/broker.ts';
+import type { Delivery } from '../../../src/core/broker.ts';
 import { JSON_SERIALIZER } from '../../../src/codec/serializers.ts';
 import { resolveSettings, type AppSettings } from '../../../src/config/options.ts';
 import { InsecureConfigError } from '../../../src/config/policy.ts';
 import { ConnectionError } from '../../../src/errors.ts';
-import { createLogger } from '../../../src/logging.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
 import { newId } from '../../../src/protocol/ids.ts';
 import { buildTaskMessage } from '../../../src/protocol/task-message.ts';
 import type { WireMessage } from '../../../src/protocol/types.ts';
-import { resetSecurityEvents, securityCounters } from '../../../src/security/events.ts';
+import { resetSecurityEvents, securityCounters } from '../../../src/observability/security-events.ts';
 import { consumeAndDie } from '../../helpers/crash.ts';
 // After Celeriac, so that amqplib loads with Celeriac's header-depth guard.
 import { connect } from 'amqplib';

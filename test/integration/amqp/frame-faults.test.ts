@@ -8,12 +8,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { createAmqpBroker, DLQ_HEADERS, type AmqpBroker } from '../../../src/broker/amqp.ts';
-import { publishOptions } from '../../../src/amqp/codec.ts';
-import type { Delivery } from '../../../src/broker/types.ts';
+import { createAmqpBroker, DLQ_HEADERS, type AmqpBroker } from '../../../src/transport/amqp/broker.ts';
+import { publishOptions } from '../../../src/transport/amqp/codec.ts';
+import type { Delivery } from '../../../src/core/broker.ts';
 import { JSON_SERIALIZER } from '../../../src/codec/serializers.ts';
 import { resolveSettings } from '../../../src/config/options.ts';
-import { createLogger } from '../../../src/logging.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
 import { buildTaskMessage } from '../../../src/protocol/task-message.ts';
 import { waitFor } from '../../helpers/services.ts';
 import { defs, rawHeaderFrame, startFakeBroker, type FakeBroker, type ScriptedDelivery } from './support/fake-broker.ts';

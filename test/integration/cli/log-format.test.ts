@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createApp, type App } from '../../../src/app.ts';
+import { createApp, type App } from '../../../src/client/app.ts';
 import { CLI, ROOT } from '../../helpers/celeriac-worker.ts';
 import { hasCommand, requireService, sleep } from '../../helpers/services.ts';
 

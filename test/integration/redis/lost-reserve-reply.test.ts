@@ -11,11 +11,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { createRedisBroker, type RedisBroker } from '../../../src/broker/redis.ts';
-import type { Consumer, Delivery } from '../../../src/broker/types.ts';
+import { createRedisBroker, type RedisBroker } from '../../../src/transport/redis/broker.ts';
+import type { Consumer, Delivery } from '../../../src/core/broker.ts';
 import { JSON_SERIALIZER } from '../../../src/codec/serializers.ts';
 import { resolveSettings } from '../../../src/config/options.ts';
-import { createLogger } from '../../../src/logging.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
 import { buildTaskMessage } from '../../../src/protocol/task-message.ts';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../../helpers/redis-server.ts';
 import { requireService, waitFor } from '../../helpers/services.ts';

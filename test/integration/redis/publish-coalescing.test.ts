@@ -1,16 +1,16 @@
 /**
- * Sends coalesced into LPUSH commands of up to MAX_COALESCED values (src/broker/push-coalescer.ts)
+ * Sends coalesced into LPUSH commands of up to MAX_COALESCED values (src/transport/redis/push-coalescer.ts)
  * against a real redis-server: many sends in flight keep their order and
  * become few commands; a send not awaited before close still lands.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { MAX_COALESCED } from '../../../src/broker/push-coalescer.ts';
-import { createRedisBroker } from '../../../src/broker/redis.ts';
+import { MAX_COALESCED } from '../../../src/transport/redis/push-coalescer.ts';
+import { createRedisBroker } from '../../../src/transport/redis/broker.ts';
 import { JSON_SERIALIZER } from '../../../src/codec/serializers.ts';
 import { resolveSettings } from '../../../src/config/options.ts';
-import { createLogger } from '../../../src/logging.ts';
-import { decodeRedisEnvelope } from '../../../src/protocol/redis-envelope.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
+import { decodeRedisEnvelope } from '../../../src/transport/redis/envelope.ts';
 import { buildTaskMessage } from '../../../src/protocol/task-message.ts';
 import { DEFAULT_DECODE_LIMITS } from '../../../src/codec/limits.ts';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../../helpers/redis-server.ts';

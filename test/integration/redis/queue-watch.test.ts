@@ -1,5 +1,5 @@
 /**
- * The idle consumer's wake-up (src/broker/redis-queue-watch.ts) against a
+ * The idle consumer's wake-up (src/transport/redis/queue-watch.ts) against a
  * real redis-server: once armed it reports the next push to a watched list,
  * and nothing else — not the consumer's own pops, not writes to other keys
  * under the same prefix (result records), not a second push before re-arming.
@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { QueueWatch } from '../../../src/broker/redis-queue-watch.ts';
-import { createLogger } from '../../../src/logging.ts';
+import { QueueWatch } from '../../../src/transport/redis/queue-watch.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../../helpers/redis-server.ts';
 import { requireService, sleep } from '../../helpers/services.ts';
 

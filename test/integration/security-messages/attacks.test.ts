@@ -11,10 +11,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { createApp, type App } from '../../../src/app.ts';
+import { createApp, type App } from '../../../src/client/app.ts';
 import { JSON_SERIALIZER, MSGPACK_SERIALIZER } from '../../../src/codec/serializers.ts';
 import { generateSigningKey, parseSigningKeyRing, rsaMessageSigningKey, signMessage } from '../../../src/codec/signing/index.ts';
-import { createLogger } from '../../../src/logging.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
 import { newId } from '../../../src/protocol/ids.ts';
 import { buildTaskMessage, encodeTaskBody } from '../../../src/protocol/task-message.ts';
 import type { WireMessage } from '../../../src/protocol/types.ts';

@@ -11,13 +11,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { createApp, type App } from '../../../src/app.ts';
-import { createMemoryBroker } from '../../../src/broker/memory.ts';
+import { createApp, type App } from '../../../src/client/app.ts';
+import { createMemoryBroker } from '../../../src/transport/memory/broker.ts';
 import { JSON_SERIALIZER, MSGPACK_SERIALIZER } from '../../../src/codec/serializers.ts';
 import { generateSigningKey, SIGNATURE_HEADER, signCeleryAuth } from '../../../src/codec/signing/index.ts';
 import { DecodeError } from '../../../src/errors.ts';
-import { createLogger } from '../../../src/logging.ts';
-import { decodeRedisEnvelope, encodeRedisEnvelope } from '../../../src/protocol/redis-envelope.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
+import { decodeRedisEnvelope, encodeRedisEnvelope } from '../../../src/transport/redis/envelope.ts';
 import { buildTaskMessage, parseTaskMessage, type TaskRequest } from '../../../src/protocol/task-message.ts';
 import type { WireMessage } from '../../../src/protocol/types.ts';
 import { DEFAULT_DECODE_LIMITS } from '../../../src/codec/limits.ts';

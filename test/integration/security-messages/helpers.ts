@@ -7,13 +7,13 @@
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createApp, type App, type AppOptions } from '../../../src/app.ts';
-import { createMemoryBackend, type MemoryBackend } from '../../../src/backend/memory.ts';
-import { createMemoryBroker, MemoryWorld, type MemoryBroker } from '../../../src/broker/memory.ts';
+import { createApp, type App, type AppOptions } from '../../../src/client/app.ts';
+import { createMemoryBackend, type MemoryBackend } from '../../../src/transport/memory/backend.ts';
+import { createMemoryBroker, MemoryWorld, type MemoryBroker } from '../../../src/transport/memory/broker.ts';
 import { celerySignerId } from '../../../src/codec/signing/index.ts';
 import type { WireMessage } from '../../../src/protocol/types.ts';
 import { createSelfSignedCertificate, type CertifiedKey } from '../../../src/secrets/x509.ts';
-import { onSecurityEvent, type SecurityEvent } from '../../../src/security/events.ts';
+import { onSecurityEvent, type SecurityEvent } from '../../../src/observability/security-events.ts';
 import { createWorker, type WorkerHandle } from '../../../src/worker/worker.ts';
 import type { ReplayStore } from '../../../src/security/replay-guard.ts';
 import assert from 'node:assert/strict';

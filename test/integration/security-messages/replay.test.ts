@@ -10,9 +10,9 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { generateSigningKey } from '../../../src/codec/signing/index.ts';
-import { createLogger } from '../../../src/logging.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
 import type { WireMessage } from '../../../src/protocol/types.ts';
-import { resetSecurityEvents } from '../../../src/security/events.ts';
+import { resetSecurityEvents } from '../../../src/observability/security-events.ts';
 import { MemoryReplayStore, REPLAY_HELD_REASON, REPLAY_SETTLED_REASON, ReplayGuard, SqliteReplayStore } from '../../../src/security/replay-guard.ts';
 import { memoryServer, replayStoreContract, sleep, until, type MemoryServer } from './helpers.ts';
 
@@ -22,7 +22,7 @@ const msg = (): WireMessage => ({ headers: {}, properties: {}, contentType: 'app
 replayStoreContract('memory', async () => new MemoryReplayStore());
 const sqliteDir = mkdtempSync(join(tmpdir(), 'celeriac-replay-'));
 replayStoreContract('sqlite', async () => {
-  const { openSqlite, sqliteLocationFromUrl } = await import('../../../src/sqlite/open.ts');
+  const { openSqlite, sqliteLocationFromUrl } = await import('../../../src/transport/sqlite/open.ts');
   return new SqliteReplayStore(openSqlite(sqliteLocationFromUrl(`sqlite://${join(sqliteDir, `r${Math.random()}.db`)}`), { role: 'broker', logger }));
 });
 process.on('exit', () => rmSync(sqliteDir, { recursive: true, force: true }));

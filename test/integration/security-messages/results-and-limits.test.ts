@@ -6,11 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { createApp, type App } from '../../../src/app.ts';
+import { createApp, type App } from '../../../src/client/app.ts';
 import { generateResultKey } from '../../../src/codec/encryption.ts';
 import { QueueFullError, RateLimitedError, RemoteTaskError } from '../../../src/errors.ts';
-import { createLogger } from '../../../src/logging.ts';
-import { resetSecurityEvents, securityCounters } from '../../../src/security/events.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
+import { resetSecurityEvents, securityCounters } from '../../../src/observability/security-events.ts';
 import { createWorker, type WorkerHandle } from '../../../src/worker/worker.ts';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../../helpers/redis-server.ts';
 import { requireService } from '../../helpers/services.ts';

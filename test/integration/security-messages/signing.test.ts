@@ -7,13 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
-import { createApp } from '../../../src/app.ts';
-import { createMemoryBroker } from '../../../src/broker/memory.ts';
+import { createApp } from '../../../src/client/app.ts';
+import { createMemoryBroker } from '../../../src/transport/memory/broker.ts';
 import { generateSigningKey, SIGNATURE_HEADER, signCeleryAuth, signMessage, parseSigningKeyRing, type MessageSignatureHeader } from '../../../src/codec/signing/index.ts';
 import { ConfigError } from '../../../src/errors.ts';
 import { buildTaskMessage } from '../../../src/protocol/task-message.ts';
 import { JSON_SERIALIZER } from '../../../src/codec/serializers.ts';
-import { resetSecurityEvents, securityCounters } from '../../../src/security/events.ts';
+import { resetSecurityEvents, securityCounters } from '../../../src/observability/security-events.ts';
 import type { ConfiguredMessageSecurity } from '../../../src/security/message-security.ts';
 import { currentTask } from '../../../src/worker/context.ts';
 import { captureLogger } from '../../helpers/app-fixture.ts';

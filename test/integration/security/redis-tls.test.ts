@@ -17,7 +17,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createApp, type App, type AppOptions } from '../../../src/app.ts';
+import { createApp, type App, type AppOptions } from '../../../src/client/app.ts';
 import { InsecureConfigError } from '../../../src/config/policy.ts';
 import { ConfigError, ConnectionError } from '../../../src/errors.ts';
 import { createWorker } from '../../../src/worker/worker.ts';

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { createApp, type App } from '../../../src/app.ts';
+import { createApp, type App } from '../../../src/client/app.ts';
 import { generateSigningKey } from '../../../src/codec/signing/index.ts';
 import { newId } from '../../../src/protocol/ids.ts';
 import { generateSecret } from '../../../src/secrets/generate.ts';

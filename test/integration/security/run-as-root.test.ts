@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createApp, type App } from '../../../src/app.ts';
+import { createApp, type App } from '../../../src/client/app.ts';
 import { evaluateProcessIdentity } from '../../../src/security/privileges.ts';
 import { startCeleriacWorker, type CeleriacWorkerProcess } from '../../helpers/celeriac-worker.ts';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../../helpers/redis-server.ts';

@@ -16,7 +16,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { createApp } from '../../../src/app.ts';
+import { createApp } from '../../../src/client/app.ts';
 import { RemoteTaskError } from '../../../src/errors.ts';
 import { startCeleriacWorker, TS_TASKS, type CeleriacWorkerProcess } from '../../helpers/celeriac-worker.ts';
 import type { TestPki } from '../../helpers/pki.ts';

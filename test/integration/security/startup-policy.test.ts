@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createApp } from '../../../src/app.ts';
+import { createApp } from '../../../src/client/app.ts';
 import { InsecureConfigError } from '../../../src/config/policy.ts';
 import { createWorker } from '../../../src/worker/worker.ts';
 import { startCeleriacWorker, TS_TASKS } from '../../helpers/celeriac-worker.ts';

@@ -7,13 +7,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { createSqliteBroker } from '../../../src/broker/sqlite.ts';
-import type { Delivery } from '../../../src/broker/types.ts';
+import { createSqliteBroker } from '../../../src/transport/sqlite/broker.ts';
+import type { Delivery } from '../../../src/core/broker.ts';
 import { JSON_SERIALIZER } from '../../../src/codec/serializers.ts';
 import { resolveSettings } from '../../../src/config/options.ts';
-import { createLogger } from '../../../src/logging.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
 import { buildTaskMessage } from '../../../src/protocol/task-message.ts';
-import { sqliteUrlForPath } from '../../../src/sqlite/open.ts';
+import { sqliteUrlForPath } from '../../../src/transport/sqlite/open.ts';
 import { waitFor } from '../../helpers/services.ts';
 
 describe('sqlite dead-letter bounds', () => {

@@ -16,9 +16,9 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { createApp } from '../../../src/app.ts';
-import { createLogger } from '../../../src/logging.ts';
-import { sqliteUrlForPath } from '../../../src/sqlite/location.ts';
+import { createApp } from '../../../src/client/app.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
+import { sqliteUrlForPath } from '../../../src/transport/sqlite/location.ts';
 import { startCeleriacWorker, type CeleriacWorkerProcess } from '../../helpers/celeriac-worker.ts';
 import { sleep } from '../../helpers/services.ts';
 

@@ -7,11 +7,11 @@
  *   store <url> <ids,...>          store a SUCCESS for each id 40 ms apart, each carrying its store time
  * Times are epoch milliseconds with sub-millisecond precision (performance.timeOrigin + now()).
  */
-import { createSqliteBroker } from '../../../src/broker/sqlite.ts';
-import { createApp } from '../../../src/app.ts';
+import { createSqliteBroker } from '../../../src/transport/sqlite/broker.ts';
+import { createApp } from '../../../src/client/app.ts';
 import { JSON_SERIALIZER } from '../../../src/codec/serializers.ts';
 import { resolveSettings } from '../../../src/config/options.ts';
-import { createLogger } from '../../../src/logging.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
 import { newId } from '../../../src/protocol/ids.ts';
 import { buildResultMeta } from '../../../src/protocol/result-meta.ts';
 import { buildTaskMessage } from '../../../src/protocol/task-message.ts';

@@ -11,12 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createApp } from '../../../src/app.ts';
-import { createSqliteBroker } from '../../../src/broker/sqlite.ts';
+import { createApp } from '../../../src/client/app.ts';
+import { createSqliteBroker } from '../../../src/transport/sqlite/broker.ts';
 import { resolveSettings } from '../../../src/config/options.ts';
-import { createLogger } from '../../../src/logging.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
 import { newId } from '../../../src/protocol/ids.ts';
-import { sqliteUrlForPath } from '../../../src/sqlite/location.ts';
+import { sqliteUrlForPath } from '../../../src/transport/sqlite/location.ts';
 
 const PROBE = fileURLToPath(new URL('./wake-probe.ts', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'celeriac-sqlite-wake-'));

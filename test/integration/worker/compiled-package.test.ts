@@ -12,7 +12,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { createApp, type App } from '../../../src/app.ts';
+import { createApp, type App } from '../../../src/client/app.ts';
 import { ROOT } from '../../helpers/celeriac-worker.ts';
 import { sleep } from '../../helpers/services.ts';
 

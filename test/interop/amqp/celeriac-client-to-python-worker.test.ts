@@ -8,12 +8,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { createApp, type App } from '../../../src/app.ts';
-import { createAmqpBroker } from '../../../src/broker/amqp.ts';
+import { createApp, type App } from '../../../src/client/app.ts';
+import { createAmqpBroker } from '../../../src/transport/amqp/broker.ts';
 import { JSON_SERIALIZER } from '../../../src/codec/serializers.ts';
 import { resolveSettings } from '../../../src/config/options.ts';
 import { RemoteTaskError } from '../../../src/errors.ts';
-import { createLogger } from '../../../src/logging.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
 import { buildTaskMessage } from '../../../src/protocol/task-message.ts';
 import type { WireMessage } from '../../../src/protocol/types.ts';
 import { pyScript, startPythonWorker, type PythonWorker } from '../../helpers/python-celery.ts';

@@ -16,11 +16,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { createApp, type App } from '../../../src/app.ts';
-import { createAmqpBroker } from '../../../src/broker/amqp.ts';
+import { createApp, type App } from '../../../src/client/app.ts';
+import { createAmqpBroker } from '../../../src/transport/amqp/broker.ts';
 import { decodeJsonText } from '../../../src/codec/json.ts';
 import { resolveSettings } from '../../../src/config/options.ts';
-import { createLogger } from '../../../src/logging.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
 import { startCeleriacWorker, type CeleriacWorkerProcess } from '../../helpers/celeriac-worker.ts';
 import { pyScript, startPythonWorker, type PythonWorker } from '../../helpers/python-celery.ts';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../../helpers/redis-server.ts';

@@ -7,8 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createApp, type App } from '../../../src/app.ts';
-import { createLogger } from '../../../src/logging.ts';
+import { createApp, type App } from '../../../src/client/app.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
 import { startCeleriacWorker, type CeleriacWorkerProcess } from '../../helpers/celeriac-worker.ts';
 import { startPythonWorker, type PythonWorker } from '../../helpers/python-celery.ts';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../../helpers/redis-server.ts';

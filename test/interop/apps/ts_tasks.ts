@@ -3,7 +3,7 @@
  * clients can call a Celeriac worker and vice versa. Configured from the
  * environment (URLs from CELERIAC_BROKER_URL / CELERIAC_RESULT_BACKEND).
  */
-import { createApp } from '../../../src/app.ts';
+import { createApp } from '../../../src/client/app.ts';
 import { currentTask } from '../../../src/worker/context.ts';
 
 const env = process.env;

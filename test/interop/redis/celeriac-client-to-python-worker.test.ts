@@ -3,9 +3,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createApp, type App } from '../../../src/app.ts';
+import { createApp, type App } from '../../../src/client/app.ts';
 import { RemoteTaskError } from '../../../src/errors.ts';
-import { createLogger } from '../../../src/logging.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
 import { startPythonWorker, type PythonWorker } from '../../helpers/python-celery.ts';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../../helpers/redis-server.ts';
 import { hasPythonCelery, requireService } from '../../helpers/services.ts';

@@ -13,8 +13,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createApp, type App } from '../../../src/app.ts';
-import { createLogger } from '../../../src/logging.ts';
+import { createApp, type App } from '../../../src/client/app.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
 import { newId } from '../../../src/protocol/ids.ts';
 import { startCeleriacWorker, type CeleriacWorkerProcess } from '../../helpers/celeriac-worker.ts';
 import { pyClient, startPythonWorker, type PythonWorker } from '../../helpers/python-celery.ts';

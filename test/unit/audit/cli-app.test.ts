@@ -22,7 +22,7 @@ describe('celeriac audit -A and probe scope', () => {
   let dir: string;
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'celeriac-audit-app-'));
-    const appUrl = new URL('../../../src/app.ts', import.meta.url).href;
+    const appUrl = new URL('../../../src/client/app.ts', import.meta.url).href;
     const zodUrl = pathToFileURL(createRequire(import.meta.url).resolve('zod')).href;
     // .mts: the temp directory has no package.json saying "type": "module".
     writeFileSync(join(dir, 'tasks.mts'), [

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { createApp } from '../../../src/app.ts';
+import { createApp } from '../../../src/client/app.ts';
 import { TimeoutError } from '../../../src/errors.ts';
 
 it('a result timeout names the dead-letter queue as a cause', async () => {

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { decodeJson, decodeJsonText, encodeJson, stringifyJson } from '../../../src/codec/json.ts';
 import { DEFAULT_DECODE_LIMITS } from '../../../src/codec/limits.ts';
 import { decodeMsgpack, encodeMsgpack } from '../../../src/codec/msgpack.ts';
-import { decodeRedisEnvelope, encodeRedisEnvelope } from '../../../src/protocol/redis-envelope.ts';
+import { decodeRedisEnvelope, encodeRedisEnvelope } from '../../../src/transport/redis/envelope.ts';
 import { DecodeError, ValidationError } from '../../../src/errors.ts';
 
 const P63 = 2n ** 63n;

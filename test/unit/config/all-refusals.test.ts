@@ -6,10 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createApp } from '../../../src/app.ts';
+import { createApp } from '../../../src/client/app.ts';
 import { InsecureConfigError } from '../../../src/config/policy.ts';
-import { createLogger } from '../../../src/logging.ts';
-import { resetSecurityEvents, securityCounters } from '../../../src/security/events.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
+import { resetSecurityEvents, securityCounters } from '../../../src/observability/security-events.ts';
 
 describe('all refusals of a start at once (issue 15 item 6)', () => {
   it('transport, credentials, content and message signing in one error', async () => {

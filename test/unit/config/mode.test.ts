@@ -7,12 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createApp } from '../../../src/app.ts';
+import { createApp } from '../../../src/client/app.ts';
 import { resolveSecurityMode } from '../../../src/config/mode.ts';
 import { resolveSettings } from '../../../src/config/options.ts';
 import { policyInputFromSettings, evaluatePolicy } from '../../../src/config/policy.ts';
 import { ConfigError } from '../../../src/errors.ts';
-import { createLogger } from '../../../src/logging.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
 
 const logger = createLogger({ level: 'silent' });
 const VARIANTS = ['Production', 'PRODUCTION', 'prod', 'production ', ' production', 'production\n', 'staging', 'live', 'dev', 'Development'];

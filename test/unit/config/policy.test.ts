@@ -6,8 +6,8 @@ import {
   type Finding, type PolicyInput, type PolicyReport, type UnsafeOption,
 } from '../../../src/config/policy.ts';
 import { ConfigError } from '../../../src/errors.ts';
-import { createLogger } from '../../../src/logging.ts';
-import { resetSecurityEvents, securityCounters } from '../../../src/security/events.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
+import { resetSecurityEvents, securityCounters } from '../../../src/observability/security-events.ts';
 
 const STRONG = 'tR4vQ9zLm2Xw8KpNa7Yc';
 const SECURE_BROKER = `rediss://worker:${STRONG}@redis.internal:6379/0`;

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { analyzeTls, tlsOptionsFor } from '../../../src/config/tls.ts';
 import { parseConnectionUrl } from '../../../src/config/url.ts';
 import { ConfigError } from '../../../src/errors.ts';
-import { classifyConnectionError } from '../../../src/security/events.ts';
+import { classifyConnectionError } from '../../../src/observability/security-events.ts';
 import { createTestPki, type TestPki } from '../../helpers/pki.ts';
 
 let pki: TestPki;

@@ -10,13 +10,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { amqpEndpoint } from '../../../src/amqp/connection.ts';
+import { amqpEndpoint } from '../../../src/transport/amqp/connection.ts';
 import { resolveSettings } from '../../../src/config/options.ts';
 import { credentialsChecked, evaluatePolicy } from '../../../src/config/policy.ts';
 import { parseConnectionUrl } from '../../../src/config/url.ts';
 import { ConfigError } from '../../../src/errors.ts';
-import { createLogger } from '../../../src/logging.ts';
-import { createRedisClient } from '../../../src/redis/connection.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
+import { createRedisClient } from '../../../src/transport/redis/connection.ts';
 
 const settings = resolveSettings({});
 const logger = createLogger({ level: 'silent' });

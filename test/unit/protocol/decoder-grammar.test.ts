@@ -18,7 +18,7 @@ import { stringifyJson } from '../../../src/codec/json.ts';
 import { DEFAULT_DECODE_LIMITS } from '../../../src/codec/limits.ts';
 import { decodeByContentType, JSON_SERIALIZER, MSGPACK_SERIALIZER, type Serializer } from '../../../src/codec/serializers.ts';
 import { DecodeError } from '../../../src/errors.ts';
-import { decodeRedisEnvelope, encodeRedisEnvelope } from '../../../src/protocol/redis-envelope.ts';
+import { decodeRedisEnvelope, encodeRedisEnvelope } from '../../../src/transport/redis/envelope.ts';
 import { parseTaskMessage, type TaskRequest } from '../../../src/protocol/task-message.ts';
 import { toIsoUtc } from '../../../src/protocol/time.ts';
 import type { WireMessage } from '../../../src/protocol/types.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ResultStore } from '../../../src/backend/results.ts';
-import { createMemoryBackend } from '../../../src/backend/memory.ts';
+import { ResultStore } from '../../../src/client/results.ts';
+import { createMemoryBackend } from '../../../src/transport/memory/backend.ts';
 import { MSGPACK_SERIALIZER } from '../../../src/codec/serializers.ts';
 import { RemoteTaskError } from '../../../src/errors.ts';
 import { buildResultMeta, errorToExceptionInfo, parseResultMeta, remoteErrorFromMeta } from '../../../src/protocol/result-meta.ts';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { decodeByContentType } from '../../../src/codec/serializers.ts';
 import { DEFAULT_DECODE_LIMITS } from '../../../src/codec/limits.ts';
-import { decodeRedisEnvelope, encodeRedisEnvelope, queueOfKey } from '../../../src/protocol/redis-envelope.ts';
+import { decodeRedisEnvelope, encodeRedisEnvelope, queueOfKey } from '../../../src/transport/redis/envelope.ts';
 import { buildTaskMessage, parseTaskMessage } from '../../../src/protocol/task-message.ts';
 import { JSON_SERIALIZER, MSGPACK_SERIALIZER } from '../../../src/codec/serializers.ts';
 import { readVector, redisTaskEntries } from '../../helpers/fixtures.ts';

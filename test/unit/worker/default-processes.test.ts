@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { defaultProcesses } from '../../../src/worker/supervisor.ts';
+import { defaultProcesses } from '../../../src/worker/prefork/supervisor.ts';
 
 describe('defaultProcesses', () => {
   it('leaves one CPU to the supervisor and the broker client', () => {

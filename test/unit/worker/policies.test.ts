@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { z } from 'zod';
-import { bindArguments, parseRateLimit, validateArguments, type TaskDefinition } from '../../../src/task.ts';
+import { bindArguments, parseRateLimit, validateArguments, type TaskDefinition } from '../../../src/client/task.ts';
 import { decideRetry, retryCountdownSeconds } from '../../../src/worker/retry-policy.ts';
 import { TokenBucket } from '../../../src/worker/rate-limit.ts';
 import { ValidationError } from '../../../src/errors.ts';

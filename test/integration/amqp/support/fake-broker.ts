@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 // Celeriac first: amqplib's protocol definitions must load behind the header guard.
-import '../../../../src/amqp/field-table.ts';
+import '../../../../src/transport/amqp/field-table.ts';
 
 const require = createRequire(import.meta.url);
 const lib = join(dirname(require.resolve('amqplib')), 'lib');

@@ -4,7 +4,7 @@
  * result backend.
  */
 import { appendFileSync } from 'node:fs';
-import { createApp } from '../../../../src/app.ts';
+import { createApp } from '../../../../src/client/app.ts';
 
 export const app = createApp({});
 

@@ -4,7 +4,7 @@
  * them (CELERIAC_SIGNING_KEYS, CELERIAC_VERIFY_KEYS, CELERY_SECURITY_*…);
  * the test-only knobs are SEC_*.
  */
-import { createApp } from '../../../../src/app.ts';
+import { createApp } from '../../../../src/client/app.ts';
 import { currentTask } from '../../../../src/worker/context.ts';
 
 const env = process.env;

@@ -4,7 +4,7 @@
  * identity of the process that runs it.
  */
 import { writeFileSync } from 'node:fs';
-import { createApp } from '../../../../src/app.ts';
+import { createApp } from '../../../../src/client/app.ts';
 
 if (process.env.IDENTITY_MARKER) writeFileSync(process.env.IDENTITY_MARKER, `loaded by uid ${process.getuid?.()}\n`, { flag: 'a' });
 

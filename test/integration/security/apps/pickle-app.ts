@@ -2,7 +2,7 @@
  * An app that (wrongly) accepts pickle, for the start-up policy test: the
  * worker must refuse to start. URLs come from the environment.
  */
-import { createApp } from '../../../../src/app.ts';
+import { createApp } from '../../../../src/client/app.ts';
 
 export const app = createApp({ acceptContent: ['json', 'pickle'] });
 

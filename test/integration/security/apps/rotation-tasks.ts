@@ -6,7 +6,7 @@
  * whose reserve reply was lost when the connection was killed.
  */
 import { appendFileSync } from 'node:fs';
-import { createApp } from '../../../../src/app.ts';
+import { createApp } from '../../../../src/client/app.ts';
 
 const marks = process.env.CELERIAC_TEST_MARKS;
 

@@ -1,5 +1,5 @@
 /** Tasks that misbehave on purpose, for the prefork supervisor's tests. */
-import { createApp } from '../../../../src/app.ts';
+import { createApp } from '../../../../src/client/app.ts';
 import { currentTask } from '../../../../src/worker/context.ts';
 
 export const app = createApp({ taskAcksLate: process.env.TEST_ACKS_LATE === '1' });

@@ -3,7 +3,7 @@
  * named by TEST_RUN_LOG before misbehaving, so a test can count the runs.
  */
 import { appendFileSync } from 'node:fs';
-import { createApp } from '../../../../src/app.ts';
+import { createApp } from '../../../../src/client/app.ts';
 import { currentTask } from '../../../../src/worker/context.ts';
 
 export const app = createApp({ taskAcksLate: true, taskDefaultQueue: process.env.TEST_QUEUE ?? 'celery' });

@@ -1,5 +1,5 @@
 /** Long tasks for the shutdown-contract tests. */
-import { createApp } from '../../../../src/app.ts';
+import { createApp } from '../../../../src/client/app.ts';
 
 export const app = createApp({ taskDefaultQueue: process.env.TEST_QUEUE ?? 'celery' });
 

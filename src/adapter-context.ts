@@ -1,8 +1,0 @@
-import type { ResolvedSettings } from './config/options.ts';
-import type { Logger } from './logging.ts';
-
-/** What every broker and backend adapter receives besides its URL. */
-export interface AdapterContext {
-  settings: ResolvedSettings;
-  logger: Logger;
-}

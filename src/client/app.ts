@@ -1,0 +1,436 @@
+/**
+ * createApp: configuration, the task registry, and the client side of the
+ * protocol (build, sign, route and publish task messages; read results).
+ */
+import { createBackend } from '../transport/index.ts';
+import { ResultStore } from './results.ts';
+import type { ResultBackend } from '../core/backend.ts';
+import { createBroker } from '../transport/index.ts';
+import type { Broker, PublishItem } from '../core/broker.ts';
+import { contentTypeOf, decodeByContentType, JSON_SERIALIZER, serializerByName, type Serializer } from '../codec/serializers.ts';
+import { BROKER_URL_VARS, RESULT_BACKEND_VARS, settingFromEnv, type Env } from '../config/env.ts';
+import { resolveSettings, type AppSettings, type ResolvedSettings } from '../config/options.ts';
+import { isProduction } from '../config/mode.ts';
+import { enforcePolicy, evaluatePolicy, InsecureConfigError, policyInputFromSettings } from '../config/policy.ts';
+import { recordSecurityEvent } from '../observability/security-events.ts';
+import { ClosedError, ConfigError } from '../errors.ts';
+import { createLogger, type Logger } from '../observability/logging.ts';
+import { newId } from '../protocol/ids.ts';
+import { buildTaskMessage, type BodyDecoder, type TaskMessageInput } from '../protocol/task-message.ts';
+import type { WireMessage } from '../protocol/types.ts';
+import { AsyncResult } from './result.ts';
+import {
+  validateArguments,
+  type Init,
+  type KwargsByName,
+  type Last,
+  type SendOptions,
+  type TaskDefinition,
+  type TaskFunction,
+  type TaskHandle,
+  type TaskOptions,
+} from './task.ts';
+import { maybeCurrentTask } from '../worker/context.ts';
+import { defaultSqliteUrl } from '../transport/sqlite/location.ts';
+import type { MessageSecurity } from '../security/message-security-types.ts';
+import { createMessageSecurity, openRedis } from '../security/message-security.ts';
+import { SubmissionLimits, type SendRateLimit, type SubmissionDemand } from './submission-limits.ts';
+
+export type { MessageSecurity } from '../security/message-security-types.ts';
+
+/** Options of `createApp`: Celery settings plus injected adapters. */
+export interface AppOptions extends AppSettings {
+  /** Use this broker instead of one built from `brokerUrl`. */
+  broker?: Broker;
+  /** Use this result backend instead of one built from `resultBackend`; `null` disables results. */
+  backend?: ResultBackend | null;
+  /** Logger (default: pino on stderr). */
+  logger?: Logger;
+  /** Environment to read URLs from (default `process.env`). */
+  env?: Env;
+}
+
+/** One call of a bulk send. */
+export interface SendCall {
+  name: string;
+  args?: readonly unknown[];
+  kwargs?: Readonly<Record<string, unknown>>;
+  options?: SendOptions;
+}
+
+/** A Celeriac application. */
+export class App {
+  readonly settings: ResolvedSettings;
+  readonly logger: Logger;
+  /** Registered tasks by name. */
+  readonly registry = new Map<string, TaskDefinition>();
+  /** Signing/verification hooks; undefined means plain json/msgpack. */
+  security: MessageSecurity = {};
+  private readonly env: Env;
+  /** Which URLs came from the environment (and may be reloaded). */
+  private readonly urlsFromEnv: { broker: boolean; backend: boolean };
+  private brokerPromise: Promise<Broker> | undefined;
+  private backendPromise: Promise<ResultStore | undefined> | undefined;
+  /** The connected broker and store once their promises resolved: sends skip an await each. */
+  private brokerReady: Broker | undefined;
+  private storeReady: { store: ResultStore | undefined } | undefined;
+  private readonly injectedBroker: Broker | undefined;
+  private readonly injectedBackend: ResultBackend | null | undefined;
+  /** Set when nothing was configured and the app uses the embedded SQLite default; cleared once announced. */
+  private embeddedDefault: { results: boolean } | undefined;
+  private closed = false;
+  private readonly taskSerializer: Serializer;
+  private readonly acceptTypes: ReadonlySet<string>;
+  /** Send rate limits and queue caps (CEL-019). */
+  private readonly submission: SubmissionLimits;
+
+  constructor(options: AppOptions = {}) {
+    const { broker, backend, logger, env, ...settings } = options;
+    this.env = env ?? process.env;
+    this.logger = logger ?? createLogger();
+    this.injectedBroker = broker;
+    this.injectedBackend = backend;
+    const resolved = resolveSettings(settings);
+    this.urlsFromEnv = { broker: resolved.brokerUrl === undefined, backend: resolved.resultBackend === undefined };
+    resolved.brokerUrl ??= settingFromEnv(this.env, BROKER_URL_VARS);
+    resolved.resultBackend ??= settingFromEnv(this.env, RESULT_BACKEND_VARS);
+    // Nothing configured: the embedded SQLite broker in the working directory, resolved to an
+    // absolute path now so a client and a worker started in the same directory meet on one file.
+    // Results default to the same file only with the default broker: an explicit broker (Redis,
+    // RabbitMQ) without a result backend keeps Celery's "no results".
+    if (!broker && !resolved.brokerUrl) {
+      resolved.brokerUrl = defaultSqliteUrl();
+      const results = backend === undefined && !resolved.resultBackend;
+      if (results) resolved.resultBackend = resolved.brokerUrl;
+      this.embeddedDefault = { results };
+    }
+    this.settings = resolved;
+    this.taskSerializer = serializerByName(resolved.taskSerializer) ?? JSON_SERIALIZER;
+    this.acceptTypes = new Set(resolved.acceptContent.map(contentTypeOf));
+    this.security = createMessageSecurity({ settings: resolved, env: this.env, logger: this.logger, acceptTypes: this.acceptTypes });
+    const redisUrl = [resolved.brokerUrl, resolved.resultBackend].find((u) => u !== undefined && /^rediss?:\/\//i.test(u));
+    this.submission = new SubmissionLimits({
+      clientLimit: resolved.extra.sendRateLimit as SendRateLimit | undefined,
+      wait: resolved.extra.sendRateLimitWait as boolean | number | undefined,
+      maxQueueLength: resolved.extra.maxQueueLength as number | Record<string, number> | undefined,
+      transportMaxQueueLength: resolved.brokerTransportOptions.maxQueueLength,
+      redis: redisUrl ? () => openRedis(redisUrl, redisUrl === resolved.brokerUrl ? 'broker' : 'backend', 'rate-limit', resolved, this.logger) : undefined,
+      keyPrefix: typeof resolved.brokerTransportOptions.globalKeyprefix === 'string' ? resolved.brokerTransportOptions.globalKeyprefix : '',
+      logger: this.logger,
+    });
+  }
+
+  /** True in production mode (`CELERIAC_ENV` or `NODE_ENV` = production; see `config/mode.ts`), where the security policy is strict. */
+  get production(): boolean {
+    return isProduction(this.env);
+  }
+
+  // ── tasks ────────────────────────────────────────────────────────────
+
+  /**
+   * Register a task and get a typed handle. The handle's `delay(...)` and
+   * `applyAsync(args, kwargs, options)` are checked against `fn`.
+   */
+  task<F extends TaskFunction>(name: string, fn: F, options: TaskOptions & { kwargs: true }): TaskHandle<Init<Parameters<F>>, Awaited<ReturnType<F>>, Last<Parameters<F>>>;
+  task<F extends TaskFunction, const P extends readonly string[]>(name: string, fn: F, options: TaskOptions & { params: P }): TaskHandle<Parameters<F>, Awaited<ReturnType<F>>, KwargsByName<P, Parameters<F>>>;
+  task<F extends TaskFunction>(name: string, fn: F, options?: TaskOptions): TaskHandle<Parameters<F>, Awaited<ReturnType<F>>>;
+  task(name: string, fn: TaskFunction, options: TaskOptions = {}): TaskHandle<unknown[], unknown, Record<string, unknown>> {
+    if (!name) throw new ConfigError('a task needs a name', { hint: "e.g. app.task('tasks.add', fn)" });
+    if (this.registry.has(name)) throw new ConfigError(`task ${name} is already registered`, { hint: 'give each task a unique name' });
+    const def: TaskDefinition = { name, fn: fn as unknown as (...args: unknown[]) => unknown, options };
+    this.registry.set(name, def);
+    return this.handle(def);
+  }
+
+  /**
+   * A typed handle for a task defined elsewhere (e.g. in Python):
+   * `app.remoteTask<(x: number, y: number) => number>('tasks.add')`.
+   */
+  remoteTask<F extends TaskFunction>(name: string, options: TaskOptions = {}): TaskHandle<Parameters<F>, Awaited<ReturnType<F>>, Record<string, unknown>> {
+    return this.handle({ name, fn: undefined, options }) as TaskHandle<Parameters<F>, Awaited<ReturnType<F>>, Record<string, unknown>>;
+  }
+
+  private handle(def: TaskDefinition): TaskHandle<unknown[], unknown, Record<string, unknown>> {
+    return {
+      name: def.name,
+      delay: (...args: unknown[]) => this.send(def, args, {}, {}),
+      applyAsync: (args: unknown[], kwargs?: Record<string, unknown>, options?: SendOptions) =>
+        this.send(def, args ?? [], kwargs ?? {}, options ?? {}),
+    };
+  }
+
+  /** Send a task by name (for tasks defined elsewhere, e.g. in Python). */
+  sendTask<R = unknown>(name: string, args: readonly unknown[] = [], kwargs: Readonly<Record<string, unknown>> = {}, options: SendOptions = {}): Promise<AsyncResult<R>> {
+    const def = this.registry.get(name) ?? { name, fn: undefined, options: {} };
+    return this.send(def, args, kwargs, options) as Promise<AsyncResult<R>>;
+  }
+
+  /**
+   * Send many tasks in one broker round trip where the broker allows.
+   * Resolves once the broker holds all of them.
+   */
+  async sendMany(calls: readonly SendCall[]): Promise<AsyncResult[]> {
+    const broker = await this.broker();
+    const store = await this.resultStore();
+    await this.acquireSendTokens(calls.map((c) => ({ task: c.name, limit: this.registry.get(c.name)?.options.sendRateLimit, count: 1 })));
+    const items: PublishItem[] = [];
+    const results: AsyncResult[] = [];
+    const now = Date.now();
+    for (const c of calls) {
+      const def = this.registry.get(c.name) ?? { name: c.name, fn: undefined, options: {} };
+      const { item, id } = this.prepare(def, c.args ?? [], c.kwargs ?? {}, c.options ?? {}, now);
+      items.push(item);
+      results.push(new AsyncResult(id, store));
+    }
+    await broker.publishMany(items);
+    return results;
+  }
+
+  /** A result handle for a known task id. */
+  asyncResult<R = unknown>(taskId: string): AsyncResult<R> {
+    // The store may not be connected yet; AsyncResult resolves it lazily.
+    return new LazyAsyncResult<R>(taskId, this);
+  }
+
+  private async send(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions): Promise<AsyncResult<unknown>> {
+    const broker = this.brokerReady ?? (await this.broker());
+    // Before building: a client over its limit fails fast without paying for signing.
+    if (this.submission.rateLimited || def.options.sendRateLimit !== undefined) await this.acquireSendTokens([{ task: def.name, limit: def.options.sendRateLimit, count: 1 }]);
+    const { item, id } = this.prepare(def, args, kwargs, options, Date.now());
+    await broker.publish(item.queue, item.message, item.options);
+    return new AsyncResult(id, this.storeReady ? this.storeReady.store : await this.resultStore());
+  }
+
+  /** Take send tokens (client and per-task limits); throws `RateLimitedError` when over a limit. */
+  private async acquireSendTokens(demands: SubmissionDemand[]): Promise<void> {
+    if (this.closed) throw new ClosedError('app');
+    await this.submission.acquire(demands);
+  }
+
+  /** Build the message for one call (validation, routing, ids from the running task). */
+  private prepare(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions, now: number): { item: PublishItem; id: string } {
+    if (this.closed) throw new ClosedError('app');
+    const checked = validateArguments(def, args, kwargs);
+    const id = options.taskId ?? newId();
+    const parent = maybeCurrentTask()?.request;
+    const route = this.settings.taskRoutes[def.name];
+    const queue = options.queue ?? def.options.queue ?? route?.queue ?? this.settings.taskDefaultQueue;
+    const priority = options.priority ?? def.options.priority ?? route?.priority;
+    const expiresOpt = options.expires ?? def.options.expires;
+    const input: TaskMessageInput = {
+      task: def.name,
+      id,
+      args: checked.args,
+      kwargs: checked.kwargs,
+      eta: toEpoch(options.eta) ?? (options.countdown !== undefined ? now + options.countdown * 1000 : null),
+      expires: expiresOpt === undefined ? null : typeof expiresOpt === 'number' ? now + expiresOpt * 1000 : expiresOpt.getTime(),
+      timeLimit: [options.timeLimit ?? def.options.timeLimit ?? null, options.softTimeLimit ?? def.options.softTimeLimit ?? null],
+      rootId: options.rootId ?? parent?.rootId ?? id,
+      parentId: options.parentId ?? parent?.id ?? null,
+      shadow: options.shadow ?? null,
+      ignoreResult: options.ignoreResult ?? def.options.ignoreResult ?? false,
+      priority: priority ?? 0,
+      now,
+      ...(options.compression !== undefined ? { compression: options.compression } : {}),
+    };
+    const maxLength = this.submission.maxLengthFor(queue);
+    return { item: { queue, message: this.buildMessage(input), options: { priority: priority ?? 0, ...(maxLength !== undefined ? { maxLength } : {}) } }, id };
+  }
+
+  /** Build (and sign, when signing is on) a task message. Used by the client and by the worker for retries and chains. */
+  buildMessage(input: TaskMessageInput): WireMessage {
+    const message = buildTaskMessage(input, this.taskSerializer);
+    return this.security.sign ? this.security.sign(message) : message;
+  }
+
+  /** Publish an already-built message (worker: retries, chain steps, callbacks). */
+  async publish(queue: string, message: WireMessage, priority?: number): Promise<void> {
+    const broker = await this.broker();
+    await broker.publish(queue, message, { priority: priority ?? message.properties.priority ?? 0 });
+  }
+
+  /** Decoder for received bodies: accept list, limits and (when configured) signature verification. */
+  get decodeBody(): BodyDecoder {
+    if (this.security.decodeBody) return this.security.decodeBody;
+    const accept = this.acceptTypes;
+    const limits = this.settings.decodeLimits;
+    return (message) => decodeByContentType(message.body, message.contentType, accept, limits, { compression: message.headers.compression, contentEncoding: message.contentEncoding });
+  }
+
+  // ── connections ──────────────────────────────────────────────────────
+
+  private policyChecked = false;
+
+  /**
+   * Run the security policy once per app, before the first connection:
+   * refuses insecure settings with an error naming each setting and its
+   * fix, and logs every accepted unsafe override as a warning.
+   */
+  enforceSecurityPolicy(): void {
+    if (this.policyChecked) return;
+    // One report: transport and credential rules plus message signing (CEL-007) and its weaker modes,
+    // so a refused start lists every refusal at once, each with its fix.
+    const input = policyInputFromSettings(this.settings, this.env);
+    const signing = this.security.policyChecks?.();
+    enforcePolicy({ ...input, otherChecks: signing ? [signing] : [] }, this.logger);
+    this.policyChecked = true;
+  }
+
+  /** Log, once, that the embedded default is in use (at first connection, so pool children that never connect stay quiet). */
+  private announceEmbeddedDefault(): void {
+    if (!this.embeddedDefault) return;
+    const { results } = this.embeddedDefault;
+    this.embeddedDefault = undefined;
+    const url = this.settings.brokerUrl ?? '';
+    const path = decodeURIComponent(url.slice('sqlite://'.length));
+    this.logger.info(
+      { path },
+      `no broker configured: using the embedded SQLite broker${results ? ' and result backend' : ''} at ${path} (set CELERIAC_BROKER_URL for Redis or RabbitMQ)`,
+    );
+  }
+
+  /** The broker, connected on first use. */
+  broker(): Promise<Broker> {
+    if (this.closed) return Promise.reject(new ClosedError('app'));
+    this.brokerPromise ??= (async () => {
+      this.enforceSecurityPolicy();
+      this.announceEmbeddedDefault();
+      let broker = this.injectedBroker;
+      if (!broker) {
+        const url = this.settings.brokerUrl;
+        if (!url) {
+          throw new ConfigError('no broker URL configured', {
+            hint: 'set CELERIAC_BROKER_URL (or CELERY_BROKER_URL), or pass brokerUrl to createApp',
+          });
+        }
+        broker = await createBroker(url, { settings: this.settings, logger: this.logger });
+      }
+      await broker.connect();
+      return broker;
+    })();
+    this.brokerPromise.then(
+      (b) => {
+        if (!this.closed) this.brokerReady = b;
+      },
+      () => {
+        this.brokerPromise = undefined;
+      },
+    );
+    return this.brokerPromise;
+  }
+
+  /** The result store, or undefined when the app has no result backend. */
+  resultStore(): Promise<ResultStore | undefined> {
+    if (this.closed) return Promise.reject(new ClosedError('app'));
+    this.backendPromise ??= (async () => {
+      this.enforceSecurityPolicy();
+      this.announceEmbeddedDefault();
+      let backend: ResultBackend | undefined | null = this.injectedBackend;
+      if (backend === null) return undefined;
+      if (!backend) {
+        const url = this.settings.resultBackend;
+        if (!url) return undefined;
+        backend = await createBackend(url, { settings: this.settings, logger: this.logger });
+      }
+      await backend.connect();
+      return new ResultStore(backend, {
+        serializer: serializerByName(this.settings.resultSerializer) ?? JSON_SERIALIZER,
+        accept: new Set(this.settings.resultAcceptContent.map(contentTypeOf)),
+        expiresSeconds: this.settings.resultExpires,
+        limits: this.settings.decodeLimits,
+        sealer: this.security.resultSealer,
+      });
+    })();
+    this.backendPromise.then(
+      (store) => {
+        if (!this.closed) this.storeReady = { store };
+      },
+      () => {
+        this.backendPromise = undefined;
+      },
+    );
+    return this.backendPromise;
+  }
+
+  /**
+   * Re-read the broker and backend URLs from their environment variables or
+   * secret files (what SIGHUP does) and hand changed credentials to the
+   * open adapters; in-flight work is not interrupted. URLs given in code
+   * are not reloaded. Returns what changed.
+   */
+  async reloadCredentials(options: { announce?: boolean } = {}): Promise<{ broker: boolean; backend: boolean }> {
+    const changed = { broker: false, backend: false };
+    const nextBroker = this.urlsFromEnv.broker ? settingFromEnv(this.env, BROKER_URL_VARS) : undefined;
+    const nextBackend = this.urlsFromEnv.backend ? settingFromEnv(this.env, RESULT_BACKEND_VARS) : undefined;
+    // The policy that refused a weak secret at start refuses it on reload too; the current credentials stay.
+    if ((nextBroker && nextBroker !== this.settings.brokerUrl) || (nextBackend && nextBackend !== this.settings.resultBackend)) {
+      const candidate = { ...this.settings, brokerUrl: nextBroker ?? this.settings.brokerUrl, resultBackend: nextBackend ?? this.settings.resultBackend };
+      const report = evaluatePolicy(policyInputFromSettings(candidate, this.env));
+      if (report.refusals.length > 0) {
+        for (const r of report.refusals) recordSecurityEvent('policy_refusal', { id: r.id, setting: r.setting, reason: `${r.message} (reload refused; the current credentials are kept)` });
+        throw new InsecureConfigError(report.refusals);
+      }
+    }
+    if (nextBroker && nextBroker !== this.settings.brokerUrl) {
+      const broker = await this.brokerPromise;
+      await broker?.updateCredentials?.(nextBroker);
+      await this.security.updateCredentials?.(nextBroker, 'broker');
+      this.settings.brokerUrl = nextBroker;
+      changed.broker = true;
+    }
+    if (nextBackend && nextBackend !== this.settings.resultBackend) {
+      const store = await this.backendPromise;
+      await store?.backend.updateCredentials?.(nextBackend);
+      await this.security.updateCredentials?.(nextBackend, 'backend');
+      this.settings.resultBackend = nextBackend;
+      changed.backend = true;
+    }
+    // A prefork pool announces once, when the supervisor and every child have switched (announce: false here).
+    if ((changed.broker || changed.backend) && options.announce !== false) {
+      recordSecurityEvent('secret_reloaded', { reason: `credentials reloaded for ${[changed.broker && 'broker', changed.backend && 'result backend'].filter(Boolean).join(' and ')}` }, this.logger);
+    }
+    return changed;
+  }
+
+  /** Close broker and backend connections. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.brokerReady = undefined;
+    this.storeReady = undefined;
+    const b = this.brokerPromise;
+    const r = this.backendPromise;
+    // First, so replay-guard holds are released before the broker hands unsettled deliveries back.
+    await Promise.allSettled([this.security.close?.(), this.submission.close()]);
+    await Promise.allSettled([b?.then((x) => x.close()), r?.then((x) => x?.close())]);
+  }
+}
+
+/** AsyncResult that connects the app's result store on first use. */
+class LazyAsyncResult<R> extends AsyncResult<R> {
+  constructor(id: string, private readonly app: App) {
+    super(id, undefined);
+  }
+  private async real(): Promise<AsyncResult<R>> {
+    return new AsyncResult<R>(this.id, await this.app.resultStore());
+  }
+  override async get(options?: Parameters<AsyncResult<R>['get']>[0]): Promise<R> {
+    return (await this.real()).get(options);
+  }
+  override async meta(): ReturnType<AsyncResult<R>['meta']> {
+    return (await this.real()).meta();
+  }
+  override async forget(): Promise<void> {
+    return (await this.real()).forget();
+  }
+}
+
+function toEpoch(v: Date | number | undefined): number | null {
+  if (v === undefined) return null;
+  return typeof v === 'number' ? v : v.getTime();
+}
+
+/** Create a Celeriac app. */
+export function createApp(options: AppOptions = {}): App {
+  return new App(options);
+}

@@ -1,0 +1,70 @@
+/**
+ * AsyncResult: a handle on a task's result, readable by id from any process
+ * (and from Python: the record format is Celery's).
+ */
+import type { ResultStore, WaitOptions } from './results.ts';
+import { ConfigError } from '../errors.ts';
+import { PROPAGATE_STATES, READY_STATES, remoteErrorFromMeta, type ResultMeta, type TaskState } from '../protocol/result-meta.ts';
+
+export interface GetOptions extends WaitOptions {
+  /** Throw `RemoteTaskError` for FAILURE and REVOKED (default true); false returns the error record. */
+  propagate?: boolean;
+}
+
+/** A task's result. `R` is the task's return type. */
+export class AsyncResult<R = unknown> {
+  readonly id: string;
+  private readonly store: ResultStore | undefined;
+
+  constructor(id: string, store: ResultStore | undefined) {
+    this.id = id;
+    this.store = store;
+  }
+
+  private need(): ResultStore {
+    if (!this.store) {
+      throw new ConfigError('this app has no result backend', { hint: 'set resultBackend (or CELERIAC_RESULT_BACKEND) to read results' });
+    }
+    return this.store;
+  }
+
+  /**
+   * Wait for the task to finish and return its value. Rejects with
+   * `RemoteTaskError` when it failed or was revoked, and `TimeoutError`
+   * when `timeoutMs` passes first.
+   */
+  async get(options: GetOptions = {}): Promise<R> {
+    const meta = await this.need().wait(this.id, options);
+    if (PROPAGATE_STATES.has(meta.status) && options.propagate !== false) throw remoteErrorFromMeta(meta);
+    return meta.result as R;
+  }
+
+  /** The stored meta dict (PENDING when there is none). */
+  async meta(): Promise<ResultMeta> {
+    return this.need().get(this.id);
+  }
+
+  /** The task's state: PENDING, STARTED, RETRY, FAILURE, SUCCESS, REVOKED or a custom state. */
+  async status(): Promise<TaskState> {
+    return (await this.meta()).status;
+  }
+
+  /** True once the task succeeded, failed or was revoked. */
+  async ready(): Promise<boolean> {
+    return READY_STATES.has((await this.meta()).status);
+  }
+
+  /** True once the task succeeded. */
+  async successful(): Promise<boolean> {
+    return (await this.meta()).status === 'SUCCESS';
+  }
+
+  /** Delete the stored result. */
+  async forget(): Promise<void> {
+    await this.need().forget(this.id);
+  }
+
+  toString(): string {
+    return this.id;
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * AMQP-specific settings, read from the app settings (Celery's names in
+ * camelCase; snake_case works too because the settings are normalized
+ * first). They are documented on `AppSettings`; they live in the
+ * settings' `extra` bag, so they are validated here.
+ *
+ * | setting | Celery name | default | meaning |
+ * | --- | --- | --- | --- |
+ * | `taskQueueMaxPriority` | `task_queue_max_priority` | unset | adds `x-max-priority: N` (1–255) to every task queue Celeriac declares |
+ * | `taskDefaultQueueType` | `task_default_queue_type` | `classic` | `quorum` adds `x-queue-type: quorum` (replicated queues on a cluster) |
+ * | `brokerConnectionTimeout` | `broker_connection_timeout` | 4 s | TCP + TLS + AMQP handshake limit of one connection attempt |
+ * | `brokerConnectionRetry` | `broker_connection_retry` | true | reconnect after a lost connection |
+ * | `brokerConnectionMaxRetries` | `broker_connection_max_retries` | unlimited | consecutive failed reconnects before giving up |
+ * | `brokerHeartbeat` | `broker_heartbeat` | 60 s | AMQP heartbeat; 0 turns it off |
+ * | `brokerPublishTimeout` | — | 30 s | how long a send waits for a reachable broker and its confirm before failing with `ConnectionError` |
+ *
+ * Also from `brokerTransportOptions`: `reconnectDelayMs` (first reconnect
+ * back-off step, default 100) and `reconnectDelayMaxMs` (cap, default 5000).
+ * TLS comes from the URL (`amqps://`, `?ssl_ca_certs=…`) and `brokerUseSsl`,
+ * through the same `src/config/tls.ts` as Redis.
+ */
+import type { ResolvedSettings } from '../../config/options.ts';
+import { ConfigError } from '../../errors.ts';
+
+/** Queue type declared for task queues. */
+export type AmqpQueueType = 'classic' | 'quorum';
+
+/** Resolved AMQP settings. */
+export interface AmqpSettings {
+  queueType: AmqpQueueType;
+  /** `x-max-priority` of task queues; undefined = no priorities (Celery's default). */
+  maxPriority: number | undefined;
+  connectTimeoutMs: number;
+  heartbeatS: number;
+  retry: boolean;
+  /** Consecutive failed reconnect attempts before giving up; undefined = never give up. */
+  maxRetries: number | undefined;
+  publishTimeoutMs: number;
+  /** Reconnect backoff: first delay and cap, ms. */
+  backoffInitialMs: number;
+  backoffMaxMs: number;
+}
+
+function num(extra: Record<string, unknown>, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  const v = extra[name];
+  if (v === undefined || v === null) return undefined;
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < min || n > max) {
+    throw new ConfigError(`${name} must be a number from ${min} to ${max}`, { hint: `got ${JSON.stringify(v)}` });
+  }
+  return n;
+}
+
+/** Read and check the AMQP settings. Throws `ConfigError` naming the setting at fault. */
+export function amqpSettings(settings: ResolvedSettings): AmqpSettings {
+  const extra = settings.extra;
+  const queueType = extra.taskDefaultQueueType ?? 'classic';
+  if (queueType !== 'classic' && queueType !== 'quorum') {
+    throw new ConfigError(`taskDefaultQueueType must be 'classic' or 'quorum'`, { hint: `got ${JSON.stringify(queueType)}` });
+  }
+  const maxPriority = num(extra, 'taskQueueMaxPriority', 1, 255);
+  if (maxPriority !== undefined && !Number.isInteger(maxPriority)) {
+    throw new ConfigError('taskQueueMaxPriority must be a whole number from 1 to 255');
+  }
+  const retry = extra.brokerConnectionRetry;
+  if (retry !== undefined && typeof retry !== 'boolean') throw new ConfigError('brokerConnectionRetry must be true or false');
+  const t = settings.brokerTransportOptions;
+  return {
+    queueType,
+    maxPriority,
+    connectTimeoutMs: (num(extra, 'brokerConnectionTimeout', 0.001, 3600) ?? 4) * 1000,
+    heartbeatS: Math.round(num(extra, 'brokerHeartbeat', 0, 3600) ?? 60),
+    retry: retry ?? true,
+    maxRetries: num(extra, 'brokerConnectionMaxRetries', 0),
+    publishTimeoutMs: (num(extra, 'brokerPublishTimeout', 0.001, 86_400) ?? 30) * 1000,
+    // Transport options tune the backoff (tests shorten it); the defaults suit production.
+    backoffInitialMs: typeof t.reconnectDelayMs === 'number' && t.reconnectDelayMs >= 0 ? t.reconnectDelayMs : 100,
+    backoffMaxMs: typeof t.reconnectDelayMaxMs === 'number' && t.reconnectDelayMaxMs > 0 ? t.reconnectDelayMaxMs : 5000,
+  };
+}

@@ -1,0 +1,259 @@
+/**
+ * In-memory broker for unit tests of worker and client logic in one
+ * process. Not for production: nothing survives the process, and nothing
+ * is shared between processes.
+ */
+import { ClosedError, QueueFullError } from '../../errors.ts';
+import type { WireMessage } from '../../protocol/types.ts';
+import { priorityStep } from '../redis/envelope.ts';
+import type {
+  Broker,
+  ConsumeOptions,
+  Consumer,
+  DeadLetter,
+  Delivery,
+  PublishItem,
+  PublishOptions,
+} from '../../core/broker.ts';
+import { deadLetterQueueName } from '../../core/broker.ts';
+
+interface Stored {
+  message: WireMessage;
+  redelivered: boolean;
+}
+
+const STEPS = [0, 3, 6, 9];
+
+/** The queues themselves; several broker instances may share one world, like processes sharing a server. */
+export class MemoryWorld {
+  readonly buckets = new Map<string, Stored[][]>();
+  readonly dead = new Map<string, DeadLetter[]>();
+  readonly brokers = new Set<MemoryBroker>();
+}
+
+export interface MemoryBrokerOptions {
+  /** Simulated network latency per operation, in ms (0 = synchronous). */
+  latencyMs?: number;
+  /** Share queues with other instances (default: a private world). */
+  world?: MemoryWorld;
+}
+
+/** Create an in-memory broker. */
+export function createMemoryBroker(options: MemoryBrokerOptions = {}): MemoryBroker {
+  return new MemoryBroker(options);
+}
+
+export class MemoryBroker implements Broker {
+  readonly kind = 'memory';
+  private readonly world: MemoryWorld;
+  private readonly consumers = new Set<MemoryConsumer>();
+  private closed = false;
+  private tagSeq = 0;
+
+  constructor(private readonly options: MemoryBrokerOptions = {}) {
+    this.world = options.world ?? new MemoryWorld();
+    this.world.brokers.add(this);
+  }
+
+  private get buckets(): Map<string, Stored[][]> {
+    return this.world.buckets;
+  }
+
+  private get dead(): Map<string, DeadLetter[]> {
+    return this.world.dead;
+  }
+
+  async connect(): Promise<void> {
+    if (this.closed) throw new ClosedError('memory broker');
+  }
+
+  private bucketsOf(queue: string): Stored[][] {
+    let b = this.buckets.get(queue);
+    if (!b) {
+      b = STEPS.map(() => []);
+      this.buckets.set(queue, b);
+    }
+    return b;
+  }
+
+  private async tick(): Promise<void> {
+    if (this.options.latencyMs) await new Promise((r) => setTimeout(r, this.options.latencyMs));
+  }
+
+  async publish(queue: string, message: WireMessage, options?: PublishOptions): Promise<void> {
+    await this.publishMany([{ queue, message, options }]);
+  }
+
+  async publishMany(items: readonly PublishItem[]): Promise<void> {
+    if (this.closed) throw new ClosedError('memory broker');
+    await this.tick();
+    // Check and push without awaiting in between, so concurrent sends cannot overshoot a cap.
+    for (const { queue, options } of items) {
+      const max = options?.maxLength;
+      if (max !== undefined) {
+        const length = (this.buckets.get(queue) ?? []).reduce((n, b) => n + b.length, 0);
+        const adding = items.filter((i) => i.queue === queue).length;
+        if (length + adding > max) throw new QueueFullError(queue, length, max);
+      }
+    }
+    for (const { queue, message, options } of items) {
+      const step = priorityStep(options?.priority ?? message.properties.priority);
+      this.bucketsOf(queue)[STEPS.indexOf(step)]!.push({ message: cloneMessage(message), redelivered: false });
+    }
+    this.pump();
+  }
+
+  /** Take the next message of the first non-empty bucket among `queues` (priority outer, queues inner, like kombu). */
+  take(queues: readonly string[]): { queue: string; stored: Stored } | undefined {
+    for (let s = 0; s < STEPS.length; s++) {
+      for (const q of queues) {
+        const bucket = this.buckets.get(q)?.[s];
+        if (bucket && bucket.length > 0) return { queue: q, stored: bucket.shift()! };
+      }
+    }
+    return undefined;
+  }
+
+  /** Put a message back at the front of its queue (served next), as kombu's restore does. */
+  restore(queue: string, stored: Stored): void {
+    const step = priorityStep(stored.message.properties.priority);
+    this.bucketsOf(queue)[STEPS.indexOf(step)]!.unshift({ message: stored.message, redelivered: true });
+    this.pump();
+  }
+
+  nextTag(): string {
+    return `mem-${this.world.brokers.size}-${++this.tagSeq}-${Math.random().toString(36).slice(2, 8)}`;
+  }
+
+  addDeadLetter(queue: string, message: WireMessage, reason: string): void {
+    const name = deadLetterQueueName(queue);
+    const list = this.dead.get(name) ?? [];
+    list.push({ queue, reason, at: Date.now(), message, raw: message.body.toString('base64') });
+    this.dead.set(name, list);
+  }
+
+  pump(): void {
+    for (const b of this.world.brokers) b.pumpOwn();
+  }
+
+  private pumpOwn(): void {
+    for (const c of this.consumers) c.pump();
+  }
+
+  async consume(queues: readonly string[], options: ConsumeOptions, onMessage: (d: Delivery) => void): Promise<Consumer> {
+    if (this.closed) throw new ClosedError('memory broker');
+    const c = new MemoryConsumer(this, [...queues], options, onMessage, () => this.consumers.delete(c));
+    this.consumers.add(c);
+    queueMicrotask(() => c.pump());
+    return c;
+  }
+
+  async queueLength(queue: string): Promise<number> {
+    return (this.buckets.get(queue) ?? []).reduce((n, b) => n + b.length, 0);
+  }
+
+  async purge(queue: string): Promise<number> {
+    const n = await this.queueLength(queue);
+    this.buckets.delete(queue);
+    return n;
+  }
+
+  async deadLetters(queue: string, limit = 100): Promise<DeadLetter[]> {
+    return (this.dead.get(deadLetterQueueName(queue)) ?? []).slice(0, limit);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const mine = [...this.consumers];
+    this.consumers.clear();
+    this.world.brokers.delete(this);
+    for (const c of mine) c.returnAll();
+  }
+}
+
+class MemoryConsumer implements Consumer {
+  private prefetch: number;
+  private readonly pending = new Map<string, { queue: string; stored: Stored }>();
+  private cancelled = false;
+
+  constructor(
+    private readonly broker: MemoryBroker,
+    private readonly queues: string[],
+    options: ConsumeOptions,
+    private readonly onMessage: (d: Delivery) => void,
+    private readonly onCancel: () => void,
+  ) {
+    this.prefetch = options.prefetch;
+  }
+
+  get unsettled(): number {
+    return this.pending.size;
+  }
+
+  setPrefetch(prefetch: number): void {
+    this.prefetch = prefetch;
+    queueMicrotask(() => this.pump());
+  }
+
+  pump(): void {
+    while (!this.cancelled && (this.prefetch === 0 || this.pending.size < this.prefetch)) {
+      const next = this.broker.take(this.queues);
+      if (!next) return;
+      const tag = this.broker.nextTag();
+      this.pending.set(tag, next);
+      this.onMessage(this.delivery(tag, next.queue, next.stored));
+    }
+  }
+
+  private settle(tag: string): { queue: string; stored: Stored } | undefined {
+    const p = this.pending.get(tag);
+    if (p) this.pending.delete(tag);
+    queueMicrotask(() => this.pump());
+    return p;
+  }
+
+  private delivery(tag: string, queue: string, stored: Stored): Delivery {
+    return {
+      message: stored.message,
+      queue,
+      deliveryTag: tag,
+      redelivered: stored.redelivered,
+      ack: async () => {
+        this.settle(tag);
+      },
+      reject: async (requeue: boolean) => {
+        const p = this.settle(tag);
+        if (p && requeue) this.broker.restore(p.queue, p.stored);
+      },
+      deadLetter: async (reason: string) => {
+        const p = this.settle(tag);
+        if (p) this.broker.addDeadLetter(p.queue, p.stored.message, reason);
+      },
+    };
+  }
+
+  async cancel(): Promise<void> {
+    this.cancelled = true;
+    this.onCancel();
+  }
+
+  /** Broker closing: give every unsettled message back. */
+  returnAll(): void {
+    this.cancelled = true;
+    for (const [tag, p] of this.pending) {
+      this.pending.delete(tag);
+      this.broker.restore(p.queue, p.stored);
+    }
+  }
+}
+
+function cloneMessage(m: WireMessage): WireMessage {
+  return {
+    headers: structuredClone(m.headers),
+    properties: structuredClone(m.properties),
+    contentType: m.contentType,
+    contentEncoding: m.contentEncoding,
+    body: Buffer.from(m.body),
+  };
+}

@@ -1,0 +1,186 @@
+/**
+ * Redis result backend in Celery's layout: `celery-task-meta-<id>` strings
+ * with an expiry, and a PUBLISH on the channel of the same name so that
+ * waiting clients (Python's included) wake as soon as a result lands.
+ */
+import { readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+import type { AdapterContext } from '../../core/adapter-context.ts';
+import { ClosedError } from '../../errors.ts';
+import { asRedisConnectionError, connectClient, createRedisClient, updateClientCredentials } from './connection.ts';
+import type { ResultBackend, StoredRecord, StoreOptions } from '../../core/backend.ts';
+
+const STORE_LUA = readFileSync(new URL('./lua/store.lua', import.meta.url), 'utf8');
+
+/** Celery's result key prefix. */
+export const TASK_META_PREFIX = 'celery-task-meta-';
+
+/** Most records written by one store script call. */
+const STORE_BATCH = 500;
+
+export interface RedisBackendOptions extends AdapterContext {
+  url: string;
+}
+
+type StoreClient = Redis & { celeriacStore(...args: Array<string | number | Buffer>): Promise<number> };
+
+interface PendingStore {
+  records: readonly StoredRecord[];
+  ttl: number;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/** Create the Redis result backend adapter. */
+export function createRedisBackend(options: RedisBackendOptions): RedisBackend {
+  return new RedisBackend(options);
+}
+
+export class RedisBackend implements ResultBackend {
+  readonly kind = 'redis';
+  private readonly client: StoreClient;
+  private readonly sub: Redis;
+  private connecting: Promise<void> | undefined;
+  private subConnecting: Promise<void> | undefined;
+  private readonly watchers = new Map<string, Set<(p: Buffer) => void>>();
+  private queue: PendingStore[] = [];
+  private flushScheduled = false;
+  private closed = false;
+  private url: string;
+
+  constructor(options: RedisBackendOptions) {
+    this.url = options.url;
+    this.client = createRedisClient({ url: options.url, settings: options.settings, logger: options.logger, role: 'backend', side: 'backend' }) as StoreClient;
+    this.client.defineCommand('celeriacStore', { lua: STORE_LUA });
+    this.sub = createRedisClient({ url: options.url, settings: options.settings, logger: options.logger, role: 'backend-sub', side: 'backend' });
+    this.sub.on('messageBuffer', (channel: Buffer, payload: Buffer) => {
+      const set = this.watchers.get(channel.toString());
+      if (set) for (const w of set) w(payload);
+    });
+  }
+
+  connect(): Promise<void> {
+    if (this.closed) return Promise.reject(new ClosedError('redis backend'));
+    this.connecting ??= connectClient(this.client, this.url, 'backend').catch((err: unknown) => {
+      this.connecting = undefined;
+      throw err;
+    });
+    return this.connecting;
+  }
+
+  private connectSub(): Promise<void> {
+    this.subConnecting ??= connectClient(this.sub, this.url, 'backend subscriber').catch((err: unknown) => {
+      this.subConnecting = undefined;
+      throw err;
+    });
+    return this.subConnecting;
+  }
+
+  /** Stores are gathered per event-loop turn and written by one script call. */
+  store(records: readonly StoredRecord[], options?: StoreOptions): Promise<void> {
+    if (this.closed) return Promise.reject(new ClosedError('redis backend'));
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ records, ttl: options?.expiresSeconds ?? 0, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        process.nextTick(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.flushScheduled = false;
+    const pending = this.queue;
+    this.queue = [];
+    await this.connect().catch(() => undefined);
+    // Group by TTL (normally one group); keep record order within a group.
+    const byTtl = new Map<number, PendingStore[]>();
+    for (const p of pending) {
+      const g = byTtl.get(p.ttl);
+      if (g) g.push(p);
+      else byTtl.set(p.ttl, [p]);
+    }
+    for (const [ttl, group] of byTtl) {
+      const records = group.flatMap((p) => p.records);
+      try {
+        // All chunks are issued before awaiting any, so they reach Redis in order.
+        const calls: Promise<number>[] = [];
+        for (let i = 0; i < records.length; i += STORE_BATCH) {
+          const chunk = records.slice(i, i + STORE_BATCH);
+          calls.push(this.client.celeriacStore(chunk.length, ...chunk.map((r) => TASK_META_PREFIX + r.taskId), ttl, ...chunk.map((r) => r.payload)));
+        }
+        await Promise.all(calls);
+        for (const p of group) p.resolve();
+      } catch (err) {
+        const e = asRedisConnectionError(err, 'result backend', this.url);
+        for (const p of group) p.reject(e);
+      }
+    }
+  }
+
+  async get(taskId: string): Promise<Buffer | undefined> {
+    await this.connect();
+    try {
+      return (await this.client.getBuffer(TASK_META_PREFIX + taskId)) ?? undefined;
+    } catch (err) {
+      throw asRedisConnectionError(err, 'result backend', this.url);
+    }
+  }
+
+  async getMany(taskIds: readonly string[]): Promise<Array<Buffer | undefined>> {
+    if (taskIds.length === 0) return [];
+    await this.connect();
+    try {
+      const r = await this.client.mgetBuffer(...taskIds.map((id) => TASK_META_PREFIX + id));
+      return r.map((b) => b ?? undefined);
+    } catch (err) {
+      throw asRedisConnectionError(err, 'result backend', this.url);
+    }
+  }
+
+  async watch(taskId: string, onRecord: (payload: Buffer) => void): Promise<() => void> {
+    if (this.closed) throw new ClosedError('redis backend');
+    await this.connectSub();
+    const channel = TASK_META_PREFIX + taskId;
+    let set = this.watchers.get(channel);
+    if (!set) {
+      set = new Set();
+      this.watchers.set(channel, set);
+      set.add(onRecord);
+      await this.sub.subscribe(channel);
+    } else {
+      set.add(onRecord);
+    }
+    return () => {
+      const s = this.watchers.get(channel);
+      if (!s) return;
+      s.delete(onRecord);
+      if (s.size === 0) {
+        this.watchers.delete(channel);
+        if (!this.closed) void this.sub.unsubscribe(channel).catch(() => undefined);
+      }
+    };
+  }
+
+  async updateCredentials(url: string): Promise<void> {
+    await updateClientCredentials(this.client, url);
+    await updateClientCredentials(this.sub, url);
+    this.url = url;
+  }
+
+  async forget(taskId: string): Promise<void> {
+    await this.connect();
+    await this.client.del(TASK_META_PREFIX + taskId);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.queue.length > 0) await this.flush();
+    this.closed = true;
+    this.watchers.clear();
+    await Promise.all([
+      this.connecting ? this.client.quit().catch(() => this.client.disconnect()) : this.client.disconnect(),
+      this.subConnecting ? this.sub.quit().catch(() => this.sub.disconnect()) : this.sub.disconnect(),
+    ]);
+  }
+}

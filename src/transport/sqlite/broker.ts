@@ -1,0 +1,698 @@
+/**
+ * The embedded SQLite broker: the default for one machine, durable, shared
+ * by any number of worker and client processes through one database file
+ * (WAL mode). Same interface and semantics as the Redis broker.
+ *
+ * - Messages are rows (`messages`): the transport-neutral `WireMessage`
+ *   (headers and properties as JSON text, body as a BLOB), the queue,
+ *   kombu's priority bucket (0, 3, 6, 9; lower first) and a sequence number
+ *   (FIFO within a bucket; restored messages get a negative one and are
+ *   served next, like kombu's restore to the head).
+ * - Reserving is one `BEGIN IMMEDIATE` transaction that marks up to
+ *   `prefetch` rows as leased to this consumer (`state = 1`, a fresh tag,
+ *   `lease_until = now + visibility timeout`). SQLite admits one writer at a
+ *   time, so each message goes to exactly one consumer at a time, across
+ *   processes.
+ * - Ack deletes the row, reject(requeue) and dead-letter move it, each
+ *   conditional on the tag: a delivery whose lease ran out and that another
+ *   consumer has since taken can no longer be settled by the first one.
+ * - Visibility timeout: every live consumer renews the leases of what it
+ *   holds (every visibility timeout / 4, at most every minute), and every
+ *   consuming process periodically returns rows whose lease ran out (their
+ *   consumer died) to the head of their queue, flagged as redelivered.
+ * - ETA/countdown: a message whose `eta` header lies in the future is stored
+ *   as delayed (`state = 2`, `not_before`) and becomes ready when due, so
+ *   long countdowns neither occupy a worker's prefetch nor need leases; the
+ *   worker still applies `eta` and `expires` from the headers, as on Redis.
+ * - Waiting: see `../sqlite/wake.ts` — idle consumers sleep until another
+ *   process signals new work, with no polling loop.
+ */
+import { randomBytes } from 'node:crypto';
+import type { SqliteAdapterOptions } from './location.ts';
+import { decodeJsonText } from '../../codec/json.ts';
+import type { DecodeLimits } from '../../codec/limits.ts';
+import { Doorbell } from './doorbell.ts';
+import { ClosedError, DecodeError, QueueFullError } from '../../errors.ts';
+import type { Logger } from '../../observability/logging.ts';
+import { priorityStep } from '../redis/envelope.ts';
+import { parseIso } from '../../protocol/time.ts';
+import { PRIORITY_STEPS, type MessageProperties, type WireMessage } from '../../protocol/types.ts';
+import { isBusyError, openSqlite, sqliteLocationFromUrl, type SqliteDatabase, type SqliteLocation, type SqliteStatement } from './open.ts';
+import { counterStatement, migrate } from './schema.ts';
+import { WakeHub } from './wake.ts';
+import {
+  deadLetterQueueName,
+  type RecoverOptions,
+  type Broker,
+  type ConsumeOptions,
+  type Consumer,
+  type DeadLetter,
+  type Delivery,
+  type PublishItem,
+  type PublishOptions,
+} from '../../core/broker.ts';
+
+/** Most messages taken by one reserve transaction. */
+const RESERVE_BATCH = 200;
+/** Most rows settled by one ack transaction. */
+const ACK_BATCH = 2000;
+/** Ready/reserved/delayed values of `messages.state`. */
+const READY = 0;
+const DELAYED = 2;
+
+/** Options of the SQLite broker. */
+export type SqliteBrokerOptions = SqliteAdapterOptions;
+
+/** A row as the reserve statement returns it. */
+interface MessageRow {
+  id: number;
+  queue: string;
+  priority: number;
+  seq: number;
+  redelivered: number;
+  tag: string;
+  headers: string;
+  properties: string;
+  content_type: string;
+  content_encoding: string;
+  body: Buffer | string;
+}
+
+interface DeadRow {
+  queue: string;
+  reason: string;
+  at: number;
+  headers: string | null;
+  properties: string | null;
+  content_type: string | null;
+  content_encoding: string | null;
+  body: Buffer | string | null;
+}
+
+type Statement = SqliteStatement;
+
+/** Create the SQLite broker adapter (the file is opened on `connect`). */
+export function createSqliteBroker(options: SqliteBrokerOptions): SqliteBroker {
+  return new SqliteBroker(options);
+}
+
+/** Dead letters keep a body whole up to this size; beyond it, the first KiB. */
+const DEAD_LETTER_BODY_MAX = 64 * 1024;
+
+/** The SQLite broker. Instances on the same file share queues, in one process or many. */
+export class SqliteBroker implements Broker {
+  readonly kind = 'sqlite';
+  readonly location: SqliteLocation;
+  readonly logger: Logger;
+  readonly limits: DecodeLimits;
+  /** Lease length of a delivery, ms (`brokerTransportOptions.visibilityTimeout`, default 3600 s as kombu). */
+  readonly visibilityTimeoutMs: number;
+  /** How often leases are renewed and expired ones restored, ms. */
+  readonly leaseCheckMs: number;
+  /** Most records kept per dead-letter queue (`brokerTransportOptions.deadLetterMaxLength`, default 100,000; 0 = no limit). */
+  readonly deadLetterMax: number;
+  private db: SqliteDatabase | undefined;
+  private s!: Record<string, Statement>;
+  private nextSeq!: (n: number) => number;
+  /** @internal This process's wake hub for the file (consumers subscribe to it); set while open. */
+  hub: WakeHub | undefined;
+  private readonly consumers = new Set<SqliteConsumer>();
+  private restoreTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(options: SqliteBrokerOptions) {
+    this.location = sqliteLocationFromUrl(options.url, options.cwd);
+    this.logger = options.logger;
+    this.limits = options.settings.decodeLimits;
+    const t = options.settings.brokerTransportOptions;
+    const vt = typeof t.visibilityTimeout === 'number' && t.visibilityTimeout > 0 ? t.visibilityTimeout : 3600;
+    this.visibilityTimeoutMs = vt * 1000;
+    this.leaseCheckMs = Math.min(60_000, Math.max(250, this.visibilityTimeoutMs / 4));
+    this.deadLetterMax = typeof t.deadLetterMaxLength === 'number' ? t.deadLetterMaxLength : 100_000;
+  }
+
+  /** Open the file (checks, creation, schema); safe to call twice. */
+  async connect(): Promise<void> {
+    this.open();
+  }
+
+  /** The open database (opening it on first use). */
+  private open(): SqliteDatabase {
+    if (this.closed) throw new ClosedError('sqlite broker');
+    if (this.db) return this.db;
+    const db = openSqlite(this.location, { role: 'broker', logger: this.logger });
+    try {
+      migrate(db, 'broker');
+      this.prepare(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    this.db = db;
+    this.hub = WakeHub.acquire(this.location.path, { mode: this.location.wake, logger: this.logger });
+    return db;
+  }
+
+  private prepare(db: SqliteDatabase): void {
+    const counter = counterStatement(db);
+    this.nextSeq = (n) => counter('broker.seq', n);
+    const cols = 'id, queue, priority, seq, redelivered, tag, headers, properties, content_type, content_encoding, body';
+    this.s = {
+      insert: db.prepare(
+        'INSERT INTO messages (queue, priority, seq, state, not_before, headers, properties, content_type, content_encoding, body, published_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      countWaiting: db.prepare('SELECT (SELECT count(*) FROM messages WHERE state = 0 AND queue = @q) + (SELECT count(*) FROM messages WHERE state = 2 AND queue = @q) AS n'),
+      // One queue: priority then FIFO straight off the partial index.
+      reserveAll: db.prepare(
+        `UPDATE messages SET state = 1, tag = @tag || id, lease_until = @lease
+         WHERE id IN (SELECT id FROM messages WHERE state = 0 AND queue = @queue ORDER BY priority, seq LIMIT @limit)
+         RETURNING ${cols}`,
+      ),
+      // Several queues: kombu's order, priority bucket outer, queue inner.
+      reserveStep: db.prepare(
+        `UPDATE messages SET state = 1, tag = @tag || id, lease_until = @lease
+         WHERE id IN (SELECT id FROM messages WHERE state = 0 AND queue = @queue AND priority = @priority ORDER BY seq LIMIT @limit)
+         RETURNING ${cols}`,
+      ),
+      dueDelayed: db.prepare('SELECT id FROM messages WHERE state = 2 AND queue = ? AND not_before <= ? ORDER BY not_before, id LIMIT 1000'),
+      promote: db.prepare('UPDATE messages SET state = 0, seq = ? WHERE id = ? AND state = 2'),
+      hasReady: db.prepare('SELECT 1 FROM messages WHERE state = 0 AND queue = ? LIMIT 1'),
+      nextDue: db.prepare('SELECT min(not_before) AS t FROM messages WHERE state = 2 AND queue = ?'),
+      ack: db.prepare('DELETE FROM messages WHERE id = ? AND tag = ?'),
+      requeue: db.prepare('UPDATE messages SET state = 0, tag = NULL, lease_until = NULL, redelivered = 1, seq = ? WHERE id = ? AND tag = ?'),
+      renew: db.prepare('UPDATE messages SET lease_until = ? WHERE id = ? AND tag = ?'),
+      expired: db.prepare('SELECT id FROM messages WHERE state = 1 AND lease_until <= ? ORDER BY lease_until LIMIT 1000'),
+      restore: db.prepare('UPDATE messages SET state = 0, tag = NULL, lease_until = NULL, redelivered = 1, seq = ? WHERE id = ? AND state = 1 AND lease_until <= ?'),
+      held: db.prepare('SELECT queue, headers, properties, content_type, content_encoding, body FROM messages WHERE id = ? AND tag = ?'),
+      insertDead: db.prepare('INSERT INTO dead_letters (queue, reason, at, headers, properties, content_type, content_encoding, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      trimDead: db.prepare('DELETE FROM dead_letters WHERE queue = @q AND id <= (SELECT id FROM dead_letters WHERE queue = @q ORDER BY id DESC LIMIT 1 OFFSET @keep)'),
+      listDead: db.prepare('SELECT queue, reason, at, headers, properties, content_type, content_encoding, body FROM dead_letters WHERE queue = ? ORDER BY id DESC LIMIT ?'),
+      purgeReady: db.prepare('DELETE FROM messages WHERE state = 0 AND queue = ?'),
+      purgeDelayed: db.prepare('DELETE FROM messages WHERE state = 2 AND queue = ?'),
+      // Reserved rows are few (at most every consumer's prefetch): scanning them through the lease index is cheap.
+      ownedBy: db.prepare('SELECT id, tag FROM messages WHERE state = 1 AND lease_until >= 0 AND substr(tag, 1, length(@owner)) = @owner'),
+      dropTag: db.prepare('DELETE FROM messages WHERE state = 1 AND tag = ?'),
+    };
+  }
+
+  /**
+   * @internal Run `fn` in a `BEGIN IMMEDIATE` transaction (the write lock is taken up
+   * front, so `busy_timeout` applies), retrying a few times if another
+   * process holds the lock past the timeout.
+   */
+  write<T>(fn: () => T): T {
+    const db = this.open();
+    const tx = db.transaction(fn);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return tx.immediate();
+      } catch (err) {
+        if (!isBusyError(err) || attempt >= 3) throw err;
+      }
+    }
+  }
+
+  private stmt(name: string): Statement {
+    this.open();
+    return this.s[name]!;
+  }
+
+  async publish(queue: string, message: WireMessage, options?: PublishOptions): Promise<void> {
+    await this.publishMany([{ queue, message, options }]);
+  }
+
+  /** All items in one transaction: either every message is stored or none (also when a cap refuses). */
+  async publishMany(items: readonly PublishItem[]): Promise<void> {
+    if (this.closed) throw new ClosedError('sqlite broker');
+    if (items.length === 0) return;
+    const now = Date.now();
+    const rows = items.map(({ queue, message, options }) => {
+      const eta = typeof message.headers.eta === 'string' ? parseIso(message.headers.eta) : undefined;
+      const delayed = eta !== undefined && eta > now;
+      const { delivery_info: _i, delivery_tag: _t, body_encoding: _b, ...properties } = message.properties as MessageProperties & Record<string, unknown>;
+      return [
+        queue,
+        priorityStep(options?.priority ?? message.properties.priority),
+        delayed ? DELAYED : READY,
+        delayed ? eta : 0,
+        JSON.stringify(message.headers),
+        JSON.stringify(properties),
+        message.contentType,
+        message.contentEncoding,
+        message.body,
+      ] as const;
+    });
+    const caps = new Map<string, { max: number; adding: number }>();
+    for (const { queue, options } of items) {
+      const c = caps.get(queue);
+      if (c) {
+        c.adding++;
+        if (options?.maxLength !== undefined) c.max = Math.min(c.max, options.maxLength);
+      } else {
+        caps.set(queue, { max: options?.maxLength ?? Infinity, adding: 1 });
+      }
+    }
+    this.write(() => {
+      for (const [queue, c] of caps) {
+        if (c.max === Infinity) continue;
+        const length = (this.s.countWaiting!.get({ q: queue }) as { n: number }).n;
+        if (length + c.adding > c.max) throw new QueueFullError(queue, length, c.max);
+      }
+      const last = this.nextSeq(rows.length);
+      let seq = last - rows.length;
+      for (const r of rows) this.s.insert!.run(r[0], r[1], ++seq, r[2], r[3], r[4], r[5], r[6], r[7], r[8], now);
+    });
+    this.hub!.signal('queue');
+  }
+
+  async consume(queues: readonly string[], options: ConsumeOptions, onMessage: (d: Delivery) => void): Promise<Consumer> {
+    this.open();
+    const c = new SqliteConsumer(this, [...queues], options, onMessage);
+    this.consumers.add(c);
+    if (!this.restoreTimer) {
+      this.restoreTimer = setInterval(() => {
+        try {
+          this.restoreExpired();
+        } catch (err) {
+          for (const k of this.consumers) k.reportError(err as Error);
+        }
+      }, this.leaseCheckMs);
+      this.restoreTimer.unref();
+    }
+    this.restoreExpired();
+    c.start();
+    return c;
+  }
+
+  /** @internal A consumer that shut down. */
+  forgetConsumer(c: SqliteConsumer): void {
+    this.consumers.delete(c);
+  }
+
+  async queueLength(queue: string): Promise<number> {
+    return (this.stmt('countWaiting').get({ q: queue }) as { n: number }).n;
+  }
+
+  async purge(queue: string): Promise<number> {
+    const n = this.write(() => this.s.purgeReady!.run(queue).changes + this.s.purgeDelayed!.run(queue).changes);
+    return n;
+  }
+
+  async deadLetters(queue: string, limit = 100): Promise<DeadLetter[]> {
+    const rows = this.stmt('listDead').all(deadLetterQueueName(queue), limit) as DeadRow[];
+    return rows.map((r) => {
+      let message: WireMessage | undefined;
+      try {
+        message = r.headers !== null ? this.decode(r.headers, r.properties ?? '{}', r.content_type ?? '', r.content_encoding ?? '', r.body ?? Buffer.alloc(0)) : undefined;
+      } catch {
+        message = undefined;
+      }
+      return { queue, reason: r.reason, at: r.at, message, raw: rawRecord(r) };
+    });
+  }
+
+  /**
+   * Return deliveries whose lease ran out (their consumer died) to the head
+   * of their queue, flagged as redelivered. Returns how many.
+   */
+  restoreExpired(now: number = Date.now()): number {
+    if (this.closed) return 0;
+    let restored = 0;
+    for (;;) {
+      const n = this.write(() => {
+        const ids = this.s.expired!.all(now) as Array<{ id: number }>;
+        if (ids.length === 0) return 0;
+        const last = this.nextSeq(ids.length);
+        let k = 0;
+        // Negative: ahead of everything waiting; later restores go further ahead, like kombu's RPUSH.
+        for (const { id } of ids) k += this.s.restore!.run(-(last - ids.length + 1 + k), id, now).changes;
+        return k;
+      });
+      restored += n;
+      if (n < 1000) break;
+    }
+    if (restored > 0) {
+      this.logger.warn({ restored }, `restored ${restored} unacknowledged message(s) after the visibility timeout`);
+      this.hub?.signal('queue');
+    }
+    return restored;
+  }
+
+  /**
+   * Recover at once the deliveries of a consumer known to be dead (a worker
+   * process killed by its supervisor), without waiting for the visibility
+   * timeout: every leased row whose tag starts with `owner` goes back to the
+   * head of its queue, except those whose tags are in `drop`, which are
+   * deleted (the message that caused the kill must not run again).
+   */
+  async recoverOwner(owner: string, options: RecoverOptions = {}): Promise<number> {
+    if (!owner) return 0;
+    const drop = options.drop ?? [];
+    const restored = this.write(() => {
+      for (const tag of drop) if (tag.startsWith(owner)) this.s.dropTag!.run(tag);
+      if (options.deadLetter?.size) {
+        for (const r of this.s.ownedBy!.all({ owner }) as Array<{ id: number; tag: string }>) {
+          const reason = options.deadLetter.get(r.tag);
+          const row = reason === undefined ? undefined : (this.s.held!.get(r.id, r.tag) as { queue: string } | undefined);
+          if (row) this.deadLetterRow(r.id, r.tag, row.queue, reason!);
+        }
+      }
+      const rows = this.s.ownedBy!.all({ owner }) as Array<{ id: number; tag: string }>;
+      if (rows.length === 0) return 0;
+      const last = this.nextSeq(rows.length);
+      let k = 0;
+      for (const r of rows) k += this.s.requeue!.run(-(last - rows.length + 1 + k), r.id, r.tag).changes;
+      return k;
+    });
+    if (restored > 0) {
+      this.logger.warn({ restored, owner }, `restored ${restored} message(s) of a lost worker process`);
+      this.hub?.signal('queue');
+    }
+    return restored;
+  }
+
+  // ── used by consumers ───────────────────────────────────────────────
+
+  /** @internal Take up to `limit` messages for a consumer (one write transaction). */
+  reserve(queues: readonly string[], limit: number, tagPrefix: string, now: number): MessageRow[] {
+    return this.write(() => {
+      // Due delayed messages join the end of their queue first.
+      for (const q of queues) {
+        const due = this.s.dueDelayed!.all(q, now) as Array<{ id: number }>;
+        if (due.length === 0) continue;
+        let seq = this.nextSeq(due.length) - due.length;
+        for (const { id } of due) this.s.promote!.run(++seq, id);
+      }
+      const lease = now + this.visibilityTimeoutMs;
+      if (queues.length === 1) {
+        const rows = this.s.reserveAll!.all({ tag: tagPrefix, lease, queue: queues[0], limit }) as MessageRow[];
+        return rows.sort(byPriorityThenSeq);
+      }
+      const out: MessageRow[] = [];
+      for (const priority of PRIORITY_STEPS) {
+        for (const queue of queues) {
+          if (out.length >= limit) return out;
+          const rows = this.s.reserveStep!.all({ tag: tagPrefix, lease, queue, priority, limit: limit - out.length }) as MessageRow[];
+          out.push(...rows.sort(byPriorityThenSeq));
+        }
+      }
+      return out;
+    });
+  }
+
+  /** @internal Cheap read: is anything ready or due for these queues? (Avoids taking the write lock for nothing.) */
+  hasWork(queues: readonly string[], now: number): boolean {
+    for (const q of queues) {
+      if (this.s.hasReady!.get(q)) return true;
+      const t = (this.s.nextDue!.get(q) as { t: number | null }).t;
+      if (t !== null && t <= now) return true;
+    }
+    return false;
+  }
+
+  /** @internal When the earliest delayed message of these queues falls due (epoch ms), if any. */
+  nextDue(queues: readonly string[]): number | undefined {
+    let min: number | undefined;
+    for (const q of queues) {
+      const t = (this.s.nextDue!.get(q) as { t: number | null }).t;
+      if (t !== null && (min === undefined || t < min)) min = t;
+    }
+    return min;
+  }
+
+  /** @internal Delete settled deliveries (those still held under their tags). */
+  ackMany(batch: ReadonlyArray<{ id: number; tag: string }>): void {
+    this.write(() => {
+      for (const h of batch) this.s.ack!.run(h.id, h.tag);
+    });
+  }
+
+  /** @internal Put a delivery back: at the head (served next) or the tail (served last). */
+  requeue(id: number, tag: string, where: 'head' | 'tail'): boolean {
+    const changed = this.write(() => {
+      const seq = this.nextSeq(1);
+      return this.s.requeue!.run(where === 'head' ? -seq : seq, id, tag).changes;
+    });
+    if (changed > 0) this.hub?.signal('queue');
+    return changed > 0;
+  }
+
+  /** @internal Extend the leases of held deliveries by a visibility timeout from `now`. */
+  renew(held: Iterable<{ id: number; tag: string }>, now: number): void {
+    const lease = now + this.visibilityTimeoutMs;
+    this.write(() => {
+      for (const h of held) this.s.renew!.run(lease, h.id, h.tag);
+    });
+  }
+
+  /** @internal Move a delivery to `<queue>.dlq` with the reason (atomically; nothing happens if it is no longer ours). */
+  deadLetterRow(id: number, tag: string, queue: string, reason: string): boolean {
+    return this.write(() => {
+      const row = this.s.held!.get(id, tag) as Omit<DeadRow, 'reason' | 'at'> | undefined;
+      if (!row) return false;
+      this.s.ack!.run(id, tag);
+      const dlq = deadLetterQueueName(queue);
+      // A large body is kept as its first KiB (the reason says so): the dead-letter table stays bounded by count × 64 KiB.
+      const body = row.body as Buffer | string | null;
+      const big = body !== null && body.length > DEAD_LETTER_BODY_MAX;
+      this.s.insertDead!.run(dlq, big ? `${reason} (body of ${body!.length} bytes truncated to 1024)` : reason, Date.now(), row.headers, row.properties, row.content_type, row.content_encoding, big ? body!.slice(0, 1024) : body);
+      if (this.deadLetterMax > 0) this.s.trimDead!.run({ q: dlq, keep: this.deadLetterMax });
+      return true;
+    });
+  }
+
+  /** @internal Turn stored columns into a `WireMessage` under the decoding limits. */
+  decode(headers: string, properties: string, contentType: string, contentEncoding: string, body: Buffer | string): WireMessage {
+    const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+    if (bytes.length > this.limits.maxBytes) {
+      throw new DecodeError(`body of ${bytes.length} bytes exceeds the ${this.limits.maxBytes}-byte limit`, { code: 'ERR_TOO_LARGE' });
+    }
+    const h = decodeJsonText(headers, this.limits);
+    const p = decodeJsonText(properties, this.limits);
+    if (!isPlainObject(h)) throw new DecodeError('stored headers are not a JSON object', { code: 'ERR_ENVELOPE' });
+    if (!isPlainObject(p)) throw new DecodeError('stored properties are not a JSON object', { code: 'ERR_ENVELOPE' });
+    return { headers: h, properties: p as MessageProperties, contentType, contentEncoding, body: bytes };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    for (const c of [...this.consumers]) await c.shutdown();
+    this.closed = true;
+    if (this.restoreTimer) clearInterval(this.restoreTimer);
+    this.hub?.release();
+    this.hub = undefined;
+    this.db?.close();
+    this.db = undefined;
+  }
+}
+
+function byPriorityThenSeq(a: MessageRow, b: MessageRow): number {
+  return a.priority - b.priority || a.seq - b.seq;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** The stored record as text, for inspection of dead letters. */
+function rawRecord(r: DeadRow): string {
+  const body = r.body === null ? null : (typeof r.body === 'string' ? Buffer.from(r.body) : r.body).toString('base64');
+  return JSON.stringify({ headers: r.headers, properties: r.properties, content_type: r.content_type, content_encoding: r.content_encoding, body, body_encoding: 'base64' });
+}
+
+interface Held {
+  id: number;
+  tag: string;
+  queue: string;
+}
+
+/** One consumer: a reserve loop woken by the wake hub, lease renewal, and ack batching. */
+class SqliteConsumer implements Consumer {
+  private readonly tagBase = randomBytes(6).toString('hex');
+  private batch = 0;
+  private prefetch: number;
+  private readonly held = new Map<string, Held>();
+  private cancelled = false;
+  private loopDone: Promise<void> | undefined;
+  private readonly bell = new Doorbell();
+  private unsubscribe: (() => void) | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private ackQueue: Array<{ held: Held; resolve: () => void; reject: (e: unknown) => void }> = [];
+  private ackScheduled = false;
+
+  constructor(
+    private readonly broker: SqliteBroker,
+    private readonly queues: string[],
+    private readonly options: ConsumeOptions,
+    private readonly onMessage: (d: Delivery) => void,
+  ) {
+    this.prefetch = options.prefetch;
+  }
+
+  get unsettled(): number {
+    return this.held.size;
+  }
+
+  /** Every delivery tag of this consumer starts with this (see `SqliteBroker.recoverOwner`). */
+  get owner(): string {
+    return `${this.tagBase}.`;
+  }
+
+  setPrefetch(prefetch: number): void {
+    this.prefetch = prefetch;
+    this.bell.ring();
+  }
+
+  reportError(err: Error): void {
+    this.options.onError?.(err);
+  }
+
+  start(): void {
+    this.unsubscribe = this.broker.hub!.subscribe('queue', () => this.bell.ring());
+    this.renewTimer = setInterval(() => {
+      if (this.held.size === 0) return;
+      try {
+        this.broker.renew(this.held.values(), Date.now());
+      } catch (err) {
+        this.options.onError?.(err as Error);
+      }
+    }, this.broker.leaseCheckMs);
+    this.renewTimer.unref();
+    this.loopDone = this.loop();
+  }
+
+
+
+  private async loop(): Promise<void> {
+    let idle = false;
+    while (!this.cancelled) {
+      const room = this.prefetch === 0 ? RESERVE_BATCH : Math.min(RESERVE_BATCH, this.prefetch - this.held.size);
+      if (room <= 0) {
+        this.bell.rung = false;
+        await this.bell.wait(1000, true);
+        continue;
+      }
+      this.bell.rung = false;
+      const now = Date.now();
+      let rows: MessageRow[];
+      try {
+        rows = idle && !this.broker.hasWork(this.queues, now) ? [] : this.broker.reserve(this.queues, room, `${this.tagBase}.${++this.batch}.`, now);
+      } catch (err) {
+        if (this.cancelled) break;
+        this.options.onError?.(err as Error);
+        await this.bell.wait(500, true);
+        continue;
+      }
+      for (const row of rows) this.deliver(row);
+      if (rows.length === 0) {
+        idle = true;
+        if (this.bell.rung) continue;
+        let wait = 30_000;
+        try {
+          const due = this.broker.nextDue(this.queues);
+          if (due !== undefined) wait = Math.min(wait, Math.max(1, due - Date.now()));
+        } catch (err) {
+          this.options.onError?.(err as Error);
+        }
+        await this.bell.wait(wait, true);
+      } else {
+        idle = false;
+        // Let acks, results and timers run between batches.
+        await new Promise<void>((r) => setImmediate(r));
+      }
+    }
+  }
+
+  private deliver(row: MessageRow): void {
+    const held: Held = { id: row.id, tag: row.tag, queue: row.queue };
+    this.held.set(held.tag, held);
+    let message: WireMessage;
+    try {
+      message = this.broker.decode(row.headers, row.properties, row.content_type, row.content_encoding, row.body);
+    } catch (err) {
+      const reason = err instanceof DecodeError ? err.reason : (err as Error).message;
+      const m = /"id":\s*"([^"]{1,64})"/.exec(String(row.headers).slice(0, 4096));
+      void this.deadLetter(held, `malformed message: ${reason}`).then(
+        () => this.options.onMalformed?.({ queue: row.queue, reason, id: m?.[1] }),
+        (e: unknown) => this.options.onError?.(e as Error),
+      );
+      return;
+    }
+    this.onMessage({
+      message,
+      queue: row.queue,
+      deliveryTag: held.tag,
+      redelivered: row.redelivered !== 0,
+      ack: () => this.ack(held),
+      reject: (requeue: boolean) => (requeue ? this.requeue(held, 'tail') : this.ack(held)),
+      deadLetter: (reason: string) => this.deadLetter(held, reason),
+    });
+  }
+
+  private settle(held: Held): boolean {
+    if (!this.held.delete(held.tag)) return false;
+    if (this.prefetch === 0 || this.held.size < this.prefetch) this.bell.ring();
+    return true;
+  }
+
+  private ack(held: Held): Promise<void> {
+    if (!this.settle(held)) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.ackQueue.push({ held, resolve, reject });
+      if (!this.ackScheduled) {
+        this.ackScheduled = true;
+        setImmediate(() => this.flushAcks());
+      }
+    });
+  }
+
+  /** Acks of one event-loop turn go out in one transaction. */
+  private flushAcks(): void {
+    this.ackScheduled = false;
+    while (this.ackQueue.length > 0) {
+      const batch = this.ackQueue.splice(0, ACK_BATCH);
+      try {
+        this.broker.ackMany(batch.map((b) => b.held));
+        for (const b of batch) b.resolve();
+      } catch (err) {
+        for (const b of batch) b.reject(err);
+      }
+    }
+  }
+
+  private async requeue(held: Held, where: 'head' | 'tail'): Promise<void> {
+    if (!this.settle(held)) return;
+    this.broker.requeue(held.id, held.tag, where);
+  }
+
+  private async deadLetter(held: Held, reason: string): Promise<void> {
+    if (!this.settle(held)) return;
+    this.broker.deadLetterRow(held.id, held.tag, held.queue, reason);
+  }
+
+  /** Stop taking messages. Unsettled deliveries stay valid (their leases keep being renewed) until settled or the broker closes. */
+  async cancel(): Promise<void> {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    this.bell.ring();
+    await this.loopDone;
+  }
+
+  /** Broker closing: stop, write pending acks, and put every unsettled delivery back at the head of its queue. */
+  async shutdown(): Promise<void> {
+    await this.cancel();
+    this.flushAcks();
+    for (const h of [...this.held.values()]) {
+      this.held.delete(h.tag);
+      try {
+        this.broker.requeue(h.id, h.tag, 'head');
+      } catch (err) {
+        this.options.onError?.(err as Error);
+      }
+    }
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.broker.forgetConsumer(this);
+  }
+}
