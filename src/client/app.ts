@@ -5,7 +5,7 @@
 import { createBackend } from '../transport/index.ts';
 import { ResultStore } from './results.ts';
 import type { ResultBackend } from '../core/backend.ts';
-import { createBroker } from '../transport/index.ts';
+import { createBroker, engineOf, openRedisClient } from '../transport/index.ts';
 import type { Broker, PublishItem } from '../core/broker.ts';
 import { contentTypeOf, decodeByContentType, JSON_SERIALIZER, serializerByName, type Serializer } from '../codec/serializers.ts';
 import { BROKER_URL_VARS, RESULT_BACKEND_VARS, settingFromEnv, type Env } from '../config/env.ts';
@@ -33,7 +33,7 @@ import {
 import { maybeCurrentTask } from '../worker/context.ts';
 import { defaultSqliteUrl } from '../transport/sqlite/location.ts';
 import type { MessageSecurity } from '../security/message-security-types.ts';
-import { createMessageSecurity, openRedis } from '../security/message-security.ts';
+import { createMessageSecurity } from '../security/message-security.ts';
 import { SubmissionLimits, type SendRateLimit, type SubmissionDemand } from './submission-limits.ts';
 
 export type { MessageSecurity } from '../security/message-security-types.ts';
@@ -108,13 +108,13 @@ export class App {
     this.taskSerializer = serializerByName(resolved.taskSerializer) ?? JSON_SERIALIZER;
     this.acceptTypes = new Set(resolved.acceptContent.map(contentTypeOf));
     this.security = createMessageSecurity({ settings: resolved, env: this.env, logger: this.logger, acceptTypes: this.acceptTypes });
-    const redisUrl = [resolved.brokerUrl, resolved.resultBackend].find((u) => u !== undefined && /^rediss?:\/\//i.test(u));
+    const redisUrl = [resolved.brokerUrl, resolved.resultBackend].find((u) => engineOf(u)?.name === 'redis');
     this.submission = new SubmissionLimits({
       clientLimit: resolved.extra.sendRateLimit as SendRateLimit | undefined,
       wait: resolved.extra.sendRateLimitWait as boolean | number | undefined,
       maxQueueLength: resolved.extra.maxQueueLength as number | Record<string, number> | undefined,
       transportMaxQueueLength: resolved.brokerTransportOptions.maxQueueLength,
-      redis: redisUrl ? () => openRedis(redisUrl, redisUrl === resolved.brokerUrl ? 'broker' : 'backend', 'rate-limit', resolved, this.logger) : undefined,
+      redis: redisUrl ? () => openRedisClient(redisUrl, redisUrl === resolved.brokerUrl ? 'broker' : 'backend', 'rate-limit', { settings: resolved, logger: this.logger }) : undefined,
       keyPrefix: typeof resolved.brokerTransportOptions.globalKeyprefix === 'string' ? resolved.brokerTransportOptions.globalKeyprefix : '',
       logger: this.logger,
     });

@@ -45,7 +45,7 @@ import { isProduction } from './mode.ts';
 import type { ResolvedSettings } from './options.ts';
 import { registerSecret } from './redact.ts';
 import { ConfigError } from '../errors.ts';
-import type { ReplayStore } from '../security/replay-guard.ts';
+import type { ReplayStore } from '../core/replay-store.ts';
 
 /** Where replay state lives: chosen from the broker/backend (`auto`), forced, or injected. */
 export type ReplayStoreSetting = 'auto' | 'redis' | 'sqlite' | 'local' | 'memory' | ReplayStore;

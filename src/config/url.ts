@@ -30,11 +30,12 @@
 import { isIP } from 'node:net';
 import { ConfigError } from '../errors.ts';
 import { redactUrl } from './redact.ts';
+import { isNetworkKind, schemeSpec, SCHEMES, type ConnectionKind } from '../core/schemes.ts';
 
 export { redactUrl } from './redact.ts';
 
 /** Engine family of a URL. */
-export type ConnectionKind = 'redis' | 'amqp' | 'postgres' | 'sqlite' | 'memory';
+export type { ConnectionKind } from '../core/schemes.ts';
 
 /** A parsed connection URL. */
 export interface ConnectionUrl {
@@ -64,19 +65,6 @@ export interface ConnectionUrl {
   /** The URL with its password and secret parameters masked, for messages and logs. */
   redacted: string;
 }
-
-const SCHEMES: Record<string, { kind: ConnectionKind; tls: boolean; port?: number }> = {
-  redis: { kind: 'redis', tls: false, port: 6379 },
-  rediss: { kind: 'redis', tls: true, port: 6379 },
-  amqp: { kind: 'amqp', tls: false, port: 5672 },
-  pyamqp: { kind: 'amqp', tls: false, port: 5672 },
-  amqps: { kind: 'amqp', tls: true, port: 5671 },
-  pyamqps: { kind: 'amqp', tls: true, port: 5671 },
-  postgres: { kind: 'postgres', tls: false, port: 5432 },
-  postgresql: { kind: 'postgres', tls: false, port: 5432 },
-  sqlite: { kind: 'sqlite', tls: false },
-  memory: { kind: 'memory', tls: false },
-};
 
 /** Schemes `parseConnectionUrl` understands. */
 export const SUPPORTED_SCHEMES: readonly string[] = Object.keys(SCHEMES);
@@ -149,7 +137,7 @@ export function parseConnectionUrl(url: string): ConnectionUrl {
   if (sqlalchemy) scheme = scheme.slice(3);
   const plus = scheme.indexOf('+');
   if (plus !== -1 && (scheme.startsWith('postgres') || scheme.startsWith('sqlite'))) scheme = scheme.slice(0, plus);
-  const spec = SCHEMES[scheme];
+  const spec = schemeSpec(scheme);
   if (!spec) fail(url, `scheme ${JSON.stringify(scheme)} is not supported`, SCHEMES_HINT);
 
   const hash = rest.indexOf('#');
@@ -301,5 +289,5 @@ function expandIpv6(h: string): string {
 
 /** Whether the URL names a network service (Redis, AMQP, PostgreSQL), as opposed to a local file or memory. */
 export function isNetworkUrl(url: ConnectionUrl): boolean {
-  return url.kind === 'redis' || url.kind === 'amqp' || url.kind === 'postgres';
+  return isNetworkKind(url.kind);
 }

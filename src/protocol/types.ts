@@ -76,6 +76,3 @@ export interface Embed {
 
 /** Decoded body `[args, kwargs, embed]`. */
 export type TaskBody = [JsonValue[], Record<string, JsonValue>, Embed];
-
-/** Priority steps of kombu's Redis transport (bucket suffixes). */
-export const PRIORITY_STEPS = [0, 3, 6, 9] as const;

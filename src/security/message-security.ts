@@ -50,7 +50,6 @@
  * verification keys refuses to start unless `unsafeAcceptUnsigned`.
  */
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { celerySignerId } from '../codec/signing/index.ts';
 import { DecodeError, ContentDisallowedError, ConfigError } from '../errors.ts';
 import { JSON_SERIALIZER, MSGPACK_SERIALIZER, decodeByContentType, AUTH_CONTENT_TYPE } from '../codec/serializers.ts';
@@ -80,7 +79,10 @@ import { parseIso } from '../protocol/time.ts';
 import type { WireMessage } from '../protocol/types.ts';
 import { recordSecurityEvent, type SecurityEventKind } from '../observability/security-events.ts';
 import type { MessageSecurity } from './message-security-types.ts';
-import { MemoryReplayStore, RedisReplayStore, ReplayGuard, SqliteReplayStore, type ReplayStore } from './replay-guard.ts';
+import { ReplayGuard } from './replay-guard.ts';
+import type { ReplayStore } from '../core/replay-store.ts';
+import { ENGINES, type EngineName } from '../core/schemes.ts';
+import { createLocalReplayStore, createReplayStore, engineOf } from '../transport/index.ts';
 import { createResultSealer } from './result-sealer.ts';
 import { loadSecuritySettings, type SecuritySettings } from '../config/security-settings.ts';
 
@@ -102,7 +104,7 @@ export interface MessageSecurityDescription {
   /** True when received messages must carry a valid signature. */
   verifying: boolean;
   /** Where replay state lives (`none` when nothing is verified). */
-  replayStore: 'none' | 'redis' | 'sqlite' | 'local' | 'memory' | 'custom';
+  replayStore: 'none' | ReplayStoreKind;
   /** True when results are encrypted at rest. */
   encryptedResults: boolean;
   /** Signer ids accepted with Celery body-only signatures. */
@@ -153,86 +155,68 @@ export function securityEventKindOf(err: unknown): SecurityEventKind {
   return 'malformed_message';
 }
 
-function isRedisUrl(url: string | undefined): url is string {
-  return url !== undefined && /^rediss?:\/\//i.test(url);
+/** Where replay nonces live: an engine's store, a machine-local file (`local`), or a store the app passed (`custom`). */
+export type ReplayStoreKind = EngineName | 'local' | 'custom';
+
+type ReplayUrls = Pick<SecuritySettings, 'brokerUrl' | 'resultBackend'>;
+
+/**
+ * The URL (and its setting) that an engine's replay store uses: for a store
+ * shared across machines, the broker's when that engine serves it, else the
+ * result backend's; for a file store, the broker's only; none for a store
+ * kept in this process.
+ */
+function replayAt(sec: ReplayUrls, name: EngineName): { url: string; side: 'broker' | 'backend' } | undefined {
+  const scope = ENGINES[name].replay;
+  if (scope === 'process' || scope === undefined) return undefined;
+  if (engineOf(sec.brokerUrl)?.name === name) return { url: sec.brokerUrl!, side: 'broker' };
+  if (scope === 'shared' && engineOf(sec.resultBackend)?.name === name) return { url: sec.resultBackend!, side: 'backend' };
+  return undefined;
 }
 
-function isSqliteUrl(url: string | undefined): url is string {
-  return url !== undefined && /^sqlite:/i.test(url);
+/** The broker's or backend's engine when it keeps nonces for every worker of the deployment (the broker first). */
+function sharedReplayEngine(sec: ReplayUrls): EngineName | undefined {
+  for (const url of [sec.brokerUrl, sec.resultBackend]) {
+    const e = engineOf(url);
+    if (e?.replay === 'shared') return e.name;
+  }
+  return undefined;
 }
 
 /** The replay store kind `auto` resolves to for these settings. */
-export function replayStoreKind(sec: Pick<SecuritySettings, 'replayStore' | 'brokerUrl' | 'resultBackend'>): 'redis' | 'sqlite' | 'local' | 'memory' | 'custom' {
+export function replayStoreKind(sec: Pick<SecuritySettings, 'replayStore' | 'brokerUrl' | 'resultBackend'>): ReplayStoreKind {
   const c = sec.replayStore;
   if (typeof c === 'object') return 'custom';
   if (c !== 'auto') return c;
-  if (isRedisUrl(sec.brokerUrl) || isRedisUrl(sec.resultBackend)) return 'redis';
-  if (isSqliteUrl(sec.brokerUrl)) return 'sqlite';
+  const shared = sharedReplayEngine(sec);
+  if (shared) return shared;
+  const broker = engineOf(sec.brokerUrl);
+  if (broker?.replay === 'file') return broker.name;
   // A network broker with no shared store (RabbitMQ): per-process memory let a copy run once in every
   // prefork child (issue 20 #9); a file shared by every process on this machine closes that.
-  if (sec.brokerUrl !== undefined && !/^memory:/i.test(sec.brokerUrl)) return 'local';
+  if (sec.brokerUrl !== undefined && broker?.replay !== 'process') return 'local';
   return 'memory';
 }
 
-/**
- * A Redis that evicts keys under memory pressure could drop a settled nonce
- * (a producer filling memory with tasks would then make a replay run):
- * warn when `maxmemory` is set with a policy other than `noeviction`. INFO
- * is allowed to the generated ACL users; if it is refused, nothing is said.
- */
-async function warnIfEvicting(client: Redis, logger: Logger): Promise<void> {
-  let info: string;
-  try {
-    info = await client.info('memory');
-  } catch {
-    return;
-  }
-  const max = /^maxmemory:(\d+)/m.exec(info)?.[1];
-  const policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
-  if (max !== undefined && max !== '0' && policy !== undefined && policy !== 'noeviction') {
-    recordSecurityEvent('policy_warning', {
-      id: 'CEL-007', setting: 'securityReplayStore',
-      reason: `the Redis of the replay store evicts keys when full (maxmemory-policy ${policy}): a settled nonce could be dropped and a replay of its message accepted`,
-      fix: 'set maxmemory-policy noeviction on that Redis (or no maxmemory)',
-    }, logger);
-  }
-}
-
-/** Which URL the Redis replay store connects with: the broker's when it is Redis, else the backend's. */
-function replayRedisSide(sec: Pick<SecuritySettings, 'brokerUrl' | 'resultBackend'>): 'broker' | 'backend' | undefined {
-  return isRedisUrl(sec.brokerUrl) ? 'broker' : isRedisUrl(sec.resultBackend) ? 'backend' : undefined;
-}
-
-/** Open the replay store chosen for these settings. */
+/** Open the replay store chosen for these settings, through the engine registry. */
 async function openReplayStore(sec: SecuritySettings, settings: ResolvedSettings, logger: Logger): Promise<ReplayStore> {
   if (typeof sec.replayStore === 'object') return sec.replayStore;
   const kind = replayStoreKind(sec);
-  if (kind === 'redis') {
-    const url = isRedisUrl(sec.brokerUrl) ? sec.brokerUrl : isRedisUrl(sec.resultBackend) ? sec.resultBackend : undefined;
-    if (!url) throw new ConfigError('securityReplayStore is redis but neither the broker nor the result backend is Redis', { hint: 'use auto, sqlite or memory' });
-    const client = await openRedis(url, replayRedisSide(sec)!, 'replay-guard', settings, logger);
-    await warnIfEvicting(client, logger);
-    return new RedisReplayStore(client, { keyPrefix: sec.keyPrefix });
+  if (kind === 'custom') throw new ConfigError('securityReplayStore is not a ReplayStore', { hint: 'use auto, redis, sqlite, local or memory (or pass a ReplayStore)' });
+  if (kind === 'local') return createLocalReplayStore(sec.replayFile, { settings, logger });
+  const info = ENGINES[kind];
+  const at = replayAt(sec, kind);
+  if (!at && info.replay !== 'process') {
+    const others = Object.values(ENGINES).filter((e) => e.replay !== undefined && e.name !== kind).map((e) => e.name);
+    const hint = `use auto, ${others.slice(0, -1).join(', ')}${others.length > 1 ? ' or ' : ''}${others[others.length - 1] ?? ''}`;
+    throw new ConfigError(
+      info.replay === 'shared'
+        ? `securityReplayStore is ${kind} but neither the broker nor the result backend is ${info.title}`
+        : `securityReplayStore is ${kind} but the broker is not ${info.title}`,
+      { hint },
+    );
   }
-  if (kind === 'sqlite') {
-    if (!isSqliteUrl(sec.brokerUrl)) throw new ConfigError('securityReplayStore is sqlite but the broker is not SQLite', { hint: 'use auto, redis or memory' });
-    // Loaded on demand: apps on Redis or RabbitMQ never load the native SQLite module.
-    const { openSqlite, sqliteLocationFromUrl } = await import('../transport/sqlite/open.ts');
-    return new SqliteReplayStore(openSqlite(sqliteLocationFromUrl(sec.brokerUrl), { role: 'broker', logger }));
-  }
-  if (kind === 'local') {
-    const { openSqlite, sqliteLocationFromUrl, sqliteUrlForPath } = await import('../transport/sqlite/open.ts');
-    return new SqliteReplayStore(openSqlite(sqliteLocationFromUrl(sqliteUrlForPath(sec.replayFile)), { role: 'broker', logger }));
-  }
-  return new MemoryReplayStore();
-}
-
-/** A connected ioredis client for Celeriac's own keys (replay guard, shared rate limits). */
-export async function openRedis(url: string, side: 'broker' | 'backend', role: string, settings: ResolvedSettings, logger: Logger): Promise<Redis> {
-  const { connectClient, createRedisClient } = await import('../transport/redis/connection.ts');
-  const client = createRedisClient({ url, settings, logger, role, side });
-  await connectClient(client, url, role);
-  return client;
+  return createReplayStore(kind, { url: at?.url, side: at?.side ?? 'broker', keyPrefix: sec.keyPrefix, settings, logger });
 }
 
 /** The eta of a message in ms, or undefined. */
@@ -468,11 +452,13 @@ export function createMessageSecurity(options: MessageSecurityOptions): Configur
     },
     updateCredentials: async (url: string, side: 'broker' | 'backend') => {
       // Only a store this layer opened from that URL; one not opened yet will use the new URL (settings are updated by the app).
-      if (!guard || typeof sec.replayStore === 'object' || replayRedisSide(sec) !== side) return;
+      if (!guard || typeof sec.replayStore === 'object') return;
+      const shared = sharedReplayEngine(sec);
+      if (shared === undefined || replayAt(sec, shared)?.side !== side) return;
       if (side === 'broker') sec.brokerUrl = url;
       else sec.resultBackend = url;
       const store = await guard.openedStore();
-      if (store instanceof RedisReplayStore) await store.updateCredentials(url);
+      if (store?.kind === shared) await store.updateCredentials?.(url);
     },
     close: async () => {
       await guard?.close();

@@ -1,68 +1,100 @@
 /**
- * Engine selection by URL scheme: the broker and result backend of every
- * engine. Engines load lazily so that an app on Redis never loads the AMQP or
- * SQLite libraries.
+ * The engine registry: the one place where a URL's scheme picks an engine.
+ *
+ * The schemes, TLS flags, default ports and policy facts of each engine are
+ * plain data in `core/schemes.ts` (the URL parser reads them too); this
+ * table adds where each engine's folder is. Engines load on first use, so
+ * an app on Redis never loads the AMQP or SQLite libraries.
+ *
+ * Adding an engine: a folder `transport/<name>/` whose `index.ts` exports
+ * its `Engine`, its entry in `core/schemes.ts`, one loader line below, and
+ * one conformance file under `test/conformance/`.
  */
+import type { Redis } from 'ioredis';
 import { ConfigError } from '../errors.ts';
 import { redactUrl } from '../config/redact.ts';
 import type { AdapterContext } from '../core/adapter-context.ts';
 import type { Broker } from '../core/broker.ts';
 import type { ResultBackend } from '../core/backend.ts';
+import type { Engine, ReplayStoreOptions } from '../core/engine.ts';
+import type { ReplayStore } from '../core/replay-store.ts';
+import { ENGINES, schemeHint, schemeSpec, type EngineInfo, type EngineName } from '../core/schemes.ts';
 
 export type { Broker } from '../core/broker.ts';
 export type { ResultBackend } from '../core/backend.ts';
+export type { Engine } from '../core/engine.ts';
+
+/** Where each engine lives (loaded on first use). */
+const LOADERS: Record<EngineName, () => Promise<Engine>> = {
+  redis: async () => (await import('./redis/index.ts')).engine,
+  amqp: async () => (await import('./amqp/index.ts')).engine,
+  sqlite: async () => (await import('./sqlite/index.ts')).engine,
+  memory: async () => (await import('./memory/index.ts')).engine,
+};
+
+/**
+ * The engine a URL names (by the scheme before its first `:`, case
+ * ignored), or undefined when no engine answers it. Cheap: loads nothing.
+ */
+export function engineOf(url: string | undefined): EngineInfo | undefined {
+  if (url === undefined) return undefined;
+  const colon = url.indexOf(':');
+  if (colon <= 0) return undefined;
+  const kind = schemeSpec(url.slice(0, colon).toLowerCase())?.kind;
+  return kind === undefined || kind === 'postgres' ? undefined : ENGINES[kind];
+}
+
+/** Load the engine of a URL. */
+export async function loadEngine(url: string): Promise<Engine | undefined> {
+  const info = engineOf(url);
+  return info ? LOADERS[info.name]() : undefined;
+}
 
 /** Create the broker adapter for a URL (`redis://`, `rediss://`, `memory://`, …). */
 export async function createBroker(url: string, ctx: AdapterContext): Promise<Broker> {
-  const scheme = url.slice(0, url.indexOf(':')).toLowerCase();
-  switch (scheme) {
-    case 'redis':
-    case 'rediss': {
-      const { createRedisBroker } = await import('./redis/broker.ts');
-      return createRedisBroker({ url, ...ctx });
-    }
-    case 'amqp':
-    case 'amqps':
-    case 'pyamqp':
-    case 'pyamqps': {
-      const { createAmqpBroker } = await import('./amqp/broker.ts');
-      return createAmqpBroker({ url, ...ctx });
-    }
-    case 'memory': {
-      const { createMemoryBroker } = await import('./memory/broker.ts');
-      return createMemoryBroker();
-    }
-    case 'sqlite': {
-      const { createSqliteBroker } = await import('./sqlite/broker.ts');
-      return createSqliteBroker({ url, ...ctx });
-    }
-    default:
-      throw new ConfigError(`unsupported broker URL ${redactUrl(url)}`, {
-        hint: 'use redis://, rediss://, amqp://, amqps://, sqlite:// or memory://',
-      });
+  const engine = await loadEngine(url);
+  if (!engine) {
+    throw new ConfigError(`unsupported broker URL ${redactUrl(url)}`, { hint: `use ${schemeHint()}` });
   }
+  return engine.createBroker(url, ctx);
 }
 
 /** Create the result backend adapter for a URL. */
 export async function createBackend(url: string, ctx: AdapterContext): Promise<ResultBackend> {
-  const scheme = url.slice(0, url.indexOf(':')).toLowerCase();
-  switch (scheme) {
-    case 'redis':
-    case 'rediss': {
-      const { createRedisBackend } = await import('./redis/backend.ts');
-      return createRedisBackend({ url, ...ctx });
-    }
-    case 'memory': {
-      const { createMemoryBackend } = await import('./memory/backend.ts');
-      return createMemoryBackend();
-    }
-    case 'sqlite': {
-      const { createSqliteBackend } = await import('./sqlite/backend.ts');
-      return createSqliteBackend({ url, ...ctx });
-    }
-    default:
-      throw new ConfigError(`unsupported result backend URL ${redactUrl(url)}`, {
-        hint: 'use redis://, rediss://, sqlite:// or memory://',
-      });
+  const info = engineOf(url);
+  const engine = info?.backend ? await LOADERS[info.name]() : undefined;
+  if (!engine?.createBackend) {
+    throw new ConfigError(`unsupported result backend URL ${redactUrl(url)}`, { hint: `use ${schemeHint((e) => e.backend)}` });
   }
+  return engine.createBackend(url, ctx);
+}
+
+/**
+ * Open the replay store of an engine, on the server or file of
+ * `options.url`. Throws `ConfigError` when that engine keeps no replay
+ * nonces.
+ */
+export async function createReplayStore(name: EngineName, options: ReplayStoreOptions): Promise<ReplayStore> {
+  const engine = ENGINES[name].replay ? await LOADERS[name]() : undefined;
+  if (!engine?.createReplayStore) {
+    throw new ConfigError(`the ${ENGINES[name].title} engine keeps no replay nonces`, { hint: 'use securityReplayStore: auto, local or memory' });
+  }
+  return engine.createReplayStore(options);
+}
+
+/**
+ * A replay store in a file of its own, shared by the processes of this
+ * machine (`securityReplayStore: local`): the SQLite engine's store.
+ */
+export async function createLocalReplayStore(file: string, ctx: AdapterContext): Promise<ReplayStore> {
+  const { sqliteUrlForPath } = await import('./sqlite/location.ts');
+  const engine = await LOADERS.sqlite();
+  return engine.createReplayStore!({ ...ctx, url: sqliteUrlForPath(file), side: 'broker', keyPrefix: '' });
+}
+
+/** A connected Redis client for Celeriac's own keys (shared rate limits), named `celeriac:<role>`. `url` must be a Redis URL. */
+export async function openRedisClient(url: string, side: 'broker' | 'backend', role: string, ctx: AdapterContext): Promise<Redis> {
+  if (engineOf(url)?.name !== 'redis') throw new ConfigError(`${redactUrl(url)} is not a Redis URL`, { hint: 'use redis:// or rediss://' });
+  const { openRedisClient: open } = await import('./redis/index.ts');
+  return open(url, side, role, ctx);
 }

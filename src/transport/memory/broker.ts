@@ -5,7 +5,7 @@
  */
 import { ClosedError, QueueFullError } from '../../errors.ts';
 import type { WireMessage } from '../../protocol/types.ts';
-import { priorityStep } from '../redis/envelope.ts';
+import { PRIORITY_STEPS, priorityStep } from '../virtual/priority.ts';
 import type {
   Broker,
   ConsumeOptions,
@@ -22,7 +22,7 @@ interface Stored {
   redelivered: boolean;
 }
 
-const STEPS = [0, 3, 6, 9];
+const STEPS: readonly number[] = PRIORITY_STEPS;
 
 /** The queues themselves; several broker instances may share one world, like processes sharing a server. */
 export class MemoryWorld {

@@ -136,12 +136,6 @@ function isObject(v: unknown): boolean {
 /** kombu's priority separator: the two bytes 0x06 0x16. */
 export const PRIORITY_SEP = '\x06\x16';
 
-/** Map a 0..9 priority to kombu's bucket step (0, 3, 6, 9). */
-export function priorityStep(priority: number | undefined): number {
-  const p = Math.min(9, Math.max(0, Math.trunc(priority ?? 0)));
-  return p >= 9 ? 9 : p >= 6 ? 6 : p >= 3 ? 3 : 0;
-}
-
 /** The list key of a queue's priority bucket: `celery`, `celery\x06\x163`, … */
 export function priorityQueueKey(queue: string, step: number): string {
   return step === 0 ? queue : `${queue}${PRIORITY_SEP}${step}`;

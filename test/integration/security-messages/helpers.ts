@@ -15,9 +15,6 @@ import type { WireMessage } from '../../../src/protocol/types.ts';
 import { createSelfSignedCertificate, type CertifiedKey } from '../../../src/secrets/x509.ts';
 import { onSecurityEvent, type SecurityEvent } from '../../../src/observability/security-events.ts';
 import { createWorker, type WorkerHandle } from '../../../src/worker/worker.ts';
-import type { ReplayStore } from '../../../src/security/replay-guard.ts';
-import assert from 'node:assert/strict';
-import { afterEach, beforeEach, describe, it } from 'node:test';
 import { captureLogger } from '../../helpers/app-fixture.ts';
 
 /** An RSA signer written to a private directory: key (0600), certificate, and a store directory holding the certificate. */
@@ -121,48 +118,5 @@ export async function until(check: () => boolean | Promise<boolean>, timeoutMs =
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(10);
   }
-}
-
-/** The state-machine checks every store must pass. */
-export function replayStoreContract(name: string, open: () => Promise<ReplayStore>): void {
-  describe(`replay store contract: ${name}`, () => {
-    let store: ReplayStore;
-    beforeEach(async () => {
-      store = await open();
-    });
-    afterEach(async () => {
-      await store.close();
-    });
-
-    it('ABSENT → HELD; a second claim sees HELD with the holder; SETTLED after settle', async () => {
-      assert.deepEqual(await store.claim('n1', 'h:1:a', 5000), { state: 'claimed' });
-      assert.deepEqual(await store.claim('n1', 'h:2:b', 5000), { state: 'held', holder: 'h:1:a' });
-      await store.settle('n1', 5000);
-      assert.deepEqual(await store.claim('n1', 'h:2:b', 5000), { state: 'settled' });
-    });
-
-    it('release by the holder only; takeover of a named stale holder only', async () => {
-      await store.claim('n2', 'h:1:a', 5000);
-      await store.release('n2', 'h:2:b');
-      assert.equal((await store.claim('n2', 'h:2:b', 5000)).state, 'held', 'another consumer cannot release it');
-      assert.equal((await store.claim('n2', 'h:2:b', 5000, 'h:9:z')).state, 'held', 'only the named stale holder is replaced');
-      assert.equal((await store.claim('n2', 'h:2:b', 5000, 'h:1:a')).state, 'claimed');
-      await store.release('n2', 'h:2:b');
-      assert.equal((await store.claim('n2', 'h:3:c', 5000)).state, 'claimed', 'released → absent');
-    });
-
-    it('a lease runs out unless refreshed; settled state expires with its ttl', async () => {
-      await store.claim('n3', 'h:1:a', 300);
-      await store.claim('n4', 'h:1:a', 300);
-      await sleep(150);
-      await store.refresh(['n3'], 'h:1:a', 600);
-      await sleep(250);
-      assert.equal((await store.claim('n3', 'h:2:b', 5000)).state, 'held', 'refreshed lease still runs');
-      assert.equal((await store.claim('n4', 'h:2:b', 5000)).state, 'claimed', 'unrefreshed lease ran out');
-      await store.settle('n5', 200);
-      await sleep(300);
-      assert.equal((await store.claim('n5', 'h:2:b', 5000)).state, 'claimed', 'settled nonces are forgotten after the signature expired');
-    });
-  });
 }
 

@@ -11,11 +11,9 @@ import { createApp, type App } from '../../../src/client/app.ts';
 import { generateSigningKey } from '../../../src/codec/signing/index.ts';
 import { createLogger } from '../../../src/observability/logging.ts';
 import { newId } from '../../../src/protocol/ids.ts';
-import { RedisReplayStore } from '../../../src/security/replay-guard.ts';
 import { startCeleriacWorker, type CeleriacWorkerProcess } from '../../helpers/celeriac-worker.ts';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../../helpers/redis-server.ts';
 import { requireService, sleep, waitFor } from '../../helpers/services.ts';
-import { replayStoreContract } from './helpers.ts';
 
 const SECURE_TASKS = new URL('./apps/secure_tasks.ts', import.meta.url).pathname;
 const ring = generateSigningKey('ed25519', 'replay-k1');
@@ -29,8 +27,6 @@ before(async () => {
 after(async () => {
   await redis?.stop();
 });
-
-if (ok) replayStoreContract('redis', async () => new RedisReplayStore(redis!.client(5), { ownsClient: false }));
 
 describe('replay protection across worker processes (Redis)', () => {
   const workers: CeleriacWorkerProcess[] = [];

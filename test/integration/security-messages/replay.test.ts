@@ -1,31 +1,22 @@
 /**
  * The replay guard's nonce state machine (replay-guard.ts): replays and
  * concurrent copies refused, legitimate redeliveries accepted — requeue on
- * shutdown, a dead holder on this host, a lease that ran out — on the
- * memory, SQLite and (in replay-redis.test.ts) Redis stores.
+ * shutdown, a dead holder on this host, a lease that ran out. The stores
+ * themselves are checked by test/conformance/replay-store.ts on every engine.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { hostname } from 'node:os';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { generateSigningKey } from '../../../src/codec/signing/index.ts';
 import { createLogger } from '../../../src/observability/logging.ts';
 import type { WireMessage } from '../../../src/protocol/types.ts';
 import { resetSecurityEvents } from '../../../src/observability/security-events.ts';
-import { MemoryReplayStore, REPLAY_HELD_REASON, REPLAY_SETTLED_REASON, ReplayGuard, SqliteReplayStore } from '../../../src/security/replay-guard.ts';
-import { memoryServer, replayStoreContract, sleep, until, type MemoryServer } from './helpers.ts';
+import { REPLAY_HELD_REASON, REPLAY_SETTLED_REASON, ReplayGuard } from '../../../src/security/replay-guard.ts';
+import { MemoryReplayStore } from '../../../src/transport/memory/replay-store.ts';
+import { memoryServer, sleep, until, type MemoryServer } from './helpers.ts';
 
 const logger = createLogger({ level: 'silent' });
 const msg = (): WireMessage => ({ headers: {}, properties: {}, contentType: 'application/json', contentEncoding: 'utf-8', body: Buffer.from('[]') });
-
-replayStoreContract('memory', async () => new MemoryReplayStore());
-const sqliteDir = mkdtempSync(join(tmpdir(), 'celeriac-replay-'));
-replayStoreContract('sqlite', async () => {
-  const { openSqlite, sqliteLocationFromUrl } = await import('../../../src/transport/sqlite/open.ts');
-  return new SqliteReplayStore(openSqlite(sqliteLocationFromUrl(`sqlite://${join(sqliteDir, `r${Math.random()}.db`)}`), { role: 'broker', logger }));
-});
-process.on('exit', () => rmSync(sqliteDir, { recursive: true, force: true }));
 
 describe('ReplayGuard', () => {
   it('admits once, refuses a concurrent copy and a replay after settle', async () => {

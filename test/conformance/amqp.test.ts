@@ -1,21 +1,25 @@
 /**
- * The broker conformance suite against the shared RabbitMQ, in a private
- * vhost with its own user. Test queues carry `x-max-priority` (so the suite's
- * priority test sees RabbitMQ's higher-first order). On AMQP a killed
- * consumer's messages come back as soon as its connection drops.
+ * The RabbitMQ engine's conformance run: registry and broker (it has no
+ * result backend and no replay store), against the shared RabbitMQ in a
+ * private vhost with its own user. Test queues carry `x-max-priority` (so
+ * the suite's priority test sees RabbitMQ's higher-first order). On AMQP a
+ * killed consumer's messages come back as soon as its connection drops.
  */
 import { test } from 'node:test';
-import { createAmqpBroker } from '../../src/transport/amqp/broker.ts';
+import { engine } from '../../src/transport/amqp/index.ts';
 // After Celeriac, so that amqplib loads with Celeriac's header-depth guard.
 import { connect } from 'amqplib';
 import { resolveSettings } from '../../src/config/options.ts';
 import { createLogger } from '../../src/observability/logging.ts';
 import { brokerConformance } from './broker.ts';
+import { registryConformance } from './registry.ts';
 import { IN_CI } from '../helpers/services.ts';
 import { consumeAndDie } from '../helpers/crash.ts';
 import { createTestVhost, hasRabbitmq, type TestVhost } from '../integration/amqp/support/rabbit.ts';
 
 const MAX_BYTES = 64 * 1024;
+
+registryConformance(engine, (scheme) => `${scheme}://user:pw@localhost/vhost`);
 
 if (!hasRabbitmq()) {
   test('amqp broker conformance', (t) => {
@@ -32,7 +36,7 @@ if (!hasRabbitmq()) {
       vh = await createTestVhost('conformance');
     },
     teardown: async () => vh.delete(),
-    create: async () => createAmqpBroker({ url: vh.url(), logger, settings }),
+    create: async () => engine.createBroker(vh.url(), { logger, settings }),
     redelivery: 'on-disconnect',
     crash: (queue, count, o) => consumeAndDie(vh.url(), queue, count, o.visibilityTimeout ?? 1),
     injectMalformed: async (queue) => {
