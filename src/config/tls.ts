@@ -36,7 +36,7 @@ import { isIP } from 'node:net';
 import { checkServerIdentity as defaultCheck, type ConnectionOptions } from 'node:tls';
 import { ConfigError } from '../errors.ts';
 import { readSecretFile } from './env.ts';
-import type { ConnectionUrl } from './url.ts';
+import { isNetworkUrl, type ConnectionUrl } from './url.ts';
 
 /** A PEM source: a file path or the PEM itself. */
 export type PemSource = { path: string } | { pem: string | Buffer };
@@ -170,7 +170,7 @@ export function analyzeTls(url: ConnectionUrl, useSsl: unknown, settingName = 'b
     ca: undefined, cert: undefined, key: undefined, passphrase: undefined, servername: undefined, ciphers: undefined,
     mutual: false, insecure: [],
   };
-  if (url.kind === 'sqlite' || url.kind === 'memory') return out;
+  if (!isNetworkUrl(url)) return out;
   if (useSsl !== undefined && useSsl !== null && typeof useSsl !== 'boolean' && typeof useSsl !== 'string' && (typeof useSsl !== 'object' || Array.isArray(useSsl))) {
     throw new ConfigError(`${settingName} must be true, false or an object of TLS settings`, { code: 'ERR_TLS_CONFIG' });
   }
