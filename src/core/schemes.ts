@@ -77,6 +77,17 @@ export function schemeSpec(scheme: string): SchemeSpec | undefined {
   return Object.hasOwn(SCHEMES, scheme) ? SCHEMES[scheme] : undefined;
 }
 
+/**
+ * The spec of a URL's scheme: the text before its first `:`, case ignored
+ * (no SQLAlchemy spellings: `config/url.ts` reads those), or undefined
+ * when Celeriac does not know it.
+ */
+export function urlSchemeSpec(url: string | undefined): SchemeSpec | undefined {
+  if (url === undefined) return undefined;
+  const colon = url.indexOf(':');
+  return colon <= 0 ? undefined : schemeSpec(url.slice(0, colon).toLowerCase());
+}
+
 /** Whether a kind is a network service (credentials and TLS required by the policy). */
 export function isNetworkKind(kind: ConnectionKind): boolean {
   return kind === 'postgres' || ENGINES[kind].network;

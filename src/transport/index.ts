@@ -18,7 +18,7 @@ import type { Broker } from '../core/broker.ts';
 import type { ResultBackend } from '../core/backend.ts';
 import type { Engine, ReplayStoreOptions } from '../core/engine.ts';
 import type { ReplayStore } from '../core/replay-store.ts';
-import { ENGINES, schemeHint, schemeSpec, type EngineInfo, type EngineName } from '../core/schemes.ts';
+import { ENGINES, schemeHint, urlSchemeSpec, type EngineInfo, type EngineName } from '../core/schemes.ts';
 
 export type { Broker } from '../core/broker.ts';
 export type { ResultBackend } from '../core/backend.ts';
@@ -37,10 +37,7 @@ const LOADERS: Record<EngineName, () => Promise<Engine>> = {
  * ignored), or undefined when no engine answers it. Cheap: loads nothing.
  */
 export function engineOf(url: string | undefined): EngineInfo | undefined {
-  if (url === undefined) return undefined;
-  const colon = url.indexOf(':');
-  if (colon <= 0) return undefined;
-  const kind = schemeSpec(url.slice(0, colon).toLowerCase())?.kind;
+  const kind = urlSchemeSpec(url)?.kind;
   return kind === undefined || kind === 'postgres' ? undefined : ENGINES[kind];
 }
 

@@ -9,6 +9,7 @@ import { BROKER_URL_VARS, readSecretFile, resolveSecretRefs, RESULT_BACKEND_VARS
 import { normalizeSettings } from '../../config/options.ts';
 import { UNSAFE_OPTIONS, unsafeEnvName, type Finding, type PolicyInput, type UnsafeOverrides } from '../../config/policy.ts';
 import { parseConnectionUrl } from '../../config/url.ts';
+import { isNetworkKind, urlSchemeSpec } from '../../core/schemes.ts';
 import { sqliteFileChecks } from '../../transport/sqlite/file-safety.ts';
 import { ConfigError } from '../../errors.ts';
 import { policyFindings } from '../policy-bridge.ts';
@@ -132,7 +133,7 @@ export function auditCeleriac(src: CeleriacSource): AuditFinding[] {
   // SQLite databases: the same file checks the adapter hands to the policy.
   const fileChecks = { refusals: [] as Finding[], warnings: [] as Finding[] };
   for (const [url, role] of [[brokerUrl, 'broker'], [resultBackend, 'backend']] as const) {
-    if (!url || !/^sqlite:/i.test(url)) continue;
+    if (!url || urlSchemeSpec(url)?.kind !== 'sqlite') continue;
     try {
       const path = parseConnectionUrl(url).path;
       if (!path) continue;
@@ -193,7 +194,8 @@ export function auditCeleriac(src: CeleriacSource): AuditFinding[] {
   }
 
   // Results (CEL-016).
-  if (resultBackend && !/^(memory|sqlite):/i.test(resultBackend)) {
+  const backendKind = urlSchemeSpec(resultBackend)?.kind;
+  if (resultBackend && (backendKind === undefined || isNetworkKind(backendKind))) {
     if (!ring('resultEncryptionKeys', 'CELERIAC_RESULT_KEYS')) {
       out.push(finding('CEL-016', 'medium', 'resultEncryptionKeys', 'results are stored unencrypted: anyone who can read the backend reads every result', 'celeriac secrets generate aes-key, then set CELERIAC_RESULT_KEYS_FILE', src.file));
     }
