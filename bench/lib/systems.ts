@@ -17,7 +17,7 @@
 import type { Redis } from 'ioredis';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { defaultProcesses } from '../../dist/worker/supervisor.js';
+import { defaultProcesses } from '../../dist/worker/prefork/supervisor.js';
 import type { ClientJob, ClientResult } from '../clients/node-client.ts';
 import { BENCH_DIR, ROOT_DIR, runJson, spawnLines, type LineProcess, type QueueSystem } from './common.ts';
 import { PYTHON } from './machine.ts';
