@@ -65,32 +65,9 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../observability/logging.ts';
 import type { WireMessage } from '../protocol/types.ts';
 
-/** What a claim found: the nonce was free (now held by the caller), already settled, or held by another consumer (named). */
-export type ClaimResult = { state: 'claimed' } | { state: 'settled' } | { state: 'held'; holder: string };
+import type { ClaimResult, ReplayStore } from '../core/replay-store.ts';
 
-/**
- * Shared nonce state. Implementations must make `claim` atomic: of two
- * concurrent claims of one nonce, at most one returns `claimed`.
- */
-export interface ReplayStore {
-  /** `redis`, `sqlite`, `memory`, … */
-  readonly kind: string;
-  /** True when every worker sharing the broker sees the same state. */
-  readonly shared: boolean;
-  /**
-   * ABSENT → HELD(holder) for `leaseMs`; also HELD(`staleHolder`) →
-   * HELD(holder) when `staleHolder` is given (a holder known to be dead).
-   * Otherwise report the state.
-   */
-  claim(nonce: string, holder: string, leaseMs: number, staleHolder?: string): Promise<ClaimResult>;
-  /** → SETTLED for `ttlMs` (whatever the state was). */
-  settle(nonce: string, ttlMs: number): Promise<void>;
-  /** HELD(holder) → ABSENT; no effect when someone else holds it or it is settled. */
-  release(nonce: string, holder: string): Promise<void>;
-  /** Extend the lease of every nonce still HELD by `holder`. */
-  refresh(nonces: readonly string[], holder: string, leaseMs: number): Promise<void>;
-  close(): Promise<void>;
-}
+export type { ClaimResult, ReplayStore } from '../core/replay-store.ts';
 
 // ── memory ──────────────────────────────────────────────────────────────
 
