@@ -190,8 +190,6 @@ export type CelerySpellings<T> = { [K in keyof T & string as SnakeCase<K>]?: T[K
 
 /** Celery's old names that are not a spelling of ours (see `canonicalKey` in schema.ts). */
 export interface CeleryOldNames {
-  /** Old name of `brokerUrl`. */
-  BROKER?: AppSettings['brokerUrl'];
   /** Old name of `resultExpires`. */
   CELERY_TASK_RESULT_EXPIRES?: AppSettings['resultExpires'];
   /** Old name of `taskRoutes`. */
