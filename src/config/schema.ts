@@ -322,15 +322,11 @@ function check<T>(schema: z.ZodType<T>, value: Record<string, unknown>, fields: 
   const issue = r.error.issues[0]!;
   const key = String(issue.path[0] ?? '');
   const name = where ? `${where}.${spelled(key)}` : spelled(key);
-  const f = fields[key];
+  const f = Object.hasOwn(fields, key) ? fields[key] : undefined;
   const inner = issue.path.length > 1 ? ` (at ${issue.path.slice(1).map(String).join('.')}: ${issue.message})` : '';
-  return fail(new SettingError('type', name, `setting ${name} must be ${f?.expect ?? 'valid'}, not ${typeOf(value[key], key)}${inner}`, {
+  throw new SettingError('type', name, `setting ${name} must be ${f?.expect ?? 'valid'}, not ${typeOf(value[key], key)}${inner}`, {
     hint: 'see docs/reference/settings.md for its type and meaning',
-  }));
-}
-
-function fail(err: Error): never {
-  throw err;
+  });
 }
 
 /**
@@ -344,13 +340,17 @@ export function normalizeSettings(input: Readonly<Record<string, unknown>>): Rec
   for (const [rawKey, value] of Object.entries(input)) {
     if (value === undefined) continue;
     const key = canonicalKey(rawKey);
-    if (key in out && out[key] !== value) {
+    if (Object.hasOwn(out, key) && out[key] !== value) {
       throw new ConfigError(`setting ${rawKey} conflicts with another spelling of the same setting (${given[key]})`, {
         hint: 'give each setting once, either camelCase or snake_case',
       });
     }
     given[key] = rawKey;
-    out[key] = key === 'brokerTransportOptions' && isObject(value) ? normalizeSettings(value) : value;
+    // defineProperty: a `__proto__` key becomes an own (and then unknown) key, never the object's prototype.
+    Object.defineProperty(out, key, {
+      value: key === 'brokerTransportOptions' && isObject(value) ? normalizeSettings(value) : value,
+      enumerable: true, writable: true, configurable: true,
+    });
   }
   return out;
 }
@@ -363,10 +363,10 @@ export function normalizeSettings(input: Readonly<Record<string, unknown>>): Rec
  * `brokerTransportOptions` and `decodeLimits` checked the same way.
  */
 export function parseSettings(input: Readonly<Record<string, unknown>>): Record<string, unknown> {
-  const s = normalizeSettings(input);
-  for (const [rawKey] of Object.entries(input)) {
-    if (input[rawKey] !== undefined && !(canonicalKey(rawKey) in ALL_FIELDS)) throw unknownSetting(rawKey, '', SETTING_NAMES);
+  for (const [rawKey, v] of Object.entries(input)) {
+    if (v !== undefined && !Object.hasOwn(ALL_FIELDS, canonicalKey(rawKey))) throw unknownSetting(rawKey, '', SETTING_NAMES);
   }
+  const s = normalizeSettings(input);
   // Errors name a setting the way the user wrote it.
   const spelledTop = (key: string): string => Object.keys(input).find((k) => input[k] !== undefined && canonicalKey(k) === key) ?? key;
   const parsed = check(settingsSchema, s, ALL_FIELDS, '', spelledTop) as Record<string, unknown>;
@@ -378,7 +378,7 @@ export function parseSettings(input: Readonly<Record<string, unknown>>): Record<
     if (!isObject(v)) continue;
     const names = Object.keys(fields);
     const nested = name === 'brokerTransportOptions' ? v : Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined));
-    for (const k of Object.keys(nested)) if (!(k in fields)) throw unknownSetting(findRaw(input, name, k), spelledTop(name), names);
+    for (const k of Object.keys(nested)) if (!Object.hasOwn(fields, k)) throw unknownSetting(findRaw(input, name, k), spelledTop(name), names);
     parsed[name] = check(schema, nested, fields, spelledTop(name), (k) => findRaw(input, name, k));
   }
   return parsed;

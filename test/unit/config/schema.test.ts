@@ -184,3 +184,13 @@ describe('config/ layering', () => {
     }
   });
 });
+
+describe('hostile keys', () => {
+  it('prototype names are unknown settings, and never reach a prototype', () => {
+    for (const key of ['toString', 'constructor', 'hasOwnProperty']) refused({ [key]: 1 }, 'ERR_UNKNOWN_SETTING');
+    refused(JSON.parse('{"__proto__": {"taskAcksLate": true}}') as Record<string, unknown>, 'ERR_UNKNOWN_SETTING');
+    const t = refused(JSON.parse('{"brokerTransportOptions": {"__proto__": {"visibilityTimeout": 1}}}') as Record<string, unknown>, 'ERR_UNKNOWN_SETTING');
+    assert.equal(t.setting, 'brokerTransportOptions.__proto__');
+    assert.equal(({} as Record<string, unknown>).taskAcksLate, undefined);
+  });
+});
