@@ -4,8 +4,9 @@
  * committed page differs from what this writes):
  *
  * - settings.md: every field of `AppSettings` and `TransportOptions` in
- *   src/config/options.ts with its TSDoc, plus the `unsafe…` overrides of
- *   the policy;
+ *   src/config/options.ts with its TSDoc (the schema in src/config/schema.ts
+ *   is checked against that interface at compile time), the `unsafe…`
+ *   overrides of the policy with their environment variables;
  * - environment.md: every `CELERIAC_*` variable the code names, described
  *   here (a variable the code reads and this table lacks fails the test);
  * - cli.md: every command's `--help`, as the CLI prints it;
@@ -79,12 +80,17 @@ async function settingsPage(): Promise<string> {
     '',
     'Every setting `createApp(settings)` accepts. Names are Celery\'s in camelCase; Celery\'s',
     'snake_case spelling (`task_acks_late`) and old upper-case names (`CELERY_TASK_ACKS_LATE`)',
-    'are accepted too. The broker and backend URLs and the secrets also come from the',
+    'are accepted too. A setting Celeriac does not know is refused with a "did you mean …"',
+    'suggestion, and a value of the wrong type is refused naming the setting and the type it',
+    'needs. The broker and backend URLs and the secrets also come from the',
     'environment: see [environment.md](environment.md).',
     '',
   ];
   let section: string | undefined;
-  for (const f of interfaceFields(source, 'AppSettings')) {
+  const overrides = new Set<string>(UNSAFE_OPTIONS);
+  const fields = interfaceFields(source, 'AppSettings');
+  for (const f of fields) {
+    if (overrides.has(f.name)) continue;
     const heading = f.section || 'Connections, tasks and results';
     if (heading !== section) {
       if (section !== undefined) out.push('');
@@ -102,9 +108,9 @@ async function settingsPage(): Promise<string> {
     'Each refusal of the start-up policy has exactly one override, logged as a warning at every',
     'start. Set it in the settings (`true`) or in the environment (`=1`).',
     '',
-    '| setting | environment variable |',
-    '| --- | --- |',
-    ...UNSAFE_OPTIONS.map((o) => `| \`${o}\` | \`${unsafeEnvName(o)}\` |`),
+    '| setting | Celery name | environment variable | meaning |',
+    '| --- | --- | --- | --- |',
+    ...UNSAFE_OPTIONS.map((o) => `| \`${o}\` | \`${snake(o)}\` | \`${unsafeEnvName(o)}\` | ${cell(fields.find((f) => f.name === o)?.doc ?? '')} |`),
     '',
   );
   return out.join('\n');

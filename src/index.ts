@@ -16,7 +16,7 @@ export type { TaskHandle, TaskOptions, SendOptions, KwargsByName } from './clien
 export { createWorker, type WorkerHandle, type WorkerOptions, type WorkerStats } from './worker/worker.ts';
 export { currentTask, Retry, type TaskContext, type RequestInfo, type RetryOptions } from './worker/context.ts';
 export { SoftTimeLimitExceeded } from './worker/execute.ts';
-export type { AppSettings, TransportOptions } from './config/options.ts';
+export type { AppSettings, AppSettingsInput, TransportOptions } from './config/options.ts';
 export type { Broker, Delivery, Consumer, PublishOptions } from './core/broker.ts';
 export type { ResultBackend } from './core/backend.ts';
 export { States, type TaskState, type ResultMeta } from './protocol/result-meta.ts';

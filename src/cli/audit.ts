@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { isSeverity, runAudit, type AuditOptions } from '../audit/index.ts';
 import { applyBaseline, formatJson, formatSarif, formatText, makeBaseline, parseBaseline, shouldFail, type Baseline } from '../audit/report.ts';
 import type { Severity } from '../audit/types.ts';
+import { flattenSettings } from '../config/options.ts';
 import { Exit, println, reportError, type CliIo } from './io.ts';
 
 const USAGE = `Usage: celeriac audit [PATH...] [options]
@@ -107,8 +108,7 @@ export async function runAuditCommand(argv: string[], io: CliIo): Promise<number
     if (v.app) {
       const { appFromArgs } = await import('./load-app.ts');
       const { app, moduleUrl } = await appFromArgs(v.app, io.cwd);
-      const { extra, ...rest } = app.settings;
-      opts.celeriacSettings = { ...extra, ...Object.fromEntries(Object.entries(rest).filter(([, x]) => x !== undefined)) };
+      opts.celeriacSettings = flattenSettings(app.settings);
       if (moduleUrl) opts.celeriacSettingsFile = new URL(moduleUrl).pathname;
       opts.celeriacTasks = [...app.registry.values()].map((d) => ({ name: d.name, hasSchema: !!(d.options as { schema?: unknown }).schema }));
     }

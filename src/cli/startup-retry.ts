@@ -5,6 +5,7 @@
  * attempts remain, instead of exiting at once.
  */
 import { ConnectionError } from '../errors.ts';
+import type { ConnectionSection } from '../config/options.ts';
 
 /** Celery's default `broker_connection_max_retries`. */
 export const DEFAULT_STARTUP_MAX_RETRIES = 100;
@@ -28,10 +29,10 @@ export function isRetryableConnectionError(err: unknown): boolean {
   return err.code === 'ERR_CONNECTION' || err.code === 'ERR_CONNECTION_TIMEOUT' || err.code === 'ERR_CONNECTION_LOST';
 }
 
-/** Read the two settings from an app's resolved settings (unknown keys live in `extra`). */
-export function startupRetrySettings(extra: Readonly<Record<string, unknown>>): { enabled: boolean; maxRetries: number } {
-  const enabled = extra.brokerConnectionRetryOnStartup !== false;
-  const max = extra.brokerConnectionMaxRetries;
+/** Read the two settings from the `connection` section of an app's resolved settings. */
+export function startupRetrySettings(connection: Pick<ConnectionSection, 'brokerConnectionRetryOnStartup' | 'brokerConnectionMaxRetries'>): { enabled: boolean; maxRetries: number } {
+  const enabled = connection.brokerConnectionRetryOnStartup !== false;
+  const max = connection.brokerConnectionMaxRetries;
   const maxRetries = max === null ? 0 : typeof max === 'number' && Number.isFinite(max) && max >= 0 ? Math.floor(max) : DEFAULT_STARTUP_MAX_RETRIES;
   return { enabled, maxRetries };
 }

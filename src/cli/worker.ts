@@ -3,7 +3,7 @@
  */
 import { parseArgs } from 'node:util';
 import { defaultLogFormat, defaultLogger, parseLogFormat, parseLogLevel } from '../observability/logging.ts';
-import { recordSecurityEvent } from '../observability/security-events.ts';
+import { recordPolicyWarning } from '../observability/policy-events.ts';
 import { createWorker } from '../worker/worker.ts';
 import { enforceWorkerIdentity } from '../security/privileges.ts';
 import { appFromArgs } from './load-app.ts';
@@ -112,7 +112,7 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
     applyConnectionFlags(values, io);
     // CEL-020: refuse root in production, or become --uid/--gid, before any app code is loaded.
     enforceWorkerIdentity(values.uid, values.gid, io.env, (w) =>
-      recordSecurityEvent('policy_warning', { id: w.id, setting: w.setting, reason: w.message, fix: w.fix, ...(w.override ? { override: w.override } : {}) }, defaultLogger()),
+      recordPolicyWarning(w, defaultLogger()),
     );
     const { app, moduleUrl } = await appFromArgs(values.app, io.cwd);
     opened = app;
@@ -165,7 +165,7 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
         await app.broker();
         await app.resultStore();
       },
-      { ...startupRetrySettings(app.settings.extra), warn: (m) => app.logger.warn(m), signal: controller.signal },
+      { ...startupRetrySettings(app.settings.connection), warn: (m) => app.logger.warn(m), signal: controller.signal },
     );
     await worker.start();
     await worker.done;

@@ -9,9 +9,10 @@ import { createBroker, engineOf, openRedisClient } from '../transport/index.ts';
 import type { Broker, PublishItem } from '../core/broker.ts';
 import { contentTypeOf, decodeByContentType, JSON_SERIALIZER, serializerByName, type Serializer } from '../codec/serializers.ts';
 import { BROKER_URL_VARS, RESULT_BACKEND_VARS, settingFromEnv, type Env } from '../config/env.ts';
-import { resolveSettings, type AppSettings, type ResolvedSettings } from '../config/options.ts';
+import { resolveSettings, type AppSettingsInput, type ResolvedSettings } from '../config/options.ts';
 import { isProduction } from '../config/mode.ts';
-import { enforcePolicy, evaluatePolicy, InsecureConfigError, policyInputFromSettings } from '../config/policy.ts';
+import { evaluatePolicy, InsecureConfigError, policyInputFromSettings } from '../config/policy.ts';
+import { enforcePolicy, recordPolicyRefusals } from '../observability/policy-events.ts';
 import { recordSecurityEvent } from '../observability/security-events.ts';
 import { ClosedError, ConfigError } from '../errors.ts';
 import { createLogger, type Logger } from '../observability/logging.ts';
@@ -34,12 +35,12 @@ import { maybeCurrentTask } from '../worker/context.ts';
 import { defaultSqliteUrl } from '../transport/sqlite/location.ts';
 import type { MessageSecurity } from '../security/message-security-types.ts';
 import { createMessageSecurity } from '../security/message-security.ts';
-import { SubmissionLimits, type SendRateLimit, type SubmissionDemand } from './submission-limits.ts';
+import { SubmissionLimits, type SubmissionDemand } from './submission-limits.ts';
 
 export type { MessageSecurity } from '../security/message-security-types.ts';
 
-/** Options of `createApp`: Celery settings plus injected adapters. */
-export interface AppOptions extends AppSettings {
+/** Options of `createApp`: Celery settings (any spelling) plus injected adapters. */
+export interface AppOptions extends AppSettingsInput {
   /** Use this broker instead of one built from `brokerUrl`. */
   broker?: Broker;
   /** Use this result backend instead of one built from `resultBackend`; `null` disables results. */
@@ -110,9 +111,9 @@ export class App {
     this.security = createMessageSecurity({ settings: resolved, env: this.env, logger: this.logger, acceptTypes: this.acceptTypes });
     const redisUrl = [resolved.brokerUrl, resolved.resultBackend].find((u) => engineOf(u)?.name === 'redis');
     this.submission = new SubmissionLimits({
-      clientLimit: resolved.extra.sendRateLimit as SendRateLimit | undefined,
-      wait: resolved.extra.sendRateLimitWait as boolean | number | undefined,
-      maxQueueLength: resolved.extra.maxQueueLength as number | Record<string, number> | undefined,
+      clientLimit: resolved.limits.sendRateLimit,
+      wait: resolved.limits.sendRateLimitWait,
+      maxQueueLength: resolved.limits.maxQueueLength,
       transportMaxQueueLength: resolved.brokerTransportOptions.maxQueueLength,
       redis: redisUrl ? () => openRedisClient(redisUrl, redisUrl === resolved.brokerUrl ? 'broker' : 'backend', 'rate-limit', { settings: resolved, logger: this.logger }) : undefined,
       keyPrefix: typeof resolved.brokerTransportOptions.globalKeyprefix === 'string' ? resolved.brokerTransportOptions.globalKeyprefix : '',
@@ -367,7 +368,7 @@ export class App {
       const candidate = { ...this.settings, brokerUrl: nextBroker ?? this.settings.brokerUrl, resultBackend: nextBackend ?? this.settings.resultBackend };
       const report = evaluatePolicy(policyInputFromSettings(candidate, this.env));
       if (report.refusals.length > 0) {
-        for (const r of report.refusals) recordSecurityEvent('policy_refusal', { id: r.id, setting: r.setting, reason: `${r.message} (reload refused; the current credentials are kept)` });
+        recordPolicyRefusals(report.refusals, ' (reload refused; the current credentials are kept)');
         throw new InsecureConfigError(report.refusals);
       }
     }

@@ -1,15 +1,23 @@
 /**
  * App configuration: Celery's settings in camelCase, with Celery's own
- * snake_case names accepted as aliases so a Celery user finds theirs.
+ * snake_case names and old `CELERY_*` upper-case names accepted as
+ * aliases so a Celery user finds theirs. `AppSettings` documents every
+ * setting; the schema that checks them is src/config/schema.ts (kept equal
+ * to this interface by the compile-time checks at the end of this file).
  */
-import { ConfigError } from '../errors.ts';
+import type { KeyObject, X509Certificate } from 'node:crypto';
+import type { z } from 'zod';
 import type { DecodeLimits } from '../codec/limits.ts';
 import { DEFAULT_DECODE_LIMITS } from '../codec/limits.ts';
-import type { KeyObject, X509Certificate } from 'node:crypto';
 import type { ResultKeyRing } from '../codec/encryption.ts';
 import type { CeleryAuthLayout, CertStore, SigningKeyRing } from '../codec/signing/index.ts';
-import type { ReplayStoreSetting } from './security-settings.ts';
-import type { SendRateLimit } from '../client/submission-limits.ts';
+import {
+  CONNECTION_FIELDS, CORE_FIELDS, DECODE_LIMIT_FIELDS, LIMIT_FIELDS, parseSettings, SECURITY_FIELDS, TLS_FIELDS, TRANSPORT_OPTION_FIELDS, UNSAFE_FIELDS,
+  type Field, type ReplayStoreSetting, type SendRateLimit, type UseSslSetting,
+} from './schema.ts';
+
+export { camelCaseKey, normalizeSettings, SettingError } from './schema.ts';
+export type { ReplayStoreSetting, SendRateLimit, UseSslSetting } from './schema.ts';
 
 /** Options of kombu-style transports (`broker_transport_options`). */
 export interface TransportOptions {
@@ -19,7 +27,18 @@ export interface TransportOptions {
   globalKeyprefix?: string;
   /** Maximum messages per queue before sends fail with QueueFullError (0 = no limit). */
   maxQueueLength?: number;
-  [extra: string]: unknown;
+  /** Most records kept per dead-letter queue (Redis and SQLite; default 100000; 0 = no limit). */
+  deadLetterMaxLength?: number;
+  /** Redis: name of kombu's unacked hash (default `unacked`; must match Python workers sharing the broker). */
+  unackedKey?: string;
+  /** Redis: name of kombu's unacked index sorted set (default `unacked_index`). */
+  unackedIndexKey?: string;
+  /** Redis: name of kombu's restore mutex key (default `unacked_mutex`). */
+  unackedMutexKey?: string;
+  /** AMQP: first reconnect back-off step, ms (default 100). */
+  reconnectDelayMs?: number;
+  /** AMQP: longest reconnect back-off step, ms (default 5000). */
+  reconnectDelayMaxMs?: number;
 }
 
 /** Everything `createApp` accepts. Settings not given come from the environment, then defaults. */
@@ -112,6 +131,7 @@ export interface AppSettings {
   sendRateLimitWait?: boolean | number;
   /** Most messages a queue may hold before `send` fails with `QueueFullError`: one number, or `{ queue: n, '*': default }`. */
   maxQueueLength?: number | Record<string, number>;
+  // ── broker connection (src/transport/amqp/options.ts, the worker's start-up retry) ──
   /**
    * AMQP: add `x-max-priority: N` (1–255) to every task queue declared
    * (Celery's `task_queue_max_priority`); unset = no priorities. Must match
@@ -140,10 +160,75 @@ export interface AppSettings {
   brokerHeartbeat?: number;
   /** AMQP: seconds a send waits for a reachable broker and its confirm before failing (default 30). */
   brokerPublishTimeout?: number;
-  [extra: string]: unknown;
+  // ── TLS (read by src/config/tls.ts) ──
+  /** Celery's `broker_use_ssl`: `true`, or an object of TLS settings (`ssl_cert_reqs`, `ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile`, …; see src/config/tls.ts); merged with the URL's own parameters. */
+  brokerUseSsl?: UseSslSetting;
+  /** Celery's `redis_backend_use_ssl`: TLS settings of a Redis result backend, as `brokerUseSsl`. */
+  redisBackendUseSsl?: UseSslSetting;
+  // ── overrides of the security policy (src/config/policy.ts) ──
+  /** Accept a network connection without TLS (CEL-003/CEL-015). Logged at every start. */
+  unsafeAllowPlaintext?: boolean;
+  /** Accept TLS without certificate or host name verification, or below TLS 1.2. Logged at every start. */
+  unsafeAllowInsecureTls?: boolean;
+  /** Accept a broker or backend without credentials (CEL-001/CEL-014). Logged at every start. */
+  unsafeAllowNoCredentials?: boolean;
+  /** Accept known default credentials such as guest/guest (CEL-011). Logged at every start. */
+  unsafeAllowDefaultCredentials?: boolean;
+  /** Accept a weak password (CEL-011). Logged at every start. */
+  unsafeAllowWeakCredentials?: boolean;
+  /** Accept content types other than json, msgpack and auth (CEL-005). Logged at every start. */
+  unsafeAllowContent?: boolean;
 }
 
-/** Fully resolved settings (defaults applied). */
+/** `brokerUrl` → `broker_url` (digits stay as they are). */
+type SnakeCase<S extends string> = S extends `${infer H}${infer T}` ? `${H extends Lowercase<H> ? H : `_${Lowercase<H>}`}${SnakeCase<T>}` : S;
+
+/** Celery's spellings of every setting: snake_case (`task_acks_late`) and old upper case (`TASK_ACKS_LATE`, `CELERY_TASK_ACKS_LATE`). */
+export type CelerySpellings<T> = { [K in keyof T & string as SnakeCase<K>]?: T[K] } & {
+  [K in keyof T & string as Uppercase<SnakeCase<K>> | `CELERY_${Uppercase<SnakeCase<K>>}`]?: T[K];
+};
+
+/** Celery's old names that are not a spelling of ours (see `canonicalKey` in schema.ts). */
+export interface CeleryOldNames {
+  /** Old name of `resultExpires`. */
+  CELERY_TASK_RESULT_EXPIRES?: AppSettings['resultExpires'];
+  /** Old name of `taskRoutes`. */
+  CELERY_ROUTES?: AppSettings['taskRoutes'];
+  /** Old name of `taskDefaultQueue`. */
+  CELERY_DEFAULT_QUEUE?: AppSettings['taskDefaultQueue'];
+  /** Old name of `taskAcksLate`. */
+  CELERY_ACKS_LATE?: AppSettings['taskAcksLate'];
+  /** Old name of `taskTrackStarted`. */
+  CELERY_TRACK_STARTED?: AppSettings['taskTrackStarted'];
+  /** Old name of `taskIgnoreResult`. */
+  CELERY_IGNORE_RESULT?: AppSettings['taskIgnoreResult'];
+  /** Old name of `taskStoreErrorsEvenIfIgnored`. */
+  CELERY_STORE_ERRORS_EVEN_IF_IGNORED?: AppSettings['taskStoreErrorsEvenIfIgnored'];
+  /** Old name of `taskTimeLimit`. */
+  CELERYD_TASK_TIME_LIMIT?: AppSettings['taskTimeLimit'];
+  /** Old name of `taskSoftTimeLimit`. */
+  CELERYD_TASK_SOFT_TIME_LIMIT?: AppSettings['taskSoftTimeLimit'];
+  /** Old name of `taskQueueMaxPriority`. */
+  CELERY_QUEUE_MAX_PRIORITY?: AppSettings['taskQueueMaxPriority'];
+}
+
+/** What `createApp` and `resolveSettings` accept: every setting in camelCase or one of Celery's spellings. */
+export type AppSettingsInput = AppSettings & CelerySpellings<AppSettings> & CeleryOldNames;
+
+type Section<F> = { -readonly [K in keyof F & keyof AppSettings]?: Exclude<AppSettings[K], null> | (null extends AppSettings[K] ? null : never) };
+
+/** Message-security settings as given (loaded and checked by src/config/security-settings.ts). */
+export type SecuritySection = Section<typeof SECURITY_FIELDS>;
+/** Send rate limits and queue caps as given (checked by src/client/submission-limits.ts). */
+export type LimitsSection = Section<typeof LIMIT_FIELDS>;
+/** Broker connection settings as given (AMQP options, the worker's start-up retry). */
+export type ConnectionSection = Section<typeof CONNECTION_FIELDS>;
+/** `brokerUseSsl` and `redisBackendUseSsl` as given (checked by src/config/tls.ts). */
+export type TlsSection = Section<typeof TLS_FIELDS>;
+/** The policy's opt-outs given in the settings (the environment's are read by the policy). */
+export type UnsafeSection = Section<typeof UNSAFE_FIELDS>;
+
+/** Fully resolved settings: the core ones with defaults applied, the others in typed sections. */
 export interface ResolvedSettings {
   brokerUrl: string | undefined;
   resultBackend: string | undefined;
@@ -167,107 +252,90 @@ export interface ResolvedSettings {
   taskRoutes: Record<string, { queue?: string; priority?: number }>;
   brokerTransportOptions: TransportOptions;
   decodeLimits: DecodeLimits;
-  /** Every other given setting, camelCased, for modules that own them (security, TLS, …). */
-  extra: Record<string, unknown>;
+  security: SecuritySection;
+  limits: LimitsSection;
+  connection: ConnectionSection;
+  tls: TlsSection;
+  unsafe: UnsafeSection;
 }
 
-/** snake_case → camelCase, plus Celery's old uppercase names. */
-export function camelCaseKey(key: string): string {
-  let k = key;
-  if (/^[A-Z0-9_]+$/.test(k)) {
-    k = k.toLowerCase();
-    if (k.startsWith('celery_')) k = k.slice('celery_'.length);
-  }
-  return k.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
-}
-
-/** Old Celery names whose camelCase form differs from ours. */
-const ALIASES: Record<string, string> = {
-  broker: 'brokerUrl',
-  backend: 'resultBackend',
-  taskResultExpires: 'resultExpires',
-};
-
-/** Normalize a settings object: accept snake_case and camelCase keys, detect conflicts. */
-export function normalizeSettings(input: Record<string, unknown>): Record<string, unknown> {
+/** The values of one section's fields that were given (null kept only where it means something). */
+function section<F extends Record<string, Field>, R = Section<F>>(s: Record<string, unknown>, fields: F, keepNull: readonly string[] = []): R {
   const out: Record<string, unknown> = {};
-  for (const [rawKey, value] of Object.entries(input)) {
-    if (value === undefined) continue;
-    let key = camelCaseKey(rawKey);
-    key = ALIASES[key] ?? key;
-    if (key in out && out[key] !== value) {
-      throw new ConfigError(`setting ${rawKey} conflicts with another spelling of the same setting`, {
-        hint: 'give each setting once, either camelCase or snake_case',
-      });
-    }
-    out[key] = key === 'brokerTransportOptions' && value && typeof value === 'object' ? normalizeSettings(value as Record<string, unknown>) : value;
+  for (const k of Object.keys(fields)) {
+    const v = s[k];
+    if (v === undefined || (v === null && !keepNull.includes(k))) continue;
+    out[k] = v;
+  }
+  return out as R;
+}
+
+/**
+ * Check every setting against the schema (unknown keys and wrong types
+ * throw `SettingError`, a `ConfigError`), apply defaults and group the
+ * rest in typed sections. Security rules are checked separately by the policy.
+ */
+export function resolveSettings(input: AppSettingsInput = {}): ResolvedSettings {
+  const s = parseSettings(input as Record<string, unknown>);
+  const val = <T>(k: keyof typeof CORE_FIELDS, def: T): T => (s[k] === undefined || s[k] === null ? def : (s[k] as T));
+  const taskSerializer = val<ResolvedSettings['taskSerializer']>('taskSerializer', 'json');
+  return {
+    brokerUrl: val<string | undefined>('brokerUrl', undefined),
+    resultBackend: val<string | undefined>('resultBackend', undefined),
+    taskSerializer,
+    resultSerializer: val<ResolvedSettings['resultSerializer']>('resultSerializer', 'json'),
+    acceptContent: val('acceptContent', [taskSerializer]),
+    resultAcceptContent: val('resultAcceptContent', ['json', 'msgpack']),
+    resultExpires: val('resultExpires', 86_400),
+    resultExtended: val('resultExtended', false),
+    taskDefaultQueue: val('taskDefaultQueue', '') || 'celery',
+    taskAcksLate: val('taskAcksLate', false),
+    taskRejectOnWorkerLost: val('taskRejectOnWorkerLost', false),
+    taskMaxRedeliveries: Math.max(0, Math.floor(val('taskMaxRedeliveries', 3))),
+    taskTrackStarted: val('taskTrackStarted', false),
+    taskIgnoreResult: val('taskIgnoreResult', false),
+    taskStoreErrorsEvenIfIgnored: val('taskStoreErrorsEvenIfIgnored', false),
+    taskTimeLimit: val<number | undefined>('taskTimeLimit', undefined),
+    taskSoftTimeLimit: val<number | undefined>('taskSoftTimeLimit', undefined),
+    taskDefaultRetryDelay: val('taskDefaultRetryDelay', 180),
+    taskMaxRetries: s.taskMaxRetries === null ? null : val('taskMaxRetries', 3),
+    taskRoutes: val<ResolvedSettings['taskRoutes']>('taskRoutes', {}),
+    brokerTransportOptions: section<typeof TRANSPORT_OPTION_FIELDS, TransportOptions>(val<Record<string, unknown>>('brokerTransportOptions', {}), TRANSPORT_OPTION_FIELDS),
+    decodeLimits: { ...DEFAULT_DECODE_LIMITS, ...section<typeof DECODE_LIMIT_FIELDS, Partial<DecodeLimits>>(val<Record<string, unknown>>('decodeLimits', {}), DECODE_LIMIT_FIELDS) },
+    security: section(s, SECURITY_FIELDS),
+    limits: section(s, LIMIT_FIELDS),
+    connection: section(s, CONNECTION_FIELDS, ['brokerConnectionMaxRetries']),
+    tls: section(s, TLS_FIELDS),
+    unsafe: section(s, UNSAFE_FIELDS),
+  };
+}
+
+/**
+ * Resolved settings as one flat object of camelCase settings again (what
+ * `celeriac audit --app` judges): the core fields that are set plus every
+ * section's values.
+ */
+export function flattenSettings(resolved: ResolvedSettings): Record<string, unknown> {
+  const { security, limits, connection, tls, unsafe, ...core } = resolved;
+  const out: Record<string, unknown> = {};
+  for (const part of [security, limits, connection, tls, unsafe, core] as Record<string, unknown>[]) {
+    for (const [k, v] of Object.entries(part)) if (v !== undefined) out[k] = v;
   }
   return out;
 }
 
-const KNOWN = new Set([
-  'brokerUrl', 'resultBackend', 'taskSerializer', 'resultSerializer', 'acceptContent', 'resultAcceptContent',
-  'resultExpires', 'resultExtended', 'taskDefaultQueue', 'taskAcksLate', 'taskRejectOnWorkerLost', 'taskMaxRedeliveries',
-  'taskTrackStarted', 'taskIgnoreResult', 'taskStoreErrorsEvenIfIgnored', 'taskTimeLimit', 'taskSoftTimeLimit',
-  'taskDefaultRetryDelay', 'taskMaxRetries', 'taskRoutes', 'brokerTransportOptions', 'decodeLimits',
-]);
+// ── compile-time checks: AppSettings and the schema name the same settings, with compatible types ──
 
-function bool(v: unknown, name: string, def: boolean): boolean {
-  if (v === undefined) return def;
-  if (typeof v === 'boolean') return v;
-  throw new ConfigError(`${name} must be true or false`);
-}
+type AllFields = typeof CORE_FIELDS & typeof SECURITY_FIELDS & typeof LIMIT_FIELDS & typeof CONNECTION_FIELDS & typeof TLS_FIELDS & typeof UNSAFE_FIELDS;
+type FieldInput<F> = F extends Field<infer S> ? z.input<S> | null | undefined : never;
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type NestedInput<F> = { [K in keyof F]?: FieldInput<F[K]> };
 
-function num(v: unknown, name: string, def: number | undefined, min = 0): number | undefined {
-  if (v === undefined || v === null) return def;
-  if (typeof v === 'number' && Number.isFinite(v) && v >= min) return v;
-  throw new ConfigError(`${name} must be a number ≥ ${min}`);
-}
-
-/** Apply defaults and check types. Security rules are checked separately by the policy. */
-export function resolveSettings(input: AppSettings = {}): ResolvedSettings {
-  const s = normalizeSettings(input as Record<string, unknown>);
-  const extra: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(s)) if (!KNOWN.has(k)) extra[k] = v;
-  const taskSerializer = (s.taskSerializer ?? 'json') as ResolvedSettings['taskSerializer'];
-  if (!['json', 'msgpack', 'auth'].includes(taskSerializer)) {
-    throw new ConfigError(`taskSerializer ${JSON.stringify(taskSerializer)} is not supported`, {
-      hint: 'use json, msgpack or auth; pickle and yaml are refused because they can execute code',
-    });
-  }
-  const resultSerializer = (s.resultSerializer ?? 'json') as ResolvedSettings['resultSerializer'];
-  if (!['json', 'msgpack'].includes(resultSerializer)) {
-    throw new ConfigError(`resultSerializer ${JSON.stringify(resultSerializer)} is not supported`, { hint: 'use json or msgpack' });
-  }
-  const list = (v: unknown, name: string, def: string[]): string[] => {
-    if (v === undefined) return def;
-    if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
-    throw new ConfigError(`${name} must be a list of content type names`);
-  };
-  const maxRetries = s.taskMaxRetries === null ? null : num(s.taskMaxRetries, 'taskMaxRetries', 3) ?? 3;
-  return {
-    brokerUrl: typeof s.brokerUrl === 'string' ? s.brokerUrl : undefined,
-    resultBackend: typeof s.resultBackend === 'string' ? s.resultBackend : undefined,
-    taskSerializer,
-    resultSerializer,
-    acceptContent: list(s.acceptContent, 'acceptContent', [taskSerializer]),
-    resultAcceptContent: list(s.resultAcceptContent, 'resultAcceptContent', ['json', 'msgpack']),
-    resultExpires: num(s.resultExpires, 'resultExpires', 86_400)!,
-    resultExtended: bool(s.resultExtended, 'resultExtended', false),
-    taskDefaultQueue: typeof s.taskDefaultQueue === 'string' && s.taskDefaultQueue ? s.taskDefaultQueue : 'celery',
-    taskAcksLate: bool(s.taskAcksLate, 'taskAcksLate', false),
-    taskRejectOnWorkerLost: bool(s.taskRejectOnWorkerLost, 'taskRejectOnWorkerLost', false),
-    taskMaxRedeliveries: Math.max(0, Math.floor(num(s.taskMaxRedeliveries, 'taskMaxRedeliveries', 3)!)),
-    taskTrackStarted: bool(s.taskTrackStarted, 'taskTrackStarted', false),
-    taskIgnoreResult: bool(s.taskIgnoreResult, 'taskIgnoreResult', false),
-    taskStoreErrorsEvenIfIgnored: bool(s.taskStoreErrorsEvenIfIgnored, 'taskStoreErrorsEvenIfIgnored', false),
-    taskTimeLimit: num(s.taskTimeLimit, 'taskTimeLimit', undefined),
-    taskSoftTimeLimit: num(s.taskSoftTimeLimit, 'taskSoftTimeLimit', undefined),
-    taskDefaultRetryDelay: num(s.taskDefaultRetryDelay, 'taskDefaultRetryDelay', 180)!,
-    taskMaxRetries: maxRetries,
-    taskRoutes: (s.taskRoutes as ResolvedSettings['taskRoutes']) ?? {},
-    brokerTransportOptions: (s.brokerTransportOptions as TransportOptions) ?? {},
-    decodeLimits: { ...DEFAULT_DECODE_LIMITS, ...((s.decodeLimits as Partial<DecodeLimits>) ?? {}) },
-    extra,
-  };
-}
+const settingKeysMatch: Same<keyof AppSettings, keyof AllFields> = true;
+const transportKeysMatch: Same<keyof TransportOptions, keyof typeof TRANSPORT_OPTION_FIELDS> = true;
+const decodeKeysMatch: Same<keyof DecodeLimits, keyof typeof DECODE_LIMIT_FIELDS> = true;
+/** Every value the interface allows, the schema accepts. */
+const accepted = (s: AppSettings): { [K in keyof AllFields]?: FieldInput<AllFields[K]> } => s;
+const acceptedTransport = (t: TransportOptions): NestedInput<typeof TRANSPORT_OPTION_FIELDS> => t;
+const acceptedLimits = (t: Partial<DecodeLimits>): NestedInput<typeof DECODE_LIMIT_FIELDS> => t;
+void [settingKeysMatch, transportKeysMatch, decodeKeysMatch, accepted, acceptedTransport, acceptedLimits];

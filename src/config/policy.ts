@@ -1,6 +1,8 @@
 /**
  * The one security policy: pure rules over settings, shared by start-up
- * (`enforcePolicy`) and `celeriac audit` (`evaluatePolicy`).
+ * and `celeriac audit`. It returns findings and never logs or counts:
+ * callers do (`enforcePolicy` in src/observability/policy-events.ts for the
+ * app's start-up and the worker; src/audit/policy-bridge.ts for the audit).
  *
  * Rules (ids from MITIGATIONS.md):
  *
@@ -27,9 +29,7 @@
  * Also warned (never refused): `taskSerializer: 'auth'` while
  * `acceptContent` still accepts unsigned json/msgpack (CEL-007).
  */
-import type { Logger } from 'pino';
 import { ConfigError } from '../errors.ts';
-import { recordSecurityEvent } from '../observability/security-events.ts';
 import { BROKER_URL_VARS, RESULT_BACKEND_VARS, settingFromEnv, type Env } from './env.ts';
 import type { ResolvedSettings } from './options.ts';
 import { redactAll } from './redact.ts';
@@ -315,20 +315,14 @@ export class InsecureConfigError extends ConfigError {
 }
 
 /**
- * Evaluate the policy, log every warning (as a `policy_warning` security
- * event, at warn level) and throw an {@link InsecureConfigError} listing
- * every refusal, each with its setting and fix. Returns the report when
- * nothing is refused.
+ * Evaluate the policy and throw an {@link InsecureConfigError} listing every
+ * refusal. Pure: logging the warnings and counting refusals is the
+ * caller's (`enforcePolicy` in src/observability/policy-events.ts).
+ * Returns the report when nothing is refused.
  */
-export function enforcePolicy(input: PolicyInput, logger?: Pick<Logger, 'warn' | 'error' | 'info'>): PolicyReport {
+export function checkPolicy(input: PolicyInput): PolicyReport {
   const report = evaluatePolicy(input);
-  for (const w of report.warnings) {
-    recordSecurityEvent('policy_warning', { id: w.id, setting: w.setting, reason: w.message, fix: w.fix, ...(w.override ? { override: w.override } : {}) }, logger);
-  }
-  if (report.refusals.length > 0) {
-    for (const r of report.refusals) recordSecurityEvent('policy_refusal', { id: r.id, setting: r.setting, reason: r.message });
-    throw new InsecureConfigError(report.refusals);
-  }
+  if (report.refusals.length > 0) throw new InsecureConfigError(report.refusals);
   return report;
 }
 
@@ -348,15 +342,14 @@ export function unsafeEnvName(option: UnsafeOption): string {
 /**
  * Build the policy input from resolved app settings: URLs (falling back to
  * the environment, like the app does), `brokerUseSsl` / `redisBackendUseSsl`
- * and `unsafe…` options from the `extra` bag (also from
+ * (the `tls` section) and `unsafe…` options (the `unsafe` section, else
  * `CELERIAC_UNSAFE_…` variables), serializers and accept lists, and the
  * mode from `CELERIAC_ENV`/`NODE_ENV` (a value outside their sets throws `ConfigError`).
  */
 export function policyInputFromSettings(settings: ResolvedSettings, env: Env = process.env): PolicyInput {
-  const extra = settings.extra;
   const unsafe: UnsafeOverrides = {};
   for (const opt of UNSAFE_OPTIONS) {
-    const v = flag(extra[opt], opt) ?? flag(env[unsafeEnvName(opt)], unsafeEnvName(opt));
+    const v = settings.unsafe[opt] ?? flag(env[unsafeEnvName(opt)], unsafeEnvName(opt));
     if (v) unsafe[opt] = true;
   }
   const mode = resolveSecurityMode(env);
@@ -365,8 +358,8 @@ export function policyInputFromSettings(settings: ResolvedSettings, env: Env = p
     modeSource: mode.source,
     brokerUrl: settings.brokerUrl ?? settingFromEnv(env, BROKER_URL_VARS),
     resultBackend: settings.resultBackend ?? settingFromEnv(env, RESULT_BACKEND_VARS),
-    brokerUseSsl: extra.brokerUseSsl,
-    redisBackendUseSsl: extra.redisBackendUseSsl,
+    brokerUseSsl: settings.tls.brokerUseSsl,
+    redisBackendUseSsl: settings.tls.redisBackendUseSsl,
     taskSerializer: settings.taskSerializer,
     resultSerializer: settings.resultSerializer,
     acceptContent: settings.acceptContent,

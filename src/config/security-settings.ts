@@ -42,13 +42,12 @@ import {
 } from '../codec/signing/index.ts';
 import { readSecretFile, type Env } from './env.ts';
 import { isProduction } from './mode.ts';
-import type { ResolvedSettings } from './options.ts';
+import type { ResolvedSettings, SecuritySection } from './options.ts';
 import { registerSecret } from './redact.ts';
+import type { ReplayStoreSetting } from './schema.ts';
 import { ConfigError } from '../errors.ts';
-import type { ReplayStore } from '../core/replay-store.ts';
 
-/** Where replay state lives: chosen from the broker/backend (`auto`), forced, or injected. */
-export type ReplayStoreSetting = 'auto' | 'redis' | 'sqlite' | 'local' | 'memory' | ReplayStore;
+export type { ReplayStoreSetting } from './schema.ts';
 
 /** The `auth` (Celery X.509) identity and trust store. */
 export interface AuthSecurity {
@@ -132,11 +131,10 @@ function fromEnv(env: Env, name: string, secret: boolean, valueIsPath = false): 
   return undefined;
 }
 
-function str(extra: Record<string, unknown>, name: string): string | undefined {
-  const v = extra[name];
-  if (v === undefined || v === null || v === '') return undefined;
-  if (typeof v !== 'string') throw new ConfigError(`${name} must be a string`);
-  return v;
+/** A string setting of the section; '' counts as unset. Objects (a KeyObject, a CertStore, …) are read by the caller. */
+function str(sec: SecuritySection, name: keyof SecuritySection): string | undefined {
+  const v = sec[name];
+  return typeof v === 'string' && v !== '' ? v : undefined;
 }
 
 /** A setting that holds either a path or PEM text: PEM is recognised by its armour. */
@@ -154,8 +152,8 @@ function readText(found: Found, secret: boolean): string {
   }
 }
 
-function flag(extra: Record<string, unknown>, env: Env, name: string, envName: string): boolean {
-  const v = extra[name] ?? env[envName];
+function flag(sec: SecuritySection, env: Env, name: 'unsafeAcceptUnsigned' | 'unsafeAcceptUnencryptedResults', envName: string): boolean {
+  const v = sec[name] ?? env[envName];
   if (v === undefined || v === null || v === '') return false;
   if (typeof v === 'boolean') return v;
   if (typeof v === 'string' && /^(1|true|yes|on)$/i.test(v.trim())) return true;
@@ -163,26 +161,25 @@ function flag(extra: Record<string, unknown>, env: Env, name: string, envName: s
   throw new ConfigError(`${name} must be true or false`);
 }
 
-function seconds(extra: Record<string, unknown>, env: Env, name: string, envName: string, def: number): number {
-  const raw = extra[name] ?? env[envName];
+function seconds(sec: SecuritySection, env: Env, name: 'securityMessageTtl' | 'securityReplayWindow', envName: string, def: number): number {
+  const raw = sec[name] ?? env[envName];
   if (raw === undefined || raw === null || raw === '') return def;
   const n = typeof raw === 'number' ? raw : typeof raw === 'string' ? Number(raw.trim()) : Number.NaN;
   if (!Number.isFinite(n) || n <= 0 || n > 366 * 86_400) throw new ConfigError(`${name} must be a number of seconds between 0 and one year`, { hint: `e.g. ${def}` });
   return n;
 }
 
-function keyRing(extra: Record<string, unknown>, env: Env, setting: string, envName: string): SigningKeyRing | undefined {
-  const v = extra[setting];
+function keyRing(sec: SecuritySection, env: Env, setting: 'securitySigningKeys' | 'securityVerifyKeys', envName: string): SigningKeyRing | undefined {
+  const v = sec[setting];
   if (v instanceof SigningKeyRing) return v;
-  const text = v !== undefined && v !== null && v !== '' ? (typeof v === 'string' ? v : undefined) : fromEnv(env, envName, true)?.value;
-  if (v !== undefined && v !== null && v !== '' && typeof v !== 'string') throw new ConfigError(`${setting} must be the key ring text (or a SigningKeyRing)`);
+  const text = v !== undefined && v !== '' ? v : fromEnv(env, envName, true)?.value;
   if (text === undefined) return undefined;
   registerSecret(text);
-  return parseSigningKeyRing(text, setting in extra ? setting : envName);
+  return parseSigningKeyRing(text, setting in sec ? setting : envName);
 }
 
-function signerList(extra: Record<string, unknown>, env: Env): Set<string> {
-  const v = extra.securityAcceptBodyOnlyFrom ?? env.CELERIAC_SECURITY_ACCEPT_BODY_ONLY_FROM;
+function signerList(sec: SecuritySection, env: Env): Set<string> {
+  const v = sec.securityAcceptBodyOnlyFrom ?? env.CELERIAC_SECURITY_ACCEPT_BODY_ONLY_FROM;
   if (v === undefined || v === null || v === '') return new Set();
   let list: unknown = v;
   if (typeof v === 'string') {
@@ -201,15 +198,15 @@ function signerList(extra: Record<string, unknown>, env: Env): Set<string> {
   return new Set(list as string[]);
 }
 
-function loadKey(extra: Record<string, unknown>, env: Env): KeyObject | undefined {
-  const v = extra.securityKey;
-  if (v !== undefined && v !== null && typeof v === 'object' && (v as KeyObject).type === 'private') return v as KeyObject;
-  const given = str(extra, 'securityKey');
+function loadKey(sec: SecuritySection, env: Env): KeyObject | undefined {
+  const v = sec.securityKey;
+  if (typeof v === 'object') return v; // the schema let only a private KeyObject through
+  const given = str(sec, 'securityKey');
   const found = given !== undefined ? pathOrPem(given, 'securityKey') : (fromEnv(env, 'CELERIAC_SECURITY_KEY', true) ?? (env.CELERY_SECURITY_KEY ? pathOrPem(env.CELERY_SECURITY_KEY, 'CELERY_SECURITY_KEY') : undefined));
   if (!found) return undefined;
   if (found.source === 'CELERIAC_SECURITY_KEY' && !PEM_RE.test(found.value)) found.path = true;
   const pem = readText(found, true);
-  const passphrase = str(extra, 'securityKeyPassword') ?? fromEnv(env, 'CELERIAC_SECURITY_KEY_PASSWORD', true)?.value;
+  const passphrase = str(sec, 'securityKeyPassword') ?? fromEnv(env, 'CELERIAC_SECURITY_KEY_PASSWORD', true)?.value;
   if (passphrase) registerSecret(passphrase);
   try {
     return createPrivateKey(passphrase ? { key: pem, format: 'pem', passphrase } : { key: pem, format: 'pem' });
@@ -221,10 +218,10 @@ function loadKey(extra: Record<string, unknown>, env: Env): KeyObject | undefine
   }
 }
 
-function loadCert(extra: Record<string, unknown>, env: Env): X509Certificate | undefined {
-  const v = extra.securityCertificate;
+function loadCert(sec: SecuritySection, env: Env): X509Certificate | undefined {
+  const v = sec.securityCertificate;
   if (v instanceof X509Certificate) return v;
-  const given = str(extra, 'securityCertificate');
+  const given = str(sec, 'securityCertificate');
   const found = given !== undefined ? pathOrPem(given, 'securityCertificate')
     : (fromEnv(env, 'CELERIAC_SECURITY_CERTIFICATE', false) ?? (env.CELERY_SECURITY_CERTIFICATE ? pathOrPem(env.CELERY_SECURITY_CERTIFICATE, 'CELERY_SECURITY_CERTIFICATE') : undefined));
   if (!found) return undefined;
@@ -233,10 +230,10 @@ function loadCert(extra: Record<string, unknown>, env: Env): X509Certificate | u
   return certs[0];
 }
 
-function loadStore(extra: Record<string, unknown>, env: Env, cert: X509Certificate | undefined): CertStore | undefined {
-  const v = extra.securityCertStore;
+function loadStore(sec: SecuritySection, env: Env, cert: X509Certificate | undefined): CertStore | undefined {
+  const v = sec.securityCertStore;
   if (v instanceof CertStore) return v;
-  const path = str(extra, 'securityCertStore') ?? env.CELERIAC_SECURITY_CERT_STORE ?? env.CELERY_SECURITY_CERT_STORE;
+  const path = str(sec, 'securityCertStore') ?? env.CELERIAC_SECURITY_CERT_STORE ?? env.CELERY_SECURITY_CERT_STORE;
   if (path) return loadCertStore(path);
   // Celery requires a store; Celeriac falls back to trusting its own certificate (a pool of peers sharing one identity).
   if (cert) return certStoreFromCertificates([{ cert, source: 'securityCertificate' }]);
@@ -244,21 +241,22 @@ function loadStore(extra: Record<string, unknown>, env: Env, cert: X509Certifica
 }
 
 /**
- * Read and check the message-security settings. Throws `ConfigError` (or
+ * Read and check the message-security settings (the `security` section of
+ * the settings, typed by the schema, plus the environment). Throws `ConfigError` (or
  * its subclasses `CertificateError`, `KeyRingError`) for anything unusable.
  */
 export function loadSecuritySettings(settings: ResolvedSettings, env: Env, acceptTypes: ReadonlySet<string>): SecuritySettings {
-  const extra = settings.extra;
-  const digest = (str(extra, 'securityDigest') ?? env.CELERIAC_SECURITY_DIGEST ?? env.CELERY_SECURITY_DIGEST ?? 'sha256').toLowerCase().replace(/[-_]/g, '');
+  const sec = settings.security;
+  const digest = (str(sec, 'securityDigest') ?? env.CELERIAC_SECURITY_DIGEST ?? env.CELERY_SECURITY_DIGEST ?? 'sha256').toLowerCase().replace(/[-_]/g, '');
   if (!['sha256', 'sha384', 'sha512'].includes(digest)) {
     throw new ConfigError(`securityDigest ${JSON.stringify(digest)} is not supported`, { hint: "use sha256 (Celery's default), sha384 or sha512" });
   }
-  const layout = (str(extra, 'securityAuthLayout') ?? env.CELERIAC_SECURITY_AUTH_LAYOUT ?? 'celery-5.2') as CeleryAuthLayout;
+  const layout = (str(sec, 'securityAuthLayout') ?? env.CELERIAC_SECURITY_AUTH_LAYOUT ?? 'celery-5.2') as CeleryAuthLayout;
   if (layout !== 'celery-5.2' && layout !== 'celery-5.5') {
     throw new ConfigError(`securityAuthLayout ${JSON.stringify(layout)} is not supported`, { hint: 'use celery-5.2 for Celery ≤ 5.4 peers (Debian 5.2.6), celery-5.5 when every peer runs Celery ≥ 5.5' });
   }
-  const key = loadKey(extra, env);
-  const cert = loadCert(extra, env);
+  const key = loadKey(sec, env);
+  const cert = loadCert(sec, env);
   if ((key === undefined) !== (cert === undefined)) {
     throw new ConfigError(`${key ? 'securityKey' : 'securityCertificate'} is set without ${key ? 'securityCertificate' : 'securityKey'}`, {
       hint: 'the auth signer needs both its RSA private key and the certificate issued for it',
@@ -277,8 +275,8 @@ export function loadSecuritySettings(settings: ResolvedSettings, env: Env, accep
       hint: 'set security_key / security_certificate (paths or PEM), or CELERIAC_SECURITY_KEY_FILE and CELERIAC_SECURITY_CERTIFICATE; `celeriac secrets generate rsa-cert` makes a pair',
     });
   }
-  const store = loadStore(extra, env, cert);
-  const acceptBodyOnlyFrom = signerList(extra, env);
+  const store = loadStore(sec, env, cert);
+  const acceptBodyOnlyFrom = signerList(sec, env);
   for (const id of acceptBodyOnlyFrom) {
     if (!store?.has(id)) {
       throw new ConfigError(`securityAcceptBodyOnlyFrom names signer ${JSON.stringify(id)}, which is not in the certificate store`, {
@@ -291,35 +289,35 @@ export function loadSecuritySettings(settings: ResolvedSettings, env: Env, accep
       hint: 'set security_cert_store (a PEM file or directory of trusted signers)',
     });
   }
-  const signingRing = keyRing(extra, env, 'securitySigningKeys', 'CELERIAC_SIGNING_KEYS');
-  const verifyRing = keyRing(extra, env, 'securityVerifyKeys', 'CELERIAC_VERIFY_KEYS');
+  const signingRing = keyRing(sec, env, 'securitySigningKeys', 'CELERIAC_SIGNING_KEYS');
+  const verifyRing = keyRing(sec, env, 'securityVerifyKeys', 'CELERIAC_VERIFY_KEYS');
   let resultRing: ResultKeyRing | undefined;
-  const rk = extra.resultEncryptionKeys;
-  if (rk !== undefined && rk !== null && rk !== '') {
-    if (typeof rk === 'object' && typeof (rk as ResultKeyRing).current === 'function') resultRing = rk as ResultKeyRing;
-    else if (typeof rk === 'string') {
+  const rk = sec.resultEncryptionKeys;
+  if (rk !== undefined && rk !== '') {
+    if (typeof rk === 'object') resultRing = rk; // the schema let only a ResultKeyRing through
+    else {
       registerSecret(rk);
       resultRing = parseResultKeyRing(rk, 'resultEncryptionKeys');
-    } else throw new ConfigError('resultEncryptionKeys must be the key ring text (or a ResultKeyRing)');
+    }
   } else {
     const found = fromEnv(env, 'CELERIAC_RESULT_KEYS', true);
     if (found) resultRing = parseResultKeyRing(found.value, found.source);
   }
   const t = settings.brokerTransportOptions;
   const visibilityS = typeof t.visibilityTimeout === 'number' && t.visibilityTimeout > 0 ? t.visibilityTimeout : 3600;
-  const messageTtlMs = Math.round(seconds(extra, env, 'securityMessageTtl', 'CELERIAC_SECURITY_MESSAGE_TTL', Math.max(DEFAULT_MESSAGE_TTL_S, 2 * visibilityS)) * 1000);
-  const replayWindowMs = Math.round(seconds(extra, env, 'securityReplayWindow', 'CELERIAC_SECURITY_REPLAY_WINDOW', DEFAULT_REPLAY_WINDOW_S) * 1000);
+  const messageTtlMs = Math.round(seconds(sec, env, 'securityMessageTtl', 'CELERIAC_SECURITY_MESSAGE_TTL', Math.max(DEFAULT_MESSAGE_TTL_S, 2 * visibilityS)) * 1000);
+  const replayWindowMs = Math.round(seconds(sec, env, 'securityReplayWindow', 'CELERIAC_SECURITY_REPLAY_WINDOW', DEFAULT_REPLAY_WINDOW_S) * 1000);
   if (messageTtlMs > replayWindowMs) {
     throw new ConfigError('securityMessageTtl is longer than securityReplayWindow', {
       hint: 'workers refuse signatures that outlive the replay window; raise securityReplayWindow or lower securityMessageTtl',
     });
   }
-  const rs = extra.securityReplayStore ?? env.CELERIAC_SECURITY_REPLAY_STORE ?? 'auto';
+  const rs = sec.securityReplayStore ?? env.CELERIAC_SECURITY_REPLAY_STORE ?? 'auto';
   let replayStore: ReplayStoreSetting;
-  if (typeof rs === 'object' && rs !== null && typeof (rs as ReplayStore).claim === 'function') replayStore = rs as ReplayStore;
+  if (typeof rs === 'object') replayStore = rs; // the schema let only a ReplayStore through
   else if (rs === 'auto' || rs === 'redis' || rs === 'sqlite' || rs === 'local' || rs === 'memory') replayStore = rs;
   else throw new ConfigError(`securityReplayStore ${JSON.stringify(rs)} is not supported`, { hint: 'use auto, redis, sqlite, local or memory (or pass a ReplayStore)' });
-  const rf = extra.securityReplayFile ?? env.CELERIAC_SECURITY_REPLAY_FILE ?? DEFAULT_REPLAY_FILE;
+  const rf = sec.securityReplayFile ?? env.CELERIAC_SECURITY_REPLAY_FILE ?? DEFAULT_REPLAY_FILE;
   if (typeof rf !== 'string' || rf === '') throw new ConfigError('securityReplayFile must be a file path', { hint: `e.g. ${DEFAULT_REPLAY_FILE}` });
   return {
     production: isProduction(env),
@@ -334,8 +332,8 @@ export function loadSecuritySettings(settings: ResolvedSettings, env: Env, accep
     replayWindowMs,
     clockSkewMs: DEFAULT_CLOCK_SKEW_MS,
     acceptBodyOnlyFrom,
-    unsafeAcceptUnsigned: flag(extra, env, 'unsafeAcceptUnsigned', 'CELERIAC_UNSAFE_ACCEPT_UNSIGNED'),
-    unsafeAcceptUnencryptedResults: flag(extra, env, 'unsafeAcceptUnencryptedResults', 'CELERIAC_UNSAFE_ACCEPT_UNENCRYPTED_RESULTS'),
+    unsafeAcceptUnsigned: flag(sec, env, 'unsafeAcceptUnsigned', 'CELERIAC_UNSAFE_ACCEPT_UNSIGNED'),
+    unsafeAcceptUnencryptedResults: flag(sec, env, 'unsafeAcceptUnencryptedResults', 'CELERIAC_UNSAFE_ACCEPT_UNENCRYPTED_RESULTS'),
     replayStore,
     replayFile: rf,
     brokerUrl: settings.brokerUrl,

@@ -38,7 +38,7 @@ export function amqpEndpoint(rawUrl: string, settings: ResolvedSettings): AmqpEn
   const url = parseConnectionUrl(rawUrl);
   if (url.kind !== 'amqp') throw new ConfigError(`not an AMQP URL: ${url.redacted}`, { hint: 'use amqp://, amqps:// or pyamqp://' });
   const unsafe = policyInputFromSettings(settings).unsafe;
-  const tls = tlsOptionsFor(url, settings.extra.brokerUseSsl, { unsafeAllowInsecureTls: unsafe?.unsafeAllowInsecureTls === true, setting: 'brokerUseSsl' });
+  const tls = tlsOptionsFor(url, settings.tls.brokerUseSsl, { unsafeAllowInsecureTls: unsafe?.unsafeAllowInsecureTls === true, setting: 'brokerUseSsl' });
   const vhost = url.vhost ?? '/';
   return {
     url,

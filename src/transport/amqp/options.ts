@@ -1,8 +1,8 @@
 /**
  * AMQP-specific settings, read from the app settings (Celery's names in
  * camelCase; snake_case works too because the settings are normalized
- * first). They are documented on `AppSettings`; they live in the
- * settings' `extra` bag, so they are validated here.
+ * first). They are documented on `AppSettings`; the schema checks their
+ * types (the `connection` section), their ranges are checked here.
  *
  * | setting | Celery name | default | meaning |
  * | --- | --- | --- | --- |
@@ -19,7 +19,7 @@
  * TLS comes from the URL (`amqps://`, `?ssl_ca_certs=…`) and `brokerUseSsl`,
  * through the same `src/config/tls.ts` as Redis.
  */
-import type { ResolvedSettings } from '../../config/options.ts';
+import type { ConnectionSection, ResolvedSettings } from '../../config/options.ts';
 import { ConfigError } from '../../errors.ts';
 
 /** Queue type declared for task queues. */
@@ -41,11 +41,11 @@ export interface AmqpSettings {
   backoffMaxMs: number;
 }
 
-function num(extra: Record<string, unknown>, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
-  const v = extra[name];
+function num(c: ConnectionSection, name: 'taskQueueMaxPriority' | 'brokerConnectionTimeout' | 'brokerHeartbeat' | 'brokerConnectionMaxRetries' | 'brokerPublishTimeout', min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  const v = c[name];
   if (v === undefined || v === null) return undefined;
-  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isFinite(n) || n < min || n > max) {
+  const n = v;
+  if (!Number.isFinite(n) || n < min || n > max) {
     throw new ConfigError(`${name} must be a number from ${min} to ${max}`, { hint: `got ${JSON.stringify(v)}` });
   }
   return n;
@@ -53,26 +53,26 @@ function num(extra: Record<string, unknown>, name: string, min: number, max = Nu
 
 /** Read and check the AMQP settings. Throws `ConfigError` naming the setting at fault. */
 export function amqpSettings(settings: ResolvedSettings): AmqpSettings {
-  const extra = settings.extra;
-  const queueType = extra.taskDefaultQueueType ?? 'classic';
+  const conn = settings.connection;
+  const queueType = conn.taskDefaultQueueType ?? 'classic';
   if (queueType !== 'classic' && queueType !== 'quorum') {
     throw new ConfigError(`taskDefaultQueueType must be 'classic' or 'quorum'`, { hint: `got ${JSON.stringify(queueType)}` });
   }
-  const maxPriority = num(extra, 'taskQueueMaxPriority', 1, 255);
+  const maxPriority = num(conn, 'taskQueueMaxPriority', 1, 255);
   if (maxPriority !== undefined && !Number.isInteger(maxPriority)) {
     throw new ConfigError('taskQueueMaxPriority must be a whole number from 1 to 255');
   }
-  const retry = extra.brokerConnectionRetry;
+  const retry = conn.brokerConnectionRetry;
   if (retry !== undefined && typeof retry !== 'boolean') throw new ConfigError('brokerConnectionRetry must be true or false');
   const t = settings.brokerTransportOptions;
   return {
     queueType,
     maxPriority,
-    connectTimeoutMs: (num(extra, 'brokerConnectionTimeout', 0.001, 3600) ?? 4) * 1000,
-    heartbeatS: Math.round(num(extra, 'brokerHeartbeat', 0, 3600) ?? 60),
+    connectTimeoutMs: (num(conn, 'brokerConnectionTimeout', 0.001, 3600) ?? 4) * 1000,
+    heartbeatS: Math.round(num(conn, 'brokerHeartbeat', 0, 3600) ?? 60),
     retry: retry ?? true,
-    maxRetries: num(extra, 'brokerConnectionMaxRetries', 0),
-    publishTimeoutMs: (num(extra, 'brokerPublishTimeout', 0.001, 86_400) ?? 30) * 1000,
+    maxRetries: num(conn, 'brokerConnectionMaxRetries', 0),
+    publishTimeoutMs: (num(conn, 'brokerPublishTimeout', 0.001, 86_400) ?? 30) * 1000,
     // Transport options tune the backoff (tests shorten it); the defaults suit production.
     backoffInitialMs: typeof t.reconnectDelayMs === 'number' && t.reconnectDelayMs >= 0 ? t.reconnectDelayMs : 100,
     backoffMaxMs: typeof t.reconnectDelayMaxMs === 'number' && t.reconnectDelayMaxMs > 0 ? t.reconnectDelayMaxMs : 5000,

@@ -75,7 +75,7 @@ const connectTimeouts = new WeakMap<Redis, number>();
 export const CONNECT_TIMEOUT_MS = 10_000;
 
 function connectTimeoutMs(settings: ResolvedSettings): number {
-  const s = settings.extra.brokerConnectionTimeout;
+  const s = settings.connection.brokerConnectionTimeout;
   return typeof s === 'number' && Number.isFinite(s) && s > 0 ? s * 1000 : CONNECT_TIMEOUT_MS;
 }
 

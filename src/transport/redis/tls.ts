@@ -12,5 +12,5 @@ import { parseConnectionUrl } from '../../config/url.ts';
 export function redisTlsOptions(url: string, settings: ResolvedSettings, side: 'broker' | 'backend'): ConnectionOptions | undefined {
   const setting = side === 'broker' ? 'brokerUseSsl' : 'redisBackendUseSsl';
   const unsafe = policyInputFromSettings(settings).unsafe;
-  return tlsOptionsFor(parseConnectionUrl(url), settings.extra[setting], { unsafeAllowInsecureTls: unsafe?.unsafeAllowInsecureTls === true, setting });
+  return tlsOptionsFor(parseConnectionUrl(url), settings.tls[setting], { unsafeAllowInsecureTls: unsafe?.unsafeAllowInsecureTls === true, setting });
 }

@@ -75,7 +75,7 @@ describe('compiled package (dist/)', () => {
     execFileSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs'), '--out', DIST], { stdio: 'pipe' });
     writeFileSync(join(DIR, 'app.mjs'), APP_SOURCE('mjs'));
     writeFileSync(join(DIR, 'app.ts'), APP_SOURCE('ts'));
-    client = createApp({ brokerUrl: `sqlite://${DB}`, resultBackend: `sqlite://${DB}`, logLevel: 'error' });
+    client = createApp({ brokerUrl: `sqlite://${DB}`, resultBackend: `sqlite://${DB}` });
   });
   after(async () => {
     for (const w of workers) await stopWorker(w);

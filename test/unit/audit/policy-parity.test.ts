@@ -14,7 +14,8 @@ import { describe, it } from 'node:test';
 import { runAudit } from '../../../src/audit/index.ts';
 import { severityRank } from '../../../src/audit/types.ts';
 import { sqliteFileChecks } from '../../../src/transport/sqlite/file-safety.ts';
-import { enforcePolicy, evaluatePolicy, InsecureConfigError, UNSAFE_OPTIONS, type PolicyInput } from '../../../src/config/policy.ts';
+import { evaluatePolicy, InsecureConfigError, UNSAFE_OPTIONS, type PolicyInput } from '../../../src/config/policy.ts';
+import { enforcePolicy } from '../../../src/observability/policy-events.ts';
 
 const STRONG = 'tR4vQ9zLm2Xw8KpNa7Yc';
 const SECURE = {

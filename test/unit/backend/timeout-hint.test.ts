@@ -8,7 +8,7 @@ import { createApp } from '../../../src/client/app.ts';
 import { TimeoutError } from '../../../src/errors.ts';
 
 it('a result timeout names the dead-letter queue as a cause', async () => {
-  const app = createApp({ brokerUrl: 'memory://', resultBackend: 'memory://', logLevel: 'error' });
+  const app = createApp({ brokerUrl: 'memory://', resultBackend: 'memory://' });
   try {
     const r = await app.sendTask('nobody.runs_this', []);
     await assert.rejects(r.get({ timeoutMs: 50 }), (e: unknown) => e instanceof TimeoutError && /is a worker consuming the task's queue\?.*dead-lettered to <queue>\.dlq/.test(e.message));
