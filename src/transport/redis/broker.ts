@@ -27,6 +27,7 @@ import { asRedisConnectionError, connectClient, createRedisClient, parseRedisUrl
 import type { DecodeLimits } from '../../codec/limits.ts';
 import { PushCoalescer } from './push-coalescer.ts';
 import { RedisConsumer } from './consumer.ts';
+import { deadLetterRecord, parseUnackedEntry } from './unacked.ts';
 import {
   deadLetterQueueName,
   type Broker,
@@ -41,7 +42,7 @@ import {
 
 const LUA_DIR = new URL('./lua/', import.meta.url);
 const lua = (name: string): string => readFileSync(new URL(`${name}.lua`, LUA_DIR), 'utf8');
-export const SCRIPTS = {
+const SCRIPTS = {
   reserve: lua('reserve'),
   ack: lua('ack'),
   requeue: lua('requeue'),
@@ -218,6 +219,11 @@ export class RedisBroker implements Broker {
     await updateClientCredentials(this.sendClient, url);
     this.options.url = url;
     for (const c of this.consumers) await c.updateCredentials(url);
+  }
+
+  /** Teach a consumer's own connection the reserve script. */
+  defineReserve(client: Redis): void {
+    client.defineCommand('celeriacReserve', { lua: SCRIPTS.reserve });
   }
 
   /** A new connection to the same server (used by consumers for wake-up notifications). */
@@ -496,56 +502,6 @@ class UnansweredSendError extends Error {
   constructor() {
     super('the connection closed before Redis answered the send');
   }
-}
-
-/** Flag an envelope as redelivered, the way kombu does when it puts a message back. */
-export function markRedelivered(envelope: string): string {
-  try {
-    const e = JSON.parse(envelope) as { headers?: Record<string, unknown>; properties?: { delivery_info?: Record<string, unknown> } };
-    if (e.headers && typeof e.headers === 'object') e.headers.redelivered = true;
-    if (e.properties?.delivery_info && typeof e.properties.delivery_info === 'object') e.properties.delivery_info.redelivered = true;
-    return JSON.stringify(e);
-  } catch {
-    return envelope;
-  }
-}
-
-export function parseUnackedEntry(entry: string): { exchange: string; routingKey: string; priority: number; redelivered: string } | undefined {
-  try {
-    const v = JSON.parse(entry) as unknown;
-    if (!Array.isArray(v) || v.length < 3 || typeof v[0] !== 'object' || v[0] === null) return undefined;
-    const env = v[0] as { properties?: { priority?: unknown } };
-    const envelope = JSON.stringify(env);
-    return {
-      exchange: typeof v[1] === 'string' ? v[1] : '',
-      routingKey: typeof v[2] === 'string' ? v[2] : '',
-      priority: typeof env.properties?.priority === 'number' ? env.properties.priority : 0,
-      redelivered: markRedelivered(envelope),
-    };
-  } catch {
-    return undefined;
-  }
-}
-
-/** Dead-letter records keep a message whole up to this size; beyond it, its id, size and first KiB (the store stays bounded). */
-const DEAD_LETTER_RECORD_MAX = 64 * 1024;
-
-export function deadLetterRecord(queue: string, reason: string, raw: string): string {
-  const at = Date.now() / 1000;
-  if (raw.length <= DEAD_LETTER_RECORD_MAX) return JSON.stringify({ reason, queue, at, payload: raw });
-  // Keep the envelope's headers and properties (its id, task, signature) and cut the body to 1 KiB.
-  try {
-    const e = JSON.parse(raw) as { body?: unknown };
-    if (typeof e.body === 'string' && e.body.length > 1368) {
-      e.body = e.body.slice(0, 1368);
-      const payload = JSON.stringify(e);
-      if (payload.length <= DEAD_LETTER_RECORD_MAX) return JSON.stringify({ reason, queue, at, size: raw.length, truncated: true, payload });
-    }
-  } catch {
-    // not JSON: cut below
-  }
-  const id = /"id":\s*"([^"]{1,64})"/.exec(raw.slice(-8192))?.[1];
-  return JSON.stringify({ reason, queue, at, id, size: raw.length, truncated: true, payload: raw.slice(0, 1024) });
 }
 
 function parseDeadLetter(r: string, queue: string, limits: DecodeLimits): DeadLetter {

@@ -1,16 +1,24 @@
 /**
- * The Redis consumer: a reserve loop, a wake-up notifier, lease renewal and
- * ack batching (moved out of broker.ts).
+ * The Redis consumer: the engine's side of the shared consumer core
+ * (../virtual/consumer-core.ts). It reserves with one Lua script that pops
+ * and records messages as unacknowledged atomically (in batches), wakes on
+ * client-side-tracking invalidations of the queue keys (queue-watch.ts),
+ * renews the lease of everything it holds, recovers what a reserve whose
+ * reply was lost in a reconnect took, and settles through the ack, requeue
+ * and dead-letter scripts. Held deliveries, settle-once, ack batching,
+ * malformed messages and the give-back at shutdown are the core's.
  */
 import { randomBytes } from 'node:crypto';
 import type { DecodeLimits } from '../../codec/limits.ts';
 import { decodeRedisEnvelope, priorityStep } from './envelope.ts';
 import { PRIORITY_STEPS, type WireMessage } from '../../protocol/types.ts';
 import { updateClientCredentials } from './connection.ts';
-import { Doorbell } from '../sqlite/doorbell.ts';
 import { QueueWatch } from './queue-watch.ts';
 import { deadLetterQueueName, type ConsumeOptions, type Consumer, type Delivery } from '../../core/broker.ts';
-import { deadLetterRecord, markRedelivered, parseUnackedEntry, SCRIPTS, type RedisBroker, type ScriptClient } from './broker.ts';
+import type { RedisBroker, ScriptClient } from './broker.ts';
+import { deadLetterRecord, markRedelivered, parseUnackedEntry } from './unacked.ts';
+import { ConsumerCore, VirtualDelivery, type EnginePrimitives, type Held as CoreHeld } from '../virtual/consumer-core.ts';
+import { PullLoop, type PullSource } from '../virtual/pull-loop.ts';
 
 /** Most messages taken by one reserve call. */
 const RESERVE_BATCH = 200;
@@ -22,63 +30,40 @@ function maxEnvelopeBytes(limits: DecodeLimits): number {
   return Math.ceil((limits.maxBytes * 4) / 3) + 256 * 1024;
 }
 
-interface Held {
-  tag: string;
-  queue: string;
-  listKey: string;
-  envelope: string;
+/** What settling needs: the list a message came from and its envelope as stored. */
+interface Held extends CoreHeld {
+  readonly listKey: string;
+  readonly envelope: string;
+  /** Epoch ms of the reserve that took it (its lease started then); absent for a malformed message. */
+  readonly reservedAt?: number;
 }
 
-/** A delivery of the Redis consumer (a class: no closures per message). */
-class RedisDelivery implements Delivery, Held {
+/** A delivery of the Redis consumer. */
+class RedisDelivery extends VirtualDelivery implements Held {
   constructor(
-    private readonly consumer: RedisConsumer,
-    readonly tag: string,
-    readonly queue: string,
+    core: ConsumerCore<Held>,
+    tag: string,
+    queue: string,
     readonly listKey: string,
     readonly envelope: string,
-    readonly message: WireMessage,
-    readonly redelivered: boolean,
-    /** Epoch ms of the reserve that took it (its lease started then). */
-    private readonly reservedAt: number,
-  ) {}
-
-  /** Its lease may have run out (no renewal reached Redis for a visibility timeout): another worker may have restored it. */
-  get stale(): boolean {
-    return this.consumer.leaseExpired(this.reservedAt);
-  }
-
-  get deliveryTag(): string {
-    return this.tag;
-  }
-
-  ack(): Promise<void> {
-    return this.consumer.ack(this);
-  }
-
-  reject(requeue: boolean): Promise<void> {
-    return requeue ? this.consumer.requeue(this, 'tail') : this.consumer.ack(this);
-  }
-
-  deadLetter(reason: string): Promise<void> {
-    return this.consumer.deadLetter(this, reason);
+    message: WireMessage,
+    redelivered: boolean,
+    readonly reservedAt: number,
+  ) {
+    super(core, tag, queue, message, redelivered);
   }
 }
 
-/** One consumer: a reserve loop, a wake-up notifier, lease renewal and ack batching. */
-export class RedisConsumer implements Consumer {
-  private prefetch: number;
-  private readonly unsettledMap = new Map<string, Held>();
-  private cancelled = false;
-  private loopDone: Promise<void> | undefined;
-  private readonly bell = new Doorbell();
+/** One consumer: the core, a reserve loop, a wake-up notifier and lease renewal. */
+export class RedisConsumer implements Consumer, EnginePrimitives<Held>, PullSource {
+  readonly batch = RESERVE_BATCH;
+  readonly unrefTimers = false;
+  readonly wakeOnAnySettle = false;
+  private readonly core: ConsumerCore<Held>;
+  private readonly loop: PullLoop;
   private watch: QueueWatch | undefined;
-  /** The loop waits because the prefetch window is full (settling a delivery must wake it). */
-  private waitingForRoom = false;
   private renewTimer: NodeJS.Timeout | undefined;
   private restoreTimer: NodeJS.Timeout | undefined;
-  private ackTags: string[] = [];
-  private ackBatch: { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void } | undefined;
   private readonly listKeys: string[];
   /** The dead-letter list of each list's queue (oversized messages go there from the reserve script). */
   private readonly dlqKeys: string[];
@@ -87,6 +72,9 @@ export class RedisConsumer implements Consumer {
   private readonly routingJson: string[];
   private readonly tagPrefix = `${randomBytes(8).toString('hex')}.`;
   private tagSeq = 0;
+  /** The first tag number of the current reserve call. */
+  private seq = 0;
+  private idlePolls = 0;
   /**
    * Reserve calls whose reply never came (the connection dropped after Redis
    * ran the script): [first tag number, most taken]. What they took sits in
@@ -105,7 +93,8 @@ export class RedisConsumer implements Consumer {
     private readonly options: ConsumeOptions,
     private readonly onMessage: (d: Delivery) => void,
   ) {
-    this.prefetch = options.prefetch;
+    this.core = new ConsumerCore<Held>({ consume: options, primitives: this, ackBatch: { max: ACK_BATCH, flush: 'tick' } });
+    this.loop = new PullLoop(this.core, this);
     const leaseMs = broker.leaseS * 1000;
     this.leaseMs = leaseMs - Math.min(5000, leaseMs / 10);
     // kombu's order: priority steps outer, queues inner.
@@ -123,12 +112,7 @@ export class RedisConsumer implements Consumer {
   }
 
   get unsettled(): number {
-    return this.unsettledMap.size;
-  }
-
-  /** True when a delivery reserved at `reservedAt` has had no lease renewal for longer than the visibility timeout allows. */
-  leaseExpired(reservedAt: number): boolean {
-    return Date.now() - (reservedAt > this.renewedAt ? reservedAt : this.renewedAt) > this.leaseMs;
+    return this.core.unsettled;
   }
 
   /** Every delivery tag of this consumer starts with this (see `RedisBroker.recoverOwner`). */
@@ -137,8 +121,8 @@ export class RedisConsumer implements Consumer {
   }
 
   setPrefetch(prefetch: number): void {
-    this.prefetch = prefetch;
-    this.bell.ring();
+    this.core.prefetch = prefetch;
+    this.loop.wake();
   }
 
   async start(): Promise<void> {
@@ -152,18 +136,18 @@ export class RedisConsumer implements Consumer {
     restore();
     this.restoreTimer = setInterval(restore, leaseMs);
     this.restoreTimer.unref();
-    this.loopDone = this.loop();
+    this.loop.start();
   }
 
-  /** Watch the queue lists for pushes (client-side tracking; see redis-queue-watch.ts). */
+  /** Watch the queue lists for pushes (client-side tracking; see queue-watch.ts). */
   private async startNotifier(): Promise<void> {
     const watch = new QueueWatch({
       connect: (role) => this.broker.newConnection(role),
       keys: this.listKeys,
-      onChange: () => this.bell.ring(),
+      onChange: () => this.loop.wake(),
       logger: this.broker.logger,
     });
-    watch.reserver.defineCommand('celeriacReserve', { lua: SCRIPTS.reserve });
+    this.broker.defineReserve(watch.reserver);
     this.watch = watch;
     try {
       await watch.start();
@@ -178,109 +162,100 @@ export class RedisConsumer implements Consumer {
     return (w && w.reserver.status === 'ready' ? w.reserver : this.broker.client) as ScriptClient;
   }
 
-  private async loop(): Promise<void> {
-    let idlePolls = 0;
-    while (!this.cancelled) {
-      if (this.lost.length > 0) {
-        try {
-          await this.recoverLost();
-        } catch (err) {
-          if (this.cancelled) break;
-          this.options.onError?.(err as Error);
-          await this.bell.wait(500);
-          continue;
-        }
-      }
-      const room = this.prefetch === 0 ? RESERVE_BATCH : Math.min(RESERVE_BATCH, this.prefetch - this.unsettledMap.size);
-      // While plenty is in hand, wait until a quarter of the window is free:
-      // fewer, larger reserve calls (one round trip and one write each).
-      const enough = this.unsettledMap.size === 0 || room >= Math.min(RESERVE_BATCH, Math.ceil(this.prefetch / 4));
-      if (room <= 0 || !enough) {
-        this.bell.rung = false;
-        this.waitingForRoom = true;
-        await this.bell.wait(1000);
-        this.waitingForRoom = false;
-        continue;
-      }
-      this.bell.rung = false;
-      let reply: Array<number | string>;
-      const seq = this.tagSeq;
-      try {
-        // Tags are this consumer's random prefix plus a counter: unique, and cheap to make.
-        this.tagSeq += room;
-        reply = await this.reserveClient().celeriacReserve(
-          2 + 2 * this.listKeys.length,
-          this.broker.keys.unacked,
-          this.broker.keys.index,
-          ...this.listKeys,
-          ...this.dlqKeys,
-          (Date.now() / 1000).toFixed(6),
-          room,
-          '""',
-          ...this.routingJson,
-          this.tagPrefix,
-          seq,
-          this.maxEnvelopeBytes,
-          this.broker.deadLetterMax,
-        );
-      } catch (err) {
-        // The script may have run before the connection dropped.
-        this.loseReply(seq, room);
-        if (this.cancelled) break;
-        this.options.onError?.(err as Error);
-        await this.bell.wait(500);
-        continue;
-      }
-      if (reply[0] === -1) {
-        // A replay of a call that had run already (ioredis resends unanswered commands after a reconnect).
-        this.loseReply(seq, room);
-        continue;
-      }
-      // The reply: how many came from each list, then the envelopes; tags are the prefix plus consecutive numbers.
-      const nk = this.listKeys.length;
-      const now = Date.now();
-      let taken = 0;
-      for (let k = 0, at = nk; k < nk; k++) {
-        const count = Number(reply[k]);
-        const listKey = this.listKeys[k]!;
-        for (let j = 0; j < count; j++, at++, taken++) {
-          const envelope = String(reply[at]);
-          const tag = this.tagPrefix + (seq + taken);
-          if (this.cancelled) {
-            // Taken after cancel: give them straight back.
-            void this.broker.client.celeriacRequeue(3, this.broker.keys.unacked, this.broker.keys.index, listKey, tag, envelope, 'head');
-          } else {
-            this.deliver(listKey, this.queues[k % this.queues.length]!, envelope, tag, now);
-          }
-        }
-      }
-      // Oversized envelopes the script dead-lettered: (list index, size, id) each, after the envelopes.
-      for (let at = nk + taken; at + 2 < reply.length; at += 3) this.reportOversized(Number(reply[at]) - 1, Number(reply[at + 1]), String(reply[at + 2]));
-      if (this.cancelled) break;
-      if (taken >= room) {
-        idlePolls = 0;
-        continue; // a full batch: more may wait
-      }
-      // The lists were drained. Sleep until a push is reported (or, without tracking, poll).
-      if (this.bell.rung) continue;
-      const tracking = this.watch?.tracking === true;
-      if (tracking) {
-        // What was just delivered runs first: its result store goes out before the re-arm (the latency path).
-        if (taken > 0) await new Promise<void>((r) => setImmediate(r));
-        if (this.cancelled) break;
-        try {
-          // Re-arm tracking; anything pushed since the reserve is counted here instead.
-          if ((await this.watch!.arm()) > 0) continue;
-        } catch (err) {
-          if (this.cancelled) break;
-          this.options.onError?.(err as Error);
-        }
-        if (this.bell.rung) continue;
-      }
-      idlePolls = taken === 0 ? idlePolls + 1 : 0;
-      // With tracking the timeout is only a safety net.
-      await this.bell.wait(tracking ? 1000 : Math.min(100, 2 ** Math.min(idlePolls, 7)));
+  // ── the pull loop's side (../virtual/pull-loop.ts) ──────────────────
+
+  prepare(): Promise<void> | undefined {
+    return this.lost.length > 0 ? this.recoverLost() : undefined;
+  }
+
+  /** While plenty is in hand, wait until a quarter of the window is free: fewer, larger reserve calls (one round trip and one write each). */
+  enough(room: number, unsettled: number): boolean {
+    return unsettled === 0 || room >= Math.min(RESERVE_BATCH, Math.ceil(this.core.prefetch / 4));
+  }
+
+  async fetch(room: number): Promise<number> {
+    let reply: Array<number | string>;
+    const seq = this.tagSeq;
+    try {
+      // Tags are this consumer's random prefix plus a counter: unique, and cheap to make.
+      this.tagSeq += room;
+      reply = await this.reserveClient().celeriacReserve(
+        2 + 2 * this.listKeys.length,
+        this.broker.keys.unacked,
+        this.broker.keys.index,
+        ...this.listKeys,
+        ...this.dlqKeys,
+        (Date.now() / 1000).toFixed(6),
+        room,
+        '""',
+        ...this.routingJson,
+        this.tagPrefix,
+        seq,
+        this.maxEnvelopeBytes,
+        this.broker.deadLetterMax,
+      );
+    } catch (err) {
+      // The script may have run before the connection dropped.
+      this.loseReply(seq, room);
+      throw err;
     }
+    if (reply[0] === -1) {
+      // A replay of a call that had run already (ioredis resends unanswered commands after a reconnect).
+      this.loseReply(seq, room);
+      return -1;
+    }
+    // The reply: how many came from each list, then the envelopes; tags are the prefix plus consecutive numbers.
+    const nk = this.listKeys.length;
+    const now = Date.now();
+    let taken = 0;
+    for (let k = 0, at = nk; k < nk; k++) {
+      const count = Number(reply[k]);
+      const listKey = this.listKeys[k]!;
+      for (let j = 0; j < count; j++, at++, taken++) {
+        const envelope = String(reply[at]);
+        const tag = this.tagPrefix + (seq + taken);
+        if (this.core.cancelled) {
+          // Taken after cancel: give them straight back.
+          void this.broker.client.celeriacRequeue(3, this.broker.keys.unacked, this.broker.keys.index, listKey, tag, envelope, 'head');
+        } else {
+          this.deliver(listKey, this.queues[k % this.queues.length]!, envelope, tag, now);
+        }
+      }
+    }
+    // Oversized envelopes the script dead-lettered: (list index, size, id) each, after the envelopes.
+    for (let at = nk + taken; at + 2 < reply.length; at += 3) this.reportOversized(Number(reply[at]) - 1, Number(reply[at + 1]), String(reply[at + 2]));
+    return taken;
+  }
+
+  afterFetch(taken: number, room: number): Promise<void> | undefined {
+    if (taken >= room) {
+      this.idlePolls = 0;
+      return undefined; // a full batch: more may wait
+    }
+    return this.idle(taken);
+  }
+
+  /** The lists were drained. Sleep until a push is reported (or, without tracking, poll). */
+  private async idle(taken: number): Promise<void> {
+    const bell = this.loop.bell;
+    if (bell.rung) return;
+    const tracking = this.watch?.tracking === true;
+    if (tracking) {
+      // What was just delivered runs first: its result store goes out before the re-arm (the latency path).
+      if (taken > 0) await new Promise<void>((r) => setImmediate(r));
+      if (this.core.cancelled) return;
+      try {
+        // Re-arm tracking; anything pushed since the reserve is counted here instead.
+        if ((await this.watch!.arm()) > 0) return;
+      } catch (err) {
+        if (this.core.cancelled) return;
+        this.options.onError?.(err as Error);
+      }
+      if (bell.rung) return;
+    }
+    this.idlePolls = taken === 0 ? this.idlePolls + 1 : 0;
+    // With tracking the timeout is only a safety net.
+    await bell.wait(tracking ? 1000 : Math.min(100, 2 ** Math.min(this.idlePolls, 7)));
   }
 
   private loseReply(seq: number, room: number): void {
@@ -305,7 +280,7 @@ export class RedisConsumer implements Consumer {
     for (let i = 0; i < tags.length; i++) {
       const entry = entries[i];
       const tag = tags[i]!;
-      if (entry == null || this.unsettledMap.has(tag)) continue;
+      if (entry == null || this.core.held.has(tag)) continue;
       const found = this.fromEntry(entry);
       // An entry this consumer did not write (cannot be): left to the visibility-timeout restore.
       if (!found) continue;
@@ -343,76 +318,44 @@ export class RedisConsumer implements Consumer {
     try {
       decoded = decodeRedisEnvelope(envelope, this.broker.limits);
     } catch (err) {
-      const held: Held = { tag, queue, listKey, envelope };
-      this.unsettledMap.set(tag, held);
       const reason = (err as Error).message;
       let id: string | undefined;
       // kombu writes the (large) body first and the headers after it: look at both ends.
       const m = /"id":\s*"([^"]{1,64})"/.exec(envelope.length > 16_384 ? envelope.slice(0, 8192) + envelope.slice(-8192) : envelope);
       if (m) id = m[1];
-      void this.deadLetter(held, `malformed envelope: ${reason}`).then(
-        () => this.options.onMalformed?.({ queue, reason, id }),
-        (e: unknown) => this.options.onError?.(e as Error),
-      );
+      this.core.malformed({ tag, queue, listKey, envelope, settled: false }, `malformed envelope: ${reason}`, reason, id);
       return;
     }
-    const delivery = new RedisDelivery(this, tag, queue, listKey, envelope, decoded.message, decoded.redelivered, now);
-    this.unsettledMap.set(tag, delivery);
+    const delivery = new RedisDelivery(this.core, tag, queue, listKey, envelope, decoded.message, decoded.redelivered, now);
+    this.core.hold(delivery);
     this.onMessage(delivery);
   }
 
-  private settle(held: Held): boolean {
-    if (!this.unsettledMap.delete(held.tag)) return false;
-    // Only a loop waiting for room needs waking; one waiting for pushes is woken by the watch.
-    if (this.waitingForRoom) this.bell.ring();
-    return true;
+  // ── the core's primitives (../virtual/consumer-core.ts) ─────────────
+
+  /** Only a loop waiting for room needs waking; one waiting for pushes is woken by the watch. */
+  settled(): void {
+    this.loop.settled();
   }
 
-  /** Acks of one turn go out together; every ack of the batch gets the batch's one promise. */
-  ack(held: Held): Promise<void> {
-    if (!this.settle(held)) return Promise.resolve();
-    this.ackTags.push(held.tag);
-    if (!this.ackBatch) {
-      let resolve!: () => void;
-      let reject!: (e: unknown) => void;
-      const promise = new Promise<void>((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
-      this.ackBatch = { promise, resolve, reject };
-      process.nextTick(() => void this.flushAcks());
-    }
-    return this.ackBatch.promise;
+  /** Its lease may have run out (no renewal reached Redis for a visibility timeout): another worker may have restored it. */
+  isStale(held: Held): boolean {
+    const reservedAt = held.reservedAt ?? 0;
+    return Date.now() - (reservedAt > this.renewedAt ? reservedAt : this.renewedAt) > this.leaseMs;
   }
 
-  private async flushAcks(): Promise<void> {
-    const batch = this.ackBatch;
-    const tags = this.ackTags;
-    this.ackBatch = undefined;
-    this.ackTags = [];
-    if (!batch) return;
-    try {
-      // All chunks are issued before awaiting any (one write, one round trip).
-      const calls: Promise<number>[] = [];
-      for (let i = 0; i < tags.length; i += ACK_BATCH) {
-        const chunk = tags.length <= ACK_BATCH ? tags : tags.slice(i, i + ACK_BATCH);
-        calls.push(this.broker.client.celeriacAck(2, this.broker.keys.unacked, this.broker.keys.index, ...chunk));
-      }
-      await (calls.length === 1 ? calls[0] : Promise.all(calls));
-      batch.resolve();
-    } catch (err) {
-      batch.reject(err);
-    }
+  ackMany(batch: readonly Held[]): Promise<number> {
+    const tags = new Array<string>(batch.length);
+    for (let i = 0; i < batch.length; i++) tags[i] = batch[i]!.tag;
+    return this.broker.client.celeriacAck(2, this.broker.keys.unacked, this.broker.keys.index, ...tags);
   }
 
-  async requeue(held: Held, where: 'head' | 'tail'): Promise<void> {
-    if (!this.settle(held)) return;
-    await this.broker.client.celeriacRequeue(3, this.broker.keys.unacked, this.broker.keys.index, held.listKey, held.tag, markRedelivered(held.envelope), where);
+  requeue(held: Held, where: 'head' | 'tail'): Promise<number> {
+    return this.broker.client.celeriacRequeue(3, this.broker.keys.unacked, this.broker.keys.index, held.listKey, held.tag, markRedelivered(held.envelope), where);
   }
 
-  async deadLetter(held: Held, reason: string): Promise<void> {
-    if (!this.settle(held)) return;
-    await this.broker.client.celeriacDeadLetter(
+  deadLetter(held: Held, reason: string): Promise<number> {
+    return this.broker.client.celeriacDeadLetter(
       3,
       this.broker.keys.unacked,
       this.broker.keys.index,
@@ -423,16 +366,21 @@ export class RedisConsumer implements Consumer {
     );
   }
 
+  /** Shutdown: every unsettled delivery goes back to the head of its queue. */
+  async returnAll(held: Held[]): Promise<void> {
+    await Promise.all(held.map((h) => this.requeue(h, 'head').catch(() => undefined)));
+  }
+
   /** Renew the lease of every held delivery so the visibility timeout never restores it while we live. */
   private async renew(): Promise<void> {
     const started = Date.now();
-    if (this.unsettledMap.size === 0) {
+    if (this.core.held.size === 0) {
       this.renewedAt = started;
       return;
     }
     const now = (started / 1000).toFixed(6);
     const args: string[] = [];
-    for (const tag of this.unsettledMap.keys()) args.push(now, tag);
+    for (const tag of this.core.held.keys()) args.push(now, tag);
     try {
       await this.broker.client.zadd(this.broker.keys.index, 'XX', ...args);
       this.renewedAt = started;
@@ -447,11 +395,10 @@ export class RedisConsumer implements Consumer {
 
   /** Stop reserving. Unsettled deliveries stay valid (their leases keep being renewed) until settled or the broker closes. */
   async cancel(): Promise<void> {
-    if (this.cancelled) return;
-    this.cancelled = true;
+    if (this.core.cancelled) return;
+    this.core.cancelled = true;
     if (this.restoreTimer) clearInterval(this.restoreTimer);
-    this.bell.ring();
-    await this.loopDone;
+    await this.loop.stop();
     this.watch?.close();
     this.watch = undefined;
   }
@@ -459,12 +406,11 @@ export class RedisConsumer implements Consumer {
   /** Broker closing: stop, then put every unsettled delivery back at the head of its queue. */
   async shutdown(): Promise<void> {
     await this.cancel();
-    await this.flushAcks();
+    await this.core.flushAcks();
     // What lost replies took goes straight back to its queues.
     if (this.lost.length > 0) await this.broker.restoreTags(this.lostTags(), Number.MAX_SAFE_INTEGER, new Set()).catch(() => 0);
     this.lost = [];
-    const held = [...this.unsettledMap.values()];
-    await Promise.all(held.map((h) => this.requeue(h, 'head').catch(() => undefined)));
+    await this.core.returnAll();
     if (this.renewTimer) clearInterval(this.renewTimer);
     this.broker.forgetConsumer(this);
   }
