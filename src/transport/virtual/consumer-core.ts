@@ -36,14 +36,20 @@ export interface EnginePrimitives<H extends Held> {
   ackMany?(batch: readonly H[]): MaybeAsync;
   /** Put a message back on its queue: at the head (served next) or the tail. */
   requeue(held: H, where: 'head' | 'tail'): MaybeAsync;
-  /** Move a message, with the reason, to its queue's dead-letter queue. */
-  deadLetter(held: H, reason: string): MaybeAsync;
+  /** Move a message, with the reason, to its queue's dead-letter queue in one step (the delivery is settled first). */
+  deadLetter?(held: H, reason: string): MaybeAsync;
+  /**
+   * For brokers where dead-lettering is a copy then an ack (AMQP): copy the
+   * message to its dead-letter queue. The delivery stays held, and can still
+   * be settled otherwise, until the copy is confirmed; then the core acks it.
+   */
+  copyToDeadLetter?(held: H, reason: string): Promise<unknown>;
   /** Drop a message without delivering it again (`reject(false)`); without it, an ack. */
   drop?(held: H): MaybeAsync;
   /** True when the broker may have taken the message back (see `Delivery.stale`). */
   isStale?(held: H): boolean;
-  /** Give back, at shutdown, every delivery still held (already marked settled by the core). */
-  returnAll(held: H[]): MaybeAsync;
+  /** Give back, at shutdown, every delivery still held (already marked settled by the core); see `ConsumerCore.returnAll`. */
+  returnAll?(held: H[]): MaybeAsync;
   /** Called after a settle took a delivery out of the window (pull loops wake here). */
   settled?(): void;
 }
@@ -192,10 +198,15 @@ export class ConsumerCore<H extends Held> implements Settler {
 
   /** Move the message to its queue's dead-letter queue with the reason. */
   deadLetter(held: H, reason: string): Promise<void> {
+    const copy = this.p.copyToDeadLetter;
+    if (copy !== undefined) {
+      if (held.settled) return RESOLVED;
+      return copy.call(this.p, held, reason).then(() => this.ack(held));
+    }
     if (!this.claim(held)) return RESOLVED;
     let r: Promise<void>;
     try {
-      r = settle(this.p.deadLetter(held, reason));
+      r = settle(this.p.deadLetter!(held, reason));
     } catch (err) {
       r = Promise.reject(err);
     }
@@ -260,7 +271,7 @@ export class ConsumerCore<H extends Held> implements Settler {
     const held = [...this.held.values()];
     this.held.clear();
     for (const h of held) h.settled = true;
-    return this.p.returnAll(held);
+    return this.p.returnAll?.(held);
   }
 
   private schedule(b: AckBatching): void {
