@@ -147,16 +147,7 @@ export class ConsumerCore<H extends Held> implements Settler {
   ack(held: H): Promise<void> {
     if (!this.claim(held)) return RESOLVED;
     const b = this.batching;
-    if (b === undefined) {
-      let r: Promise<void>;
-      try {
-        r = settle(this.p.ack!(held));
-      } catch (err) {
-        r = Promise.reject(err);
-      }
-      this.p.settled?.();
-      return r;
-    }
+    if (b === undefined) return this.run(this.p.ack!, held, undefined);
     let group = this.open;
     if (group === undefined || group.items.length >= b.max) {
       if (group !== undefined) this.groups.push(group);
@@ -173,27 +164,13 @@ export class ConsumerCore<H extends Held> implements Settler {
     if (requeue) return this.requeue(held, 'tail');
     if (this.p.drop === undefined) return this.ack(held);
     if (!this.claim(held)) return RESOLVED;
-    let r: Promise<void>;
-    try {
-      r = settle(this.p.drop(held));
-    } catch (err) {
-      r = Promise.reject(err);
-    }
-    this.p.settled?.();
-    return r;
+    return this.run(this.p.drop, held, undefined);
   }
 
   /** Put the message back on its queue. */
   requeue(held: H, where: 'head' | 'tail'): Promise<void> {
     if (!this.claim(held)) return RESOLVED;
-    let r: Promise<void>;
-    try {
-      r = settle(this.p.requeue(held, where));
-    } catch (err) {
-      r = Promise.reject(err);
-    }
-    this.p.settled?.();
-    return r;
+    return this.run(this.p.requeue, held, where);
   }
 
   /** Move the message to its queue's dead-letter queue with the reason. */
@@ -204,14 +181,7 @@ export class ConsumerCore<H extends Held> implements Settler {
       return copy.call(this.p, held, reason).then(() => this.ack(held));
     }
     if (!this.claim(held)) return RESOLVED;
-    let r: Promise<void>;
-    try {
-      r = settle(this.p.deadLetter!(held, reason));
-    } catch (err) {
-      r = Promise.reject(err);
-    }
-    this.p.settled?.();
-    return r;
+    return this.run(this.p.deadLetter!, held, reason);
   }
 
   isStale(held: H): boolean | undefined {
@@ -272,6 +242,22 @@ export class ConsumerCore<H extends Held> implements Settler {
     this.held.clear();
     for (const h of held) h.settled = true;
     return this.p.returnAll?.(held);
+  }
+
+  /**
+   * Run a settling primitive of a claimed delivery: its outcome becomes the
+   * settle call's promise (a synchronous throw a rejection, as from an async
+   * function); then the engine hears that the window has room.
+   */
+  private run<A>(primitive: (held: H, arg: A) => MaybeAsync, held: H, arg: A): Promise<void> {
+    let r: Promise<void>;
+    try {
+      r = settle(primitive.call(this.p, held, arg));
+    } catch (err) {
+      r = Promise.reject(err);
+    }
+    this.p.settled?.();
+    return r;
   }
 
   private schedule(b: AckBatching): void {
