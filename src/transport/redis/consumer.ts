@@ -62,7 +62,6 @@ export class RedisConsumer implements Consumer, EnginePrimitives<Held>, PullSour
   private readonly core: ConsumerCore<Held>;
   private readonly loop: PullLoop;
   private watch: QueueWatch | undefined;
-  private renewTimer: NodeJS.Timeout | undefined;
   private restoreTimer: NodeJS.Timeout | undefined;
   private readonly listKeys: string[];
   /** The dead-letter list of each list's queue (oversized messages go there from the reserve script). */
@@ -128,8 +127,7 @@ export class RedisConsumer implements Consumer, EnginePrimitives<Held>, PullSour
   async start(): Promise<void> {
     await this.startNotifier();
     const leaseMs = this.broker.renewIntervalMs;
-    this.renewTimer = setInterval(() => void this.renew(), leaseMs);
-    this.renewTimer.unref();
+    this.core.renewEvery(leaseMs);
     const restore = (): void => {
       void this.broker.restoreExpired().catch((err: unknown) => this.options.onError?.(err as Error));
     };
@@ -371,8 +369,8 @@ export class RedisConsumer implements Consumer, EnginePrimitives<Held>, PullSour
     await Promise.all(held.map((h) => this.requeue(h, 'head').catch(() => undefined)));
   }
 
-  /** Renew the lease of every held delivery so the visibility timeout never restores it while we live. */
-  private async renew(): Promise<void> {
+  /** Renew the lease of every held delivery so the visibility timeout never restores it while we live (errors reported here). */
+  async renew(): Promise<void> {
     const started = Date.now();
     if (this.core.held.size === 0) {
       this.renewedAt = started;
@@ -406,12 +404,10 @@ export class RedisConsumer implements Consumer, EnginePrimitives<Held>, PullSour
   /** Broker closing: stop, then put every unsettled delivery back at the head of its queue. */
   async shutdown(): Promise<void> {
     await this.cancel();
-    await this.core.flushAcks();
     // What lost replies took goes straight back to its queues.
     if (this.lost.length > 0) await this.broker.restoreTags(this.lostTags(), Number.MAX_SAFE_INTEGER, new Set()).catch(() => 0);
     this.lost = [];
-    await this.core.returnAll();
-    if (this.renewTimer) clearInterval(this.renewTimer);
+    await this.core.close();
     this.broker.forgetConsumer(this);
   }
 }

@@ -40,7 +40,6 @@ export class SqliteConsumer implements Consumer, EnginePrimitives<Held>, PullSou
   private readonly core: ConsumerCore<Held>;
   private readonly loop: PullLoop;
   private unsubscribe: (() => void) | undefined;
-  private renewTimer: NodeJS.Timeout | undefined;
   /** The last fetch found nothing: check cheaply for work before taking the write lock again. */
   private idle = false;
 
@@ -74,15 +73,7 @@ export class SqliteConsumer implements Consumer, EnginePrimitives<Held>, PullSou
 
   start(): void {
     this.unsubscribe = this.broker.hub!.subscribe('queue', () => this.loop.wake());
-    this.renewTimer = setInterval(() => {
-      if (this.core.held.size === 0) return;
-      try {
-        this.broker.renew(this.core.held.values(), Date.now());
-      } catch (err) {
-        this.options.onError?.(err as Error);
-      }
-    }, this.broker.leaseCheckMs);
-    this.renewTimer.unref();
+    this.core.renewEvery(this.broker.leaseCheckMs);
     this.loop.start();
   }
 
@@ -135,6 +126,10 @@ export class SqliteConsumer implements Consumer, EnginePrimitives<Held>, PullSou
     this.loop.settled();
   }
 
+  renew(held: ReadonlyMap<string, Held>): void {
+    if (held.size > 0) this.broker.renew(held.values(), Date.now());
+  }
+
   /** Acks of one event-loop turn go out in one transaction. */
   ackMany(batch: readonly Held[]): void {
     this.broker.ackMany(batch);
@@ -171,9 +166,7 @@ export class SqliteConsumer implements Consumer, EnginePrimitives<Held>, PullSou
   /** Broker closing: stop, write pending acks, and put every unsettled delivery back at the head of its queue. */
   async shutdown(): Promise<void> {
     await this.cancel();
-    void this.core.flushAcks();
-    this.core.returnAll();
-    if (this.renewTimer) clearInterval(this.renewTimer);
+    await this.core.close();
     this.broker.forgetConsumer(this);
   }
 }

@@ -50,6 +50,8 @@ export interface EnginePrimitives<H extends Held> {
   isStale?(held: H): boolean;
   /** Give back, at shutdown, every delivery still held (already marked settled by the core); see `ConsumerCore.returnAll`. */
   returnAll?(held: H[]): MaybeAsync;
+  /** Extend the leases of the held deliveries (engines whose leases expire); called every `renewEvery` ms. */
+  renew?(held: ReadonlyMap<string, H>): MaybeAsync;
   /** Called after a settle took a delivery out of the window (pull loops wake here). */
   settled?(): void;
 }
@@ -102,6 +104,7 @@ export class ConsumerCore<H extends Held> implements Settler {
   private open: AckGroup<H> | undefined;
   private groups: AckGroup<H>[] = [];
   private readonly flushNow = (): void => void this.flushAcks();
+  private renewTimer: NodeJS.Timeout | undefined;
 
   constructor(options: ConsumerCoreOptions<H>) {
     this.consume = options.consume;
@@ -234,6 +237,32 @@ export class ConsumerCore<H extends Held> implements Settler {
     }
     if (waits === undefined) return RESOLVED;
     return waits.length === 1 ? waits[0]! : Promise.all(waits).then(noop);
+  }
+
+  /** Renew the leases of what is held every `ms` through the engine's `renew` (the timer keeps no process alive); failures go to `onError`. */
+  renewEvery(ms: number): void {
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.renewTimer = setInterval(() => {
+      try {
+        const r = this.p.renew?.(this.held);
+        if (r) r.catch((err: unknown) => this.error(err));
+      } catch (err) {
+        this.error(err);
+      }
+    }, ms);
+    this.renewTimer.unref();
+  }
+
+  /**
+   * The broker is closing (after the engine stopped taking messages): send
+   * the pending acks, give back every delivery still held (`returnAll`), and
+   * stop renewing leases.
+   */
+  async close(): Promise<void> {
+    await this.flushAcks();
+    await this.returnAll();
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.renewTimer = undefined;
   }
 
   /** Shutdown: every held delivery is marked settled and handed to the engine's `returnAll`. */

@@ -279,4 +279,34 @@ describe('ConsumerCore', () => {
     const { p: p2 } = recorder();
     assert.equal(deliver(coreWith(p2), 'x').stale, undefined);
   });
+
+  it('renews the leases of what is held on a timer, reports failures, and close stops it after acks and give-back', async () => {
+    const renewed: number[] = [];
+    const errors: Error[] = [];
+    let fail = true;
+    const { calls, p } = recorder({
+      renew: (held) => {
+        renewed.push(held.size);
+        if (fail) {
+          fail = false;
+          throw new Error('renew refused');
+        }
+      },
+    });
+    const core = coreWith(p, { onError: (e) => errors.push(e) });
+    deliver(core, 'a');
+    const b = deliver(core, 'b');
+    core.renewEvery(5);
+    await new Promise((r) => setTimeout(r, 40));
+    assert.ok(renewed.length >= 2);
+    assert.equal(errors[0]?.message, 'renew refused');
+    const ack = b.ack();
+    calls.length = 0;
+    await core.close();
+    await ack;
+    assert.deepEqual(calls, ['ack b', 'return a']);
+    const n = renewed.length;
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(renewed.length, n, 'no renewal after close');
+  });
 });

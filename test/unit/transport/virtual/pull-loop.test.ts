@@ -58,7 +58,7 @@ function setup(options: { prefetch: number; available: number; enough?: PullSour
   };
 }
 
-const until = async (cond: () => boolean, ms = 2000) => {
+const until = async (cond: () => boolean, ms = 5000) => {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error('condition not met in time');
