@@ -71,8 +71,7 @@ export class RedisConsumer implements Consumer, EnginePrimitives<Held>, PullSour
   private readonly routingJson: string[];
   private readonly tagPrefix = `${randomBytes(8).toString('hex')}.`;
   private tagSeq = 0;
-  /** The first tag number of the current reserve call. */
-  private seq = 0;
+  /** Empty reserves in a row without tracking (the poll interval grows with them). */
   private idlePolls = 0;
   /**
    * Reserve calls whose reply never came (the connection dropped after Redis
