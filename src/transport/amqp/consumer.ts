@@ -23,6 +23,7 @@ import type { WireMessage } from '../../protocol/types.ts';
 import { wireMessageFrom } from './codec.ts';
 import type { AmqpConnection, Live } from './connection.ts';
 import type { AmqpSettings } from './options.ts';
+import { ConsumerCore, VirtualDelivery, type EnginePrimitives } from '../virtual/consumer-core.ts';
 import type { QueueDeclaration, Topology } from './topology.ts';
 
 /** What a consumer needs from its broker. */
@@ -52,47 +53,30 @@ interface ChannelState {
   staleReported: boolean;
 }
 
-/** One unsettled delivery. */
-class AmqpDelivery implements Delivery {
-  settled = false;
+/** One delivery, settled on the channel that delivered it. */
+class AmqpDelivery extends VirtualDelivery {
   constructor(
-    private readonly consumer: AmqpConsumer,
+    core: ConsumerCore<AmqpDelivery>,
     readonly st: ChannelState,
     readonly raw: ConsumeMessage,
-    readonly message: WireMessage,
-    readonly queue: string,
-    readonly deliveryTag: string,
-  ) {}
-
-  get redelivered(): boolean {
-    return this.raw.fields.redelivered;
-  }
-
-  /** True once the broker has taken the message back (its channel closed): settling it does nothing. */
-  get stale(): boolean {
-    return this.st.closed;
-  }
-
-  ack(): Promise<void> {
-    return this.consumer.settle(this, 'ack');
-  }
-
-  reject(requeue: boolean): Promise<void> {
-    return this.consumer.settle(this, requeue ? 'requeue' : 'drop');
-  }
-
-  deadLetter(reason: string): Promise<void> {
-    return this.consumer.deadLetterDelivery(this, reason);
+    message: WireMessage,
+    queue: string,
+    tag: string,
+  ) {
+    super(core, tag, queue, message, raw.fields.redelivered);
   }
 }
 
-/** The `Consumer` of the AMQP broker (see the module comment for settling rules). */
-export class AmqpConsumer implements Consumer {
-  private prefetch: number;
-  private cancelled = false;
+/**
+ * The `Consumer` of the AMQP broker (see the module comment for settling
+ * rules): a push engine on the shared consumer core — RabbitMQ enforces the
+ * window (`basic.qos`), the core keeps held deliveries, settle-once and
+ * malformed handling, and this class settles on the delivery's channel.
+ */
+export class AmqpConsumer implements Consumer, EnginePrimitives<AmqpDelivery> {
+  private readonly core: ConsumerCore<AmqpDelivery>;
   private state: ChannelState | undefined;
   private seq = 0;
-  private readonly held = new Map<string, AmqpDelivery>();
   private readonly unsubscribe: Array<() => void> = [];
   private settingUp: Promise<void> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -106,13 +90,17 @@ export class AmqpConsumer implements Consumer {
     private readonly options: ConsumeOptions,
     private readonly onMessage: (d: Delivery) => void,
   ) {
-    this.prefetch = options.prefetch;
+    this.core = new ConsumerCore<AmqpDelivery>({ consume: options, primitives: this });
     // Quorum queues do not support a channel-wide (global) prefetch; there the window is per queue.
     this.global = ctx.settings.queueType !== 'quorum';
   }
 
   get unsettled(): number {
-    return this.held.size;
+    return this.core.unsettled;
+  }
+
+  private get cancelled(): boolean {
+    return this.core.cancelled;
   }
 
   /** Open the channel and start consuming; errors of this first attempt are thrown. */
@@ -172,7 +160,7 @@ export class AmqpConsumer implements Consumer {
     });
     ch.on('close', () => this.channelClosed(st));
     try {
-      await ch.prefetch(this.prefetch, this.global);
+      await ch.prefetch(this.core.prefetch, this.global);
       for (const q of this.queues) {
         const p = this.ctx.topology.ensure(this.ctx.declaration(q), live);
         if (p) await p;
@@ -195,7 +183,7 @@ export class AmqpConsumer implements Consumer {
   private channelClosed(st: ChannelState): void {
     st.closed = true;
     // The broker requeued every unacked message of this channel: those deliveries are void now.
-    for (const [tag, d] of this.held) if (d.st === st) this.held.delete(tag);
+    for (const d of this.core.held.values()) if (d.st === st) this.core.forget(d);
     if (this.state === st) this.state = undefined;
     if (this.cancelled) return;
     // A channel-only failure (the connection lives on): rebuild after a pause.
@@ -233,58 +221,67 @@ export class AmqpConsumer implements Consumer {
       malformed = err instanceof DecodeError ? err.reason : (err as Error).message;
       message = { headers: {}, properties: { correlation_id: msg.properties.correlationId as string | undefined }, contentType: String(msg.properties.contentType ?? ''), contentEncoding: String(msg.properties.contentEncoding ?? ''), body: msg.content };
     }
-    const d = new AmqpDelivery(this, st, msg, message, queue, tag);
-    this.held.set(tag, d);
+    const d = new AmqpDelivery(this.core, st, msg, message, queue, tag);
     if (malformed !== undefined) {
       const reason = `malformed message: ${malformed}`;
       // The top-level id header survives even when the rest of the headers did not decode.
       const rawId = (msg.properties.headers as Record<string, unknown> | undefined)?.id;
       const id = typeof rawId === 'string' ? rawId : (msg.properties.correlationId as string | undefined);
-      this.deadLetterDelivery(d, reason).then(
-        () => this.options.onMalformed?.({ queue, reason, id }),
-        (err: unknown) => this.options.onError?.(err as Error),
-      );
+      this.core.malformed(d, reason, reason, id);
       return;
     }
+    this.core.hold(d);
     this.onMessage(d);
   }
 
-  /** Ack, requeue or drop on the delivery's own channel; a no-op for a stale or settled delivery. */
-  settle(d: AmqpDelivery, how: 'ack' | 'requeue' | 'drop'): Promise<void> {
-    if (d.settled) return Promise.resolve();
-    d.settled = true;
-    this.held.delete(d.deliveryTag);
-    const st = d.st;
-    if (st.closed) {
-      this.reportStale(st, d);
-    } else {
-      try {
-        if (how === 'ack') st.ch.ack(d.raw);
-        else st.ch.reject(d.raw, how === 'requeue');
-      } catch {
-        // The channel closed in between: the broker has requeued the message.
-        this.reportStale(st, d);
-      }
-    }
-    this.afterSettle();
-    return Promise.resolve();
+  // ── the core's primitives (../virtual/consumer-core.ts) ─────────────
+
+  ack(d: AmqpDelivery): void {
+    this.onChannel(d, 'ack');
+  }
+
+  requeue(d: AmqpDelivery): void {
+    this.onChannel(d, 'requeue');
+  }
+
+  drop(d: AmqpDelivery): void {
+    this.onChannel(d, 'drop');
+  }
+
+  /** True once the broker has taken the message back (its channel closed): settling it does nothing. */
+  isStale(d: AmqpDelivery): boolean {
+    return d.st.closed;
   }
 
   /**
-   * Copy to `<queue>.dlq` (confirmed), then ack. If the copy fails (e.g. the
-   * user may not declare or write the dead-letter queue) the message is
-   * requeued after a pause, so nothing is lost and a refused message does
-   * not spin through the consumer.
+   * Copy to `<queue>.dlq` (confirmed); the core then acks. If the copy fails
+   * (e.g. the user may not declare or write the dead-letter queue) the
+   * message is requeued after a pause, so nothing is lost and a refused
+   * message does not spin through the consumer.
    */
-  async deadLetterDelivery(d: AmqpDelivery, reason: string): Promise<void> {
-    if (d.settled) return;
+  async copyToDeadLetter(d: AmqpDelivery, reason: string): Promise<void> {
     try {
       await this.ctx.deadLetter(d.queue, d.message, reason);
     } catch (err) {
-      setTimeout(() => void this.settle(d, 'requeue'), DLQ_RETRY_MS).unref();
+      setTimeout(() => void this.core.requeue(d, 'tail'), DLQ_RETRY_MS).unref();
       throw err;
     }
-    await this.settle(d, 'ack');
+  }
+
+  /** Ack, requeue or drop on the delivery's own channel; for a stale delivery, only a log line. */
+  private onChannel(d: AmqpDelivery, how: 'ack' | 'requeue' | 'drop'): void {
+    const st = d.st;
+    if (st.closed) {
+      this.reportStale(st, d);
+      return;
+    }
+    try {
+      if (how === 'ack') st.ch.ack(d.raw);
+      else st.ch.reject(d.raw, how === 'requeue');
+    } catch {
+      // The channel closed in between: the broker has requeued the message.
+      this.reportStale(st, d);
+    }
   }
 
   private reportStale(st: ChannelState, d: AmqpDelivery): void {
@@ -297,16 +294,16 @@ export class AmqpConsumer implements Consumer {
     }
   }
 
-  private afterSettle(): void {
-    // A cancelled consumer keeps its channel only for the deliveries still held.
-    if (this.cancelled && this.held.size === 0) {
+  /** After a settle: a cancelled consumer keeps its channel only for the deliveries still held. */
+  settled(): void {
+    if (this.cancelled && this.core.held.size === 0) {
       const st = this.state;
       if (st && !st.closed) void st.ch.close().catch(() => undefined);
     }
   }
 
   setPrefetch(prefetch: number): void {
-    this.prefetch = Math.max(0, Math.floor(prefetch));
+    this.core.prefetch = Math.max(0, Math.floor(prefetch));
     // The worker may call this many times in one tick (ETA holds): send only the last value.
     if (this.prefetchQueued) return;
     this.prefetchQueued = true;
@@ -314,21 +311,21 @@ export class AmqpConsumer implements Consumer {
       this.prefetchQueued = false;
       const st = this.state;
       if (!st || st.closed) return; // the next setup uses the new value
-      st.ch.prefetch(this.prefetch, this.global).catch((err: unknown) => this.options.onError?.(err as Error));
+      st.ch.prefetch(this.core.prefetch, this.global).catch((err: unknown) => this.options.onError?.(err as Error));
     });
   }
 
   /** Stop consuming; unsettled deliveries stay valid on the open channel until settled. */
   async cancel(): Promise<void> {
     if (this.cancelled) return;
-    this.cancelled = true;
+    this.core.cancelled = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     for (const u of this.unsubscribe.splice(0)) u();
     await this.settingUp?.catch(() => undefined);
     const st = this.state;
     if (st && !st.closed) {
       for (const tag of st.tags.keys()) await st.ch.cancel(tag).catch(() => undefined);
-      if (this.held.size === 0) await st.ch.close().catch(() => undefined);
+      if (this.core.held.size === 0) await st.ch.close().catch(() => undefined);
     }
     this.ctx.forget(this);
   }
@@ -337,7 +334,8 @@ export class AmqpConsumer implements Consumer {
   async shutdown(): Promise<void> {
     await this.cancel();
     const st = this.state;
-    this.held.clear();
+    // Not settled: a later settle finds the channel closed and says so (see `onChannel`).
+    this.core.held.clear();
     if (st && !st.closed) {
       try {
         // Requeue explicitly before the close, so the messages are back by the time close() resolves.

@@ -16,6 +16,7 @@ import type {
   PublishOptions,
 } from '../../core/broker.ts';
 import { deadLetterQueueName } from '../../core/broker.ts';
+import { ConsumerCore, VirtualDelivery, type EnginePrimitives, type Held as CoreHeld } from '../virtual/consumer-core.ts';
 
 interface Stored {
   message: WireMessage;
@@ -168,14 +169,25 @@ export class MemoryBroker implements Broker {
     const mine = [...this.consumers];
     this.consumers.clear();
     this.world.brokers.delete(this);
-    for (const c of mine) c.returnAll();
+    for (const c of mine) c.returnAllHeld();
   }
 }
 
-class MemoryConsumer implements Consumer {
-  private prefetch: number;
-  private readonly pending = new Map<string, { queue: string; stored: Stored }>();
-  private cancelled = false;
+/** What settling needs: the stored message, to put it back or dead-letter it. */
+interface Held extends CoreHeld {
+  readonly stored: Stored;
+}
+
+class MemoryDelivery extends VirtualDelivery implements Held {
+  constructor(core: ConsumerCore<Held>, tag: string, queue: string, readonly stored: Stored) {
+    super(core, tag, queue, stored.message, stored.redelivered);
+  }
+}
+
+/** A consumer: the shared core, filled synchronously whenever the window has room. */
+class MemoryConsumer implements Consumer, EnginePrimitives<Held> {
+  private readonly core: ConsumerCore<Held>;
+  private readonly pumpNow = (): void => this.pump();
 
   constructor(
     private readonly broker: MemoryBroker,
@@ -184,67 +196,57 @@ class MemoryConsumer implements Consumer {
     private readonly onMessage: (d: Delivery) => void,
     private readonly onCancel: () => void,
   ) {
-    this.prefetch = options.prefetch;
+    this.core = new ConsumerCore<Held>({ consume: options, primitives: this });
   }
 
   get unsettled(): number {
-    return this.pending.size;
+    return this.core.unsettled;
   }
 
   setPrefetch(prefetch: number): void {
-    this.prefetch = prefetch;
-    queueMicrotask(() => this.pump());
+    this.core.prefetch = prefetch;
+    queueMicrotask(this.pumpNow);
   }
 
   pump(): void {
-    while (!this.cancelled && (this.prefetch === 0 || this.pending.size < this.prefetch)) {
+    while (!this.core.cancelled && this.core.hasRoom()) {
       const next = this.broker.take(this.queues);
       if (!next) return;
-      const tag = this.broker.nextTag();
-      this.pending.set(tag, next);
-      this.onMessage(this.delivery(tag, next.queue, next.stored));
+      const d = new MemoryDelivery(this.core, this.broker.nextTag(), next.queue, next.stored);
+      this.core.hold(d);
+      this.onMessage(d);
     }
   }
 
-  private settle(tag: string): { queue: string; stored: Stored } | undefined {
-    const p = this.pending.get(tag);
-    if (p) this.pending.delete(tag);
-    queueMicrotask(() => this.pump());
-    return p;
+  // ── the core's primitives (../virtual/consumer-core.ts) ─────────────
+
+  settled(): void {
+    queueMicrotask(this.pumpNow);
   }
 
-  private delivery(tag: string, queue: string, stored: Stored): Delivery {
-    return {
-      message: stored.message,
-      queue,
-      deliveryTag: tag,
-      redelivered: stored.redelivered,
-      ack: async () => {
-        this.settle(tag);
-      },
-      reject: async (requeue: boolean) => {
-        const p = this.settle(tag);
-        if (p && requeue) this.broker.restore(p.queue, p.stored);
-      },
-      deadLetter: async (reason: string) => {
-        const p = this.settle(tag);
-        if (p) this.broker.addDeadLetter(p.queue, p.stored.message, reason);
-      },
-    };
+  ack(): void {}
+
+  requeue(held: Held): void {
+    this.broker.restore(held.queue, held.stored);
+  }
+
+  deadLetter(held: Held, reason: string): void {
+    this.broker.addDeadLetter(held.queue, held.stored.message, reason);
+  }
+
+  returnAll(held: Held[]): void {
+    for (const h of held) this.broker.restore(h.queue, h.stored);
   }
 
   async cancel(): Promise<void> {
-    this.cancelled = true;
+    this.core.cancelled = true;
     this.onCancel();
   }
 
   /** Broker closing: give every unsettled message back. */
-  returnAll(): void {
-    this.cancelled = true;
-    for (const [tag, p] of this.pending) {
-      this.pending.delete(tag);
-      this.broker.restore(p.queue, p.stored);
-    }
+  returnAllHeld(): void {
+    this.core.cancelled = true;
+    this.core.returnAll();
   }
 }
 

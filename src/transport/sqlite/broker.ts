@@ -27,11 +27,9 @@
  * - Waiting: see `../sqlite/wake.ts` — idle consumers sleep until another
  *   process signals new work, with no polling loop.
  */
-import { randomBytes } from 'node:crypto';
 import type { SqliteAdapterOptions } from './location.ts';
 import { decodeJsonText } from '../../codec/json.ts';
 import type { DecodeLimits } from '../../codec/limits.ts';
-import { Doorbell } from './doorbell.ts';
 import { ClosedError, DecodeError, QueueFullError } from '../../errors.ts';
 import type { Logger } from '../../observability/logging.ts';
 import { PRIORITY_STEPS, priorityStep } from '../virtual/priority.ts';
@@ -40,6 +38,7 @@ import type { MessageProperties, WireMessage } from '../../protocol/types.ts';
 import { isBusyError, openSqlite, sqliteLocationFromUrl, type SqliteDatabase, type SqliteLocation, type SqliteStatement } from './open.ts';
 import { counterStatement, migrate } from './schema.ts';
 import { WakeHub } from './wake.ts';
+import { SqliteConsumer } from './consumer.ts';
 import {
   deadLetterQueueName,
   type RecoverOptions,
@@ -52,10 +51,6 @@ import {
   type PublishOptions,
 } from '../../core/broker.ts';
 
-/** Most messages taken by one reserve transaction. */
-const RESERVE_BATCH = 200;
-/** Most rows settled by one ack transaction. */
-const ACK_BATCH = 2000;
 /** Ready/reserved/delayed values of `messages.state`. */
 const READY = 0;
 const DELAYED = 2;
@@ -64,7 +59,7 @@ const DELAYED = 2;
 export type SqliteBrokerOptions = SqliteAdapterOptions;
 
 /** A row as the reserve statement returns it. */
-interface MessageRow {
+export interface MessageRow {
   id: number;
   queue: string;
   priority: number;
@@ -498,201 +493,4 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 function rawRecord(r: DeadRow): string {
   const body = r.body === null ? null : (typeof r.body === 'string' ? Buffer.from(r.body) : r.body).toString('base64');
   return JSON.stringify({ headers: r.headers, properties: r.properties, content_type: r.content_type, content_encoding: r.content_encoding, body, body_encoding: 'base64' });
-}
-
-interface Held {
-  id: number;
-  tag: string;
-  queue: string;
-}
-
-/** One consumer: a reserve loop woken by the wake hub, lease renewal, and ack batching. */
-class SqliteConsumer implements Consumer {
-  private readonly tagBase = randomBytes(6).toString('hex');
-  private batch = 0;
-  private prefetch: number;
-  private readonly held = new Map<string, Held>();
-  private cancelled = false;
-  private loopDone: Promise<void> | undefined;
-  private readonly bell = new Doorbell();
-  private unsubscribe: (() => void) | undefined;
-  private renewTimer: NodeJS.Timeout | undefined;
-  private ackQueue: Array<{ held: Held; resolve: () => void; reject: (e: unknown) => void }> = [];
-  private ackScheduled = false;
-
-  constructor(
-    private readonly broker: SqliteBroker,
-    private readonly queues: string[],
-    private readonly options: ConsumeOptions,
-    private readonly onMessage: (d: Delivery) => void,
-  ) {
-    this.prefetch = options.prefetch;
-  }
-
-  get unsettled(): number {
-    return this.held.size;
-  }
-
-  /** Every delivery tag of this consumer starts with this (see `SqliteBroker.recoverOwner`). */
-  get owner(): string {
-    return `${this.tagBase}.`;
-  }
-
-  setPrefetch(prefetch: number): void {
-    this.prefetch = prefetch;
-    this.bell.ring();
-  }
-
-  reportError(err: Error): void {
-    this.options.onError?.(err);
-  }
-
-  start(): void {
-    this.unsubscribe = this.broker.hub!.subscribe('queue', () => this.bell.ring());
-    this.renewTimer = setInterval(() => {
-      if (this.held.size === 0) return;
-      try {
-        this.broker.renew(this.held.values(), Date.now());
-      } catch (err) {
-        this.options.onError?.(err as Error);
-      }
-    }, this.broker.leaseCheckMs);
-    this.renewTimer.unref();
-    this.loopDone = this.loop();
-  }
-
-
-
-  private async loop(): Promise<void> {
-    let idle = false;
-    while (!this.cancelled) {
-      const room = this.prefetch === 0 ? RESERVE_BATCH : Math.min(RESERVE_BATCH, this.prefetch - this.held.size);
-      if (room <= 0) {
-        this.bell.rung = false;
-        await this.bell.wait(1000, true);
-        continue;
-      }
-      this.bell.rung = false;
-      const now = Date.now();
-      let rows: MessageRow[];
-      try {
-        rows = idle && !this.broker.hasWork(this.queues, now) ? [] : this.broker.reserve(this.queues, room, `${this.tagBase}.${++this.batch}.`, now);
-      } catch (err) {
-        if (this.cancelled) break;
-        this.options.onError?.(err as Error);
-        await this.bell.wait(500, true);
-        continue;
-      }
-      for (const row of rows) this.deliver(row);
-      if (rows.length === 0) {
-        idle = true;
-        if (this.bell.rung) continue;
-        let wait = 30_000;
-        try {
-          const due = this.broker.nextDue(this.queues);
-          if (due !== undefined) wait = Math.min(wait, Math.max(1, due - Date.now()));
-        } catch (err) {
-          this.options.onError?.(err as Error);
-        }
-        await this.bell.wait(wait, true);
-      } else {
-        idle = false;
-        // Let acks, results and timers run between batches.
-        await new Promise<void>((r) => setImmediate(r));
-      }
-    }
-  }
-
-  private deliver(row: MessageRow): void {
-    const held: Held = { id: row.id, tag: row.tag, queue: row.queue };
-    this.held.set(held.tag, held);
-    let message: WireMessage;
-    try {
-      message = this.broker.decode(row.headers, row.properties, row.content_type, row.content_encoding, row.body);
-    } catch (err) {
-      const reason = err instanceof DecodeError ? err.reason : (err as Error).message;
-      const m = /"id":\s*"([^"]{1,64})"/.exec(String(row.headers).slice(0, 4096));
-      void this.deadLetter(held, `malformed message: ${reason}`).then(
-        () => this.options.onMalformed?.({ queue: row.queue, reason, id: m?.[1] }),
-        (e: unknown) => this.options.onError?.(e as Error),
-      );
-      return;
-    }
-    this.onMessage({
-      message,
-      queue: row.queue,
-      deliveryTag: held.tag,
-      redelivered: row.redelivered !== 0,
-      ack: () => this.ack(held),
-      reject: (requeue: boolean) => (requeue ? this.requeue(held, 'tail') : this.ack(held)),
-      deadLetter: (reason: string) => this.deadLetter(held, reason),
-    });
-  }
-
-  private settle(held: Held): boolean {
-    if (!this.held.delete(held.tag)) return false;
-    if (this.prefetch === 0 || this.held.size < this.prefetch) this.bell.ring();
-    return true;
-  }
-
-  private ack(held: Held): Promise<void> {
-    if (!this.settle(held)) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      this.ackQueue.push({ held, resolve, reject });
-      if (!this.ackScheduled) {
-        this.ackScheduled = true;
-        setImmediate(() => this.flushAcks());
-      }
-    });
-  }
-
-  /** Acks of one event-loop turn go out in one transaction. */
-  private flushAcks(): void {
-    this.ackScheduled = false;
-    while (this.ackQueue.length > 0) {
-      const batch = this.ackQueue.splice(0, ACK_BATCH);
-      try {
-        this.broker.ackMany(batch.map((b) => b.held));
-        for (const b of batch) b.resolve();
-      } catch (err) {
-        for (const b of batch) b.reject(err);
-      }
-    }
-  }
-
-  private async requeue(held: Held, where: 'head' | 'tail'): Promise<void> {
-    if (!this.settle(held)) return;
-    this.broker.requeue(held.id, held.tag, where);
-  }
-
-  private async deadLetter(held: Held, reason: string): Promise<void> {
-    if (!this.settle(held)) return;
-    this.broker.deadLetterRow(held.id, held.tag, held.queue, reason);
-  }
-
-  /** Stop taking messages. Unsettled deliveries stay valid (their leases keep being renewed) until settled or the broker closes. */
-  async cancel(): Promise<void> {
-    if (this.cancelled) return;
-    this.cancelled = true;
-    this.unsubscribe?.();
-    this.unsubscribe = undefined;
-    this.bell.ring();
-    await this.loopDone;
-  }
-
-  /** Broker closing: stop, write pending acks, and put every unsettled delivery back at the head of its queue. */
-  async shutdown(): Promise<void> {
-    await this.cancel();
-    this.flushAcks();
-    for (const h of [...this.held.values()]) {
-      this.held.delete(h.tag);
-      try {
-        this.broker.requeue(h.id, h.tag, 'head');
-      } catch (err) {
-        this.options.onError?.(err as Error);
-      }
-    }
-    if (this.renewTimer) clearInterval(this.renewTimer);
-    this.broker.forgetConsumer(this);
-  }
 }
