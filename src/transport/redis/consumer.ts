@@ -10,8 +10,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { DecodeLimits } from '../../codec/limits.ts';
-import { decodeRedisEnvelope, priorityStep } from './envelope.ts';
-import { PRIORITY_STEPS, type WireMessage } from '../../protocol/types.ts';
+import { decodeRedisEnvelope } from './envelope.ts';
+import { PRIORITY_STEPS, priorityStep } from '../virtual/priority.ts';
+import type { WireMessage } from '../../protocol/types.ts';
 import { updateClientCredentials } from './connection.ts';
 import { QueueWatch } from './queue-watch.ts';
 import { deadLetterQueueName, type ConsumeOptions, type Consumer, type Delivery } from '../../core/broker.ts';
