@@ -2,6 +2,7 @@ import { createRedisBroker } from '../../src/transport/redis/broker.ts';
 import { resolveSettings } from '../../src/config/options.ts';
 import { createLogger } from '../../src/observability/logging.ts';
 import { brokerConformance } from './broker.ts';
+import { fanoutChannel } from '../../src/transport/redis/fanout.ts';
 import { consumeAndDie } from '../helpers/crash.ts';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
 import { IN_CI } from '../helpers/services.ts';
@@ -26,6 +27,9 @@ if (!hasRedisServer()) {
     crash: (queue, count, o) => consumeAndDie(server.url(0), queue, count, o.visibilityTimeout ?? 1),
     injectMalformed: async (queue) => {
       await server.client(0).lpush(queue, 'this is not json {');
+    },
+    injectMalformedBroadcast: async (ex, rk) => {
+      await server.client(0).publish(fanoutChannel('', 0, ex, rk), 'this is not json {');
     },
   });
 }
