@@ -144,6 +144,10 @@ export class RedisFanout {
       // ioredis re-subscribes every pattern after a reconnect (autoResubscribe).
       const sub = this.newClient('fanout');
       sub.on('pmessageBuffer', (pattern: string | Buffer, channel: Buffer, payload: Buffer) => this.dispatch(String(pattern), channel.toString(), payload));
+      // The client logs and reconnects by itself; subscriptions that asked are told too.
+      sub.on('error', (err: Error) => {
+        for (const s of this.subscribers) s.options.onError?.(err);
+      });
       this.sub = sub;
     }
     this.subConnecting ??= connectClient(this.sub, this.o.url(), 'broker fanout subscriber').catch((err: unknown) => {
