@@ -29,7 +29,8 @@ import { PRIORITY_STEPS, type WireMessage } from '../../protocol/types.ts';
 import { anyBindingMatches } from '../virtual/topic.ts';
 import { connectClient, createRedisClient, parseRedisUrl, updateClientCredentials } from './connection.ts';
 import { decodeRedisEnvelope, encodeRedisEnvelope, PRIORITY_SEP, priorityQueueKey, priorityStep } from './envelope.ts';
-import type { RedisBroker } from './broker.ts';
+import type { DecodeLimits } from '../../codec/limits.ts';
+import type { Logger } from '../../observability/logging.ts';
 import {
   subscriptionDefaults,
   type BroadcastDelivery,
@@ -41,9 +42,20 @@ import {
   type Subscription,
 } from '../../core/broker.ts';
 
+/** What the fanout uses of its broker (structural: no import cycle with broker.ts). */
+export interface RedisFanoutBroker {
+  /** The broker's command connection (PUBLISH, binding sets, reply lists). */
+  readonly client: Redis;
+  /** `global_keyprefix`. */
+  readonly prefix: string;
+  readonly logger: Logger;
+  readonly limits: DecodeLimits;
+  connect(): Promise<void>;
+}
+
 /** What the fanout needs from its broker. */
 export interface RedisFanoutOptions {
-  broker: RedisBroker;
+  broker: RedisFanoutBroker;
   /** The broker URL now (it changes on a credential reload). */
   url: () => string;
   settings: ResolvedSettings;
@@ -276,7 +288,7 @@ export class RedisFanout {
     return PRIORITY_STEPS.map((s) => this.prefix + priorityQueueKey(queue, s));
   }
 
-  get limits(): RedisBroker['limits'] {
+  get limits(): DecodeLimits {
     return this.o.broker.limits;
   }
 

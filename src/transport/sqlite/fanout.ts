@@ -18,7 +18,7 @@ import { ClosedError } from '../../errors.ts';
 import type { MessageProperties, WireMessage } from '../../protocol/types.ts';
 import { ReplyBuffer } from '../reply-buffer.ts';
 import { anyBindingMatches } from '../virtual/topic.ts';
-import type { SqliteBroker } from './broker.ts';
+import type { Logger } from '../../observability/logging.ts';
 import type { SqliteDatabase, SqliteStatement } from './open.ts';
 import type { WakeHub } from './wake.ts';
 import {
@@ -38,9 +38,18 @@ const PRUNE_EVERY_MS = 1_000;
 /** Rows read per query while catching up. */
 const SCAN_BATCH = 500;
 
+/** What the fanout uses of its broker (structural: no import cycle with broker.ts). */
+export interface SqliteFanoutBroker {
+  readonly logger: Logger;
+  /** Run `fn` in a write transaction. */
+  write<T>(fn: () => T): T;
+  /** A stored message under the decoding limits (throws DecodeError). */
+  decode(headers: string, properties: string, contentType: string, contentEncoding: string, body: Buffer | string): WireMessage;
+}
+
 /** What the fanout needs from its broker. */
 export interface SqliteFanoutOptions {
-  broker: SqliteBroker;
+  broker: SqliteFanoutBroker;
   /** The open database (opening it on first use). */
   open: () => SqliteDatabase;
   /** This process's wake hub of the file (set while open). */
@@ -117,7 +126,7 @@ export class SqliteFanout {
     return this.o.broker.decode(r.headers, r.properties, r.content_type, r.content_encoding, r.body);
   }
 
-  get logger(): SqliteBroker['logger'] {
+  get logger(): Logger {
     return this.o.broker.logger;
   }
 
