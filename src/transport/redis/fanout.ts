@@ -125,7 +125,8 @@ export class RedisFanout {
   private readonly db: number;
   private sub: Redis | undefined;
   private subConnecting: Promise<void> | undefined;
-  private readonly patterns = new Map<string, number>();
+  /** Patterns subscribed on the connection: how many subscriptions use each, and its PSUBSCRIBE. */
+  private readonly patterns = new Map<string, { n: number; ready: Promise<unknown> }>();
   private readonly subscribers = new Set<RedisSubscriber>();
   private readonly replyQueues = new Set<RedisReplyQueue>();
   private closed = false;
@@ -179,11 +180,17 @@ export class RedisFanout {
     const queue = options.queue ?? `${exchange.name}.${randomUUID()}`;
     const members = bindingKeys.map((k) => bindingMember(k, queue));
     const s: RedisSubscriber = { exchange, base: `${this.prefix}/${this.db}.${exchange.name}`, bindingKeys, patterns, members, options, onMessage, open: true };
-    const fresh = patterns.filter((p) => !this.patterns.has(p));
-    for (const p of patterns) this.patterns.set(p, (this.patterns.get(p) ?? 0) + 1);
+    // A pattern another subscription is still subscribing counts only once its PSUBSCRIBE is answered.
+    const waits: Promise<unknown>[] = [];
+    for (const p of patterns) {
+      let entry = this.patterns.get(p);
+      if (entry) entry.n++;
+      else this.patterns.set(p, (entry = { n: 1, ready: sub.psubscribe(p) }));
+      waits.push(entry.ready);
+    }
     this.subscribers.add(s);
     try {
-      if (fresh.length > 0) await sub.psubscribe(...fresh);
+      await Promise.all(waits);
       await this.client.sadd(this.bindingKey(exchange.name), ...members);
     } catch (err) {
       await this.unsubscribe(s);
@@ -198,12 +205,10 @@ export class RedisFanout {
     this.subscribers.delete(s);
     const gone: string[] = [];
     for (const p of s.patterns) {
-      const n = (this.patterns.get(p) ?? 1) - 1;
-      if (n > 0) this.patterns.set(p, n);
-      else {
-        this.patterns.delete(p);
-        gone.push(p);
-      }
+      const entry = this.patterns.get(p);
+      if (entry && --entry.n > 0) continue;
+      this.patterns.delete(p);
+      gone.push(p);
     }
     if (this.closed) return;
     await Promise.all([
@@ -218,7 +223,6 @@ export class RedisFanout {
 
   /** One message of one pattern: to every subscription for which it is the first of its patterns to match. */
   private dispatch(pattern: string, channel: string, payload: Buffer): void {
-    let decoded: { message: WireMessage; routingKey: string } | { reason: string } | undefined;
     for (const s of [...this.subscribers]) {
       if (!s.open || !s.patterns.includes(pattern)) continue;
       if (s.patterns.length > 1 && s.patterns.find((p) => globMatches(p, channel)) !== pattern) continue;
@@ -227,7 +231,8 @@ export class RedisFanout {
       else if (channel.startsWith(`${s.base}/`)) channelKey = channel.slice(s.base.length + 1);
       else continue; // another exchange whose name the pattern also matched
       if (s.exchange.type === 'topic' && !anyBindingMatches('topic', s.bindingKeys, channelKey)) continue;
-      decoded ??= this.decode(payload, channelKey);
+      // Decoded for each subscription: each gets a message of its own to keep or change.
+      const decoded = this.decode(payload, channelKey);
       if ('reason' in decoded) {
         const info: MalformedBroadcast = { exchange: s.exchange.name, routingKey: channelKey, reason: decoded.reason };
         this.o.broker.logger.warn(info, `dropped a broadcast on ${channel} that is not a message: ${decoded.reason}`);
