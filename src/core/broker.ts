@@ -132,6 +132,28 @@ export interface Broker {
    * connections or in-flight work (secret rotation on SIGHUP).
    */
   updateCredentials?(url: string): Promise<void>;
+  /**
+   * Publish to a fanout or topic exchange (events, remote control): every
+   * subscription bound at that moment whose binding matches `routingKey`
+   * gets it once; nobody else, and nobody later. At-most-once, no ack.
+   * Redis: kombu's pub/sub channel `/{db}.{exchange}[/{routingKey}]`;
+   * AMQP: the exchange declared as `exchange` says.
+   */
+  broadcast(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void>;
+  /** Receive what is broadcast on `exchange` from now on, until `close()`. */
+  subscribe(exchange: Exchange, options: SubscribeOptions, onMessage: (delivery: BroadcastDelivery) => void): Promise<Subscription>;
+  /**
+   * Send a reply through a direct exchange (pidbox's `reply.celery.pidbox`):
+   * it reaches the reply queues opened with the same routing key; with none
+   * open, it is dropped.
+   */
+  sendReply(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void>;
+  /**
+   * Open a reply queue bound to a direct exchange with `routingKey`
+   * (pidbox: `<oid>.reply.celery.pidbox`, key `<oid>`), read by this
+   * client alone with a timeout.
+   */
+  openReplyQueue(exchange: Exchange, routingKey: string, options?: ReplyQueueOptions): Promise<ReplyQueue>;
 }
 
 /** What `Broker.recoverOwner` does besides giving messages back. */
@@ -145,4 +167,135 @@ export interface RecoverOptions {
 /** Name of a queue's dead-letter queue. */
 export function deadLetterQueueName(queue: string): string {
   return `${queue}.dlq`;
+}
+
+// ── Fanout: the transport of events and remote control ─────────────────
+
+/**
+ * How an exchange routes, with AMQP's meaning on every engine: `fanout`
+ * to every bound queue, `topic` by binding pattern (`*` one word, `#` zero
+ * or more words), `direct` by equal key.
+ */
+export type ExchangeType = 'fanout' | 'topic' | 'direct';
+
+/** An exchange for broadcast traffic, declared as Celery declares it (AMQP refuses a different declaration). */
+export interface Exchange {
+  readonly name: string;
+  readonly type: ExchangeType;
+  /** AMQP durability (Celery: `celeryev` durable, `celery.pidbox` and its reply exchange not). Other engines ignore it. */
+  readonly durable: boolean;
+}
+
+/** Celery's event exchange (`event_exchange`, default `celeryev`): topic, durable; routing keys such as `worker.heartbeat`, `task.multi`. */
+export function eventExchange(name = 'celeryev'): Exchange {
+  return { name, type: 'topic', durable: true };
+}
+
+/** Celery's remote-control exchange `<control_exchange>.pidbox` (default `celery.pidbox`): fanout, not durable. */
+export function controlExchange(controlExchangeName = 'celery'): Exchange {
+  return { name: `${controlExchangeName}.pidbox`, type: 'fanout', durable: false };
+}
+
+/** The exchange control replies go through, `reply.<control_exchange>.pidbox`: direct, not durable. */
+export function replyExchange(controlExchangeName = 'celery'): Exchange {
+  return { name: `reply.${controlExchangeName}.pidbox`, type: 'direct', durable: false };
+}
+
+/** A worker's control queue, `<nodename>.<control_exchange>.pidbox`. */
+export function controlQueueName(nodename: string, controlExchangeName = 'celery'): string {
+  return `${nodename}.${controlExchangeName}.pidbox`;
+}
+
+/** A control client's reply queue, `<oid>.reply.<control_exchange>.pidbox` (bound with routing key `<oid>`). */
+export function replyQueueName(oid: string, controlExchangeName = 'celery'): string {
+  return `${oid}.reply.${controlExchangeName}.pidbox`;
+}
+
+/** Celery's queue arguments, ms: event receivers (`event_queue_ttl` 5 s, `event_queue_expires` 60 s). */
+export const EVENT_QUEUE_TTL_MS = 5_000;
+export const EVENT_QUEUE_EXPIRES_MS = 60_000;
+/** Control and reply queues (`control_queue_ttl` 300 s, `control_queue_expires` 10 s). */
+export const CONTROL_QUEUE_TTL_MS = 300_000;
+export const CONTROL_QUEUE_EXPIRES_MS = 10_000;
+
+/** A message received from a broadcast exchange or a reply queue. */
+export interface BroadcastDelivery {
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly message: WireMessage;
+}
+
+/** Something arrived on a fanout channel that is not a message; it was dropped. */
+export interface MalformedBroadcast {
+  exchange: string;
+  /** Routing key when known (Redis: from the channel name). */
+  routingKey: string;
+  reason: string;
+}
+
+/** Options of `Broker.subscribe`. */
+export interface SubscribeOptions {
+  /**
+   * Binding keys. Topic exchanges: patterns, default `['#']` (everything).
+   * Fanout exchanges take every message whatever the key. On Redis each key
+   * becomes kombu's PSUBSCRIBE pattern (`#` → `*`, so `worker.#` is
+   * `/{db}.celeryev/worker.*`, the pattern Redis ACLs grant) and what
+   * arrives is then matched with AMQP's rules.
+   */
+  bindingKeys?: readonly string[];
+  /**
+   * Queue name: the AMQP queue, the member of kombu's Redis binding set.
+   * Default `<exchange>.<uuid>` (Celery's event receivers: `celeryev.<uuid>`);
+   * a worker's control queue is `controlQueueName(node)`.
+   */
+  queue?: string;
+  /**
+   * Exclusive to this connection (AMQP). Default: true for a generated
+   * name, false for a given one (as Celery 5.2.6 declares its pidbox queue).
+   */
+  exclusive?: boolean;
+  /**
+   * A message older than this is not delivered (AMQP `x-message-ttl`;
+   * SQLite skips older rows). Default Celery's: 5 s on topic exchanges
+   * (events), 300 s otherwise (control).
+   */
+  messageTtlMs?: number;
+  /** AMQP `x-expires` of the queue. Default Celery's: 60 s on topic exchanges, 10 s otherwise. */
+  expiresMs?: number;
+  /** Called for what arrived on the channel and could not be read as a message (it was dropped). */
+  onMalformed?: (info: MalformedBroadcast) => void;
+  /** Called when the subscription hits an error it recovers from (reconnects). */
+  onError?: (err: Error) => void;
+}
+
+/** An active subscription. */
+export interface Subscription {
+  /** The queue name (see `SubscribeOptions.queue`). */
+  readonly queue: string;
+  /** Stop delivery; resolves once nothing more will be delivered. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Options of `Broker.openReplyQueue`. */
+export interface ReplyQueueOptions {
+  /** Queue name; default `<routingKey>.<exchange>` (pidbox: `<oid>.reply.celery.pidbox`). */
+  queue?: string;
+  /** Called for a reply that could not be read as a message (it was dropped). */
+  onMalformed?: (info: MalformedBroadcast) => void;
+}
+
+/** A queue that collects the replies sent to one routing key of a direct exchange, for one reader. */
+export interface ReplyQueue {
+  readonly queue: string;
+  /** The next reply, or `undefined` when none came within `timeoutMs` (or the queue was closed). */
+  receive(timeoutMs: number): Promise<BroadcastDelivery | undefined>;
+  /** Stop collecting and delete the queue; a pending `receive` resolves `undefined`. */
+  close(): Promise<void>;
+}
+
+/** Default queue-argument values of a subscription to `exchange` (Celery's, see `SubscribeOptions`). */
+export function subscriptionDefaults(exchange: Exchange): { messageTtlMs: number; expiresMs: number; bindingKeys: readonly string[] } {
+  return exchange.type === 'topic'
+    ? { messageTtlMs: EVENT_QUEUE_TTL_MS, expiresMs: EVENT_QUEUE_EXPIRES_MS, bindingKeys: ['#'] }
+    : { messageTtlMs: CONTROL_QUEUE_TTL_MS, expiresMs: CONTROL_QUEUE_EXPIRES_MS, bindingKeys: [''] };
 }

@@ -48,5 +48,13 @@ if (!hasRabbitmq()) {
       await ch.waitForConfirms();
       await c.close();
     },
+    injectMalformedBroadcast: async (ex, rk) => {
+      const c = await connect(vh.url());
+      const ch = await c.createConfirmChannel();
+      await ch.assertExchange(ex.name, ex.type, { durable: ex.durable });
+      ch.publish(ex.name, rk, Buffer.alloc(MAX_BYTES + 1, 0x61), { contentType: 'application/json', contentEncoding: 'utf-8' });
+      await ch.waitForConfirms();
+      await c.close();
+    },
   });
 }

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it, after, before } from 'node:test';
-import type { Broker, Consumer, Delivery } from '../../src/core/broker.ts';
+import type { Broker, BroadcastDelivery, Consumer, Delivery, Exchange, MalformedBroadcast } from '../../src/core/broker.ts';
 import { buildTaskMessage } from '../../src/protocol/task-message.ts';
 import { JSON_SERIALIZER } from '../../src/codec/serializers.ts';
 import { newId } from '../../src/protocol/ids.ts';
@@ -35,6 +35,8 @@ export interface ConformanceTarget {
   redelivery?: 'visibility-timeout' | 'on-disconnect';
   /** Put raw bytes/text that is not a valid message on a queue. */
   injectMalformed?(queue: string): Promise<void>;
+  /** Put something that is not a message on a broadcast exchange's channel (fanout suite). */
+  injectMalformedBroadcast?(exchange: Exchange, routingKey: string): Promise<void>;
   /** Set up once before the suite (start servers), torn down after. */
   setup?(): Promise<void>;
   teardown?(): Promise<void>;
@@ -309,6 +311,186 @@ export function brokerConformance(name: string, target: ConformanceTarget): void
         assert.equal(stolen.length, 0, 'message held by a live consumer must not be redelivered');
         await got[0]!.ack();
         await consumer.cancel();
+      });
+    }
+    fanoutConformance(target, make);
+  });
+}
+
+/** An event-like broadcast (what Celery's dispatcher sends: transient, JSON body). */
+function broadcastMessage(n: number, extra: Record<string, unknown> = {}): WireMessage {
+  return {
+    headers: { hostname: 'conformance@localhost' },
+    properties: { delivery_mode: 1, priority: 0 },
+    contentType: 'application/json',
+    contentEncoding: 'utf-8',
+    body: Buffer.from(JSON.stringify({ type: 'worker-heartbeat', n, ...extra })),
+  };
+}
+
+function nOf(d: BroadcastDelivery): number {
+  return (JSON.parse(d.message.body.toString()) as { n: number }).n;
+}
+
+/**
+ * Fanout (events, remote control): run inside every engine's broker suite.
+ * Exchange names are fresh per test, so tests sharing a server never meet.
+ */
+function fanoutConformance(target: ConformanceTarget, make: () => Promise<Broker>): void {
+  describe('fanout', () => {
+    const name = (): string => `fx-${newId().slice(0, 8)}`;
+    const topic = (): Exchange => ({ name: name(), type: 'topic', durable: true });
+    const fanout = (): Exchange => ({ name: name(), type: 'fanout', durable: false });
+
+    it('every subscriber gets each broadcast exactly once, intact and in order', async () => {
+      const a = await make();
+      const b = await make();
+      const ex = fanout();
+      const got: BroadcastDelivery[][] = [[], [], []];
+      const subs = [
+        await a.subscribe(ex, {}, (d) => got[0]!.push(d)),
+        await a.subscribe(ex, {}, (d) => got[1]!.push(d)),
+        await b.subscribe(ex, { queue: `node@conformance.${ex.name}` }, (d) => got[2]!.push(d)),
+      ];
+      assert.equal(subs[2]!.queue, `node@conformance.${ex.name}`);
+      for (let i = 0; i < 20; i++) await (i % 2 ? a : b).broadcast(ex, '', broadcastMessage(i));
+      await waitFor(() => got.every((g) => g.length >= 20), 10_000, 'every subscriber got 20');
+      await sleep(300);
+      for (const g of got) {
+        assert.deepEqual(g.map(nOf), Array.from({ length: 20 }, (_, i) => i));
+        assert.equal(g[0]!.exchange, ex.name);
+        assert.deepEqual(g[0]!.message.headers, { hostname: 'conformance@localhost' });
+        assert.equal(g[0]!.message.contentType, 'application/json');
+        assert.equal(g[0]!.message.contentEncoding, 'utf-8');
+        assert.equal(g[0]!.message.properties.delivery_mode, 1);
+      }
+      for (const s of subs) await s.close();
+    });
+
+    it('topic exchanges route by binding key with AMQP rules (`*` one word, `#` any), once per subscription', async () => {
+      const a = await make();
+      const ex = topic();
+      const keys: Record<string, string[]> = {
+        'task.*': ['task.sent', 'task.multi'],
+        '#': ['task.sent', 'task.multi', 'worker.heartbeat', 'worker.online', 'task.x.y'],
+        'worker.#': ['worker.heartbeat', 'worker.online'],
+        '*.heartbeat': ['worker.heartbeat'],
+        'task.*|#': ['task.sent', 'task.multi', 'worker.heartbeat', 'worker.online', 'task.x.y'],
+        'worker.online': ['worker.online'],
+      };
+      const got = new Map<string, string[]>();
+      const subs = [];
+      for (const k of Object.keys(keys)) {
+        got.set(k, []);
+        subs.push(await a.subscribe(ex, { bindingKeys: k.split('|') }, (d) => got.get(k)!.push(d.routingKey)));
+      }
+      const b = await make();
+      for (const rk of keys['#']!) await b.broadcast(ex, rk, broadcastMessage(0));
+      await waitFor(() => Object.entries(keys).every(([k, want]) => got.get(k)!.length >= want.length), 10_000, 'topic deliveries');
+      await sleep(300);
+      for (const [k, want] of Object.entries(keys)) assert.deepEqual(got.get(k), want, `binding ${k}`);
+      for (const s of subs) await s.close();
+    });
+
+    it('a subscriber that joins later gets only later broadcasts; close() stops delivery', async () => {
+      const a = await make();
+      const ex = topic();
+      const early: number[] = [];
+      const late: number[] = [];
+      const s1 = await a.subscribe(ex, {}, (d) => early.push(nOf(d)));
+      await a.broadcast(ex, 'worker.heartbeat', broadcastMessage(1));
+      await waitFor(() => early.length === 1, 5000, 'first broadcast');
+      const s2 = await (await make()).subscribe(ex, {}, (d) => late.push(nOf(d)));
+      await a.broadcast(ex, 'worker.heartbeat', broadcastMessage(2));
+      await waitFor(() => early.length === 2 && late.length === 1, 5000, 'second broadcast');
+      await sleep(300);
+      assert.deepEqual(late, [2]);
+      await s1.close();
+      await s1.close();
+      await a.broadcast(ex, 'worker.heartbeat', broadcastMessage(3));
+      await waitFor(() => late.length === 2, 5000, 'third broadcast to the open subscription');
+      await sleep(300);
+      assert.deepEqual(early, [1, 2]);
+      assert.deepEqual(late, [2, 3]);
+      await s2.close();
+    });
+
+    it('never delivers one exchange\'s broadcasts to another exchange\'s subscribers', async () => {
+      const a = await make();
+      const base = name();
+      const exchanges: Exchange[] = [
+        { name: base, type: 'topic', durable: true },
+        { name: `${base}.other`, type: 'topic', durable: true },
+        { name: `${base}x`, type: 'fanout', durable: false },
+        { name: `${base}.pidbox`, type: 'fanout', durable: false },
+      ];
+      const got = exchanges.map(() => [] as string[]);
+      const subs = [];
+      for (let i = 0; i < exchanges.length; i++) subs.push(await a.subscribe(exchanges[i]!, {}, (d) => got[i]!.push(d.exchange)));
+      const b = await make();
+      for (const ex of exchanges) await b.broadcast(ex, ex.type === 'topic' ? 'task.sent' : '', broadcastMessage(0));
+      await waitFor(() => got.every((g) => g.length >= 1), 5000, 'one broadcast per exchange');
+      await sleep(300);
+      for (let i = 0; i < exchanges.length; i++) assert.deepEqual(got[i], [exchanges[i]!.name]);
+      for (const s of subs) await s.close();
+    });
+
+    it('reply queue: a reply sent to its routing key arrives once; receive() times out; other keys stay apart', async () => {
+      const client = await make();
+      const worker = await make();
+      const ex: Exchange = { name: `reply.${name()}.pidbox`, type: 'direct', durable: false };
+      const oid = newId();
+      const rq = await client.openReplyQueue(ex, oid);
+      assert.equal(rq.queue, `${oid}.${ex.name}`);
+      const other = await client.openReplyQueue(ex, newId());
+      await worker.sendReply(ex, oid, broadcastMessage(1, { 'worker@a': { ok: 'pong' } }));
+      await worker.sendReply(ex, oid, broadcastMessage(2));
+      const first = await rq.receive(5000);
+      assert.ok(first, 'a reply within 5 s');
+      assert.equal(nOf(first), 1);
+      assert.equal(first.routingKey, oid);
+      assert.equal(first.exchange, ex.name);
+      assert.equal(nOf((await rq.receive(5000))!), 2);
+      const t0 = Date.now();
+      assert.equal(await rq.receive(300), undefined);
+      assert.ok(Date.now() - t0 >= 250, 'receive() waited for its timeout');
+      assert.equal(await other.receive(100), undefined);
+      await rq.close();
+      await other.close();
+      // Closed: nothing waits, and a late reply goes nowhere.
+      assert.equal(await rq.receive(1000), undefined);
+      await worker.sendReply(ex, oid, broadcastMessage(3));
+    });
+
+    it('a pending receive() resolves when a reply arrives', async () => {
+      const client = await make();
+      const ex: Exchange = { name: `reply.${name()}.pidbox`, type: 'direct', durable: false };
+      const oid = newId();
+      const rq = await client.openReplyQueue(ex, oid);
+      const pending = rq.receive(5000);
+      await sleep(100);
+      await (await make()).sendReply(ex, oid, broadcastMessage(7));
+      const d = await pending;
+      assert.equal(d && nOf(d), 7);
+      await rq.close();
+    });
+
+    if (target.injectMalformedBroadcast) {
+      it('drops what is not a message with a reported reason and keeps the subscription', async () => {
+        const a = await make();
+        const ex = topic();
+        const bad: MalformedBroadcast[] = [];
+        const good: number[] = [];
+        const s = await a.subscribe(ex, { onMalformed: (m) => bad.push(m) }, (d) => good.push(nOf(d)));
+        await target.injectMalformedBroadcast!(ex, 'worker.heartbeat');
+        await a.broadcast(ex, 'worker.heartbeat', broadcastMessage(5));
+        await waitFor(() => bad.length === 1 && good.length === 1, 10_000, 'one malformed report and one delivery');
+        assert.equal(bad[0]!.exchange, ex.name);
+        assert.ok(bad[0]!.reason.length > 0, 'a reason');
+        await a.broadcast(ex, 'worker.heartbeat', broadcastMessage(6));
+        await waitFor(() => good.length === 2, 5000, 'still subscribed');
+        assert.deepEqual(good, [5, 6]);
+        await s.close();
       });
     }
   });

@@ -7,6 +7,7 @@
  */
 import { engine } from '../../src/transport/memory/index.ts';
 import { createMemoryBroker, MemoryWorld } from '../../src/transport/memory/broker.ts';
+import { broadcastRaw } from '../../src/transport/memory/fanout.ts';
 import { resolveSettings } from '../../src/config/options.ts';
 import { createLogger } from '../../src/observability/logging.ts';
 import { backendConformance } from './backend.ts';
@@ -24,6 +25,7 @@ const world = new MemoryWorld();
 brokerConformance('memory', {
   priority: 'lower-first',
   create: async () => createMemoryBroker({ world }),
+  injectMalformedBroadcast: async (ex, rk) => broadcastRaw(world, ex.name, rk, { not: 'a message' }),
 });
 
 backendConformance('memory', { shared: false, create: async () => engine.createBackend!('memory://', ctx) });

@@ -11,6 +11,7 @@ import { backendConformance } from './backend.ts';
 import { brokerConformance } from './broker.ts';
 import { registryConformance } from './registry.ts';
 import { replayStoreConformance } from './replay-store.ts';
+import { fanoutChannel } from '../../src/transport/redis/fanout.ts';
 import { consumeAndDie } from '../helpers/crash.ts';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
 import { IN_CI } from '../helpers/services.ts';
@@ -37,6 +38,9 @@ if (!hasRedisServer()) {
     crash: (queue, count, o) => consumeAndDie(brokerServer.url(0), queue, count, o.visibilityTimeout ?? 1),
     injectMalformed: async (queue) => {
       await brokerServer.client(0).lpush(queue, 'this is not json {');
+    },
+    injectMalformedBroadcast: async (ex, rk) => {
+      await brokerServer.client(0).publish(fanoutChannel('', 0, ex, rk), 'this is not json {');
     },
   });
 

@@ -43,6 +43,14 @@ brokerConformance('sqlite', {
     ).run(queue);
     db.close();
   },
+  injectMalformedBroadcast: async (ex, rk) => {
+    // A row another program wrote badly; subscribers find it at their next wake or safety check.
+    const db = new Database(brokerFile);
+    db.prepare(
+      `INSERT INTO fanout (exchange, routing_key, headers, properties, content_type, content_encoding, body, created_at) VALUES (?, ?, 'this is not json {', '{}', 'application/json', 'utf-8', x'00', ?)`,
+    ).run(ex.name, rk, Date.now());
+    db.close();
+  },
 });
 
 const backendUrl = sqliteUrlForPath(join(dir, 'results.db'));

@@ -18,8 +18,8 @@
  * before publishing; unlike Redis this is not atomic with the publish
  * (several clients may overshoot the limit together by their batch sizes).
  *
- * `broadcast` / `subscribe` carry fanout and topic traffic (events,
- * remote control); they are not on the `Broker` interface yet.
+ * `broadcast` / `subscribe` / reply queues carry fanout and topic traffic
+ * (events, remote control): see `src/transport/amqp/fanout.ts`.
  */
 import type { AdapterContext } from '../../core/adapter-context.ts';
 import type { ResolvedSettings } from '../../config/options.ts';
@@ -28,7 +28,7 @@ import { publishOptions, wireMessageFrom } from './codec.ts';
 import { AmqpConsumer } from './consumer.ts';
 import { amqpSettings, type AmqpSettings } from './options.ts';
 import { ConfirmPublisher, type Outgoing } from './publisher.ts';
-import { AmqpSubscription, type BroadcastMessage, type BroadcastOptions, type SubscribeOptions, type Subscription } from './subscription.ts';
+import { AmqpFanout } from './fanout.ts';
 import { deadLetterDeclaration, replyCode, taskQueueDeclaration, Topology, type QueueDeclaration } from './topology.ts';
 import type { DecodeLimits } from '../../codec/limits.ts';
 import { ClosedError, ConfigError, QueueFullError } from '../../errors.ts';
@@ -43,9 +43,13 @@ import {
   type Delivery,
   type PublishItem,
   type PublishOptions,
+  type BroadcastDelivery,
+  type Exchange,
+  type ReplyQueue,
+  type ReplyQueueOptions,
+  type SubscribeOptions,
+  type Subscription,
 } from '../../core/broker.ts';
-
-export type { BroadcastMessage, BroadcastOptions, SubscribeOptions, Subscription } from './subscription.ts';
 
 /** Headers Celeriac adds to a dead-lettered copy. */
 export const DLQ_HEADERS = {
@@ -68,7 +72,7 @@ export function createAmqpBroker(options: AmqpBrokerOptions): AmqpBroker {
   return new AmqpBroker(options);
 }
 
-/** The RabbitMQ `Broker`, plus `broadcast`/`subscribe` and `updateCredentials`. */
+/** The RabbitMQ `Broker`, with fanout and `updateCredentials`. */
 export class AmqpBroker implements Broker {
   readonly kind = 'amqp';
   readonly settings: AmqpSettings;
@@ -84,9 +88,7 @@ export class AmqpBroker implements Broker {
   private readonly declarations = new Map<string, QueueDeclaration>();
   private readonly dlqDeclarations = new Map<string, QueueDeclaration>();
   private readonly consumers = new Set<AmqpConsumer>();
-  private readonly subscriptions = new Set<AmqpSubscription>();
-  private readonly exchangesDeclared = new Map<string, Promise<void>>();
-  private exchangesEpoch = 0;
+  private readonly fanout: AmqpFanout;
   private closed = false;
 
   constructor(options: AmqpBrokerOptions) {
@@ -98,6 +100,15 @@ export class AmqpBroker implements Broker {
     this.pubConn = new AmqpConnection({ endpoint: this.endpoint, settings: this.settings, logger: this.logger, role: 'publisher' });
     this.pubTopology = new Topology(this.pubConn, this.logger);
     this.publisher = new ConfirmPublisher(this.pubConn, this.pubTopology, this.logger, this.settings.publishTimeoutMs);
+    this.fanout = new AmqpFanout({
+      pubConn: this.pubConn,
+      pubTopology: this.pubTopology,
+      publisher: this.publisher,
+      subConn: () => this.consumerConnection().conn,
+      settings: this.settings,
+      logger: this.logger,
+      limits: this.limits,
+    });
   }
 
   /** Open the publishing connection (fails fast on a refused login or TLS error). */
@@ -282,55 +293,22 @@ export class AmqpBroker implements Broker {
     return { queue: original, reason, at, message, raw: content.toString(utf8 ? 'utf8' : 'base64') };
   }
 
-  // ── broadcast ─────────────────────────────────────────────────────────
+  // ── fanout (events, remote control): see fanout.ts ──────────────────
 
-  /**
-   * Publish to a fanout/topic exchange (declared first, as `options` says:
-   * Celery's `celery.pidbox` is a non-durable fanout, `celeryev` a durable
-   * topic). Resolves once the broker has it; reaches only the queues bound
-   * at that moment. Proposed for the `Broker` interface.
-   */
-  async broadcast(exchange: string, message: WireMessage, options: BroadcastOptions = {}): Promise<void> {
-    if (this.closed) throw new ClosedError('amqp broker');
-    await this.ensureExchange(exchange, options);
-    await this.publisher.publish([{ exchange, routingKey: options.routingKey ?? '', content: message.body, options: publishOptions(message, undefined, false) }]);
+  broadcast(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void> {
+    return this.fanout.broadcast(exchange, routingKey, message);
   }
 
-  private async ensureExchange(exchange: string, options: BroadcastOptions): Promise<void> {
-    const live = await this.pubConn.ready(Date.now() + this.settings.publishTimeoutMs);
-    if (live.epoch !== this.exchangesEpoch) {
-      this.exchangesEpoch = live.epoch;
-      this.exchangesDeclared.clear();
-    }
-    let p = this.exchangesDeclared.get(exchange);
-    if (!p) {
-      p = this.pubTopology.serial(async () => {
-        const ch = await this.pubTopology.declareChannel(live);
-        await ch.assertExchange(exchange, options.type ?? 'fanout', { durable: options.durable ?? false, autoDelete: false });
-      });
-      p.catch(() => this.exchangesDeclared.delete(exchange));
-      this.exchangesDeclared.set(exchange, p);
-    }
-    await p;
+  subscribe(exchange: Exchange, options: SubscribeOptions, onMessage: (d: BroadcastDelivery) => void): Promise<Subscription> {
+    return this.fanout.subscribe(exchange, options, onMessage);
   }
 
-  /**
-   * Receive what is broadcast on `exchange` from now on, through a queue
-   * bound to it (server-named and exclusive unless `options.queue` names
-   * one). Survives reconnects. Proposed for the `Broker` interface.
-   */
-  async subscribe(exchange: string, options: SubscribeOptions, onMessage: (m: BroadcastMessage) => void): Promise<Subscription> {
-    if (this.closed) throw new ClosedError('amqp broker');
-    const { conn } = this.consumerConnection();
-    const s = new AmqpSubscription(conn, exchange, options, onMessage, this.logger, (x) => this.subscriptions.delete(x));
-    this.subscriptions.add(s);
-    try {
-      await s.start();
-    } catch (err) {
-      await s.cancel().catch(() => undefined);
-      throw err;
-    }
-    return s;
+  sendReply(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void> {
+    return this.fanout.sendReply(exchange, routingKey, message);
+  }
+
+  openReplyQueue(exchange: Exchange, routingKey: string, options?: ReplyQueueOptions): Promise<ReplyQueue> {
+    return this.fanout.openReplyQueue(exchange, routingKey, options);
   }
 
   /**
@@ -368,7 +346,7 @@ export class AmqpBroker implements Broker {
     if (this.closed) return;
     this.closed = true;
     await Promise.allSettled([...this.consumers].map((c) => c.shutdown()));
-    await Promise.allSettled([...this.subscriptions].map((s) => s.cancel()));
+    await this.fanout.close();
     await this.publisher.close();
     await Promise.allSettled([this.pubConn.close(), this.subConn?.close()]);
   }

@@ -17,6 +17,8 @@ import type {
 } from '../../core/broker.ts';
 import { deadLetterQueueName } from '../../core/broker.ts';
 import { ConsumerCore, VirtualDelivery, type EnginePrimitives, type Held as CoreHeld } from '../virtual/consumer-core.ts';
+import type { BroadcastDelivery, Exchange, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from '../../core/broker.ts';
+import { MemoryFanout } from './fanout.ts';
 
 interface Stored {
   message: WireMessage;
@@ -163,9 +165,28 @@ export class MemoryBroker implements Broker {
     return (this.dead.get(deadLetterQueueName(queue)) ?? []).slice(0, limit);
   }
 
+  // Fanout (events, remote control): see fanout.ts.
+  private fanoutPart: MemoryFanout | undefined;
+  private get fanout(): MemoryFanout {
+    return (this.fanoutPart ??= new MemoryFanout(this.world));
+  }
+  broadcast(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void> {
+    return this.fanout.broadcast(exchange, routingKey, message);
+  }
+  subscribe(exchange: Exchange, options: SubscribeOptions, onMessage: (d: BroadcastDelivery) => void): Promise<Subscription> {
+    return this.fanout.subscribe(exchange, options, onMessage);
+  }
+  sendReply(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void> {
+    return this.fanout.sendReply(exchange, routingKey, message);
+  }
+  openReplyQueue(exchange: Exchange, routingKey: string, options?: ReplyQueueOptions): Promise<ReplyQueue> {
+    return this.fanout.openReplyQueue(exchange, routingKey, options);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.fanoutPart?.close();
     const mine = [...this.consumers];
     this.consumers.clear();
     this.world.brokers.delete(this);

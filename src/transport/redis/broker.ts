@@ -29,6 +29,8 @@ import type { DecodeLimits } from '../../codec/limits.ts';
 import { PushCoalescer } from './push-coalescer.ts';
 import { RedisConsumer } from './consumer.ts';
 import { deadLetterRecord, parseUnackedEntry } from './unacked.ts';
+import { RedisFanout } from './fanout.ts';
+import type { BroadcastDelivery, Exchange, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from '../../core/broker.ts';
 import {
   deadLetterQueueName,
   type Broker,
@@ -219,6 +221,7 @@ export class RedisBroker implements Broker {
     await updateClientCredentials(this.client, url);
     await updateClientCredentials(this.sendClient, url);
     this.options.url = url;
+    await this.fanoutPart?.updateCredentials(url);
     for (const c of this.consumers) await c.updateCredentials(url);
   }
 
@@ -468,9 +471,28 @@ export class RedisBroker implements Broker {
     return out.length > 0 ? out : [routingKey];
   }
 
+  // Fanout (events, remote control) in kombu's pub/sub layout: see fanout.ts.
+  private fanoutPart: RedisFanout | undefined;
+  private get fanout(): RedisFanout {
+    return (this.fanoutPart ??= new RedisFanout({ broker: this, url: () => this.options.url, settings: this.options.settings }));
+  }
+  broadcast(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void> {
+    return this.fanout.broadcast(exchange, routingKey, message);
+  }
+  subscribe(exchange: Exchange, options: SubscribeOptions, onMessage: (d: BroadcastDelivery) => void): Promise<Subscription> {
+    return this.fanout.subscribe(exchange, options, onMessage);
+  }
+  sendReply(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void> {
+    return this.fanout.sendReply(exchange, routingKey, message);
+  }
+  openReplyQueue(exchange: Exchange, routingKey: string, options?: ReplyQueueOptions): Promise<ReplyQueue> {
+    return this.fanout.openReplyQueue(exchange, routingKey, options);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.fanoutPart?.close();
     // Sends already made are written and answered before QUIT (ioredis sends QUIT at once).
     await this.pushes.idle();
     for (const c of [...this.consumers]) await c.shutdown();

@@ -39,6 +39,8 @@ import { isBusyError, openSqlite, sqliteLocationFromUrl, type SqliteDatabase, ty
 import { counterStatement, migrate } from './schema.ts';
 import { WakeHub } from './wake.ts';
 import { SqliteConsumer } from './consumer.ts';
+import { SqliteFanout } from './fanout.ts';
+import type { BroadcastDelivery, Exchange, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from '../../core/broker.ts';
 import {
   deadLetterQueueName,
   type RecoverOptions,
@@ -469,8 +471,27 @@ export class SqliteBroker implements Broker {
     return { headers: h, properties: p as MessageProperties, contentType, contentEncoding, body: bytes };
   }
 
+  // Fanout (events, remote control) across the processes of the file: see fanout.ts.
+  private fanoutPart: SqliteFanout | undefined;
+  private get fanout(): SqliteFanout {
+    return (this.fanoutPart ??= new SqliteFanout({ broker: this, open: () => this.open(), hub: () => this.hub! }));
+  }
+  broadcast(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void> {
+    return this.fanout.broadcast(exchange, routingKey, message);
+  }
+  subscribe(exchange: Exchange, options: SubscribeOptions, onMessage: (d: BroadcastDelivery) => void): Promise<Subscription> {
+    return this.fanout.subscribe(exchange, options, onMessage);
+  }
+  sendReply(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void> {
+    return this.fanout.sendReply(exchange, routingKey, message);
+  }
+  openReplyQueue(exchange: Exchange, routingKey: string, options?: ReplyQueueOptions): Promise<ReplyQueue> {
+    return this.fanout.openReplyQueue(exchange, routingKey, options);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
+    this.fanoutPart?.close();
     for (const c of [...this.consumers]) await c.shutdown();
     this.closed = true;
     if (this.restoreTimer) clearInterval(this.restoreTimer);

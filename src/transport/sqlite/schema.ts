@@ -56,6 +56,24 @@ export const MIGRATIONS: Readonly<Record<SchemaComponent, readonly (readonly str
       `CREATE INDEX dead_letters_queue ON dead_letters (queue, id)`,
       `INSERT OR IGNORE INTO celeriac_meta (key, value) VALUES ('broker.seq', 0)`,
     ],
+    [
+      // Broadcasts (events, remote control, control replies): each subscriber reads the rows of its
+      // exchange after its own cursor (ids only grow: AUTOINCREMENT never reuses the id of a pruned
+      // row); rows are pruned by age.
+      `CREATE TABLE fanout (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        exchange TEXT NOT NULL,
+        routing_key TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        properties TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        content_encoding TEXT NOT NULL,
+        body BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+      )`,
+      `CREATE INDEX fanout_exchange ON fanout (exchange, id)`,
+      `CREATE INDEX fanout_age ON fanout (created_at)`,
+    ],
   ],
   backend: [
     [

@@ -26,8 +26,8 @@
 import { closeSync, constants, fchmodSync, openSync, watch, writeSync, type FSWatcher } from 'node:fs';
 import type { Logger } from '../../observability/logging.ts';
 
-/** What changed. */
-export type WakeChannel = 'queue' | 'result';
+/** What changed (`fanout`: a broadcast was stored, see fanout.ts). */
+export type WakeChannel = 'queue' | 'result' | 'fanout';
 
 /** Options of a hub (the first acquirer of a path decides). */
 export interface WakeHubOptions {
@@ -200,7 +200,7 @@ export class WakeHub {
     this.safetyMs = options.safetyMs ?? 1000;
     this.pollMs = options.pollMs ?? 50;
     this.logger = options.logger;
-    this.channels = { queue: new Channel(`${dbPath}-wake-queue`, this), result: new Channel(`${dbPath}-wake-result`, this) };
+    this.channels = { queue: new Channel(`${dbPath}-wake-queue`, this), result: new Channel(`${dbPath}-wake-result`, this), fanout: new Channel(`${dbPath}-wake-fanout`, this) };
   }
 
   /** The hub of a database file (created on first use). */
@@ -220,6 +220,7 @@ export class WakeHub {
     WakeHub.hubs.delete(this.dbPath);
     this.channels.queue.close();
     this.channels.result.close();
+    this.channels.fanout.close();
   }
 
   /** Call after a commit that others may wait for. */

@@ -9,7 +9,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createApp } from '../../../src/client/app.ts';
-import { AmqpBroker, createAmqpBroker, type BroadcastMessage } from '../../../src/transport/amqp/broker.ts';
+import { AmqpBroker, createAmqpBroker } from '../../../src/transport/amqp/broker.ts';
+import type { BroadcastDelivery as BroadcastMessage, Exchange } from '../../../src/core/broker.ts';
 import type { Delivery } from '../../../src/core/broker.ts';
 import { JSON_SERIALIZER } from '../../../src/codec/serializers.ts';
 import { resolveSettings, type AppSettings } from '../../../src/config/options.ts';
@@ -294,30 +295,30 @@ describe('amqp broker behaviour', () => {
     if (!requireService(t, ready, 'RabbitMQ')) return;
     const b = make();
     const c = make();
-    const fan = `fan-${newId().slice(0, 6)}`;
+    const fan: Exchange = { name: `fan-${newId().slice(0, 6)}`, type: 'fanout', durable: false };
     const a1: BroadcastMessage[] = [];
     const a2: BroadcastMessage[] = [];
     const s1 = await b.subscribe(fan, {}, (m) => a1.push(m));
-    const s2 = await c.subscribe(fan, { queue: { name: `node1@h.${fan}`, arguments: { 'x-expires': 10000, 'x-message-ttl': 300000 }, autoDelete: true } }, (m) => a2.push(m));
+    const s2 = await c.subscribe(fan, { queue: `node1@h.${fan.name}` }, (m) => a2.push(m));
     const ev: WireMessage = { headers: { hostname: 'gen1@h' }, properties: { delivery_mode: 1, priority: 0 }, contentType: 'application/json', contentEncoding: 'utf-8', body: Buffer.from('{"type": "ping"}') };
-    await c.broadcast(fan, ev);
+    await c.broadcast(fan, '', ev);
     await waitFor(() => a1.length === 1 && a2.length === 1, 5000, 'both subscribers');
     assert.deepEqual(a1[0]!.message.headers, { hostname: 'gen1@h' });
     assert.equal(a2[0]!.message.body.toString(), '{"type": "ping"}');
-    const pid = (await listQueues(vh.vhost)).find((x) => x.name === `node1@h.${fan}`)!;
+    const pid = (await listQueues(vh.vhost)).find((x) => x.name === `node1@h.${fan.name}`)!;
     assert.deepEqual({ durable: pid.durable, auto_delete: pid.auto_delete, arguments: pid.arguments }, { durable: false, auto_delete: true, arguments: { 'x-expires': 10000, 'x-message-ttl': 300000 } });
     // broker_topology.json: Python's pidbox queue has the same arguments, both signedint.
     assert.deepEqual(pid.argumentTypes, { 'x-expires': 'signedint', 'x-message-ttl': 'signedint' });
 
-    const topic = `ev-${newId().slice(0, 6)}`;
+    const topic: Exchange = { name: `ev-${newId().slice(0, 6)}`, type: 'topic', durable: true };
     const tasks: string[] = [];
     const all: string[] = [];
-    const s3 = await b.subscribe(topic, { type: 'topic', durable: true, bindingKey: 'task.#' }, (m) => tasks.push(m.routingKey));
-    const s4 = await b.subscribe(topic, { type: 'topic', durable: true }, (m) => all.push(m.routingKey));
-    for (const rk of ['task.sent', 'worker.heartbeat', 'task.multi']) await c.broadcast(topic, ev, { type: 'topic', durable: true, routingKey: rk });
+    const s3 = await b.subscribe(topic, { bindingKeys: ['task.#'] }, (m) => tasks.push(m.routingKey));
+    const s4 = await b.subscribe(topic, {}, (m) => all.push(m.routingKey));
+    for (const rk of ['task.sent', 'worker.heartbeat', 'task.multi']) await c.broadcast(topic, rk, ev);
     await waitFor(() => all.length === 3 && tasks.length === 2, 5000, 'topic routing');
     assert.deepEqual(tasks, ['task.sent', 'task.multi']);
-    for (const s of [s1, s2, s3, s4]) await s.cancel();
+    for (const s of [s1, s2, s3, s4]) await s.close();
   });
 
   it('a user that may only write to the default exchange can still send tasks (queue declared by another user), and cannot consume', async (t) => {
