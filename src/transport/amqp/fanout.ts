@@ -15,7 +15,7 @@ import type { DecodeLimits } from '../../codec/limits.ts';
 import { ClosedError } from '../../errors.ts';
 import type { Logger } from '../../observability/logging.ts';
 import type { WireMessage } from '../../protocol/types.ts';
-import { ReplyBuffer } from '../reply-buffer.ts';
+import { ReplyBuffer } from '../virtual/reply-buffer.ts';
 import { encodeTable, publishOptions, wireMessageFrom } from './codec.ts';
 import type { AmqpConnection, Live } from './connection.ts';
 import type { AmqpSettings } from './options.ts';

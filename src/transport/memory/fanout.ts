@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { ClosedError } from '../../errors.ts';
 import type { WireMessage } from '../../protocol/types.ts';
 import { anyBindingMatches } from '../virtual/topic.ts';
-import { ReplyBuffer } from '../reply-buffer.ts';
+import { ReplyBuffer } from '../virtual/reply-buffer.ts';
 import {
   subscriptionDefaults,
   type BroadcastDelivery,

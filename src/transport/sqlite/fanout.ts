@@ -16,7 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import { ClosedError } from '../../errors.ts';
 import type { MessageProperties, WireMessage } from '../../protocol/types.ts';
-import { ReplyBuffer } from '../reply-buffer.ts';
+import { ReplyBuffer } from '../virtual/reply-buffer.ts';
 import { anyBindingMatches } from '../virtual/topic.ts';
 import type { Logger } from '../../observability/logging.ts';
 import type { SqliteDatabase, SqliteStatement } from './open.ts';

@@ -4,8 +4,8 @@
  * queues are bindings of a direct exchange read by a consumer (AMQP, SQLite,
  * memory); Redis reads its reply lists with BRPOP instead.
  */
-import type { BroadcastDelivery, ReplyQueue } from '../core/broker.ts';
-import { ValidationError } from '../errors.ts';
+import type { BroadcastDelivery, ReplyQueue } from '../../core/broker.ts';
+import { ValidationError } from '../../errors.ts';
 
 /** Most replies kept unread; past it the oldest is dropped (a reader that stopped reading must not grow memory). */
 const MAX_BUFFERED = 10_000;
