@@ -73,18 +73,33 @@ const S = {
 
 type Runner = (...args: Arg[]) => Promise<unknown>;
 
-/** Run `script` on `client` with `keys` (checked against the count its file name declares) and `args`. */
-function run<T>(client: ScriptClient, script: Script, keys: readonly string[], args: readonly Arg[]): Promise<T> {
-  if (!fitsShape(script, keys.length)) {
-    return Promise.reject(new Error(`${script.file} takes ${script.fixed}${script.perItem ? ` + ${script.perItem}·n` : ''} keys, not ${keys.length}`));
-  }
+/** The ioredis command `client` runs `script` with, defined on first use. */
+function command(client: ScriptClient, script: Script): Runner {
   const c = client as unknown as Record<string, Runner | undefined>;
   let fn = c[script.command];
   if (typeof fn !== 'function') {
     client.defineCommand(script.command, { lua: script.lua });
     fn = c[script.command]!;
   }
-  return fn.call(client, keys.length, ...keys, ...args) as Promise<T>;
+  return fn;
+}
+
+/**
+ * @internal The name of the ioredis command that runs script `name` on
+ * `client`, defined there if it was not (tests wrap it to simulate lost
+ * replies).
+ */
+export function scriptCommand(client: ScriptClient, name: keyof typeof S): string {
+  command(client, S[name]);
+  return S[name].command;
+}
+
+/** Run `script` on `client` with `keys` (checked against the count its file name declares) and `args`. */
+function run<T>(client: ScriptClient, script: Script, keys: readonly string[], args: readonly Arg[]): Promise<T> {
+  if (!fitsShape(script, keys.length)) {
+    return Promise.reject(new Error(`${script.file} takes ${script.fixed}${script.perItem ? ` + ${script.perItem}·n` : ''} keys, not ${keys.length}`));
+  }
+  return command(client, script).call(client, keys.length, ...keys, ...args) as Promise<T>;
 }
 
 /** kombu's unacknowledged-delivery bookkeeping: the `unacked` hash and its `unacked_index` sorted set. */
