@@ -15,6 +15,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
+import { CeleriacError } from '../../errors.ts';
 
 /** A connection the script functions run on (any ioredis client; scripts are defined on it when first used). */
 export type ScriptClient = Redis;
@@ -38,7 +39,7 @@ const NAME = /^([a-z][a-z-]*?)-(?:(\d+)|(\d*)n|(\d+)\+(\d*)n)\.lua$/;
 /** @internal The script name and key shape a file name declares (`dead-letter-3.lua`: 3 keys; `reserve-2+2n.lua`: 2, then 2 per item). */
 export function keyShape(file: string): { name: string; fixed: number; perItem: number } {
   const m = NAME.exec(file);
-  if (!m) throw new Error(`Lua script ${file}: the name must end with its key count (-2.lua, -n.lua, -2n.lua or -2+2n.lua)`);
+  if (!m) throw new CeleriacError('ERR_SCRIPT_NAME', `Lua script ${file}: the name does not end with its key count`, { hint: 'name it <name>-2.lua, -n.lua, -2n.lua or -2+2n.lua, as its KEYS header says' });
   const [, name, fixedOnly, perOnly, fixedPart, perPart] = m;
   if (fixedOnly !== undefined) return { name: name!, fixed: Number(fixedOnly), perItem: 0 };
   const per = perOnly ?? perPart;
@@ -97,7 +98,8 @@ export function scriptCommand(client: ScriptClient, name: keyof typeof S): strin
 /** Run `script` on `client` with `keys` (checked against the count its file name declares) and `args`. */
 function run<T>(client: ScriptClient, script: Script, keys: readonly string[], args: readonly Arg[]): Promise<T> {
   if (!fitsShape(script, keys.length)) {
-    return Promise.reject(new Error(`${script.file} takes ${script.fixed}${script.perItem ? ` + ${script.perItem}·n` : ''} keys, not ${keys.length}`));
+    const wanted = `${script.fixed}${script.perItem ? ` + ${script.perItem}·n` : ''}`;
+    return Promise.reject(new CeleriacError('ERR_SCRIPT_KEYS', `${script.file} takes ${wanted} keys, not ${keys.length}`, { hint: 'a bug in Celeriac (the script and its function disagree): please report it' }));
   }
   return command(client, script).call(client, keys.length, ...keys, ...args) as Promise<T>;
 }
