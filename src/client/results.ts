@@ -78,6 +78,7 @@ export class ResultStore {
       throw new ResultEncodeError(meta.task_id, err);
     }
     if (this.sealer) payload = this.sealer.seal(payload, meta);
+    // The state goes beside the payload: a sealed payload hides it from the backend's SUCCESS rule.
     return { taskId: meta.task_id, state: String(meta.status), payload };
   }
 

@@ -33,6 +33,7 @@ import { ConfigError, RateLimitedError } from '../errors.ts';
 import type { Logger } from '../observability/logging.ts';
 import { parseRateLimit } from './task.ts';
 import { recordSecurityEvent } from '../observability/security-events.ts';
+import { takeTokens } from '../transport/redis/scripts.ts';
 
 import type { SendRateLimit } from '../config/schema.ts';
 
@@ -100,40 +101,6 @@ class LocalBucket {
   }
 }
 
-// Takes n tokens from every bucket in KEYS, or from none, on the server's clock.
-// ARGV: n, then rate and capacity per key. Returns 0, or the ms until all could be taken.
-const TAKE_LUA = `
-if redis.replicate_commands then redis.replicate_commands() end
-local n = tonumber(ARGV[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local tokens = {}
-local wait = 0
-for i, key in ipairs(KEYS) do
-  local rate = tonumber(ARGV[2 * i])
-  local cap = tonumber(ARGV[2 * i + 1])
-  local b = redis.call('HMGET', key, 't', 'ts')
-  local tk = tonumber(b[1])
-  local ts = tonumber(b[2])
-  if tk == nil or ts == nil then tk = cap ts = now end
-  if now > ts then tk = math.min(cap, tk + (now - ts) * rate / 1000) end
-  tokens[i] = tk
-  if tk < n then
-    local w = math.ceil((n - tk) * 1000 / rate)
-    if w > wait then wait = w end
-  end
-end
-for i, key in ipairs(KEYS) do
-  local rate = tonumber(ARGV[2 * i])
-  local cap = tonumber(ARGV[2 * i + 1])
-  local tk = tokens[i]
-  if wait == 0 then tk = tk - n end
-  redis.call('HSET', key, 't', tostring(tk), 'ts', tostring(now))
-  redis.call('PEXPIRE', key, math.ceil(cap * 1000 / rate) + 1000)
-end
-return wait`;
-
-type LimiterRedis = Redis & { celeriacTakeTokens(...args: (string | number)[]): Promise<number> };
 
 /** Options of {@link SubmissionLimits}. */
 export interface SubmissionLimitsOptions {
@@ -167,7 +134,7 @@ export class SubmissionLimits {
   private readonly maxWaitMs: number;
   private readonly caps: { all: number | undefined; byQueue: Readonly<Record<string, number>> | undefined };
   private readonly opts: SubmissionLimitsOptions;
-  private redisPromise: Promise<LimiterRedis> | undefined;
+  private redisPromise: Promise<Redis> | undefined;
   private lastLogged = 0;
 
   constructor(options: SubmissionLimitsOptions = {}) {
@@ -298,19 +265,14 @@ export class SubmissionLimits {
     const byN = new Map<number, BucketSpec[]>();
     for (const e of shared) byN.set(e.n, [...(byN.get(e.n) ?? []), e.spec]);
     for (const [n, specs] of byN) {
-      const keys = specs.map((s) => `${this.opts.keyPrefix ?? ''}celeriac:ratelimit:${s.shared!}`);
-      const args = specs.flatMap((s) => [s.rate, s.capacity]);
-      wait = Math.max(wait, Number(await redis.celeriacTakeTokens(keys.length, ...keys, n, ...args)));
+      const buckets = specs.map((s) => `${this.opts.keyPrefix ?? ''}celeriac:ratelimit:${s.shared!}`);
+      wait = Math.max(wait, Number(await takeTokens(redis, { buckets }, { n, limits: specs })));
     }
     return wait;
   }
 
-  private redis(): Promise<LimiterRedis> {
-    this.redisPromise ??= this.opts.redis!().then((r) => {
-      const c = r as LimiterRedis;
-      c.defineCommand('celeriacTakeTokens', { lua: TAKE_LUA });
-      return c;
-    });
+  private redis(): Promise<Redis> {
+    this.redisPromise ??= this.opts.redis!();
     this.redisPromise.catch(() => {
       this.redisPromise = undefined;
     });

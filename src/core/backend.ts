@@ -7,6 +7,11 @@
 /** An encoded record plus the state it carries (adapters must not decode it). */
 export interface StoredRecord {
   taskId: string;
+  /**
+   * The record's state (`SUCCESS`, `FAILURE`…), given in clear by the result
+   * layer, which knows it before sealing: adapters enforce the SUCCESS rule
+   * with it, never by reading `payload` (a sealed record hides it).
+   */
   state: string;
   /** Encoded meta (JSON or msgpack bytes, possibly encrypted). */
   payload: Buffer;
@@ -22,7 +27,8 @@ export interface ResultBackend {
   connect(): Promise<void>;
   /**
    * Write records and notify waiters. A stored SUCCESS is never overwritten
-   * (Celery's rule against duplicate deliveries rewriting a result).
+   * (Celery's rule against duplicate deliveries rewriting a result), whatever
+   * the payload's encoding: the adapter keeps each record's `state` beside it.
    */
   store(records: readonly StoredRecord[], options?: StoreOptions): Promise<void>;
   /** The record's payload, or undefined when there is none. */

@@ -30,6 +30,7 @@ export class MemoryBackend implements ResultBackend {
     if (this.closed) throw new ClosedError('memory backend');
     const expiresAt = options?.expiresSeconds ? Date.now() + options.expiresSeconds * 1000 : undefined;
     for (const r of records) {
+      // By the state handed in, never the payload (which may be sealed).
       if (this.live(r.taskId)?.state === 'SUCCESS') continue;
       this.records.set(r.taskId, { payload: Buffer.from(r.payload), state: r.state, expiresAt });
       for (const w of this.watchers.get(r.taskId) ?? []) w(Buffer.from(r.payload));

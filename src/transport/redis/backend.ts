@@ -2,18 +2,23 @@
  * Redis result backend in Celery's layout: `celery-task-meta-<id>` strings
  * with an expiry, and a PUBLISH on the channel of the same name so that
  * waiting clients (Python's included) wake as soon as a result lands.
+ *
+ * Beside each record, `celeriac:task-state:<id>` holds its state with the
+ * same expiry: the store script keeps a SUCCESS by it, since the record's
+ * bytes may not show the state (an encrypted record), and the record key
+ * must hold exactly Celery's record for Python clients.
  */
-import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import type { AdapterContext } from '../../core/adapter-context.ts';
 import { ClosedError } from '../../errors.ts';
 import { asRedisConnectionError, connectClient, createRedisClient, updateClientCredentials } from './connection.ts';
 import type { ResultBackend, StoredRecord, StoreOptions } from '../../core/backend.ts';
-
-const STORE_LUA = readFileSync(new URL('./lua/store.lua', import.meta.url), 'utf8');
+import { storeResults } from './scripts.ts';
 
 /** Celery's result key prefix. */
 export const TASK_META_PREFIX = 'celery-task-meta-';
+/** Celeriac's companion key prefix: the state of the record stored under the same task id. */
+export const TASK_STATE_PREFIX = 'celeriac:task-state:';
 
 /** Most records written by one store script call. */
 const STORE_BATCH = 500;
@@ -21,8 +26,6 @@ const STORE_BATCH = 500;
 export interface RedisBackendOptions extends AdapterContext {
   url: string;
 }
-
-type StoreClient = Redis & { celeriacStore(...args: Array<string | number | Buffer>): Promise<number> };
 
 interface PendingStore {
   records: readonly StoredRecord[];
@@ -38,7 +41,7 @@ export function createRedisBackend(options: RedisBackendOptions): RedisBackend {
 
 export class RedisBackend implements ResultBackend {
   readonly kind = 'redis';
-  private readonly client: StoreClient;
+  private readonly client: Redis;
   private readonly sub: Redis;
   private connecting: Promise<void> | undefined;
   private subConnecting: Promise<void> | undefined;
@@ -50,8 +53,7 @@ export class RedisBackend implements ResultBackend {
 
   constructor(options: RedisBackendOptions) {
     this.url = options.url;
-    this.client = createRedisClient({ url: options.url, settings: options.settings, logger: options.logger, role: 'backend', side: 'backend' }) as StoreClient;
-    this.client.defineCommand('celeriacStore', { lua: STORE_LUA });
+    this.client = createRedisClient({ url: options.url, settings: options.settings, logger: options.logger, role: 'backend', side: 'backend' });
     this.sub = createRedisClient({ url: options.url, settings: options.settings, logger: options.logger, role: 'backend-sub', side: 'backend' });
     this.sub.on('messageBuffer', (channel: Buffer, payload: Buffer) => {
       const set = this.watchers.get(channel.toString());
@@ -107,7 +109,8 @@ export class RedisBackend implements ResultBackend {
         const calls: Promise<number>[] = [];
         for (let i = 0; i < records.length; i += STORE_BATCH) {
           const chunk = records.slice(i, i + STORE_BATCH);
-          calls.push(this.client.celeriacStore(chunk.length, ...chunk.map((r) => TASK_META_PREFIX + r.taskId), ttl, ...chunk.map((r) => r.payload)));
+          const writes = chunk.map((r) => ({ key: TASK_META_PREFIX + r.taskId, stateKey: TASK_STATE_PREFIX + r.taskId, state: r.state, payload: r.payload }));
+          calls.push(storeResults(this.client, ttl, writes));
         }
         await Promise.all(calls);
         for (const p of group) p.resolve();
@@ -170,7 +173,7 @@ export class RedisBackend implements ResultBackend {
 
   async forget(taskId: string): Promise<void> {
     await this.connect();
-    await this.client.del(TASK_META_PREFIX + taskId);
+    await this.client.del(TASK_META_PREFIX + taskId, TASK_STATE_PREFIX + taskId);
   }
 
   async close(): Promise<void> {

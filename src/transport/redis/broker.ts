@@ -15,7 +15,6 @@
  *   renewed while the consumer lives, so the visibility timeout only
  *   restores messages of consumers that died.
  */
-import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { AdapterContext } from '../../core/adapter-context.ts';
@@ -31,6 +30,8 @@ import { RedisConsumer } from './consumer.ts';
 import { deadLetterRecord, parseUnackedEntry } from './unacked.ts';
 import { RedisFanout } from './fanout.ts';
 import type { BroadcastDelivery, Exchange, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from '../../core/broker.ts';
+import * as scripts from './scripts.ts';
+import type { ScriptClient } from './scripts.ts';
 import {
   deadLetterQueueName,
   type Broker,
@@ -43,18 +44,6 @@ import {
   type RecoverOptions,
 } from '../../core/broker.ts';
 
-const LUA_DIR = new URL('./lua/', import.meta.url);
-const lua = (name: string): string => readFileSync(new URL(`${name}.lua`, LUA_DIR), 'utf8');
-const SCRIPTS = {
-  reserve: lua('reserve'),
-  ack: lua('ack'),
-  requeue: lua('requeue'),
-  restore: lua('restore'),
-  deadLetter: lua('dead-letter'),
-  unlock: lua('unlock'),
-  publishCapped: lua('publish-capped'),
-  pushVerified: lua('push-verified'),
-} as const;
 /** How far from a list's head a re-sent value is looked for (LPOS MAXLEN). */
 const VERIFY_DEPTH = 100_000;
 /** Attempts to confirm a send whose answer was lost before giving up with an error. */
@@ -63,17 +52,6 @@ const VERIFY_ATTEMPTS = 5;
 export interface RedisBrokerOptions extends AdapterContext {
   url: string;
 }
-
-export type ScriptClient = Redis & {
-  celeriacReserve(...args: (string | number)[]): Promise<Array<number | string>>;
-  celeriacAck(...args: (string | number)[]): Promise<number>;
-  celeriacRequeue(...args: (string | number)[]): Promise<number>;
-  celeriacRestore(...args: (string | number)[]): Promise<number>;
-  celeriacDeadLetter(...args: (string | number)[]): Promise<number>;
-  celeriacUnlock(...args: (string | number)[]): Promise<number>;
-  celeriacPublishCapped(...args: (string | number)[]): Promise<number>;
-  celeriacPushVerified(...args: (string | number)[]): Promise<number>;
-};
 
 /** Create the Redis broker adapter. */
 export function createRedisBroker(options: RedisBrokerOptions): RedisBroker {
@@ -111,7 +89,7 @@ export class RedisBroker implements Broker {
    * Sends go out on their own connection, which never re-sends an
    * unanswered command after a reconnect (ioredis would, and a re-sent LPUSH
    * that had landed stores the task twice); such a send is verified and
-   * completed by `push-verified.lua` instead (exactly once unless a worker
+   * completed by `push-verified-n.lua` instead (exactly once unless a worker
    * took the message during the outage).
    */
   readonly sendClient: ScriptClient;
@@ -137,16 +115,7 @@ export class RedisBroker implements Broker {
       mutex: this.prefix + (typeof t.unackedMutexKey === 'string' ? t.unackedMutexKey : 'unacked_mutex'),
     };
     this.client = createRedisClient({ url: options.url, settings: options.settings, logger: options.logger, role: 'broker', side: 'broker' }) as ScriptClient;
-    this.client.defineCommand('celeriacReserve', { lua: SCRIPTS.reserve });
-    this.client.defineCommand('celeriacAck', { lua: SCRIPTS.ack });
-    this.client.defineCommand('celeriacRequeue', { lua: SCRIPTS.requeue });
-    this.client.defineCommand('celeriacRestore', { lua: SCRIPTS.restore });
-    this.client.defineCommand('celeriacDeadLetter', { lua: SCRIPTS.deadLetter });
-    this.client.defineCommand('celeriacUnlock', { lua: SCRIPTS.unlock });
-    this.client.defineCommand('celeriacPublishCapped', { lua: SCRIPTS.publishCapped });
     this.sendClient = createRedisClient({ url: options.url, settings: options.settings, logger: options.logger, role: 'producer', side: 'broker', autoResend: false }) as ScriptClient;
-    this.sendClient.defineCommand('celeriacPublishCapped', { lua: SCRIPTS.publishCapped });
-    this.sendClient.defineCommand('celeriacPushVerified', { lua: SCRIPTS.pushVerified });
     this.sendClient.on('close', () => {
       for (const u of this.unanswered) u.reject(new UnansweredSendError());
       this.unanswered.clear();
@@ -199,7 +168,7 @@ export class RedisBroker implements Broker {
     let last = err;
     for (let attempt = 0; attempt < VERIFY_ATTEMPTS && isUnansweredSend(last) && !this.closed; attempt++) {
       try {
-        const r = await this.sendClient.celeriacPushVerified(keys.length, ...keys, cap, index, VERIFY_DEPTH, ...values);
+        const r = await scripts.pushVerified(this.sendClient, { buckets: keys }, { cap, bucket: index, depth: VERIFY_DEPTH, values });
         if (r > 0) this.logger.warn({ pushed: r, of: values.length }, `re-sent ${r} of ${values.length} task message(s) whose first send got no answer (the others had been stored)`);
         return r;
       } catch (e) {
@@ -223,11 +192,6 @@ export class RedisBroker implements Broker {
     this.options.url = url;
     await this.fanoutPart?.updateCredentials(url);
     for (const c of this.consumers) await c.updateCredentials(url);
-  }
-
-  /** Teach a consumer's own connection the reserve script. */
-  defineReserve(client: Redis): void {
-    client.defineCommand('celeriacReserve', { lua: SCRIPTS.reserve });
   }
 
   /** A new connection to the same server (used by consumers for wake-up notifications). */
@@ -294,7 +258,7 @@ export class RedisBroker implements Broker {
         const index = PRIORITY_STEPS.indexOf(g.step as 0) + 1;
         let r: number;
         try {
-          r = await this.watchSend(this.sendClient.celeriacPublishCapped(keys.length, ...keys, g.max, index, ...g.values));
+          r = await this.watchSend(scripts.publishCapped(this.sendClient, { buckets: keys }, { max: g.max, bucket: index, values: g.values }));
         } catch (err) {
           r = await this.afterSendError(err, g.queue, keys, index, g.max, g.values);
         }
@@ -385,7 +349,7 @@ export class RedisBroker implements Broker {
   async recoverOwner(owner: string, options: RecoverOptions = {}): Promise<number> {
     await this.connect();
     const drop = new Set(options.drop ?? []);
-    if (drop.size > 0) await this.client.celeriacAck(2, this.keys.unacked, this.keys.index, ...drop);
+    if (drop.size > 0) await scripts.ack(this.client, this.keys, [...drop]);
     for (const [tag, reason] of options.deadLetter ?? []) {
       if (!tag.startsWith(owner)) continue;
       drop.add(tag);
@@ -395,7 +359,7 @@ export class RedisBroker implements Broker {
       const queue = parsed?.routingKey || 'unacked';
       // The envelope (the unacked entry is [envelope, exchange, routing key]); the entry itself when unparsable.
       const envelope = parsed ? JSON.stringify((JSON.parse(entry) as unknown[])[0]) : entry;
-      await this.client.celeriacDeadLetter(3, this.keys.unacked, this.keys.index, this.prefix + deadLetterQueueName(queue), tag, deadLetterRecord(queue, reason, envelope), this.deadLetterMax);
+      await scripts.deadLetter(this.client, { ...this.keys, deadLetter: this.prefix + deadLetterQueueName(queue) }, { tag, record: deadLetterRecord(queue, reason, envelope), max: this.deadLetterMax });
       this.logger.warn({ tag, queue, reason }, `dead-lettered a message of a lost worker process: ${reason}`);
     }
     const tags = (await this.client.zrange(this.keys.index, '0', '-1')).filter((t) => t.startsWith(owner) && !drop.has(t));
@@ -413,7 +377,7 @@ export class RedisBroker implements Broker {
     try {
       return await work();
     } finally {
-      await this.client.celeriacUnlock(1, this.keys.mutex, token).catch(() => undefined);
+      await scripts.unlock(this.client, { lock: this.keys.mutex }, { token }).catch(() => undefined);
     }
   }
 
@@ -445,18 +409,18 @@ export class RedisBroker implements Broker {
     const parsed = parseUnackedEntry(entry);
     if (!parsed) {
       this.logger.error({ tag }, 'unrestorable unacked entry moved to the dead-letter list');
-      await this.client.celeriacDeadLetter(3, this.keys.unacked, this.keys.index, this.prefix + deadLetterQueueName('unacked'), tag, deadLetterRecord('unacked', 'unparsable unacked entry', entry), this.deadLetterMax);
+      await scripts.deadLetter(this.client, { ...this.keys, deadLetter: this.prefix + deadLetterQueueName('unacked') }, { tag, record: deadLetterRecord('unacked', 'unparsable unacked entry', entry), max: this.deadLetterMax });
       return 0;
     }
     const queues = await this.route(parsed.exchange, parsed.routingKey);
     if (queues.length === 0) {
       this.logger.error({ tag, exchange: parsed.exchange, routingKey: parsed.routingKey }, 'unacked message has no route; dead-lettered');
-      await this.client.celeriacDeadLetter(3, this.keys.unacked, this.keys.index, this.prefix + deadLetterQueueName(parsed.routingKey || 'unacked'), tag, deadLetterRecord(parsed.routingKey, 'no route on restore', entry), this.deadLetterMax);
+      await scripts.deadLetter(this.client, { ...this.keys, deadLetter: this.prefix + deadLetterQueueName(parsed.routingKey || 'unacked') }, { tag, record: deadLetterRecord(parsed.routingKey, 'no route on restore', entry), max: this.deadLetterMax });
       return 0;
     }
     const step = priorityStep(parsed.priority);
     const dest = queues.map((q) => this.bucketKey(q, step));
-    return this.client.celeriacRestore(2 + dest.length, this.keys.unacked, this.keys.index, ...dest, tag, cutoff, parsed.redelivered);
+    return scripts.restore(this.client, { ...this.keys, lists: dest }, { tag, cutoff, envelope: parsed.redelivered });
   }
 
   /** Queues a message published to (exchange, routing key) reaches: kombu's direct routing via `_kombu.binding.*`. */

@@ -16,7 +16,9 @@ import type { WireMessage } from '../../protocol/types.ts';
 import { updateClientCredentials } from './connection.ts';
 import { QueueWatch } from './queue-watch.ts';
 import { deadLetterQueueName, type ConsumeOptions, type Consumer, type Delivery } from '../../core/broker.ts';
-import type { RedisBroker, ScriptClient } from './broker.ts';
+import type { RedisBroker } from './broker.ts';
+import * as scripts from './scripts.ts';
+import type { ScriptClient } from './scripts.ts';
 import { deadLetterRecord, markRedelivered, parseUnackedEntry } from './unacked.ts';
 import { ConsumerCore, VirtualDelivery, type EnginePrimitives, type Held as CoreHeld } from '../virtual/consumer-core.ts';
 import { PullLoop, type PullSource } from '../virtual/pull-loop.ts';
@@ -145,7 +147,6 @@ export class RedisConsumer implements Consumer, EnginePrimitives<Held>, PullSour
       onChange: () => this.loop.wake(),
       logger: this.broker.logger,
     });
-    this.broker.defineReserve(watch.reserver);
     this.watch = watch;
     try {
       await watch.start();
@@ -177,20 +178,19 @@ export class RedisConsumer implements Consumer, EnginePrimitives<Held>, PullSour
     try {
       // Tags are this consumer's random prefix plus a counter: unique, and cheap to make.
       this.tagSeq += room;
-      reply = await this.reserveClient().celeriacReserve(
-        2 + 2 * this.listKeys.length,
-        this.broker.keys.unacked,
-        this.broker.keys.index,
-        ...this.listKeys,
-        ...this.dlqKeys,
-        (Date.now() / 1000).toFixed(6),
-        room,
-        '""',
-        ...this.routingJson,
-        this.tagPrefix,
-        seq,
-        this.maxEnvelopeBytes,
-        this.broker.deadLetterMax,
+      reply = await scripts.reserve(
+        this.reserveClient(),
+        { ...this.broker.keys, lists: this.listKeys, deadLetters: this.dlqKeys },
+        {
+          now: (Date.now() / 1000).toFixed(6),
+          max: room,
+          exchange: '""',
+          routingKeys: this.routingJson,
+          tagPrefix: this.tagPrefix,
+          firstSeq: seq,
+          maxEnvelopeBytes: this.maxEnvelopeBytes,
+          deadLetterMax: this.broker.deadLetterMax,
+        },
       );
     } catch (err) {
       // The script may have run before the connection dropped.
@@ -214,7 +214,7 @@ export class RedisConsumer implements Consumer, EnginePrimitives<Held>, PullSour
         const tag = this.tagPrefix + (seq + taken);
         if (this.core.cancelled) {
           // Taken after cancel: give them straight back.
-          void this.broker.client.celeriacRequeue(3, this.broker.keys.unacked, this.broker.keys.index, listKey, tag, envelope, 'head');
+          void scripts.requeue(this.broker.client, { ...this.broker.keys, list: listKey }, { tag, envelope, where: 'head' });
         } else {
           this.deliver(listKey, this.queues[k % this.queues.length]!, envelope, tag, now);
         }
@@ -345,22 +345,18 @@ export class RedisConsumer implements Consumer, EnginePrimitives<Held>, PullSour
   ackMany(batch: readonly Held[]): Promise<number> {
     const tags = new Array<string>(batch.length);
     for (let i = 0; i < batch.length; i++) tags[i] = batch[i]!.tag;
-    return this.broker.client.celeriacAck(2, this.broker.keys.unacked, this.broker.keys.index, ...tags);
+    return scripts.ack(this.broker.client, this.broker.keys, tags);
   }
 
   requeue(held: Held, where: 'head' | 'tail'): Promise<number> {
-    return this.broker.client.celeriacRequeue(3, this.broker.keys.unacked, this.broker.keys.index, held.listKey, held.tag, markRedelivered(held.envelope), where);
+    return scripts.requeue(this.broker.client, { ...this.broker.keys, list: held.listKey }, { tag: held.tag, envelope: markRedelivered(held.envelope), where });
   }
 
   deadLetter(held: Held, reason: string): Promise<number> {
-    return this.broker.client.celeriacDeadLetter(
-      3,
-      this.broker.keys.unacked,
-      this.broker.keys.index,
-      this.broker.prefix + deadLetterQueueName(held.queue),
-      held.tag,
-      deadLetterRecord(held.queue, reason, held.envelope),
-      this.broker.deadLetterMax,
+    return scripts.deadLetter(
+      this.broker.client,
+      { ...this.broker.keys, deadLetter: this.broker.prefix + deadLetterQueueName(held.queue) },
+      { tag: held.tag, record: deadLetterRecord(held.queue, reason, held.envelope), max: this.broker.deadLetterMax },
     );
   }
 

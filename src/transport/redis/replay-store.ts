@@ -7,51 +7,7 @@ import type { ClaimResult, ReplayStore } from '../../core/replay-store.ts';
 import type { Logger } from '../../observability/logging.ts';
 import { recordSecurityEvent } from '../../observability/security-events.ts';
 import { updateClientCredentials } from './connection.ts';
-
-// Settles and claims of one event-loop turn in one call (the worker acks one batch while it
-// admits the next). KEYS: the n settled nonces, then the claimed ones. ARGV[1] n, ARGV[2] settle
-// ttl ms, ARGV[3] H<holder>, ARGV[4] lease ms, then pairs (claim index, H<stale holder>) for the
-// few claims that may replace a dead holder. Returns per claim: 0 claimed, 1 settled, or the holder value.
-const SYNC_LUA = `
-local n = tonumber(ARGV[1])
-for i = 1, n do redis.call('SET', KEYS[i], 'S', 'PX', ARGV[2]) end
-local stale = {}
-for j = 5, #ARGV, 2 do stale[tonumber(ARGV[j])] = ARGV[j + 1] end
-local out = {}
-for i = n + 1, #KEYS do
-  local k = KEYS[i]
-  local c = i - n
-  local v = redis.call('GET', k)
-  if (not v) or (stale[c] ~= nil and v == stale[c]) then
-    redis.call('SET', k, ARGV[3], 'PX', ARGV[4])
-    out[c] = 0
-  elseif v == 'S' then
-    out[c] = 1
-  else
-    out[c] = v
-  end
-end
-return out`;
-
-const RELEASE_LUA = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`;
-
-const REFRESH_LUA = `
-local n = 0
-for i, k in ipairs(KEYS) do
-  if redis.call('GET', k) == ARGV[1] then
-    redis.call('PEXPIRE', k, ARGV[2])
-    n = n + 1
-  end
-end
-return n`;
-
-type ReplayRedis = Redis & {
-  celeriacReplaySync(...args: (string | number)[]): Promise<Array<number | string>>;
-  celeriacReplayRelease(key: string, holder: string): Promise<number>;
-  celeriacReplayRefresh(...args: (string | number)[]): Promise<number>;
-};
+import { replayRefresh, replaySync, unlock } from './scripts.ts';
 
 /** Most keys in one script call (Redis runs a script atomically, blocking others while it runs). */
 const BATCH_MAX = 500;
@@ -79,7 +35,7 @@ interface PendingClaim {
 export class RedisReplayStore implements ReplayStore {
   readonly kind = 'redis';
   readonly shared = true;
-  private readonly client: ReplayRedis;
+  private readonly client: Redis;
   private readonly prefix: string;
   private readonly ownsClient: boolean;
   private claims: PendingClaim[] = [];
@@ -90,12 +46,9 @@ export class RedisReplayStore implements ReplayStore {
 
   /** `client` must be connected (or lazily connecting); closed by `close()` when `ownsClient`. */
   constructor(client: Redis, options: { keyPrefix?: string; ownsClient?: boolean } = {}) {
-    this.client = client as ReplayRedis;
+    this.client = client;
     this.prefix = `${options.keyPrefix ?? ''}celeriac:replay:`;
     this.ownsClient = options.ownsClient ?? true;
-    this.client.defineCommand('celeriacReplaySync', { lua: SYNC_LUA });
-    this.client.defineCommand('celeriacReplayRelease', { numberOfKeys: 1, lua: RELEASE_LUA });
-    this.client.defineCommand('celeriacReplayRefresh', { lua: REFRESH_LUA });
   }
 
   private schedule(): void {
@@ -137,11 +90,11 @@ export class RedisReplayStore implements ReplayStore {
     const first = claims[0];
     const same = first === undefined ? [] : claims.filter((x) => x.holder === first.holder && x.leaseMs === first.leaseMs);
     const others = same.length === claims.length ? [] : claims.filter((x) => !(x.holder === first!.holder && x.leaseMs === first!.leaseMs));
-    const argv: (string | number)[] = [settleKeys.length, ttl, first ? `H${first.holder}` : '', first ? Math.max(1, Math.round(first.leaseMs)) : 1];
-    for (let i = 0; i < same.length; i++) if (same[i]!.stale !== undefined) argv.push(i + 1, `H${same[i]!.stale}`);
-    const keys = settleKeys.concat(same.map((x) => x.key));
+    const stale: Array<[number, string]> = [];
+    for (let i = 0; i < same.length; i++) if (same[i]!.stale !== undefined) stale.push([i + 1, `H${same[i]!.stale}`]);
+    const args = { settleTtlMs: ttl, holder: first ? `H${first.holder}` : '', leaseMs: first ? Math.max(1, Math.round(first.leaseMs)) : 1, stale };
     try {
-      const r = await this.client.celeriacReplaySync(keys.length, ...keys, ...argv);
+      const r = await replaySync(this.client, { settled: settleKeys, claimed: same.map((x) => x.key) }, args);
       for (let i = 0; i < same.length; i++) {
         const v = r[i];
         same[i]!.resolve(v === 0 ? { state: 'claimed' } : v === 1 ? { state: 'settled' } : { state: 'held', holder: typeof v === 'string' ? v.slice(1) : '' });
@@ -172,13 +125,13 @@ export class RedisReplayStore implements ReplayStore {
   }
 
   async release(nonce: string, holder: string): Promise<void> {
-    await this.client.celeriacReplayRelease(this.prefix + nonce, `H${holder}`);
+    await unlock(this.client, { lock: this.prefix + nonce }, { token: `H${holder}` });
   }
 
   async refresh(nonces: readonly string[], holder: string, leaseMs: number): Promise<void> {
     for (let i = 0; i < nonces.length; i += BATCH_MAX) {
       const keys = nonces.slice(i, i + BATCH_MAX).map((n) => this.prefix + n);
-      await this.client.celeriacReplayRefresh(keys.length, ...keys, `H${holder}`, Math.max(1, Math.round(leaseMs)));
+      await replayRefresh(this.client, { nonces: keys }, { holder: `H${holder}`, leaseMs: Math.max(1, Math.round(leaseMs)) });
     }
   }
 

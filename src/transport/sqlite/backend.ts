@@ -4,7 +4,9 @@
  * possibly encrypted), shared by every process on the machine through one
  * database file (WAL mode), the broker's or its own.
  *
- * - A stored SUCCESS is never overwritten (unless it expired), as on Redis.
+ * - A stored SUCCESS is never overwritten (unless it expired), as on Redis:
+ *   by the `state` column, which the result layer hands in beside the
+ *   possibly encrypted record.
  * - Expiry: `expires_at` is checked on every read, and expired rows are
  *   deleted at most once a minute by a writer.
  * - Waiting without polling: every write takes a fresh value of a

@@ -11,7 +11,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it, type TestContext } from 'node:test';
+import type { Redis } from 'ioredis';
 import { createRedisBroker, type RedisBroker } from '../../../src/transport/redis/broker.ts';
+import { scriptCommand } from '../../../src/transport/redis/scripts.ts';
 import type { Consumer, Delivery } from '../../../src/core/broker.ts';
 import { JSON_SERIALIZER } from '../../../src/codec/serializers.ts';
 import { resolveSettings } from '../../../src/config/options.ts';
@@ -29,11 +31,13 @@ type Reserve = (...args: (string | number)[]) => Promise<Array<number | string>>
 /** Wrap every connection the consumer may reserve on; `lose` decides what happens to the first reserve that takes something. */
 function loseFirstReply(broker: RedisBroker, consumer: Consumer, lose: (real: Reserve, args: (string | number)[]) => Promise<Array<number | string>>): { lost: () => boolean } {
   let done = false;
-  const watch = (consumer as unknown as { watch?: { reserver: unknown } }).watch;
-  for (const client of [broker.client, watch?.reserver] as Array<{ celeriacReserve: Reserve } | undefined>) {
+  const watch = (consumer as unknown as { watch?: { reserver: Redis } }).watch;
+  for (const client of [broker.client, watch?.reserver]) {
     if (!client) continue;
-    const real = client.celeriacReserve.bind(client);
-    client.celeriacReserve = async (...args) => {
+    const commands = client as unknown as Record<string, Reserve>;
+    const name = scriptCommand(client, 'reserve');
+    const real = commands[name]!.bind(client);
+    commands[name] = async (...args) => {
       if (done) return real(...args);
       const reply = await real(...args);
       // Counts are numbers, envelopes strings: only a call that took something loses its reply.
