@@ -97,6 +97,7 @@ const TARGETS = [
   'src/transport/amqp/connection.ts',
   'src/transport/virtual/consumer-core.ts',
   'src/client/app.ts',
+  'src/client/task.ts',
   'src/worker/worker.ts',
   'src/audit/report.ts',
   'src/cli/main.ts',
@@ -104,9 +105,10 @@ const TARGETS = [
 
 const CASES: Case[] = [
   // forbidden
-  { file: 'src/protocol/type-from-observability.ts', code: "import type { L } from '../observability/logging.ts';", rules: ['pure-layers-stay-pure'] },
-  { file: 'src/config/imports-client.ts', code: "import '../client/app.ts';", rules: ['pure-layers-stay-pure'] },
-  { file: 'src/codec/imports-core.ts', code: "import '../core/broker.ts';", rules: ['pure-layers-stay-pure'] },
+  { file: 'src/protocol/type-from-observability.ts', code: "import type { L } from '../observability/logging.ts';", rules: ['protocol-codec-stay-pure'] },
+  { file: 'src/codec/imports-core.ts', code: "import '../core/broker.ts';", rules: ['protocol-codec-stay-pure'] },
+  { file: 'src/config/imports-client.ts', code: "import '../client/app.ts';", rules: ['config-stays-pure'] },
+  { file: 'src/config/type-from-engine.ts', code: "import type { X } from '../transport/redis/connection.ts';", rules: ['config-stays-pure', 'engines-only-through-registry'] },
   { file: 'src/config/type-from-pino.ts', code: "import type { Logger } from 'pino';", rules: ['pure-layers-no-io-packages'] },
   { file: 'src/core/imports-pino.ts', code: "import 'pino';", rules: ['pure-layers-no-io-packages'] },
   { file: 'src/codec/imports-http.ts', code: "import 'node:http';", rules: ['pure-layers-no-network-builtins'] },
@@ -129,6 +131,7 @@ const CASES: Case[] = [
     code: "import '../transport/redis/connection.ts';",
     rules: ['engines-only-through-registry', 'worker-sees-core-interfaces-only'],
   },
+  { file: 'src/worker/type-from-app.ts', code: "import type { App } from '../client/app.ts';", rules: ['worker-not-app'] },
   { file: 'src/client/imports-worker.ts', code: "import '../worker/worker.ts';", rules: ['client-not-worker'] },
   { file: 'src/audit/imports-worker.ts', code: "import '../worker/worker.ts';", rules: ['audit-stays-offline-of-the-runtime'] },
   { file: 'src/worker/imports-cli.ts', code: "import '../cli/main.ts';", rules: ['cli-only-from-bin'] },
@@ -146,13 +149,13 @@ const CASES: Case[] = [
   },
   {
     file: 'src/config/reads-files.ts',
-    code: "import 'node:fs';\nimport 'node:net';\nimport 'node:tls';\nimport '../codec/json.ts';\nimport '../protocol/types.ts';\nimport '../errors.ts';",
+    code: "import 'node:fs';\nimport 'node:net';\nimport 'node:tls';\nimport '../codec/json.ts';\nimport '../protocol/types.ts';\nimport '../core/broker.ts';\nimport '../errors.ts';",
     rules: [],
   },
   { file: 'src/codec/reads-certs.ts', code: "import 'node:fs';\nimport 'node:crypto';\nimport 'node:zlib';", rules: [] },
   { file: 'src/core/uses-vocabulary.ts', code: "import '../protocol/types.ts';\nimport '../codec/json.ts';\nimport '../config/url.ts';\nimport '../errors.ts';", rules: [] },
   { file: 'src/audit/uses-policy.ts', code: "import '../config/url.ts';\nimport '../codec/json.ts';\nimport '../audit/report.ts';", rules: [] },
-  { file: 'src/worker/uses-core.ts', code: "import '../core/broker.ts';\nimport '../observability/logging.ts';", rules: [] },
+  { file: 'src/worker/uses-core.ts', code: "import '../core/broker.ts';\nimport '../observability/logging.ts';\nimport '../client/task.ts';", rules: [] },
   { file: 'src/cli/uses-everything.ts', code: "import './main.ts';\nimport '../worker/worker.ts';\nimport '../client/app.ts';\nimport '../audit/report.ts';", rules: [] },
 ];
 
