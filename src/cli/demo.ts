@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import type { App, SendCall } from '../client/app.ts';
 import type { ResultMeta } from '../protocol/result-meta.ts';
 import { importModule, RUNNING_FROM_SOURCE } from '../runtime/import-module.ts';
-import { sqliteUrlForPath } from '../transport/sqlite/location.ts';
+import { sqliteUrlForPath } from '../transport/index.ts';
 import { Exit, println, type CliIo } from './io.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

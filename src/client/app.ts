@@ -5,7 +5,7 @@
 import { createBackend } from '../transport/index.ts';
 import { ResultStore } from './results.ts';
 import type { ResultBackend } from '../core/backend.ts';
-import { createBroker, engineOf, openRedisClient } from '../transport/index.ts';
+import { createBroker, defaultSqliteUrl, engineOf, openSharedTokenBuckets } from '../transport/index.ts';
 import type { Broker, PublishItem } from '../core/broker.ts';
 import { contentTypeOf, decodeByContentType, JSON_SERIALIZER, serializerByName, type Serializer } from '../codec/serializers.ts';
 import { BROKER_URL_VARS, RESULT_BACKEND_VARS, settingFromEnv, type Env } from '../config/env.ts';
@@ -32,7 +32,6 @@ import {
   type TaskOptions,
 } from './task.ts';
 import { maybeCurrentTask } from '../worker/context.ts';
-import { defaultSqliteUrl } from '../transport/sqlite/location.ts';
 import type { MessageSecurity } from '../security/message-security-types.ts';
 import { createMessageSecurity } from '../security/message-security.ts';
 import { SubmissionLimits, type SubmissionDemand } from './submission-limits.ts';
@@ -115,7 +114,7 @@ export class App {
       wait: resolved.limits.sendRateLimitWait,
       maxQueueLength: resolved.limits.maxQueueLength,
       transportMaxQueueLength: resolved.brokerTransportOptions.maxQueueLength,
-      redis: redisUrl ? () => openRedisClient(redisUrl, redisUrl === resolved.brokerUrl ? 'broker' : 'backend', 'rate-limit', { settings: resolved, logger: this.logger }) : undefined,
+      sharedBuckets: redisUrl ? () => openSharedTokenBuckets(redisUrl, redisUrl === resolved.brokerUrl ? 'broker' : 'backend', 'rate-limit', { settings: resolved, logger: this.logger }) : undefined,
       keyPrefix: typeof resolved.brokerTransportOptions.globalKeyprefix === 'string' ? resolved.brokerTransportOptions.globalKeyprefix : '',
       logger: this.logger,
     });

@@ -28,12 +28,11 @@
  * the Redis, SQLite and memory brokers check atomically with the publish:
  * `send` fails with `QueueFullError`.
  */
-import type { Redis } from 'ioredis';
 import { ConfigError, RateLimitedError } from '../errors.ts';
 import type { Logger } from '../observability/logging.ts';
 import { parseRateLimit } from './task.ts';
 import { recordSecurityEvent } from '../observability/security-events.ts';
-import { takeTokens } from '../transport/redis/scripts.ts';
+import type { SharedTokenBuckets } from '../core/token-buckets.ts';
 
 import type { SendRateLimit } from '../config/schema.ts';
 
@@ -112,8 +111,8 @@ export interface SubmissionLimitsOptions {
   maxQueueLength?: number | Readonly<Record<string, number>> | undefined;
   /** Fallback cap (`brokerTransportOptions.maxQueueLength`; 0 = none). */
   transportMaxQueueLength?: number | undefined;
-  /** A connected Redis client for shared buckets, opened on first use; undefined when there is no Redis. */
-  redis?: (() => Promise<Redis>) | undefined;
+  /** Opens the shared buckets (a Redis broker or backend) on first use; undefined when there is no such engine. */
+  sharedBuckets?: (() => Promise<SharedTokenBuckets>) | undefined;
   /** Key prefix (kombu's `global_keyprefix`). */
   keyPrefix?: string;
   logger?: Logger;
@@ -134,7 +133,7 @@ export class SubmissionLimits {
   private readonly maxWaitMs: number;
   private readonly caps: { all: number | undefined; byQueue: Readonly<Record<string, number>> | undefined };
   private readonly opts: SubmissionLimitsOptions;
-  private redisPromise: Promise<Redis> | undefined;
+  private bucketsPromise: Promise<SharedTokenBuckets> | undefined;
   private lastLogged = 0;
 
   constructor(options: SubmissionLimitsOptions = {}) {
@@ -156,7 +155,7 @@ export class SubmissionLimits {
       for (const [q, n] of Object.entries(m)) check(n, `maxQueueLength[${JSON.stringify(q)}]`);
       this.caps = { all: undefined, byQueue: m };
     } else throw new ConfigError('maxQueueLength must be a number or a map of queue name to number');
-    if (this.client?.shared && !options.redis) throw sharedNeedsRedis('sendRateLimit');
+    if (this.client?.shared && !options.sharedBuckets) throw sharedNeedsRedis('sendRateLimit');
   }
 
   /** True when any rate limit may apply (lets the send path skip the async step). */
@@ -175,7 +174,7 @@ export class SubmissionLimits {
     let spec = this.taskSpecs.get(task);
     if (spec === undefined && !this.taskSpecs.has(task)) {
       spec = parseSendRateLimit(limit, `sendRateLimit of task ${task}`);
-      if (spec?.shared && !this.opts.redis) throw sharedNeedsRedis(`sendRateLimit of task ${task}`);
+      if (spec?.shared && !this.opts.sharedBuckets) throw sharedNeedsRedis(`sendRateLimit of task ${task}`);
       this.taskSpecs.set(task, spec);
     }
     return spec;
@@ -259,24 +258,24 @@ export class SubmissionLimits {
   }
 
   private async takeShared(shared: Array<{ spec: BucketSpec; n: number }>): Promise<number> {
-    const redis = await this.redis();
+    const store = await this.buckets();
     // Every message of one send counts once per bucket; buckets with different demands go in separate calls.
     let wait = 0;
     const byN = new Map<number, BucketSpec[]>();
     for (const e of shared) byN.set(e.n, [...(byN.get(e.n) ?? []), e.spec]);
     for (const [n, specs] of byN) {
       const buckets = specs.map((s) => `${this.opts.keyPrefix ?? ''}celeriac:ratelimit:${s.shared!}`);
-      wait = Math.max(wait, Number(await takeTokens(redis, { buckets }, { n, limits: specs })));
+      wait = Math.max(wait, await store.take(buckets, n, specs));
     }
     return wait;
   }
 
-  private redis(): Promise<Redis> {
-    this.redisPromise ??= this.opts.redis!();
-    this.redisPromise.catch(() => {
-      this.redisPromise = undefined;
+  private buckets(): Promise<SharedTokenBuckets> {
+    this.bucketsPromise ??= this.opts.sharedBuckets!();
+    this.bucketsPromise.catch(() => {
+      this.bucketsPromise = undefined;
     });
-    return this.redisPromise;
+    return this.bucketsPromise;
   }
 
   private refused(what: string, retryAfterMs: number): void {
@@ -288,9 +287,9 @@ export class SubmissionLimits {
   }
 
   async close(): Promise<void> {
-    const p = this.redisPromise;
-    this.redisPromise = undefined;
-    if (p) await p.then((r) => r.quit()).catch(() => undefined);
+    const p = this.bucketsPromise;
+    this.bucketsPromise = undefined;
+    if (p) await p.then((b) => b.close()).catch(() => undefined);
   }
 }
 

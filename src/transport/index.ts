@@ -14,12 +14,18 @@ import type { Redis } from 'ioredis';
 import { ConfigError } from '../errors.ts';
 import { redactUrl } from '../config/redact.ts';
 import type { AdapterContext } from '../core/adapter-context.ts';
+import type { SharedTokenBuckets } from '../core/token-buckets.ts';
 import type { Broker } from '../core/broker.ts';
 import type { ResultBackend } from '../core/backend.ts';
 import type { Engine, ReplayStoreOptions } from '../core/engine.ts';
 import type { ReplayStore } from '../core/replay-store.ts';
 import { ENGINES, schemeHint, urlSchemeSpec, type EngineInfo, type EngineName } from '../core/schemes.ts';
 
+// The embedded default's file locations and file-safety checks: pure helpers
+// (no SQLite driver) that the app, the demo and `celeriac audit` need
+// without opening the engine.
+export { defaultSqliteUrl, sqliteUrlForPath } from './sqlite/location.ts';
+export { sqliteFileChecks } from './sqlite/file-safety.ts';
 export type { Broker } from '../core/broker.ts';
 export type { ResultBackend } from '../core/backend.ts';
 export type { Engine } from '../core/engine.ts';
@@ -89,9 +95,15 @@ export async function createLocalReplayStore(file: string, ctx: AdapterContext):
   return engine.createReplayStore!({ ...ctx, url: sqliteUrlForPath(file), side: 'broker', keyPrefix: '' });
 }
 
-/** A connected Redis client for Celeriac's own keys (shared rate limits), named `celeriac:<role>`. `url` must be a Redis URL. */
-export async function openRedisClient(url: string, side: 'broker' | 'backend', role: string, ctx: AdapterContext): Promise<Redis> {
-  if (engineOf(url)?.name !== 'redis') throw new ConfigError(`${redactUrl(url)} is not a Redis URL`, { hint: 'use redis:// or rediss://' });
-  const { openRedisClient: open } = await import('./redis/index.ts');
-  return open(url, side, role, ctx);
+/**
+ * Token buckets shared by every client of the server behind `url` (the
+ * `shared` send rate limits), on a connection named `celeriac:<role>`.
+ * Only an engine that keeps them atomically across processes has them
+ * (today: Redis).
+ */
+export async function openSharedTokenBuckets(url: string, side: 'broker' | 'backend', role: string, ctx: AdapterContext): Promise<SharedTokenBuckets> {
+  if (engineOf(url)?.name !== 'redis') throw new ConfigError(`${redactUrl(url)} cannot keep shared token buckets`, { hint: 'use redis:// or rediss:// for the broker or the result backend' });
+  const { openRedisClient } = await import('./redis/index.ts');
+  const { createRedisTokenBuckets } = await import('./redis/token-buckets.ts');
+  return createRedisTokenBuckets(await openRedisClient(url, side, role, ctx));
 }

@@ -10,7 +10,7 @@ import { normalizeSettings } from '../../config/options.ts';
 import { UNSAFE_OPTIONS, unsafeEnvName, type Finding, type PolicyInput, type UnsafeOverrides } from '../../config/policy.ts';
 import { parseConnectionUrl } from '../../config/url.ts';
 import { isNetworkKind, urlSchemeSpec } from '../../core/schemes.ts';
-import { sqliteFileChecks } from '../../transport/sqlite/file-safety.ts';
+import { sqliteFileChecks } from '../../transport/index.ts';
 import { ConfigError } from '../../errors.ts';
 import { policyFindings } from '../policy-bridge.ts';
 import type { AuditFinding, ConfiguredEndpoint } from '../types.ts';
