@@ -4,11 +4,19 @@
  * step, callbacks, errbacks, sent through the app's Producer like any
  * `delay()`), the counters and the logs; then the message is settled
  * (settle.ts). Exception records come from exception-records.ts.
+ *
+ * A follow-up the submission limits refuse (its queue is full, a send rate
+ * limit is spent) fails like a `delay()` would: the task ends as FAILURE
+ * with that error, as in Celery, where `retry()` and callbacks raise what
+ * the publish raised. (Giving the message back would run the task again at
+ * once, and again, while the queue stays full.) A refused errback is
+ * logged: the FAILURE it follows is already stored.
  */
 import { ResultEncodeError } from '../client/results.ts';
+import { QueueFullError, RateLimitedError } from '../errors.ts';
 import type { StoredRecord } from '../core/backend.ts';
 import { redactAll } from '../config/redact.ts';
-import { buildResultMeta, type ExceptionInfo, type ExtendedFields, type ResultMeta } from '../protocol/result-meta.ts';
+import { buildResultMeta, errorToExceptionInfo, type ExceptionInfo, type ExtendedFields, type ResultMeta } from '../protocol/result-meta.ts';
 import type { TaskRequest } from '../protocol/task-message.ts';
 import type { ExecOutcome } from './execute.ts';
 import { encodeError, expiredRevoked, maxRetriesExceeded, redactException, retryInFuture, timeLimitExceeded, workerLost } from './exception-records.ts';
@@ -128,7 +136,14 @@ async function onSuccess(w: WorkerState, job: Job, value: unknown, runtimeMs: nu
   const { req } = job;
   // Callbacks and the chain's next step go out before the result is stored, so `children` names them.
   const follow = hasSuccessFollowUps(req) ? successFollowUps(req, value) : [];
-  if (follow.length > 0) await sendFollowUps(w, follow);
+  if (follow.length > 0) {
+    try {
+      await sendFollowUps(w, follow);
+    } catch (err) {
+      if (!refused(err)) throw err;
+      return onFailure(w, job, { kind: 'failure', exc: errorToExceptionInfo(err), traceback: null, runtimeMs });
+    }
+  }
   if (!ignoresResult(w, job)) await storeMeta(w, successMeta(w, job, value, follow.map((f) => childTuple(f.input.id))));
   // Counted once the outcome is stored: a result that cannot be encoded ends as a failure instead.
   w.counters.succeeded++;
@@ -160,7 +175,12 @@ export async function onFailure(w: WorkerState, job: Job, outcome: Extract<ExecO
   }
   // Counted once its record is stored (a settle that fails and is retried is counted once).
   w.counters.failed++;
-  await sendFollowUps(w, failureFollowUps(req));
+  try {
+    await sendFollowUps(w, failureFollowUps(req));
+  } catch (err) {
+    if (!refused(err)) throw err;
+    w.logger.error({ err, id: req.id, task: req.task }, `task ${req.task}[${req.id}]: an errback was not sent: ${(err as Error).message}`);
+  }
   await ackOnce(w, job);
 }
 
@@ -171,9 +191,14 @@ async function onRetry(w: WorkerState, job: Job, outcome: Extract<ExecOutcome, {
     const exc: ExceptionInfo = outcome.options.exc ?? maxRetriesExceeded(req);
     return onFailure(w, job, { kind: 'failure', exc, traceback: outcome.options.traceback, runtimeMs: outcome.runtimeMs });
   }
-  w.counters.retried++;
   // Back to the queue it came from (as Celery does), through the Producer: the queue's cap, signing and send limits apply.
-  await w.rt.producer.sendFollowUp({ queue: job.delivery.queue, input: retryMessageInput(req, decision.eta) });
+  try {
+    await w.rt.producer.sendFollowUp({ queue: job.delivery.queue, input: retryMessageInput(req, decision.eta) });
+  } catch (err) {
+    if (!refused(err)) throw err;
+    return onFailure(w, job, { kind: 'failure', exc: errorToExceptionInfo(err), traceback: null, runtimeMs: outcome.runtimeMs });
+  }
+  w.counters.retried++;
   w.logger.info({ id: req.id, task: req.task, retries: req.retries + 1, eta: new Date(decision.eta).toISOString() }, `task ${req.task}[${req.id}] retry scheduled`);
   await storeMeta(
     w,
@@ -199,6 +224,11 @@ export async function onLost(w: WorkerState, job: Job, reason: string): Promise<
     return;
   }
   return onFailure(w, job, { kind: 'failure', exc: workerLost(reason), traceback: null, runtimeMs: 0 });
+}
+
+/** The submission limits refused a follow-up (see the module comment). */
+function refused(err: unknown): boolean {
+  return err instanceof QueueFullError || err instanceof RateLimitedError;
 }
 
 /** Chain steps, callbacks and errbacks: routed and sent like a `delay()` of their task (a signature's own queue first). */
