@@ -196,9 +196,10 @@ export class App {
     return new LazyAsyncResult<R>(taskId, this);
   }
 
-  private async send(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions): Promise<AsyncResult<unknown>> {
-    const id = await this.producer.send(def, args, kwargs, options);
-    return new AsyncResult(id, this.storeReady ? this.storeReady.store : await this.resultStore());
+  private send(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions): Promise<AsyncResult<unknown>> {
+    return this.producer.send(def, args, kwargs, options, (id) =>
+      this.storeReady ? new AsyncResult(id, this.storeReady.store) : this.resultStore().then((store) => new AsyncResult(id, store)),
+    );
   }
 
   /** Build (and sign, when signing is on) a task message. */

@@ -97,14 +97,17 @@ export class Producer implements FollowUpSender {
     return this.o.submission.rateLimited || def?.options.sendRateLimit !== undefined;
   }
 
-  /** Send one call of a task; resolves with its id once the broker holds the message. */
-  async send(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions): Promise<string> {
+  /**
+   * Send one call of a task; once the broker holds the message, resolves
+   * with `result(id)` (computed in the same step: no extra await per send).
+   */
+  async send<R>(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions, result: (id: string) => R | Promise<R>): Promise<R> {
     const broker = this.o.brokerReady() ?? (await this.o.broker());
     // Before building: a client over its limit fails fast without paying for signing.
     if (this.limited(def)) await this.acquire([{ task: def.name, limit: def.options.sendRateLimit, count: 1 }]);
     const { item, id } = this.prepare(def, args, kwargs, options, Date.now());
     await broker.publish(item.queue, item.message, item.options);
-    return id;
+    return result(id);
   }
 
   /** Send many calls through a connected broker, in one round trip where the broker allows; all tokens are taken at once or none. */

@@ -31,21 +31,10 @@
 import type { Redis } from 'ioredis';
 import { ConfigError, RateLimitedError } from '../errors.ts';
 import type { Logger } from '../observability/logging.ts';
-import { parseRateLimit } from './task.ts';
+import { parseRateLimit, type SendRateLimit } from './task.ts';
 import { recordSecurityEvent } from '../observability/security-events.ts';
 
-/** A send rate limit: Celery's rate string, a number per second, or the long form. */
-export type SendRateLimit =
-  | string
-  | number
-  | {
-      /** Celery's format: `'100/s'`, `'6000/m'`, `'10/h'`, or a number per second. */
-      rate: string | number;
-      /** Bucket capacity: sends allowed at once after a pause (default one second's worth, at least 1). */
-      burst?: number;
-      /** Share the bucket through Redis with every process using this name. */
-      shared?: string;
-    };
+export type { SendRateLimit } from './task.ts';
 
 interface BucketSpec {
   /** Tokens per second. */

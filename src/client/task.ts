@@ -15,7 +15,19 @@
 import type { ZodType } from 'zod';
 import { ValidationError } from '../errors.ts';
 import type { AsyncResult } from './result.ts';
-import type { SendRateLimit } from './submission-limits.ts';
+
+/** A send rate limit: Celery's rate string, a number per second, or the long form. */
+export type SendRateLimit =
+  | string
+  | number
+  | {
+      /** Celery's format: `'100/s'`, `'6000/m'`, `'10/h'`, or a number per second. */
+      rate: string | number;
+      /** Bucket capacity: sends allowed at once after a pause (default one second's worth, at least 1). */
+      burst?: number;
+      /** Share the bucket through Redis with every process using this name. */
+      shared?: string;
+    };
 
 /** Any function usable as a task body (parameters are checked per task). */
 export type TaskFunction = (...args: never[]) => unknown;
