@@ -94,4 +94,17 @@ describe('worker follow-ups go through the Producer', () => {
     assert.equal(runs, 1, 'the task was not run again');
     await f.close();
   });
+
+  it("a callback obeys its task's send rate limit as delay() would: the task ends FAILURE RateLimitedError", async () => {
+    const f = memoryFixture();
+    f.app.task('t.parent', () => 1);
+    const limited = f.app.task('t.limited', () => 2, { sendRateLimit: { rate: '1/h', burst: 1 } });
+    await limited.delay();
+    await assert.rejects(limited.delay(), { name: 'RateLimitedError' }, 'the limit applies to delay()');
+    await f.startWorker();
+    const parent = buildTaskMessage({ task: 't.parent', id: newId(), args: [], kwargs: {}, embed: { callbacks: [sig('t.limited', newId())] } }, JSON_SERIALIZER);
+    await f.broker.publish('celery', parent);
+    await assert.rejects(f.app.asyncResult(String(parent.headers.id)).get({ timeoutMs: 3000 }), (e: unknown) => e instanceof RemoteTaskError && e.excType === 'RateLimitedError');
+    await f.close();
+  });
 });
