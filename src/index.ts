@@ -14,7 +14,7 @@ export { App, createApp, type AppOptions, type SendCall, type MessageSecurity } 
 export { AsyncResult, type GetOptions } from './client/result.ts';
 export type { TaskHandle, TaskOptions, SendOptions, KwargsByName } from './client/task.ts';
 export { createWorker, type WorkerHandle, type WorkerOptions, type WorkerStats } from './worker/worker.ts';
-export { currentTask, Retry, type TaskContext, type RequestInfo, type RetryOptions } from './worker/context.ts';
+export { currentTask, Retry, type TaskContext, type RequestInfo, type RetryOptions } from './core/task-context.ts';
 export { SoftTimeLimitExceeded } from './worker/execute.ts';
 export type { AppSettings, AppSettingsInput, TransportOptions } from './config/options.ts';
 export type { Broker, Delivery, Consumer, PublishOptions } from './core/broker.ts';

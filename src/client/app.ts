@@ -6,8 +6,8 @@ import { createBackend } from '../transport/index.ts';
 import { ResultStore } from './results.ts';
 import type { ResultBackend } from '../core/backend.ts';
 import { createBroker, defaultSqliteUrl, engineOf, openSharedTokenBuckets } from '../transport/index.ts';
-import type { Broker, PublishItem } from '../core/broker.ts';
-import { contentTypeOf, decodeByContentType, JSON_SERIALIZER, serializerByName, type Serializer } from '../codec/serializers.ts';
+import type { Broker } from '../core/broker.ts';
+import { contentTypeOf, decodeByContentType, JSON_SERIALIZER, serializerByName } from '../codec/serializers.ts';
 import { BROKER_URL_VARS, RESULT_BACKEND_VARS, settingFromEnv, type Env } from '../config/env.ts';
 import { resolveSettings, type AppSettingsInput, type ResolvedSettings } from '../config/options.ts';
 import { isProduction } from '../config/mode.ts';
@@ -16,12 +16,10 @@ import { enforcePolicy, recordPolicyRefusals } from '../observability/policy-eve
 import { recordSecurityEvent } from '../observability/security-events.ts';
 import { ClosedError, ConfigError } from '../errors.ts';
 import { createLogger, type Logger } from '../observability/logging.ts';
-import { newId } from '../protocol/ids.ts';
-import { buildTaskMessage, type BodyDecoder, type TaskMessageInput } from '../protocol/task-message.ts';
+import type { BodyDecoder, TaskMessageInput } from '../protocol/task-message.ts';
 import type { WireMessage } from '../protocol/types.ts';
 import { AsyncResult } from './result.ts';
 import {
-  validateArguments,
   type Init,
   type KwargsByName,
   type Last,
@@ -31,10 +29,10 @@ import {
   type TaskHandle,
   type TaskOptions,
 } from './task.ts';
-import { maybeCurrentTask } from '../worker/context.ts';
 import type { MessageSecurity } from '../security/message-security-types.ts';
 import { createMessageSecurity } from '../security/message-security.ts';
-import { SubmissionLimits, type SubmissionDemand } from './submission-limits.ts';
+import { SubmissionLimits } from './submission-limits.ts';
+import { Producer } from './producer.ts';
 
 export type { MessageSecurity } from '../security/message-security-types.ts';
 
@@ -79,10 +77,14 @@ export class App {
   /** Set when nothing was configured and the app uses the embedded SQLite default; cleared once announced. */
   private embeddedDefault: { results: boolean } | undefined;
   private closed = false;
-  private readonly taskSerializer: Serializer;
   private readonly acceptTypes: ReadonlySet<string>;
   /** Send rate limits and queue caps (CEL-019). */
   private readonly submission: SubmissionLimits;
+  /**
+   * Routes, builds, signs, caps and publishes every task message: the
+   * client's sends and a worker's follow-ups (retries, chains, callbacks).
+   */
+  readonly producer: Producer;
 
   constructor(options: AppOptions = {}) {
     const { broker, backend, logger, env, ...settings } = options;
@@ -105,7 +107,6 @@ export class App {
       this.embeddedDefault = { results };
     }
     this.settings = resolved;
-    this.taskSerializer = serializerByName(resolved.taskSerializer) ?? JSON_SERIALIZER;
     this.acceptTypes = new Set(resolved.acceptContent.map(contentTypeOf));
     this.security = createMessageSecurity({ settings: resolved, env: this.env, logger: this.logger, acceptTypes: this.acceptTypes });
     const redisUrl = [resolved.brokerUrl, resolved.resultBackend].find((u) => engineOf(u)?.name === 'redis');
@@ -117,6 +118,16 @@ export class App {
       sharedBuckets: redisUrl ? () => openSharedTokenBuckets(redisUrl, redisUrl === resolved.brokerUrl ? 'broker' : 'backend', 'rate-limit', { settings: resolved, logger: this.logger }) : undefined,
       keyPrefix: typeof resolved.brokerTransportOptions.globalKeyprefix === 'string' ? resolved.brokerTransportOptions.globalKeyprefix : '',
       logger: this.logger,
+    });
+    this.producer = new Producer({
+      settings: resolved,
+      registry: this.registry,
+      serializer: serializerByName(resolved.taskSerializer) ?? JSON_SERIALIZER,
+      signer: () => this.security.sign,
+      submission: this.submission,
+      brokerReady: () => this.brokerReady,
+      broker: () => this.broker(),
+      closed: () => this.closed,
     });
   }
 
@@ -172,18 +183,11 @@ export class App {
   async sendMany(calls: readonly SendCall[]): Promise<AsyncResult[]> {
     const broker = await this.broker();
     const store = await this.resultStore();
-    await this.acquireSendTokens(calls.map((c) => ({ task: c.name, limit: this.registry.get(c.name)?.options.sendRateLimit, count: 1 })));
-    const items: PublishItem[] = [];
-    const results: AsyncResult[] = [];
-    const now = Date.now();
-    for (const c of calls) {
-      const def = this.registry.get(c.name) ?? { name: c.name, fn: undefined, options: {} };
-      const { item, id } = this.prepare(def, c.args ?? [], c.kwargs ?? {}, c.options ?? {}, now);
-      items.push(item);
-      results.push(new AsyncResult(id, store));
-    }
-    await broker.publishMany(items);
-    return results;
+    const ids = await this.producer.sendMany(
+      broker,
+      calls.map((c) => ({ def: this.registry.get(c.name) ?? { name: c.name, fn: undefined, options: {} }, args: c.args ?? [], kwargs: c.kwargs ?? {}, options: c.options ?? {} })),
+    );
+    return ids.map((id) => new AsyncResult(id, store));
   }
 
   /** A result handle for a known task id. */
@@ -192,61 +196,20 @@ export class App {
     return new LazyAsyncResult<R>(taskId, this);
   }
 
-  private async send(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions): Promise<AsyncResult<unknown>> {
-    const broker = this.brokerReady ?? (await this.broker());
-    // Before building: a client over its limit fails fast without paying for signing.
-    if (this.submission.rateLimited || def.options.sendRateLimit !== undefined) await this.acquireSendTokens([{ task: def.name, limit: def.options.sendRateLimit, count: 1 }]);
-    const { item, id } = this.prepare(def, args, kwargs, options, Date.now());
-    await broker.publish(item.queue, item.message, item.options);
-    return new AsyncResult(id, this.storeReady ? this.storeReady.store : await this.resultStore());
+  private send(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions): Promise<AsyncResult<unknown>> {
+    return this.producer.send(def, args, kwargs, options, (id) =>
+      this.storeReady ? new AsyncResult(id, this.storeReady.store) : this.resultStore().then((store) => new AsyncResult(id, store)),
+    );
   }
 
-  /** Take send tokens (client and per-task limits); throws `RateLimitedError` when over a limit. */
-  private async acquireSendTokens(demands: SubmissionDemand[]): Promise<void> {
-    if (this.closed) throw new ClosedError('app');
-    await this.submission.acquire(demands);
-  }
-
-  /** Build the message for one call (validation, routing, ids from the running task). */
-  private prepare(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions, now: number): { item: PublishItem; id: string } {
-    if (this.closed) throw new ClosedError('app');
-    const checked = validateArguments(def, args, kwargs);
-    const id = options.taskId ?? newId();
-    const parent = maybeCurrentTask()?.request;
-    const route = this.settings.taskRoutes[def.name];
-    const queue = options.queue ?? def.options.queue ?? route?.queue ?? this.settings.taskDefaultQueue;
-    const priority = options.priority ?? def.options.priority ?? route?.priority;
-    const expiresOpt = options.expires ?? def.options.expires;
-    const input: TaskMessageInput = {
-      task: def.name,
-      id,
-      args: checked.args,
-      kwargs: checked.kwargs,
-      eta: toEpoch(options.eta) ?? (options.countdown !== undefined ? now + options.countdown * 1000 : null),
-      expires: expiresOpt === undefined ? null : typeof expiresOpt === 'number' ? now + expiresOpt * 1000 : expiresOpt.getTime(),
-      timeLimit: [options.timeLimit ?? def.options.timeLimit ?? null, options.softTimeLimit ?? def.options.softTimeLimit ?? null],
-      rootId: options.rootId ?? parent?.rootId ?? id,
-      parentId: options.parentId ?? parent?.id ?? null,
-      shadow: options.shadow ?? null,
-      ignoreResult: options.ignoreResult ?? def.options.ignoreResult ?? false,
-      priority: priority ?? 0,
-      now,
-      ...(options.compression !== undefined ? { compression: options.compression } : {}),
-    };
-    const maxLength = this.submission.maxLengthFor(queue);
-    return { item: { queue, message: this.buildMessage(input), options: { priority: priority ?? 0, ...(maxLength !== undefined ? { maxLength } : {}) } }, id };
-  }
-
-  /** Build (and sign, when signing is on) a task message. Used by the client and by the worker for retries and chains. */
+  /** Build (and sign, when signing is on) a task message. */
   buildMessage(input: TaskMessageInput): WireMessage {
-    const message = buildTaskMessage(input, this.taskSerializer);
-    return this.security.sign ? this.security.sign(message) : message;
+    return this.producer.buildMessage(input);
   }
 
-  /** Publish an already-built message (worker: retries, chain steps, callbacks). */
-  async publish(queue: string, message: WireMessage, priority?: number): Promise<void> {
-    const broker = await this.broker();
-    await broker.publish(queue, message, { priority: priority ?? message.properties.priority ?? 0 });
+  /** Publish an already-built message (the queue's cap applies). */
+  publish(queue: string, message: WireMessage, priority?: number): Promise<void> {
+    return this.producer.publish(queue, message, priority);
   }
 
   /** Decoder for received bodies: accept list, limits and (when configured) signature verification. */
@@ -423,11 +386,6 @@ class LazyAsyncResult<R> extends AsyncResult<R> {
   override async forget(): Promise<void> {
     return (await this.real()).forget();
   }
-}
-
-function toEpoch(v: Date | number | undefined): number | null {
-  if (v === undefined) return null;
-  return typeof v === 'number' ? v : v.getTime();
 }
 
 /** Create a Celeriac app. */

@@ -15,7 +15,10 @@
 import type { ZodType } from 'zod';
 import { ValidationError } from '../errors.ts';
 import type { AsyncResult } from './result.ts';
-import type { SendRateLimit } from './submission-limits.ts';
+import type { SendRateLimit } from '../config/schema.ts';
+
+/** A send rate limit (its type lives with the settings schema, which validates it). */
+export type { SendRateLimit } from '../config/schema.ts';
 
 /** Any function usable as a task body (parameters are checked per task). */
 export type TaskFunction = (...args: never[]) => unknown;

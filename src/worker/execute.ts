@@ -5,7 +5,8 @@
  */
 import { errorToExceptionInfo, type ExceptionInfo } from '../protocol/result-meta.ts';
 import type { TaskDefinition } from '../client/task.ts';
-import { Retry, runWithContext, type RequestInfo, type RetryOptions, type TaskContext } from './context.ts';
+import { Retry, runWithContext, type RequestInfo, type RetryOptions, type TaskContext } from '../core/task-context.ts';
+import { notRegistered } from './exception-records.ts';
 
 /** One execution handed to a pool. */
 export interface ExecJob {
@@ -111,12 +112,7 @@ export function executeJob(registry: ReadonlyMap<string, TaskDefinition>, job: E
   const started = performance.now();
   const def = registry.get(job.task);
   if (!def?.fn) {
-    return {
-      kind: 'failure',
-      exc: { exc_type: 'NotRegistered', exc_message: [job.task], exc_module: 'celery.exceptions' },
-      traceback: null,
-      runtimeMs: 0,
-    };
+    return { kind: 'failure', exc: notRegistered(job.task), traceback: null, runtimeMs: 0 };
   }
   const controller = abort ?? new TaskAbort();
   let softTimer: NodeJS.Timeout | undefined;

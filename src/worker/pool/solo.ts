@@ -13,7 +13,6 @@ export function createSoloPool(registry: ReadonlyMap<string, TaskDefinition>): P
   const jobs = new Map<string, ExecJob>();
   return {
     kind: 'solo',
-    pids: [],
     async start() {},
     run(job: ExecJob, hardTimeLimitMs?: number): ExecOutcome | Promise<ExecOutcome> {
       const controller = new TaskAbort();
@@ -39,12 +38,6 @@ export function createSoloPool(registry: ReadonlyMap<string, TaskDefinition>): P
         clearTimeout(timer);
         done();
       });
-    },
-    abort(jobId: string): boolean {
-      const c = running.get(jobId);
-      if (!c) return false;
-      c.abort(new Error('terminated'));
-      return true;
     },
     async close(graceMs: number): Promise<ExecJob[]> {
       const deadline = Date.now() + graceMs;

@@ -5,11 +5,12 @@
  * can enforce hard time limits and account for tasks if this process dies.
  */
 import { pathToFileURL } from 'node:url';
-import type { App } from '../../client/app.ts';
 import { importModule } from '../../runtime/import-module.ts';
 import { encodeTaskEvent, type FromChild, type ToChild } from './supervisor-ipc.ts';
 import type { LossEntry } from '../loss-ledger.ts';
-import { Worker, type TaskEvent } from '../worker.ts';
+import type { WorkerRuntime } from '../runtime.ts';
+import type { TaskEvent } from '../types.ts';
+import { Worker } from '../worker.ts';
 
 // The supervisor owns shutdown: a Ctrl-C reaching the whole process group
 // must not kill tasks mid-flight. Losing the supervisor means the worker was
@@ -26,7 +27,7 @@ const send = (m: FromChild): void => {
 let worker: Worker | undefined;
 /** Ledger changes that arrived while the worker was starting. */
 const early: Array<[string, LossEntry]> = [];
-let app: App | undefined;
+let app: WorkerRuntime | undefined;
 // SIGHUP's default action would kill the child (issue 20 #6): a HUP sent to it directly, or to the
 // process group, reloads its credentials like the supervisor's IPC reload does.
 process.on('SIGHUP', () => {
@@ -46,9 +47,9 @@ function onTaskEvents(batch: TaskEvent[]): void {
 }
 
 /** The app in a module: its `app` export, else its default export. */
-function findApp(mod: Record<string, unknown>): App | undefined {
+function findApp(mod: Record<string, unknown>): WorkerRuntime | undefined {
   for (const candidate of [mod.app, mod.default]) {
-    if (candidate && typeof candidate === 'object' && (candidate as { registry?: unknown }).registry instanceof Map) return candidate as App;
+    if (candidate && typeof candidate === 'object' && (candidate as { registry?: unknown }).registry instanceof Map) return candidate as WorkerRuntime;
   }
   return undefined;
 }

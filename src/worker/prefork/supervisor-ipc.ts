@@ -4,7 +4,7 @@
  * watches, stops and, when one dies, recovers for it.
  */
 import type { LossEntry, LossKind } from '../loss-ledger.ts';
-import type { TaskEvent, WorkerStats } from '../worker.ts';
+import type { TaskEvent, WorkerStats } from '../types.ts';
 
 /** The serializable part of WorkerOptions a child needs. */
 export interface ChildWorkerOptions {

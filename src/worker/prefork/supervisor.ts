@@ -20,16 +20,17 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { splitSecretEnv } from '../../config/env.ts';
-import type { App } from '../../client/app.ts';
 import { CeleriacError, ConfigError } from '../../errors.ts';
 import { recordSecurityEvent } from '../../observability/security-events.ts';
 import type { Logger } from '../../observability/logging.ts';
 import { defaultNodeName } from '../../protocol/ids.ts';
 import { RUNNING_FROM_SOURCE } from '../../runtime/import-module.ts';
 import { buildResultMeta, type ExceptionInfo } from '../../protocol/result-meta.ts';
+import { timeLimitExceeded, workerLost } from '../exception-records.ts';
 import { LossLedger, lossReason, lostRuns, pullShared, pushShared, type LossEntry, type LossKind } from '../loss-ledger.ts';
 import { decodeStartedLine, type FromChild, type ToChild } from './supervisor-ipc.ts';
-import type { TaskEvent, WorkerHandle, WorkerOptions, WorkerStats } from '../worker.ts';
+import type { WorkerRuntime } from '../runtime.ts';
+import type { TaskEvent, WorkerHandle, WorkerOptions, WorkerStats } from '../types.ts';
 
 // Compiled (dist/): children run plain JavaScript and load tsx only for a TypeScript app module.
 // From source: children need tsx for Celeriac's own modules.
@@ -90,7 +91,7 @@ const ZERO: Omit<WorkerStats, 'nodeName'> = { active: 0, held: 0, processed: 0, 
 export class Supervisor implements WorkerHandle {
   readonly nodeName: string;
   readonly done: Promise<void>;
-  private readonly app: App;
+  private readonly app: WorkerRuntime;
   private readonly appModule: string;
   private readonly logger: Logger;
   private readonly processes: number;
@@ -442,7 +443,7 @@ export class Supervisor implements WorkerHandle {
       if (culprit && event.id === culprit.id && event.tag === culprit.tag) {
         this.ledger.record(event.id, 'timeLimit');
         changed.set(event.id, this.ledger.finalize(event.id));
-        failures.push({ event, exc: { exc_type: 'TimeLimitExceeded', exc_message: [(event.hardLimitMs ?? 0) / 1000], exc_module: 'celery.exceptions' } });
+        failures.push({ event, exc: timeLimitExceeded((event.hardLimitMs ?? 0) / 1000) });
         if (event.lateAck) drop.push(event.tag);
         continue;
       }
@@ -605,10 +606,6 @@ export class Supervisor implements WorkerHandle {
     })();
     return this.stopPromise;
   }
-}
-
-function workerLost(how: string): ExceptionInfo {
-  return { exc_type: 'WorkerLostError', exc_message: [`Worker exited prematurely: ${how}`], exc_module: 'billiard.exceptions' };
 }
 
 /** Add a child's cumulative counters into a total. */

@@ -1,0 +1,182 @@
+/**
+ * The Producer: the one way a task message reaches the broker, for the
+ * client (`delay`, `applyAsync`, `sendTask`, `sendMany`) and for the
+ * worker's follow-ups (retries, chain steps, link callbacks, errbacks).
+ * It routes, builds, signs, applies the submission limits (send rate
+ * limits and queue caps, CEL-019) and publishes, so a follow-up is held to
+ * the same rules as a `delay()`.
+ */
+import type { Broker, PublishItem } from '../core/broker.ts';
+import type { ResolvedSettings } from '../config/options.ts';
+import type { Serializer } from '../codec/serializers.ts';
+import { ClosedError } from '../errors.ts';
+import { newId } from '../protocol/ids.ts';
+import { buildTaskMessage, type TaskMessageInput } from '../protocol/task-message.ts';
+import type { WireMessage } from '../protocol/types.ts';
+import { maybeCurrentTask } from '../core/task-context.ts';
+import type { SubmissionDemand, SubmissionLimits } from './submission-limits.ts';
+import { validateArguments, type SendOptions, type TaskDefinition } from './task.ts';
+
+/** What a Producer needs from its app. */
+export interface ProducerOptions {
+  settings: ResolvedSettings;
+  /** Registered tasks: their `queue`, `priority`, `expires`, limits and schemas apply to every send. */
+  registry: ReadonlyMap<string, TaskDefinition>;
+  serializer: Serializer;
+  /** Signs a built message; read at each send (undefined: signing is off). */
+  signer: () => ((message: WireMessage) => WireMessage) | undefined;
+  submission: SubmissionLimits;
+  /** The connected broker when there is one (sends skip an await), else undefined. */
+  brokerReady: () => Broker | undefined;
+  /** The broker, connected on first use. */
+  broker: () => Promise<Broker>;
+  /** True once the app is closed: sends fail with `ClosedError`. */
+  closed: () => boolean;
+}
+
+/** Where a message goes: its queue and its priority (undefined: none was set). */
+export interface Route {
+  queue: string;
+  priority: number | undefined;
+}
+
+/** A follow-up message the worker sends: its content, and a queue when the signature or the retry names one. */
+export interface FollowUpSend {
+  input: TaskMessageInput;
+  /** Explicit queue (a retry's own queue, a signature's `queue` option); otherwise the task is routed. */
+  queue?: string | undefined;
+}
+
+/** Sends follow-ups for a worker (the part of the Producer a worker sees). */
+export interface FollowUpSender {
+  /** Route, cap, sign and publish one follow-up; rejects as `delay()` would (e.g. `QueueFullError`, `RateLimitedError`). */
+  sendFollowUp(follow: FollowUpSend): Promise<void>;
+}
+
+/** Route, build, sign, cap and publish task messages (see the module comment). */
+export class Producer implements FollowUpSender {
+  constructor(private readonly o: ProducerOptions) {}
+
+  private def(task: string): TaskDefinition | undefined {
+    return this.o.registry.get(task);
+  }
+
+  /**
+   * Route a task: the explicit queue and priority first, then the task's own
+   * options, then `taskRoutes`, then `taskDefaultQueue`.
+   */
+  route(task: string, explicit: { queue?: string | undefined; priority?: number | undefined }, def: TaskDefinition | undefined = this.def(task)): Route {
+    const route = this.o.settings.taskRoutes[task];
+    return {
+      queue: explicit.queue ?? def?.options.queue ?? route?.queue ?? this.o.settings.taskDefaultQueue,
+      priority: explicit.priority ?? def?.options.priority ?? route?.priority,
+    };
+  }
+
+  /** Build (and sign, when signing is on) a task message. */
+  buildMessage(input: TaskMessageInput): WireMessage {
+    const message = buildTaskMessage(input, this.o.serializer);
+    const sign = this.o.signer();
+    return sign ? sign(message) : message;
+  }
+
+  /** Publish options of a queue: the priority and, when the queue is capped, its `maxLength`. */
+  private publishItem(queue: string, message: WireMessage, priority: number): PublishItem {
+    const maxLength = this.o.submission.maxLengthFor(queue);
+    return { queue, message, options: { priority, ...(maxLength !== undefined ? { maxLength } : {}) } };
+  }
+
+  /** Take send tokens (client and per-task limits); throws `RateLimitedError` when over a limit. */
+  private async acquire(demands: SubmissionDemand[]): Promise<void> {
+    if (this.o.closed()) throw new ClosedError('app');
+    await this.o.submission.acquire(demands);
+  }
+
+  /** True when a send of this task may have to take a token (otherwise the send path skips that await). */
+  private limited(def: TaskDefinition | undefined): boolean {
+    return this.o.submission.rateLimited || def?.options.sendRateLimit !== undefined;
+  }
+
+  /**
+   * Send one call of a task; once the broker holds the message, resolves
+   * with `result(id)` (computed in the same step: no extra await per send).
+   */
+  async send<R>(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions, result: (id: string) => R | Promise<R>): Promise<R> {
+    const broker = this.o.brokerReady() ?? (await this.o.broker());
+    // Before building: a client over its limit fails fast without paying for signing.
+    if (this.limited(def)) await this.acquire([{ task: def.name, limit: def.options.sendRateLimit, count: 1 }]);
+    const { item, id } = this.prepare(def, args, kwargs, options, Date.now());
+    await broker.publish(item.queue, item.message, item.options);
+    return result(id);
+  }
+
+  /** Send many calls through a connected broker, in one round trip where the broker allows; all tokens are taken at once or none. */
+  async sendMany(broker: Broker, calls: ReadonlyArray<{ def: TaskDefinition; args: readonly unknown[]; kwargs: Readonly<Record<string, unknown>>; options: SendOptions }>): Promise<string[]> {
+    await this.acquire(calls.map((c) => ({ task: c.def.name, limit: c.def.options.sendRateLimit, count: 1 })));
+    const items: PublishItem[] = [];
+    const ids: string[] = [];
+    const now = Date.now();
+    for (const c of calls) {
+      const { item, id } = this.prepare(c.def, c.args, c.kwargs, c.options, now);
+      items.push(item);
+      ids.push(id);
+    }
+    await broker.publishMany(items);
+    return ids;
+  }
+
+  /** Build the message for one client call (validation, routing, ids from the running task). */
+  private prepare(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions, now: number): { item: PublishItem; id: string } {
+    if (this.o.closed()) throw new ClosedError('app');
+    const checked = validateArguments(def, args, kwargs);
+    const id = options.taskId ?? newId();
+    const parent = maybeCurrentTask()?.request;
+    const { queue, priority } = this.route(def.name, options, def);
+    const expiresOpt = options.expires ?? def.options.expires;
+    const input: TaskMessageInput = {
+      task: def.name,
+      id,
+      args: checked.args,
+      kwargs: checked.kwargs,
+      eta: toEpoch(options.eta) ?? (options.countdown !== undefined ? now + options.countdown * 1000 : null),
+      expires: expiresOpt === undefined ? null : typeof expiresOpt === 'number' ? now + expiresOpt * 1000 : expiresOpt.getTime(),
+      timeLimit: [options.timeLimit ?? def.options.timeLimit ?? null, options.softTimeLimit ?? def.options.softTimeLimit ?? null],
+      rootId: options.rootId ?? parent?.rootId ?? id,
+      parentId: options.parentId ?? parent?.id ?? null,
+      shadow: options.shadow ?? null,
+      ignoreResult: options.ignoreResult ?? def.options.ignoreResult ?? false,
+      priority: priority ?? 0,
+      now,
+      ...(options.compression !== undefined ? { compression: options.compression } : {}),
+    };
+    return { item: this.publishItem(queue, this.buildMessage(input), priority ?? 0), id };
+  }
+
+  /**
+   * Send a worker's follow-up like a `delay()` of its task: routed (an
+   * explicit queue first, then the task's `queue` option, `taskRoutes`,
+   * `taskDefaultQueue`), rate-limited, signed and capped.
+   */
+  async sendFollowUp(follow: FollowUpSend): Promise<void> {
+    const { input } = follow;
+    const def = this.def(input.task);
+    const broker = this.o.brokerReady() ?? (await this.o.broker());
+    if (this.limited(def)) await this.acquire([{ task: input.task, limit: def?.options.sendRateLimit, count: 1 }]);
+    const { queue, priority } = this.route(input.task, { queue: follow.queue, priority: input.priority }, def);
+    const message = this.buildMessage(priority === input.priority ? input : { ...input, priority });
+    const item = this.publishItem(queue, message, priority ?? message.properties.priority ?? 0);
+    await broker.publish(item.queue, item.message, item.options);
+  }
+
+  /** Publish an already-built message to a queue (its cap applies). */
+  async publish(queue: string, message: WireMessage, priority?: number): Promise<void> {
+    const broker = await this.o.broker();
+    const item = this.publishItem(queue, message, priority ?? message.properties.priority ?? 0);
+    await broker.publish(item.queue, item.message, item.options);
+  }
+}
+
+function toEpoch(v: Date | number | undefined): number | null {
+  if (v === undefined) return null;
+  return typeof v === 'number' ? v : v.getTime();
+}

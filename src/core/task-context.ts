@@ -1,0 +1,80 @@
+/**
+ * The running task's context, reachable from anywhere in the task's async
+ * call tree through `currentTask()` (AsyncLocalStorage), in the worker's
+ * child processes and in the solo pool alike.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { CeleriacError } from '../errors.ts';
+
+/** Facts about the message being executed (Celery's `task.request`). */
+export interface RequestInfo {
+  id: string;
+  task: string;
+  retries: number;
+  /** Epoch ms or null. */
+  eta: number | null;
+  /** Epoch ms or null. */
+  expires: number | null;
+  rootId: string;
+  parentId: string | null;
+  group: string | null;
+  groupIndex: number | null;
+  origin: string | null;
+  correlationId: string;
+  replyTo: string;
+  /** Node name of the worker running the task. */
+  hostname: string;
+  deliveryInfo: { queue: string; priority: number; redelivered: boolean };
+  timeLimit: [number | null, number | null];
+  args: unknown[];
+  kwargs: Record<string, unknown>;
+}
+
+/** Options of `retry()`; durations in seconds. */
+export interface RetryOptions {
+  /** Seconds until the retry runs (default: the task's backoff or defaultRetryDelay). */
+  countdown?: number;
+  /** Run the retry at this time instead. */
+  eta?: Date | number;
+  /** The error that caused the retry (stored with the RETRY state and raised when retries run out). */
+  exc?: unknown;
+  /** Override the task's maxRetries for this decision. */
+  maxRetries?: number | null;
+}
+
+/** Thrown by `retry()`; the worker turns it into a RETRY and a re-sent message. */
+export class Retry extends CeleriacError {
+  readonly options: RetryOptions;
+  constructor(options: RetryOptions = {}) {
+    super('ERR_RETRY', 'task asked to be retried');
+    this.options = options;
+  }
+}
+
+/** What a running task can see and do. */
+export interface TaskContext {
+  readonly request: RequestInfo;
+  /** Aborted when the soft time limit passes, or when the task is revoked with terminate. */
+  readonly signal: AbortSignal;
+  /** Ask to be run again later; never returns (throws `Retry`). */
+  retry(options?: RetryOptions): never;
+}
+
+const storage = new AsyncLocalStorage<TaskContext>();
+
+/** Call `fn(...args)` with `ctx` as the current task context. */
+export function runWithContext<T>(ctx: TaskContext, fn: (...args: unknown[]) => T, args: readonly unknown[] = []): T {
+  return storage.run(ctx, fn, ...args);
+}
+
+/** The context of the task being executed; throws outside a task. */
+export function currentTask(): TaskContext {
+  const ctx = storage.getStore();
+  if (!ctx) throw new CeleriacError('ERR_NO_TASK', 'currentTask() called outside a running task', { hint: 'call it from inside a task function' });
+  return ctx;
+}
+
+/** The current context or undefined (used by the client to set parent/root ids). */
+export function maybeCurrentTask(): TaskContext | undefined {
+  return storage.getStore();
+}
