@@ -386,7 +386,14 @@ async function main(): Promise<number> {
         await h.lp.stop();
         await a.verify(ctx, n);
         if (variant === 'encrypted') {
-          const k = await ctx.db1.randomkey();
+          // A record key (Celeriac keeps a state key beside each record, so a random key may be that).
+          let k: string | undefined;
+          let cursor = '0';
+          do {
+            const [next, keys] = await ctx.db1.scan(cursor, 'MATCH', 'celery-task-meta-*', 'COUNT', 100);
+            cursor = next;
+            k = keys[0];
+          } while (k === undefined && cursor !== '0');
           const rec = k ? ((await ctx.db1.get(k)) ?? '') : '';
           if (!recordShowsEncryption(rec)) throw new Unavailable('the worker stored plaintext results (no celeriac_encrypted field)');
         }

@@ -137,8 +137,7 @@ export const REDIS_ACL_COMMANDS: Readonly<Record<string, readonly string[]>> = {
  * Key and channel patterns of Celery's Redis layout (no `global_keyprefix`):
  * each task queue, worker mailbox (`*.celery.pidbox`), control reply queue
  * and event receiver queue with its priority buckets; kombu's bindings and
- * ack-emulation keys; result, group and chord keys; the state Celeriac
- * keeps beside each result (`celeriac:task-state:*`); Celeriac's shared rate
+ * ack-emulation keys; result, group and chord keys; Celeriac's shared rate
  * limits (`celeriac:ratelimit:*`).
  *
  * The replay store (`celeriac:replay:*`, the nonces of signed messages
@@ -171,7 +170,6 @@ export function redisAclPatterns(queues: readonly string[] = ['celery'], db = 0,
     '~_kombu.binding.*', '~unacked', '~unacked_index', '~unacked_mutex',
     '~unacked.dlq', // Celeriac's restorer dead-letters unparsable unacked entries here
     '~celery-task-meta-*', '~celery-taskset-meta-*', '~chord-unlock-*',
-    '~celeriac:task-state:*', // the state kept beside each result record (the store script keeps a SUCCESS by it)
     '~????????-????-????-????-????????????.?', // chord counters <group uuid>.j/.t/.s
     '~celeriac:ratelimit:*', // shared send rate limits (clients and workers)
     ...(role === 'worker' ? ['~celeriac:replay:*'] : []),

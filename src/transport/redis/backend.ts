@@ -3,10 +3,9 @@
  * with an expiry, and a PUBLISH on the channel of the same name so that
  * waiting clients (Python's included) wake as soon as a result lands.
  *
- * Beside each record, `celeriac:task-state:<id>` holds its state with the
- * same expiry: the store script keeps a SUCCESS by it, since the record's
- * bytes may not show the state (an encrypted record), and the record key
- * must hold exactly Celery's record for Python clients.
+ * A stored SUCCESS is never replaced: the store script reads the stored
+ * record's `status` field, which plain and sealed records alike keep in
+ * clear (see `lua/store-n.lua`).
  */
 import type { Redis } from 'ioredis';
 import type { AdapterContext } from '../../core/adapter-context.ts';
@@ -17,8 +16,6 @@ import { storeResults } from './scripts.ts';
 
 /** Celery's result key prefix. */
 export const TASK_META_PREFIX = 'celery-task-meta-';
-/** Celeriac's companion key prefix: the state of the record stored under the same task id. */
-export const TASK_STATE_PREFIX = 'celeriac:task-state:';
 
 /** Most records written by one store script call. */
 const STORE_BATCH = 500;
@@ -109,7 +106,7 @@ export class RedisBackend implements ResultBackend {
         const calls: Promise<number>[] = [];
         for (let i = 0; i < records.length; i += STORE_BATCH) {
           const chunk = records.slice(i, i + STORE_BATCH);
-          const writes = chunk.map((r) => ({ key: TASK_META_PREFIX + r.taskId, stateKey: TASK_STATE_PREFIX + r.taskId, state: r.state, payload: r.payload }));
+          const writes = chunk.map((r) => ({ key: TASK_META_PREFIX + r.taskId, payload: r.payload }));
           calls.push(storeResults(this.client, ttl, writes));
         }
         await Promise.all(calls);
@@ -173,7 +170,7 @@ export class RedisBackend implements ResultBackend {
 
   async forget(taskId: string): Promise<void> {
     await this.connect();
-    await this.client.del(TASK_META_PREFIX + taskId, TASK_STATE_PREFIX + taskId);
+    await this.client.del(TASK_META_PREFIX + taskId);
   }
 
   async close(): Promise<void> {

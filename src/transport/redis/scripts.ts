@@ -66,7 +66,7 @@ const S = {
   unlock: load('unlock-1.lua'),
   publishCapped: load('publish-capped-n.lua'),
   pushVerified: load('push-verified-n.lua'),
-  store: load('store-2n.lua'),
+  store: load('store-n.lua'),
   takeTokens: load('take-tokens-n.lua'),
   replaySync: load('replay-sync-n.lua'),
   replayRefresh: load('replay-refresh-n.lua'),
@@ -187,15 +187,12 @@ export function pushVerified(
 export interface ResultWrite {
   /** `celery-task-meta-<id>`. */
   key: string;
-  /** The companion key holding the record's state. */
-  stateKey: string;
-  state: string;
   payload: Buffer;
 }
 
-/** `store-2n.lua`: write records (expiring after `ttl` s, 0 = never) unless a SUCCESS is stored; how many were written. */
+/** `store-n.lua`: write records (expiring after `ttl` s, 0 = never) unless a SUCCESS is stored; how many were written. */
 export function storeResults(client: ScriptClient, ttl: number, records: readonly ResultWrite[]): Promise<number> {
-  return run(client, S.store, records.flatMap((r) => [r.key, r.stateKey]), [ttl, ...records.flatMap((r) => [r.state, r.payload])]);
+  return run(client, S.store, records.map((r) => r.key), [ttl, ...records.map((r) => r.payload)]);
 }
 
 /** `take-tokens-n.lua`: take `n` tokens from every bucket or none; 0, or the ms until they could be taken. */

@@ -85,8 +85,6 @@ describe('generateSecret', () => {
   it('redis-acl patterns and --any-key', () => {
     const { keys, channels } = redisAclPatterns(['celery'], 2);
     assert.ok(keys.includes('~celery-task-meta-*'));
-    assert.ok(keys.includes('~celeriac:task-state:*'), 'the state beside each result record');
-    assert.ok(redisAclPatterns(['celery'], 2, false, 'producer').keys.includes('~celeriac:task-state:*'), 'clients forget results too');
     assert.ok(keys.includes('~_kombu.binding.*'));
     assert.ok(channels.includes('&/2.celeryev/*'));
     assert.ok(channels.includes('&/2.celery.pidbox'));

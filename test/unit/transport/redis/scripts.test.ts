@@ -67,11 +67,11 @@ describe('redis scripts', () => {
       },
     };
     await storeResults(commands as unknown as Redis, 60, [
-      { key: 'celery-task-meta-a', stateKey: 'celeriac:task-state:a', state: 'SUCCESS', payload: Buffer.from('{}') },
-      { key: 'celery-task-meta-b', stateKey: 'celeriac:task-state:b', state: 'FAILURE', payload: Buffer.from('[]') },
+      { key: 'celery-task-meta-a', payload: Buffer.from('{}') },
+      { key: 'celery-task-meta-b', payload: Buffer.from('[]') },
     ]);
-    assert.equal(sent[0]![0], 4, 'numkeys: two per record');
-    assert.deepEqual(sent[0]!.slice(1, 5), ['celery-task-meta-a', 'celeriac:task-state:a', 'celery-task-meta-b', 'celeriac:task-state:b']);
-    assert.deepEqual(sent[0]!.slice(5, 7), [60, 'SUCCESS']);
+    assert.equal(sent[0]![0], 2, 'numkeys: one per record');
+    assert.deepEqual(sent[0]!.slice(1, 3), ['celery-task-meta-a', 'celery-task-meta-b']);
+    assert.deepEqual(sent[0]!.slice(3, 6), [60, Buffer.from('{}'), Buffer.from('[]')]);
   });
 });
