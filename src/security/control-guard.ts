@@ -244,7 +244,8 @@ export function createControlGuard(options: ControlGuardOptions): ControlGuard {
     }
     if (claimed) {
       const t = now();
-      if (nonces.size >= CONTROL_MAX_NONCES) prune(t);
+      // Expired nonces are dropped every 1024 entries (and when full), so memory follows the command rate.
+      if (nonces.size >= CONTROL_MAX_NONCES || (nonces.size > 0 && nonces.size % 1024 === 0)) prune(t);
       const until = nonces.get(claimed.nonce);
       if (until !== undefined && until > t) return refuse(m, method, who, 'replayed control message: this worker already received this signature nonce', 'ERR_CONTROL_REPLAY');
       if (nonces.size >= CONTROL_MAX_NONCES) return refuse(m, method, who, 'too many recent control messages to remember', 'ERR_CONTROL_FLOOD');
