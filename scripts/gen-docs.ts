@@ -143,6 +143,10 @@ export const ENVIRONMENT: ReadonlyArray<{ name: string; meaning: string; file?: 
   { name: 'CELERIAC_RESULT_KEYS', meaning: 'AES-256-GCM result key ring: results encrypted at rest (setting `resultEncryptionKeys`).', file: true },
   { name: 'CELERIAC_UNSAFE_ACCEPT_UNSIGNED', meaning: '`1`: accept unsigned messages (setting `unsafeAcceptUnsigned`); logged at every start.' },
   { name: 'CELERIAC_UNSAFE_ACCEPT_UNENCRYPTED_RESULTS', meaning: '`1`: with a result key ring, still read plaintext records (setting `unsafeAcceptUnencryptedResults`); logged at every start.' },
+  // Remote-control security (docs/control-security.md).
+  { name: 'CELERIAC_WORKER_CONTROL_ALLOW', meaning: 'Control commands a worker obeys, a JSON list or names separated by commas (setting `workerControlAllow`; default the read-only inspect commands; `@inspect`, `@control`, `@all` expand). See [control-security.md](../control-security.md).' },
+  { name: 'CELERIAC_WORKER_CONTROL_ALLOW_UNSIGNED', meaning: 'Of those, the commands obeyed without a signature where signatures are verified (setting `workerControlAllowUnsigned`; default the read-only inspect commands).' },
+  { name: 'CELERIAC_WORKER_CONTROL_AUDIT_LOG', meaning: 'Append-only JSON-lines audit file of control commands and answers, mode 0600, not rotated (setting `workerControlAuditLog`; unset: the worker log only).' },
 ];
 
 /** Names the code prints (`celeriac secrets generate --format env`) for you to reference, but does not read itself. */

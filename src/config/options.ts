@@ -124,6 +124,13 @@ export interface AppSettings {
   resultEncryptionKeys?: string | ResultKeyRing;
   /** With a result key ring, still read plaintext records (mixed pools with Python workers). Logged at every start. */
   unsafeAcceptUnencryptedResults?: boolean;
+  // ── remote-control security (src/config/control-settings.ts, src/security/control-guard.ts; docs/control-security.md) ──
+  /** Control commands this worker obeys (default: the read-only inspect commands; `@inspect`, `@control`, `@all` expand). Destructive ones (revoke, shutdown, rate_limit, …) are opt-in. Env `CELERIAC_WORKER_CONTROL_ALLOW`. */
+  workerControlAllow?: string[];
+  /** Of those, the commands obeyed without a signature where signatures are verified (default: the read-only inspect commands, so Python's `celery inspect` works). A destructive one here is refused at start in production unless `unsafeAllowUnsignedControl`. Env `CELERIAC_WORKER_CONTROL_ALLOW_UNSIGNED`. */
+  workerControlAllowUnsigned?: string[];
+  /** Append-only JSON-lines audit file of control commands and answers (mode 0600; not rotated). Unset: audit lines go to the worker's log only. Env `CELERIAC_WORKER_CONTROL_AUDIT_LOG`. */
+  workerControlAuditLog?: string;
   // ── submission limits (src/client/submission-limits.ts) ──
   /** Client-wide send rate limit: `'100/s'`, or `{ rate, burst?, shared? }` (`shared`: one bucket in Redis for all producers with that name). */
   sendRateLimit?: SendRateLimit;
@@ -178,6 +185,8 @@ export interface AppSettings {
   unsafeAllowWeakCredentials?: boolean;
   /** Accept content types other than json, msgpack and auth (CEL-005). Logged at every start. */
   unsafeAllowContent?: boolean;
+  /** Obey destructive remote-control commands without a signature (CEL-022). Logged at every start. */
+  unsafeAllowUnsignedControl?: boolean;
 }
 
 /** `brokerUrl` → `broker_url` (digits stay as they are). */

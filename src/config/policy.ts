@@ -26,6 +26,8 @@
  * override that nothing needed is itself a warning, so stale opt-outs show.
  * `sqlite://` and `memory://` need neither TLS nor credentials; file
  * permission checks of SQLite paths come in through `fileChecks`.
+ * | a destructive remote-control command (revoke, shutdown, …) obeyed without a signature (`control-settings.ts`) | CEL-022 | `unsafeAllowUnsignedControl` |
+ *
  * Also warned (never refused): `taskSerializer: 'auth'` while
  * `acceptContent` still accepts unsigned json/msgpack (CEL-007).
  */
@@ -37,6 +39,7 @@ import { analyzeTls } from './tls.ts';
 import { isLoopbackHost, parseConnectionUrl, type ConnectionUrl } from './url.ts';
 import { assessCredentials } from './weak-credentials.ts';
 import { resolveSecurityMode, type SecurityMode } from './mode.ts';
+import { controlPolicyInput, unsignedDestructiveCommands, type ControlPolicyInput } from './control-settings.ts';
 
 /** Stable ids of the mitigations in MITIGATIONS.md. */
 export type MitigationId =
@@ -60,6 +63,7 @@ export const UNSAFE_OPTIONS = [
   'unsafeAllowDefaultCredentials',
   'unsafeAllowWeakCredentials',
   'unsafeAllowContent',
+  'unsafeAllowUnsignedControl',
 ] as const;
 
 /** One of {@link UNSAFE_OPTIONS}. */
@@ -108,6 +112,8 @@ export interface PolicyInput {
   resultAcceptContent?: readonly string[] | undefined;
   unsafe?: UnsafeOverrides | undefined;
   fileChecks?: FileCheckResult | undefined;
+  /** Remote control: signing, allow-lists (CEL-022); absent: not judged. */
+  control?: ControlPolicyInput | undefined;
   /** Further findings made elsewhere (message signing, …), merged so one report holds every refusal. */
   otherChecks?: readonly FileCheckResult[] | undefined;
 }
@@ -124,6 +130,7 @@ const OVERRIDE_ID: Record<UnsafeOption, MitigationId> = {
   unsafeAllowDefaultCredentials: 'CEL-011',
   unsafeAllowWeakCredentials: 'CEL-011',
   unsafeAllowContent: 'CEL-005',
+  unsafeAllowUnsignedControl: 'CEL-022',
 };
 
 interface Endpoint {
@@ -238,6 +245,19 @@ function checkContent(c: Collector, setting: string, list: readonly string[] | u
   }
 }
 
+/** CEL-022: a destructive control command obeyed unsigned lets anyone who can write to the broker stop or reconfigure workers. */
+function checkControl(c: Collector, control: ControlPolicyInput, mode: SecurityMode): void {
+  const unsigned = unsignedDestructiveCommands(control);
+  if (unsigned.length === 0) return;
+  c.add({
+    id: 'CEL-022', setting: control.signing ? 'workerControlAllowUnsigned' : 'workerControlAllow', override: 'unsafeAllowUnsignedControl',
+    message: `remote-control command${unsigned.length === 1 ? '' : 's'} ${unsigned.join(', ')} would be obeyed without a signature${control.signing ? '' : ' (no message signing is configured, so nothing can be signed)'}: anyone who can write to the broker could stop, reconfigure or revoke on every worker`,
+    fix: control.signing
+      ? `remove ${unsigned.join(', ')} from workerControlAllowUnsigned (signed commands from celeriac control still work)`
+      : 'configure message signing (CELERIAC_SIGNING_KEYS on operators, CELERIAC_VERIFY_KEYS on workers) and send control commands with celeriac control, or remove the destructive commands from workerControlAllow',
+  }, mode === 'development');
+}
+
 /** Evaluate the policy. Pure apart from parsing; throws `ConfigError` only for URLs or TLS settings it cannot parse. */
 export function evaluatePolicy(input: PolicyInput): PolicyReport {
   const unsafe = input.unsafe ?? {};
@@ -283,6 +303,8 @@ export function evaluatePolicy(input: PolicyInput): PolicyReport {
       });
     }
   }
+
+  if (input.control) checkControl(c, input.control, input.mode);
 
   for (const checks of [input.fileChecks, ...(input.otherChecks ?? [])]) {
     for (const f of checks?.refusals ?? []) c.report.refusals.push(f);
@@ -365,5 +387,6 @@ export function policyInputFromSettings(settings: ResolvedSettings, env: Env = p
     acceptContent: settings.acceptContent,
     resultAcceptContent: settings.resultAcceptContent,
     unsafe,
+    control: controlPolicyInput({ ...settings.security, taskSerializer: settings.taskSerializer }, env),
   };
 }

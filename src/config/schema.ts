@@ -139,6 +139,10 @@ export const SECURITY_FIELDS = {
   unsafeAcceptUnsigned: bool(),
   resultEncryptionKeys: field(z.union([z.string(), z.custom<ResultKeyRing>((v) => isObject(v) && typeof v.current === 'function')]), 'the key ring text (or a ResultKeyRing)'),
   unsafeAcceptUnencryptedResults: bool(),
+  // Remote-control security (issue #16 item 4; read by src/config/control-settings.ts, enforced by src/security/control-guard.ts).
+  workerControlAllow: strings('a list of control command names (or @inspect, @control, @all)'),
+  workerControlAllowUnsigned: strings('a list of control command names (or @inspect, @control, @all)'),
+  workerControlAuditLog: text(),
 } satisfies Record<string, Field>;
 
 const rateLimit = z.union([
@@ -179,6 +183,7 @@ export const UNSAFE_FIELDS = {
   unsafeAllowDefaultCredentials: bool(),
   unsafeAllowWeakCredentials: bool(),
   unsafeAllowContent: bool(),
+  unsafeAllowUnsignedControl: bool(),
 } satisfies Record<string, Field>;
 
 /** Every top-level setting, by section. */

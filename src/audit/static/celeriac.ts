@@ -13,6 +13,7 @@ import { isNetworkKind, urlSchemeSpec } from '../../core/schemes.ts';
 import { sqliteFileChecks } from '../../transport/index.ts';
 import { ConfigError } from '../../errors.ts';
 import { policyFindings } from '../policy-bridge.ts';
+import { controlPolicyInput } from '../../config/control-settings.ts';
 import type { AuditFinding, ConfiguredEndpoint } from '../types.ts';
 import { certificateExpiryFinding, finding, readCertificate, secretFileProblem, urlPassword } from './common.ts';
 import { ENV_PLACEHOLDER } from './python.ts';
@@ -130,6 +131,14 @@ export function auditCeleriac(src: CeleriacSource): AuditFinding[] {
       unsafe,
     }
     : { brokerUrl, resultBackend, unsafe };
+  // Remote control (CEL-022): the start-up policy's own rule, over the same settings.
+  if (src.full) {
+    try {
+      input.control = controlPolicyInput(s, env);
+    } catch (err) {
+      out.push(finding('CEL-022', 'medium', 'workerControlAllow', (err as Error).message, 'correct the list; a Celeriac worker refuses to start with it', src.file));
+    }
+  }
   // SQLite databases: the same file checks the adapter hands to the policy.
   const fileChecks = { refusals: [] as Finding[], warnings: [] as Finding[] };
   for (const [url, role] of [[brokerUrl, 'broker'], [resultBackend, 'backend']] as const) {

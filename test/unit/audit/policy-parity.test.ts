@@ -16,6 +16,7 @@ import { severityRank } from '../../../src/audit/types.ts';
 import { sqliteFileChecks } from '../../../src/transport/sqlite/file-safety.ts';
 import { evaluatePolicy, InsecureConfigError, UNSAFE_OPTIONS, type PolicyInput } from '../../../src/config/policy.ts';
 import { enforcePolicy } from '../../../src/observability/policy-events.ts';
+import { controlPolicyInput } from '../../../src/config/control-settings.ts';
 
 const STRONG = 'tR4vQ9zLm2Xw8KpNa7Yc';
 const SECURE = {
@@ -45,7 +46,11 @@ const CASES: Record<string, Record<string, unknown>> = {
   'yaml result content': { resultAcceptContent: ['json', 'application/x-yaml'] },
   'pickle task serializer': { taskSerializer: 'pickle', acceptContent: ['json'] },
   'pickle result serializer': { resultSerializer: 'pickle' },
+  'destructive control unsigned': { workerControlAllow: ['ping', 'shutdown'], workerControlAllowUnsigned: ['ping', 'shutdown'] },
 };
+
+/** Celeriac-only settings (no Python spelling): judged for Celeriac settings only; Python workers' remote control is CEL-022 of the Python audit. */
+const CELERIAC_ONLY = new Set(['destructive control unsigned']);
 
 const PY_NAMES: Record<string, string> = {
   brokerUrl: 'broker_url', resultBackend: 'result_backend', brokerUseSsl: 'broker_use_ssl', redisBackendUseSsl: 'redis_backend_use_ssl',
@@ -73,7 +78,7 @@ describe('audit ↔ start-up policy parity', () => {
     try {
       for (const [name, change] of Object.entries(CASES)) {
         const settings = { ...SECURE, ...change };
-        const input = { mode: 'production', ...settings, unsafe: {} } as PolicyInput;
+        const input = { mode: 'production', ...settings, unsafe: {}, control: controlPolicyInput(settings) } as PolicyInput;
         const policy = evaluatePolicy(input);
         assert.ok(policy.refusals.length > 0, `${name}: the case must be refused by the policy`);
         // The worker's start-up refuses exactly these.
@@ -83,6 +88,16 @@ describe('audit ↔ start-up policy parity', () => {
         const caseDir = join(dir, name.replace(/\W+/g, '-'));
         const { mkdirSync } = await import('node:fs');
         mkdirSync(caseDir);
+        if (CELERIAC_ONLY.has(name)) {
+          for (const r of policy.refusals) {
+            if (r.override) overridesSeen.add(r.override);
+            idsSeen.add(r.id);
+            const c = celeriac.findings.find((f) => f.id === r.id && f.setting === r.setting && f.fromPolicy);
+            assert.ok(c, `${name}: no Celeriac audit finding for ${r.id} ${r.setting}: ${JSON.stringify(celeriac.findings.map((f) => [f.id, f.setting]))}`);
+            assert.ok(severityRank(c.severity) >= severityRank('medium'), `${name}: a refusal is at least medium`);
+          }
+          continue;
+        }
         writeFileSync(join(caseDir, 'celeryconfig.py'), Object.entries(settings).map(([k, v]) => `${PY_NAMES[k]} = ${pyLiteral(v)}`).join('\n'));
         const python = await runAudit({ paths: [caseDir] });
 
@@ -101,7 +116,7 @@ describe('audit ↔ start-up policy parity', () => {
       rmSync(dir, { recursive: true, force: true });
     }
     assert.deepEqual([...overridesSeen].sort(), [...UNSAFE_OPTIONS].sort(), 'a refusal kind of the policy has no case here');
-    for (const id of ['CEL-001', 'CEL-003', 'CEL-005', 'CEL-011', 'CEL-014', 'CEL-015']) assert.ok(idsSeen.has(id), `${id} not covered`);
+    for (const id of ['CEL-001', 'CEL-003', 'CEL-005', 'CEL-011', 'CEL-014', 'CEL-015', 'CEL-022']) assert.ok(idsSeen.has(id), `${id} not covered`);
   });
 
   it('SQLite file checks the policy receives (world-readable database) are audit findings too', async () => {

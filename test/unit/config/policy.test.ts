@@ -283,7 +283,7 @@ describe('policy: unused overrides and file checks', () => {
   });
 
   it('the override list is the documented one', () => {
-    assert.deepEqual([...UNSAFE_OPTIONS], ['unsafeAllowPlaintext', 'unsafeAllowInsecureTls', 'unsafeAllowNoCredentials', 'unsafeAllowDefaultCredentials', 'unsafeAllowWeakCredentials', 'unsafeAllowContent']);
+    assert.deepEqual([...UNSAFE_OPTIONS], ['unsafeAllowPlaintext', 'unsafeAllowInsecureTls', 'unsafeAllowNoCredentials', 'unsafeAllowDefaultCredentials', 'unsafeAllowWeakCredentials', 'unsafeAllowContent', 'unsafeAllowUnsignedControl']);
     assert.equal(unsafeEnvName('unsafeAllowInsecureTls'), 'CELERIAC_UNSAFE_ALLOW_INSECURE_TLS');
   });
 });
