@@ -36,3 +36,4 @@ export {
   ClosedError,
 } from './errors.ts';
 export { redactUrl, redactText } from './config/redact.ts';
+export { createEventReceiver, createEventState, isKnownEvent, isTaskEvent, isWorkerEvent, type CeleryEvent, type EventReceiver, type EventReceiverOptions, type EventState, type EventTaskState, type WorkerState } from './client/events/index.ts';
