@@ -17,13 +17,26 @@ export function safe(text: string): string {
   return text.replace(UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-/** Python's `str(datetime.utcfromtimestamp(ts))`: `YYYY-MM-DD HH:MM:SS[.ffffff]`. */
+/** Round half to even (Python's `round`). */
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * Python's `str(datetime.utcfromtimestamp(ts))`: `YYYY-MM-DD HH:MM:SS[.ffffff]`,
+ * with Python's rounding: the fraction of the second (split off exactly) to
+ * the nearest microsecond, half to even.
+ */
 export function pyUtcTimestamp(ts: number): string {
-  const us = Math.round(ts * 1e6);
-  const d = new Date(Math.floor(us / 1000));
-  const frac = ((us % 1_000_000) + 1_000_000) % 1_000_000;
-  const base = d.toISOString().slice(0, 19).replace('T', ' ');
-  return frac ? `${base}.${String(frac).padStart(6, '0')}` : base;
+  let seconds = Math.floor(ts);
+  let us = roundHalfEven((ts - seconds) * 1e6);
+  if (us >= 1_000_000) {
+    seconds += 1;
+    us -= 1_000_000;
+  }
+  const base = new Date(seconds * 1000).toISOString().slice(0, 19).replace('T', ' ');
+  return us ? `${base}.${String(us).padStart(6, '0')}` : base;
 }
 
 // Fields Celery sends as floats: Python prints 2.0, not 2.
