@@ -110,8 +110,8 @@ export async function runEventsCommand(argv: string[], io: CliIo): Promise<numbe
       // Alternate screen, cursor hidden: the terminal is given back as it was on exit.
       out.write('\x1b[?1049h\x1b[?25l');
       const draw = (): void => {
-        const lines = renderView(state, Date.now() / 1000, { source, ...receiver.stats, lastTasks: last, width: out.columns ?? 120 });
-        const rows = out.rows ?? 50;
+        const lines = renderView(state, Date.now() / 1000, { source, ...receiver.stats, lastTasks: last, width: out.columns || 120 });
+        const rows = out.rows || 50;
         out.write(`\x1b[H${lines.slice(0, rows).map((l) => `${l}\x1b[K`).join('\n')}\x1b[J`);
       };
       draw();

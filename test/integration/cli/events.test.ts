@@ -18,7 +18,7 @@ import type { WireMessage } from '../../../src/protocol/types.ts';
 import { createBroker } from '../../../src/transport/index.ts';
 import { CLI } from '../../helpers/celeriac-worker.ts';
 import { readVector } from '../../helpers/fixtures.ts';
-import { sleep, waitFor } from '../../helpers/services.ts';
+import { hasCommand, sleep, waitFor } from '../../helpers/services.ts';
 
 const vector = (type: string): Record<string, unknown> => readVector<{ event: Record<string, unknown> }>(`events/${type}.json`).event;
 function wire(body: unknown, raw?: string): WireMessage {
@@ -122,6 +122,35 @@ describe('celeriac events (CLI, SQLite)', () => {
     await waitFor(() => r.out().includes('task-failed'), 15_000, `event:\n${r.out()}\n${r.err()}`);
     assert.equal(await interrupt(r), 0, r.err());
     assert.match(r.out().trim(), /^\d{4}-\d\d-\d\dT[\d:.]+Z pyworker@localhost task-failed \[024b5d3e-3f5f-48a1-88c7-9a55dcc31941\] exception=ValueError\('bad value'\)$/);
+  });
+
+  it('on a terminal: the live view, redrawn in place, and the screen given back on Ctrl-C', async (t) => {
+    if (!hasCommand('script')) {
+      t.skip('script (util-linux) not available to make a pseudo-terminal');
+      return;
+    }
+    // script(1) runs the command on a pseudo-terminal; a ^C written to it is the terminal's interrupt.
+    const cmd = `stty cols 160 rows 40; exec ${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} events --last 5`;
+    const proc = spawn('script', ['-qfec', cmd, '/dev/null'], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+    try {
+      await waitFor(() => out.includes('Workers ('), 30_000, `live view:\n${out}`);
+      await broadcastAll();
+      await waitFor(() => /tasks\.add\s+SUCCESS/.test(out) && /pyworker@localhost\s+OFFLINE/.test(out), 15_000, `tasks in the view:\n${out}`);
+      proc.stdin!.write('\u0003');
+      assert.equal(await Promise.race([exit, sleep(15_000).then(() => 'timeout')]), 0);
+    } finally {
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+    }
+    assert.ok(out.includes('\u001b[?1049h'), 'alternate screen');
+    assert.ok(out.includes('\u001b[H'), 'redrawn from the top');
+    assert.ok(out.indexOf('\u001b[?1049l') > out.lastIndexOf('Workers ('), 'screen given back at the end');
+    assert.match(out, /Tasks by state: .*SUCCESS 1/);
+    assert.match(out, /evil\\u001b\[2J@host/, 'the hostile hostname shown escaped');
+    assert.ok(!out.includes('evil\u001b'));
+    assert.match(out, /-> 7 events, 2 malformed/);
   });
 
   it('refuses --dump with --json', async () => {
