@@ -12,7 +12,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { it } from 'node:test';
 import type { TestContext } from 'node:test';
-import type { Broker } from '../../src/core/broker.ts';
+import { eventExchange, type Broker } from '../../src/core/broker.ts';
+import type { WireMessage } from '../../src/protocol/types.ts';
+import { readVector } from './fixtures.ts';
 import { createEventReceiver } from '../../src/client/events/receiver.ts';
 import { createEventState } from '../../src/client/events/state.ts';
 import { isTaskEvent, type CeleryEvent } from '../../src/client/events/types.ts';
@@ -63,6 +65,33 @@ function normalise(line: string): string {
 /** Define the cases (call inside a `describe`). */
 export function eventsInteropCases(target: EventsInteropTarget): void {
   const skip = (t: TestContext): boolean => !requireService(t, target.ready(), target.what);
+
+  it('every celeryev message Celery 5.2.6 published (redis_pubsub_all.json), broadcast again, is received in order, field for field', async (t) => {
+    if (skip(t)) return;
+    const broker = await target.broker();
+    const v = readVector<{ messages: Array<{ channel: string; envelope: { body: string; 'content-type': string; 'content-encoding': string; headers: Record<string, unknown> } }> }>('events/redis_pubsub_all.json');
+    const messages = v.messages.filter((m) => m.channel.includes('celeryev/'));
+    const ac = new AbortController();
+    const got: CeleryEvent[] = [];
+    const rx = createEventReceiver({ broker, signal: ac.signal });
+    const reading = (async () => {
+      for await (const ev of rx) got.push(ev);
+    })();
+    await rx.ready;
+    const expected: unknown[] = [];
+    for (const m of messages) {
+      const body = Buffer.from(m.envelope.body, 'base64');
+      const sent = JSON.parse(body.toString('utf8')) as unknown;
+      expected.push(...(Array.isArray(sent) ? sent : [sent]));
+      const message: WireMessage = { headers: m.envelope.headers, properties: { delivery_mode: 1, priority: 0 }, contentType: m.envelope['content-type'], contentEncoding: m.envelope['content-encoding'], body };
+      await broker.broadcast(eventExchange(), m.channel.slice(m.channel.indexOf('celeryev/') + 'celeryev/'.length), message);
+    }
+    await waitFor(() => got.length >= expected.length, 15_000, `${expected.length} events, got ${got.length}`);
+    ac.abort();
+    await reading;
+    assert.deepEqual(got.map(({ local_received: _lr, ...ev }) => ev), expected);
+    assert.equal(rx.stats.malformed, 0);
+  });
 
   it('the receiver and `celeriac events --dump` get a Python worker\'s and client\'s events, as Python\'s own dump shows them', async (t) => {
     if (skip(t)) return;
