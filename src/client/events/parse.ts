@@ -6,6 +6,7 @@
  * Whatever fails is reported as malformed with a short reason, never thrown.
  */
 import { z } from 'zod';
+import { assertNoPrototypeKeys } from '../../codec/json.ts';
 import { decodeByContentType } from '../../codec/serializers.ts';
 import type { DecodeLimits } from '../../codec/limits.ts';
 import type { WireMessage } from '../../protocol/types.ts';
@@ -131,6 +132,12 @@ function checkExtras(event: Record<string, unknown>, s: Schemas): string | undef
 /** Check one decoded event; `localReceived` is added. */
 export function parseEvent(value: unknown, localReceived: number, limits: EventLimits = DEFAULT_EVENT_LIMITS): { event: CeleryEvent } | { malformed: string } {
   if (!isPlainObject(value)) return { malformed: 'an event is not an object' };
+  // The decoder refuses these already; a caller may hand in an object from elsewhere (JSON.parse keeps an own __proto__ key).
+  try {
+    assertNoPrototypeKeys(value);
+  } catch (err) {
+    return { malformed: (err as Error).message.slice(0, 200) };
+  }
   const s = schemasFor(limits);
   const type = value.type;
   const schema = typeof type === 'string' && Object.hasOwn(s.byType, type) ? s.byType[type]! : s.generic;

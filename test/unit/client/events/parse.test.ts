@@ -141,6 +141,12 @@ describe('malformed events are refused, counted by the caller, never thrown', ()
     });
   }
 
+  it('parseEvent refuses an object with an own __proto__ key (as JSON.parse makes it)', () => {
+    const r = parseEvent(JSON.parse('{"hostname":"w","timestamp":1,"type":"worker-online","__proto__":{"polluted":true}}'), 1);
+    assert.ok('malformed' in r);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+
   it('in a task.multi group, each bad event is refused and the good ones kept', () => {
     const r = parseEventMessage(wire(JSON.stringify([event(), { type: 'task-started' }, 7, event({ type: 'task-succeeded', result: '5' })])), 1);
     assert.deepEqual(r.events.map((e) => e.type), ['task-started', 'task-succeeded']);

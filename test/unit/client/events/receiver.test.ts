@@ -116,6 +116,17 @@ describe('event receiver (memory engine)', () => {
     await broker.close();
   });
 
+  it('a subscription that cannot be made rejects ready and ends the iteration with the error', async () => {
+    const broker = createMemoryBroker();
+    broker.subscribe = () => Promise.reject(new Error('no route to broker'));
+    const rx = createEventReceiver({ broker });
+    await assert.rejects(rx.ready, /no route to broker/);
+    await assert.rejects(async () => {
+      for await (const _ of rx) assert.fail('no event expected');
+    }, /no route to broker/);
+    await rx.close();
+  });
+
   it('binding keys select what is received', async () => {
     const broker = createMemoryBroker();
     await broker.connect();
