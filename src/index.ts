@@ -36,3 +36,7 @@ export {
   ClosedError,
 } from './errors.ts';
 export { redactUrl, redactText } from './config/redact.ts';
+export { createEventReceiver, type EventReceiver, type EventReceiverOptions, type EventReceiverStats } from './client/events/receiver.ts';
+export { createEventState, type EventState, type EventStateOptions, type EventTaskState, type TaskTypeStats, type WorkerState } from './client/events/state.ts';
+export { isKnownEvent, isTaskEvent, isWorkerEvent, type CeleryEvent, type EventBase, type GenericEvent, type KnownEvent, type TaskEvent, type WorkerEvent } from './client/events/types.ts';
+export { DEFAULT_EVENT_LIMITS, type EventLimits } from './client/events/parse.ts';

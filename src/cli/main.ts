@@ -9,6 +9,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<(argv: str
   result: { summary: "print a task's result", load: async () => (await import('./send.ts')).runResultCommand },
   secrets: { summary: 'generate strong secrets, keys and certificates', load: async () => (await import('./secrets.ts')).runSecretsCommand },
   demo: { summary: 'run workers and sample tasks on the embedded SQLite broker (no server needed)', load: async () => (await import('./demo.ts')).runDemoCommand },
+  events: { summary: 'watch worker and task events (live view, --dump, --json)', load: async () => (await import('./events.ts')).runEventsCommand },
   audit: { summary: 'check a Celeriac or Python Celery deployment against every mitigation (CEL-001 … CEL-022)', load: async () => (await import('./audit.ts')).runAuditCommand },
 };
 
