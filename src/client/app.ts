@@ -196,6 +196,7 @@ export class App {
 
   /** Remote control of workers (Celery's `app.control`): inspect, revoke, rate limits, shutdown, … */
   get control(): Control {
+    // SIGNING HOOK (#16 item 4, merge with helper "sec"): add `sign: createControlGuard({ settings: this.settings, env: this.env, logger: this.logger }).sign` (src/security/control-guard.ts).
     this.controlClient ??= createControl({ broker: () => this.broker() });
     return this.controlClient;
   }

@@ -103,11 +103,15 @@ export function controlInteropCases(target: ControlInteropTarget): void {
     assert.match(nobody.stderr, /no worker replied/);
   });
 
-  it('celeriac control rate_limit gets the Python worker\'s reply', async (t) => {
+  it('celeriac control rate_limit and revoke get the Python worker\'s replies', async (t) => {
     if (skip(t)) return;
     const { broker } = target.urls();
     const out = await runCli(['control', 'rate_limit', 'tasks.add', '10/m', '-d', node, '-t', '5', '--json', '-b', broker]);
     assert.equal(out.code, 0, out.stderr);
     assert.deepEqual(JSON.parse(out.stdout), { [node]: { ok: 'new rate limit set successfully' } });
+    const id = randomUUID();
+    const revoke = await runCli(['control', 'revoke', id, '-d', node, '-t', '5', '-b', broker]);
+    assert.equal(revoke.code, 0, revoke.stderr);
+    assert.match(revoke.stdout, new RegExp(`ok: tasks ${id} flagged as revoked`));
   });
 }
