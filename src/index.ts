@@ -12,6 +12,7 @@
  */
 export { App, createApp, type AppOptions, type SendCall, type MessageSecurity } from './client/app.ts';
 export { AsyncResult, type GetOptions } from './client/result.ts';
+export { createControl, pidboxRequest, DEFAULT_CONTROL_TIMEOUT_MS, type Control, type ControlOptions, type ControlReply, type Inspect, type BroadcastOptions, type DestinationOptions, type RevokeOptions, type ControlSigner } from './client/control.ts';
 export type { TaskHandle, TaskOptions, SendOptions, KwargsByName } from './client/task.ts';
 export { createWorker, type WorkerHandle, type WorkerOptions, type WorkerStats } from './worker/worker.ts';
 export { currentTask, Retry, type TaskContext, type RequestInfo, type RetryOptions } from './core/task-context.ts';

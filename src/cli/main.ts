@@ -10,6 +10,11 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<(argv: str
   secrets: { summary: 'generate strong secrets, keys and certificates', load: async () => (await import('./secrets.ts')).runSecretsCommand },
   demo: { summary: 'run workers and sample tasks on the embedded SQLite broker (no server needed)', load: async () => (await import('./demo.ts')).runDemoCommand },
   events: { summary: 'watch worker and task events (live view, --dump, --json)', load: async () => (await import('./events.ts')).runEventsCommand },
+  inspect: { summary: 'ask running workers (Celeriac and Python) a question: ping, stats, active, scheduled, registered, …', load: async () => (await import('./inspect.ts')).runInspectCommand },
+  control: { summary: 'send workers a command: revoke, rate_limit, shutdown, pool_grow, add_consumer/cancel_consumer, …', load: async () => (await import('./inspect.ts')).runControlCommand },
+  status: { summary: 'list the workers online', load: async () => (await import('./inspect.ts')).runStatusCommand },
+  purge: { summary: 'delete every waiting message of queues (asks first)', load: async () => (await import('./dlq.ts')).runPurgeCommand },
+  dlq: { summary: 'dead letters: list, show, redrive, drop', load: async () => (await import('./dlq.ts')).runDlqCommand },
   audit: { summary: 'check a Celeriac or Python Celery deployment against every mitigation (CEL-001 … CEL-022)', load: async () => (await import('./audit.ts')).runAuditCommand },
 };
 

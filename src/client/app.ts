@@ -33,6 +33,7 @@ import type { MessageSecurity } from '../security/message-security-types.ts';
 import { createMessageSecurity } from '../security/message-security.ts';
 import { SubmissionLimits } from './submission-limits.ts';
 import { Producer } from './producer.ts';
+import { createControl, type Control } from './control.ts';
 
 export type { MessageSecurity } from '../security/message-security-types.ts';
 
@@ -187,7 +188,17 @@ export class App {
       broker,
       calls.map((c) => ({ def: this.registry.get(c.name) ?? { name: c.name, fn: undefined, options: {} }, args: c.args ?? [], kwargs: c.kwargs ?? {}, options: c.options ?? {} })),
     );
-    return ids.map((id) => new AsyncResult(id, store));
+    return ids.map((id) => new AsyncResult(id, store, this.controlRef));
+  }
+
+  private controlClient: Control | undefined;
+  private readonly controlRef = (): Control => this.control;
+
+  /** Remote control of workers (Celery's `app.control`): inspect, revoke, rate limits, shutdown, … */
+  get control(): Control {
+    // SIGNING HOOK (#16 item 4, merge with helper "sec"): add `sign: createControlGuard({ settings: this.settings, env: this.env, logger: this.logger }).sign` (src/security/control-guard.ts).
+    this.controlClient ??= createControl({ broker: () => this.broker() });
+    return this.controlClient;
   }
 
   /** A result handle for a known task id. */
@@ -198,7 +209,7 @@ export class App {
 
   private send(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions): Promise<AsyncResult<unknown>> {
     return this.producer.send(def, args, kwargs, options, (id) =>
-      this.storeReady ? new AsyncResult(id, this.storeReady.store) : this.resultStore().then((store) => new AsyncResult(id, store)),
+      this.storeReady ? new AsyncResult(id, this.storeReady.store, this.controlRef) : this.resultStore().then((store) => new AsyncResult(id, store, this.controlRef)),
     );
   }
 
@@ -372,10 +383,10 @@ export class App {
 /** AsyncResult that connects the app's result store on first use. */
 class LazyAsyncResult<R> extends AsyncResult<R> {
   constructor(id: string, private readonly app: App) {
-    super(id, undefined);
+    super(id, undefined, () => app.control);
   }
   private async real(): Promise<AsyncResult<R>> {
-    return new AsyncResult<R>(this.id, await this.app.resultStore());
+    return new AsyncResult<R>(this.id, await this.app.resultStore(), () => this.app.control);
   }
   override async get(options?: Parameters<AsyncResult<R>['get']>[0]): Promise<R> {
     return (await this.real()).get(options);

@@ -3,6 +3,7 @@
  * (and from Python: the record format is Celery's).
  */
 import type { ResultStore, WaitOptions } from './results.ts';
+import type { Control, ControlReply, RevokeOptions } from './control.ts';
 import { ConfigError } from '../errors.ts';
 import { PROPAGATE_STATES, READY_STATES, remoteErrorFromMeta, type ResultMeta, type TaskState } from '../protocol/result-meta.ts';
 
@@ -15,10 +16,22 @@ export interface GetOptions extends WaitOptions {
 export class AsyncResult<R = unknown> {
   readonly id: string;
   private readonly store: ResultStore | undefined;
+  private readonly control: (() => Control) | undefined;
 
-  constructor(id: string, store: ResultStore | undefined) {
+  constructor(id: string, store: ResultStore | undefined, control?: () => Control) {
     this.id = id;
     this.store = store;
+    this.control = control;
+  }
+
+  /**
+   * Ask every worker not to run this task (and with `terminate`, to stop it
+   * if it is running): Celery's `revoke` broadcast. Resolves with the
+   * replies when `reply: true`.
+   */
+  revoke(options: RevokeOptions = {}): Promise<ControlReply[]> {
+    if (!this.control) return Promise.reject(new ConfigError('this result handle has no app to send a revoke through', { hint: 'use app.asyncResult(id).revoke() or app.control.revoke(id)' }));
+    return this.control().revoke(this.id, options);
   }
 
   private need(): ResultStore {

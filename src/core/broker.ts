@@ -91,7 +91,52 @@ export interface DeadLetter {
   message: WireMessage | undefined;
   /** The original bytes/text as stored, for inspection. */
   raw: string;
+  /** The message was too large and only its start is stored: it cannot be redriven. */
+  truncated?: boolean;
 }
+
+/** Which dead letters `redriveDeadLetters`/`dropDeadLetters` take. */
+export interface DeadLetterSelection {
+  /** Only the dead letters of these task ids (`message.headers.id`); default all. */
+  ids?: readonly string[];
+  /** At most this many (oldest first); default all. */
+  limit?: number;
+}
+
+/** Options of `Broker.redriveDeadLetters`. */
+export interface RedriveOptions extends DeadLetterSelection {
+  /** Queue to publish them to; default the queue they were dead-lettered from. */
+  to?: string;
+}
+
+/** What `redriveDeadLetters` did. */
+export interface RedriveResult {
+  /** Task ids moved back to a queue (each removed from the dead-letter queue exactly once). */
+  moved: string[];
+  /** Dead letters left in place, with why (a truncated record cannot be redriven). */
+  refused: Array<{ id: string | undefined; reason: string }>;
+}
+
+/** The task id a dead letter is known by (its message's id). */
+export function deadLetterId(d: DeadLetter): string | undefined {
+  const id = d.message?.headers.id ?? d.message?.properties.correlation_id;
+  return typeof id === 'string' ? id : undefined;
+}
+
+/** The items (oldest first) a selection takes: those of its ids, at most its limit. */
+export function selectDeadLetters<T>(items: readonly T[], letter: (item: T) => DeadLetter, selection: DeadLetterSelection = {}): T[] {
+  const ids = selection.ids ? new Set(selection.ids) : undefined;
+  const out: T[] = [];
+  for (const item of items) {
+    if (selection.limit !== undefined && out.length >= selection.limit) break;
+    if (ids && !ids.has(deadLetterId(letter(item)) ?? '')) continue;
+    out.push(item);
+  }
+  return out;
+}
+
+/** Why a truncated dead letter cannot be redriven. */
+export const TRUNCATED_REFUSAL = 'the message was stored truncated (it was larger than the dead-letter record limit): only its start is kept, so it cannot be sent again';
 
 export interface Broker {
   /** `redis`, `amqp`, `sqlite`, `memory`, … */
@@ -112,6 +157,14 @@ export interface Broker {
   deadLetters(queue: string, limit?: number): Promise<DeadLetter[]>;
   /** Close every connection. Unsettled deliveries are returned to their queues. */
   close(): Promise<void>;
+  /**
+   * Move dead letters of `queue` back to it (or to `to`), oldest first, each
+   * exactly once: atomically where the broker allows, else published with
+   * a confirm before it is removed. Truncated records are refused.
+   */
+  redriveDeadLetters?(queue: string, options?: RedriveOptions): Promise<RedriveResult>;
+  /** Delete dead letters of `queue` for good; returns how many. */
+  dropDeadLetters?(queue: string, options?: DeadLetterSelection): Promise<number>;
   /**
    * Give back at once every unsettled delivery of a consumer known to be
    * dead (by its `Consumer.owner`), removing those listed in `drop` instead

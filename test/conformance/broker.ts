@@ -184,6 +184,78 @@ export function brokerConformance(name: string, target: ConformanceTarget): void
       await consumer.cancel();
     });
 
+    /** Dead-letter the messages of `ms` on `queue` (published, delivered, dead-lettered in order). */
+    const deadLetterAll = async (broker: Broker, queue: string, ms: WireMessage[]): Promise<void> => {
+      await broker.publishMany(ms.map((m) => ({ queue, message: m })));
+      const got: Delivery[] = [];
+      let malformed = 0;
+      // A message over the target's decode limit is dead-lettered by the consumer itself.
+      const consumer = await broker.consume([queue], { prefetch: 100, onMalformed: () => malformed++ }, (d) => got.push(d));
+      await waitFor(() => got.length + malformed === ms.length, 5000, 'deliveries to dead-letter');
+      for (const d of got) await d.deadLetter('unit-test: unknown task');
+      await consumer.cancel();
+    };
+
+    it('redriveDeadLetters moves each dead letter back once (all, by id, or to another queue)', async (t) => {
+      const broker = await make();
+      if (!broker.redriveDeadLetters) return t.skip('this broker has no redriveDeadLetters');
+      const queue = q();
+      const other = q();
+      const ms = [1, 2, 3].map((i) => message(i));
+      await deadLetterAll(broker, queue, ms);
+      assert.equal((await broker.deadLetters(queue)).length, 3);
+      const byId = await broker.redriveDeadLetters(queue, { ids: [ms[1]!.headers.id as string], to: other });
+      assert.deepEqual(byId, { moved: [ms[1]!.headers.id], refused: [] });
+      assert.equal(await broker.queueLength(other), 1);
+      const rest = await broker.redriveDeadLetters(queue);
+      assert.deepEqual(new Set(rest.moved), new Set([ms[0]!.headers.id, ms[2]!.headers.id]));
+      assert.deepEqual(await broker.redriveDeadLetters(queue), { moved: [], refused: [] }, 'a second redrive moves nothing');
+      assert.equal((await broker.deadLetters(queue)).length, 0);
+      const { got, consumer } = await collect(broker, [queue, other], 10);
+      await waitFor(() => got.length === 3, 5000, 'the redriven messages');
+      await sleep(150);
+      assert.equal(got.length, 3, 'nothing duplicated');
+      assert.deepEqual(got.map((d) => d.message.headers.id).sort(), ms.map((m) => m.headers.id).sort(), 'nothing lost');
+      assert.deepEqual(got.find((d) => d.queue === other)?.message.body, ms[1]!.body, 'intact');
+      for (const d of got) await d.ack();
+      await consumer.cancel();
+    });
+
+    it('redriveDeadLetters refuses a truncated record and leaves it in place', async (t) => {
+      const broker = await make();
+      if (!broker.redriveDeadLetters) return t.skip('this broker has no redriveDeadLetters');
+      const queue = q();
+      const big = buildTaskMessage({ task: 'tasks.add', id: newId(), args: ['x'.repeat(200_000)], kwargs: {} }, JSON_SERIALIZER);
+      await deadLetterAll(broker, queue, [big]);
+      const [dead] = await broker.deadLetters(queue);
+      const out = await broker.redriveDeadLetters(queue);
+      if (dead!.truncated) {
+        assert.equal(out.moved.length, 0);
+        assert.equal(out.refused.length, 1);
+        assert.match(out.refused[0]!.reason, /truncated/);
+        assert.equal((await broker.deadLetters(queue)).length, 1, 'still there');
+        assert.equal(await broker.queueLength(queue), 0);
+      } else {
+        // This engine keeps large messages whole: it is redriven intact.
+        assert.deepEqual(out.moved, [big.headers.id]);
+        assert.equal(await broker.queueLength(queue), 1);
+      }
+    });
+
+    it('dropDeadLetters deletes the chosen dead letters', async (t) => {
+      const broker = await make();
+      if (!broker.dropDeadLetters) return t.skip('this broker has no dropDeadLetters');
+      const queue = q();
+      const ms = [1, 2, 3].map((i) => message(i));
+      await deadLetterAll(broker, queue, ms);
+      assert.equal(await broker.dropDeadLetters(queue, { ids: [ms[0]!.headers.id as string] }), 1);
+      assert.deepEqual((await broker.deadLetters(queue)).map((d) => d.message?.headers.id).sort(), [ms[1]!.headers.id, ms[2]!.headers.id].sort());
+      assert.equal(await broker.dropDeadLetters(queue, { limit: 1 }), 1);
+      assert.equal(await broker.dropDeadLetters(queue), 1);
+      assert.equal((await broker.deadLetters(queue)).length, 0);
+      assert.equal(await broker.queueLength(queue), 0);
+    });
+
     it('recoverOwner gives back, drops and dead-letters (with the reason) the deliveries of a dead consumer', async (t) => {
       const broker = await make();
       if (!broker.recoverOwner) {

@@ -35,7 +35,12 @@ import { ClosedError, ConfigError, QueueFullError } from '../../errors.ts';
 import type { Logger } from '../../observability/logging.ts';
 import type { WireMessage } from '../../protocol/types.ts';
 import {
+  deadLetterId,
   deadLetterQueueName,
+  TRUNCATED_REFUSAL,
+  type DeadLetterSelection,
+  type RedriveOptions,
+  type RedriveResult,
   type Broker,
   type ConsumeOptions,
   type Consumer,
@@ -273,24 +278,80 @@ export class AmqpBroker implements Broker {
     return out;
   }
 
+  /**
+   * Walk `<queue>.dlq` with `basic.get` on a private channel and apply
+   * `take` to each selected dead letter: acknowledged ones leave the queue,
+   * the rest go back in order when the channel closes.
+   */
+  private async walkDeadLetters(queue: string, selection: DeadLetterSelection, take: (d: DeadLetter, ack: () => void) => Promise<void>): Promise<void> {
+    if (this.closed) throw new ClosedError('amqp broker');
+    const live = await this.pubConn.ready(Date.now() + this.settings.publishTimeoutMs);
+    const ch = await live.model.createChannel();
+    ch.on('error', () => undefined);
+    const ids = selection.ids ? new Set(selection.ids) : undefined;
+    let taken = 0;
+    try {
+      while (selection.limit === undefined || taken < selection.limit) {
+        const m = await ch.get(deadLetterQueueName(queue), { noAck: false });
+        if (m === false) break;
+        const d = this.toDeadLetter(queue, m.properties, m.content);
+        if (ids && !ids.has(deadLetterId(d) ?? '')) continue;
+        taken++;
+        await take(d, () => ch.ack(m));
+      }
+    } catch (err) {
+      if (replyCode(err) !== 404) throw err;
+    } finally {
+      // Unacknowledged messages (not selected, refused, or not confirmed) go back to the dead-letter queue.
+      await ch.close().catch(() => undefined);
+    }
+  }
+
+  /** Publish each selected dead letter (confirmed by the broker), then remove it: nothing is lost; a crash between the two can at worst leave a copy in the DLQ. */
+  async redriveDeadLetters(queue: string, options: RedriveOptions = {}): Promise<RedriveResult> {
+    const out: RedriveResult = { moved: [], refused: [] };
+    await this.walkDeadLetters(queue, options, async (d, ack) => {
+      const id = deadLetterId(d);
+      if (d.truncated || !d.message) {
+        out.refused.push({ id, reason: d.truncated ? TRUNCATED_REFUSAL : 'the stored message could not be decoded' });
+        return;
+      }
+      await this.publish(options.to ?? d.queue, d.message);
+      ack();
+      out.moved.push(id ?? '');
+    });
+    return out;
+  }
+
+  async dropDeadLetters(queue: string, options: DeadLetterSelection = {}): Promise<number> {
+    let n = 0;
+    await this.walkDeadLetters(queue, options, async (_d, ack) => {
+      ack();
+      n++;
+    });
+    return n;
+  }
+
   private toDeadLetter(queue: string, properties: import('amqplib').MessageProperties, content: Buffer): DeadLetter {
     let message: WireMessage | undefined;
     let reason = 'unknown';
     let at = 0;
     let original = queue;
+    let truncated = false;
     try {
       const m = wireMessageFrom(properties, content);
       const h = m.headers;
       if (typeof h[DLQ_HEADERS.reason] === 'string') reason = h[DLQ_HEADERS.reason] as string;
       if (typeof h[DLQ_HEADERS.at] === 'number') at = h[DLQ_HEADERS.at] as number;
       if (typeof h[DLQ_HEADERS.queue] === 'string') original = h[DLQ_HEADERS.queue] as string;
+      if (h[DLQ_HEADERS.truncated] !== undefined) truncated = true;
       for (const k of Object.values(DLQ_HEADERS)) delete h[k];
       message = m;
     } catch {
       message = undefined;
     }
     const utf8 = /utf-?8/i.test(String(properties.contentEncoding ?? ''));
-    return { queue: original, reason, at, message, raw: content.toString(utf8 ? 'utf8' : 'base64') };
+    return { queue: original, reason, at, message, raw: content.toString(utf8 ? 'utf8' : 'base64'), ...(truncated ? { truncated: true } : {}) };
   }
 
   // ── fanout (events, remote control): see fanout.ts ──────────────────

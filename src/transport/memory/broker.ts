@@ -15,7 +15,7 @@ import type {
   PublishItem,
   PublishOptions,
 } from '../../core/broker.ts';
-import { deadLetterQueueName } from '../../core/broker.ts';
+import { deadLetterId, deadLetterQueueName, selectDeadLetters, TRUNCATED_REFUSAL, type DeadLetterSelection, type RedriveOptions, type RedriveResult } from '../../core/broker.ts';
 import { ConsumerCore, VirtualDelivery, type EnginePrimitives, type Held as CoreHeld } from '../virtual/consumer-core.ts';
 import type { BroadcastDelivery, Exchange, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from '../../core/broker.ts';
 import { MemoryFanout } from './fanout.ts';
@@ -163,6 +163,33 @@ export class MemoryBroker implements Broker {
 
   async deadLetters(queue: string, limit = 100): Promise<DeadLetter[]> {
     return (this.dead.get(deadLetterQueueName(queue)) ?? []).slice(0, limit);
+  }
+
+  async redriveDeadLetters(queue: string, options: RedriveOptions = {}): Promise<RedriveResult> {
+    if (this.closed) throw new ClosedError('memory broker');
+    const list = this.dead.get(deadLetterQueueName(queue)) ?? [];
+    const result: RedriveResult = { moved: [], refused: [] };
+    for (const d of selectDeadLetters(list, (x) => x, options)) {
+      const id = deadLetterId(d);
+      if (d.truncated || !d.message) {
+        result.refused.push({ id, reason: d.truncated ? TRUNCATED_REFUSAL : 'the stored message could not be decoded' });
+        continue;
+      }
+      // One process, no await between the two: the move is atomic.
+      list.splice(list.indexOf(d), 1);
+      const step = priorityStep(d.message.properties.priority);
+      this.bucketsOf(options.to ?? d.queue)[STEPS.indexOf(step)]!.push({ message: cloneMessage(d.message), redelivered: false });
+      result.moved.push(id ?? '');
+    }
+    if (result.moved.length) this.pump();
+    return result;
+  }
+
+  async dropDeadLetters(queue: string, options: DeadLetterSelection = {}): Promise<number> {
+    const list = this.dead.get(deadLetterQueueName(queue)) ?? [];
+    const chosen = selectDeadLetters(list, (x) => x, options);
+    for (const d of chosen) list.splice(list.indexOf(d), 1);
+    return chosen.length;
   }
 
   // Fanout (events, remote control): see fanout.ts.

@@ -33,7 +33,13 @@ import type { BroadcastDelivery, Exchange, ReplyQueue, ReplyQueueOptions, Subscr
 import * as scripts from './scripts.ts';
 import type { ScriptClient } from './scripts.ts';
 import {
+  deadLetterId,
   deadLetterQueueName,
+  selectDeadLetters,
+  TRUNCATED_REFUSAL,
+  type DeadLetterSelection,
+  type RedriveOptions,
+  type RedriveResult,
   type Broker,
   type ConsumeOptions,
   type Consumer,
@@ -301,6 +307,40 @@ export class RedisBroker implements Broker {
     return raw.map((r) => parseDeadLetter(r, queue, this.limits));
   }
 
+  /** Every record of a dead-letter list, oldest first, with its parsed form. */
+  private async deadRecords(queue: string): Promise<Array<{ record: string; letter: DeadLetter }>> {
+    await this.connect();
+    const raw = await this.client.lrange(this.prefix + deadLetterQueueName(queue), 0, -1);
+    return raw.reverse().map((record) => ({ record, letter: parseDeadLetter(record, queue, this.limits) }));
+  }
+
+  async redriveDeadLetters(queue: string, options: RedriveOptions = {}): Promise<RedriveResult> {
+    const result: RedriveResult = { moved: [], refused: [] };
+    for (const { record, letter } of selectDeadLetters(await this.deadRecords(queue), (x) => x.letter, options)) {
+      const id = deadLetterId(letter);
+      if (letter.truncated || !letter.message) {
+        result.refused.push({ id, reason: letter.truncated ? TRUNCATED_REFUSAL : 'the stored message could not be decoded' });
+        continue;
+      }
+      const to = options.to ?? letter.queue;
+      this.declare(to);
+      const target = this.bucketKey(to, priorityStep(letter.message.properties.priority));
+      // A fresh delivery tag and the target's routing key: the message itself is unchanged (its signature still verifies).
+      const envelope = encodeRedisEnvelope(letter.message, { exchange: '', routingKey: to, deliveryTag: randomUUID() });
+      const moved = await scripts.redrive(this.client, { deadLetters: this.prefix + deadLetterQueueName(queue), target }, { record, envelope });
+      if (moved === 1) result.moved.push(id ?? '');
+    }
+    return result;
+  }
+
+  async dropDeadLetters(queue: string, options: DeadLetterSelection = {}): Promise<number> {
+    let n = 0;
+    for (const { record } of selectDeadLetters(await this.deadRecords(queue), (x) => x.letter, options)) {
+      n += await this.client.lrem(this.prefix + deadLetterQueueName(queue), -1, record);
+    }
+    return n;
+  }
+
   /**
    * Restore deliveries whose lease ran out (their consumer died), under
    * kombu's `unacked_mutex` so that Python and Celeriac restorers take turns.
@@ -493,7 +533,7 @@ class UnansweredSendError extends Error {
 
 function parseDeadLetter(r: string, queue: string, limits: DecodeLimits): DeadLetter {
   try {
-    const v = JSON.parse(r) as { reason?: unknown; queue?: unknown; at?: unknown; payload?: unknown };
+    const v = JSON.parse(r) as { reason?: unknown; queue?: unknown; at?: unknown; payload?: unknown; truncated?: unknown };
     const payload = typeof v.payload === 'string' ? v.payload : r;
     let message: WireMessage | undefined;
     try {
@@ -507,6 +547,7 @@ function parseDeadLetter(r: string, queue: string, limits: DecodeLimits): DeadLe
       at: typeof v.at === 'number' ? v.at * 1000 : 0,
       message,
       raw: payload,
+      ...(v.truncated === true ? { truncated: true } : {}),
     };
   } catch {
     return { queue, reason: 'unknown', at: 0, message: undefined, raw: r };

@@ -64,6 +64,7 @@ const S = {
   restore: load('restore-2+n.lua'),
   deadLetter: load('dead-letter-3.lua'),
   unlock: load('unlock-1.lua'),
+  redrive: load('redrive-2.lua'),
   publishCapped: load('publish-capped-n.lua'),
   pushVerified: load('push-verified-n.lua'),
   store: load('store-n.lua'),
@@ -154,6 +155,11 @@ export function restore(client: ScriptClient, keys: UnackedKeys & { lists: reado
 /** `dead-letter-3.lua`: move one delivery to a dead-letter list (keeping at most `max`, 0 = all); 1 when moved. */
 export function deadLetter(client: ScriptClient, keys: UnackedKeys & { deadLetter: string }, args: { tag: string; record: string; max: number }): Promise<number> {
   return run(client, S.deadLetter, [keys.unacked, keys.index, keys.deadLetter], [args.tag, args.record, args.max]);
+}
+
+/** `redrive-2.lua`: remove `record` from the dead-letter list and push `envelope` onto `target`, atomically; 1 when moved. */
+export function redrive(client: ScriptClient, keys: { deadLetters: string; target: string }, args: { record: string; envelope: string }): Promise<number> {
+  return run(client, S.redrive, [keys.deadLetters, keys.target], [args.record, args.envelope]);
 }
 
 /** `unlock-1.lua`: delete `lock` if it still holds `token`; 1 when released. */

@@ -42,7 +42,13 @@ import { SqliteConsumer } from './consumer.ts';
 import { SqliteFanout } from './fanout.ts';
 import type { BroadcastDelivery, Exchange, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from '../../core/broker.ts';
 import {
+  deadLetterId,
   deadLetterQueueName,
+  selectDeadLetters,
+  TRUNCATED_REFUSAL,
+  type DeadLetterSelection,
+  type RedriveOptions,
+  type RedriveResult,
   type RecoverOptions,
   type Broker,
   type ConsumeOptions,
@@ -95,6 +101,8 @@ export function createSqliteBroker(options: SqliteBrokerOptions): SqliteBroker {
 
 /** Dead letters keep a body whole up to this size; beyond it, the first KiB. */
 const DEAD_LETTER_BODY_MAX = 64 * 1024;
+/** How the reason of a dead letter stored truncated ends (see `deadLetter`). */
+const TRUNCATED_REASON = /\(body of \d+ bytes truncated to 1024\)$/;
 
 /** The SQLite broker. Instances on the same file share queues, in one process or many. */
 export class SqliteBroker implements Broker {
@@ -183,6 +191,8 @@ export class SqliteBroker implements Broker {
       held: db.prepare('SELECT queue, headers, properties, content_type, content_encoding, body FROM messages WHERE id = ? AND tag = ?'),
       insertDead: db.prepare('INSERT INTO dead_letters (queue, reason, at, headers, properties, content_type, content_encoding, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
       trimDead: db.prepare('DELETE FROM dead_letters WHERE queue = @q AND id <= (SELECT id FROM dead_letters WHERE queue = @q ORDER BY id DESC LIMIT 1 OFFSET @keep)'),
+      allDead: db.prepare('SELECT id, queue, reason, at, headers, properties, content_type, content_encoding, body FROM dead_letters WHERE queue = ? ORDER BY id'),
+      dropDead: db.prepare('DELETE FROM dead_letters WHERE id = ?'),
       listDead: db.prepare('SELECT queue, reason, at, headers, properties, content_type, content_encoding, body FROM dead_letters WHERE queue = ? ORDER BY id DESC LIMIT ?'),
       purgeReady: db.prepare('DELETE FROM messages WHERE state = 0 AND queue = ?'),
       purgeDelayed: db.prepare('DELETE FROM messages WHERE state = 2 AND queue = ?'),
@@ -297,15 +307,53 @@ export class SqliteBroker implements Broker {
 
   async deadLetters(queue: string, limit = 100): Promise<DeadLetter[]> {
     const rows = this.stmt('listDead').all(deadLetterQueueName(queue), limit) as DeadRow[];
-    return rows.map((r) => {
-      let message: WireMessage | undefined;
-      try {
-        message = r.headers !== null ? this.decode(r.headers, r.properties ?? '{}', r.content_type ?? '', r.content_encoding ?? '', r.body ?? Buffer.alloc(0)) : undefined;
-      } catch {
-        message = undefined;
+    return rows.map((r) => this.toDeadLetter(queue, r));
+  }
+
+  private toDeadLetter(queue: string, r: DeadRow): DeadLetter {
+    let message: WireMessage | undefined;
+    try {
+      message = r.headers !== null ? this.decode(r.headers, r.properties ?? '{}', r.content_type ?? '', r.content_encoding ?? '', r.body ?? Buffer.alloc(0)) : undefined;
+    } catch {
+      message = undefined;
+    }
+    return { queue, reason: r.reason, at: r.at, message, raw: rawRecord(r), ...(TRUNCATED_REASON.test(r.reason) ? { truncated: true } : {}) };
+  }
+
+  /** The dead-letter rows of `queue` a selection takes, oldest first (inside a transaction). */
+  private selectDead(queue: string, selection: DeadLetterSelection): Array<DeadRow & { id: number; letter: DeadLetter }> {
+    const rows = (this.stmt('allDead').all(deadLetterQueueName(queue)) as Array<DeadRow & { id: number }>).map((r) => ({ ...r, letter: this.toDeadLetter(queue, r) }));
+    return selectDeadLetters(rows, (r) => r.letter, selection);
+  }
+
+  async redriveDeadLetters(queue: string, options: RedriveOptions = {}): Promise<RedriveResult> {
+    if (this.closed) throw new ClosedError('sqlite broker');
+    const now = Date.now();
+    // One transaction: each row leaves the dead-letter table exactly when its message enters the queue.
+    const result = this.write(() => {
+      const out: RedriveResult = { moved: [], refused: [] };
+      for (const r of this.selectDead(queue, options)) {
+        const id = deadLetterId(r.letter);
+        if (r.letter.truncated || !r.letter.message || r.headers === null) {
+          out.refused.push({ id, reason: r.letter.truncated ? TRUNCATED_REFUSAL : 'the stored message could not be decoded' });
+          continue;
+        }
+        const m = r.letter.message;
+        const eta = typeof m.headers.eta === 'string' ? parseIso(m.headers.eta) : undefined;
+        const delayed = eta !== undefined && eta > now;
+        this.s.insert!.run(options.to ?? queue, priorityStep(m.properties.priority), this.nextSeq(1), delayed ? DELAYED : READY, delayed ? eta : 0, r.headers, r.properties ?? '{}', r.content_type ?? m.contentType, r.content_encoding ?? m.contentEncoding, r.body ?? Buffer.alloc(0), now);
+        this.s.dropDead!.run(r.id);
+        out.moved.push(id ?? '');
       }
-      return { queue, reason: r.reason, at: r.at, message, raw: rawRecord(r) };
+      return out;
     });
+    if (result.moved.length) this.hub!.signal('queue');
+    return result;
+  }
+
+  async dropDeadLetters(queue: string, options: DeadLetterSelection = {}): Promise<number> {
+    if (this.closed) throw new ClosedError('sqlite broker');
+    return this.write(() => this.selectDead(queue, options).reduce((n, r) => n + this.s.dropDead!.run(r.id).changes, 0));
   }
 
   /**
