@@ -31,6 +31,8 @@ import {
 } from './task.ts';
 import type { MessageSecurity } from '../security/message-security-types.ts';
 import { createMessageSecurity } from '../security/message-security.ts';
+import { createControlSigner } from '../security/control-guard.ts';
+import { loadSecuritySettings } from '../config/security-settings.ts';
 import { SubmissionLimits } from './submission-limits.ts';
 import { Producer } from './producer.ts';
 import { createControl, type Control } from './control.ts';
@@ -196,8 +198,11 @@ export class App {
 
   /** Remote control of workers (Celery's `app.control`): inspect, revoke, rate limits, shutdown, … */
   get control(): Control {
-    // SIGNING HOOK (#16 item 4, merge with helper "sec"): add `sign: createControlGuard({ settings: this.settings, env: this.env, logger: this.logger }).sign` (src/security/control-guard.ts).
-    this.controlClient ??= createControl({ broker: () => this.broker() });
+    // Signed with the keys that sign tasks, so workers that verify control obey it (docs/control-security.md).
+    this.controlClient ??= createControl({
+      broker: () => this.broker(),
+      sign: createControlSigner({ security: loadSecuritySettings(this.settings, this.env, this.acceptTypes) }),
+    });
     return this.controlClient;
   }
 

@@ -149,7 +149,6 @@ export function createControl(options: ControlOptions): Control {
         contentEncoding: 'utf-8',
         body: Buffer.from(JSON.stringify(body)),
       };
-      // SIGNING HOOK (#16 item 4): the control guard's sign() (src/security/control-guard.ts, helper "sec") goes here.
       if (options.sign) message = await options.sign(message);
       await broker.broadcast(controlExchange(exchangeName), '', message);
       if (!replies) return [];

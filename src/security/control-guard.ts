@@ -154,6 +154,26 @@ export function boundedAuditValue(value: unknown, max = AUDIT_VALUE_MAX_CHARS): 
   return `${json.slice(0, max)}…[cut]`;
 }
 
+/** The key that signs control messages: the task signing ring's current key, else the Celery `auth` key and certificate. */
+function controlSigningKey(sec: SecuritySettings): MessageSigningKey | undefined {
+  if (sec.signingRing?.canSign) return sec.signingRing.current();
+  if (sec.auth.key && sec.auth.cert) return rsaMessageSigningKey(sec.auth.key, sec.auth.cert);
+  return undefined;
+}
+
+function signerFor(key: MessageSigningKey | undefined, now: () => number): (message: WireMessage) => WireMessage {
+  return (message) => (key ? signMessage(message, key, { ttlMs: CONTROL_SIGNATURE_TTL_MS, now: now() }) : message);
+}
+
+/**
+ * The operators' side alone: signs outgoing control messages with the keys
+ * that sign tasks (returned unchanged when none is configured). Opens no
+ * audit log and enforces nothing; `app.control` uses it.
+ */
+export function createControlSigner(options: { security: SecuritySettings; now?: () => number }): (message: WireMessage) => WireMessage {
+  return signerFor(controlSigningKey(options.security), options.now ?? Date.now);
+}
+
 /** Build the control guard of a worker or an operator's client from the app settings. Throws `ConfigError` for unusable keys, lists or audit file. */
 export function createControlGuard(options: ControlGuardOptions): ControlGuard {
   const env = options.env ?? process.env;
@@ -168,9 +188,7 @@ export function createControlGuard(options: ControlGuardOptions): ControlGuard {
   if (sec.verifyRing) verifiers.push(sec.verifyRing);
   if (sec.auth.store) verifiers.push(certStoreVerifier(sec.auth.store));
   const verifier = verifiers.length > 0 ? combineVerifiers(...verifiers) : undefined;
-  let key: MessageSigningKey | undefined;
-  if (sec.signingRing?.canSign) key = sec.signingRing.current();
-  else if (sec.auth.key && sec.auth.cert) key = rsaMessageSigningKey(sec.auth.key, sec.auth.cert);
+  const key = controlSigningKey(sec);
   const skew = sec.clockSkewMs;
 
   const file: AuditLogFile | undefined = control.auditLog ? openAuditLog(control.auditLog) : undefined;
@@ -273,7 +291,7 @@ export function createControlGuard(options: ControlGuardOptions): ControlGuard {
     return { allowed: true, who };
   };
 
-  const sign = (message: WireMessage): WireMessage => (key ? signMessage(message, key, { ttlMs: CONTROL_SIGNATURE_TTL_MS, now: now() }) : message);
+  const sign = signerFor(key, now);
 
   return {
     admit,

@@ -13,6 +13,10 @@ import { createApp } from '../../../src/client/app.ts';
 import { createMemoryBroker, MemoryWorld } from '../../../src/transport/memory/broker.ts';
 import type { WireMessage } from '../../../src/protocol/types.ts';
 import { waitFor } from '../../helpers/services.ts';
+import { generateSigningKey, SIGNATURE_HEADER } from '../../../src/codec/signing/index.ts';
+import { createControlGuard } from '../../../src/security/control-guard.ts';
+import { resolveSettings } from '../../../src/config/options.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
 
 const VECTORS = new URL('../../fixtures/celery-5.2.6/pidbox/', import.meta.url);
 const vector = (name: string): { body_decoded: Record<string, unknown>; envelope: { headers: Record<string, unknown>; properties: Record<string, unknown>; 'content-type': string; 'content-encoding': string } } =>
@@ -132,6 +136,24 @@ describe('app.control (pidbox client)', () => {
     await control.ping({ destination: 'a@h', timeoutMs: 500 });
     assert.equal(a.got[0]!.message.headers.celeriac_signature, 'sig');
     await a.close();
+  });
+
+  it("app.control signs with the app's task signing key, and a worker's control guard accepts it as that key", async () => {
+    const key = generateSigningKey('ed25519', 'ops-control-1');
+    const a = await node(mk(), 'a@h', () => ({ ok: 'pong' }));
+    const app = createApp({ broker: mk(), resultBackend: 'memory://', securitySigningKeys: key.signingLine, env: { CELERIAC_ENV: 'development' } });
+    try {
+      await app.control.ping({ destination: 'a@h', timeoutMs: 500 });
+      const message = a.got[0]!.message;
+      assert.ok(message.headers[SIGNATURE_HEADER], 'signed');
+      const guard = createControlGuard({ settings: resolveSettings({ securitySigningKeys: key.signingLine }), env: { CELERIAC_ENV: 'development' }, logger: createLogger({ level: 'silent' }) });
+      const admitted = await guard.admit({ message, body: JSON.parse(message.body.toString()) as Record<string, unknown> }, 'ping');
+      assert.deepEqual(admitted, { allowed: true, who: 'ops-control-1' });
+      await guard.close();
+    } finally {
+      await a.close();
+      await app.close();
+    }
   });
 
   it('AsyncResult.revoke() (from send and from app.asyncResult) broadcasts revoke for its id', async () => {
