@@ -73,6 +73,18 @@ export interface AppSettings {
   taskMaxRedeliveries?: number;
   /** Store STARTED when a task begins (default false). */
   taskTrackStarted?: boolean;
+  // ── Celery events (issue 16) ──
+  /**
+   * Workers send task events (`task-received` … `task-revoked`) to the
+   * event exchange, as Celery's `worker_send_task_events` / `-E` (default
+   * false). Worker events (online, heartbeat, offline) go out anyway unless
+   * the worker runs `--without-heartbeat`, as in Celery.
+   */
+  workerSendTaskEvents?: boolean;
+  /** Clients (and workers' follow-ups) send `task-sent` for each task message, as Celery's `task_send_sent_event` (default false). */
+  taskSendSentEvent?: boolean;
+  /** The event exchange (Celery's `event_exchange`, default `celeryev`). */
+  eventExchange?: string;
   /** Do not store results (default false). */
   taskIgnoreResult?: boolean;
   /** Store FAILURE even for ignore_result tasks. */
@@ -243,6 +255,9 @@ export interface ResolvedSettings {
   taskRejectOnWorkerLost: boolean;
   taskMaxRedeliveries: number;
   taskTrackStarted: boolean;
+  workerSendTaskEvents: boolean;
+  taskSendSentEvent: boolean;
+  eventExchange: string;
   taskIgnoreResult: boolean;
   taskStoreErrorsEvenIfIgnored: boolean;
   taskTimeLimit: number | undefined;
@@ -293,6 +308,9 @@ export function resolveSettings(input: AppSettingsInput = {}): ResolvedSettings 
     taskRejectOnWorkerLost: val('taskRejectOnWorkerLost', false),
     taskMaxRedeliveries: Math.max(0, Math.floor(val('taskMaxRedeliveries', 3))),
     taskTrackStarted: val('taskTrackStarted', false),
+    workerSendTaskEvents: val('workerSendTaskEvents', false),
+    taskSendSentEvent: val('taskSendSentEvent', false),
+    eventExchange: val('eventExchange', '') || 'celeryev',
     taskIgnoreResult: val('taskIgnoreResult', false),
     taskStoreErrorsEvenIfIgnored: val('taskStoreErrorsEvenIfIgnored', false),
     taskTimeLimit: val<number | undefined>('taskTimeLimit', undefined),

@@ -155,6 +155,7 @@ function run(w: WorkerState, job: Job): void {
     freeSlot(w);
     return;
   }
+  if (w.events?.taskEvents) w.events.started(req);
   if ((def.options.trackStarted ?? w.rt.settings.taskTrackStarted) && !def.options.ignoreResult) {
     void storeMeta(w, buildResultMeta({ taskId: req.id, status: 'STARTED', result: { pid: process.pid, hostname: w.nodeName }, groupId: req.group, parentId: req.parentId })).catch(
       (err: unknown) => w.logger.warn({ err, id: req.id }, 'could not store STARTED'),
@@ -173,6 +174,7 @@ function ran(w: WorkerState, job: Job, outcome: ExecOutcome): void {
   if (w.ledger.size > 0 && outcome.kind !== 'lost' && w.ledger.forget(job.req.id)) void w.store?.backend.forget(lossKey(job.req.id)).catch(() => undefined);
   w.counters.processed++;
   w.byTask[name] = (w.byTask[name] ?? 0) + 1;
+  if (outcome.kind === 'success' && w.events?.taskEvents) w.events.succeeded(job.req, outcome.value, outcome.runtimeMs);
   if (outcome.kind === 'success' && !hasSuccessFollowUps(job.req)) succeeded(w, job, outcome.value, outcome.runtimeMs);
   else finalize(w, job, () => onOutcome(w, job, outcome));
   freeSlot(w);
