@@ -193,6 +193,8 @@ async function onRetry(w: WorkerState, job: Job, outcome: Extract<ExecOutcome, {
     const exc: ExceptionInfo = outcome.options.exc ?? maxRetriesExceeded(req);
     return onFailure(w, job, { kind: 'failure', exc, traceback: outcome.options.traceback, runtimeMs: outcome.runtimeMs });
   }
+  // Before the new message goes out: a worker may run it before the publish returns (its events would come first).
+  if (w.events?.taskEvents) w.events.retried(req, outcome.options.exc, outcome.options.traceback);
   // Back to the queue it came from (as Celery does), through the Producer: the queue's cap, signing and send limits apply.
   try {
     await w.rt.producer.sendFollowUp({ queue: job.delivery.queue, input: retryMessageInput(req, decision.eta) });
@@ -201,7 +203,6 @@ async function onRetry(w: WorkerState, job: Job, outcome: Extract<ExecOutcome, {
     return onFailure(w, job, { kind: 'failure', exc: errorToExceptionInfo(err), traceback: null, runtimeMs: outcome.runtimeMs });
   }
   w.counters.retried++;
-  if (w.events?.taskEvents) w.events.retried(req, outcome.options.exc, outcome.options.traceback);
   w.logger.info({ id: req.id, task: req.task, retries: req.retries + 1, eta: new Date(decision.eta).toISOString() }, `task ${req.task}[${req.id}] retry scheduled`);
   await storeMeta(
     w,
