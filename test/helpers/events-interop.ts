@@ -16,8 +16,9 @@ import { createLogger } from '../../src/observability/logging.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { currentTask } from '../../src/worker/context.ts';
 import { VECTORS_DIR } from './fixtures.ts';
-import { pyScript } from './python-celery.ts';
-import { requireService, waitFor } from './services.ts';
+import { spawn } from 'node:child_process';
+import { HARNESS_DIR, pyScript } from './python-celery.ts';
+import { PYTHON, requireService, waitFor } from './services.ts';
 
 export interface EventsInteropTarget {
   ready: () => boolean;
@@ -135,6 +136,41 @@ export function eventsInteropCases(target: EventsInteropTarget): void {
     } finally {
       await app.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('`celery events --dump` prints a Celeriac worker\'s events', async (t) => {
+    if (skip(t)) return;
+    const { broker, backend } = target.urls();
+    const node = `evd-${randomUUID().slice(0, 8)}@interop`;
+    const queue = `evd-${randomUUID().slice(0, 8)}`;
+    const dump = spawn(PYTHON, ['-m', 'celery', '-A', 'harness_tasks', 'events', '--dump'], {
+      cwd: HARNESS_DIR,
+      env: { ...process.env, PYTHONPATH: HARNESS_DIR, CELERY_BROKER_URL: broker, CELERY_RESULT_BACKEND: backend },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    dump.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    dump.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    const app = createApp({ brokerUrl: broker, resultBackend: backend, taskDefaultQueue: queue, logger: createLogger({ level: 'silent' }) });
+    try {
+      await waitFor(() => out.includes('starting capture'), 30_000, 'celery events --dump');
+      await new Promise((r) => setTimeout(r, 1000)); // its consumer subscribes just after the banner
+      const add = app.task('ev.add', (x: number, y: number) => x + y);
+      const worker = createWorker({ app, pool: 'solo', concurrency: 1, nodeName: node, taskEvents: true, heartbeatIntervalS: 0.5, shutdownTimeoutMs: 2000 });
+      await worker.start();
+      const r = await add.delay(2, 3);
+      assert.equal(await r.get({ timeoutMs: 10_000 }), 5);
+      await new Promise((res) => setTimeout(res, 800));
+      await worker.stop();
+      await waitFor(() => out.includes(`${node} [`) && /shutdown:/.test(out), 10_000, 'the dump of worker-offline');
+      for (const line of [`task received: ev.add(${r.id}) args=(2, 3) kwargs={}`, `task started: ev.add(${r.id})`, `task succeeded: ev.add(${r.id})`]) {
+        assert.ok(out.includes(line), `dump has "${line}":\n${out}`);
+      }
+      for (const what of ['started:', 'heartbeat:', 'shutdown:']) assert.match(out, new RegExp(`${node.replace('.', '\\.')} \\[[^\\]]+\\] ${what}`), what);
+    } finally {
+      dump.kill('SIGTERM');
+      await app.close();
     }
   });
 }
