@@ -163,18 +163,25 @@ function pyFloat(n: number): string {
   return Number.isInteger(n) ? `${n}.0` : String(n);
 }
 
+/** `"key": ` for each key seen, so a key is escaped once per process, not once per event. */
+const keyPrefix = new Map<string, string>();
+
 function encodeOne(event: Record<string, unknown>): string {
   let out = '{';
-  let first = true;
   for (const key in event) {
     const v = event[key];
     if (v === undefined) continue;
     let text: string;
-    if (FLOAT_KEYS.has(key) && typeof v === 'number') text = pyFloat(v);
+    if (typeof v === 'string') text = JSON.stringify(v);
+    else if (typeof v === 'number') text = FLOAT_KEYS.has(key) ? pyFloat(v) : Number.isFinite(v) ? String(v) : 'null';
     else if (key === 'loadavg' && Array.isArray(v)) text = `[${v.map((x) => (typeof x === 'number' ? pyFloat(x) : JSON.stringify(x))).join(', ')}]`;
-    else text = JSON.stringify(v);
-    out += `${first ? '' : ', '}${JSON.stringify(key)}: ${text}`;
-    first = false;
+    else text = JSON.stringify(v) ?? 'null';
+    let prefix = keyPrefix.get(key);
+    if (prefix === undefined) {
+      prefix = `${JSON.stringify(key)}: `;
+      if (keyPrefix.size < 256) keyPrefix.set(key, prefix);
+    }
+    out += out.length === 1 ? prefix + text : `, ${prefix}${text}`;
   }
   return `${out}}`;
 }
