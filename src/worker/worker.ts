@@ -146,6 +146,25 @@ export class Worker implements WorkerHandle {
     return c;
   }
 
+  /**
+   * Turn this process's task events on or off (remote control's
+   * `enable_events`/`disable_events`); returns whether they were off before
+   * (Celery answers "task events enabled" or "already enabled"). Starts a
+   * dispatcher when this process had none (heartbeat off, no -E).
+   */
+  async setTaskEvents(on: boolean): Promise<boolean> {
+    const { w } = this;
+    const was = w.events?.taskEvents ?? false;
+    if (on && !w.events) w.events = startWorkerEvents(w, await w.rt.broker(), { ...this.options, taskEvents: true, heartbeat: false });
+    else w.events?.setTaskEvents(on);
+    return was !== on;
+  }
+
+  /** This process's Celery events (its Lamport clock: `events.dispatcher.clock`), when it sends any. */
+  get events(): WorkerEvents | undefined {
+    return this.w.events;
+  }
+
   /** Counters since start. */
   stats(): WorkerStats {
     const { w } = this;

@@ -131,3 +131,30 @@ describe('worker events (memory broker)', () => {
     assert.equal(c.all().filter((e) => e.hostname === 'silent@test').length, 0);
   });
 });
+
+describe('worker events switched at run time (remote control)', () => {
+  it('setTaskEvents turns task events on and off, starting a dispatcher when there was none', async () => {
+    const f = memoryFixture();
+    const c = collector();
+    const sub = await f.broker.subscribe(eventExchange(), { bindingKeys: ['#'] }, c.on);
+    const add = f.app.task('t.add', (x: number, y: number) => x + y);
+    const w = (await f.startWorker({ nodeName: 'switch@test', heartbeat: false })) as import('../../../src/worker/worker.ts').Worker;
+    assert.equal(w.events, undefined);
+    const r1 = await add.delay(1, 1);
+    await r1.get({ timeoutMs: 3000 });
+    assert.equal(await w.setTaskEvents(true), true);
+    assert.equal(await w.setTaskEvents(true), false, 'already on');
+    const r2 = await add.delay(2, 2);
+    await r2.get({ timeoutMs: 3000 });
+    await waitFor(() => c.all().some((e) => e.uuid === r2.id && e.type === 'task-succeeded'), 3000, 'events after enable');
+    assert.equal(await w.setTaskEvents(false), true);
+    const r3 = await add.delay(3, 3);
+    await r3.get({ timeoutMs: 3000 });
+    await sleep(50);
+    await sub.close();
+    await f.close();
+    assert.equal(c.all().filter((e) => e.uuid === r1.id || e.uuid === r3.id).length, 0);
+    assert.deepEqual(c.all().filter((e) => e.uuid === r2.id).map((e) => e.type), ['task-received', 'task-started', 'task-succeeded']);
+    assert.equal(c.all().filter((e) => e.type.startsWith('worker-')).length, 0, 'no heartbeat: it was off');
+  });
+});
