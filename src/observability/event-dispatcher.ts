@@ -102,6 +102,8 @@ export class EventDispatcher {
     if (this.closed) return;
     const group = eventGroup(type);
     if (group === 'task' && !this.taskEvents) return;
+    // The zone's offset can change (daylight saving): re-read it with each worker event (every heartbeat), not per task event.
+    else if (group === 'worker') this.sender.utcoffset = utcOffsetHours();
     const event = buildEvent(type, this.sender, this.clock.forward(), fields, this.now());
     if (group === 'task' && this.bufferTasks) {
       this.buffer.push(event);

@@ -61,6 +61,7 @@ function judgeLosses(w: WorkerState, job: Job): boolean {
   const reason = lossReason(entry);
   if (entry.final) {
     w.counters.rejected++;
+    if (w.events?.taskEvents) w.events.rejected(req, false);
     w.logger.warn({ id: req.id, task: req.task }, `task ${req.task}[${req.id}] came back after its FAILURE was stored (${reason}); message dead-lettered`);
     w.rt.security.released?.(job.delivery.message);
     job.acked = true;
