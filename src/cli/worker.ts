@@ -27,6 +27,10 @@ Options:
       --prefetch-multiplier <n> prefetch = concurrency × n (default 4)
       --max-memory-per-child <MiB>  heap limit of each child process
       --shutdown-timeout <s>    grace for running tasks on SIGTERM (default 30)
+  -E, --task-events             send task events (Celery's -E; default: the
+                                workerSendTaskEvents setting)
+      --without-heartbeat       send no worker-online/heartbeat/offline events
+      --heartbeat-interval <s>  seconds between heartbeat events (default 2)
   -l, --loglevel <level>        debug, info, warning, error, critical (Celery's names;
                                 also trace, warn, fatal, silent); default info, or
                                 $CELERIAC_LOG_LEVEL
@@ -70,6 +74,9 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
         'prefetch-multiplier': { type: 'string' },
         'max-memory-per-child': { type: 'string' },
         'shutdown-timeout': { type: 'string' },
+        'task-events': { type: 'boolean', short: 'E' },
+        'without-heartbeat': { type: 'boolean' },
+        'heartbeat-interval': { type: 'string' },
         loglevel: { type: 'string', short: 'l' },
         'log-format': { type: 'string' },
         uid: { type: 'string' },
@@ -130,6 +137,9 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
       prefetchMultiplier: int(values['prefetch-multiplier'], '--prefetch-multiplier'),
       maxMemoryPerChildMb: int(values['max-memory-per-child'], '--max-memory-per-child'),
       shutdownTimeoutMs: values['shutdown-timeout'] !== undefined ? int(values['shutdown-timeout'], '--shutdown-timeout')! * 1000 : undefined,
+      ...(values['task-events'] ? { taskEvents: true } : {}),
+      ...(values['without-heartbeat'] ? { heartbeat: false } : {}),
+      ...(values['heartbeat-interval'] !== undefined ? { heartbeatIntervalS: positive(values['heartbeat-interval'], '--heartbeat-interval') } : {}),
       signal: controller.signal,
     });
     // Celery's conventions: SIGTERM is always a warm shutdown (repeats are
@@ -181,4 +191,11 @@ export async function runWorkerCommand(argv: string[], io: CliIo): Promise<numbe
     await Promise.race([opened?.close().catch(() => undefined), new Promise((r) => setTimeout(r, 5000).unref())]);
     return code;
   }
+}
+
+/** A positive number of seconds from a flag. */
+function positive(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} needs a positive number of seconds, not ${JSON.stringify(text)}`);
+  return n;
 }

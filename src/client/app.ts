@@ -131,6 +131,7 @@ export class App {
       brokerReady: () => this.brokerReady,
       broker: () => this.broker(),
       closed: () => this.closed,
+      logger: this.logger,
     });
   }
 

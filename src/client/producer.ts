@@ -16,6 +16,8 @@ import type { WireMessage } from '../protocol/types.ts';
 import { maybeCurrentTask } from '../core/task-context.ts';
 import type { SubmissionDemand, SubmissionLimits } from './submission-limits.ts';
 import { validateArguments, type SendOptions, type TaskDefinition } from './task.ts';
+import { sendTaskSent, type SentEvents } from './sent-events.ts';
+import type { Logger } from '../observability/logging.ts';
 
 /** What a Producer needs from its app. */
 export interface ProducerOptions {
@@ -32,6 +34,8 @@ export interface ProducerOptions {
   broker: () => Promise<Broker>;
   /** True once the app is closed: sends fail with `ClosedError`. */
   closed: () => boolean;
+  /** For events that could not be sent (`taskSendSentEvent`). */
+  logger?: Logger;
 }
 
 /** Where a message goes: its queue and its priority (undefined: none was set). */
@@ -55,6 +59,8 @@ export interface FollowUpSender {
 
 /** Route, build, sign, cap and publish task messages (see the module comment). */
 export class Producer implements FollowUpSender {
+  /** The `task-sent` dispatcher, made on first use. */
+  private readonly sentEvents: SentEvents = { dispatcher: undefined };
   constructor(private readonly o: ProducerOptions) {}
 
   private def(task: string): TaskDefinition | undefined {
@@ -83,6 +89,7 @@ export class Producer implements FollowUpSender {
   /** Publish options of a queue: the priority and, when the queue is capped, its `maxLength`. */
   private publishItem(queue: string, message: WireMessage, priority: number): PublishItem {
     const maxLength = this.o.submission.maxLengthFor(queue);
+    if (this.o.settings.taskSendSentEvent) sendTaskSent(this.sentEvents, this.o, queue, message);
     return { queue, message, options: { priority, ...(maxLength !== undefined ? { maxLength } : {}) } };
   }
 

@@ -91,6 +91,18 @@ export interface AppSettings {
   brokerTransportOptions?: TransportOptions;
   /** Decoding limits for message bodies and result records. */
   decodeLimits?: Partial<DecodeLimits>;
+  // ── Celery events (issue 16) ──
+  /**
+   * Workers send task events (`task-received` … `task-revoked`) to the
+   * event exchange, as Celery's `worker_send_task_events` / `-E` (default
+   * false). Worker events (online, heartbeat, offline) go out anyway unless
+   * the worker runs `--without-heartbeat`, as in Celery.
+   */
+  workerSendTaskEvents?: boolean;
+  /** Clients (and workers' follow-ups) send `task-sent` for each task message, as Celery's `task_send_sent_event` (default false). */
+  taskSendSentEvent?: boolean;
+  /** The event exchange (Celery's `event_exchange`, default `celeryev`). */
+  eventExchange?: string;
   // ── message security (read by src/config/security-settings.ts; snake_case and CELERY_* forms accepted) ──
   /** Celery's `security_key`: RSA private key of the `auth` signer, a path (mode 0600/0400) or PEM text. Env `CELERIAC_SECURITY_KEY` (PEM) / `_FILE`, `CELERY_SECURITY_KEY`. */
   securityKey?: string | KeyObject;
@@ -252,6 +264,9 @@ export interface ResolvedSettings {
   taskRejectOnWorkerLost: boolean;
   taskMaxRedeliveries: number;
   taskTrackStarted: boolean;
+  workerSendTaskEvents: boolean;
+  taskSendSentEvent: boolean;
+  eventExchange: string;
   taskIgnoreResult: boolean;
   taskStoreErrorsEvenIfIgnored: boolean;
   taskTimeLimit: number | undefined;
@@ -302,6 +317,9 @@ export function resolveSettings(input: AppSettingsInput = {}): ResolvedSettings 
     taskRejectOnWorkerLost: val('taskRejectOnWorkerLost', false),
     taskMaxRedeliveries: Math.max(0, Math.floor(val('taskMaxRedeliveries', 3))),
     taskTrackStarted: val('taskTrackStarted', false),
+    workerSendTaskEvents: val('workerSendTaskEvents', false),
+    taskSendSentEvent: val('taskSendSentEvent', false),
+    eventExchange: val('eventExchange', '') || 'celeryev',
     taskIgnoreResult: val('taskIgnoreResult', false),
     taskStoreErrorsEvenIfIgnored: val('taskStoreErrorsEvenIfIgnored', false),
     taskTimeLimit: val<number | undefined>('taskTimeLimit', undefined),

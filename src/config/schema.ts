@@ -116,6 +116,10 @@ export const CORE_FIELDS = {
   // Checked field by field against TRANSPORT_OPTION_FIELDS / DECODE_LIMIT_FIELDS by parseSettings.
   brokerTransportOptions: field(z.custom<object>(isPlainObject), 'an object of transport options'),
   decodeLimits: field(z.custom<object>(isPlainObject), 'an object of decoding limits'),
+  // Celery events (issue 16): task events from workers, task-sent from clients, the event exchange.
+  workerSendTaskEvents: bool(),
+  taskSendSentEvent: bool(),
+  eventExchange: text(),
 } satisfies Record<string, Field>;
 
 /** Message security: read by src/config/security-settings.ts. */

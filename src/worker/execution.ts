@@ -61,6 +61,7 @@ function judgeLosses(w: WorkerState, job: Job): boolean {
   const reason = lossReason(entry);
   if (entry.final) {
     w.counters.rejected++;
+    if (w.events?.taskEvents) w.events.rejected(req, false);
     w.logger.warn({ id: req.id, task: req.task }, `task ${req.task}[${req.id}] came back after its FAILURE was stored (${reason}); message dead-lettered`);
     w.rt.security.released?.(job.delivery.message);
     job.acked = true;
@@ -155,6 +156,7 @@ function run(w: WorkerState, job: Job): void {
     freeSlot(w);
     return;
   }
+  if (w.events?.taskEvents) w.events.started(req);
   if ((def.options.trackStarted ?? w.rt.settings.taskTrackStarted) && !def.options.ignoreResult) {
     void storeMeta(w, buildResultMeta({ taskId: req.id, status: 'STARTED', result: { pid: process.pid, hostname: w.nodeName }, groupId: req.group, parentId: req.parentId })).catch(
       (err: unknown) => w.logger.warn({ err, id: req.id }, 'could not store STARTED'),
@@ -173,6 +175,7 @@ function ran(w: WorkerState, job: Job, outcome: ExecOutcome): void {
   if (w.ledger.size > 0 && outcome.kind !== 'lost' && w.ledger.forget(job.req.id)) void w.store?.backend.forget(lossKey(job.req.id)).catch(() => undefined);
   w.counters.processed++;
   w.byTask[name] = (w.byTask[name] ?? 0) + 1;
+  if (outcome.kind === 'success' && w.events?.taskEvents) w.events.succeeded(job.req, outcome.value, outcome.runtimeMs);
   if (outcome.kind === 'success' && !hasSuccessFollowUps(job.req)) succeeded(w, job, outcome.value, outcome.runtimeMs);
   else finalize(w, job, () => onOutcome(w, job, outcome));
   freeSlot(w);

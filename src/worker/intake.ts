@@ -63,6 +63,7 @@ function accept(w: WorkerState, delivery: Delivery, req: TaskRequest): void {
   const job: Job = { delivery, req, def, acksLate, acked: false, reported: false, exec: undefined, hardMs: undefined };
   if (w.logTasks) w.logger.info({ task: req.task, id: req.id }, 'task received');
   if (expired(w, job)) return;
+  if (w.events?.taskEvents) w.events.received(req);
   if (req.eta !== null && req.eta > Date.now()) {
     hold(w, job, req.eta, true);
     return;
@@ -96,6 +97,7 @@ function refuse(w: WorkerState, delivery: Delivery, err: unknown): void {
 
 function unknownTask(w: WorkerState, delivery: Delivery, req: TaskRequest): void {
   w.counters.rejected++;
+  if (w.events?.taskEvents) w.events.notRegistered(req);
   w.logger.error({ id: req.id, task: req.task, queue: delivery.queue }, `received unregistered task ${JSON.stringify(req.task)}; message dead-lettered`);
   const meta = buildResultMeta({ taskId: req.id, status: 'FAILURE', result: notRegistered(req.task), traceback: null, groupId: req.group, parentId: req.parentId });
   void storeMeta(w, meta)

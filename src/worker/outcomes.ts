@@ -101,6 +101,7 @@ export function expired(w: WorkerState, job: Job): boolean {
   const { req } = job;
   if (req.expires === null || req.expires > Date.now()) return false;
   w.counters.revoked++;
+  if (w.events?.taskEvents) w.events.revoked(req, { expired: true });
   w.logger.info({ id: req.id, task: req.task }, `task ${req.task}[${req.id}] expired; revoked`);
   const meta = buildResultMeta({ taskId: req.id, status: 'REVOKED', result: expiredRevoked(), traceback: null, groupId: req.group, parentId: req.parentId });
   finalize(w, job, async () => {
@@ -158,6 +159,7 @@ export async function onFailure(w: WorkerState, job: Job, outcome: Extract<ExecO
     { id: req.id, task: req.task, exc_type: outcome.exc.exc_type, runtimeMs: outcome.runtimeMs },
     `task ${req.task}[${req.id}] raised ${outcome.exc.exc_type}: ${String(outcome.exc.exc_message[0] ?? '')}`,
   );
+  if (w.events?.taskEvents) w.events.failed(req, outcome.exc, outcome.traceback);
   const ignored = ignoresResult(w, job);
   if (!ignored || w.rt.settings.taskStoreErrorsEvenIfIgnored) {
     await storeMeta(
@@ -191,6 +193,8 @@ async function onRetry(w: WorkerState, job: Job, outcome: Extract<ExecOutcome, {
     const exc: ExceptionInfo = outcome.options.exc ?? maxRetriesExceeded(req);
     return onFailure(w, job, { kind: 'failure', exc, traceback: outcome.options.traceback, runtimeMs: outcome.runtimeMs });
   }
+  // Before the new message goes out: a worker may run it before the publish returns (its events would come first).
+  if (w.events?.taskEvents) w.events.retried(req, outcome.options.exc, outcome.options.traceback);
   // Back to the queue it came from (as Celery does), through the Producer: the queue's cap, signing and send limits apply.
   try {
     await w.rt.producer.sendFollowUp({ queue: job.delivery.queue, input: retryMessageInput(req, decision.eta) });
@@ -220,6 +224,7 @@ export async function onLost(w: WorkerState, job: Job, reason: string): Promise<
   const { req, def } = job;
   if (job.acksLate && (w.stopping || (def.options.rejectOnWorkerLost ?? w.rt.settings.taskRejectOnWorkerLost))) {
     w.logger.warn({ id: req.id, task: req.task, reason }, `task ${req.task}[${req.id}] ${reason}; message requeued`);
+    if (w.events?.taskEvents) w.events.rejected(req, true);
     await giveBack(w, job);
     return;
   }

@@ -9,6 +9,7 @@ import type { Consumer, Delivery } from '../core/broker.ts';
 import type { RequestInfo } from '../core/task-context.ts';
 import type { Logger } from '../observability/logging.ts';
 import type { BodyDecoder, TaskRequest } from '../protocol/task-message.ts';
+import type { WorkerEvents } from './events.ts';
 import type { ExecJob } from './execute.ts';
 import type { LossKind, LossLedger } from './loss-ledger.ts';
 import type { Pool } from './pool/types.ts';
@@ -67,6 +68,8 @@ export interface WorkerState {
   store: ResultStore | undefined;
   decodeBody: BodyDecoder | undefined;
   stopping: boolean;
+  /** Celery events (events.ts): undefined when this process sends none. */
+  events: WorkerEvents | undefined;
 
   // scheduling
   readonly pending: Job[];

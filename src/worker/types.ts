@@ -49,6 +49,12 @@ export interface WorkerOptions {
   /** Aborting it starts a graceful shutdown. */
   signal?: AbortSignal;
   logger?: Logger;
+  /** Send task events (`-E`; default: the `workerSendTaskEvents` setting). */
+  taskEvents?: boolean;
+  /** Send worker-online/heartbeat/offline events (default true, as Celery; `--without-heartbeat` turns them off). */
+  heartbeat?: boolean;
+  /** Heartbeat interval, seconds (default 2, as Celery). */
+  heartbeatIntervalS?: number;
   /**
    * Internal (prefork children): told when tasks start and finish, for the
    * supervisor's watchdog. 'started' events of a batch arrive in one call

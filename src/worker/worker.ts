@@ -20,6 +20,7 @@
 import { availableParallelism } from 'node:os';
 import { defaultNodeName } from '../protocol/ids.ts';
 import { onDelivery, onMalformed } from './intake.ts';
+import { WorkerEvents } from './events.ts';
 import { LossLedger } from './loss-ledger.ts';
 import { finalize, onLost } from './outcomes.ts';
 import { createSoloPool } from './pool/solo.ts';
@@ -27,6 +28,7 @@ import { Supervisor } from './prefork/supervisor.ts';
 import { drain } from './scheduling.ts';
 import { giveBack } from './settle.ts';
 import { sleep, type Execution, type WorkerState } from './state.ts';
+import type { Broker } from '../core/broker.ts';
 import type { WorkerHandle, WorkerOptions, WorkerStats } from './types.ts';
 
 export type { TaskEvent, WorkerHandle, WorkerOptions, WorkerStats } from './types.ts';
@@ -51,6 +53,7 @@ export class Worker implements WorkerHandle {
   private readonly signal: AbortSignal | undefined;
   private readonly announce: boolean;
   private readonly w: WorkerState;
+  private readonly options: WorkerOptions;
   private stopPromise: Promise<void> | undefined;
   private resolveDone!: () => void;
   /** Resolves once the worker has stopped. */
@@ -66,6 +69,7 @@ export class Worker implements WorkerHandle {
     this.signal = options.signal;
     this.announce = options.announce ?? true;
     this.done = new Promise((r) => (this.resolveDone = r));
+    this.options = options;
     const w: WorkerState = {
       rt,
       logger,
@@ -83,6 +87,7 @@ export class Worker implements WorkerHandle {
       store: undefined,
       decodeBody: undefined,
       stopping: false,
+      events: undefined,
       pending: [],
       held: new Map(),
       heldEta: 0,
@@ -119,6 +124,7 @@ export class Worker implements WorkerHandle {
     await w.rt.security.prepare?.();
     w.store = await w.rt.resultStore();
     await w.pool.start();
+    w.events = startWorkerEvents(w, broker, this.options);
     w.consumer = await broker.consume(
       this.queues,
       { prefetch: w.basePrefetch, onMalformed: (m) => onMalformed(w, m), onError: (err) => w.logger.warn({ err }, 'broker error; recovering') },
@@ -138,6 +144,25 @@ export class Worker implements WorkerHandle {
     const c = await this.w.rt.reloadCredentials(options);
     if (options.announce !== false) this.w.logger.info({ ...c }, c.broker || c.backend ? 'credentials reloaded' : 'credentials unchanged');
     return c;
+  }
+
+  /**
+   * Turn this process's task events on or off (remote control's
+   * `enable_events`/`disable_events`); returns whether they were off before
+   * (Celery answers "task events enabled" or "already enabled"). Starts a
+   * dispatcher when this process had none (heartbeat off, no -E).
+   */
+  async setTaskEvents(on: boolean): Promise<boolean> {
+    const { w } = this;
+    const was = w.events?.taskEvents ?? false;
+    if (on && !w.events) w.events = startWorkerEvents(w, await w.rt.broker(), { ...this.options, taskEvents: true, heartbeat: false });
+    else w.events?.setTaskEvents(on);
+    return was !== on;
+  }
+
+  /** This process's Celery events (its Lamport clock: `events.dispatcher.clock`), when it sends any. */
+  get events(): WorkerEvents | undefined {
+    return this.w.events;
   }
 
   /** Counters since start. */
@@ -178,9 +203,33 @@ export class Worker implements WorkerHandle {
       }
       // Results and acks of what ended are written (a short, bounded wait: they are in flight).
       while (w.finalizing > 0 && Date.now() < deadline + SHUTDOWN_SETTLE_MS) await sleep(10);
+      await w.events?.stop();
       w.logger.info({ node: this.nodeName, ...w.counters }, `worker ${this.nodeName} stopped`);
       this.resolveDone();
     })();
     return this.stopPromise;
   }
+}
+
+/**
+ * Celery events of this process (events.ts): task events when asked for,
+ * and the heartbeat unless this is a prefork child (its supervisor beats
+ * for the node) or it is turned off. Undefined when neither is sent.
+ */
+function startWorkerEvents(w: WorkerState, broker: Broker, o: WorkerOptions): WorkerEvents | undefined {
+  const taskEvents = o.taskEvents ?? w.rt.settings.workerSendTaskEvents;
+  const heartbeat = (o.heartbeat ?? true) && (o.announce ?? true);
+  if (!taskEvents && !heartbeat) return undefined;
+  const events = new WorkerEvents({
+    broker,
+    hostname: w.nodeName,
+    logger: w.logger,
+    taskEvents,
+    heartbeat,
+    heartbeatIntervalS: o.heartbeatIntervalS,
+    exchange: w.rt.settings.eventExchange,
+    status: () => ({ active: w.active, processed: w.counters.processed + w.active }),
+  });
+  events.start();
+  return events;
 }

@@ -70,6 +70,7 @@ process.on('message', (msg: ToChild) => {
           prefetchMultiplier: o.prefetchMultiplier,
           nodeName: o.nodeName,
           shutdownTimeoutMs: o.shutdownTimeoutMs,
+          taskEvents: o.taskEvents,
           pool: 'solo',
           announce: false,
           onTaskEvents,

@@ -13,6 +13,8 @@ export interface ChildWorkerOptions {
   prefetchMultiplier: number | undefined;
   nodeName: string;
   shutdownTimeoutMs: number | undefined;
+  /** Send task events (`-E`); undefined: the app's setting. */
+  taskEvents?: boolean | undefined;
 }
 
 /** Supervisor → child. */

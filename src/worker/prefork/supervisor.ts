@@ -28,6 +28,7 @@ import { RUNNING_FROM_SOURCE } from '../../runtime/import-module.ts';
 import { buildResultMeta, type ExceptionInfo } from '../../protocol/result-meta.ts';
 import { timeLimitExceeded, workerLost } from '../exception-records.ts';
 import { LossLedger, lossReason, lostRuns, pullShared, pushShared, type LossEntry, type LossKind } from '../loss-ledger.ts';
+import { startNodeHeartbeat, type WorkerEvents } from '../events.ts';
 import { decodeStartedLine, type FromChild, type ToChild } from './supervisor-ipc.ts';
 import type { WorkerRuntime } from '../runtime.ts';
 import type { TaskEvent, WorkerHandle, WorkerOptions, WorkerStats } from '../types.ts';
@@ -100,6 +101,8 @@ export class Supervisor implements WorkerHandle {
   private readonly children: Array<Child | undefined>;
   /** Stats of children that exited, so the totals survive restarts. */
   private retired: Omit<WorkerStats, 'nodeName'> = { ...ZERO, byTask: {} };
+  /** The node's heartbeat (worker-online/heartbeat/offline); its children send the task events. */
+  private events: WorkerEvents | undefined;
   private stopping = false;
   private stopPromise: Promise<void> | undefined;
   private resolveDone!: () => void;
@@ -171,6 +174,7 @@ export class Supervisor implements WorkerHandle {
     this.emptyTimer.unref();
     this.leaseTimer = setInterval(() => void this.renewRunning(), LEASE_RENEW_MS);
     this.leaseTimer.unref();
+    this.events = await startNodeHeartbeat(this.app, this.nodeName, this.logger, this.options, () => this.stats());
     this.logger.info(
       { node: this.nodeName, queues: this.options.queues ?? [this.app.settings.taskDefaultQueue], concurrency: this.shares.reduce((a, b) => a + b, 0), pool: 'prefork', processes: this.processes, pids: this.children.map((c) => c?.proc.pid), tasks: [...this.app.registry.keys()] },
       `worker ${this.nodeName} ready`,
@@ -239,6 +243,7 @@ export class Supervisor implements WorkerHandle {
           prefetchMultiplier: this.options.prefetchMultiplier,
           nodeName: this.nodeName,
           shutdownTimeoutMs: this.options.shutdownTimeoutMs,
+          taskEvents: this.options.taskEvents,
         },
         losses: this.ledger.all(),
       } satisfies ToChild);
@@ -600,6 +605,7 @@ export class Supervisor implements WorkerHandle {
         ),
       );
       while (this.settling.size > 0) await Promise.allSettled([...this.settling]);
+      await this.events?.stop();
       this.logger.info({ node: this.nodeName, ...this.stats(), byTask: undefined, pool: undefined }, `worker ${this.nodeName} stopped`);
       if (this.failure) this.rejectDone(this.failure);
       else this.resolveDone();
