@@ -15,6 +15,7 @@ import { expired } from './outcomes.ts';
 import { admit, hold } from './scheduling.ts';
 import { storeMeta } from './settle.ts';
 import type { Job, WorkerState } from './state.ts';
+import { revokedJob } from './control/worker-host.ts';
 
 /** How long a prefork child holds a redelivered message before judging it (its supervisor's ledger update may be on its way). */
 const REDELIVERY_SETTLE_MS = 250;
@@ -63,6 +64,7 @@ function accept(w: WorkerState, delivery: Delivery, req: TaskRequest): void {
   const job: Job = { delivery, req, def, acksLate, acked: false, reported: false, exec: undefined, hardMs: undefined };
   if (w.logTasks) w.logger.info({ task: req.task, id: req.id }, 'task received');
   if (expired(w, job)) return;
+  if (w.revoked.size > 0 && revokedJob(w, job)) return;
   if (req.eta !== null && req.eta > Date.now()) {
     hold(w, job, req.eta, true);
     return;

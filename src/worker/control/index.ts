@@ -1,0 +1,50 @@
+/**
+ * Remote control of one worker process: loads the revoked ids kept by the
+ * shared store, then (unless turned off) answers Celery's pidbox.
+ */
+import type { Broker, Consumer } from '../../core/broker.ts';
+import type { RevokedStore } from '../../core/revoked-store.ts';
+import type { WorkerState } from '../state.ts';
+import { passThroughGuard, type ControlGuard } from './guard-hook.ts';
+import { backendRevokedStore, memoryRevokedStore } from './revoked.ts';
+import { startControlServer, type ControlServer } from './server.ts';
+import { workerControlHost } from './worker-host.ts';
+
+export interface WorkerControlOptions {
+  queues: string[];
+  consume(queues: string[]): Promise<Consumer>;
+  stop(): void;
+  /** Subscribe to the pidbox (false: only honour stored revokes). */
+  remoteControl: boolean;
+  guard?: ControlGuard;
+}
+
+export interface WorkerControl {
+  readonly store: RevokedStore;
+  readonly server: ControlServer | undefined;
+  close(): Promise<void>;
+}
+
+export async function startWorkerControl(w: WorkerState, broker: Broker, o: WorkerControlOptions): Promise<WorkerControl> {
+  const store = w.store ? backendRevokedStore(w.store.backend) : memoryRevokedStore();
+  try {
+    w.revoked.merge(await store.load());
+  } catch (err) {
+    w.logger.warn({ err }, 'could not read the revoked task ids; honouring those received from now on');
+  }
+  let server: ControlServer | undefined;
+  if (o.remoteControl) {
+    const host = workerControlHost(w, {
+      queues: o.queues,
+      store,
+      consume: o.consume,
+      shutdown: o.stop,
+      // HOOK(#16 item 1): call setTaskEvents(on) of src/worker/events.ts here once it is merged.
+      setTaskEvents: undefined,
+      heartbeat: undefined,
+    });
+    // MERGE: the guard of src/security/control-guard.ts (createControlGuard) replaces the pass-through.
+    server = await startControlServer({ broker, host, guard: o.guard ?? passThroughGuard(), logger: w.logger });
+  }
+  return { store, server, close: async () => server?.close() };
+}
