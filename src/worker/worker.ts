@@ -132,7 +132,7 @@ export class Worker implements WorkerHandle {
         { prefetch: w.basePrefetch + w.heldEta, onMalformed: (m) => onMalformed(w, m), onError: (err) => w.logger.warn({ err }, 'broker error; recovering') },
         (d) => onDelivery(w, d),
       );
-    this.control = await startWorkerControl(w, broker, { queues: this.queues, consume, stop: () => void this.stop(), remoteControl: this.options.remoteControl ?? !this.options.onTaskEvents });
+    this.control = await startWorkerControl(w, broker, { queues: this.queues, consume, stop: () => void this.stop(), remoteControl: this.options.remoteControl ?? !this.options.onTaskEvents, listenOnly: this.options.onTaskEvents !== undefined && this.options.remoteControl !== false });
     w.consumer = await consume(this.queues);
     this.signal?.addEventListener('abort', () => void this.stop(), { once: true });
     if (this.signal?.aborted) void this.stop();

@@ -25,7 +25,7 @@ export interface ControlInteropTarget {
 }
 
 /** Run Celery's CLI (`python3 -m celery -A harness_tasks …`); resolves stdout, even on a non-zero exit. */
-function celeryCli(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<string> {
+export function celeryCli(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(PYTHON, ['-m', 'celery', '-A', 'harness_tasks', ...args], { env: { ...process.env, PYTHONPATH: HARNESS_DIR, ...env }, timeout: timeoutMs, cwd: HARNESS_DIR }, (err, stdout, stderr) => {
       if (err && !stdout) reject(new Error(`celery ${args.join(' ')} failed: ${err.message}\n${stderr}`));
@@ -35,7 +35,7 @@ function celeryCli(args: string[], env: Record<string, string>, timeoutMs = 60_0
 }
 
 /** The JSON object a `celery inspect … --json` prints (last line). */
-function lastJson(out: string): Record<string, unknown> {
+export function lastJson(out: string): Record<string, unknown> {
   return JSON.parse(out.trim().split('\n').pop()!) as Record<string, unknown>;
 }
 

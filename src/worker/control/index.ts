@@ -14,8 +14,10 @@ export interface WorkerControlOptions {
   queues: string[];
   consume(queues: string[]): Promise<Consumer>;
   stop(): void;
-  /** Subscribe to the pidbox (false: only honour stored revokes). */
+  /** Answer the pidbox for this node (false: only honour revokes). */
   remoteControl: boolean;
+  /** A prefork child: listen for revokes on a queue of its own, without replying. */
+  listenOnly?: boolean;
   guard?: ControlGuard;
 }
 
@@ -33,7 +35,7 @@ export async function startWorkerControl(w: WorkerState, broker: Broker, o: Work
     w.logger.warn({ err }, 'could not read the revoked task ids; honouring those received from now on');
   }
   let server: ControlServer | undefined;
-  if (o.remoteControl) {
+  if (o.remoteControl || o.listenOnly) {
     const host = workerControlHost(w, {
       queues: o.queues,
       store,
@@ -44,7 +46,7 @@ export async function startWorkerControl(w: WorkerState, broker: Broker, o: Work
       heartbeat: undefined,
     });
     // MERGE: the guard of src/security/control-guard.ts (createControlGuard) replaces the pass-through.
-    server = await startControlServer({ broker, host, guard: o.guard ?? passThroughGuard(), logger: w.logger });
+    server = await startControlServer({ broker, host, guard: o.guard ?? passThroughGuard(), logger: w.logger, listenOnly: o.remoteControl ? undefined : ['revoke'] });
   }
   return { store, server, close: async () => server?.close() };
 }

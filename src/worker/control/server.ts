@@ -29,6 +29,11 @@ export interface ControlServerOptions {
   logger: Logger;
   /** Celery's `control_exchange` (default `celery`). */
   exchangeName?: string;
+  /**
+   * A prefork child: act on these methods only, on a queue of its own, and
+   * never reply (its supervisor answers for the node).
+   */
+  listenOnly?: readonly string[];
 }
 
 export interface ControlServer {
@@ -119,6 +124,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
     if (typeof req === 'string') return drop(req, d.routingKey);
     if (typeof d.message.headers.clock === 'number') clock = Math.max(clock, d.message.headers.clock);
     if (!isForNode(req, host.nodeName) || isExpired(d.message)) return;
+    if (options.listenOnly && !options.listenOnly.includes(req.method)) return;
     const at = new Date().toISOString();
     const spec = Object.hasOwn(COMMANDS, req.method) ? COMMANDS[req.method] : undefined;
     const admission = await guard.admit(d.message, req.method);
@@ -129,6 +135,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
       return;
     }
     if (!spec) {
+      if (options.listenOnly) return;
       logger.warn({ method: req.method }, `unknown control command ${JSON.stringify(req.method)}`);
       guard.audit({ who: admission.who, method: req.method, outcome: 'unknown', at });
       // kombu's Node answers a missing handler with the repr of its KeyError.
@@ -144,12 +151,12 @@ export async function startControlServer(options: ControlServerOptions): Promise
       guard.audit({ who: admission.who, method: req.method, outcome: 'error', at, reason: (err as Error).message });
       result = { error: (err as Error).message };
     }
-    if (spec.replies !== false) await reply(req, result);
+    if (spec.replies !== false && !options.listenOnly) await reply(req, result);
   };
   const sub: Subscription = await broker.subscribe(
     controlExchange(exName),
     {
-      queue: controlQueueName(host.nodeName, exName),
+      queue: options.listenOnly ? controlQueueName(`${host.nodeName}.${process.pid}`, exName) : controlQueueName(host.nodeName, exName),
       onMalformed: (m) => drop(m.reason, m.routingKey),
       onError: (err) => logger.warn({ err }, 'control subscription error; recovering'),
     },

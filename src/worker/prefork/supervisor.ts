@@ -31,6 +31,8 @@ import { LossLedger, lossReason, lostRuns, pullShared, pushShared, type LossEntr
 import { decodeStartedLine, type FromChild, type ToChild } from './supervisor-ipc.ts';
 import type { WorkerRuntime } from '../runtime.ts';
 import type { TaskEvent, WorkerHandle, WorkerOptions, WorkerStats } from '../types.ts';
+import type { ControlServer } from '../control/server.ts';
+import { startSupervisorControl, type SupervisorView } from '../control/supervisor-host.ts';
 
 // Compiled (dist/): children run plain JavaScript and load tsx only for a TypeScript app module.
 // From source: children need tsx for Celeriac's own modules.
@@ -118,6 +120,8 @@ export class Supervisor implements WorkerHandle {
   private readonly execArgv: string[];
   /** Lost runs by task id (loss-ledger.ts); children get every change. */
   private readonly ledger = new LossLedger();
+  /** The node's pidbox (control/supervisor-host.ts). */
+  private control: ControlServer | undefined;
 
   constructor(options: WorkerOptions) {
     if (!options.appModule) {
@@ -175,6 +179,24 @@ export class Supervisor implements WorkerHandle {
       { node: this.nodeName, queues: this.options.queues ?? [this.app.settings.taskDefaultQueue], concurrency: this.shares.reduce((a, b) => a + b, 0), pool: 'prefork', processes: this.processes, pids: this.children.map((c) => c?.proc.pid), tasks: [...this.app.registry.keys()] },
       `worker ${this.nodeName} ready`,
     );
+    if (this.options.remoteControl !== false) this.control = await startSupervisorControl(this.controlView(), await this.app.broker());
+  }
+
+  /** What remote control sees of this node. */
+  private controlView(): SupervisorView {
+    const concurrency = this.shares.reduce((a, b) => a + b, 0);
+    return {
+      nodeName: this.nodeName,
+      app: this.app,
+      logger: this.logger,
+      queues: this.options.queues ?? [this.app.settings.taskDefaultQueue],
+      concurrency,
+      prefetch: concurrency * (this.options.prefetchMultiplier ?? 4),
+      pids: () => this.children.flatMap((c) => (c?.proc.pid ? [c.proc.pid] : [])),
+      running: () => this.children.flatMap((c) => (c ? [...c.running.values()].map(decodeStartedLine) : [])),
+      stats: () => this.stats(),
+      stop: () => void this.stop(),
+    };
   }
 
   private spawn(index: number): Promise<Child> {
@@ -573,6 +595,7 @@ export class Supervisor implements WorkerHandle {
   stop(): Promise<void> {
     this.stopPromise ??= (async () => {
       this.stopping = true;
+      await this.control?.close().catch(() => undefined);
       for (const t of this.respawnTimers) clearTimeout(t);
       this.respawnTimers.clear();
       if (this.emptyTimer) clearInterval(this.emptyTimer);
