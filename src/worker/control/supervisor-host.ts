@@ -69,7 +69,7 @@ export async function startSupervisorControl(v: SupervisorView, broker: Broker):
     cancelConsumer: async () => unsupported('cancel_consumer')(),
     poolGrow: unsupported('pool_grow'),
     poolShrink: unsupported('pool_shrink'),
-    setTaskEvents: () => undefined,
+    setTaskEvents: unsupported('enable_events/disable_events'),
     heartbeat: () => undefined,
     shutdown: () => v.stop(),
   };

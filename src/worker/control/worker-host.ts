@@ -2,7 +2,7 @@
  * The `ControlHost` of one worker process (the solo pool): what the
  * control commands read and change in its state.
  */
-import { redactUrl, redactValue } from '../../config/redact.ts';
+import { redactValue } from '../../config/redact.ts';
 import type { Consumer } from '../../core/broker.ts';
 import type { RevokedStore } from '../../core/revoked-store.ts';
 import { buildResultMeta } from '../../protocol/result-meta.ts';
@@ -62,7 +62,7 @@ function brokerInfo(url: string | undefined): Record<string, unknown> {
     const transport = u.protocol.replace(/:$/, '');
     return {
       hostname: u.hostname, userid: null, virtual_host: u.pathname.replace(/^\//, '') || (transport.startsWith('redis') ? '0' : '/'),
-      port: u.port ? Number(u.port) : null, insist: false, ssl: transport.endsWith('s'), transport, uri: redactUrl(url),
+      port: u.port ? Number(u.port) : null, insist: false, ssl: transport.endsWith('s'), transport,
     };
   } catch {
     return { transport: 'unknown' };
@@ -137,7 +137,11 @@ export function workerControlHost(w: WorkerState, o: WorkerHostOptions): Control
       w.concurrency = Math.max(1, w.concurrency - Math.max(0, Math.floor(n)));
       return true;
     },
-    setTaskEvents: (on) => o.setTaskEvents?.(on),
+    setTaskEvents(on) {
+      // Not claimed done when this build has no task events (#16 item 1 wires setTaskEvents).
+      if (!o.setTaskEvents) throw new Error('task events are not available in this worker yet');
+      o.setTaskEvents(on);
+    },
     heartbeat: () => o.heartbeat?.(),
     shutdown: () => o.shutdown(),
   };

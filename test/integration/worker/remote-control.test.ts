@@ -150,6 +150,7 @@ describe('remote control (pidbox) of a worker', () => {
     assert.deepEqual(await ask(f.broker, 'add_consumer', { queue: 'celery' }, { limit: 1 }), [{ 'ts8@host': { ok: 'add consumer celery' } }]);
     assert.equal(await r.get({ timeoutMs: 2000 }), 4);
     assert.deepEqual(await ask(f.broker, 'heartbeat', {}, { limit: 1 }), [{ 'ts8@host': null }]);
+    assert.deepEqual(await ask(f.broker, 'enable_events', {}, { limit: 1 }), [{ 'ts8@host': { error: 'task events are not available in this worker yet' } }], 'no false "enabled" before the events module is wired');
     assert.deepEqual(await ask(f.broker, 'shutdown', {}, { timeoutMs: 300 }), [], 'Celery sends no reply to shutdown');
     await w.done;
     await f.close();
