@@ -27,8 +27,13 @@ export interface SupervisorView {
   running(): Array<{ id: string; task: string; tag: string }>;
   stats(): WorkerStats;
   stop(): void;
+  /** Kill the processes still running any of `ids` after `graceMs` (revoke with terminate and SIGKILL). */
+  killRevoked(ids: readonly string[], graceMs: number): void;
   guard?: ControlGuard;
 }
+
+/** What a child gets to abort a revoked task itself before its process is killed. */
+const KILL_GRACE_MS = 1000;
 
 export async function startSupervisorControl(v: SupervisorView, broker: Broker): Promise<ControlServer> {
   const rstore = await v.app.resultStore();
@@ -57,8 +62,10 @@ export async function startSupervisorControl(v: SupervisorView, broker: Broker):
     scheduled: () => [],
     queues: () => [...v.queues],
     conf: () => ({ ...v.app.settings }),
-    async revoke(ids) {
-      // The children receive the same broadcast on their own queues and act on it (abort when terminating).
+    async revoke(ids, terminate, signal) {
+      // The children receive the same broadcast on their own queues and act on it (abort when terminating);
+      // SIGKILL also kills a process whose task did not stop within the grace.
+      if (terminate && (signal === 'SIGKILL' || signal === '9' || signal === 'KILL')) v.killRevoked(ids, KILL_GRACE_MS);
       const until = Date.now() + REVOKE_EXPIRES_S * 1000;
       for (const id of ids) revoked.add(id, until);
       await store.add(ids, REVOKE_EXPIRES_S).catch((err: unknown) => v.logger.warn({ err }, 'could not persist revoked ids'));

@@ -30,7 +30,7 @@ describe('remote control of a prefork celeriac worker by Python Celery (Redis)',
     await redis?.stop();
   });
 
-  it('answers ping and stats once for the node; revoke makes a countdown task REVOKED; shutdown stops it', async (t) => {
+  it('answers ping and stats once for the node; revoke makes a countdown task REVOKED', async (t) => {
     if (!requireService(t, ready, 'redis-server and python3-celery')) return;
     let ping: Record<string, unknown> = {};
     for (let i = 0; i < 5 && !(node in ping); i++) ping = lastJson(await celeryCli(['inspect', 'ping', '--json', '-t', '2', '-d', node], env));
@@ -49,6 +49,38 @@ while r.state != 'REVOKED' and time.time() < deadline:
 print(r.state)
 `, env, 30_000);
     assert.equal(state.trim(), 'REVOKED');
+  });
+
+  it('revoke with terminate and SIGKILL kills the task\'s process through the supervisor: REVOKED terminated, the pool recovers', async (t) => {
+    if (!requireService(t, ready, 'redis-server and python3-celery')) return;
+    const out = await pyScript(`
+import json, time, sys
+from harness_tasks import app
+r = app.send_task('tasks.sleep', (60,), queue='${queue}')
+deadline = time.time() + 20
+while time.time() < deadline:
+    active = (app.control.inspect(destination=['${node}'], timeout=1).active() or {}).get('${node}', [])
+    if any(a['id'] == r.id for a in active):
+        break
+print(app.control.revoke(r.id, terminate=True, signal='SIGKILL', reply=True, destination=['${node}'], timeout=2), file=sys.stderr)
+deadline = time.time() + 20
+while r.state != 'REVOKED' and time.time() < deadline:
+    time.sleep(0.2)
+print(json.dumps({'state': r.state, 'result': repr(r.result)}))
+`, env, 60_000);
+    const got = JSON.parse(out.trim().split('\n').pop()!) as { state: string; result: string };
+    assert.equal(got.state, 'REVOKED');
+    assert.match(got.result, /terminated/);
+    // A new process took the killed one's place: tasks still run.
+    const add = await pyScript(`
+from harness_tasks import app
+print(app.send_task('tasks.add', (2, 3), queue='${queue}').get(timeout=20))
+`, env, 60_000);
+    assert.equal(add.trim(), '5');
+  });
+
+  it('shutdown stops the worker process cleanly', async (t) => {
+    if (!requireService(t, ready, 'redis-server and python3-celery')) return;
     await pyScript(`
 from harness_tasks import app
 app.control.shutdown(destination=['${node}'])
