@@ -121,6 +121,11 @@ export class WorkerEvents {
     await this.dispatcher.close();
   }
 
+  /** One `worker-heartbeat` now (remote control's `heartbeat`), when the heartbeat runs. */
+  sendHeartbeat(): void {
+    if (this.online) this.beat('worker-heartbeat');
+  }
+
   private beat(type: WorkerEventType): void {
     const { active, processed } = this.status();
     const s: WorkerStatus = { freq: this.freq, active, processed, loadavg: roundLoadavg(loadavg()), sw_ident: 'celeriac', sw_ver: swVersion(), sw_sys: swSys() };

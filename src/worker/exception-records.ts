@@ -17,6 +17,11 @@ export function expiredRevoked(): ExceptionInfo {
   return { exc_type: 'TaskRevokedError', exc_message: ['expired'], exc_module: 'celery.exceptions' };
 }
 
+/** A task revoked by remote control (`reason`: `revoked`, `terminated`). */
+export function revokedRecord(reason: string): ExceptionInfo {
+  return { exc_type: 'TaskRevokedError', exc_message: [reason], exc_module: 'celery.exceptions' };
+}
+
 /** Arguments that cannot be bound to the task (Python's TypeError). */
 export function argumentTypeError(message: string): ExceptionInfo {
   return { exc_type: 'TypeError', exc_message: [message], exc_module: 'builtins' };

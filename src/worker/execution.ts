@@ -13,6 +13,7 @@ import { expired, finalize, hasSuccessFollowUps, onFailure, onOutcome, succeeded
 import { ackOnce, finalizeLoss, giveBack, storeMeta } from './settle.ts';
 import { Execution, reportFinished, type Job, type WorkerState } from './state.ts';
 import type { TaskEvent } from './types.ts';
+import { revokedJob } from './control/worker-host.ts';
 
 /** Check expiry and arguments and build the execution; false when the job was settled instead. */
 export function prepare(w: WorkerState, job: Job): boolean {
@@ -22,6 +23,7 @@ export function prepare(w: WorkerState, job: Job): boolean {
     return false;
   }
   if (expired(w, job)) return false;
+  if (w.revoked.size > 0 && revokedJob(w, job)) return false;
   if (w.ledger.size > 0 && job.delivery.redelivered && !judgeLosses(w, job)) return false;
   let args: unknown[];
   let kwargs: Record<string, unknown>;
@@ -162,12 +164,14 @@ function run(w: WorkerState, job: Job): void {
       (err: unknown) => w.logger.warn({ err, id: req.id }, 'could not store STARTED'),
     );
   }
+  w.running.set(job, Date.now());
   const outcome = w.pool.run(job.exec!, job.hardMs);
   if (outcome instanceof Promise) outcome.then((o) => ran(w, job, o));
   else ran(w, job, outcome);
 }
 
 function ran(w: WorkerState, job: Job, outcome: ExecOutcome): void {
+  w.running.delete(job);
   if (job.lost) return;
   const name = job.def.name;
   if (job.isolate) w.isolating = false;
@@ -175,6 +179,8 @@ function ran(w: WorkerState, job: Job, outcome: ExecOutcome): void {
   if (w.ledger.size > 0 && outcome.kind !== 'lost' && w.ledger.forget(job.req.id)) void w.store?.backend.forget(lossKey(job.req.id)).catch(() => undefined);
   w.counters.processed++;
   w.byTask[name] = (w.byTask[name] ?? 0) + 1;
+  // Revoked with terminate while it ran: REVOKED 'terminated', as Celery records it.
+  if (outcome.kind !== 'success' && w.revoked.size > 0 && revokedJob(w, job, 'terminated')) return freeSlot(w);
   if (outcome.kind === 'success' && w.events?.taskEvents) w.events.succeeded(job.req, outcome.value, outcome.runtimeMs);
   if (outcome.kind === 'success' && !hasSuccessFollowUps(job.req)) succeeded(w, job, outcome.value, outcome.runtimeMs);
   else finalize(w, job, () => onOutcome(w, job, outcome));

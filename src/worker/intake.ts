@@ -15,6 +15,7 @@ import { expired } from './outcomes.ts';
 import { admit, hold } from './scheduling.ts';
 import { storeMeta } from './settle.ts';
 import type { Job, WorkerState } from './state.ts';
+import { revokedJob } from './control/worker-host.ts';
 
 /** How long a prefork child holds a redelivered message before judging it (its supervisor's ledger update may be on its way). */
 const REDELIVERY_SETTLE_MS = 250;
@@ -64,6 +65,7 @@ function accept(w: WorkerState, delivery: Delivery, req: TaskRequest): void {
   if (w.logTasks) w.logger.info({ task: req.task, id: req.id }, 'task received');
   if (expired(w, job)) return;
   if (w.events?.taskEvents) w.events.received(req);
+  if (w.revoked.size > 0 && revokedJob(w, job)) return;
   if (req.eta !== null && req.eta > Date.now()) {
     hold(w, job, req.eta, true);
     return;

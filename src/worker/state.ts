@@ -15,6 +15,7 @@ import type { LossKind, LossLedger } from './loss-ledger.ts';
 import type { Pool } from './pool/types.ts';
 import type { TokenBucket } from './rate-limit.ts';
 import type { WorkerRuntime } from './runtime.ts';
+import type { RevokedSet } from './control/revoked.ts';
 import type { TaskEvent } from './types.ts';
 
 /** One delivery on its way through the worker. */
@@ -51,7 +52,8 @@ export interface WorkerState {
   readonly rt: WorkerRuntime;
   readonly logger: Logger;
   readonly nodeName: string;
-  readonly concurrency: number;
+  /** Tasks running at once; remote control's pool_grow/pool_shrink change it. */
+  concurrency: number;
   readonly basePrefetch: number;
   readonly pool: Pool;
   /** Log each task received/succeeded at info, as Celery does (checked once: the lines are on the hot path). */
@@ -65,6 +67,10 @@ export interface WorkerState {
   readonly counters: Counters;
   readonly byTask: Record<string, number>;
   consumer: Consumer | undefined;
+  /** Revoked task ids honoured at intake and before a task runs (control/revoked.ts). */
+  readonly revoked: RevokedSet;
+  /** Jobs running now and when each started (ms), for `inspect active`. */
+  readonly running: Map<Job, number>;
   store: ResultStore | undefined;
   decodeBody: BodyDecoder | undefined;
   stopping: boolean;

@@ -62,6 +62,11 @@ export interface WorkerOptions {
    * synchronously (the supervisor must know before the code runs).
    */
   onTaskEvents?: (events: TaskEvent[]) => void;
+  /**
+   * Answer Celery's remote control (inspect, revoke, shutdown, …) on the
+   * broker's pidbox (default: on, as in Celery, except in prefork children).
+   */
+  remoteControl?: boolean;
   /** Internal: false in prefork children, whose supervisor announces the worker. */
   announce?: boolean;
   /** Internal (prefork children): a lost run counted here (a result not settled) or a FAILURE stored for good, for the supervisor's ledger. */

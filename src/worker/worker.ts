@@ -23,6 +23,8 @@ import { onDelivery, onMalformed } from './intake.ts';
 import { WorkerEvents } from './events.ts';
 import { LossLedger } from './loss-ledger.ts';
 import { finalize, onLost } from './outcomes.ts';
+import { startWorkerControl, type WorkerControl } from './control/index.ts';
+import { RevokedSet } from './control/revoked.ts';
 import { createSoloPool } from './pool/solo.ts';
 import { Supervisor } from './prefork/supervisor.ts';
 import { drain } from './scheduling.ts';
@@ -54,6 +56,7 @@ export class Worker implements WorkerHandle {
   private readonly announce: boolean;
   private readonly w: WorkerState;
   private readonly options: WorkerOptions;
+  private control: WorkerControl | undefined;
   private stopPromise: Promise<void> | undefined;
   private resolveDone!: () => void;
   /** Resolves once the worker has stopped. */
@@ -61,6 +64,7 @@ export class Worker implements WorkerHandle {
 
   constructor(options: WorkerOptions) {
     const rt = options.app;
+    this.options = options;
     const logger = options.logger ?? rt.logger;
     this.nodeName = options.nodeName ?? defaultNodeName();
     this.queues = options.queues?.length ? options.queues : [rt.settings.taskDefaultQueue];
@@ -84,6 +88,8 @@ export class Worker implements WorkerHandle {
       counters: { processed: 0, succeeded: 0, failed: 0, retried: 0, revoked: 0, rejected: 0 },
       byTask: {},
       consumer: undefined,
+      revoked: new RevokedSet(),
+      running: new Map(),
       store: undefined,
       decodeBody: undefined,
       stopping: false,
@@ -125,11 +131,14 @@ export class Worker implements WorkerHandle {
     w.store = await w.rt.resultStore();
     await w.pool.start();
     w.events = startWorkerEvents(w, broker, this.options);
-    w.consumer = await broker.consume(
-      this.queues,
-      { prefetch: w.basePrefetch, onMalformed: (m) => onMalformed(w, m), onError: (err) => w.logger.warn({ err }, 'broker error; recovering') },
-      (d) => onDelivery(w, d),
-    );
+    const consume = (queues: string[]) =>
+      broker.consume(
+        queues,
+        { prefetch: w.basePrefetch + w.heldEta, onMalformed: (m) => onMalformed(w, m), onError: (err) => w.logger.warn({ err }, 'broker error; recovering') },
+        (d) => onDelivery(w, d),
+      );
+    this.control = await startWorkerControl(w, broker, { queues: this.queues, consume, stop: () => void this.stop(), setTaskEvents: (on) => void this.setTaskEvents(on), heartbeat: () => w.events?.sendHeartbeat(), remoteControl: this.options.remoteControl ?? !this.options.onTaskEvents, listenOnly: this.options.onTaskEvents !== undefined && this.options.remoteControl !== false });
+    w.consumer = await consume(this.queues);
     this.signal?.addEventListener('abort', () => void this.stop(), { once: true });
     if (this.signal?.aborted) void this.stop();
     if (this.announce) {
@@ -181,6 +190,7 @@ export class Worker implements WorkerHandle {
       const { w } = this;
       w.stopping = true;
       w.logger.info({ node: this.nodeName, active: w.active }, `worker ${this.nodeName} shutting down`);
+      await this.control?.close();
       await w.consumer?.cancel().catch((err: unknown) => w.logger.warn({ err }, 'cancel failed'));
       const requeue = [...w.held.keys(), ...w.pending.splice(0)];
       for (const [job, timer] of w.held) {

@@ -39,6 +39,9 @@ export function createSoloPool(registry: ReadonlyMap<string, TaskDefinition>): P
         done();
       });
     },
+    abort(jobId: string, reason: Error): void {
+      running.get(jobId)?.abort(reason);
+    },
     async close(graceMs: number): Promise<ExecJob[]> {
       const deadline = Date.now() + graceMs;
       while (running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

@@ -12,6 +12,8 @@ export interface Pool {
    * task that finishes synchronously yields its outcome directly (no promise).
    */
   run(job: ExecJob, hardTimeLimitMs?: number): ExecOutcome | Promise<ExecOutcome>;
+  /** Signal one running job to stop (remote control's revoke with terminate); the solo pool cannot kill it. */
+  abort?(jobId: string, reason: Error): void;
   /**
    * Stop: wait up to `graceMs` for running jobs, then abort the rest and
    * return them (the caller settles them as lost; their outcomes, if they

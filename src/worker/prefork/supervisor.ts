@@ -26,12 +26,14 @@ import type { Logger } from '../../observability/logging.ts';
 import { defaultNodeName } from '../../protocol/ids.ts';
 import { RUNNING_FROM_SOURCE } from '../../runtime/import-module.ts';
 import { buildResultMeta, type ExceptionInfo } from '../../protocol/result-meta.ts';
-import { timeLimitExceeded, workerLost } from '../exception-records.ts';
+import { revokedRecord, timeLimitExceeded, workerLost } from '../exception-records.ts';
 import { LossLedger, lossReason, lostRuns, pullShared, pushShared, type LossEntry, type LossKind } from '../loss-ledger.ts';
 import { startNodeHeartbeat, type WorkerEvents } from '../events.ts';
 import { decodeStartedLine, type FromChild, type ToChild } from './supervisor-ipc.ts';
 import type { WorkerRuntime } from '../runtime.ts';
 import type { TaskEvent, WorkerHandle, WorkerOptions, WorkerStats } from '../types.ts';
+import type { ControlServer } from '../control/server.ts';
+import { startSupervisorControl, type SupervisorView } from '../control/supervisor-host.ts';
 
 // Compiled (dist/): children run plain JavaScript and load tsx only for a TypeScript app module.
 // From source: children need tsx for Celeriac's own modules.
@@ -78,6 +80,8 @@ interface Child {
   stats: WorkerStats | undefined;
   /** Set when the supervisor killed it for this task. */
   culprit: Started | undefined;
+  /** The culprit was revoked with terminate (remote control), not past its time limit. */
+  culpritRevoked?: boolean;
   /** Killed because it outlived the shutdown timeout (its tasks were terminated, as Celery does). */
   shutdownKill?: boolean;
   /** Waiting for the answer to a credential reload. */
@@ -121,6 +125,8 @@ export class Supervisor implements WorkerHandle {
   private readonly execArgv: string[];
   /** Lost runs by task id (loss-ledger.ts); children get every change. */
   private readonly ledger = new LossLedger();
+  /** The node's pidbox (control/supervisor-host.ts). */
+  private control: ControlServer | undefined;
 
   constructor(options: WorkerOptions) {
     if (!options.appModule) {
@@ -179,6 +185,25 @@ export class Supervisor implements WorkerHandle {
       { node: this.nodeName, queues: this.options.queues ?? [this.app.settings.taskDefaultQueue], concurrency: this.shares.reduce((a, b) => a + b, 0), pool: 'prefork', processes: this.processes, pids: this.children.map((c) => c?.proc.pid), tasks: [...this.app.registry.keys()] },
       `worker ${this.nodeName} ready`,
     );
+    if (this.options.remoteControl !== false) this.control = await startSupervisorControl(this.controlView(), await this.app.broker());
+  }
+
+  /** What remote control sees of this node. */
+  private controlView(): SupervisorView {
+    const concurrency = this.shares.reduce((a, b) => a + b, 0);
+    return {
+      nodeName: this.nodeName,
+      app: this.app,
+      logger: this.logger,
+      queues: this.options.queues ?? [this.app.settings.taskDefaultQueue],
+      concurrency,
+      prefetch: concurrency * (this.options.prefetchMultiplier ?? 4),
+      pids: () => this.children.flatMap((c) => (c?.proc.pid ? [c.proc.pid] : [])),
+      running: () => this.children.flatMap((c) => (c ? [...c.running.values()].map(decodeStartedLine) : [])),
+      stats: () => this.stats(),
+      stop: () => void this.stop(),
+      killRevoked: (ids, graceMs) => this.killRevoked(ids, graceMs),
+    };
   }
 
   private spawn(index: number): Promise<Child> {
@@ -273,6 +298,25 @@ export class Supervisor implements WorkerHandle {
         }
       }
     }
+  }
+
+  /**
+   * Remote control's revoke with terminate and SIGKILL: a task still running
+   * after its child had `graceMs` to abort it is killed with its process
+   * (the other tasks of that process are settled as for any lost process).
+   */
+  private killRevoked(ids: readonly string[], graceMs: number): void {
+    setTimeout(() => {
+      for (const child of this.children) {
+        if (!child || child.proc.exitCode !== null || child.culprit) continue;
+        const e = [...child.running.values()].map(decodeStartedLine).find((x) => ids.includes(x.id));
+        if (!e) continue;
+        this.logger.warn({ id: e.id, task: e.task, pid: child.proc.pid, running: child.running.size }, `revoked task ${e.task}[${e.id}] terminated: killing its worker process`);
+        child.culprit = e;
+        child.culpritRevoked = true;
+        child.proc.kill('SIGKILL');
+      }
+    }, graceMs).unref();
   }
 
   /** A task is past its hard limit and its process did not end it: kill the process. */
@@ -431,7 +475,7 @@ export class Supervisor implements WorkerHandle {
   private async settleFor(child: Child): Promise<void> {
     const drop: string[] = [];
     const deadLetter = new Map<string, string>();
-    const failures: Array<{ event: Started; exc: ExceptionInfo }> = [];
+    const failures: Array<{ event: Started; exc: ExceptionInfo; status?: 'REVOKED' }> = [];
     const changed = new Map<string, LossEntry>();
     const culprit = child.culprit;
     // A task that was running alone when its process died is the cause; several running together are suspects.
@@ -442,9 +486,14 @@ export class Supervisor implements WorkerHandle {
       const ids = [...child.running.values()].map((l) => decodeStartedLine(l).id);
       await pullShared(this.ledger, store.backend, ids).catch((err: unknown) => this.logger.warn({ err }, 'could not read the shared loss ledger; counting on this node only'));
     }
-    const how = `process ${child.proc.pid} ${culprit ? 'killed at a hard time limit' : 'died'}`;
+    const how = `process ${child.proc.pid} ${culprit ? (child.culpritRevoked ? 'killed to terminate a revoked task' : 'killed at a hard time limit') : 'died'}`;
     for (const line of child.running.values()) {
       const event = decodeStartedLine(line);
+      if (culprit && child.culpritRevoked && event.id === culprit.id && event.tag === culprit.tag) {
+        failures.push({ event, exc: revokedRecord('terminated'), status: 'REVOKED' });
+        if (event.lateAck) drop.push(event.tag);
+        continue;
+      }
       if (culprit && event.id === culprit.id && event.tag === culprit.tag) {
         this.ledger.record(event.id, 'timeLimit');
         changed.set(event.id, this.ledger.finalize(event.id));
@@ -484,7 +533,7 @@ export class Supervisor implements WorkerHandle {
     }
     if (store && failures.length > 0) {
       await store.storeMany(
-        failures.map(({ event, exc }) => buildResultMeta({ taskId: event.id, status: 'FAILURE', result: exc, traceback: null, groupId: event.group, parentId: event.parentId })),
+        failures.map(({ event, exc, status }) => buildResultMeta({ taskId: event.id, status: status ?? 'FAILURE', result: exc, traceback: null, groupId: event.group, parentId: event.parentId })),
       );
     }
     if (child.owner) {
@@ -578,6 +627,7 @@ export class Supervisor implements WorkerHandle {
   stop(): Promise<void> {
     this.stopPromise ??= (async () => {
       this.stopping = true;
+      await this.control?.close().catch(() => undefined);
       for (const t of this.respawnTimers) clearTimeout(t);
       this.respawnTimers.clear();
       if (this.emptyTimer) clearInterval(this.emptyTimer);
