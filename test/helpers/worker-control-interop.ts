@@ -60,7 +60,8 @@ export function controlInteropCases(target: ControlInteropTarget): void {
     if (!target.ready()) return;
     const { broker, backend } = target.urls();
     env = { CELERY_BROKER_URL: broker, CELERY_RESULT_BACKEND: backend };
-    app = createApp({ brokerUrl: broker, resultBackend: backend, logger: createLogger({ level: 'silent' }) });
+    // Destructive commands are opt-in per deployment (docs/control-security.md); this cluster opts in.
+    app = createApp({ brokerUrl: broker, resultBackend: backend, logger: createLogger({ level: 'silent' }), workerControlAllow: ['@all', 'no_such_cmd'] });
     app.task('tasks.sleep', async (s: number) => {
       const signal = currentTask()!.signal;
       await new Promise<void>((resolve, reject) => {

@@ -62,10 +62,11 @@ async function scenario(workerBroker: Broker, opsBroker: Broker): Promise<void> 
       if (!r.allowed) return;
       obeyed.push(`${body.method}:${body.ticket}`);
       const reply = { [node]: body.method === 'ping' ? { ok: 'pong' } : { ok: 'shutting down' } };
+      // Audited before the answer leaves, as the worker's mailbox does (the test reads the log once the answer arrives).
+      guard.audit({ kind: 'reply', method: body.method, who: r.who, ticket: body.ticket, outcome: 'answered', reply });
       await workerBroker.sendReply(replyExchange(), body.reply_to.routing_key, {
         headers: {}, properties: { correlation_id: body.ticket }, contentType: 'application/json', contentEncoding: 'utf-8', body: Buffer.from(JSON.stringify(reply)),
       });
-      guard.audit({ kind: 'reply', method: body.method, who: r.who, ticket: body.ticket, outcome: 'answered', reply });
     })();
   });
   const oid = randomUUID();

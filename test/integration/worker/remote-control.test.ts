@@ -14,9 +14,12 @@ import { memoryFixture } from '../../helpers/app-fixture.ts';
 import { ask, controlMessage } from '../../helpers/control-client.ts';
 import { sleep, waitFor } from '../../helpers/services.ts';
 
+// Destructive commands are opt-in per deployment (docs/control-security.md); these tests opt in to all of them.
+const ALLOW_ALL = { workerControlAllow: ['@all', 'no_such_thing'] };
+
 describe('remote control (pidbox) of a worker', () => {
   it('answers ping in Celery\'s reply format, only when it is a destination, and not after expiry', async () => {
-    const f = memoryFixture();
+    const f = memoryFixture(ALLOW_ALL);
     const w = await f.startWorker({ nodeName: 'ts1@host' });
     assert.deepEqual(await ask(f.broker, 'ping', {}, { limit: 1 }), [{ 'ts1@host': { ok: 'pong' } }]);
     assert.deepEqual(await ask(f.broker, 'ping', {}, { destination: ['ts1@host'], limit: 1 }), [{ 'ts1@host': { ok: 'pong' } }]);
@@ -27,14 +30,14 @@ describe('remote control (pidbox) of a worker', () => {
   });
 
   it('answers an unknown command with kombu\'s error reply', async () => {
-    const f = memoryFixture();
+    const f = memoryFixture(ALLOW_ALL);
     await f.startWorker({ nodeName: 'ts2@host' });
     assert.deepEqual(await ask(f.broker, 'no_such_thing', {}, { limit: 1 }), [{ 'ts2@host': { error: "KeyError('no_such_thing')" } }]);
     await f.close();
   });
 
   it('drops and counts a malformed control message, and keeps serving', async () => {
-    const f = memoryFixture();
+    const f = memoryFixture(ALLOW_ALL);
     await f.startWorker({ nodeName: 'ts3@host' });
     const before = securityCounters().malformed_message ?? 0;
     await f.broker.broadcast(controlExchange(), '', { ...controlMessage({}), body: Buffer.from('{not json') });
@@ -45,7 +48,7 @@ describe('remote control (pidbox) of a worker', () => {
   });
 
   it('inspect: registered, stats (Celery\'s shape plus the security counters), active, scheduled, active_queues, conf redacted', async () => {
-    const f = memoryFixture({ brokerUrl: 'memory://' } as never);
+    const f = memoryFixture({ ...ALLOW_ALL, brokerUrl: 'memory://' } as never);
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const slow = f.app.task('t.slow', async () => gate);
@@ -85,7 +88,7 @@ describe('remote control (pidbox) of a worker', () => {
   });
 
   it('revoke: a countdown task ends REVOKED and is not run; Celery\'s reply', async () => {
-    const f = memoryFixture();
+    const f = memoryFixture(ALLOW_ALL);
     let ran = 0;
     const t = f.app.task('t.later', () => ++ran);
     await f.startWorker({ nodeName: 'ts5@host' });
@@ -100,7 +103,7 @@ describe('remote control (pidbox) of a worker', () => {
   });
 
   it('revoke with terminate: a running task is aborted and ends REVOKED terminated', async () => {
-    const f = memoryFixture();
+    const f = memoryFixture(ALLOW_ALL);
     const { currentTask } = await import('../../../src/worker/context.ts');
     const t = f.app.task('t.forever', async () => {
       const signal = currentTask()!.signal;
@@ -115,7 +118,7 @@ describe('remote control (pidbox) of a worker', () => {
   });
 
   it('a revoke sent while no worker runs is honoured by the next worker (shared store), at intake', async () => {
-    const f = memoryFixture();
+    const f = memoryFixture(ALLOW_ALL);
     let ran = 0;
     const t = f.app.task('t.x', () => ++ran);
     const w1 = await f.startWorker({ nodeName: 'ts7@host' });
@@ -130,7 +133,7 @@ describe('remote control (pidbox) of a worker', () => {
   });
 
   it('control: rate_limit, time_limit, pool_grow/shrink, cancel_consumer/add_consumer, shutdown', async () => {
-    const f = memoryFixture();
+    const f = memoryFixture(ALLOW_ALL);
     const add = f.app.task('t.add', (x: number, y: number) => x + y);
     const w = await f.startWorker({ nodeName: 'ts8@host', queues: ['celery'] });
     assert.deepEqual(await ask(f.broker, 'rate_limit', { task_name: 't.add', rate_limit: '10/m' }, { limit: 1 }), [{ 'ts8@host': { ok: 'new rate limit set successfully' } }]);
@@ -150,7 +153,10 @@ describe('remote control (pidbox) of a worker', () => {
     assert.deepEqual(await ask(f.broker, 'add_consumer', { queue: 'celery' }, { limit: 1 }), [{ 'ts8@host': { ok: 'add consumer celery' } }]);
     assert.equal(await r.get({ timeoutMs: 2000 }), 4);
     assert.deepEqual(await ask(f.broker, 'heartbeat', {}, { limit: 1 }), [{ 'ts8@host': null }]);
-    assert.deepEqual(await ask(f.broker, 'enable_events', {}, { limit: 1 }), [{ 'ts8@host': { error: 'task events are not available in this worker yet' } }], 'no false "enabled" before the events module is wired');
+    assert.deepEqual(await ask(f.broker, 'enable_events', {}, { limit: 1 }), [{ 'ts8@host': { ok: 'task events enabled' } }]);
+    await waitFor(() => (w as unknown as { events?: { taskEvents: boolean } }).events?.taskEvents === true, 3000, "enable_events turns the worker's task events on");
+    assert.deepEqual(await ask(f.broker, 'disable_events', {}, { limit: 1 }), [{ 'ts8@host': { ok: 'task events disabled' } }]);
+    await waitFor(() => (w as unknown as { events?: { taskEvents: boolean } }).events?.taskEvents === false, 3000, 'disable_events turns them off');
     assert.deepEqual(await ask(f.broker, 'shutdown', {}, { timeoutMs: 300 }), [], 'Celery sends no reply to shutdown');
     await w.done;
     await f.close();

@@ -23,7 +23,7 @@ describe('remote control of a prefork celeriac worker by Python Celery (Redis)',
     if (!ready) return;
     redis = await startRedisServer();
     env = { CELERY_BROKER_URL: redis.url(0), CELERY_RESULT_BACKEND: redis.url(1), CELERY_DEFAULT_QUEUE: queue };
-    worker = await startCeleriacWorker({ env: { CELERIAC_BROKER_URL: redis.url(0), CELERIAC_RESULT_BACKEND: redis.url(1) }, args: ['-c', '2', '-n', node, '-Q', queue] });
+    worker = await startCeleriacWorker({ env: { CELERIAC_WORKER_CONTROL_ALLOW: '@all', CELERIAC_BROKER_URL: redis.url(0), CELERIAC_RESULT_BACKEND: redis.url(1) }, args: ['-c', '2', '-n', node, '-Q', queue] });
   });
   after(async () => {
     await worker?.stop();
