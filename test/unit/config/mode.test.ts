@@ -66,7 +66,7 @@ describe('security mode (issue 20 #10)', () => {
 
   it('an app with no mode variable refuses loopback Redis without a password and unsigned tasks; CELERIAC_ENV=development starts it with warnings', async () => {
     const url = 'redis://127.0.0.1:6379/0';
-    const strict = createApp({ brokerUrl: url, env: { NODE_ENV: 'test' }, logger });
+    const strict = createApp({ brokerUrl: url, env: {}, logger });
     assert.equal(strict.production, true);
     await assert.rejects(strict.broker(), (e: unknown) => {
       assert.ok(e instanceof InsecureConfigError);
