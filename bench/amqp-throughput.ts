@@ -204,6 +204,8 @@ function cpuCosts(msgs: WireMessage[]): { encodeUs: number; decodeUs: number } {
 }
 
 async function main(): Promise<void> {
+  // Loopback RabbitMQ without TLS: development, asked for (production is the default, src/config/mode.ts).
+  process.env.CELERIAC_ENV ||= 'development';
   const given = args.url ?? process.env.CELERIAC_BENCH_AMQP_URL;
   const env = given ? { url: given, cleanup: () => undefined } : throwawayVhost();
   const model = await connect(env.url);

@@ -233,6 +233,8 @@ async function main(): Promise<number> {
       BENCH_BROKER_URL: redis.url(0),
       BENCH_BACKEND_URL: redis.url(1),
       CELERIAC_LOG_LEVEL: process.env.CELERIAC_LOG_LEVEL ?? 'warn',
+      // Private loopback services without passwords: development mode, asked for (production is the default, src/config/mode.ts).
+      CELERIAC_ENV: 'development',
     },
   };
   let profileDir: string | undefined;

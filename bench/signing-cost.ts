@@ -89,7 +89,7 @@ async function variants(dir: string): Promise<Variant[]> {
 }
 
 function mkApp(redis: RedisServer, options: AppOptions): App {
-  const app = createApp({ brokerUrl: redis.url(0), resultBackend: redis.url(1), logger, env: {}, ...options });
+  const app = createApp({ brokerUrl: redis.url(0), resultBackend: redis.url(1), logger, env: { CELERIAC_ENV: 'development' }, ...options }); // loopback Redis without a password: development, asked for
   app.task('bench.noop', (i: number) => i);
   return app;
 }

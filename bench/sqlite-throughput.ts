@@ -135,6 +135,8 @@ async function drainWorkers(url: string, tasks: number, workers: number, pool: s
 }
 
 async function main(): Promise<void> {
+  // The workers below inherit it; the database is a private file. Production is the default (src/config/mode.ts).
+  process.env.CELERIAC_ENV ||= 'development';
   const { values } = parseArgs({
     options: {
       tasks: { type: 'string', default: '10000' },

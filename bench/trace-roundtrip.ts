@@ -24,6 +24,8 @@ const env = {
   BENCH_BROKER_URL: redis.url(0),
   BENCH_BACKEND_URL: redis.url(1),
   CELERIAC_LOG_LEVEL: 'warn',
+  // Private loopback services without passwords: development mode, asked for (production is the default, src/config/mode.ts).
+  CELERIAC_ENV: 'development',
 };
 Object.assign(process.env, env);
 const worker = spawnLines(process.execPath, [new URL('./workers/celeriac-worker.mjs', import.meta.url).pathname, '10', pool], { cwd: ROOT_DIR, env });

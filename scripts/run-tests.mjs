@@ -27,5 +27,13 @@ if (files.length === 0) {
 }
 const concurrency = process.env.CELERIAC_TEST_CONCURRENCY ?? '3';
 const args = ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...files];
-const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
+// Production is Celeriac's default security mode (src/config/mode.ts). The
+// tests use loopback services without TLS or passwords, so they opt out
+// here, deliberately and visibly; a test about production sets it itself.
+const env = { ...process.env };
+if (!env.NODE_ENV) {
+  env.NODE_ENV = 'test';
+  console.error('npm test: NODE_ENV=test (development security mode for loopback test services; tests about production set their own mode)');
+}
+const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit', env });
 process.exit(r.status ?? 1);

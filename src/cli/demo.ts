@@ -7,6 +7,15 @@
  * retries), shows progress on stderr, prints a summary table on stdout, and
  * stops and removes everything it started — also on Ctrl-C, and (through
  * the workers' parent watchdog) when it is killed outright.
+ *
+ * Security mode: production is Celeriac's default, and production refuses
+ * unsigned tasks (CEL-007) and a root worker (CEL-020). The demo's tasks are
+ * unsigned samples on a database in a private 0700 directory, so it asks
+ * for development explicitly — `CELERIAC_ENV=development` for its own
+ * processes only — and says so on screen. It does not generate keys to
+ * look like production: that would hide what a real deployment needs. An
+ * explicit `CELERIAC_ENV` of the user's is honoured (production: refused
+ * up front, naming the fix).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,6 +46,10 @@ throughput, p50/p99 latency). Everything runs in a private temporary
 directory that is removed afterwards; the processes it starts are stopped,
 also on Ctrl-C.
 
+The demo runs in development mode (CELERIAC_ENV=development for its own
+processes, unless CELERIAC_ENV is already set): its sample tasks are
+unsigned, which production — the default mode — refuses.
+
 Options:
   -n, --tasks <n>          tasks to send (default 400, at least 2)
   -c, --concurrency <n>    tasks running at once in each worker (default 4)
@@ -52,6 +65,14 @@ The tasks live in the package (src/cli/demo-tasks.ts in the repository,
 dist/cli/demo-tasks.js when installed). The demo prints the command that runs
 a worker for them on the embedded default (.celeriac/celeriac.db in the
 working directory).`;
+
+/** Why the demo asks for development itself (see the file comment); `undefined` when it may. */
+function demoModeRefusal(env: NodeJS.ProcessEnv): string | undefined {
+  const own = env.CELERIAC_ENV;
+  if (own === undefined || own === '' || own === 'development') return undefined;
+  return `CELERIAC_ENV=${JSON.stringify(own)}: celeriac demo sends unsigned sample tasks, which only development mode accepts; ` +
+    'unset CELERIAC_ENV (the demo then sets development for its own processes only) or set CELERIAC_ENV=development';
+}
 
 interface DemoOptions {
   tasks: number;
@@ -261,6 +282,14 @@ export async function runDemoCommand(argv: string[], io: CliIo): Promise<number>
     return Exit.OK;
   }
   const o = opts;
+  const refusal = demoModeRefusal(process.env);
+  if (refusal) {
+    println(io.stderr, `error: ${refusal}`);
+    return Exit.USAGE;
+  }
+  const modeNote = process.env.CELERIAC_ENV === 'development' ? 'CELERIAC_ENV=development' : 'set by the demo for its own processes';
+  // Workers inherit it; the in-process client below reads it too.
+  process.env.CELERIAC_ENV = 'development';
   const controller = new AbortController();
   let interrupts = 0;
   const workers: WorkerProc[] = [];
@@ -284,6 +313,7 @@ export async function runDemoCommand(argv: string[], io: CliIo): Promise<number>
   try {
     println(io.stderr, `Celeriac demo: ${o.workers} worker process${o.workers === 1 ? '' : 'es'} × concurrency ${o.concurrency} on the embedded SQLite broker`);
     println(io.stderr, `  database ${dbPath} (temporary)`);
+    println(io.stderr, `  security mode: development (${modeNote}): unsigned sample tasks; your own workers run in production unless CELERIAC_ENV=development`);
     println(io.stderr, `  each worker runs: celeriac worker -A ${relative(process.cwd(), TASKS)} -c ${o.concurrency}`);
     const bootStart = performance.now();
     for (let i = 1; i <= o.workers; i++) workers.push(startWorker(`demo${i}`, url, o.concurrency));
@@ -373,8 +403,10 @@ export async function runDemoCommand(argv: string[], io: CliIo): Promise<number>
     }
     println(io.stdout);
     println(io.stdout, 'Every task ended as expected. Next steps:');
+    println(io.stdout, `  export CELERIAC_ENV=development                   # these samples are unsigned: development mode, asked for`);
     println(io.stdout, `  npx celeriac worker -A ${relative(process.cwd(), TASKS)}     # a worker on .celeriac/celeriac.db`);
-    println(io.stdout, `  npx celeriac send demo.add '[2, 3]' --wait        # send it a task from another terminal`);
+    println(io.stdout, `  npx celeriac send demo.add '[2, 3]' --wait        # send it a task from another terminal (same export)`);
+    println(io.stdout, '  In production (the default) a worker needs signing keys: celeriac secrets generate ed25519; see README, Security.');
     return (code = Exit.OK);
   } catch (err) {
     if (controller.signal.aborted) return (code = 130);

@@ -135,7 +135,7 @@ export class App {
     });
   }
 
-  /** True in production mode (`CELERIAC_ENV` or `NODE_ENV` = production; see `config/mode.ts`), where the security policy is strict. */
+  /** True in production mode (the default unless `CELERIAC_ENV`/`NODE_ENV` asks for development; see `config/mode.ts`), where the security policy is strict. */
   get production(): boolean {
     return isProduction(this.env);
   }

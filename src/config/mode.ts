@@ -6,12 +6,15 @@
  * | --- | --- | --- |
  * | `CELERIAC_ENV` (our own; wins) | `production`, `development` | the mode |
  * | `NODE_ENV` | `production`; `development` or `test` | the mode, when `CELERIAC_ENV` is unset |
+ * | neither set | | `production` |
  *
- * Any other value of either variable (`Production`, `prod`, `production `,
- * `staging`, …) is refused with a `ConfigError`: a misspelt production
- * setting must never fall back to the lax mode. With neither variable set
- * the mode is `development` (Node's convention), and every finding that
- * development relaxes says so and names `CELERIAC_ENV=production`.
+ * Production is the default: the lax mode is only ever the result of an
+ * explicit `CELERIAC_ENV=development` or `NODE_ENV=development|test`, so a
+ * deployment that forgets to set anything is strict, not open. Any other
+ * value of either variable (`Production`, `prod`, `production `, `staging`,
+ * …) is refused with a `ConfigError`: a misspelt setting must never be
+ * guessed. Every finding that development relaxes names the variable that
+ * asked for it.
  */
 import { ConfigError } from '../errors.ts';
 import type { Env } from './env.ts';
@@ -22,7 +25,7 @@ export type SecurityMode = 'production' | 'development';
 /** The mode and what decided it. */
 export interface ModeResolution {
   mode: SecurityMode;
-  /** The variable that set it, or `default` when neither is set. */
+  /** The variable that set it, or `default` (production) when neither is set. */
   source: 'CELERIAC_ENV' | 'NODE_ENV' | 'default';
 }
 
@@ -43,7 +46,8 @@ export function resolveSecurityMode(env: Env): ModeResolution {
     return { mode, source: 'CELERIAC_ENV' };
   }
   const node = env.NODE_ENV;
-  if (node === undefined || node === '') return { mode: 'development', source: 'default' };
+  // Neither variable: strict. Development must be asked for (see the table above).
+  if (node === undefined || node === '') return { mode: 'production', source: 'default' };
   const mode = Object.hasOwn(NODE_VALUES, node) ? NODE_VALUES[node] : undefined;
   if (!mode) {
     throw new ConfigError(`NODE_ENV=${JSON.stringify(node)} is not "production", "development" or "test": refusing to guess the security mode`, {

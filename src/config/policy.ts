@@ -17,7 +17,7 @@
  * | `taskSerializer` not json/msgpack/auth, `resultSerializer` not json/msgpack | CEL-005 | `unsafeAllowContent` |
  *
  * Mode: from `resolveSecurityMode` (`mode.ts`): `CELERIAC_ENV`, else
- * `NODE_ENV` (`production`; `development`/`test`), else development; any
+ * `NODE_ENV` (`production`; `development`/`test`), else production; any
  * other value is refused.
  * In development, a loopback host (127.0.0.0/8, ::1, localhost, Unix
  * sockets) may use plaintext, insecure TLS, no/default/weak credentials:
@@ -98,7 +98,7 @@ export interface FileCheckResult {
 /** Everything the policy looks at. */
 export interface PolicyInput {
   mode: SecurityMode;
-  /** What set the mode (`default`: neither CELERIAC_ENV nor NODE_ENV); only changes the wording of relaxed findings. */
+  /** What set the mode (`default`: neither CELERIAC_ENV nor NODE_ENV, i.e. production); only changes the wording of relaxed findings. */
   modeSource?: 'CELERIAC_ENV' | 'NODE_ENV' | 'default' | undefined;
   brokerUrl?: string | undefined;
   resultBackend?: string | undefined;
@@ -146,14 +146,15 @@ interface Endpoint {
 class Collector {
   readonly report: PolicyReport = { refusals: [], warnings: [] };
   readonly used = new Set<UnsafeOption>();
-  constructor(private readonly unsafe: UnsafeOverrides, private readonly modeSource: PolicyInput['modeSource'] = 'NODE_ENV') {}
+  constructor(private readonly unsafe: UnsafeOverrides, private readonly modeSource: PolicyInput['modeSource']) {}
 
   /** A finding that is a warning when `relaxed` (development + loopback) or overridden, else a refusal. */
   add(f: Finding & { override: UnsafeOption }, relaxed: boolean): void {
     if (relaxed) {
       if (this.unsafe[f.override]) this.used.add(f.override); // needed in production
-      const why = this.modeSource === 'default' ? 'neither CELERIAC_ENV nor NODE_ENV is set, which means development' : 'development mode';
-      this.report.warnings.push({ ...f, message: `${f.message} (allowed on the local machine because ${why}; refused when NODE_ENV=production or CELERIAC_ENV=production)` });
+      // Development is only ever asked for explicitly (mode.ts), so name who asked.
+      const why = this.modeSource === 'CELERIAC_ENV' || this.modeSource === 'NODE_ENV' ? `${this.modeSource} asks for development mode` : 'of development mode';
+      this.report.warnings.push({ ...f, message: `${f.message} (allowed on the local machine because ${why}; refused in production, the mode unless CELERIAC_ENV=development or NODE_ENV=development|test)` });
     } else if (this.unsafe[f.override]) {
       this.used.add(f.override);
       this.report.warnings.push({ ...f, message: `${f.message} (accepted by ${f.override})` });

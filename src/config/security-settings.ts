@@ -63,7 +63,7 @@ export interface AuthSecurity {
 
 /** Loaded, checked message-security settings. */
 export interface SecuritySettings {
-  /** Production mode (`config/mode.ts`: CELERIAC_ENV, else NODE_ENV). */
+  /** Production mode (`config/mode.ts`: CELERIAC_ENV, else NODE_ENV, else production). */
   production: boolean;
   taskSerializer: 'json' | 'msgpack' | 'auth';
   /** Accepted outer content types (from `acceptContent`). */

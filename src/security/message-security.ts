@@ -46,7 +46,7 @@
  *
  * A worker "requires signatures" as soon as anything that verifies is
  * configured (a ring, a verify ring, a certificate or a store). In
- * production (`NODE_ENV=production`) an app with neither signing nor
+ * production (the default mode; see config/mode.ts) an app with neither signing nor
  * verification keys refuses to start unless `unsafeAcceptUnsigned`.
  */
 import { createHash } from 'node:crypto';

@@ -155,6 +155,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     CELERIAC_RESULT_BACKEND: broker.backend,
     CELERIAC_LOG_LEVEL: 'info',
     CHAOS_LEDGER_DIR: ledger,
+    // Private loopback services without passwords: development mode, asked for (production is the default, src/config/mode.ts).
+    CELERIAC_ENV: 'development',
   };
   Object.assign(process.env, env, { CELERIAC_LOG_LEVEL: 'fatal' });
   // The client side of the same app (sends, reads results), in this process.

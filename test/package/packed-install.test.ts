@@ -5,7 +5,10 @@
  * (its code blocks are extracted from README.md, so the README cannot drift
  * from what works): a worker on Redis whose task calls currentTask() and
  * retries, a TypeScript client that exits, a CommonJS client using
- * require('celeriac'), `send --wait`, `celeriac demo`; app modules in every
+ * require('celeriac'), `send --wait`, `celeriac demo` (in a shell with no
+ * mode variable: production by default, development asked for by the demo
+ * itself), the worker with the README's own `export` lines (development
+ * asked for; without it, refused); app modules in every
  * extension load with one copy of Celeriac; the packed types compile in a
  * strict consumer without skipLibCheck. Nothing comes from the repository's
  * node_modules: dependencies are installed from npm (its cache first).
@@ -33,10 +36,18 @@ export function readmeFiles(readme: string): Map<string, string> {
   return files;
 }
 
-/** The environment of a user's shell: nothing from the npm script or the test runner that started us. */
+/** The `export NAME=value` lines of the README's sh block that starts the Quick start worker. */
+export function readmeWorkerExports(readme: string): Record<string, string> {
+  const block = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!).find((b) => b.includes('npx celeriac worker -A ./tasks.ts -c 8'));
+  const out: Record<string, string> = {};
+  for (const m of (block ?? '').matchAll(/^export (\w+)=(\S+)/gm)) out[m[1]!] = m[2]!;
+  return out;
+}
+
+/** The environment of a user's shell: nothing from the npm script or the test runner that started us (not its NODE_ENV=test either). */
 function userEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!/^(npm_|NODE_OPTIONS$|NODE_TEST|INIT_CWD$|CELERIAC_)/.test(k)) env[k] = v;
+  for (const [k, v] of Object.entries(process.env)) if (!/^(npm_|NODE_OPTIONS$|NODE_ENV$|NODE_TEST|INIT_CWD$|CELERIAC_)/.test(k)) env[k] = v;
   return { ...env, ...extra };
 }
 
@@ -62,7 +73,9 @@ describe('packed package installed in fresh projects', { timeout: 240_000 }, () 
     });
     await new Promise<void>((r) => http!.listen(0, '127.0.0.1', r));
     httpPort = (http.address() as { port: number }).port;
-    env = userEnv({ CELERIAC_BROKER_URL: redis.url(0), CELERIAC_RESULT_BACKEND: redis.url(1), CELERIAC_LOG_LEVEL: 'info' });
+    // The README's worker exports (CELERIAC_ENV=development among them), its URLs pointed at the private Redis.
+    const readmeText = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    env = userEnv({ ...readmeWorkerExports(readmeText), CELERIAC_BROKER_URL: redis.url(0), CELERIAC_RESULT_BACKEND: redis.url(1), CELERIAC_LOG_LEVEL: 'info' });
 
     // Pack a staged copy built from the current src/ into its own dist/: the repository's dist/ is
     // left alone (other tests use it), and the tarball holds exactly what `files` names.
@@ -81,7 +94,7 @@ describe('packed package installed in fresh projects', { timeout: 240_000 }, () 
       ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', tarball, `tsx@${PKG.devDependencies.tsx}`, `typescript@${PKG.devDependencies.typescript}`, `@types/node@${PKG.devDependencies['@types/node']}`],
       { cwd: dir, env: userEnv({}), timeout: 150_000 },
     );
-    const readme = readmeFiles(readFileSync(join(ROOT, 'README.md'), 'utf8'));
+    const readme = readmeFiles(readmeText);
     for (const type of ['commonjs', 'module']) {
       const project = join(dir, type);
       mkdirSync(project);
@@ -101,8 +114,8 @@ describe('packed package installed in fresh projects', { timeout: 240_000 }, () 
   });
 
   /** `npx <args>` in a project, as a user types it. */
-  function npx(project: string, args: string[], timeoutMs = 60_000): Promise<{ stdout: string; stderr: string }> {
-    return run('npx', ['--no-install', ...args], { cwd: join(dir, project), env, timeout: timeoutMs });
+  function npx(project: string, args: string[], timeoutMs = 60_000, withEnv: NodeJS.ProcessEnv = env): Promise<{ stdout: string; stderr: string }> {
+    return run('npx', ['--no-install', ...args], { cwd: join(dir, project), env: withEnv, timeout: timeoutMs });
   }
 
   async function startWorker(project: string, queue: string): Promise<{ proc: ChildProcess; output: () => string }> {
@@ -140,6 +153,18 @@ describe('packed package installed in fresh projects', { timeout: 240_000 }, () 
       // The README's worker listens on the default queue; each project gets its own Redis db pair instead.
       const db = type === 'commonjs' ? 2 : 4;
       env = { ...env, CELERIAC_BROKER_URL: redis!.url(db), CELERIAC_RESULT_BACKEND: redis!.url(db + 1) };
+      assert.equal(env.CELERIAC_ENV, 'development', "the README's worker block asks for development");
+      if (type === 'commonjs') {
+        // Without the README's CELERIAC_ENV=development: production, the default, refuses the password-less loopback Redis.
+        const { CELERIAC_ENV: _asked, ...noMode } = env;
+        const refused = await npx(type, ['celeriac', 'worker', '-A', './tasks.ts', '-P', 'solo'], 60_000, noMode).then(
+          () => assert.fail('the worker started in production without a password'),
+          (e: { code?: number; stderr?: string }) => e,
+        );
+        assert.equal(refused.code, 4, refused.stderr);
+        assert.match(refused.stderr ?? '', /refusing to start/);
+        assert.match(refused.stderr ?? '', /\[CEL-001\] brokerUrl/);
+      }
       const w = await startWorker(type, 'celery');
       try {
         // The TypeScript client of the README exits by itself once it closes the app.
@@ -215,7 +240,9 @@ describe('packed package installed in fresh projects', { timeout: 240_000 }, () 
   it('runs celeriac demo from the installed package', async (t) => {
     if (!requireService(t, hasRedisServer() && hasCommand('npm'), 'redis-server and npm')) return;
     assert.ok(ready, 'the packed install was set up');
-    const r = await npx('commonjs', ['celeriac', 'demo', '-n', '20', '-w', '1', '-c', '2'], 90_000);
+    // A fresh shell: no CELERIAC_ENV or NODE_ENV (production by default); the demo asks for development itself.
+    const r = await npx('commonjs', ['celeriac', 'demo', '-n', '20', '-w', '1', '-c', '2'], 90_000, userEnv({}));
     assert.match(r.stdout, /succeeded/i);
+    assert.match(r.stderr, /security mode: development \(set by the demo for its own processes\)/);
   });
 });

@@ -392,7 +392,7 @@ describe('amqp broker behaviour', () => {
 
   it('the policy refuses guest/guest and plaintext off loopback before any connection', async () => {
     for (const url of ['amqp://guest:guest@rabbit.example.com:5672//', 'amqps://guest:guest@rabbit.example.com:5671//', 'amqp://rabbit.example.com//']) {
-      const app = createApp({ brokerUrl: url, backend: null, logger, env: {} });
+      const app = createApp({ brokerUrl: url, backend: null, logger, env: { NODE_ENV: 'test' } });
       await assert.rejects(app.broker(), (e: unknown) => {
         assert.ok(e instanceof InsecureConfigError, String(e));
         const ids = e.findings.map((f) => f.id);

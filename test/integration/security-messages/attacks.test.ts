@@ -60,8 +60,8 @@ describe('attacks on a production worker (CLI, private Redis)', () => {
         SEC_ACCEPT: 'json,msgpack,auth',
       },
     });
-    client = createApp({ brokerUrl: redis.url(0), resultBackend: redis.url(1), logger, env: {}, securitySigningKeys: ring.signingLine });
-    attacker = createApp({ brokerUrl: redis.url(0), logger, env: {} });
+    client = createApp({ brokerUrl: redis.url(0), resultBackend: redis.url(1), logger, env: { NODE_ENV: 'test' }, securitySigningKeys: ring.signingLine });
+    attacker = createApp({ brokerUrl: redis.url(0), logger, env: { NODE_ENV: 'test' } });
   });
   after(async () => {
     await client?.close();

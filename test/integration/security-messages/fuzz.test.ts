@@ -125,7 +125,7 @@ describe('fuzz: the worker intake path (parseTaskMessage + security decoder)', (
 
   before(async () => {
     rsa = await makeRsaSigner('fuzz-signer');
-    const common = { broker: createMemoryBroker(), backend: null, logger, env: {} };
+    const common = { broker: createMemoryBroker(), backend: null, logger, env: { NODE_ENV: 'test' } };
     // A worker that verifies Ed25519, HMAC and RSA headers and Celery auth bodies (body-only from the fuzz signer).
     verifying = createApp({
       ...common,

@@ -78,7 +78,8 @@ export function memoryServer(): MemoryServer {
     app(options = {}) {
       const broker = createMemoryBroker({ world });
       const { logger, logs } = captureLogger();
-      const app = createApp({ broker, backend, logger, env: {}, ...options });
+      // Development (NODE_ENV=test, as `npm test` sets it) unless the test's own env names a mode: production is the default (config/mode.ts).
+      const app = createApp({ broker, backend, logger, ...options, env: { NODE_ENV: 'test', ...options.env } });
       apps.push(app);
       return { app, broker, logs };
     },

@@ -41,7 +41,7 @@ describe('replay protection across worker processes (Redis)', () => {
     return w;
   };
   const clientFor = (db: number): App => {
-    const client = createApp({ brokerUrl: redis!.url(db), resultBackend: redis!.url(db + 1), logger, env: {}, securitySigningKeys: ring.signingLine });
+    const client = createApp({ brokerUrl: redis!.url(db), resultBackend: redis!.url(db + 1), logger, env: { NODE_ENV: 'test' }, securitySigningKeys: ring.signingLine });
     clients.push(client);
     return client;
   };

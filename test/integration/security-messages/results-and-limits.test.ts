@@ -27,7 +27,7 @@ describe('results encrypted at rest (private Redis)', () => {
   const apps: App[] = [];
   const workers: WorkerHandle[] = [];
   const mk = (keys: string, extra: Record<string, unknown> = {}): App => {
-    const app = createApp({ brokerUrl: redis!.url(0), resultBackend: redis!.url(1), logger, env: {}, resultEncryptionKeys: keys, ...extra });
+    const app = createApp({ brokerUrl: redis!.url(0), resultBackend: redis!.url(1), logger, env: { NODE_ENV: 'test' }, resultEncryptionKeys: keys, ...extra });
     app.task('tasks.secret', (tag: string) => ({ secret: SECRET, tag }));
     app.task('tasks.fail', () => {
       throw new Error(`failure with ${SECRET}`);
@@ -153,7 +153,7 @@ describe('submission limits', () => {
   });
 
   it('a shared limit without Redis is a configuration error', () => {
-    assert.throws(() => createApp({ brokerUrl: 'memory://', env: {}, logger, sendRateLimit: { rate: '10/s', shared: 'producers' } }), /needs a Redis broker/);
+    assert.throws(() => createApp({ brokerUrl: 'memory://', env: { NODE_ENV: 'test' }, logger, sendRateLimit: { rate: '10/s', shared: 'producers' } }), /needs a Redis broker/);
   });
 });
 
@@ -172,7 +172,7 @@ describe('submission limits on Redis (shared bucket, queue cap)', () => {
   it('two producers share one bucket through Redis; the Redis broker caps the queue atomically', async (t) => {
     if (!requireService(t, ok, 'redis-server')) return;
     const mk = (extra: Record<string, unknown>): App => {
-      const app = createApp({ brokerUrl: redis!.url(0), logger, env: {}, ...extra });
+      const app = createApp({ brokerUrl: redis!.url(0), logger, env: { NODE_ENV: 'test' }, ...extra });
       apps.push(app);
       return app;
     };

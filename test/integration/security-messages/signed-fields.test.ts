@@ -36,7 +36,7 @@ describe('v2 header signature over real transports (issue 20 #15)', () => {
     await vh?.delete();
   });
   const client = (broker: string, backend: string): App => {
-    const app = createApp({ brokerUrl: broker, resultBackend: backend, logger, env: {}, securitySigningKeys: ring.signingLine });
+    const app = createApp({ brokerUrl: broker, resultBackend: backend, logger, env: { NODE_ENV: 'test' }, securitySigningKeys: ring.signingLine });
     apps.push(app);
     return app;
   };

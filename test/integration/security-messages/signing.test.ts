@@ -109,19 +109,19 @@ describe('message signing (memory broker)', () => {
     const { chmodSync } = await import('node:fs');
     chmodSync(rsa.keyPath, 0o644);
     try {
-      assert.throws(() => createApp({ broker: createMemoryBroker(), env: {}, taskSerializer: 'auth', securityKey: rsa.keyPath, securityCertificate: rsa.certPath }), /readable by every user/);
+      assert.throws(() => createApp({ broker: createMemoryBroker(), env: { NODE_ENV: 'test' }, taskSerializer: 'auth', securityKey: rsa.keyPath, securityCertificate: rsa.certPath }), /readable by every user/);
     } finally {
       chmodSync(rsa.keyPath, 0o600);
     }
-    assert.throws(() => createApp({ broker: createMemoryBroker(), env: {}, taskSerializer: 'auth' }), /taskSerializer 'auth' needs securityKey/);
-    assert.throws(() => createApp({ broker: createMemoryBroker(), env: {}, securityKey: rsa.keyPath, securityCertificate: other.certPath }), /does not belong to certificate/);
+    assert.throws(() => createApp({ broker: createMemoryBroker(), env: { NODE_ENV: 'test' }, taskSerializer: 'auth' }), /taskSerializer 'auth' needs securityKey/);
+    assert.throws(() => createApp({ broker: createMemoryBroker(), env: { NODE_ENV: 'test' }, securityKey: rsa.keyPath, securityCertificate: other.certPath }), /does not belong to certificate/);
     assert.throws(
-      () => createApp({ broker: createMemoryBroker(), env: {}, securityCertStore: rsa.storeDir, securityAcceptBodyOnlyFrom: ['nobody 1'] }),
+      () => createApp({ broker: createMemoryBroker(), env: { NODE_ENV: 'test' }, securityCertStore: rsa.storeDir, securityAcceptBodyOnlyFrom: ['nobody 1'] }),
       (e: unknown) => e instanceof ConfigError && /not in the certificate store/.test(e.message),
     );
     const err = (() => {
       try {
-        createApp({ broker: createMemoryBroker(), env: {}, securitySigningKeys: 'k1:hmac-sha256:c2hvcnQ=' });
+        createApp({ broker: createMemoryBroker(), env: { NODE_ENV: 'test' }, securitySigningKeys: 'k1:hmac-sha256:c2hvcnQ=' });
       } catch (e) {
         return e as Error;
       }

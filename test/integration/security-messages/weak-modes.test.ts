@@ -94,7 +94,7 @@ describe('RabbitMQ without Redis: one replay store for the processes of a machin
       env: { CELERIAC_BROKER_URL: vh.url(), CELERIAC_RESULT_BACKEND: '', CELERIAC_VERIFY_KEYS: ring.verifyingLine, MARKS: marks, CELERIAC_SECURITY_REPLAY_FILE: join(tmp.dir, 'replay.db') },
     });
     assert.ok(worker.logs().some((l) => l.securityEvent === 'policy_warning' && /this machine only/.test(String(l.reason))), 'the per-machine scope is stated at start');
-    client = createApp({ brokerUrl: vh.url(), securitySigningKeys: ring.signingLine, env: {}, logger: createLogger({ level: 'silent' }) });
+    client = createApp({ brokerUrl: vh.url(), securitySigningKeys: ring.signingLine, env: { NODE_ENV: 'test' }, logger: createLogger({ level: 'silent' }) });
     const broker = await client.broker();
     const m = client.buildMessage({ task: 'tasks.mark', id: newId(), args: ['once'], kwargs: {} });
     await broker.publishMany(Array.from({ length: 12 }, () => ({ queue: 'celery', message: cloneWire(m) })));

@@ -45,7 +45,7 @@ describe('secrets of prefork children (issue 20 #11)', () => {
   it("the broker password is not in a child's environment block, and the child still connects", async (t) => {
     if (!requireService(t, ok, 'redis-server on Linux')) return;
     worker = await startCeleriacWorker({ module: APP, args: ['-c', '2', '--processes', '2'], env: { CELERIAC_BROKER_URL: redis!.url(0), CELERIAC_RESULT_BACKEND: redis!.url(1) } });
-    client = createApp({ brokerUrl: redis!.url(0), resultBackend: redis!.url(1), env: {}, logger: memoryLogger('warn').logger });
+    client = createApp({ brokerUrl: redis!.url(0), resultBackend: redis!.url(1), env: { NODE_ENV: 'test' }, logger: memoryLogger('warn').logger });
     const pids = new Set<number>();
     for (let i = 0; i < 6 && pids.size < 2; i++) pids.add(((await (await client.sendTask('tasks.whoami')).get({ timeoutMs: 15_000 })) as { pid: number }).pid);
     assert.ok(pids.size >= 1);

@@ -256,7 +256,7 @@ describe('Redis over TLS with requirepass', () => {
     });
     await refused.close();
     // Development on the local machine: still refused (by the TLS layer), with the same names.
-    const dev = createApp({ brokerUrl: url, logger: memoryLogger().logger, env: {} });
+    const dev = createApp({ brokerUrl: url, logger: memoryLogger().logger, env: { NODE_ENV: 'test' } });
     await assert.rejects(dev.broker(), (err: Error) => err instanceof ConfigError && /ssl_cert_reqs.*CERT_NONE/.test(err.message) && /unsafeAllowInsecureTls/.test(err.message));
     await dev.close();
     // Also as brokerUseSsl.

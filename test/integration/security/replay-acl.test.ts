@@ -63,7 +63,7 @@ describe('replay store under the generated ACL users (issue 20 #1)', () => {
 
   it('a producer cannot delete or rewrite a nonce; the captured message is refused as a replay', async (t) => {
     if (!requireService(t, ok, 'redis-server')) return;
-    const client = createApp({ brokerUrl: url(users.producer), resultBackend: url(users.producer), securitySigningKeys: ring.signingLine, env: {}, logger: memoryLogger('warn').logger });
+    const client = createApp({ brokerUrl: url(users.producer), resultBackend: url(users.producer), securitySigningKeys: ring.signingLine, env: { NODE_ENV: 'test' }, logger: memoryLogger('warn').logger });
     apps.push(client);
     const id = newId();
     await client.sendTask('tasks.add', [20, 1], {}, { taskId: id });
@@ -140,7 +140,7 @@ describe('replay store under the generated ACL users (issue 20 #1)', () => {
         env: { CELERIAC_BROKER_URL: url(users.worker, 5), CELERIAC_RESULT_BACKEND: url(users.worker, 5), CELERIAC_VERIFY_KEYS: ring.verifyingLine },
       });
       workers.push(worker);
-      const client = createApp({ brokerUrl: url(users.producer, 5), resultBackend: url(users.producer, 5), securitySigningKeys: ring.signingLine, env: {}, logger: memoryLogger('warn').logger });
+      const client = createApp({ brokerUrl: url(users.producer, 5), resultBackend: url(users.producer, 5), securitySigningKeys: ring.signingLine, env: { NODE_ENV: 'test' }, logger: memoryLogger('warn').logger });
       apps.push(client);
       assert.equal(await (await client.sendTask('tasks.add', [1, 1])).get({ timeoutMs: 15_000 }), 2);
       await eventually(() => worker.logs().some((l) => l.securityEvent === 'policy_warning' && /evicts keys when full \(maxmemory-policy allkeys-lru\)/.test(String(l.reason))), 10_000, 'the eviction warning');

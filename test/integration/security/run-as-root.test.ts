@@ -62,7 +62,7 @@ describe('celeriac worker as root (issue 20 #8)', () => {
   it('--uid/--gid: the app and its tasks (prefork children too) run as that user', async (t) => {
     if (!requireService(t, ok, 'redis-server, as root')) return;
     worker = await startCeleriacWorker({ module: APP, args: ['-c', '2', '--processes', '1', '--uid', String(NOBODY), '--gid', String(NOBODY)], env: { CELERIAC_BROKER_URL: redis!.url(0), CELERIAC_RESULT_BACKEND: redis!.url(1) } });
-    client = createApp({ brokerUrl: redis!.url(0), resultBackend: redis!.url(1), env: {}, logger: memoryLogger('warn').logger });
+    client = createApp({ brokerUrl: redis!.url(0), resultBackend: redis!.url(1), env: { NODE_ENV: 'test' }, logger: memoryLogger('warn').logger });
     const who = (await (await client.sendTask('tasks.whoami')).get({ timeoutMs: 20_000 })) as { uid: number; euid: number; gid: number; groups: number[]; pid: number };
     assert.equal(who.uid, NOBODY);
     assert.equal(who.euid, NOBODY);

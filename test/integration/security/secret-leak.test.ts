@@ -170,7 +170,7 @@ describe('no secret leaks: a known password in every URL, every output searched'
 
     // 6. In process: URLs given in code, a failing task whose error carries the URL, and failing connections.
     const log = memoryLogger('debug');
-    const app = createApp({ brokerUrl: url(0), resultBackend: url(1), logger: log.logger, env: {} });
+    const app = createApp({ brokerUrl: url(0), resultBackend: url(1), logger: log.logger, env: { NODE_ENV: 'test' } });
     const errors: unknown[] = [];
     try {
       assert.equal(await (await app.sendTask('tasks.add', [20, 22])).get({ timeoutMs: 20_000 }), 42);
@@ -194,7 +194,7 @@ describe('no secret leaks: a known password in every URL, every output searched'
     ];
     for (const a of attempts) {
       const l = memoryLogger('debug');
-      const bad = createApp({ env: {}, ...a, logger: l.logger });
+      const bad = createApp({ env: { NODE_ENV: 'test' }, ...a, logger: l.logger });
       try {
         await bad.broker();
         assert.fail(`expected a failure for attempt ${attempts.indexOf(a)}`);

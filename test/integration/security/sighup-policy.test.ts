@@ -88,7 +88,7 @@ describe('SIGHUP: policy, replay-guard user, prefork children (issue 20 #6)', ()
       env: { CELERIAC_BROKER_URL_FILE: file, CELERIAC_RESULT_BACKEND: url(users[0]!, 3), CELERIAC_VERIFY_KEYS: ring.verifyingLine },
     });
     workers.push(worker);
-    const client = createApp({ brokerUrl: url(users[0]!, 2), resultBackend: url(users[0]!, 3), securitySigningKeys: ring.signingLine, env: {}, logger: memoryLogger('warn').logger });
+    const client = createApp({ brokerUrl: url(users[0]!, 2), resultBackend: url(users[0]!, 3), securitySigningKeys: ring.signingLine, env: { NODE_ENV: 'test' }, logger: memoryLogger('warn').logger });
     apps.push(client);
     const first = (await (await client.sendTask('tasks.sleep', [0])).get({ timeoutMs: 15_000 })) as { pid: number };
     const guardUser = async (): Promise<string[]> => (await clientList(admin)).filter((c) => c.name === 'celeriac:replay-guard').map((c) => c.user!);

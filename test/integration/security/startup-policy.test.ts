@@ -21,8 +21,10 @@ const PICKLE_APP = new URL('./apps/pickle-app.ts', import.meta.url).pathname;
 const NET_HOST = 'redis.celeriac-test.invalid';
 const strong = awkwardPassword();
 const enc = encodeURIComponent(strong);
-/** Blank out what the test runner's environment may have set (empty means unset). */
-const CLEAN: Record<string, string> = { NODE_ENV: '', CELERIAC_BROKER_URL: '', CELERIAC_RESULT_BACKEND: '', CELERY_BROKER_URL: '', CELERY_RESULT_BACKEND: '', CELERIAC_LOG_LEVEL: 'info' };
+/** Blank out what the test runner's environment may have set (empty means unset): neither mode variable, so production. */
+const CLEAN: Record<string, string> = { NODE_ENV: '', CELERIAC_ENV: '', CELERIAC_BROKER_URL: '', CELERIAC_RESULT_BACKEND: '', CELERY_BROKER_URL: '', CELERY_RESULT_BACKEND: '', CELERIAC_LOG_LEVEL: 'info' };
+/** The lax mode, asked for explicitly: the refusals below hold even there. */
+const DEV: Record<string, string> = { ...CLEAN, CELERIAC_ENV: 'development' };
 
 const CASES: Array<{ name: string; env: Record<string, string>; module?: string; setting: RegExp; problem: RegExp; fix: RegExp }> = [
   {
@@ -70,19 +72,20 @@ function assertRefused(run: CliRun, c: (typeof CASES)[number]): void {
 
 describe('start-up policy (celeriac worker and in-process apps)', () => {
   for (const c of CASES) {
-    it(`celeriac worker refuses ${c.name}: exit 4, the setting and the fix on stderr`, async () => {
-      const run = await runCli(['worker', '-A', c.module ?? TS_TASKS, '-P', 'solo', '-c', '1'], { ...CLEAN, ...c.env }, { timeoutMs: 30_000 });
+    it(`celeriac worker refuses ${c.name}, even in development: exit 4, the setting and the fix on stderr`, async () => {
+      const run = await runCli(['worker', '-A', c.module ?? TS_TASKS, '-P', 'solo', '-c', '1'], { ...DEV, ...c.env }, { timeoutMs: 30_000 });
       assertRefused(run, c);
     });
   }
 
   it('the prefork worker refuses too (the policy runs in every worker process)', async () => {
     const c = CASES[0]!;
-    const run = await runCli(['worker', '-A', TS_TASKS, '-c', '2'], { ...CLEAN, ...c.env }, { timeoutMs: 30_000 });
+    const run = await runCli(['worker', '-A', TS_TASKS, '-c', '2'], { ...DEV, ...c.env }, { timeoutMs: 30_000 });
     assertRefused(run, c);
   });
 
-  it('in-process: app.broker(), app.resultStore() and worker.start() refuse each case before connecting', async () => {
+  it('in-process: app.broker(), app.resultStore() and worker.start() refuse each case before connecting, even in development', async () => {
+    const env = { CELERIAC_ENV: 'development' };
     const urls: Array<[string, RegExp]> = [
       [`redis://celeriac:${enc}@${NET_HOST}:6379/0`, /brokerUrl.*without TLS/s],
       [`rediss://${NET_HOST}:6379/0`, /brokerUrl.*has no credentials/s],
@@ -90,7 +93,7 @@ describe('start-up policy (celeriac worker and in-process apps)', () => {
     ];
     for (const [url, re] of urls) {
       const log = memoryLogger();
-      const app = createApp({ brokerUrl: url, resultBackend: url, env: {}, logger: log.logger });
+      const app = createApp({ brokerUrl: url, resultBackend: url, env, logger: log.logger });
       const t0 = performance.now();
       await assert.rejects(app.broker(), (err: Error) => err instanceof InsecureConfigError && re.test(err.message) && /fix: /.test(err.message));
       await assert.rejects(app.resultStore(), InsecureConfigError);
@@ -100,11 +103,11 @@ describe('start-up policy (celeriac worker and in-process apps)', () => {
       assert.ok(!log.lines.some((l) => /connection to/.test(l)), 'nothing was connected');
       await app.close();
     }
-    const pickle = createApp({ brokerUrl: `rediss://celeriac:${enc}@127.0.0.1:1/0`, acceptContent: ['json', 'pickle'], env: {}, logger: memoryLogger().logger });
+    const pickle = createApp({ brokerUrl: `rediss://celeriac:${enc}@127.0.0.1:1/0`, acceptContent: ['json', 'pickle'], env, logger: memoryLogger().logger });
     await assert.rejects(pickle.broker(), (err: Error) => err instanceof InsecureConfigError && err.findings.some((f) => f.setting === 'acceptContent' && f.override === 'unsafeAllowContent'));
     await pickle.close();
     // The error lists every refused setting at once, so one run shows everything to fix.
-    const all = createApp({ brokerUrl: `redis://guest:guest@${NET_HOST}/0`, resultBackend: `redis://${NET_HOST}/1`, acceptContent: ['pickle', 'yaml'], env: {}, logger: memoryLogger().logger });
+    const all = createApp({ brokerUrl: `redis://guest:guest@${NET_HOST}/0`, resultBackend: `redis://${NET_HOST}/1`, acceptContent: ['pickle', 'yaml'], env, logger: memoryLogger().logger });
     await assert.rejects(all.broker(), (err: Error) => {
       assert.ok(err instanceof InsecureConfigError);
       const settings = err.findings.map((f) => f.setting).sort();
@@ -124,29 +127,37 @@ describe('start-up policy (celeriac worker and in-process apps)', () => {
       await redis?.stop();
     });
 
-    it('NODE_ENV=production refuses loopback plaintext without credentials (development only warns)', async (t) => {
-      if (!requireService(t, ok, 'redis-server')) return;
-      const url = redis!.url(0);
-      const env = { ...CLEAN, CELERIAC_BROKER_URL: url, CELERIAC_RESULT_BACKEND: redis!.url(1) };
-      const prod = await runCli(['worker', '-A', TS_TASKS, '-P', 'solo', '-c', '1'], { ...env, NODE_ENV: 'production', CELERIAC_UNSAFE_ACCEPT_UNSIGNED: '1', CELERIAC_UNSAFE_ALLOW_ROOT: '1' }, { timeoutMs: 30_000 });
-      assert.equal(prod.code, 4, prod.stderr);
-      assert.match(prod.stderr, /refusing to start: 4 insecure settings/);
-      for (const re of [/\[CEL-003\] brokerUrl/, /\[CEL-001\] brokerUrl/, /\[CEL-015\] resultBackend/, /\[CEL-014\] resultBackend/, /fix: use rediss:\/\//, /unsafeAllowPlaintext/, /unsafeAllowNoCredentials/]) {
-        assert.match(prod.stderr, re);
-      }
-      // In-process, the same.
-      const app = createApp({ brokerUrl: url, env: { NODE_ENV: 'production' }, unsafeAcceptUnsigned: true, logger: memoryLogger().logger });
-      await assert.rejects(app.broker(), (err: Error) => err instanceof InsecureConfigError && /brokerUrl/.test(err.message));
-      await app.close();
-      // Development: starts, with a warning per finding.
-      const log = memoryLogger();
-      const devApp = createApp({ brokerUrl: url, env: {}, logger: log.logger });
-      await devApp.broker();
-      await devApp.close();
-      const warnings = log.logs().filter((l) => l.securityEvent === 'policy_warning');
-      assert.deepEqual(warnings.map((w) => w.id).sort(), ['CEL-001', 'CEL-003']);
-      assert.ok(warnings.every((w) => /refused when NODE_ENV=production/.test(String(w.reason))));
-    });
+    // Issue 20 #10: production is the default; development must be asked for.
+    for (const [label, modeEnv] of [['neither CELERIAC_ENV nor NODE_ENV set', {}], ['NODE_ENV=production', { NODE_ENV: 'production' }]] as const) {
+      it(`${label}: loopback plaintext without credentials is refused (CELERIAC_ENV=development only warns)`, async (t) => {
+        if (!requireService(t, ok, 'redis-server')) return;
+        const url = redis!.url(0);
+        const env = { ...CLEAN, CELERIAC_BROKER_URL: url, CELERIAC_RESULT_BACKEND: redis!.url(1) };
+        const prod = await runCli(['worker', '-A', TS_TASKS, '-P', 'solo', '-c', '1'], { ...env, ...modeEnv, CELERIAC_UNSAFE_ACCEPT_UNSIGNED: '1', CELERIAC_UNSAFE_ALLOW_ROOT: '1' }, { timeoutMs: 30_000 });
+        assert.equal(prod.code, 4, prod.stderr);
+        assert.match(prod.stderr, /refusing to start: 4 insecure settings/);
+        for (const re of [/\[CEL-003\] brokerUrl/, /\[CEL-001\] brokerUrl/, /\[CEL-015\] resultBackend/, /\[CEL-014\] resultBackend/, /fix: use rediss:\/\//, /unsafeAllowPlaintext/, /unsafeAllowNoCredentials/]) {
+          assert.match(prod.stderr, re);
+        }
+        // In-process, the same.
+        const app = createApp({ brokerUrl: url, env: { ...modeEnv }, unsafeAcceptUnsigned: true, logger: memoryLogger().logger });
+        await assert.rejects(app.broker(), (err: Error) => err instanceof InsecureConfigError && /brokerUrl/.test(err.message));
+        await app.close();
+        // Development, asked for: starts, with a warning per finding that names who asked.
+        const log = memoryLogger();
+        const devApp = createApp({ brokerUrl: url, env: { ...modeEnv, CELERIAC_ENV: 'development' }, logger: log.logger });
+        await devApp.broker();
+        await devApp.close();
+        const warnings = log.logs().filter((l) => l.securityEvent === 'policy_warning');
+        assert.deepEqual(warnings.map((w) => w.id).sort(), ['CEL-001', 'CEL-003']);
+        assert.ok(warnings.every((w) => /CELERIAC_ENV asks for development mode; refused in production/.test(String(w.reason))));
+        // The CLI worker with CELERIAC_ENV=development runs, warning at start.
+        const dev = await startCeleriacWorker({ env: { ...env, ...modeEnv, CELERIAC_ENV: 'development' }, args: ['-P', 'solo', '-c', '1'] });
+        assert.equal(await dev.stop(), 0, dev.output());
+        const devWarnings = dev.logs().filter((l) => l.securityEvent === 'policy_warning' && l.id !== 'CEL-020');
+        assert.deepEqual([...new Set(devWarnings.map((w) => w.id))].sort(), ['CEL-001', 'CEL-003', 'CEL-014', 'CEL-015']);
+      });
+    }
 
     it('the unsafe… overrides start the worker, with a warning logged at every start (CLI run twice)', async (t) => {
       if (!requireService(t, ok, 'redis-server')) return;

@@ -16,6 +16,8 @@ import type { Delivery } from '../../../src/core/broker.ts';
 import { JSON_SERIALIZER } from '../../../src/codec/serializers.ts';
 import { resolveSettings } from '../../../src/config/options.ts';
 import { ConfigError } from '../../../src/errors.ts';
+import { generateSigningKey } from '../../../src/codec/signing/index.ts';
+import { InsecureConfigError } from '../../../src/config/policy.ts';
 import { createLogger } from '../../../src/observability/logging.ts';
 import { newId } from '../../../src/protocol/ids.ts';
 import { buildTaskMessage } from '../../../src/protocol/task-message.ts';
@@ -201,7 +203,7 @@ describe('createApp: the embedded default', () => {
     process.chdir(dir);
     try {
       const { logger: l, logs } = captureLogger();
-      const app = createApp({ env: {}, logger: l });
+      const app = createApp({ env: { CELERIAC_ENV: 'development' }, logger: l });
       const expected = sqliteUrlForPath(join(dir, DEFAULT_SQLITE_PATH));
       assert.equal(app.settings.brokerUrl, expected);
       assert.equal(app.settings.resultBackend, expected);
@@ -212,7 +214,7 @@ describe('createApp: the embedded default', () => {
       assert.ok(logs.some((l) => String(l.msg).includes('no broker configured: using the embedded SQLite broker and result backend at')));
       assert.equal(logs.filter((l) => String(l.msg).includes('no broker configured')).length, 1);
       // A second app in the same directory (another process, say) meets on the same file.
-      const other = createApp({ env: {}, logger: l });
+      const other = createApp({ env: { CELERIAC_ENV: 'development' }, logger: l });
       const broker2 = await other.broker();
       assert.equal(await broker2.queueLength('celery'), 1);
       assert.equal(r.id.length > 0, true);
@@ -223,16 +225,43 @@ describe('createApp: the embedded default', () => {
     }
   });
 
+  it('in production (no mode variable set) the embedded default needs message signing and nothing else; with a signing ring it runs', async () => {
+    const cwd = process.cwd();
+    const dir = join(root, 'app-default-production');
+    mkdirSync(dir, { mode: 0o700 });
+    process.chdir(dir);
+    try {
+      const bare = createApp({ env: {}, logger });
+      assert.equal(bare.production, true);
+      await assert.rejects(bare.broker(), (e: unknown) => {
+        assert.ok(e instanceof InsecureConfigError, String(e));
+        assert.deepEqual(e.findings.map((f) => `${f.id} ${f.setting}`), ['CEL-007 securitySigningKeys'], 'no network exposure: only signing is asked for');
+        return true;
+      });
+      await bare.close();
+      const ring = generateSigningKey('ed25519', 'embedded-prod-k1');
+      const signed = createApp({ env: { CELERIAC_SIGNING_KEYS: ring.signingLine }, logger });
+      assert.equal(signed.production, true);
+      const t = signed.task('t.echo', (x: number) => x, { params: ['x'] });
+      await t.delay(1);
+      assert.equal((await signed.broker()).kind, 'sqlite');
+      assert.equal(await (await signed.broker()).queueLength('celery'), 1);
+      await signed.close();
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
   it('explicit configuration wins; an explicit broker without a result backend keeps no results', () => {
     const a = createApp({ env: { CELERIAC_BROKER_URL: 'redis://127.0.0.1:6379/0' }, logger });
     assert.equal(a.settings.brokerUrl, 'redis://127.0.0.1:6379/0');
     assert.equal(a.settings.resultBackend, undefined);
-    const b = createApp({ env: {}, brokerUrl: 'memory://', logger });
+    const b = createApp({ env: { NODE_ENV: 'test' }, brokerUrl: 'memory://', logger });
     assert.equal(b.settings.resultBackend, undefined);
     const c = createApp({ env: { CELERIAC_RESULT_BACKEND: 'redis://127.0.0.1:6379/1' }, logger });
     assert.match(c.settings.brokerUrl!, /^sqlite:\/\//);
     assert.equal(c.settings.resultBackend, 'redis://127.0.0.1:6379/1');
-    const d = createApp({ env: {}, backend: null, logger });
+    const d = createApp({ env: { NODE_ENV: 'test' }, backend: null, logger });
     assert.match(d.settings.brokerUrl!, /^sqlite:\/\//);
     assert.equal(d.settings.resultBackend, undefined);
   });

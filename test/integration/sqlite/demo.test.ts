@@ -2,7 +2,10 @@
  * `celeriac demo` (the README's `npm start`) as a user runs it: a real
  * process, no server, exit code 0, a summary table, plain progress lines
  * when stderr is not a terminal; and Ctrl-C stops the workers it started
- * and removes its temporary directory.
+ * and removes its temporary directory. With neither CELERIAC_ENV nor
+ * NODE_ENV set (a fresh shell: production by default) it asks for
+ * development for its own processes and says so; an explicit
+ * CELERIAC_ENV=production is refused up front.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -12,8 +15,10 @@ import { describe, it } from 'node:test';
 import { CLI, ROOT } from '../../helpers/celeriac-worker.ts';
 import { sleep } from '../../helpers/services.ts';
 
-function run(args: string[]): { done: Promise<{ code: number | null; out: string; err: string }>; pid: number; err: () => string } {
-  const p = spawn(process.execPath, [CLI, 'demo', ...args], { cwd: ROOT, env: { ...process.env, CELERIAC_BROKER_URL: '', CELERIAC_RESULT_BACKEND: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+function run(args: string[], extraEnv: Record<string, string> = {}): { done: Promise<{ code: number | null; out: string; err: string }>; pid: number; err: () => string } {
+  // A fresh shell: no mode variable (the test runner's NODE_ENV=test removed), so production is the default.
+  const env = { ...process.env, CELERIAC_BROKER_URL: '', CELERIAC_RESULT_BACKEND: '', NODE_ENV: '', CELERIAC_ENV: '', ...extraEnv };
+  const p = spawn(process.execPath, [CLI, 'demo', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   p.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -51,6 +56,21 @@ describe('celeriac demo', { timeout: 120_000 }, () => {
     assert.ok(!err.includes('\r'));
     const db = /database (\S+) \(temporary\)/.exec(err)?.[1];
     assert.ok(db && !existsSync(dirname(db)), 'temporary directory removed');
+    // Development was asked for by the demo, visibly, and the next steps say how to do the same.
+    assert.match(err, /security mode: development \(set by the demo for its own processes\)/);
+    assert.match(out, /export CELERIAC_ENV=development/);
+  });
+
+  it('honours an explicit CELERIAC_ENV: production is refused up front, development runs', async () => {
+    const prod = await run(['--tasks', '20', '--workers', '1'], { CELERIAC_ENV: 'production' }).done;
+    assert.equal(prod.code, 2, prod.err);
+    assert.match(prod.err, /CELERIAC_ENV="production": celeriac demo sends unsigned sample tasks, which only development mode accepts/);
+    assert.doesNotMatch(prod.err, /database /, 'nothing was started');
+    const bad = await run(['--tasks', '20', '--workers', '1'], { CELERIAC_ENV: 'prod' }).done;
+    assert.equal(bad.code, 2, bad.err);
+    const dev = await run(['--tasks', '20', '--workers', '1', '--concurrency', '2'], { CELERIAC_ENV: 'development', NODE_ENV: 'production' }).done;
+    assert.equal(dev.code, 0, `${dev.out}\n${dev.err}`);
+    assert.match(dev.err, /security mode: development \(CELERIAC_ENV=development\)/);
   });
 
   it('stops its workers and cleans up on Ctrl-C', async () => {

@@ -56,7 +56,7 @@ describe('Celery auth signing interop with Python Celery 5.2.6', () => {
         brokerUrl: redis!.url(0),
         resultBackend: redis!.url(1),
         logger,
-        env: {},
+        env: { NODE_ENV: 'test' },
         taskSerializer: 'auth',
         securityKey: signer!.keyPath,
         securityCertificate: signer!.certPath,

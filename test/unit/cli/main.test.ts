@@ -16,7 +16,7 @@ function io(): { io: CliIo; out: () => string; err: () => string } {
   let out = '';
   let err = '';
   const sink = (append: (s: string) => void): Writable => new Writable({ write: (chunk: Buffer, _e, cb) => (append(chunk.toString()), cb()) });
-  return { io: { stdout: sink((s) => (out += s)), stderr: sink((s) => (err += s)), env: {}, cwd: process.cwd() }, out: () => out, err: () => err };
+  return { io: { stdout: sink((s) => (out += s)), stderr: sink((s) => (err += s)), env: { NODE_ENV: 'test' }, cwd: process.cwd() }, out: () => out, err: () => err };
 }
 
 describe('celeriac command line', () => {

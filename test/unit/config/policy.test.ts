@@ -233,7 +233,7 @@ describe('policy: loopback, production vs development', () => {
     assert.deepEqual(r.refusals, []);
     const ids = r.warnings.map((w) => `${w.id} ${w.setting}`).sort();
     assert.deepEqual(ids, ['CEL-001 brokerUrl', 'CEL-003 brokerUrl', 'CEL-014 resultBackend', 'CEL-015 resultBackend']);
-    assert.ok(r.warnings.every((w) => /NODE_ENV=production/.test(w.message)));
+    assert.ok(r.warnings.every((w) => /refused in production, the mode unless CELERIAC_ENV=development or NODE_ENV=development\|test/.test(w.message)));
   });
 
   it('production: the same is refused', () => {
@@ -325,9 +325,11 @@ describe('policyInputFromSettings', () => {
     assert.equal(input.taskSerializer, 'json');
   });
 
-  it('development unless NODE_ENV=production; URLs and overrides from the environment', () => {
+  it('production unless development is asked for; URLs and overrides from the environment', () => {
     const input = policyInputFromSettings(resolveSettings({}), { CELERIAC_BROKER_URL: 'redis://localhost/0', CELERIAC_UNSAFE_ALLOW_CONTENT: '1' });
-    assert.equal(input.mode, 'development');
+    assert.equal(input.mode, 'production');
+    assert.equal(input.modeSource, 'default');
+    assert.equal(policyInputFromSettings(resolveSettings({}), { NODE_ENV: 'test' }).mode, 'development');
     assert.equal(input.brokerUrl, 'redis://localhost/0');
     assert.deepEqual(input.unsafe, { unsafeAllowContent: true });
   });

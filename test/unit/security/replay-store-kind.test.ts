@@ -44,7 +44,7 @@ describe('opening the chosen store through the registry', () => {
   const security = (opts: Record<string, unknown>): ConfiguredMessageSecurity =>
     createMessageSecurity({
       settings: resolveSettings({ securitySigningKeys: ring.signingLine, ...opts }),
-      env: {},
+      env: { NODE_ENV: 'test' },
       logger: createLogger({ level: 'silent' }),
       acceptTypes: new Set(['application/json']),
     });
