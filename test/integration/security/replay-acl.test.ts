@@ -131,16 +131,18 @@ describe('replay store under the generated ACL users (issue 20 #1)', () => {
 
   it('warns when the Redis of the replay store evicts keys (a producer filling memory could drop a nonce)', async (t) => {
     if (!requireService(t, ok, 'redis-server')) return;
+    // The earlier case's worker shares the queue (the generated ACL grants db 0's celery queue): stop it, so this worker takes the task.
+    await Promise.all(workers.splice(0).map((w) => w.stop()));
     await admin.config('SET', 'maxmemory', '512mb');
     await admin.config('SET', 'maxmemory-policy', 'allkeys-lru');
     try {
       const worker = await startCeleriacWorker({
         module: SECURE_TASKS,
         args: ['-c', '1', '--processes', '1'],
-        env: { CELERIAC_BROKER_URL: url(users.worker, 5), CELERIAC_RESULT_BACKEND: url(users.worker, 5), CELERIAC_VERIFY_KEYS: ring.verifyingLine },
+        env: { CELERIAC_BROKER_URL: url(users.worker), CELERIAC_RESULT_BACKEND: url(users.worker), CELERIAC_VERIFY_KEYS: ring.verifyingLine },
       });
       workers.push(worker);
-      const client = createApp({ brokerUrl: url(users.producer, 5), resultBackend: url(users.producer, 5), securitySigningKeys: ring.signingLine, env: { NODE_ENV: 'test' }, logger: memoryLogger('warn').logger });
+      const client = createApp({ brokerUrl: url(users.producer), resultBackend: url(users.producer), securitySigningKeys: ring.signingLine, env: { NODE_ENV: 'test' }, logger: memoryLogger('warn').logger });
       apps.push(client);
       assert.equal(await (await client.sendTask('tasks.add', [1, 1])).get({ timeoutMs: 15_000 }), 2);
       await eventually(() => worker.logs().some((l) => l.securityEvent === 'policy_warning' && /evicts keys when full \(maxmemory-policy allkeys-lru\)/.test(String(l.reason))), 10_000, 'the eviction warning');

@@ -46,7 +46,7 @@ describe('SIGHUP: policy, replay-guard user, prefork children (issue 20 #6)', ()
     redis = await startRedisServer({ password: awkwardPassword() });
     admin = redis.client();
     for (const name of ['hup-a', 'hup-b']) {
-      const s = await generateSecret('redis-acl', { user: name, role: 'worker' });
+      const s = await generateSecret('redis-acl', { user: name, role: 'worker', db: 2 });
       const byFile = Object.fromEntries(s.items.map((i) => [i.fileName, i.value]));
       assert.equal(await admin.call(...(byFile['redis-acl-setuser.txt']!.split(' ') as [string, ...string[]])), 'OK');
       users.push({ user: name, password: byFile['redis-password']! });
