@@ -3,7 +3,8 @@
  * compiled package (no TypeScript loader here or in the prefork children).
  * Usage: node celeriac-worker.mjs <concurrency> [prefork|solo]
  * BENCH_PROCESSES=n overrides the default number of prefork children (for
- * experiments; the published table uses the default).
+ * experiments; the published table uses the default). BENCH_TASK_EVENTS=1
+ * runs it with task events on (`celeriac worker -E`), to measure their cost.
  * Prints READY once consuming; SIGTERM stops it gracefully (and lets
  * --cpu-prof write its profile).
  */
@@ -15,7 +16,8 @@ const appModule = new URL('../apps/celeriac-app.mjs', import.meta.url).href;
 const { app } = await import(appModule);
 
 const processes = process.env.BENCH_PROCESSES ? Number(process.env.BENCH_PROCESSES) : undefined;
-const worker = createWorker({ app, appModule, concurrency, pool, ...(processes ? { processes } : {}) });
+const taskEvents = process.env.BENCH_TASK_EVENTS === '1';
+const worker = createWorker({ app, appModule, concurrency, pool, ...(processes ? { processes } : {}), ...(taskEvents ? { taskEvents } : {}) });
 await worker.start();
 // The variant counts only if the app really uses it (see lib/security.ts).
 const s = app.security;
