@@ -125,7 +125,6 @@ export async function startControlServer(options: ControlServerOptions): Promise
     if (typeof d.message.headers.clock === 'number') clock = Math.max(clock, d.message.headers.clock);
     if (!isForNode(req, host.nodeName) || isExpired(d.message)) return;
     if (options.listenOnly && !options.listenOnly.includes(req.method)) return;
-    const at = new Date().toISOString();
     const spec = Object.hasOwn(COMMANDS, req.method) ? COMMANDS[req.method] : undefined;
     // The guard counts, logs and audits a refusal, and audits every command it lets through.
     const admission = await guard.admit({ message: d.message, body: { method: req.method, arguments: req.arguments, ticket: req.ticket } }, req.method);
