@@ -1,0 +1,196 @@
+/**
+ * The contract between the dashboard's model (what it knows and can do:
+ * `src/dashboard/model/`) and its server (HTTP, auth, UI: `src/dashboard/server/`).
+ * The server never touches a broker or the event stream directly; the model never
+ * knows who is asking: permission checks and the audit log live in the server.
+ */
+
+/** One worker, as the workers view shows it (Celeriac and Python Celery workers alike). */
+export interface WorkerView {
+  hostname: string;
+  status: 'online' | 'offline';
+  /** Epoch seconds of the last heartbeat, if any. */
+  lastHeartbeat?: number;
+  /** Heartbeat interval announced by the worker, seconds. */
+  freq?: number;
+  pid?: number;
+  /** e.g. `py-celery 5.2.6`, `celeriac 0.1.0`. */
+  software?: string;
+  loadavg?: number[];
+  /** Tasks running now (from heartbeats / inspect). */
+  active: number;
+  processed: number;
+  failed: number;
+  succeeded: number;
+  /** Pool size: target and live processes/slots, when the worker reports them (inspect stats). */
+  pool?: { target?: number; live?: number; kind?: string };
+  /** From `inspect` replies, refreshed periodically; undefined until the first reply. */
+  activeTasks?: TaskRow[];
+  reservedTasks?: TaskRow[];
+  registered?: string[];
+  queues?: string[];
+}
+
+export type TaskState = 'PENDING' | 'RECEIVED' | 'STARTED' | 'SUCCESS' | 'FAILURE' | 'RETRY' | 'REVOKED' | 'REJECTED' | (string & {});
+
+/** One row of the tasks table. Values from tasks are plain strings: the UI renders them as text. */
+export interface TaskRow {
+  id: string;
+  name?: string;
+  state: TaskState;
+  worker?: string;
+  /** Epoch seconds. */
+  sent?: number;
+  received?: number;
+  started?: number;
+  /** When it reached a ready state (SUCCESS/FAILURE/REVOKED/REJECTED). */
+  finished?: number;
+  /** Seconds the task ran (task-succeeded `runtime`). */
+  runtime?: number;
+  retries?: number;
+  /** Redacted unless the query asked for clear text (permission checked by the server). */
+  args?: string;
+  kwargs?: string;
+  result?: string;
+  exception?: string;
+  /** Epoch seconds of the last change. */
+  updated: number;
+}
+
+/** Detail page of one task. */
+export interface TaskDetail extends TaskRow {
+  traceback?: string;
+  eta?: string | null;
+  expires?: string | null;
+  rootId?: string | null;
+  parentId?: string | null;
+  groupId?: string | null;
+  children: string[];
+  /** Every event seen for it, oldest first. */
+  timeline: Array<{ type: string; timestamp: number; worker?: string; fields: Record<string, string | number | boolean | null> }>;
+  /** True when args/kwargs/result are shown in clear (the caller asked and was allowed). */
+  clear: boolean;
+}
+
+/** Filters of the tasks table. All optional; text matches are exact for id, substring for name. */
+export interface TaskQuery {
+  id?: string;
+  name?: string;
+  state?: TaskState;
+  worker?: string;
+  /** Epoch seconds, inclusive range over `updated`. */
+  from?: number;
+  to?: number;
+  /** Default 50, at most 500. */
+  limit?: number;
+  /** Opaque cursor from the previous page. */
+  cursor?: string;
+  /** Show args/kwargs/result in clear; only after the server checked the permission. */
+  clear?: boolean;
+}
+
+export interface TaskPage {
+  items: TaskRow[];
+  /** Matching rows (may be an estimate above 10,000: then `totalIsEstimate`). */
+  total: number;
+  totalIsEstimate?: boolean;
+  nextCursor?: string;
+}
+
+/** One queue, as the queues view shows it. */
+export interface QueueView {
+  name: string;
+  /** Messages waiting (broker's count). */
+  depth: number;
+  /** Messages per second in (sent) and out (started), over the last minute. */
+  rateIn: number;
+  rateOut: number;
+  /** Seconds since the oldest waiting message was sent, when known. */
+  oldestAgeSeconds?: number;
+  deadLetters: number;
+  /** True while consumers are cancelled on it by a pause. */
+  paused: boolean;
+  /** Workers consuming it. */
+  consumers: string[];
+}
+
+export interface DeadLetterView {
+  /** Task id of the dead-lettered message. */
+  id: string;
+  name?: string;
+  reason: string;
+  /** Epoch seconds. */
+  at?: number;
+  /** Redacted unless clear. */
+  args?: string;
+  kwargs?: string;
+}
+
+/** One point per bucket (default one minute) of the charts. */
+export interface SeriesPoint {
+  /** Bucket start, epoch seconds. */
+  t: number;
+  succeeded: number;
+  failed: number;
+  retried: number;
+  received: number;
+  /** Seconds from received to finished, over the bucket's finished tasks. */
+  latencyP50?: number;
+  latencyP95?: number;
+}
+
+/** A change pushed to live views (SSE). Small on purpose: the UI refetches what it shows. */
+export type LiveUpdate =
+  | { kind: 'task'; task: TaskRow }
+  | { kind: 'worker'; worker: WorkerView }
+  | { kind: 'stats'; eventsPerSecond: number; tasks: number; workers: number };
+
+/** Outcome of an action, shown to the user and written to the audit log by the server. */
+export interface ActionResult {
+  ok: boolean;
+  /** What happened, one line (e.g. "revoke sent; 2 workers replied"). */
+  message: string;
+  /** Per-worker replies, when the action was a broadcast. */
+  replies?: Array<{ worker: string; ok: boolean; message: string }>;
+}
+
+/** What an operator or admin may do. The server maps roles to these and audits each call. */
+export interface DashboardActions {
+  revoke(taskId: string, options?: { terminate?: boolean; signal?: string }): Promise<ActionResult>;
+  /** Send the task again with its original message (from the model's store or the dead-letter queue). */
+  retry(taskId: string): Promise<ActionResult>;
+  rateLimit(taskName: string, rate: string, worker?: string): Promise<ActionResult>;
+  redriveDeadLetters(queue: string, ids?: string[]): Promise<ActionResult>;
+  dropDeadLetters(queue: string, ids?: string[]): Promise<ActionResult>;
+  pauseQueue(queue: string): Promise<ActionResult>;
+  resumeQueue(queue: string): Promise<ActionResult>;
+  shutdown(worker: string): Promise<ActionResult>;
+  poolGrow(worker: string, n: number): Promise<ActionResult>;
+  poolShrink(worker: string, n: number): Promise<ActionResult>;
+  addConsumer(worker: string, queue: string): Promise<ActionResult>;
+  cancelConsumer(worker: string, queue: string): Promise<ActionResult>;
+}
+
+/** Everything the server reads. */
+export interface DashboardModel {
+  workers(): WorkerView[];
+  worker(hostname: string): WorkerView | undefined;
+  tasks(query: TaskQuery): Promise<TaskPage>;
+  task(id: string, options?: { clear?: boolean }): Promise<TaskDetail | undefined>;
+  taskNames(): string[];
+  queues(): Promise<QueueView[]>;
+  deadLetters(queue: string, options?: { limit?: number; clear?: boolean }): Promise<DeadLetterView[]>;
+  /** Chart points from `from` to now (epoch seconds), bucketed by `bucketSeconds` (default 60). */
+  series(options: { from: number; bucketSeconds?: number; taskName?: string }): Promise<SeriesPoint[]>;
+  /** Live updates; returns the unsubscribe function. */
+  subscribe(listener: (update: LiveUpdate) => void): () => void;
+  actions: DashboardActions;
+  /**
+   * Prometheus text exposition (queue depth, task counts and runtime histograms by
+   * task and state, worker up, security-event counters), for `/metrics`.
+   */
+  metrics(): Promise<{ contentType: string; body: string }>;
+  /** Ready when connected to the broker and receiving events. */
+  health(): { live: boolean; ready: boolean; detail: string };
+  close(): Promise<void>;
+}
