@@ -194,3 +194,17 @@ export interface DashboardModel {
   health(): { live: boolean; ready: boolean; detail: string };
   close(): Promise<void>;
 }
+
+/** Options of `createDashboardModel` (src/dashboard/model/index.ts). */
+export interface DashboardModelOptions {
+  /** A connected client app (`createApp`): events, control and broker access go through it. */
+  app: import('../../client/app.ts').App;
+  /** Queues to show even before a worker reports consuming them. */
+  queues?: readonly string[];
+  /** Where task history lives: bounded memory (Flower-like) or the embedded SQLite with retention. */
+  store?: { kind: 'memory'; maxTasks?: number } | { kind: 'sqlite'; path: string; retentionDays?: number; maxTasks?: number };
+  /** How often `inspect` (stats, active, reserved, registered, active_queues) is refreshed, ms (default 10,000). */
+  inspectIntervalMs?: number;
+  /** Stops the model's background work. */
+  signal?: AbortSignal;
+}
