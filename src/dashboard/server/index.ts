@@ -107,6 +107,8 @@ export async function createDashboardServer(options: DashboardServerOptions): Pr
     bodyLimit: 64 * 1024,
     logger: false,
     return503OnClosing: true,
+    // Refuse what the schemas do not describe, rather than silently dropping or coercing it.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
   });
   // JSON only: a cross-site HTML form can send text/plain or urlencoded bodies without a preflight, never JSON.
   app.removeContentTypeParser(['text/plain']);
