@@ -10,6 +10,8 @@ command -v rabbitmq-server >/dev/null || need_apt+=(rabbitmq-server)
 /usr/bin/python3 -c 'import celery, kombu, redis, amqp, cryptography, msgpack' 2>/dev/null \
   || need_apt+=(python3-celery python3-kombu python3-redis python3-amqp python3-cryptography python3-msgpack)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# The dashboard's browser tests drive Debian's Chromium through playwright-core (never a downloaded browser).
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
