@@ -16,6 +16,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<(argv: str
   purge: { summary: 'delete every waiting message of queues (asks first)', load: async () => (await import('./dlq.ts')).runPurgeCommand },
   dlq: { summary: 'dead letters: list, show, redrive, drop', load: async () => (await import('./dlq.ts')).runDlqCommand },
   audit: { summary: 'check a Celeriac or Python Celery deployment against every mitigation (CEL-001 … CEL-022)', load: async () => (await import('./audit.ts')).runAuditCommand },
+  dashboard: { summary: 'the web monitor (HTTPS, login required): workers, tasks, queues, charts, actions by role, audit log', load: async () => (await import('./dashboard.ts')).runDashboardCommand },
 };
 
 /** Register an extra subcommand (used by modules that add demo, secrets, audit, …). */

@@ -16,6 +16,11 @@ import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { PASSWORDS, startHarness, type Harness } from '../helpers/dashboard-server.ts';
 
+// Code passed to page.evaluate runs in the browser; this file is type-checked without the DOM library.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+declare const window: any, document: any;
+type HTMLElement = { blur(): void; textContent: string | null };
+
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SHOTS = new URL('../../docs/dashboard/', import.meta.url);
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} not installed (scripts/setup-test-services.sh installs Debian's chromium)`;
@@ -31,9 +36,32 @@ async function guardedPage(context: BrowserContext): Promise<Page> {
     w.__alerts = 0;
     w.__cspViolations = [];
     window.alert = () => void w.__alerts++;
-    document.addEventListener('securitypolicyviolation', (e) => w.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
+    document.addEventListener('securitypolicyviolation', (e: { violatedDirective: string; blockedURI: string }) => w.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
   });
   return page;
+}
+
+/** GET outside the browser with a given cookie (as a thief replaying it would). */
+async function rawGet(base: string, path: string, cookie: string): Promise<number> {
+  const { request } = await import('node:https');
+  return new Promise((resolve, reject) => {
+    const req = request(`${base}${path}`, { rejectUnauthorized: false, headers: { cookie } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function freePort(): Promise<number> {
+  const { createServer: net } = await import('node:net');
+  return new Promise((resolve) => {
+    const srv = net().listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 async function uiLogin(page: Page, base: string, user: keyof typeof PASSWORDS, password = PASSWORDS[user]): Promise<void> {
@@ -143,9 +171,9 @@ describe('dashboard in headless Chromium', { skip }, () => {
     assert.equal(await page.locator('#revoke').count(), 0);
     const calls = h.model.calls.length;
     const res = await page.evaluate(async (id) => {
-      const me = await (await fetch('/api/me')).json();
+      const me = (await (await fetch('/api/me')).json()) as { csrf: string };
       const r = await fetch(`/api/tasks/${id}/revoke`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': me.csrf }, body: '{}' });
-      return { status: r.status, body: await r.json() };
+      return { status: r.status, body: (await r.json()) as { error: string } };
     }, RUNNING_TASK);
     assert.equal(res.status, 403);
     assert.match(res.body.error, /viewer/);
@@ -197,6 +225,21 @@ describe('dashboard in headless Chromium', { skip }, () => {
     await context.close();
   });
 
+  it('logout invalidates the session: the old cookie no longer works anywhere', async () => {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const page = await guardedPage(context);
+    await uiLogin(page, base, 'victor');
+    await page.waitForSelector('table[aria-label="Workers"]');
+    const cookie = (await context.cookies()).find((c) => c.name === '__Host-celeriac-session')!;
+    assert.equal(await rawGet(base, '/api/workers', `${cookie.name}=${cookie.value}`), 200);
+    await page.click('#logout');
+    await page.waitForSelector('#login-form');
+    assert.equal(await rawGet(base, '/api/workers', `${cookie.name}=${cookie.value}`), 401, 'a copied cookie is dead after logout');
+    await page.goto(`${base}/#/tasks`);
+    await page.waitForSelector('#login-form');
+    await context.close();
+  });
+
   it('locks the account after repeated wrong passwords, then the address', async () => {
     const context = await browser.newContext({ ignoreHTTPSErrors: true });
     const page = await guardedPage(context);
@@ -221,6 +264,86 @@ describe('dashboard in headless Chromium', { skip }, () => {
     assert.equal(last, 429);
     const v = await page.evaluate(async (pw) => (await fetch('/api/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'victor', password: pw }) })).status, PASSWORDS.victor);
     assert.equal(v, 429, 'the locked address cannot log in even with a right password');
+    await context.close();
+  });
+});
+
+describe('dashboard OIDC login in headless Chromium (test identity provider: oidc-provider)', { skip }, () => {
+  let h: Harness;
+  let base: string;
+  let browser: Browser;
+  let idp: Server;
+
+  before(async () => {
+    // A dev-only package without type declarations: loaded through a variable specifier.
+    const spec = 'oidc-provider';
+    const { default: Provider } = await import(spec);
+    const [dashPort, idpPort] = [await freePort(), await freePort()];
+    const issuer = `http://127.0.0.1:${idpPort}`;
+    const redirectUri = `https://127.0.0.1:${dashPort}/auth/oidc/callback`;
+    const groups: Record<string, string[]> = { olivia: ['staff', 'celeriac-operators'], mallory: ['staff'] };
+    const provider = new Provider(issuer, {
+      clients: [{ client_id: 'celeriac-dashboard', client_secret: 'test-client-secret-0123456789abcdef', redirect_uris: [redirectUri], grant_types: ['authorization_code'], response_types: ['code'], token_endpoint_auth_method: 'client_secret_post' }],
+      claims: { openid: ['sub'], profile: ['preferred_username', 'groups'] },
+      findAccount: async (_ctx: unknown, id: string) => ({ accountId: id, claims: async () => ({ sub: id, preferred_username: id, groups: groups[id] ?? [] }) }),
+      cookies: { keys: ['test-cookie-key-0123456789'] },
+    });
+    idp = createServer(provider.callback());
+    await new Promise<void>((r) => idp.listen(idpPort, '127.0.0.1', r));
+    h = await startHarness({
+      port: dashPort,
+      oidc: { issuer, clientId: 'celeriac-dashboard', clientSecret: 'test-client-secret-0123456789abcdef', redirectUri, roleClaim: 'groups', roleMap: { 'celeriac-operators': 'operator', 'celeriac-admins': 'admin' }, allowInsecureIssuer: true },
+    });
+    base = await h.server.listen();
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  });
+  after(async () => {
+    await browser?.close();
+    await h?.close();
+    idp?.close();
+  });
+
+  async function ssoLogin(page: Page, login: string): Promise<void> {
+    await page.goto(`${base}/`);
+    await page.click('#sso');
+    await page.fill('input[name=login]', login);
+    await page.fill('input[name=password]', 'anything');
+    await page.click('button[type=submit]');
+    await page.click('button[type=submit]'); // consent
+  }
+
+  it('logs in through the provider (PKCE, state, nonce) with the role mapped from the groups claim', async () => {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const page = await guardedPage(context);
+    const issuer = `http://127.0.0.1:${(idp.address() as AddressInfo).port}/`;
+    const authorize = page.waitForRequest((r) => r.url().startsWith(`${issuer}auth?`));
+    await page.goto(`${base}/`);
+    await page.click('#sso');
+    const url = new URL((await authorize).url());
+    assert.equal(url.searchParams.get('code_challenge_method'), 'S256');
+    assert.ok(url.searchParams.get('state'));
+    assert.ok(url.searchParams.get('nonce'));
+    await page.fill('input[name=login]', 'olivia');
+    await page.fill('input[name=password]', 'anything');
+    await page.click('button[type=submit]');
+    await page.click('button[type=submit]');
+    await page.waitForSelector('table[aria-label="Workers"]');
+    assert.match(await page.locator('#whoami').innerText(), /oidc:olivia \(operator\)/);
+    const cookie = (await context.cookies()).find((c) => c.name === '__Host-celeriac-session');
+    assert.equal(cookie?.sameSite, 'Strict');
+    assert.ok(h.auditLines().some((l) => l.what === 'login' && l.who === 'oidc:olivia' && (l.detail as { method?: string }).method === 'oidc'));
+    await context.close();
+  });
+
+  it('refuses a user whose claims map to no role, and a forged callback', async () => {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const page = await guardedPage(context);
+    await ssoLogin(page, 'mallory');
+    await page.waitForSelector('text=Single sign-on failed');
+    assert.ok(h.auditLines().some((l) => l.what === 'login-failed' && /no dashboard role/.test(String((l.detail as { reason?: string }).reason))));
+    const forged = await page.goto(`${base}/auth/oidc/callback?code=abc&state=forged`);
+    assert.equal(forged?.status(), 401);
+    assert.equal((await context.cookies()).some((c) => c.name === '__Host-celeriac-session'), false);
     await context.close();
   });
 });

@@ -24,7 +24,7 @@ import { resolveTls, type DashboardTlsOptions } from './transport.ts';
 import { registerUiRoutes } from './ui-routes.ts';
 import type { UserStore } from './users.ts';
 
-export type { DashboardTlsOptions } from './transport.ts';
+export { isLoopback, type DashboardTlsOptions } from './transport.ts';
 export type { OidcSettings } from './oidc.ts';
 export { openUserStore, passwordProblem } from './users.ts';
 export { ROLES, type Role } from './roles.ts';
