@@ -17,6 +17,7 @@
  *   client/ security/         the app side; creates engines through transport/index.ts only
  *   worker/                   sees engines only through core/ interfaces
  *   audit/ secrets/ runtime/  tools
+ *   dashboard/                the web monitor (model/ over the client app, server/ + ui/), loaded by cli/ only
  *   cli/                      entry points, loaded only by bin/
  */
 
@@ -213,6 +214,35 @@ module.exports = {
         'deployment cannot start one.',
       from: { path: '^src/audit/' },
       to: { path: '^src/(worker|client|cli|dashboard|beat)/' },
+    },
+    {
+      name: 'dashboard-stays-above-the-app',
+      comment:
+        'The dashboard (`celeriac dashboard`) watches and steers workers through the client app (events, ' +
+        'app.control, broker access through the registry) and shares the pure layers, the security wiring, ' +
+        'the counters and the certificate generator (secrets/x509.ts, for its self-signed certificate). It ' +
+        'never loads the worker, an engine, audit/ or the cli.',
+      severity: 'error',
+      from: { path: '^src/dashboard/' },
+      to: { path: '^src/', pathNot: '^src/(dashboard|client|config|security|observability|protocol|codec|core)/|^src/secrets/x509\\.ts$|^src/errors\\.ts$' },
+    },
+    {
+      name: 'dashboard-model-not-server',
+      comment:
+        'The model (what the dashboard knows and can do) never knows who is asking: permissions, sessions ' +
+        'and the audit log live in dashboard/server/, which programs against dashboard/model/types.ts.',
+      severity: 'error',
+      from: { path: '^src/dashboard/model/' },
+      to: { path: '^src/dashboard/(server|ui)/' },
+    },
+    {
+      name: 'dashboard-only-from-cli',
+      comment:
+        'The dashboard (fastify, OIDC, its UI) is an application: only `celeriac dashboard` (cli/) loads it, ' +
+        'so the library (src/index.ts) pulls in none of its dependencies.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/(cli|dashboard)/' },
+      to: { path: '^src/dashboard/' },
     },
     {
       name: 'cli-only-from-bin',

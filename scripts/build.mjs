@@ -105,7 +105,8 @@ writeFileSync(indexTypes, `/// <reference path="./vendor-types.d.ts" />\n${readF
 
 // Files read at run time beside the modules: Lua scripts, the demo's watchdog preload.
 let assets = 0;
-for (const path of walk(src, (n) => n.endsWith('.lua') || n.endsWith('.mjs'))) {
+// The dashboard's UI (src/dashboard/ui: .mjs modules, .css, index.html) is served from dist/dashboard/ui.
+for (const path of walk(src, (n) => n.endsWith('.lua') || n.endsWith('.mjs') || n.endsWith('.css') || n.endsWith('.html'))) {
   const target = join(dist, relative(src, path));
   mkdirSync(dirname(target), { recursive: true });
   copyFileSync(path, target);

@@ -18,7 +18,7 @@ import { createAuditLog, type AuditLog } from './audit-log.ts';
 import { registerAuthRoutes } from './auth-routes.ts';
 import type { ServerContext } from './context.ts';
 import { createLoginThrottle, type ThrottleOptions } from './lockout.ts';
-import { createOidcClient, type OidcClient, type OidcSettings } from './oidc.ts';
+import type { OidcClient, OidcSettings } from './oidc.ts';
 import { createSessionStore, type SessionTimeouts } from './sessions.ts';
 import { resolveTls, type DashboardTlsOptions } from './transport.ts';
 import { registerUiRoutes } from './ui-routes.ts';
@@ -89,7 +89,8 @@ export async function createDashboardServer(options: DashboardServerOptions): Pr
     throw new ConfigError('the metrics token is shorter than 32 characters', { hint: 'generate one with `celeriac secrets generate password`' });
   }
   const tls = await resolveTls(host, options.tls, warn);
-  const oidc = options.oidc ? ('start' in options.oidc ? options.oidc : await createOidcClient(options.oidc)) : undefined;
+  // Loaded only when configured: openid-client is an ES module, which the CommonJS build reaches through require(esm) (Node ≥ 20.19).
+  const oidc = options.oidc ? ('start' in options.oidc ? options.oidc : await (await import('./oidc.ts')).createOidcClient(options.oidc)) : undefined;
   const ctx: ServerContext = {
     model: options.model,
     users: options.users,
