@@ -257,13 +257,19 @@ describe('dashboard in headless Chromium', { skip }, () => {
     await page.waitForFunction(() => /too many failed logins/.test(document.getElementById('login-error')?.textContent ?? ''));
     await page.screenshot({ path: new URL('lockout.png', SHOTS).pathname });
     // The address: other accounts from the same client, until it is locked too.
-    let last = 0;
-    for (let i = 0; i < 12 && last !== 429; i++) {
-      last = await page.evaluate(async (n) => (await fetch('/api/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: `guess${n}`, password: 'x'.repeat(20) }) })).status, i);
-    }
-    assert.equal(last, 429);
-    const v = await page.evaluate(async (pw) => (await fetch('/api/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'victor', password: pw }) })).status, PASSWORDS.victor);
-    assert.equal(v, 429, 'the locked address cannot log in even with a right password');
+    const attempt = (username: string, password: string): Promise<{ status: number; error: string }> =>
+      page.evaluate(async ([u, p]) => {
+        const r = await fetch('/api/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: u, password: p }) });
+        return { status: r.status, error: ((await r.json()) as { error: string }).error };
+      }, [username, password] as const);
+    let last = { status: 0, error: '' };
+    for (let i = 0; i < 12 && last.status !== 429; i++) last = await attempt(`guess${i}`, 'x'.repeat(20));
+    // The lockout's answer, not the request-rate limiter's.
+    assert.equal(last.status, 429);
+    assert.match(last.error, /too many failed logins/);
+    const v = await attempt('victor', PASSWORDS.victor);
+    assert.equal(v.status, 429, 'the locked address cannot log in even with a right password');
+    assert.match(v.error, /too many failed logins/);
     await context.close();
   });
 });
