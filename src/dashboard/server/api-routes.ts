@@ -92,9 +92,15 @@ export function registerApiRoutes(app: FastifyInstance, ctx: ServerContext): voi
   });
 
   // ---- live updates (SSE) ------------------------------------------------
+  /** Open streams per session: a few tabs are normal, hundreds are an attempt to exhaust the server. */
+  const streams = new Map<string, number>();
+  const MAX_STREAMS_PER_SESSION = 8;
   app.get('/api/events', async (req, reply) => {
     const session = guard(ctx, req, reply, 'read');
     if (!session) return reply;
+    if ((streams.get(session.id) ?? 0) >= MAX_STREAMS_PER_SESSION) return reply.code(429).send({ error: 'too many live streams for this session', hint: 'close other dashboard tabs' });
+    const sid = session.id;
+    streams.set(sid, (streams.get(sid) ?? 0) + 1);
     reply.hijack();
     const res = reply.raw;
     const headers = reply.getHeaders();
@@ -123,6 +129,9 @@ export function registerApiRoutes(app: FastifyInstance, ctx: ServerContext): voi
     function close(): void {
       if (closed) return;
       closed = true;
+      const left = (streams.get(sid) ?? 1) - 1;
+      if (left > 0) streams.set(sid, left);
+      else streams.delete(sid);
       clearInterval(flush);
       clearInterval(ping);
       unsubscribe();

@@ -105,9 +105,9 @@ export function registerAuthRoutes(app: FastifyInstance, ctx: ServerContext): vo
     app.get('/auth/oidc/callback', async (req, reply) => {
       const handle = req.cookies[OIDC_COOKIE];
       void reply.clearCookie(OIDC_COOKIE, { httpOnly: true, secure: true, sameSite: 'lax', path: '/' });
-      const callbackUrl = new URL(req.url, `https://${req.headers.host ?? 'localhost'}`);
+      const at = req.url.indexOf('?');
       try {
-        const result = await oidc.finish(handle, callbackUrl);
+        const result = await oidc.finish(handle, at >= 0 ? req.url.slice(at) : '');
         const old = req.cookies[SESSION_COOKIE];
         if (old) ctx.sessions.destroy(old);
         const session = ctx.sessions.create({ user: result.user, role: result.role, viewClear: result.viewClear, method: 'oidc' });
@@ -159,6 +159,11 @@ export function registerAuthRoutes(app: FastifyInstance, ctx: ServerContext): vo
   app.delete<{ Params: { name: string } }>('/api/users/:name', async (req, reply) => {
     const session = guard(ctx, req, reply, 'admin', { what: 'user-remove', detail: { user: req.params.name } });
     if (!session) return reply;
+    const target = ctx.users?.get(req.params.name);
+    if (target?.role === 'admin' && !ctx.oidc && ctx.users!.list().filter((u) => u.role === 'admin' && !u.disabled).length <= 1) {
+      ctx.audit.write({ who: session.user, what: 'user-remove', from: req.ip, outcome: 'denied', detail: { user: req.params.name, reason: 'last admin' } });
+      return reply.code(409).send({ error: 'this is the last admin account', hint: 'add another admin first' });
+    }
     const removed = ctx.users?.remove(req.params.name) ?? false;
     ctx.sessions.destroyUser(req.params.name);
     ctx.audit.write({ who: session.user, what: 'user-remove', from: req.ip, outcome: removed ? 'ok' : 'failed', detail: { user: req.params.name } });

@@ -144,6 +144,8 @@ export async function createDashboardServer(options: DashboardServerOptions): Pr
 
   const allowedOrigins = new Set(options.allowedOrigins ?? []);
   app.addHook('onRequest', async (req, reply) => {
+    // Ids, names and queues are short; a long URL is an attempt to bloat logs and the audit file.
+    if (req.url.length > 4096) return reply.code(414).send({ error: 'URL too long' });
     void reply.header('permissions-policy', 'camera=(), microphone=(), geolocation=(), payment=(), usb=()');
     void reply.header('cache-control', 'no-store');
     if (!STATE_CHANGING.has(req.method)) return;

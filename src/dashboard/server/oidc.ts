@@ -39,8 +39,13 @@ export interface OidcLoginResult {
 export interface OidcClient {
   /** Start a login: where to send the browser, and the handle of the pending login (kept in a short-lived cookie). */
   start(): Promise<{ url: string; handle: string }>;
-  /** Finish it from the callback URL; throws when state, nonce, PKCE or the token fail. */
-  finish(handle: string | undefined, callbackUrl: URL): Promise<OidcLoginResult>;
+  /**
+   * Finish it from the callback's query string; throws when state, nonce, PKCE
+   * or the token fail. The callback URL is rebuilt from the configured redirect
+   * URI (not the request's Host header), so the token request names exactly the
+   * URI registered at the provider, whatever name the browser used.
+   */
+  finish(handle: string | undefined, query: string): Promise<OidcLoginResult>;
 }
 
 const PENDING_TTL_MS = 10 * 60_000;
@@ -98,7 +103,9 @@ export async function createOidcClient(settings: OidcSettings): Promise<OidcClie
       });
       return { url: url.href, handle };
     },
-    async finish(handle, callbackUrl) {
+    async finish(handle, query) {
+      const callbackUrl = new URL(settings.redirectUri);
+      callbackUrl.search = query;
       const p = handle ? pending.get(handle) : undefined;
       if (handle) pending.delete(handle);
       if (!p || p.expires < Date.now()) throw new Error('no pending login for this browser (expired or started elsewhere)');

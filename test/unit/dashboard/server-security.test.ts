@@ -237,3 +237,32 @@ describe('dashboard server: security properties', () => {
     await Promise.race([ended, new Promise((_, rej) => setTimeout(() => rej(new Error('stream not ended after logout')), 5000))]);
   });
 });
+
+describe('dashboard server: limits', () => {
+  it('refuses removing the last admin, over-long URLs, and too many live streams per session', async () => {
+    const h = await startHarness();
+    try {
+      const a = await h.login('admin');
+      const del = await h.server.app.inject({ method: 'DELETE', url: '/api/users/admin', headers: h.same({ cookie: a.cookie, 'x-csrf-token': a.csrf }) });
+      assert.equal(del.statusCode, 409);
+      assert.equal((await h.server.app.inject({ url: `/api/tasks/${'x'.repeat(5000)}`, headers: { cookie: a.cookie } })).statusCode, 414);
+      const url = await h.server.listen();
+      const { request } = await import('node:https');
+      const open = (): Promise<{ status: number; destroy: () => void }> =>
+        new Promise((resolve, reject) => {
+          const req = request(`${url}/api/events`, { rejectUnauthorized: false, headers: { cookie: a.cookie } }, (res) => resolve({ status: res.statusCode ?? 0, destroy: () => req.destroy() }));
+          req.on('error', reject);
+          req.end();
+        });
+      const streams = [];
+      for (let i = 0; i < 8; i++) streams.push(await open());
+      assert.ok(streams.every((s) => s.status === 200));
+      const ninth = await open();
+      assert.equal(ninth.status, 429);
+      ninth.destroy();
+      streams.forEach((s) => s.destroy());
+    } finally {
+      await h.close();
+    }
+  });
+});
