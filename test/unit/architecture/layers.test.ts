@@ -97,6 +97,8 @@ const TARGETS = [
   'src/worker/worker.ts',
   'src/audit/report.ts',
   'src/cli/main.ts',
+  'src/dashboard/server/index.ts',
+  'src/dashboard/model/index.ts',
 ];
 
 const CASES: Case[] = [
@@ -132,6 +134,9 @@ const CASES: Case[] = [
   { file: 'src/client/imports-worker.ts', code: "import '../worker/worker.ts';", rules: ['client-not-worker'] },
   { file: 'src/audit/imports-worker.ts', code: "import '../worker/worker.ts';", rules: ['audit-stays-offline-of-the-runtime'] },
   { file: 'src/worker/imports-cli.ts', code: "import '../cli/main.ts';", rules: ['cli-only-from-bin'] },
+  { file: 'src/dashboard/server/imports-worker.ts', code: "import '../../worker/worker.ts';", rules: ['dashboard-stays-above-the-app'] },
+  { file: 'src/dashboard/model/imports-server.ts', code: "import '../server/index.ts';", rules: ['dashboard-model-not-server'] },
+  { file: 'src/client/imports-dashboard.ts', code: "import '../dashboard/server/index.ts';", rules: ['dashboard-only-from-cli'] },
   { file: 'src/client/imports-missing.ts', code: "import './missing.ts';", rules: ['not-to-unresolvable'] },
   { file: 'src/worker/cycle-a.ts', code: "import './cycle-b.ts';", rules: ['no-circular'] },
   // dependency-cruiser reports a cycle once, from its first member in file order
@@ -159,6 +164,7 @@ const CASES: Case[] = [
   { file: 'src/core/uses-vocabulary.ts', code: "import '../protocol/types.ts';\nimport '../codec/json.ts';\nimport '../config/url.ts';\nimport '../errors.ts';", rules: [] },
   { file: 'src/audit/uses-policy.ts', code: "import '../config/url.ts';\nimport '../codec/json.ts';\nimport '../audit/report.ts';", rules: [] },
   { file: 'src/worker/uses-core.ts', code: "import '../core/broker.ts';\nimport '../observability/logging.ts';\nimport '../client/task.ts';", rules: [] },
+  { file: 'src/dashboard/model/uses-app.ts', code: "import '../../client/app.ts';\nimport '../../core/broker.ts';\nimport '../../observability/logging.ts';\nimport '../../config/url.ts';", rules: [] },
   { file: 'src/cli/uses-everything.ts', code: "import './main.ts';\nimport '../worker/worker.ts';\nimport '../client/app.ts';\nimport '../audit/report.ts';", rules: [] },
 ];
 
