@@ -146,7 +146,7 @@ export async function taskView(main, me, params) {
   const t = await api(`/api/tasks/${encodeURIComponent(id)}${clear ? '?clear=1' : ''}`);
   const refresh = (c = clear) => taskView(main, me, { id, clear: c });
   const link = (x) => (x ? h('a', { href: `#/task/${encodeURIComponent(x)}`, class: 'mono' }, x) : '—');
-  const dl = (pairs) => h('dl', { class: 'kv' }, pairs.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v ?? '—')]));
+  const dl = (pairs) => h('dl', { class: 'kv' }, pairs.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v === undefined || v === null || v === '' ? '—' : v)]));
   const block = (title, text) => (text === undefined || text === null ? null : h('section', {}, h('h2', {}, title), h('pre', { class: 'payload', tabindex: 0 }, text)));
   const operate = can(me, 'operate');
   replace(main,

@@ -266,3 +266,48 @@ describe('dashboard server: limits', () => {
     }
   });
 });
+
+describe('dashboard server: every action by role, audited with its outcome', () => {
+  it('routes each operator and admin action to the model and audits it; a model error is a 502 with a redacted message', async () => {
+    const h = await startHarness();
+    try {
+      const op = await h.login('olga');
+      const ad = await h.login('admin');
+      const post = (s: { cookie: string; csrf: string }, url: string, payload?: object) =>
+        h.server.app.inject({ method: 'POST', url, headers: h.same({ cookie: s.cookie, 'x-csrf-token': s.csrf }), ...(payload ? { payload } : {}) });
+      const cases: Array<[typeof op, string, object | undefined, unknown[], string]> = [
+        [op, `/api/tasks/${TASK}/retry`, undefined, ['retry', TASK], 'retry'],
+        [op, '/api/rate-limit', { task: 'tasks.add', rate: '10/m', worker: 'celeriac@alpha' }, ['rateLimit', 'tasks.add', '10/m', 'celeriac@alpha'], 'rate-limit'],
+        [op, '/api/queues/celery/dead-letters/redrive', { ids: ['a', 'b'] }, ['redriveDeadLetters', 'celery', ['a', 'b']], 'dlq-redrive'],
+        [op, '/api/queues/celery/dead-letters/drop', {}, ['dropDeadLetters', 'celery', undefined], 'dlq-drop'],
+        [op, '/api/queues/celery/pause', undefined, ['pauseQueue', 'celery'], 'queue-pause'],
+        [op, '/api/queues/mail/resume', undefined, ['resumeQueue', 'mail'], 'queue-resume'],
+        [ad, '/api/workers/celeriac@alpha/pool', { delta: 2 }, ['poolGrow', 'celeriac@alpha', 2], 'pool-grow'],
+        [ad, '/api/workers/celeriac@alpha/pool', { delta: -1 }, ['poolShrink', 'celeriac@alpha', 1], 'pool-shrink'],
+        [ad, '/api/workers/celeriac@alpha/consumers', { queue: 'mail', action: 'add' }, ['addConsumer', 'celeriac@alpha', 'mail'], 'consumer-add'],
+        [ad, '/api/workers/celeriac@alpha/consumers', { queue: 'mail', action: 'cancel' }, ['cancelConsumer', 'celeriac@alpha', 'mail'], 'consumer-cancel'],
+      ];
+      for (const [s, url, payload, call, what] of cases) {
+        const res = await post(s, url, payload);
+        assert.equal(res.statusCode, 200, `${url} ${res.body}`);
+        assert.deepEqual(h.model.calls.at(-1), call);
+        const line = h.auditLines().at(-1)!;
+        assert.equal(line.what, what);
+        assert.equal(line.outcome, 'ok');
+      }
+      const operatorShrink = await post(op, '/api/workers/celeriac@alpha/pool', { delta: -1 });
+      assert.equal(operatorShrink.statusCode, 403);
+      h.model.actions.retry = async () => {
+        throw new Error('broker unreachable at redis://:hunter2hunter2@10.0.0.5:6379/0');
+      };
+      const failed = await post(op, `/api/tasks/${TASK}/retry`);
+      assert.equal(failed.statusCode, 502);
+      assert.doesNotMatch(failed.body, /hunter2/);
+      const line = h.auditLines().at(-1)!;
+      assert.equal(line.outcome, 'error');
+      assert.doesNotMatch(JSON.stringify(line), /hunter2/);
+    } finally {
+      await h.close();
+    }
+  });
+});
