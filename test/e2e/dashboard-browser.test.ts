@@ -157,6 +157,8 @@ describe('dashboard in headless Chromium', { skip }, () => {
       return { xss: w.__xss, alerts: w.__alerts };
     });
     assert.deepEqual(state, { xss: 0, alerts: 0 });
+    // CSP would stop an injected handler too, so no violation either: the payloads never became markup at all.
+    assert.deepEqual(await page.evaluate(() => (window as unknown as { __cspViolations: string[] }).__cspViolations), []);
     assert.ok(h.auditLines().some((l) => l.what === 'view-clear' && l.who === 'clara' && (l.detail as { task?: string }).task === XSS_TASK));
     await context.close();
   });
@@ -222,6 +224,22 @@ describe('dashboard in headless Chromium', { skip }, () => {
     const status = await page.evaluate(async (id) => (await fetch(`/api/tasks/${id}/revoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status, RUNNING_TASK);
     assert.equal(status, 403);
     assert.equal(h.model.calls.length, calls);
+    await context.close();
+  });
+
+  it('updates the tasks table live (SSE) when the model reports a new task', async () => {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const page = await guardedPage(context);
+    await uiLogin(page, base, 'victor');
+    await page.waitForSelector('table[aria-label="Workers"]');
+    await page.goto(`${base}/#/tasks`);
+    await page.waitForSelector('table[aria-label="Tasks"] tbody tr');
+    await page.waitForFunction(() => document.getElementById('live')?.textContent?.includes('live'));
+    const id = '55555555-5555-4555-8555-555555555555';
+    const now = Math.floor(Date.now() / 1000);
+    h.model.tasksById.set(id, { id, name: 'tasks.live', state: 'RECEIVED', worker: 'celeriac@alpha', updated: now, received: now, children: [], timeline: [], clear: false });
+    h.model.emit({ kind: 'task', task: { id, name: 'tasks.live', state: 'RECEIVED', updated: now } });
+    await page.waitForSelector(`a[title="${id}"]`, { timeout: 10_000 });
     await context.close();
   });
 
