@@ -148,7 +148,7 @@ async function usersCommand(positionals: string[], values: Record<string, unknow
       println(io.stderr, `error: no user ${name} in ${path}`);
       return Exit.ERROR;
     }
-    println(io.stdout, `removed ${name} (their open sessions end when the dashboard restarts or an admin removes them in the UI)`);
+    println(io.stdout, `removed ${name}: a running dashboard refuses their next login (open sessions end at their timeout, or at once when an admin removes the user in the UI)`);
     return Exit.OK;
   }
   if (sub === 'add' && name) {

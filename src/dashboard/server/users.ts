@@ -4,7 +4,7 @@
  * rule (src/config/weak-credentials.ts: 16+ characters and 10^12 zxcvbn guesses).
  */
 import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { ConfigError, ValidationError } from '../../errors.ts';
 import { estimateGuessesLog10, isKnownWeakPassword, MIN_GUESSES_LOG10, MIN_PASSWORD_LENGTH } from '../../config/weak-credentials.ts';
 import { isRole, type Role } from './roles.ts';
@@ -87,26 +87,56 @@ function parseUsers(path: string, text: string): UserRecord[] {
 /** Open the users file (a missing file is an empty store, created on the first add). */
 export function openUserStore(path: string): UserStore {
   const users = new Map<string, UserRecord>();
-  if (existsSync(path)) for (const u of parseUsers(path, readFileSync(path, 'utf8'))) users.set(u.name, u);
+  let loadedMtime = -1;
+  /**
+   * Re-read the file when it changed on disk, so an account added or removed with
+   * `celeriac dashboard users` while the dashboard runs counts at the next login,
+   * and a change made in the UI does not overwrite it. A file that became
+   * unreadable keeps the last good copy (logged in as before, not locked out).
+   */
+  const refresh = (): void => {
+    let mtime = 0;
+    try {
+      mtime = existsSync(path) ? statSync(path).mtimeMs : 0;
+    } catch {
+      return;
+    }
+    if (mtime === loadedMtime) return;
+    const fresh = mtime === 0 ? [] : parseUsers(path, readFileSync(path, 'utf8'));
+    users.clear();
+    for (const u of fresh) users.set(u.name, u);
+    loadedMtime = mtime;
+  };
+  refresh();
   const save = (): void => {
     const tmp = `${path}.${process.pid}.tmp`;
     writeFileSync(tmp, `${JSON.stringify({ users: [...users.values()] }, null, 2)}\n`, { mode: 0o600 });
     renameSync(tmp, path);
+    loadedMtime = statSync(path).mtimeMs;
+  };
+  const safeRefresh = (): void => {
+    try {
+      refresh();
+    } catch {
+      // A half-written or broken file while someone edits it: keep serving the last good copy.
+    }
   };
   return {
     path,
-    get: (name) => users.get(name),
-    list: () => [...users.values()],
+    get: (name) => (safeRefresh(), users.get(name)),
+    list: () => (safeRefresh(), [...users.values()]),
     async add(name, password, role, options = {}) {
       if (!NAME_RE.test(name)) throw new ValidationError(`user name ${JSON.stringify(name)} is not allowed`, { hint: 'use 1-64 letters, digits, . _ @ -' });
       const problem = passwordProblem(name, password);
       if (problem) throw new ValidationError(`password refused: ${problem}`, { hint: 'use 16+ random characters, e.g. from `celeriac secrets generate password`' });
       const record: UserRecord = { name, role, viewClear: options.viewClear === true, hash: await hashPassword(password) };
+      refresh();
       users.set(name, record);
       save();
       return record;
     },
     remove(name) {
+      refresh();
       const had = users.delete(name);
       if (had) save();
       return had;

@@ -91,3 +91,18 @@ describe('dashboard OIDC role mapping', () => {
     assert.equal(roleFromClaims({ groups: [{ admin: true }] }, map).role, undefined);
   });
 });
+
+describe('dashboard users file shared with the CLI', () => {
+  it('sees accounts another process added, and does not overwrite them when saving', async () => {
+    const p = join(dir, 'shared.json');
+    const server = openUserStore(p);
+    await server.add('ann', 'Tq7#vL9m-Rw2$Kp8-Zx4', 'admin');
+    const cli = openUserStore(p);
+    await new Promise((r) => setTimeout(r, 20)); // a distinct mtime
+    await cli.add('bob', 'Yp3!nD8s-Kq6&Lw1-Vb5', 'viewer');
+    assert.equal(server.get('bob')?.role, 'viewer');
+    await new Promise((r) => setTimeout(r, 20));
+    await server.add('cy', 'Hm2@xR7t-Fz9*Nc4-Qj6', 'operator');
+    assert.deepEqual(openUserStore(p).list().map((u) => u.name).sort(), ['ann', 'bob', 'cy']);
+  });
+});
