@@ -21,7 +21,7 @@ export interface UserRecord {
 
 /**
  * scrypt cost N=2^15, r=8, p=1 (32 MiB, about 0.1-0.2 s of one core per check on a loaded host; measured
- * 0.2 s on the 2-core CI box). Stored with each hash, so it can be raised later without invalidating accounts.
+ * 0.2 s on a busy 2-core machine). Stored with each hash, so it can be raised later without invalidating accounts.
  */
 const SCRYPT = { N: 1 << 15, r: 8, p: 1, keylen: 32 };
 
