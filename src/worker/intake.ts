@@ -102,7 +102,7 @@ function unknownTask(w: WorkerState, delivery: Delivery, req: TaskRequest): void
   if (w.events?.taskEvents) w.events.notRegistered(req);
   w.logger.error({ id: req.id, task: req.task, queue: delivery.queue }, `received unregistered task ${JSON.stringify(req.task)}; message dead-lettered`);
   const meta = buildResultMeta({ taskId: req.id, status: 'FAILURE', result: notRegistered(req.task), traceback: null, groupId: req.group, parentId: req.parentId });
-  void storeMeta(w, meta)
+  void storeMeta(w, meta, req)
     .then(() => delivery.deadLetter(`unregistered task ${req.task}`))
     .catch((err: unknown) => w.logger.error({ err, id: req.id }, 'could not dead-letter unregistered task'));
 }
