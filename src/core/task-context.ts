@@ -28,6 +28,8 @@ export interface RequestInfo {
   timeLimit: [number | null, number | null];
   args: unknown[];
   kwargs: Record<string, unknown>;
+  /** The message's headers as received: the standard ones and any sent with the `headers` option (Python: `self.request.<name>`). */
+  headers: Readonly<Record<string, unknown>>;
 }
 
 /** Options of `retry()`; durations in seconds. */

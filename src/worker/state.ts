@@ -147,6 +147,7 @@ export function requestInfo(job: Job, kwargs: Record<string, unknown>, hostname:
     timeLimit: req.timeLimit,
     args: req.args,
     kwargs,
+    headers: req.headers,
   };
 }
 

@@ -43,5 +43,5 @@ export const progress = app.task(
 /** tm.request(): what the worker saw of the message (custom headers, time limits, retries, reply_to). */
 export const request = app.task('tm.request', () => {
   const r = currentTask().request;
-  return { retries: r.retries, timeLimit: r.timeLimit, replyTo: r.replyTo, task: r.task };
+  return { retries: r.retries, timeLimit: r.timeLimit, replyTo: r.replyTo, task: r.task, tenant: r.headers.x_tenant };
 });
