@@ -59,4 +59,10 @@ export interface ResultBackend {
   close(): Promise<void>;
   /** Use new credentials from now on without dropping connections (secret rotation). */
   updateCredentials?(url: string): Promise<void>;
+  /**
+   * Backends that receive results on a reply queue of this client
+   * (`rpc://`): declare that queue and start reading it (once), and return
+   * its name, which the client sends as each task's `reply_to`.
+   */
+  replyRoute?(): Promise<string>;
 }

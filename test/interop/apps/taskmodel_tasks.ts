@@ -17,6 +17,19 @@ export const app = createApp({
 /** tasks.add(x, y) */
 export const add = app.task('tasks.add', (x: number, y: number) => x + y, { params: ['x', 'y'] });
 
+class ValueError extends Error {
+  override name = 'ValueError';
+}
+
+/** tasks.fail(message) raises ValueError(message) */
+export const fail = app.task(
+  'tasks.fail',
+  (message = 'boom') => {
+    throw new ValueError(String(message));
+  },
+  { params: ['message'] },
+);
+
 /** tasks.sleep(seconds) */
 export const sleep = app.task(
   'tasks.sleep',
