@@ -72,7 +72,8 @@ function seconds(name: string, v: unknown): void {
  */
 export function checkSendOptions(options: SendOptions): void {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) throw invalid('options', 'must be an object');
-  for (const name of Object.keys(options)) if (!KNOWN.has(name)) throw new UnknownSendOptionError(name);
+  // A key set to undefined is an option left out (e.g. spread from a partial object); any set value is checked.
+  for (const name of Object.keys(options)) if (!KNOWN.has(name) && (options as Record<string, unknown>)[name] !== undefined) throw new UnknownSendOptionError(name);
   const { retries, headers, replyTo, shadow, compression } = options;
   if (retries !== undefined && (typeof retries !== 'number' || !Number.isSafeInteger(retries) || retries < 0)) throw invalid('retries', 'must be a non-negative integer');
   seconds('timeLimit', options.timeLimit);
