@@ -45,6 +45,22 @@ r.get(timeout=20)
 print(json.dumps({'meta': meta, 'keys': list(meta.keys()) if meta else None}, default=str))
 `;
 
+/** Python: send tm.progress to a queue, print the raw meta dict of its first PROGRESS record. */
+const PROGRESS_META = (queue: string) => `
+import json, time
+from harness_tasks import app
+r = app.send_task('tm.progress', args=[2, 0.5], kwargs={}, queue='${queue}')
+deadline = time.time() + 30
+meta = None
+while time.time() < deadline:
+    meta = app.backend.get_task_meta(r.id, cache=False)
+    if meta.get('status') == 'PROGRESS':
+        break
+    time.sleep(0.01)
+r.get(timeout=20)
+print(json.dumps({'meta': meta, 'keys': list(meta.keys())}, default=str))
+`;
+
 describe('progress states and extended STARTED records (Redis, Python Celery 5.2.6)', () => {
   let redis: RedisServer | undefined;
   let worker: CeleriacWorkerProcess | undefined;
@@ -100,6 +116,17 @@ describe('progress states and extended STARTED records (Redis, Python Celery 5.2
     assert.equal(a.meta.queue, 'tsq');
     assert.equal(b.meta.queue, 'pyq');
     assert.deepEqual(Object.keys(a.meta.result as object), Object.keys(b.meta.result as object));
+  });
+
+  it("a Celeriac PROGRESS record matches Python's update_state record key for key (result_extended on)", async (t) => {
+    if (!requireService(t, ready, 'redis-server and python3-celery')) return;
+    const [ts, pyOut] = await Promise.all([pyScript(PROGRESS_META('tsq'), env), pyScript(PROGRESS_META('pyq'), env)]);
+    const a = JSON.parse(ts.trim().split('\n').pop()!) as { meta: Record<string, unknown>; keys: string[] };
+    const b = JSON.parse(pyOut.trim().split('\n').pop()!) as { meta: Record<string, unknown>; keys: string[] };
+    assert.equal(a.meta.status, 'PROGRESS');
+    assert.equal(b.meta.status, 'PROGRESS');
+    assert.deepEqual(a.keys, b.keys);
+    for (const k of ['status', 'result', 'traceback', 'children', 'date_done', 'name', 'args', 'kwargs', 'retries']) assert.deepEqual(a.meta[k], b.meta[k], k);
   });
 
   it("a Celeriac client reads a Python task's PROGRESS states while it runs", async (t) => {
