@@ -106,10 +106,11 @@ function judgeLosses(w: WorkerState, job: Job): boolean {
 export function launch(w: WorkerState, batch: Job[]): void {
   if (w.onTaskEvents) {
     const events: TaskEvent[] = [];
+    const rpc = typeof w.store?.backend.replyRoute === 'function';
     for (const job of batch) {
       job.reported = true;
       const { req } = job;
-      events.push({ type: 'started', id: req.id, task: req.task, tag: job.delivery.deliveryTag, lateAck: job.acksLate, hardLimitMs: job.hardMs, group: req.group, parentId: req.parentId });
+      events.push({ type: 'started', id: req.id, task: req.task, tag: job.delivery.deliveryTag, lateAck: job.acksLate, hardLimitMs: job.hardMs, group: req.group, parentId: req.parentId, ...(rpc && req.replyTo ? { replyTo: req.replyTo, correlationId: req.correlationId } : {}) });
     }
     w.onTaskEvents(events);
   }

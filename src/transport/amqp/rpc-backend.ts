@@ -20,8 +20,7 @@
  * has received on its own queue (a task another client sent, or one sent
  * before this process started, reads as absent: PENDING); `forget()` drops
  * the local copy only; records without a reply route (the shared loss
- * ledger, the persisted revoked list, FAILUREs the prefork supervisor
- * stores for a child's lost tasks) are not kept; a stored SUCCESS is not
+ * ledger, the persisted revoked list) are not kept; a stored SUCCESS is not
  * protected against a later record of the same task (there is no store to
  * guard: the caller's ResultStore settles on the first ready record).
  */

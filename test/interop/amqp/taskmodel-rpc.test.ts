@@ -102,6 +102,15 @@ describe('rpc:// results (RabbitMQ, Python Celery 5.2.6)', () => {
     assert.equal(await one.status(), 'SUCCESS');
   });
 
+  it('a task whose prefork child dies: the supervisor\'s FAILURE WorkerLostError reaches the rpc caller', async (t) => {
+    if (!requireService(t, ready, 'RabbitMQ and python3-celery')) return;
+    const res = await app!.sendTask('tm.crash', [], {}, { queue: 'tsq' });
+    await assert.rejects(res.get({ timeoutMs: 30_000 }), (err: unknown) => err instanceof RemoteTaskError && err.excType === 'WorkerLostError');
+    // The pool is whole again: the next task runs.
+    const after = await app!.sendTask('tasks.add', [2, 2], {}, { queue: 'tsq' });
+    assert.equal(await after.get({ timeoutMs: 30_000 }), 4);
+  });
+
   it("the client's reply queue is declared as Celery's rpc backend declares it", async (t) => {
     if (!requireService(t, ready, 'RabbitMQ and python3-celery')) return;
     const queues = await listQueues(vh!.vhost);

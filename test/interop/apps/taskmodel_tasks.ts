@@ -58,3 +58,8 @@ export const request = app.task('tm.request', () => {
   const r = currentTask().request;
   return { retries: r.retries, timeLimit: r.timeLimit, replyTo: r.replyTo, task: r.task, tenant: r.headers.x_tenant };
 });
+
+/** tm.crash(): kills the process running it (a prefork child), so its supervisor stores FAILURE WorkerLostError. */
+export const crash = app.task('tm.crash', () => {
+  process.kill(process.pid, 'SIGKILL');
+});
