@@ -367,6 +367,8 @@ export class App {
     if (nextBroker && nextBroker !== this.settings.brokerUrl) {
       const broker = await this.brokerPromise;
       await broker?.updateCredentials?.(nextBroker);
+      // rpc:// results ride on a connection of their own to the broker: it follows the broker's credentials.
+      if (this.rpcResults) await (await this.backendPromise)?.backend.updateCredentials?.(nextBroker);
       await this.security.updateCredentials?.(nextBroker, 'broker');
       this.settings.brokerUrl = nextBroker;
       changed.broker = true;

@@ -28,10 +28,11 @@ import { randomUUID } from 'node:crypto';
 import type { Channel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { AdapterContext } from '../../core/adapter-context.ts';
 import type { ResultBackend, StoredRecord } from '../../core/backend.ts';
-import { ClosedError, ConnectionError } from '../../errors.ts';
+import { ClosedError, ConfigError, ConnectionError } from '../../errors.ts';
+import type { ResolvedSettings } from '../../config/options.ts';
 import type { Logger } from '../../observability/logging.ts';
 import { encodeTable } from './codec.ts';
-import { AmqpConnection, amqpEndpoint, type Live } from './connection.ts';
+import { AmqpConnection, amqpEndpoint, type AmqpEndpoint, type Live } from './connection.ts';
 import { amqpSettings, type AmqpSettings } from './options.ts';
 
 export interface RpcBackendOptions extends AdapterContext {
@@ -58,6 +59,8 @@ function contentOf(payload: Buffer): { contentType: string; contentEncoding: str
 export class RpcBackend implements ResultBackend {
   readonly kind = 'rpc';
   private readonly conn: AmqpConnection;
+  private readonly endpoint: AmqpEndpoint;
+  private readonly appSettings: ResolvedSettings;
   private readonly settings: AmqpSettings;
   private readonly logger: Logger;
   private readonly maxBytes: number;
@@ -77,8 +80,10 @@ export class RpcBackend implements ResultBackend {
 
   constructor(options: RpcBackendOptions) {
     this.logger = options.logger;
+    this.appSettings = options.settings;
     this.settings = amqpSettings(options.settings);
-    this.conn = new AmqpConnection({ endpoint: amqpEndpoint(options.brokerUrl, options.settings), settings: this.settings, logger: this.logger, role: 'rpc-results' });
+    this.endpoint = amqpEndpoint(options.brokerUrl, options.settings);
+    this.conn = new AmqpConnection({ endpoint: this.endpoint, settings: this.settings, logger: this.logger, role: 'rpc-results' });
     this.maxBytes = options.settings.decodeLimits.maxBytes;
     const expires = options.settings.resultExpires;
     this.expiresMs = typeof expires === 'number' && expires > 0 ? Math.round(expires * 1000) : undefined;
@@ -237,6 +242,28 @@ export class RpcBackend implements ResultBackend {
   /** Drops the local copy only: the record was a message, already consumed. */
   async forget(taskId: string): Promise<void> {
     this.cache.delete(taskId);
+  }
+
+  /**
+   * The broker's credentials changed (SIGHUP rotation; the app passes the new
+   * broker URL, already checked by the broker): the next connection of this
+   * backend uses them. Same server and vhost only.
+   */
+  async updateCredentials(url: string): Promise<void> {
+    if (this.closed) throw new ClosedError('rpc result backend');
+    if (/^rpc:/i.test(url.trim())) return;
+    const next = amqpEndpoint(url, this.appSettings);
+    const a = this.endpoint.connect;
+    const b = next.connect;
+    if (a.hostname !== b.hostname || a.port !== b.port || a.vhost !== b.vhost || a.protocol !== b.protocol) {
+      throw new ConfigError(`new broker URL ${next.url.redacted} names another server or vhost than ${this.endpoint.url.redacted}`, {
+        hint: 'credential rotation keeps host, port, vhost and scheme; restart to move to another broker',
+      });
+    }
+    a.username = b.username;
+    a.password = b.password;
+    this.endpoint.tls = next.tls;
+    this.endpoint.url = next.url;
   }
 
   async close(): Promise<void> {

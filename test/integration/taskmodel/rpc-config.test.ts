@@ -57,3 +57,18 @@ describe('rpc:// result backend configuration', () => {
     assert.deepEqual(report.refusals.filter((r) => r.setting === 'resultBackend'), []);
   });
 });
+
+describe('rpc:// credential rotation', () => {
+  it('follows a new broker password on the same server, and refuses another server', async () => {
+    const { createRpcBackend } = await import('../../../src/transport/amqp/rpc-backend.ts');
+    const backend = createRpcBackend({ brokerUrl: 'amqp://u:OldPassw0rdOldPassw0rd@127.0.0.1:5672/vh', settings: resolveSettings({}), logger });
+    await backend.updateCredentials('rpc://');
+    await backend.updateCredentials('amqp://u:NewPassw0rdNewPassw0rd@127.0.0.1:5672/vh');
+    const endpoint = (backend as unknown as { endpoint: { connect: { password: string } } }).endpoint;
+    assert.equal(endpoint.connect.password, 'NewPassw0rdNewPassw0rd');
+    await assert.rejects(backend.updateCredentials('amqp://u:NewPassw0rdNewPassw0rd@10.0.0.9:5672/vh'), (err: unknown) => err instanceof ConfigError && /another server or vhost/.test(err.message));
+    await assert.rejects(backend.updateCredentials('amqp://u:NewPassw0rdNewPassw0rd@127.0.0.1:5672/other'), ConfigError);
+    assert.equal(endpoint.connect.password, 'NewPassw0rdNewPassw0rd');
+    await backend.close();
+  });
+});
