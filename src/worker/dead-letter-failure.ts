@@ -29,13 +29,15 @@ import { redactException } from './exception-records.ts';
 import { storeMeta } from './settle.ts';
 import type { WorkerState } from './state.ts';
 
-/** Ids this process wrote a dead-letter FAILURE for, most recent last (bounded). */
-const written = new Set<string>();
+/** Ids each worker wrote a dead-letter FAILURE for, most recent last (bounded). */
+const writtenBy = new WeakMap<WorkerState, Set<string>>();
 const WRITTEN_LIMIT = 10_000;
+/** Longest reason kept in the record: it may quote the message (a content type), which its sender chose. */
+const MAX_REASON = 512;
 
 /** The exception record of a refused message. */
 export function deadLetteredException(err: unknown, reason: string): ExceptionInfo {
-  const text = `message dead-lettered: ${reason}`;
+  const text = `message dead-lettered: ${reason.length > MAX_REASON ? `${reason.slice(0, MAX_REASON)}…` : reason}`;
   if (err instanceof ContentDisallowedError) return { exc_type: 'ContentDisallowed', exc_message: [text], exc_module: 'kombu.exceptions' };
   if (err instanceof ProtocolError) return { exc_type: 'InvalidTaskError', exc_message: [text], exc_module: 'celery.exceptions' };
   return { exc_type: 'DecodeError', exc_message: [text], exc_module: 'kombu.exceptions' };
@@ -53,6 +55,8 @@ export async function recordDeadLettered(w: WorkerState, message: WireMessage, e
   const id = h !== null && typeof h === 'object' ? str(h.id) : undefined;
   // A replay refused by admission names a real message, whose own record must stand.
   const replay = (err as { code?: unknown } | null)?.code === 'ERR_REFUSED';
+  let written = writtenBy.get(w);
+  if (!written) writtenBy.set(w, (written = new Set()));
   if (!store || !id || replay || w.rt.security.verifiesSenders || h.ignore_result === true || written.has(id)) return;
   written.add(id);
   if (written.size > WRITTEN_LIMIT) written.delete(written.values().next().value!);
