@@ -111,6 +111,26 @@ describe('rpc:// results (RabbitMQ, Python Celery 5.2.6)', () => {
     assert.equal(await after.get({ timeoutMs: 30_000 }), 4);
   });
 
+  it('a poison message from a Python rpc client: the dead-letter FAILURE reaches it through its reply queue', async (t) => {
+    if (!requireService(t, ready, 'RabbitMQ and python3-celery')) return;
+    const code = `
+import json, time
+from harness_tasks import app
+t0 = time.time()
+r = app.send_task('tasks.add', args=[1, 2], queue='tsq', serializer='pickle')
+try:
+    r.get(timeout=30)
+    out = {'state': r.state}
+except Exception as e:
+    out = {'exc': [type(e).__module__, type(e).__name__]}
+out['seconds'] = time.time() - t0
+print(json.dumps(out))
+`;
+    const out = JSON.parse((await pyScript(code, { CELERY_BROKER_URL: vh!.url(), CELERY_RESULT_BACKEND: 'rpc://' })).trim().split('\n').pop()!) as { exc?: string[]; seconds: number };
+    assert.deepEqual(out.exc, ['kombu.exceptions', 'ContentDisallowed'], JSON.stringify(out));
+    assert.ok(out.seconds < 10, `after ${out.seconds} s`);
+  });
+
   it("the client's reply queue is declared as Celery's rpc backend declares it", async (t) => {
     if (!requireService(t, ready, 'RabbitMQ and python3-celery')) return;
     const queues = await listQueues(vh!.vhost);
