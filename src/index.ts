@@ -41,3 +41,7 @@ export { createEventReceiver, type EventReceiver, type EventReceiverOptions, typ
 export { createEventState, type EventState, type EventStateOptions, type EventTaskState, type TaskTypeStats, type WorkerState } from './client/events/state.ts';
 export { isKnownEvent, isTaskEvent, isWorkerEvent, type CeleryEvent, type EventBase, type GenericEvent, type KnownEvent, type TaskEvent, type WorkerEvent } from './client/events/types.ts';
 export { DEFAULT_EVENT_LIMITS, type EventLimits } from './client/events/parse.ts';
+// Task model (issue 17): send options checked at run time, the rpc:// reply route, progress writes.
+export { UnknownSendOptionError } from './client/send-options.ts';
+export type { WaitOptions } from './client/results.ts';
+export type { ReplyRoute } from './core/backend.ts';

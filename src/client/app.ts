@@ -36,6 +36,8 @@ import { loadSecuritySettings } from '../config/security-settings.ts';
 import { SubmissionLimits } from './submission-limits.ts';
 import { Producer } from './producer.ts';
 import { createControl, type Control } from './control.ts';
+import { withReplyRoute } from './rpc-route.ts';
+import { isRpcBackendUrl } from '../core/schemes.ts';
 
 export type { MessageSecurity } from '../security/message-security-types.ts';
 
@@ -187,9 +189,10 @@ export class App {
   async sendMany(calls: readonly SendCall[]): Promise<AsyncResult[]> {
     const broker = await this.broker();
     const store = await this.resultStore();
+    const route = (o: SendOptions): Promise<SendOptions> => (this.rpcResults ? withReplyRoute(Promise.resolve(store), o) : Promise.resolve(o));
     const ids = await this.producer.sendMany(
       broker,
-      calls.map((c) => ({ def: this.registry.get(c.name) ?? { name: c.name, fn: undefined, options: {} }, args: c.args ?? [], kwargs: c.kwargs ?? {}, options: c.options ?? {} })),
+      await Promise.all(calls.map(async (c) => ({ def: this.registry.get(c.name) ?? { name: c.name, fn: undefined, options: {} }, args: c.args ?? [], kwargs: c.kwargs ?? {}, options: await route(c.options ?? {}) }))),
     );
     return ids.map((id) => new AsyncResult(id, store, this.controlRef));
   }
@@ -214,6 +217,16 @@ export class App {
   }
 
   private send(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions): Promise<AsyncResult<unknown>> {
+    if (this.rpcResults) return withReplyRoute(this.resultStore(), options).then((o) => this.sendRouted(def, args, kwargs, o));
+    return this.sendRouted(def, args, kwargs, options);
+  }
+
+  /** `rpc://` results: every send names the client's reply queue (rpc-route.ts). */
+  private get rpcResults(): boolean {
+    return isRpcBackendUrl(this.settings.resultBackend) || typeof this.injectedBackend?.replyRoute === 'function';
+  }
+
+  private sendRouted(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions): Promise<AsyncResult<unknown>> {
     return this.producer.send(def, args, kwargs, options, (id) =>
       this.storeReady ? new AsyncResult(id, this.storeReady.store, this.controlRef) : this.resultStore().then((store) => new AsyncResult(id, store, this.controlRef)),
     );
@@ -354,6 +367,8 @@ export class App {
     if (nextBroker && nextBroker !== this.settings.brokerUrl) {
       const broker = await this.brokerPromise;
       await broker?.updateCredentials?.(nextBroker);
+      // rpc:// results ride on a connection of their own to the broker: it follows the broker's credentials.
+      if (this.rpcResults) await (await this.backendPromise)?.backend.updateCredentials?.(nextBroker);
       await this.security.updateCredentials?.(nextBroker, 'broker');
       this.settings.brokerUrl = nextBroker;
       changed.broker = true;

@@ -17,6 +17,7 @@ import { maybeCurrentTask } from '../core/task-context.ts';
 import type { SubmissionDemand, SubmissionLimits } from './submission-limits.ts';
 import { validateArguments, type SendOptions, type TaskDefinition } from './task.ts';
 import { sendTaskSent, type SentEvents } from './sent-events.ts';
+import { checkSendOptions, messageFieldsOf } from './send-options.ts';
 import type { Logger } from '../observability/logging.ts';
 
 /** What a Producer needs from its app. */
@@ -135,6 +136,7 @@ export class Producer implements FollowUpSender {
   /** Build the message for one client call (validation, routing, ids from the running task). */
   private prepare(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions, now: number): { item: PublishItem; id: string } {
     if (this.o.closed()) throw new ClosedError('app');
+    checkSendOptions(options);
     const checked = validateArguments(def, args, kwargs);
     const id = options.taskId ?? newId();
     const parent = maybeCurrentTask()?.request;
@@ -155,6 +157,7 @@ export class Producer implements FollowUpSender {
       priority: priority ?? 0,
       now,
       ...(options.compression !== undefined ? { compression: options.compression } : {}),
+      ...messageFieldsOf(options),
     };
     return { item: this.publishItem(queue, this.buildMessage(input), priority ?? 0), id };
   }

@@ -57,6 +57,16 @@ export class AsyncResult<R = unknown> {
     return this.need().get(this.id);
   }
 
+  /**
+   * What the current record carries (Celery's `AsyncResult.info`): the meta
+   * of a custom state such as PROGRESS while the task runs, `{ pid,
+   * hostname }` when STARTED, the value once SUCCESS, the exception record
+   * of a FAILURE or RETRY; null while PENDING.
+   */
+  async info(): Promise<unknown> {
+    return (await this.meta()).result;
+  }
+
   /** The task's state: PENDING, STARTED, RETRY, FAILURE, SUCCESS, REVOKED or a custom state. */
   async status(): Promise<TaskState> {
     return (await this.meta()).status;

@@ -9,7 +9,7 @@ import { DEFAULT_DECODE_LIMITS } from '../codec/limits.ts';
 import { JSON_SERIALIZER, MSGPACK_SERIALIZER, type Serializer } from '../codec/serializers.ts';
 import { CeleriacError, DecodeError, TimeoutError } from '../errors.ts';
 import { parseResultMeta, pendingMeta, READY_STATES, type ResultMeta } from '../protocol/result-meta.ts';
-import type { ResultBackend, StoredRecord } from '../core/backend.ts';
+import type { ReplyRoute, ResultBackend, StoredRecord } from '../core/backend.ts';
 
 /** Optional sealing of records at rest (result encryption plugs in here). */
 export interface RecordSealer {
@@ -32,6 +32,12 @@ export interface WaitOptions {
   /** Milliseconds to wait; undefined waits until the result arrives or `signal` aborts. */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * Called with each record seen before the ready one (STARTED, RETRY, a
+   * custom state such as PROGRESS with its meta in `result`), as the
+   * backend reports them while the task runs.
+   */
+  onState?: (meta: ResultMeta) => void;
 }
 
 /** Encodes, stores, reads and waits for task results over any adapter. */
@@ -69,8 +75,8 @@ export class ResultStore {
     this.sealer = options.sealer;
   }
 
-  /** Encode a meta dict into what the adapter stores. */
-  encode(meta: ResultMeta): StoredRecord {
+  /** Encode a meta dict into what the adapter stores (`to`: the message's reply route, for `rpc://`). */
+  encode(meta: ResultMeta, to?: ReplyRoute): StoredRecord {
     let payload: Buffer;
     try {
       payload = this.serializer.encode(meta);
@@ -79,7 +85,12 @@ export class ResultStore {
     }
     if (this.sealer) payload = this.sealer.seal(payload, meta);
     // The state goes beside the payload: a sealed payload hides it from the backend's SUCCESS rule.
-    return { taskId: meta.task_id, state: String(meta.status), payload };
+    const record: StoredRecord = { taskId: meta.task_id, state: String(meta.status), payload };
+    if (to) {
+      record.replyTo = to.replyTo;
+      record.correlationId = to.correlationId;
+    }
+    return record;
   }
 
   /** Decode a stored payload (JSON or msgpack, detected by its first byte). */
@@ -97,10 +108,10 @@ export class ResultStore {
     return parseResultMeta(serializer.decode(bytes, this.limits), taskId);
   }
 
-  /** Store one meta dict (adapters batch concurrent calls). */
-  store(meta: ResultMeta): Promise<void> {
+  /** Store one meta dict (adapters batch concurrent calls); `to` is the message's reply route, for `rpc://`. */
+  store(meta: ResultMeta, to?: ReplyRoute): Promise<void> {
     try {
-      return this.backend.store([this.encode(meta)], { expiresSeconds: this.expiresSeconds });
+      return this.backend.store([this.encode(meta, to)], { expiresSeconds: this.expiresSeconds });
     } catch (err) {
       return Promise.reject(err);
     }
@@ -142,6 +153,7 @@ export class ResultStore {
       try {
         const meta = this.decode(payload, taskId);
         if (READY_STATES.has(meta.status)) settle(meta);
+        else options.onState?.(meta);
       } catch (err) {
         fail(err);
       }

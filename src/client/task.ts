@@ -98,6 +98,18 @@ export interface SendOptions {
   rootId?: string;
   /** Compress the body as kombu's `zlib` (alias `gzip`) does; Python workers inflate it. */
   compression?: 'zlib' | 'gzip';
+  // Celery send options added for issue 17 item 7 (checked in send-options.ts).
+  /** The `retries` header: how many times this task has been retried already (Celery's `retries`; default 0). */
+  retries?: number;
+  /**
+   * Extra message headers (Celery's `headers`), which a Python task reads as
+   * `self.request.<name>`. JSON values; a name of a standard header
+   * (`id`, `task`, `retries`, …), `compression` or `celeriac_*` is refused
+   * (Celery would let it overwrite the message's own).
+   */
+  headers?: Readonly<Record<string, unknown>>;
+  /** The `reply_to` property (Celery's `reply_to`): the queue an `rpc://` result is sent to. */
+  replyTo?: string;
 }
 
 /** Kwargs type for a task with `params`: each name maps to its positional type. */

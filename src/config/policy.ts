@@ -40,6 +40,7 @@ import { isLoopbackHost, parseConnectionUrl, type ConnectionUrl } from './url.ts
 import { assessCredentials } from './weak-credentials.ts';
 import { resolveSecurityMode, type SecurityMode } from './mode.ts';
 import { controlPolicyInput, unsignedDestructiveCommands, type ControlPolicyInput } from './control-settings.ts';
+import { isRpcBackendUrl } from '../core/schemes.ts';
 
 /** Stable ids of the mitigations in MITIGATIONS.md. */
 export type MitigationId =
@@ -270,7 +271,8 @@ export function evaluatePolicy(input: PolicyInput): PolicyReport {
       useSslSetting: 'brokerUseSsl', transportId: 'CEL-003', authId: 'CEL-001',
     }, input.mode);
   }
-  if (input.resultBackend) {
+  // rpc:// results travel over the broker connection: the broker's checks above are theirs.
+  if (input.resultBackend && !isRpcBackendUrl(input.resultBackend)) {
     const url = parseConnectionUrl(input.resultBackend);
     checkEndpoint(c, {
       setting: 'resultBackend', what: 'results', url, useSsl: url.kind === 'redis' ? input.redisBackendUseSsl : undefined,

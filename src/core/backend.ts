@@ -15,6 +15,19 @@ export interface StoredRecord {
   state: string;
   /** Encoded meta (JSON or msgpack bytes, possibly encrypted). */
   payload: Buffer;
+  /**
+   * The task message's `reply_to` and `correlation_id`, when known: where
+   * the `rpc://` backend sends the record (Celery's rpc backend replies to
+   * the caller's queue). Backends keyed by task id ignore it.
+   */
+  replyTo?: string;
+  correlationId?: string;
+}
+
+/** A task message's reply route: its `reply_to` and `correlation_id` properties. */
+export interface ReplyRoute {
+  replyTo: string;
+  correlationId: string;
 }
 
 export interface StoreOptions {
@@ -46,4 +59,10 @@ export interface ResultBackend {
   close(): Promise<void>;
   /** Use new credentials from now on without dropping connections (secret rotation). */
   updateCredentials?(url: string): Promise<void>;
+  /**
+   * Backends that receive results on a reply queue of this client
+   * (`rpc://`): declare that queue and start reading it (once), and return
+   * its name, which the client sends as each task's `reply_to`.
+   */
+  replyRoute?(): Promise<string>;
 }

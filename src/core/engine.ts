@@ -33,6 +33,8 @@ export interface Engine extends EngineInfo {
   createBroker(url: string, ctx: AdapterContext): Broker;
   /** The result backend for a URL of this engine (not connected yet); absent when the engine keeps no results. */
   createBackend?(url: string, ctx: AdapterContext): ResultBackend;
+  /** Celery's `rpc://` results over this engine's broker at `brokerUrl` (not connected yet); absent when the engine has no reply queues for them. */
+  createRpcBackend?(brokerUrl: string, ctx: AdapterContext): ResultBackend;
   /** A replay store (opened: connected or with its file open); absent when the engine cannot keep nonces. */
   createReplayStore?(options: ReplayStoreOptions): Promise<ReplayStore>;
 }

@@ -98,3 +98,14 @@ export function schemeHint(filter: (e: EngineInfo) => boolean = () => true): str
   const all = Object.values(ENGINES).filter(filter).flatMap((e) => Object.keys(e.schemes).filter((s) => !s.startsWith('py')).map((s) => `${s}://`));
   return all.length <= 1 ? all.join('') : `${all.slice(0, -1).join(', ')} or ${all[all.length - 1]}`;
 }
+
+// ── rpc:// results (issue 17 item 5) ───────────────────────────────────
+
+/**
+ * True for Celery's `rpc://` result backend: results travel as messages to
+ * the caller's reply queue on the broker (RabbitMQ), so the URL names no
+ * server of its own and the broker's checks apply to it.
+ */
+export function isRpcBackendUrl(url: string | undefined): boolean {
+  return url !== undefined && /^rpc:/i.test(url.trim());
+}

@@ -28,6 +28,8 @@ export interface RequestInfo {
   timeLimit: [number | null, number | null];
   args: unknown[];
   kwargs: Record<string, unknown>;
+  /** The message's headers as received: the standard ones and any sent with the `headers` option (Python: `self.request.<name>`). */
+  headers: Readonly<Record<string, unknown>>;
 }
 
 /** Options of `retry()`; durations in seconds. */
@@ -58,6 +60,21 @@ export interface TaskContext {
   readonly signal: AbortSignal;
   /** Ask to be run again later; never returns (throws `Retry`). */
   retry(options?: RetryOptions): never;
+  /**
+   * Store a state for this task while it runs, as Celery's
+   * `Task.update_state` does: a custom state such as `'PROGRESS'` with a
+   * meta object (`{ current: 3, total: 10 }`), which any client (Python's
+   * `AsyncResult.state` / `.info` included) reads until the task ends.
+   * Resolves `true` once stored, `false` when nothing was stored: the
+   * worker has no result backend, the message named no reply queue
+   * (`rpc://`), or the store failed (logged; the promise never rejects, so
+   * an update left un-awaited cannot crash the worker). A state that is
+   * not a non-empty string of at most 64 characters, or a ready state
+   * (`SUCCESS`, `FAILURE`, `REVOKED`), throws `ValidationError` at once:
+   * return a value or throw instead. The worker stores the task's final
+   * state only after every update begun before it has been written.
+   */
+  updateState(state: string, meta?: unknown): Promise<boolean>;
 }
 
 const storage = new AsyncLocalStorage<TaskContext>();

@@ -14,6 +14,12 @@ export interface MessageSecurity {
   /** Verify and decode a received body; replaces the plain decoder. Throws `DecodeError`s (incl. signature errors). */
   decodeBody?: BodyDecoder;
   /**
+   * True when every received message must carry a valid signature: a
+   * message refused before its signature was checked has an
+   * unauthenticated id, so the worker writes no record under that id.
+   */
+  readonly verifiesSenders?: boolean;
+  /**
    * Checks that need shared state, run after decoding and before the task is
    * scheduled (e.g. replay detection). Resolves to a rejection reason, or
    * undefined to accept.

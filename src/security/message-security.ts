@@ -427,6 +427,7 @@ export function createMessageSecurity(options: MessageSecurityOptions): Configur
   return {
     ...(sign ? { sign } : {}),
     decodeBody,
+    verifiesSenders: !acceptUnsigned,
     ...(guard
       ? {
           admit: async (message, request, delivery) => {

@@ -19,7 +19,7 @@ import type { Broker } from '../core/broker.ts';
 import type { ResultBackend } from '../core/backend.ts';
 import type { Engine, ReplayStoreOptions } from '../core/engine.ts';
 import type { ReplayStore } from '../core/replay-store.ts';
-import { ENGINES, schemeHint, urlSchemeSpec, type EngineInfo, type EngineName } from '../core/schemes.ts';
+import { ENGINES, isRpcBackendUrl, schemeHint, urlSchemeSpec, type EngineInfo, type EngineName } from '../core/schemes.ts';
 
 // The embedded default's file locations and file-safety checks: pure helpers
 // (no SQLite driver) that the app, the demo and `celeriac audit` need
@@ -64,12 +64,33 @@ export async function createBroker(url: string, ctx: AdapterContext): Promise<Br
 
 /** Create the result backend adapter for a URL. */
 export async function createBackend(url: string, ctx: AdapterContext): Promise<ResultBackend> {
+  if (isRpcBackendUrl(url)) return createRpcBackend(url, ctx);
   const info = engineOf(url);
   const engine = info?.backend ? await LOADERS[info.name]() : undefined;
   if (!engine?.createBackend) {
     throw new ConfigError(`unsupported result backend URL ${redactUrl(url)}`, { hint: `use ${schemeHint((e) => e.backend)}` });
   }
   return engine.createBackend(url, ctx);
+}
+
+/**
+ * Celery's `rpc://` results: sent as messages to the caller's reply queue
+ * over the broker, which must be RabbitMQ (kombu's Redis emulation of it is
+ * not supported). Anything else is a `ConfigError` saying so.
+ */
+async function createRpcBackend(url: string, ctx: AdapterContext): Promise<ResultBackend> {
+  if (!/^rpc:\/\/\/?$/i.test(url.trim())) {
+    throw new ConfigError(`result backend URL ${redactUrl(url)} is not rpc://`, { hint: "rpc results use the broker's connection: write exactly rpc://" });
+  }
+  const broker = ctx.settings.brokerUrl;
+  const info = engineOf(broker);
+  const engine = info ? await LOADERS[info.name]() : undefined;
+  if (!broker || !engine?.createRpcBackend) {
+    throw new ConfigError(`resultBackend rpc:// needs a RabbitMQ broker, and the broker is ${broker ? redactUrl(broker) : 'not set'}`, {
+      hint: `use an amqp:// or amqps:// brokerUrl with rpc://, or a result backend of its own (${schemeHint((e) => e.backend)})`,
+    });
+  }
+  return engine.createRpcBackend(broker, ctx);
 }
 
 /**

@@ -7,6 +7,7 @@ import { errorToExceptionInfo, type ExceptionInfo } from '../protocol/result-met
 import type { TaskDefinition } from '../client/task.ts';
 import { Retry, runWithContext, type RequestInfo, type RetryOptions, type TaskContext } from '../core/task-context.ts';
 import { notRegistered } from './exception-records.ts';
+import { checkProgressState } from './progress-state.ts';
 
 /** One execution handed to a pool. */
 export interface ExecJob {
@@ -19,6 +20,8 @@ export interface ExecJob {
   readonly request: RequestInfo;
   /** Soft time limit in ms: the task's signal aborts then. */
   softTimeLimitMs?: number;
+  /** Stores a progress state (progress.ts); absent where nothing can be stored. */
+  updateState?(state: string, meta: unknown): Promise<boolean>;
 }
 
 /** How an execution ended. */
@@ -100,6 +103,11 @@ class RunningTask implements TaskContext {
 
   retry(options?: RetryOptions): never {
     throw new Retry(options);
+  }
+
+  updateState(state: string, meta?: unknown): Promise<boolean> {
+    checkProgressState(state);
+    return this.job.updateState ? this.job.updateState(state, meta ?? null) : Promise.resolve(false);
   }
 }
 

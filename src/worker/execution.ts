@@ -9,7 +9,8 @@ import { buildResultMeta, errorToExceptionInfo, type ExceptionInfo } from '../pr
 import type { ExecOutcome } from './execute.ts';
 import { argumentTypeError, redeliveryLimitExceeded, timeLimitExceeded, workerLost } from './exception-records.ts';
 import { lossKey, lossReason, lostRuns } from './loss-ledger.ts';
-import { expired, finalize, hasSuccessFollowUps, onFailure, onOutcome, succeeded } from './outcomes.ts';
+import { expired, extended, finalize, hasSuccessFollowUps, onFailure, onOutcome, succeeded } from './outcomes.ts';
+import { afterProgress, progressWriter } from './progress.ts';
 import { ackOnce, finalizeLoss, giveBack, storeMeta } from './settle.ts';
 import { Execution, reportFinished, type Job, type WorkerState } from './state.ts';
 import type { TaskEvent } from './types.ts';
@@ -40,6 +41,7 @@ export function prepare(w: WorkerState, job: Job): boolean {
   const [hard, soft] = limits(w, job);
   job.hardMs = hard !== undefined ? hard * 1000 : undefined;
   job.exec = new Execution(String(++w.jobSeq), def.name, args, soft !== undefined ? soft * 1000 : undefined, w.nodeName, job, kwargs);
+  job.exec.updateState = progressWriter(w, job);
   return true;
 }
 
@@ -86,7 +88,7 @@ function judgeLosses(w: WorkerState, job: Job): boolean {
           : workerLost(`the task ${reason}; message dead-lettered`);
     // A failure here gives the message back (finalize), to be judged again.
     finalize(w, job, async () => {
-      await storeMeta(w, buildResultMeta({ taskId: req.id, status: 'FAILURE', result: exc, traceback: null, groupId: req.group, parentId: req.parentId }));
+      await storeMeta(w, buildResultMeta({ taskId: req.id, status: 'FAILURE', result: exc, traceback: null, groupId: req.group, parentId: req.parentId }), req);
       await job.delivery.deadLetter(reason);
       job.acked = true;
     });
@@ -104,10 +106,11 @@ function judgeLosses(w: WorkerState, job: Job): boolean {
 export function launch(w: WorkerState, batch: Job[]): void {
   if (w.onTaskEvents) {
     const events: TaskEvent[] = [];
+    const rpc = typeof w.store?.backend.replyRoute === 'function';
     for (const job of batch) {
       job.reported = true;
       const { req } = job;
-      events.push({ type: 'started', id: req.id, task: req.task, tag: job.delivery.deliveryTag, lateAck: job.acksLate, hardLimitMs: job.hardMs, group: req.group, parentId: req.parentId });
+      events.push({ type: 'started', id: req.id, task: req.task, tag: job.delivery.deliveryTag, lateAck: job.acksLate, hardLimitMs: job.hardMs, group: req.group, parentId: req.parentId, ...(rpc && req.replyTo ? { replyTo: req.replyTo, correlationId: req.correlationId } : {}) });
     }
     w.onTaskEvents(events);
   }
@@ -160,12 +163,12 @@ function run(w: WorkerState, job: Job): void {
   }
   if (w.events?.taskEvents) w.events.started(req);
   if ((def.options.trackStarted ?? w.rt.settings.taskTrackStarted) && !def.options.ignoreResult) {
-    void storeMeta(w, buildResultMeta({ taskId: req.id, status: 'STARTED', result: { pid: process.pid, hostname: w.nodeName }, groupId: req.group, parentId: req.parentId })).catch(
+    void storeMeta(w, buildResultMeta({ taskId: req.id, status: 'STARTED', result: { pid: process.pid, hostname: w.nodeName }, groupId: req.group, parentId: req.parentId, extended: extended(w, job) }), req).catch(
       (err: unknown) => w.logger.warn({ err, id: req.id }, 'could not store STARTED'),
     );
   }
   w.running.set(job, Date.now());
-  const outcome = w.pool.run(job.exec!, job.hardMs);
+  const outcome = afterProgress(job, w.pool.run(job.exec!, job.hardMs));
   if (outcome instanceof Promise) outcome.then((o) => ran(w, job, o));
   else ran(w, job, outcome);
 }

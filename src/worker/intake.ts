@@ -14,6 +14,7 @@ import { pullShared } from './loss-ledger.ts';
 import { expired } from './outcomes.ts';
 import { admit, hold } from './scheduling.ts';
 import { storeMeta } from './settle.ts';
+import { recordDeadLettered } from './dead-letter-failure.ts';
 import type { Job, WorkerState } from './state.ts';
 import { revokedJob } from './control/worker-host.ts';
 
@@ -94,7 +95,10 @@ function refuse(w: WorkerState, delivery: Delivery, err: unknown): void {
           : String(err);
   w.counters.rejected++;
   w.logger.error({ id, task, queue: delivery.queue, reason, code: (err as { code?: string }).code }, `rejected message ${id ?? '(no id)'}: ${reason}`);
-  delivery.deadLetter(reason).catch((e: unknown) => w.logger.error({ err: e, id }, 'dead-lettering failed'));
+  delivery.deadLetter(reason).then(
+    () => recordDeadLettered(w, delivery.message, err, reason),
+    (e: unknown) => w.logger.error({ err: e, id }, 'dead-lettering failed'),
+  );
 }
 
 function unknownTask(w: WorkerState, delivery: Delivery, req: TaskRequest): void {
@@ -102,7 +106,7 @@ function unknownTask(w: WorkerState, delivery: Delivery, req: TaskRequest): void
   if (w.events?.taskEvents) w.events.notRegistered(req);
   w.logger.error({ id: req.id, task: req.task, queue: delivery.queue }, `received unregistered task ${JSON.stringify(req.task)}; message dead-lettered`);
   const meta = buildResultMeta({ taskId: req.id, status: 'FAILURE', result: notRegistered(req.task), traceback: null, groupId: req.group, parentId: req.parentId });
-  void storeMeta(w, meta)
+  void storeMeta(w, meta, req)
     .then(() => delivery.deadLetter(`unregistered task ${req.task}`))
     .catch((err: unknown) => w.logger.error({ err, id: req.id }, 'could not dead-letter unregistered task'));
 }

@@ -86,7 +86,7 @@ export function succeeded(w: WorkerState, job: Job, value: unknown, runtimeMs: n
   }
   let record: StoredRecord;
   try {
-    record = w.store.encode(successMeta(w, job, value, []));
+    record = w.store.encode(successMeta(w, job, value, []), req);
   } catch (err) {
     // A result the serializer cannot encode: the task ends as FAILURE EncodeError (Celery's rule), never requeued.
     finalize(w, job, () => onEncodeError(w, job, err));
@@ -105,7 +105,7 @@ export function expired(w: WorkerState, job: Job): boolean {
   w.logger.info({ id: req.id, task: req.task }, `task ${req.task}[${req.id}] expired; revoked`);
   const meta = buildResultMeta({ taskId: req.id, status: 'REVOKED', result: expiredRevoked(), traceback: null, groupId: req.group, parentId: req.parentId });
   finalize(w, job, async () => {
-    if (!req.ignoreResult) await storeMeta(w, meta);
+    if (!req.ignoreResult) await storeMeta(w, meta, req);
     await ackOnce(w, job);
   });
   return true;
@@ -117,7 +117,8 @@ function onEncodeError(w: WorkerState, job: Job, err: unknown): Promise<void> {
   return onFailure(w, job, { kind: 'failure', exc: encodeError(err.reason), traceback: null, runtimeMs: 0 });
 }
 
-function extended(w: WorkerState, job: Job): ExtendedFields | undefined {
+/** Celery's `result_extended` fields of a job, when `resultExtended` is on. */
+export function extended(w: WorkerState, job: Job): ExtendedFields | undefined {
   if (!w.rt.settings.resultExtended) return undefined;
   const { req, delivery } = job;
   return { name: req.task, args: req.args, kwargs: req.kwargs, worker: w.nodeName, retries: req.retries, queue: delivery.queue };
@@ -145,7 +146,7 @@ async function onSuccess(w: WorkerState, job: Job, value: unknown, runtimeMs: nu
       return onFailure(w, job, { kind: 'failure', exc: errorToExceptionInfo(err), traceback: null, runtimeMs });
     }
   }
-  if (!ignoresResult(w, job)) await storeMeta(w, successMeta(w, job, value, follow.map((f) => childTuple(f.input.id))));
+  if (!ignoresResult(w, job)) await storeMeta(w, successMeta(w, job, value, follow.map((f) => childTuple(f.input.id))), req);
   // Counted once the outcome is stored: a result that cannot be encoded ends as a failure instead.
   w.counters.succeeded++;
   if (w.logTasks) w.logger.info({ task: req.task, id: req.id, runtimeMs }, 'task succeeded');
@@ -173,6 +174,7 @@ export async function onFailure(w: WorkerState, job: Job, outcome: Extract<ExecO
         parentId: req.parentId,
         extended: extended(w, job),
       }),
+      req,
     );
   }
   // Counted once its record is stored (a settle that fails and is retried is counted once).
@@ -215,6 +217,7 @@ async function onRetry(w: WorkerState, job: Job, outcome: Extract<ExecOutcome, {
       groupId: req.group,
       parentId: req.parentId,
     }),
+    req,
   );
   await ackOnce(w, job);
 }

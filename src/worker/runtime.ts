@@ -13,7 +13,7 @@ import type { ResultStore } from '../client/results.ts';
 import type { TaskDefinition } from '../client/task.ts';
 
 /** The message-security hooks a worker calls: prepare at start, admission, and settling of replay holds. */
-export type WorkerSecurity = Pick<MessageSecurity, 'prepare' | 'admit' | 'settled' | 'released'>;
+export type WorkerSecurity = Pick<MessageSecurity, 'prepare' | 'admit' | 'settled' | 'released' | 'verifiesSenders'>;
 
 /** The app as a worker sees it (an `App` is one). */
 export interface WorkerRuntime {

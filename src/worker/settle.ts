@@ -3,7 +3,7 @@
  * exactly once, results are stored before a late ack, and lost runs are
  * counted (loss-ledger.ts).
  */
-import type { StoredRecord } from '../core/backend.ts';
+import type { ReplyRoute, StoredRecord } from '../core/backend.ts';
 import type { ResultMeta } from '../protocol/result-meta.ts';
 import { pushShared, type LossKind } from './loss-ledger.ts';
 import { sleep, type Job, type WorkerState } from './state.ts';
@@ -35,8 +35,13 @@ export async function ackOnce(w: WorkerState, job: Job): Promise<void> {
   else w.rt.security.settled?.(job.delivery.message);
 }
 
-export function storeMeta(w: WorkerState, meta: ResultMeta): Promise<void> {
-  return w.store ? w.store.store(meta) : Promise.resolve();
+/**
+ * Store one record. `to` is the message's reply route (its `reply_to` and
+ * `correlation_id`): the `rpc://` backend sends the record there; stores
+ * keyed by task id ignore it.
+ */
+export function storeMeta(w: WorkerState, meta: ResultMeta, to?: ReplyRoute): Promise<void> {
+  return w.store ? w.store.store(meta, to) : Promise.resolve();
 }
 
 /** Count a lost run in the ledger (and tell the supervisor, which keeps the node's ledger). */

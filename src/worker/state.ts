@@ -109,6 +109,8 @@ export interface WorkerState {
  */
 export class Execution implements ExecJob {
   private cached: RequestInfo | undefined;
+  /** Set by progress.ts when the worker keeps results. */
+  updateState?: (state: string, meta: unknown) => Promise<boolean>;
   constructor(
     readonly jobId: string,
     readonly task: string,
@@ -145,6 +147,7 @@ export function requestInfo(job: Job, kwargs: Record<string, unknown>, hostname:
     timeLimit: req.timeLimit,
     args: req.args,
     kwargs,
+    headers: req.headers,
   };
 }
 

@@ -75,7 +75,11 @@ export interface WorkerOptions {
 
 /** Start and end of a task's execution, as a prefork child reports them to its supervisor. */
 export type TaskEvent =
-  | { type: 'started'; id: string; task: string; tag: string; lateAck: boolean; hardLimitMs: number | undefined; group: string | null; parentId: string | null }
+  | {
+      type: 'started'; id: string; task: string; tag: string; lateAck: boolean; hardLimitMs: number | undefined; group: string | null; parentId: string | null;
+      /** The message's reply route, sent only with `rpc://` results (the supervisor's FAILURE for a lost task goes there). */
+      replyTo?: string; correlationId?: string;
+    }
   | { type: 'finished'; id: string; tag: string };
 
 /** What `createWorker` returns, whichever pool runs the tasks. */

@@ -33,7 +33,7 @@ export function revokedJob(w: WorkerState, job: Job, reason = 'revoked'): boolea
   w.logger.info({ id: req.id, task: req.task }, `task ${req.task}[${req.id}] ${reason}; discarding`);
   const meta = buildResultMeta({ taskId: req.id, status: 'REVOKED', result: revokedRecord(reason), traceback: null, groupId: req.group, parentId: req.parentId });
   finalize(w, job, async () => {
-    if (!req.ignoreResult) await storeMeta(w, meta);
+    if (!req.ignoreResult) await storeMeta(w, meta, req);
     await ackOnce(w, job);
   });
   return true;

@@ -26,6 +26,7 @@ import type { Logger } from '../../observability/logging.ts';
 import { defaultNodeName } from '../../protocol/ids.ts';
 import { RUNNING_FROM_SOURCE } from '../../runtime/import-module.ts';
 import { buildResultMeta, type ExceptionInfo } from '../../protocol/result-meta.ts';
+import type { ReplyRoute } from '../../core/backend.ts';
 import { revokedRecord, timeLimitExceeded, workerLost } from '../exception-records.ts';
 import { LossLedger, lossReason, lostRuns, pullShared, pushShared, type LossEntry, type LossKind } from '../loss-ledger.ts';
 import { startNodeHeartbeat, type WorkerEvents } from '../events.ts';
@@ -68,6 +69,11 @@ const SHUTDOWN_KILL_GRACE_MS = 2500;
 const LEASE_RENEW_MS = 2000;
 
 type Started = Extract<TaskEvent, { type: 'started' }>;
+
+/** Where an `rpc://` record of a started task goes (undefined: stores keyed by task id need no route). */
+function replyRouteOf(e: Started): ReplyRoute | undefined {
+  return e.replyTo ? { replyTo: e.replyTo, correlationId: e.correlationId ?? e.id } : undefined;
+}
 
 interface Child {
   index: number;
@@ -455,7 +461,7 @@ export class Supervisor implements WorkerHandle {
       if (failures.length > 0) {
         const store = await this.app.resultStore();
         const exc = workerLost(`process ${child.proc.pid} terminated at the shutdown timeout`);
-        await store?.storeMany(failures.map((event) => buildResultMeta({ taskId: event.id, status: 'FAILURE', result: exc, traceback: null, groupId: event.group, parentId: event.parentId })));
+        await store?.storeRecords(failures.map((event) => store.encode(buildResultMeta({ taskId: event.id, status: 'FAILURE', result: exc, traceback: null, groupId: event.group, parentId: event.parentId }), replyRouteOf(event))));
       }
       if (child.owner) {
         const broker = await this.app.broker();
@@ -532,8 +538,8 @@ export class Supervisor implements WorkerHandle {
       if (store) await pushShared(this.ledger, store.backend, [...changed.keys()], this.app.settings.resultExpires).catch((err: unknown) => this.logger.warn({ err }, 'could not write the shared loss ledger'));
     }
     if (store && failures.length > 0) {
-      await store.storeMany(
-        failures.map(({ event, exc, status }) => buildResultMeta({ taskId: event.id, status: status ?? 'FAILURE', result: exc, traceback: null, groupId: event.group, parentId: event.parentId })),
+      await store.storeRecords(
+        failures.map(({ event, exc, status }) => store.encode(buildResultMeta({ taskId: event.id, status: status ?? 'FAILURE', result: exc, traceback: null, groupId: event.group, parentId: event.parentId }), replyRouteOf(event))),
       );
     }
     if (child.owner) {
