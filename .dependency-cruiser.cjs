@@ -17,6 +17,7 @@
  *   client/ security/         the app side; creates engines through transport/index.ts only
  *   worker/                   sees engines only through core/ interfaces
  *   audit/ secrets/ runtime/  tools
+ *   beat/                     the periodic scheduler: client, core and the pure layers; loaded by cli/ only
  *   cli/                      entry points, loaded only by bin/
  */
 
@@ -213,6 +214,23 @@ module.exports = {
         'deployment cannot start one.',
       from: { path: '^src/audit/' },
       to: { path: '^src/(worker|client|cli|dashboard|beat)/' },
+    },
+    {
+      name: 'beat-sends-through-the-client',
+      severity: 'error',
+      comment:
+        'celeriac beat sends through the app\'s client (so its messages are signed, routed and capped like ' +
+        'any other) and keeps its state behind the BeatStore interface of core/, opened by client/beat-store.ts ' +
+        'through the registry: it never reaches an engine, the registry, the worker or security wiring itself.',
+      from: { path: '^src/beat/' },
+      to: { path: '^src/', pathNot: '^src/(beat|client|core|config|protocol|codec|observability)/|^src/errors\\.ts$' },
+    },
+    {
+      name: 'beat-only-from-cli',
+      severity: 'error',
+      comment: 'beat/ is started by `celeriac beat`; the library, the worker and the engines never load the scheduler.',
+      from: { path: '^src/', pathNot: '^src/(beat|cli)/' },
+      to: { path: '^src/beat/' },
     },
     {
       name: 'cli-only-from-bin',
