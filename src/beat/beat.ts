@@ -103,7 +103,7 @@ export function createBeat(options: BeatOptions): Beat {
     pendingSkipped.clear();
     const { entries: state } = await store.read();
     for (const s of state) cursor.set(s.name, s.lastTick);
-    log.info({ token, entries: entries.length }, `beat: leader now (fencing token ${newToken}); ${entries.length} entries`);
+    log.info({ fence: token, entries: entries.length }, `beat: leader now (fencing token ${newToken}); ${entries.length} entries`);
   }
 
   /** Claim `tick` of `entry` and send it; false when fenced. */
@@ -122,7 +122,7 @@ export function createBeat(options: BeatOptions): Beat {
     for (let attempt = 1; ; attempt++) {
       try {
         await app.sendTask(entry.task, entry.args, entry.kwargs, { ...entry.options, taskId });
-        log.info({ entry: entry.name, task: entry.task, tick, at: new Date(tick).toISOString(), taskId, token, skipped }, `beat: sent ${entry.name} (${entry.task}) for ${new Date(tick).toISOString()}${skipped ? `, ${skipped} missed ticks passed over` : ''}`);
+        log.info({ entry: entry.name, task: entry.task, tick, at: new Date(tick).toISOString(), taskId, fence: token, skipped }, `beat: sent ${entry.name} (${entry.task}) for ${new Date(tick).toISOString()}${skipped ? `, ${skipped} missed ticks passed over` : ''}`);
         return true;
       } catch (err) {
         if (signal.aborted || attempt >= 5 || Date.now() - tick > graceMs) {
@@ -206,7 +206,7 @@ export function createBeat(options: BeatOptions): Beat {
         while (!signal.aborted && Date.now() < renewAt) {
           if (Date.now() >= safeUntil) break; // paused past the lease: re-acquire before any claim
           if (!(await runDue())) {
-            log.warn({ token }, `beat: fencing token ${token} no longer holds the lease (paused or partitioned?); not sending, standing by`);
+            log.warn({ fence: token }, `beat: fencing token ${token} no longer holds the lease (paused or partitioned?); not sending, standing by`);
             token = undefined;
             break;
           }
@@ -221,7 +221,7 @@ export function createBeat(options: BeatOptions): Beat {
       const t = token;
       token = undefined;
       await store.release(holder, t).then(
-        () => log.info({ token: t }, 'beat: lease released'),
+        () => log.info({ fence: t }, 'beat: lease released'),
         (err: unknown) => log.warn({ err }, 'beat: could not release the lease; it lapses on its own'),
       );
     }

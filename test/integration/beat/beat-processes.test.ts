@@ -189,6 +189,11 @@ describe('celeriac beat processes', () => {
     const late = msgs(paused, 'beat: sent').filter((l) => Number(l.tick) > pausedAt);
     assert.deepEqual(late.map((l) => l.at), [], `${paused.name} sent after losing its lease`);
     assert.ok(msgs(paused, 'beat: sent').some((l) => l.seen < pausedAt), 'the paused instance had been sending before');
+    // Fencing tokens only grow along the ticks: a later tick was never sent under an older lease.
+    const byTick = live.concat(killed).flatMap((x) => msgs(x, 'beat: sent')).sort((p, q) => Number(p.tick) - Number(q.tick));
+    const tokens = byTick.map((l) => Number(l.fence));
+    assert.ok(tokens.every((tok, i) => i === 0 || tok >= tokens[i - 1]!), `tokens along the ticks: ${tokens.join(',')}`);
+    assert.ok(new Set(tokens).size >= 3, 'three leaderships: the first, after the kill, after the pause');
     // Several instances sent: the leadership really moved.
     assert.ok(new Set([killed, ...live].filter((x) => msgs(x, 'beat: sent').length > 0)).size >= 2);
   }
