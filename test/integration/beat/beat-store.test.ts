@@ -19,6 +19,8 @@ import { openBeatStore } from '../../../src/client/beat-store.ts';
 import { createApp } from '../../../src/index.ts';
 import { ConfigError } from '../../../src/errors.ts';
 import { requireService } from '../../helpers/services.ts';
+import { beatTaskId, createBeat } from '../../../src/beat/beat.ts';
+import { interval } from '../../../src/beat/schedule.ts';
 
 const logger = pino({ level: 'silent' });
 const REDIS_URL = 'redis://127.0.0.1:6379/11';
@@ -99,6 +101,46 @@ describe('beat store contract', () => {
       const a4 = await sa.acquire('a', 300);
       assert.ok(a4.leader && a4.token > b2.token, 'the token keeps growing across a release');
     });
+  }
+
+  for (const [name, url, available] of engines.filter(([n]) => n !== 'memory')) {
+    for (const catchUp of ['skip', 'runOnce'] as const) {
+      it(`${name}: catchUp ${catchUp} after 5 s of downtime (100 ms interval, 1 s grace)`, async (t) => {
+        if (!requireService(t, await available(), name)) return;
+        const namespace = `catchup-${randomBytes(4).toString('hex')}`;
+        const store = (await createBeatStore({ url: url(), side: 'broker', keyPrefix: '', namespace, settings: resolveSettings({}), logger }))!;
+        t.after(async () => {
+          if (name === 'redis') {
+            const r = new Redis(REDIS_URL);
+            await r.del(`celeriac:beat:{${namespace}}:lock`, `celeriac:beat:{${namespace}}:fence`, `celeriac:beat:{${namespace}}:entries`);
+            r.disconnect();
+          }
+          await store.close();
+        });
+        // A previous beat sent its last tick 5 s ago, then everything stopped.
+        const old = await store.acquire('old', 1000);
+        assert.ok(old.leader);
+        const lastSent = interval(0.1).latestAtOrBefore(Date.now() - 5000)!;
+        assert.equal((await store.claim({ token: old.token, entry: 'e', tick: lastSent, taskId: 'x', skipped: 0 })).state, 'claimed');
+        await store.release('old', old.token);
+        const sent: string[] = [];
+        const app = { logger, sendTask: async (_n: string, _a?: readonly unknown[], _k?: object, o?: { taskId?: string }) => (sent.push(o!.taskId!), {} as never) };
+        const beat = createBeat({ app, store, namespace, schedule: { e: { task: 't', schedule: 0.1, catchUp } }, leaseMs: 500, graceMs: 1000, logger });
+        await sleep(700);
+        await beat.stop();
+        const e = (await store.read()).entries[0]!;
+        const missedOld = 40; // about 4 s of ticks older than the 1 s grace
+        assert.ok(!sent.includes(beatTaskId(namespace, 'e', lastSent + 100)), 'the first missed tick is not sent on its own');
+        if (catchUp === 'skip') {
+          assert.ok(Math.abs(e.skipped - missedOld) <= 6, `passed over ${e.skipped}`);
+          assert.ok(sent.length >= 10 && sent.length <= 20, `sent the last second's ticks only (${sent.length})`);
+        } else {
+          assert.ok(Math.abs(e.skipped - (missedOld - 1)) <= 6, `one message stood for ${e.skipped + 1}`);
+          assert.ok(sent.length >= 11 && sent.length <= 21, `one for the downtime, then the last second's (${sent.length})`);
+        }
+        assert.equal(e.total, sent.length + 1);
+      });
+    }
   }
 
   it('RabbitMQ has no beat store: the registry answers undefined', async () => {
