@@ -20,7 +20,9 @@
  * What is left: the claim comes before the publish (so a publish can never
  * happen without its claim); a leader killed between the two loses that one
  * tick, and one paused between the two sends its already-claimed tick late.
- * Both windows are one round trip long.
+ * Both windows are one round trip long. A publish is confirmed in the store
+ * afterwards, so the next leader logs a claimed tick whose publish was never
+ * confirmed, and `beat status` shows it.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -102,7 +104,13 @@ export function createBeat(options: BeatOptions): Beat {
     cursor.clear();
     pendingSkipped.clear();
     const { entries: state } = await store.read();
-    for (const s of state) cursor.set(s.name, s.lastTick);
+    for (const s of state) {
+      cursor.set(s.name, s.lastTick);
+      // The previous leader claimed this tick but never confirmed its publish: it stopped in between.
+      if (!s.confirmed && s.token !== newToken) {
+        log.warn({ entry: s.name, tick: s.lastTick, taskId: s.taskId, fence: s.token }, `beat: ${s.name}'s tick ${new Date(s.lastTick).toISOString()} was claimed by the previous leader (fence ${s.token}) but its publish was not confirmed: it may not have been sent (task id ${s.taskId})`);
+      }
+    }
     log.info({ fence: token, entries: entries.length }, `beat: leader now (fencing token ${newToken}); ${entries.length} entries`);
   }
 
@@ -122,6 +130,7 @@ export function createBeat(options: BeatOptions): Beat {
     for (let attempt = 1; ; attempt++) {
       try {
         await app.sendTask(entry.task, entry.args, entry.kwargs, { ...entry.options, taskId });
+        await store.confirm(entry.name, tick).catch((err: unknown) => log.warn({ err, entry: entry.name }, 'beat: could not record the publish as confirmed'));
         log.info({ entry: entry.name, task: entry.task, tick, at: new Date(tick).toISOString(), taskId, fence: token, skipped }, `beat: sent ${entry.name} (${entry.task}) for ${new Date(tick).toISOString()}${skipped ? `, ${skipped} missed ticks passed over` : ''}`);
         return true;
       } catch (err) {

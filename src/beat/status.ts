@@ -15,6 +15,8 @@ export interface BeatEntryStatus {
   lastTick: string | undefined;
   lastSentAt: string | undefined;
   lastTaskId: string | undefined;
+  /** False when the last tick was claimed but its publish never confirmed (the leader stopped in between). */
+  lastConfirmed: boolean | undefined;
   total: number;
   skipped: number;
   nextRun: string | undefined;
@@ -44,6 +46,7 @@ export async function readBeatStatus(store: BeatStore, entries: readonly BeatEnt
       lastTick: iso(s?.lastTick),
       lastSentAt: iso(s?.sentAt),
       lastTaskId: s?.taskId,
+      lastConfirmed: s?.confirmed,
       total: s?.total ?? 0,
       skipped: s?.skipped ?? 0,
       nextRun: iso(e.timetable.nextAfter(Math.max(now, s?.lastTick ?? 0))),
@@ -52,7 +55,7 @@ export async function readBeatStatus(store: BeatStore, entries: readonly BeatEnt
   });
   for (const s of state) {
     if (entries.some((e) => e.name === s.name)) continue;
-    rows.push({ name: s.name, task: undefined, schedule: undefined, catchUp: undefined, lastTick: iso(s.lastTick), lastSentAt: iso(s.sentAt), lastTaskId: s.taskId, total: s.total, skipped: s.skipped, nextRun: undefined, orphan: true });
+    rows.push({ name: s.name, task: undefined, schedule: undefined, catchUp: undefined, lastTick: iso(s.lastTick), lastSentAt: iso(s.sentAt), lastTaskId: s.taskId, lastConfirmed: s.confirmed, total: s.total, skipped: s.skipped, nextRun: undefined, orphan: true });
   }
   return { leader: lease ? { holder: lease.holder, token: lease.token, expiresAt: new Date(lease.expiresAt).toISOString() } : undefined, entries: rows };
 }
@@ -65,7 +68,7 @@ export function formatBeatStatus(status: BeatStatus): string {
     lines.push(
       `${e.name}${e.orphan ? ' (not in the loaded schedule)' : ''}`,
       ...(e.task ? [`  task      ${e.task}  ${e.schedule}  catchUp: ${e.catchUp}`] : []),
-      `  last run  ${e.lastTick ?? 'never'}${e.lastSentAt ? `  (sent ${e.lastSentAt}, id ${e.lastTaskId})` : ''}`,
+      `  last run  ${e.lastTick ?? 'never'}${e.lastSentAt ? `  (claimed ${e.lastSentAt}, id ${e.lastTaskId}${e.lastConfirmed === false ? ', publish not confirmed: in flight, or the leader stopped before sending it' : ''})` : ''}`,
       `  sent      ${e.total}  passed over: ${e.skipped}`,
       ...(e.nextRun ? [`  next run  ${e.nextRun}`] : []),
     );

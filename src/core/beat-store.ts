@@ -48,6 +48,12 @@ export interface BeatEntryState {
   total: number;
   /** Ticks passed over by the catch-up policy so far. */
   skipped: number;
+  /**
+   * Whether the publish of `lastTick` was confirmed. False after a leader
+   * stopped between its claim and its publish: that tick may not have been
+   * sent (beat chose at most once over at least once).
+   */
+  confirmed: boolean;
 }
 
 /** The outcome of {@link BeatStore.acquire}. */
@@ -84,6 +90,8 @@ export interface BeatStore {
   release(holder: string, token: number): Promise<void>;
   /** Atomically: check that `token` holds a live lease, then record the tick if it is newer than the entry's last. */
   claim(input: BeatClaimInput): Promise<BeatClaim>;
+  /** Record that the task of `tick` (still the entry's last) was published. */
+  confirm(entry: string, tick: number): Promise<void>;
   /** The lease (absent when free or lapsed) and every entry's state. */
   read(): Promise<{ lease: BeatLease | undefined; entries: BeatEntryState[] }>;
   close(): Promise<void>;

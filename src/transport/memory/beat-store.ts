@@ -46,8 +46,13 @@ export function createMemoryBeatStore(namespace: string): BeatStore {
         token: input.token,
         total: (prev?.total ?? 0) + 1,
         skipped: (prev?.skipped ?? 0) + input.skipped,
+        confirmed: false,
       });
       return { state: 'claimed' };
+    },
+    async confirm(entry, tick) {
+      const e = s.entries.get(entry);
+      if (e && e.lastTick === tick) e.confirmed = true;
     },
     async read() {
       return { lease: live(Date.now()), entries: [...s.entries.values()].map((e) => ({ ...e })) };

@@ -6,7 +6,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { BeatEntryState, BeatStore } from '../../core/beat-store.ts';
-import { beatAcquire, beatClaim, beatRelease, type BeatKeys } from './scripts.ts';
+import { beatAcquire, beatClaim, beatConfirm, beatRelease, type BeatKeys } from './scripts.ts';
 
 /** The keys of `namespace` under `keyPrefix`. */
 export function beatKeys(keyPrefix: string, namespace: string): BeatKeys {
@@ -34,6 +34,9 @@ export function createRedisBeatStore(client: Redis, keyPrefix: string, namespace
       if (state === 'done') return { state: 'done', lastTick: Number(last) };
       return { state: 'fenced' };
     },
+    async confirm(entry, tick) {
+      await beatConfirm(client, keys, { entry, tick });
+    },
     async read() {
       const [[, lock], [, ttl], [, raw]] = (await client.multi().hgetall(keys.lock).pttl(keys.lock).hgetall(keys.entries).exec()) as [
         [unknown, Record<string, string>],
@@ -43,7 +46,7 @@ export function createRedisBeatStore(client: Redis, keyPrefix: string, namespace
       const lease = lock.holder && ttl > 0 ? { holder: lock.holder, token: Number(lock.token), expiresAt: Date.now() + ttl } : undefined;
       const entries: BeatEntryState[] = Object.entries(raw).map(([name, json]) => {
         const p = JSON.parse(json) as Record<string, string>;
-        return { name, lastTick: Number(p.lastTick), taskId: String(p.taskId), sentAt: Number(p.sentAt), token: Number(p.token), total: Number(p.total), skipped: Number(p.skipped) };
+        return { name, lastTick: Number(p.lastTick), taskId: String(p.taskId), sentAt: Number(p.sentAt), token: Number(p.token), total: Number(p.total), skipped: Number(p.skipped), confirmed: p.confirmed === '1' };
       });
       return { lease, entries };
     },

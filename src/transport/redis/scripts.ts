@@ -74,6 +74,7 @@ const S = {
   beatAcquire: load('beat-acquire-2.lua'),
   beatRelease: load('beat-release-1.lua'),
   beatClaim: load('beat-claim-2.lua'),
+  beatConfirm: load('beat-confirm-1.lua'),
 } as const;
 
 type Runner = (...args: Arg[]) => Promise<unknown>;
@@ -252,4 +253,9 @@ export function beatClaim(
   args: { token: number; entry: string; tick: number; taskId: string; skipped: number },
 ): Promise<string[]> {
   return run(client, S.beatClaim, [keys.lock, keys.entries], [String(args.token), args.entry, String(args.tick), args.taskId, args.skipped]);
+}
+
+/** `beat-confirm-1.lua`: mark the publish of `tick` done if it is still the entry's last; 1 when marked. */
+export function beatConfirm(client: ScriptClient, keys: BeatKeys, args: { entry: string; tick: number }): Promise<number> {
+  return run(client, S.beatConfirm, [keys.entries], [args.entry, String(args.tick)]);
 }

@@ -23,6 +23,7 @@ interface EntryRow {
   token: number;
   total: number;
   skipped: number;
+  confirmed: number;
 }
 
 /** A store on `db` (which it owns: `close()` closes it). */
@@ -30,15 +31,16 @@ export function createSqliteBeatStore(db: SqliteDatabase, namespace: string): Be
   // The lease row is never deleted (a release empties `holder`), so its token is also the fencing counter.
   db.exec(`CREATE TABLE IF NOT EXISTS celeriac_beat_lease (ns TEXT PRIMARY KEY, holder TEXT NOT NULL, token INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS celeriac_beat_entry (ns TEXT NOT NULL, name TEXT NOT NULL, last_tick INTEGER NOT NULL, task_id TEXT NOT NULL, sent_at INTEGER NOT NULL,
-  token INTEGER NOT NULL, total INTEGER NOT NULL, skipped INTEGER NOT NULL, PRIMARY KEY (ns, name)) WITHOUT ROWID;`);
+  token INTEGER NOT NULL, total INTEGER NOT NULL, skipped INTEGER NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (ns, name)) WITHOUT ROWID;`);
   const getLease = db.prepare('SELECT holder, token, expires_at FROM celeriac_beat_lease WHERE ns = ?');
   const putLease = db.prepare('INSERT INTO celeriac_beat_lease (ns, holder, token, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (ns) DO UPDATE SET holder = excluded.holder, token = excluded.token, expires_at = excluded.expires_at');
   const freeLease = db.prepare("UPDATE celeriac_beat_lease SET holder = '', expires_at = 0 WHERE ns = ? AND holder = ? AND token = ?");
   const getEntry = db.prepare('SELECT last_tick, total, skipped FROM celeriac_beat_entry WHERE ns = ? AND name = ?');
   const putEntry = db.prepare(
-    'INSERT OR REPLACE INTO celeriac_beat_entry (ns, name, last_tick, task_id, sent_at, token, total, skipped) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    'INSERT OR REPLACE INTO celeriac_beat_entry (ns, name, last_tick, task_id, sent_at, token, total, skipped, confirmed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)',
   );
-  const allEntries = db.prepare('SELECT name, last_tick, task_id, sent_at, token, total, skipped FROM celeriac_beat_entry WHERE ns = ? ORDER BY name');
+  const confirmEntry = db.prepare('UPDATE celeriac_beat_entry SET confirmed = 1 WHERE ns = ? AND name = ? AND last_tick = ?');
+  const allEntries = db.prepare('SELECT name, last_tick, task_id, sent_at, token, total, skipped, confirmed FROM celeriac_beat_entry WHERE ns = ? ORDER BY name');
 
   const acquireTx = db.transaction((holder: string, leaseMs: number): BeatAcquire => {
     const now = Date.now();
@@ -66,6 +68,9 @@ CREATE TABLE IF NOT EXISTS celeriac_beat_entry (ns TEXT NOT NULL, name TEXT NOT 
       freeLease.run(namespace, holder, token);
     },
     claim: async (input) => claimTx.immediate(input),
+    async confirm(entry, tick) {
+      confirmEntry.run(namespace, entry, tick);
+    },
     async read() {
       const now = Date.now();
       const row = getLease.get(namespace) as LeaseRow | undefined;
@@ -78,6 +83,7 @@ CREATE TABLE IF NOT EXISTS celeriac_beat_entry (ns TEXT NOT NULL, name TEXT NOT 
         token: r.token,
         total: r.total,
         skipped: r.skipped,
+        confirmed: r.confirmed === 1,
       }));
       return { lease, entries };
     },

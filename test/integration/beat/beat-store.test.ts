@@ -93,6 +93,11 @@ describe('beat store contract', () => {
       const e = state.entries[0]!;
       assert.deepEqual([e.name, e.lastTick, e.taskId, e.token, e.total, e.skipped], ['e', 2000, 't2', b2.token, 2, 4]);
       assert.ok(Math.abs(e.sentAt - Date.now()) < 5000);
+      assert.equal(e.confirmed, false, 'a claim starts unconfirmed');
+      await sb.confirm('e', 1000);
+      assert.equal((await sa.read()).entries[0]!.confirmed, false, 'confirming an older tick changes nothing');
+      await sb.confirm('e', 2000);
+      assert.equal((await sa.read()).entries[0]!.confirmed, true, 'the publish of the last tick is confirmed');
 
       await sb.release('b', b2.token + 1);
       assert.equal((await sa.read()).lease?.holder, 'b', 'a release with another token is ignored');

@@ -139,4 +139,24 @@ describe('beat over the memory store', () => {
     assert.ok(!sent.some((s) => s.id === beatTaskId(namespace, 'every', missedFrom + 100)), 'the first missed tick was not sent on its own');
     assert.ok(sent.length >= 11 && sent.length <= 21, `sent ${sent.length} (one for the downtime, then the last second)`);
   });
+
+  it('a new leader reports a tick the previous leader claimed but never confirmed as published', async () => {
+    const namespace = ns();
+    const store = createMemoryBeatStore(namespace);
+    const old = await store.acquire('old', 1000);
+    assert.ok(old.leader);
+    const tick = interval(INTERVAL_S).latestAtOrBefore(Date.now())!;
+    await store.claim({ token: old.token, entry: 'every', tick, taskId: 'lost-id', skipped: 0 }); // …and killed before publishing
+    await store.release('old', old.token);
+    const lines: Array<Record<string, unknown>> = [];
+    const capture = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const b = createBeat({ schedule: { every: { task: 'tasks.tick', schedule: 60 } }, namespace, leaseMs: 300, logger: capture, app: fakeApp([], 'b'), store, holder: 'b' });
+    await sleep(100);
+    await b.stop();
+    const warn = lines.find((l) => String(l.msg).includes('was not confirmed'));
+    assert.ok(warn, JSON.stringify(lines.map((l) => l.msg)));
+    assert.equal(warn.taskId, 'lost-id');
+    const status = await readBeatStatus(store, b.entries);
+    assert.equal(status.entries[0]!.lastConfirmed, false);
+  });
 });

@@ -29,6 +29,6 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[2], ARGV[2], cjson.encode({
   lastTick = ARGV[3], taskId = ARGV[4], sentAt = tostring(now), token = ARGV[1],
-  total = tostring(total + 1), skipped = tostring(skipped + tonumber(ARGV[5])),
+  total = tostring(total + 1), skipped = tostring(skipped + tonumber(ARGV[5])), confirmed = '0',
 }))
 return {'claimed'}
