@@ -209,8 +209,20 @@ export function compileSchedule(input: BeatScheduleInput, options: { timezone?: 
       kwargs: { ...(e.kwargs ?? {}) },
       options: sendOptions(name, e.options),
       catchUp,
-      timetable: timetableOf(name, e.schedule, options.timezone ?? 'UTC'),
+      timetable: withEntryName(name, () => timetableOf(name, e.schedule, options.timezone ?? 'UTC')),
     });
   }
   return entries;
+}
+
+/** Run `fn`, naming the entry in a `ConfigError` it throws. */
+function withEntryName<T>(name: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof ConfigError && !err.message.startsWith('beat entry ')) {
+      throw new ConfigError(`beat entry ${name}: ${err.message.replace(/ — .*$/s, '')}`, { hint: err.hint, cause: err });
+    }
+    throw err;
+  }
 }
