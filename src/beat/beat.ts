@@ -100,10 +100,11 @@ export function createBeat(options: BeatOptions): Beat {
   };
 
   async function becomeLeader(newToken: number): Promise<void> {
+    // Read before taking the token: a leader without the entries' last ticks would pass over the ticks to catch up.
+    const { entries: state } = await store.read();
     token = newToken;
     cursor.clear();
     pendingSkipped.clear();
-    const { entries: state } = await store.read();
     for (const s of state) {
       cursor.set(s.name, s.lastTick);
       // The previous leader claimed this tick but never confirmed its publish: it stopped in between.
@@ -166,12 +167,16 @@ export function createBeat(options: BeatOptions): Beat {
       const lastOld = tt.latestAtOrBefore(cutoff);
       if (lastOld !== undefined && lastOld > last) {
         // Downtime: ticks older than the grace period.
-        const old = tt.countBetween(last, lastOld, 1_000_000) + 1;
+        // Counted exactly up to a cap (a crontab is counted tick by tick): the count only feeds logs and stats.
+        const CAP = 2000;
+        const between = tt.countBetween(last, lastOld, CAP);
+        const old = between + 1;
+        const many = between >= CAP ? 'more than ' : '';
         if (entry.catchUp === 'runOnce') {
-          log.warn({ entry: entry.name, missed: old }, `beat: ${entry.name} missed ${old} ticks while no beat ran; sending one (catchUp: runOnce)`);
+          log.warn({ entry: entry.name, missed: old }, `beat: ${entry.name} missed ${many}${old} ticks while no beat ran; sending one (catchUp: runOnce)`);
           if (!(await claimAndSend(entry, lastOld, (pendingSkipped.get(entry.name) ?? 0) + old - 1))) return false;
         } else {
-          log.warn({ entry: entry.name, missed: old }, `beat: ${entry.name} missed ${old} ticks while no beat ran; skipping them (catchUp: skip)`);
+          log.warn({ entry: entry.name, missed: old }, `beat: ${entry.name} missed ${many}${old} ticks while no beat ran; skipping them (catchUp: skip)`);
           pendingSkipped.set(entry.name, (pendingSkipped.get(entry.name) ?? 0) + old);
           cursor.set(entry.name, lastOld);
         }

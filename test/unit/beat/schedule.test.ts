@@ -45,6 +45,13 @@ describe('beat schedule', () => {
     assert.equal(t.countBetween(at('2026-03-28T23:00:00Z'), at('2026-03-29T22:00:00Z'), 100), 23);
   });
 
+  it('counts the missed ticks of a crontab (every minute for a day), up to a cap', () => {
+    const t = crontab({ minute: '*', timezone: 'Europe/Paris' });
+    const from = at('2026-03-01T00:00:30Z');
+    assert.equal(t.countBetween(from, from + 86_400_000, 2000), 1440);
+    assert.equal(t.countBetween(from, from + 86_400_000, 100), 100, 'capped');
+  });
+
   it("Celery's rule: day_of_month and day_of_week must both match when both are set", () => {
     // Friday the 13th at noon UTC. 2026-02-13 and 2026-03-13 are Fridays.
     const t = crontab({ minute: 0, hour: 12, day_of_month: '13', day_of_week: 'fri' });
