@@ -171,7 +171,7 @@ export function createBeat(options: BeatOptions): Beat {
         const CAP = 2000;
         const between = tt.countBetween(last, lastOld, CAP);
         const old = between + 1;
-        const many = between >= CAP ? 'more than ' : '';
+        const many = !tt.exactCount && between >= CAP ? 'more than ' : '';
         if (entry.catchUp === 'runOnce') {
           log.warn({ entry: entry.name, missed: old }, `beat: ${entry.name} missed ${many}${old} ticks while no beat ran; sending one (catchUp: runOnce)`);
           if (!(await claimAndSend(entry, lastOld, (pendingSkipped.get(entry.name) ?? 0) + old - 1))) return false;

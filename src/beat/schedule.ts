@@ -61,6 +61,8 @@ export interface Timetable {
   latestAtOrBefore(t: number): number | undefined;
   /** The first tick after `t`. */
   nextAfter(t: number): number;
+  /** True when {@link countBetween} is exact whatever its cap (arithmetic, not tick by tick). */
+  readonly exactCount: boolean;
   /** How many ticks lie in (`from`, `to`), both exclusive; a timetable that counts tick by tick (crontab) stops at `cap`. */
   countBetween(from: number, to: number, cap: number): number;
 }
@@ -84,6 +86,7 @@ export function interval(everyS: number, offsetS = 0): Timetable {
   const offset = Math.round(offsetS * 1000) % every;
   return {
     describe: `every ${everyS} s`,
+    exactCount: true,
     latestAtOrBefore: (t) => Math.floor((t - offset) / every) * every + offset,
     nextAfter: (t) => (Math.floor((t - offset) / every) + 1) * every + offset,
     // Arithmetic, so exact whatever the cap.
@@ -147,6 +150,7 @@ export function crontab(spec: CrontabSchedule | Record<string, unknown>, default
   };
   return {
     describe: `crontab ${expression} (${tz})`,
+    exactCount: false,
     latestAtOrBefore: (t) => step(t + 1, 'prev'),
     nextAfter: (t) => step(t, 'next') ?? Number.POSITIVE_INFINITY,
     countBetween(from, to, cap) {
