@@ -18,6 +18,7 @@
  *   worker/                   sees engines only through core/ interfaces
  *   audit/ secrets/ runtime/  tools
  *   dashboard/                the web monitor (model/ over the client app, server/ + ui/), loaded by cli/ only
+ *   beat/                     the periodic scheduler: client, core and the pure layers; loaded by cli/ only
  *   cli/                      entry points, loaded only by bin/
  */
 
@@ -243,6 +244,23 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/', pathNot: '^src/(cli|dashboard)/' },
       to: { path: '^src/dashboard/' },
+    },
+    {
+      name: 'beat-sends-through-the-client',
+      severity: 'error',
+      comment:
+        'celeriac beat sends through the app\'s client (so its messages are signed, routed and capped like ' +
+        'any other) and keeps its state behind the BeatStore interface of core/, opened by client/beat-store.ts ' +
+        'through the registry: it never reaches an engine, the registry, the worker or security wiring itself.',
+      from: { path: '^src/beat/' },
+      to: { path: '^src/', pathNot: '^src/(beat|client|core|config|protocol|codec|observability)/|^src/errors\\.ts$' },
+    },
+    {
+      name: 'beat-only-from-cli',
+      severity: 'error',
+      comment: 'beat/ is started by `celeriac beat`; the library, the worker and the engines never load the scheduler.',
+      from: { path: '^src/', pathNot: '^src/(beat|cli)/' },
+      to: { path: '^src/beat/' },
     },
     {
       name: 'cli-only-from-bin',

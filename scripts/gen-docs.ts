@@ -208,7 +208,7 @@ async function cliPage(): Promise<string> {
     return text.trimEnd();
   };
   const out = [GENERATED, '', '# Command line', '', 'Every command and flag of `celeriac` (`npx celeriac …` in a project), as `--help` prints it.', '', '## celeriac', '', '```text', await help(['--help']), '```', ''];
-  for (const command of ['worker', 'send', 'result', 'events', 'inspect', 'control', 'status', 'purge', 'dlq', 'secrets', 'demo', 'dashboard']) out.push(`## celeriac ${command}`, '', '```text', await help([command, '--help']), '```', '');
+  for (const command of ['worker', 'send', 'result', 'events', 'inspect', 'control', 'status', 'purge', 'dlq', 'secrets', 'demo', 'dashboard', 'beat']) out.push(`## celeriac ${command}`, '', '```text', await help([command, '--help']), '```', '');
   return out.join('\n');
 }
 

@@ -15,6 +15,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<(argv: str
   status: { summary: 'list the workers online', load: async () => (await import('./inspect.ts')).runStatusCommand },
   purge: { summary: 'delete every waiting message of queues (asks first)', load: async () => (await import('./dlq.ts')).runPurgeCommand },
   dlq: { summary: 'dead letters: list, show, redrive, drop', load: async () => (await import('./dlq.ts')).runDlqCommand },
+  beat: { summary: 'send periodic tasks on schedule, one leader across instances (beat status: last and next runs)', load: async () => (await import('./beat.ts')).runBeatCommand },
   audit: { summary: 'check a Celeriac or Python Celery deployment against every mitigation (CEL-001 … CEL-022)', load: async () => (await import('./audit.ts')).runAuditCommand },
   dashboard: { summary: 'the web monitor (HTTPS, login required): workers, tasks, queues, charts, actions by role, audit log', load: async () => (await import('./dashboard.ts')).runDashboardCommand },
 };

@@ -13,6 +13,7 @@ import type { AdapterContext } from './adapter-context.ts';
 import type { ResultBackend } from './backend.ts';
 import type { Broker } from './broker.ts';
 import type { ReplayStore } from './replay-store.ts';
+import type { BeatStore, BeatStoreOptions } from './beat-store.ts';
 import type { EngineInfo } from './schemes.ts';
 
 export type { EngineInfo, EngineName, ReplayScope } from './schemes.ts';
@@ -37,4 +38,6 @@ export interface Engine extends EngineInfo {
   createRpcBackend?(brokerUrl: string, ctx: AdapterContext): ResultBackend;
   /** A replay store (opened: connected or with its file open); absent when the engine cannot keep nonces. */
   createReplayStore?(options: ReplayStoreOptions): Promise<ReplayStore>;
+  /** celeriac beat's lease and state (opened); absent when the engine has no atomic lock (RabbitMQ). */
+  createBeatStore?(options: BeatStoreOptions): Promise<BeatStore>;
 }

@@ -131,6 +131,8 @@ export const REDIS_ACL_COMMANDS: Readonly<Record<string, readonly string[]>> = {
   pubsub: ['publish', 'subscribe', 'unsubscribe', 'psubscribe', 'punsubscribe'],
   // pipelines and transactions; kombu's lock release and client-side scripts
   transactions: ['multi', 'exec', 'discard', 'watch', 'unwatch', 'eval', 'evalsha', 'script|load', 'script|exists'],
+  // celeriac beat: its scripts read the server's clock (TIME, also the shared rate limits') and the lease's PTTL; status reads the entries hash
+  beat: ['time', 'pttl', 'hgetall'],
 };
 
 /**
@@ -172,6 +174,7 @@ export function redisAclPatterns(queues: readonly string[] = ['celery'], db = 0,
     '~celery-task-meta-*', '~celery-taskset-meta-*', '~chord-unlock-*',
     '~????????-????-????-????-????????????.?', // chord counters <group uuid>.j/.t/.s
     '~celeriac:ratelimit:*', // shared send rate limits (clients and workers)
+    '~celeriac:beat:*', // celeriac beat's lease and last runs (beat runs with either user)
     ...(role === 'worker' ? ['~celeriac:replay:*'] : []),
   ];
   const channels = [`&/${db}.celeryev/*`, `&/${db}.celeryev/worker.*`, `&/${db}.celery.pidbox`, '&celery-task-meta-*', '&celery-taskset-meta-*', '&chord-unlock-*', '&__redis__:invalidate'];

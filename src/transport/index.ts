@@ -19,6 +19,7 @@ import type { Broker } from '../core/broker.ts';
 import type { ResultBackend } from '../core/backend.ts';
 import type { Engine, ReplayStoreOptions } from '../core/engine.ts';
 import type { ReplayStore } from '../core/replay-store.ts';
+import type { BeatStore, BeatStoreOptions } from '../core/beat-store.ts';
 import { ENGINES, isRpcBackendUrl, schemeHint, urlSchemeSpec, type EngineInfo, type EngineName } from '../core/schemes.ts';
 
 // The embedded default's file locations and file-safety checks: pure helpers
@@ -127,4 +128,14 @@ export async function openSharedTokenBuckets(url: string, side: 'broker' | 'back
   const { openRedisClient } = await import('./redis/index.ts');
   const { createRedisTokenBuckets } = await import('./redis/token-buckets.ts');
   return createRedisTokenBuckets(await openRedisClient(url, side, role, ctx));
+}
+
+/**
+ * Open celeriac beat's store on the server or file of `options.url`, or
+ * undefined when that URL's engine has no atomic lock to elect a leader
+ * with (RabbitMQ): the caller then tries the other URL or refuses.
+ */
+export async function createBeatStore(options: BeatStoreOptions): Promise<BeatStore | undefined> {
+  const engine = await loadEngine(options.url);
+  return engine?.createBeatStore ? engine.createBeatStore(options) : undefined;
 }

@@ -11,6 +11,7 @@ import { createRedisBackend } from './backend.ts';
 import { createRedisBroker } from './broker.ts';
 import { connectClient, createRedisClient } from './connection.ts';
 import { RedisReplayStore, warnIfEvicting } from './replay-store.ts';
+import { createRedisBeatStore } from './beat-store.ts';
 
 /** A connected ioredis client for Celeriac's own keys (replay guard, shared rate limits), named `celeriac:<role>`. */
 export async function openRedisClient(url: string, side: 'broker' | 'backend', role: string, ctx: AdapterContext): Promise<Redis> {
@@ -29,4 +30,6 @@ export const engine: Engine = {
     await warnIfEvicting(client, logger);
     return new RedisReplayStore(client, { keyPrefix });
   },
+  createBeatStore: async ({ url, side, keyPrefix, namespace, settings, logger }) =>
+    createRedisBeatStore(await openRedisClient(url, side, 'beat', { settings, logger }), keyPrefix, namespace),
 };

@@ -71,6 +71,10 @@ const S = {
   takeTokens: load('take-tokens-n.lua'),
   replaySync: load('replay-sync-n.lua'),
   replayRefresh: load('replay-refresh-n.lua'),
+  beatAcquire: load('beat-acquire-2.lua'),
+  beatRelease: load('beat-release-1.lua'),
+  beatClaim: load('beat-claim-2.lua'),
+  beatConfirm: load('beat-confirm-1.lua'),
 } as const;
 
 type Runner = (...args: Arg[]) => Promise<unknown>;
@@ -223,4 +227,35 @@ export function replaySync(
 /** `replay-refresh-n.lua`: extend to `leaseMs` the leases `holder` still has on `nonces`; how many were extended. */
 export function replayRefresh(client: ScriptClient, keys: { nonces: readonly string[] }, args: { holder: string; leaseMs: number }): Promise<number> {
   return run(client, S.replayRefresh, keys.nonces, [args.holder, args.leaseMs]);
+}
+
+/** celeriac beat's keys for one namespace (one hash slot: `{<ns>}`). */
+export interface BeatKeys {
+  lock: string;
+  fence: string;
+  entries: string;
+}
+
+/** `beat-acquire-2.lua`: take or extend the beat lease; `[1, token, expiresAt]` or `[0, holder, expiresAt]`. */
+export function beatAcquire(client: ScriptClient, keys: BeatKeys, args: { holder: string; leaseMs: number }): Promise<[number, string, string]> {
+  return run(client, S.beatAcquire, [keys.lock, keys.fence], [args.holder, args.leaseMs]);
+}
+
+/** `beat-release-1.lua`: release the beat lease if `holder` still has it under `token`; 1 when released. */
+export function beatRelease(client: ScriptClient, keys: BeatKeys, args: { holder: string; token: number }): Promise<number> {
+  return run(client, S.beatRelease, [keys.lock], [args.holder, String(args.token)]);
+}
+
+/** `beat-claim-2.lua`: the fencing check and the record of one tick, atomically; `['claimed']`, `['fenced']` or `['done', lastTick]`. */
+export function beatClaim(
+  client: ScriptClient,
+  keys: BeatKeys,
+  args: { token: number; entry: string; tick: number; taskId: string; skipped: number },
+): Promise<string[]> {
+  return run(client, S.beatClaim, [keys.lock, keys.entries], [String(args.token), args.entry, String(args.tick), args.taskId, args.skipped]);
+}
+
+/** `beat-confirm-1.lua`: mark the publish of `tick` done if it is still the entry's last; 1 when marked. */
+export function beatConfirm(client: ScriptClient, keys: BeatKeys, args: { entry: string; tick: number }): Promise<number> {
+  return run(client, S.beatConfirm, [keys.entries], [args.entry, String(args.tick)]);
 }

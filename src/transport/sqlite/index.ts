@@ -9,6 +9,7 @@ import { createSqliteBackend } from './backend.ts';
 import { createSqliteBroker } from './broker.ts';
 import { openSqlite, sqliteLocationFromUrl } from './open.ts';
 import { SqliteReplayStore } from './replay-store.ts';
+import { createSqliteBeatStore } from './beat-store.ts';
 
 export const engine: Engine = {
   ...ENGINES.sqlite,
@@ -18,4 +19,5 @@ export const engine: Engine = {
     if (url === undefined) throw new ConfigError('the SQLite replay store needs a SQLite URL', { hint: 'use a sqlite:// broker, or securityReplayStore: local' });
     return new SqliteReplayStore(openSqlite(sqliteLocationFromUrl(url), { role: 'broker', logger }));
   },
+  createBeatStore: async ({ url, namespace, logger }) => createSqliteBeatStore(openSqlite(sqliteLocationFromUrl(url), { role: 'broker', logger }), namespace),
 };

@@ -99,6 +99,7 @@ const TARGETS = [
   'src/cli/main.ts',
   'src/dashboard/server/index.ts',
   'src/dashboard/model/index.ts',
+  'src/beat/beat.ts',
 ];
 
 const CASES: Case[] = [
@@ -133,6 +134,11 @@ const CASES: Case[] = [
   { file: 'src/worker/type-from-app.ts', code: "import type { App } from '../client/app.ts';", rules: ['worker-not-app'] },
   { file: 'src/client/imports-worker.ts', code: "import '../worker/worker.ts';", rules: ['client-not-worker'] },
   { file: 'src/audit/imports-worker.ts', code: "import '../worker/worker.ts';", rules: ['audit-stays-offline-of-the-runtime'] },
+  { file: 'src/beat/imports-registry.ts', code: "import '../transport/index.ts';", rules: ['beat-sends-through-the-client'] },
+  { file: 'src/beat/imports-worker.ts', code: "import '../worker/worker.ts';", rules: ['beat-sends-through-the-client'] },
+  { file: 'src/worker/imports-beat.ts', code: "import '../beat/beat.ts';", rules: ['beat-only-from-cli'] },
+  { file: 'src/beat/uses-client.ts', code: "import '../client/app.ts';\nimport '../core/broker.ts';\nimport '../observability/logging.ts';\nimport '../errors.ts';", rules: [] },
+  { file: 'src/cli/starts-beat.ts', code: "import '../beat/beat.ts';", rules: [] },
   { file: 'src/worker/imports-cli.ts', code: "import '../cli/main.ts';", rules: ['cli-only-from-bin'] },
   { file: 'src/dashboard/server/imports-worker.ts', code: "import '../../worker/worker.ts';", rules: ['dashboard-stays-above-the-app'] },
   { file: 'src/dashboard/model/imports-server.ts', code: "import '../server/index.ts';", rules: ['dashboard-model-not-server'] },
