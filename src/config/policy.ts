@@ -360,6 +360,8 @@ export function evaluatePostgresAuth(input: PostgresAuthInput): PolicyReport {
   const c = new Collector(input.unsafe ?? {}, input.modeSource);
   if (input.method === 'scram-sha-256' || (input.method === 'none' && input.clientCertificate)) return c.report;
   const url = parseConnectionUrl(input.url);
+  // Over a Unix socket, `none` is peer authentication: the kernel vouches for the OS user.
+  if (input.method === 'none' && url.host.startsWith('/')) return c.report;
   const relaxed = input.mode === 'development' && isLoopbackHost(url.host);
   const where = `${input.setting} (${url.redacted})`;
   const id: MitigationId = input.setting === 'brokerUrl' ? 'CEL-001' : 'CEL-014';
