@@ -1,0 +1,94 @@
+/**
+ * The policy's PostgreSQL rules at connect, against a cluster this test
+ * starts (TLS from a PKI made now; SCRAM for the worker role, md5 and trust
+ * for two roles kept for the refusals): in production, an md5 or a trust
+ * login is refused during the handshake with the policy's finding, unless
+ * the matching override accepts it; in development, trust on loopback is a
+ * warning. `sslmode=verify-full` refuses a server certificate from another
+ * CA, and `sslmode=require` is refused unless unsafeAllowInsecureTls.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { AppSettings } from '../../../src/config/options.ts';
+import { resolveSettings } from '../../../src/config/options.ts';
+import { InsecureConfigError } from '../../../src/config/policy.ts';
+import type { Broker } from '../../../src/core/broker.ts';
+import { createLogger } from '../../../src/observability/logging.ts';
+import { engine } from '../../../src/transport/postgres/index.ts';
+import { createTestPki, type TestPki } from '../../helpers/pki.ts';
+import { canStartPostgres, startPostgresCluster, type PostgresCluster } from '../../helpers/postgres-server.ts';
+import { IN_CI } from '../../helpers/services.ts';
+
+const available = canStartPostgres();
+if (!available && IN_CI) throw new Error('PostgreSQL binaries are required in CI');
+
+describe('PostgreSQL authentication and TLS under the policy', { skip: available ? false : 'cannot start a PostgreSQL cluster here' }, () => {
+  const logger = createLogger({ level: 'silent' });
+  const dir = mkdtempSync(join(tmpdir(), 'celeriac-pg-auth-'));
+  let pki: TestPki;
+  let cluster: PostgresCluster;
+  const open: Broker[] = [];
+
+  before(async () => {
+    pki = await createTestPki(dir);
+    cluster = await startPostgresCluster(pki);
+  });
+  after(async () => {
+    await Promise.allSettled(open.map((b) => b.close()));
+    await cluster?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A broker made in `mode`, connected (its first query runs the handshake). */
+  async function connect(mode: 'production' | 'development', url: string, extra: AppSettings = {}): Promise<void> {
+    const before = process.env.CELERIAC_ENV;
+    process.env.CELERIAC_ENV = mode;
+    try {
+      const broker = engine.createBroker(url, { logger, settings: resolveSettings(extra) });
+      open.push(broker);
+      await broker.queueLength('celery');
+    } finally {
+      process.env.CELERIAC_ENV = before;
+    }
+  }
+
+  const refused = (id: string, pattern: RegExp) => (err: unknown): boolean => {
+    assert.ok(err instanceof InsecureConfigError, `an InsecureConfigError, got ${String(err)}`);
+    assert.equal(err.findings[0]!.id, id);
+    assert.equal(err.findings[0]!.setting, 'brokerUrl');
+    assert.match(err.message, pattern);
+    assert.doesNotMatch(err.message, new RegExp(cluster.md5Password), 'never the password');
+    return true;
+  };
+
+  it('SCRAM over verify-full TLS connects in production', async () => {
+    await connect('production', cluster.url('schema=auth_ok'));
+  });
+
+  it('refuses md5 in production before answering it, and takes it with unsafeAllowWeakCredentials', async () => {
+    const url = cluster.url('schema=auth_md5', { user: 'celeriac_md5', password: cluster.md5Password });
+    await assert.rejects(connect('production', url), refused('CEL-011', /md5.*not SCRAM[\s\S]*unsafeAllowWeakCredentials/));
+    await connect('production', url, { unsafeAllowWeakCredentials: true });
+  });
+
+  it('refuses a server that asks for no password (trust) in production; development allows it on loopback', async () => {
+    const url = cluster.url('schema=auth_trust', { user: 'celeriac_trust' });
+    await assert.rejects(connect('production', url), refused('CEL-001', /without asking for a password[\s\S]*unsafeAllowNoCredentials/));
+    await connect('development', url);
+    await connect('production', url, { unsafeAllowNoCredentials: true });
+  });
+
+  it('verify-full refuses a server certificate the given CA did not sign', async () => {
+    const url = cluster.url('schema=auth_ca').replace(encodeURIComponent(pki.ca), encodeURIComponent(pki.otherCa));
+    await assert.rejects(connect('production', url), /self[- ]signed|unable to verify|certificate/i);
+  });
+
+  it('refuses sslmode=require (no verification) unless unsafeAllowInsecureTls', async () => {
+    const url = cluster.url('schema=auth_req').replace('sslmode=verify-full', 'sslmode=require');
+    await assert.rejects(connect('production', url), (err: unknown) => (err as { code?: string }).code === 'ERR_INSECURE_TLS');
+    await connect('production', url, { unsafeAllowInsecureTls: true });
+  });
+});
