@@ -32,8 +32,8 @@ export interface PostgresCluster {
   md5Password: string;
   /** `postgres://user:password@127.0.0.1:port/db?sslmode=verify-full&sslrootcert=<ca>` plus `extra` params. */
   url(extra?: string, who?: { user: string; password?: string }): string;
-  /** Run SQL as the superuser, over the cluster's Unix socket. */
-  admin(sql: string, params?: unknown[]): Promise<pg.QueryResult>;
+  /** Run SQL as the superuser, over the cluster's Unix socket (in database `postgres` unless named). */
+  admin(sql: string, params?: unknown[], database?: string): Promise<pg.QueryResult>;
   stop(): Promise<void>;
 }
 
@@ -81,8 +81,8 @@ export async function startPostgresCluster(pki: TestPki): Promise<PostgresCluste
   );
   let log = '';
   proc.stderr?.on('data', (d: Buffer) => (log += d.toString()));
-  const admin = async (sql: string, params: unknown[] = []): Promise<pg.QueryResult> => {
-    const c = new pg.Client({ host: dir, port, user: 'postgres', database: 'postgres' });
+  const admin = async (sql: string, params: unknown[] = [], database = 'postgres'): Promise<pg.QueryResult> => {
+    const c = new pg.Client({ host: dir, port, user: 'postgres', database });
     await c.connect();
     try {
       return await c.query(sql, params);
@@ -122,7 +122,7 @@ export async function startPostgresCluster(pki: TestPki): Promise<PostgresCluste
       const auth = who.password === undefined ? enc(who.user) : `${enc(who.user)}:${enc(who.password)}`;
       return `postgres://${auth}@127.0.0.1:${port}/celeriac?sslmode=verify-full&sslrootcert=${enc(pki.ca)}${extra ? `&${extra}` : ''}`;
     },
-    admin: (sql, params) => admin(sql, params),
+    admin: (sql, params, database) => admin(sql, params, database),
     async stop() {
       if (proc.exitCode === null) {
         // SIGINT to the postmaster (by the PID it recorded) is PostgreSQL's fast shutdown.

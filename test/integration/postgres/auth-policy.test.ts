@@ -8,7 +8,8 @@
  * CA, and `sslmode=require` is refused unless unsafeAllowInsecureTls.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import pg from 'pg';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -18,6 +19,10 @@ import { InsecureConfigError } from '../../../src/config/policy.ts';
 import type { Broker } from '../../../src/core/broker.ts';
 import { createLogger } from '../../../src/observability/logging.ts';
 import { engine } from '../../../src/transport/postgres/index.ts';
+import { generateSecret } from '../../../src/secrets/generate.ts';
+import { buildTaskMessage } from '../../../src/protocol/task-message.ts';
+import { JSON_SERIALIZER } from '../../../src/codec/serializers.ts';
+import { newId } from '../../../src/protocol/ids.ts';
 import { createTestPki, type TestPki } from '../../helpers/pki.ts';
 import { canStartPostgres, startPostgresCluster, type PostgresCluster } from '../../helpers/postgres-server.ts';
 import { IN_CI } from '../../helpers/services.ts';
@@ -84,6 +89,53 @@ describe('PostgreSQL authentication and TLS under the policy', { skip: available
   it('verify-full refuses a server certificate the given CA did not sign', async () => {
     const url = cluster.url('schema=auth_ca').replace(encodeURIComponent(pki.ca), encodeURIComponent(pki.otherCa));
     await assert.rejects(connect('production', url), /self[- ]signed|unable to verify|certificate/i);
+  });
+
+  it('postgres-roles: the worker role makes the tables; the producer sends and reads, and can neither read nor erase replay nonces', async () => {
+    const secret = await generateSecret('postgres-roles', { user: 'gen_worker', producerUser: 'gen_client', database: 'gen' });
+    const item = (label: string): string => secret.items.find((i) => i.label.startsWith(label))!.value;
+    // One statement at a time, as psql sends them (CREATE DATABASE cannot share a transaction).
+    const statements = (sql: string): string[] => sql.split('\n').filter((l) => l.trim() && !l.startsWith('--'));
+    for (const stmt of statements(item('SQL for the server'))) await cluster.admin(stmt);
+    for (const stmt of statements(item('SQL for database'))) await cluster.admin(stmt, [], 'gen');
+    const local = (url: string): string => url.replace('db.example', '127.0.0.1').replace('localhost', '127.0.0.1').replace(':5432/', `:${cluster.port}/`).replace(/sslrootcert=[^&]*/, `sslrootcert=${encodeURIComponent(pki.ca)}`);
+    const workerUrl = local(item('worker broker'));
+    const producerUrl = local(item('producer broker'));
+    process.env.CELERIAC_ENV = 'production';
+    try {
+      const settings = resolveSettings({});
+      const worker = engine.createBroker(workerUrl, { logger, settings });
+      const producer = engine.createBroker(producerUrl, { logger, settings });
+      open.push(worker, producer);
+      await worker.connect();
+      const results = engine.createBackend!(workerUrl, { logger, settings });
+      await results.connect();
+      const nonces = await engine.createReplayStore!({ url: workerUrl, side: 'broker', keyPrefix: '', logger, settings });
+      assert.deepEqual(await nonces.claim('n-1', 'w', 60_000), { state: 'claimed' });
+
+      const m = buildTaskMessage({ task: 'tasks.add', id: newId(), args: [1, 2], kwargs: {} }, JSON_SERIALIZER);
+      await producer.publish('celery', m);
+      assert.equal(await producer.queueLength('celery'), 1);
+      const producerResults = engine.createBackend!(producerUrl, { logger, settings });
+      await results.store([{ taskId: 'r-1', state: 'SUCCESS', payload: Buffer.from('{"status":"SUCCESS"}') }]);
+      assert.equal((await producerResults.get('r-1'))?.toString(), '{"status":"SUCCESS"}');
+      await producerResults.close();
+
+      await assert.rejects(engine.createReplayStore!({ url: producerUrl, side: 'broker', keyPrefix: '', logger, settings }), /permission denied/);
+      const raw = new pg.Client({ host: '127.0.0.1', port: cluster.port, user: 'gen_client', password: item('producer role password'), database: 'gen', ssl: { ca: readFileSync(pki.ca) } });
+      await raw.connect();
+      try {
+        await assert.rejects(raw.query('DELETE FROM celeriac_replay.replay'), /permission denied/);
+        await assert.rejects(raw.query('SELECT * FROM celeriac_replay.replay'), /permission denied/);
+      } finally {
+        await raw.end();
+      }
+      assert.deepEqual(await nonces.claim('n-1', 'other', 60_000), { state: 'held', holder: 'w' }, 'the nonce is intact');
+      await nonces.close();
+      await results.close();
+    } finally {
+      delete process.env.CELERIAC_ENV;
+    }
   });
 
   it('refuses sslmode=require (no verification) unless unsafeAllowInsecureTls', async () => {
