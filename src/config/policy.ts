@@ -369,13 +369,13 @@ export function evaluatePostgresAuth(input: PostgresAuthInput): PolicyReport {
     c.add({
       id, setting: input.setting, override: 'unsafeAllowNoCredentials',
       message: `${where}: the PostgreSQL server let Celeriac in without asking for a password (trust authentication): anyone who reaches ${url.host} can ${input.setting === 'brokerUrl' ? 'inject, read or delete tasks' : 'read or forge results'}`,
-      fix: 'set the role\'s method to scram-sha-256 in pg_hba.conf (password_encryption = scram-sha-256) and give it a strong password (celeriac secrets generate postgres-roles)',
+      fix: 'use scram-sha-256 for this role in pg_hba.conf, store its password as a SCRAM verifier and make it strong (celeriac secrets generate postgres-roles writes the SQL)',
     }, relaxed);
   } else {
     c.add({
       id: 'CEL-011', setting: input.setting, override: 'unsafeAllowWeakCredentials',
       message: `${where}: the PostgreSQL server asked for the password with ${input.method === 'md5' ? 'md5 (whoever reads the stored hash or one handshake can log in as this role)' : 'cleartext password authentication'}, not SCRAM`,
-      fix: "use scram-sha-256 in pg_hba.conf, set password_encryption = 'scram-sha-256' and set the role's password again",
+      fix: 'use scram-sha-256 in pg_hba.conf, switch the server to SCRAM verifiers (the password_encryption setting) and set the role\'s password again',
     }, relaxed);
   }
   return c.report;

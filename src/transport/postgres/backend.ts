@@ -28,6 +28,13 @@ import { migrate } from './schema.ts';
 /** How often a writer deletes expired rows, ms. */
 const EXPIRY_SWEEP_MS = 60_000;
 
+interface PendingStore {
+  records: readonly StoredRecord[];
+  ttl: number;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
 /** Options of the PostgreSQL result backend. */
 export interface PgBackendOptions extends AdapterContext {
   url: string;
@@ -52,6 +59,8 @@ export class PgBackend implements ResultBackend {
   private unlisten: (() => void) | undefined;
   private listening: Promise<void> | undefined;
   private lastSweep = 0;
+  private pending: PendingStore[] = [];
+  private flushScheduled = false;
   private closed = false;
 
   constructor(options: PgBackendOptions) {
@@ -71,10 +80,44 @@ export class PgBackend implements ResultBackend {
     return this.ready;
   }
 
-  async store(records: readonly StoredRecord[], options?: StoreOptions): Promise<void> {
-    if (this.closed) throw new ClosedError('postgres backend');
-    if (records.length === 0) return;
-    await this.connect();
+  /**
+   * Stores made in one turn of the event loop go out as one statement (one
+   * commit: with a durable server, each commit waits for its WAL flush, so
+   * a worker finishing a batch of tasks pays for one, not one per task).
+   */
+  store(records: readonly StoredRecord[], options?: StoreOptions): Promise<void> {
+    if (this.closed) return Promise.reject(new ClosedError('postgres backend'));
+    if (records.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ records, ttl: options?.expiresSeconds ?? 0, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.flushScheduled = false;
+    const pending = this.pending;
+    this.pending = [];
+    // One statement per expiry (almost always one), in the order the stores were made.
+    const byTtl = new Map<number, PendingStore[]>();
+    for (const p of pending) byTtl.set(p.ttl, [...(byTtl.get(p.ttl) ?? []), p]);
+    await Promise.all(
+      [...byTtl].map(async ([ttl, group]) => {
+        try {
+          await this.connect();
+          await this.write(group.flatMap((p) => p.records), ttl);
+          for (const p of group) p.resolve();
+        } catch (err) {
+          for (const p of group) p.reject(err);
+        }
+      }),
+    );
+  }
+
+  private async write(records: readonly StoredRecord[], ttl: number): Promise<void> {
     // One upsert cannot touch a row twice: keep one record per task, the first SUCCESS if any, else the last.
     const byId = new Map<string, StoredRecord>();
     for (const r of records) {
@@ -83,7 +126,6 @@ export class PgBackend implements ResultBackend {
       byId.set(r.taskId, r);
     }
     const rs = [...byId.values()];
-    const ttl = options?.expiresSeconds ?? 0;
     await this.pool.query(
       `WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) AS i(task_id, state, payload)),
        w AS (
@@ -184,6 +226,7 @@ export class PgBackend implements ResultBackend {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    if (this.pending.length > 0) await this.flush();
     this.closed = true;
     this.unlisten?.();
     this.watchers.clear();
