@@ -73,6 +73,15 @@ export class PgConsumer implements Consumer, EnginePrimitives<Held>, PullSource 
 
   // ── the pull loop's side (../virtual/pull-loop.ts) ──────────────────
 
+  /**
+   * Reserve once a quarter of the window is free (or nothing is held): each
+   * reserve is a commit, so taking one message per freed slot would cost a
+   * WAL flush per task.
+   */
+  enough(room: number, unsettled: number): boolean {
+    return unsettled === 0 || room >= Math.min(RESERVE_BATCH, Math.ceil(this.core.prefetch / 4));
+  }
+
   async fetch(room: number): Promise<number> {
     const rows = await this.broker.reserve(this.queues, room, `${this.tagBase}.${++this.batchSeq}.`);
     if (this.core.cancelled) {

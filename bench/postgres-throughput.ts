@@ -2,7 +2,11 @@
  * The PostgreSQL engine beside Redis, in one run, on this machine: the same
  * phases against each engine, and the ratio PostgreSQL / Redis.
  *
- *     node --import tsx bench/engines-throughput.ts [--tasks 5000] [--engines redis,postgres] [--json]
+ *     node --import tsx bench/postgres-throughput.ts [--tasks 5000] [--rounds 1] [--engines redis,postgres] [--json] [--smoke]
+ *
+ * `npm run bench -- --with postgres` runs it and adds its rows (systems
+ * `celeriac-postgres` and `celeriac-redis`, this run's Redis beside it) to
+ * the report: with `--json` its last line is `{"rows": [...]}`.
  *
  * Engines: `redis` (loopback Redis, `BENCH_REDIS_URL`, default
  * redis://127.0.0.1:6379/11) and `postgres` (loopback PostgreSQL,
@@ -140,11 +144,14 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       tasks: { type: 'string', default: '5000' },
+      rounds: { type: 'string', default: '1' },
       engines: { type: 'string', default: 'redis,postgres' },
       json: { type: 'boolean', default: false },
+      smoke: { type: 'boolean', default: false },
     },
   });
-  const tasks = Number(values.tasks);
+  const tasks = values.smoke ? 300 : Number(values.tasks);
+  const rounds = values.smoke ? 1 : Math.max(1, Number(values.rounds));
   const engines = values.engines.split(',').map((s) => s.trim()) as EngineKey[];
   const schema = `bench_${randomBytes(4).toString('hex')}`;
   const pgBase = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -152,14 +159,18 @@ async function main(): Promise<void> {
     redis: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/11',
     postgres: `${pgBase}${pgBase.includes('?') ? '&' : '?'}schema=${schema}`,
   };
-  const n = Object.fromEntries(engines.map((e) => [e, { enqueueSingle: 0, enqueueBatched: 0, drainRaw: 0, drainWorker: 0 }])) as Record<EngineKey, Numbers>;
+  const all = Object.fromEntries(engines.map((e) => [e, [] as Numbers[]])) as Record<EngineKey, Numbers[]>;
   const single = Math.min(tasks, 1000);
   try {
     for (const e of engines) await enqueue(urls[e], 300, true); // warm-up (JIT, modules, schema creation), not measured
-    for (const e of engines) n[e].enqueueSingle = await enqueue(urls[e], single, false);
-    for (const e of engines) n[e].enqueueBatched = await enqueue(urls[e], tasks, true);
-    for (const e of engines) n[e].drainRaw = await drainRaw(urls[e], tasks);
-    for (const e of engines) n[e].drainWorker = await drainWorker(urls[e], tasks);
+    for (let r = 0; r < rounds; r++) {
+      const n = Object.fromEntries(engines.map((e) => [e, { enqueueSingle: 0, enqueueBatched: 0, drainRaw: 0, drainWorker: 0 }])) as Record<EngineKey, Numbers>;
+      for (const e of engines) n[e].enqueueSingle = await enqueue(urls[e], single, false);
+      for (const e of engines) n[e].enqueueBatched = await enqueue(urls[e], tasks, true);
+      for (const e of engines) n[e].drainRaw = await drainRaw(urls[e], tasks);
+      for (const e of engines) n[e].drainWorker = await drainWorker(urls[e], tasks);
+      for (const e of engines) all[e].push(n[e]);
+    }
   } finally {
     if (engines.includes('postgres')) {
       const c = new pg.Client({ connectionString: pgBase });
@@ -168,16 +179,27 @@ async function main(): Promise<void> {
       await c.end();
     }
   }
+  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+  const n = Object.fromEntries(engines.map((e) => [e, Object.fromEntries((['enqueueSingle', 'enqueueBatched', 'drainRaw', 'drainWorker'] as const).map((k) => [k, med(all[e].map((x) => x[k]))]))])) as unknown as Record<EngineKey, Numbers>;
   const f = (x: number): string => Math.round(x).toLocaleString('en-US');
-  const rows: Array<[string, keyof Numbers]> = [['enqueue 1-by-1', 'enqueueSingle'], ['enqueue batched (100)', 'enqueueBatched'], ['drain raw (consumer + results)', 'drainRaw'], ['drain, 1 worker (solo, -c 16)', 'drainWorker']];
-  console.log(`engines-throughput: ${tasks} tasks, ${availableParallelism()} CPUs (${cpus()[0]?.model.trim() ?? 'unknown'})`);
+  const rows4: Array<[string, keyof Numbers]> = [['enqueue 1-by-1', 'enqueueSingle'], ['enqueue batched (100)', 'enqueueBatched'], ['drain raw (consumer + results)', 'drainRaw'], ['drain, 1 worker (solo, -c 16)', 'drainWorker']];
+  console.log(`postgres-throughput: ${tasks} tasks, ${rounds} round(s), medians, ${availableParallelism()} CPUs (${cpus()[0]?.model.trim() ?? 'unknown'})`);
   console.log(`| phase (tasks/s) | ${engines.join(' | ')} |${engines.length === 2 ? ' ratio |' : ''}`);
   console.log(`| --- | ${engines.map(() => '---').join(' | ')} |${engines.length === 2 ? ' --- |' : ''}`);
-  for (const [label, k] of rows) {
+  for (const [label, k] of rows4) {
     const ratio = engines.length === 2 ? ` ×${(n[engines[1]!][k] / n[engines[0]!][k]).toFixed(2)} |` : '';
     console.log(`| ${label} | ${engines.map((e) => f(n[e][k])).join(' | ')} |${ratio}`);
   }
-  if (values.json) console.log(JSON.stringify({ tasks, cpus: availableParallelism(), ...n }));
+  if (values.json) {
+    const rows = engines.flatMap((e) =>
+      rows4.map(([label, k]) => {
+        const xs = all[e].map((x) => x[k]);
+        const round1 = (x: number): number => Math.round(x * 10) / 10;
+        return { system: `celeriac-${e}`, workload: label, median: round1(med(xs)), min: round1(Math.min(...xs)), max: round1(Math.max(...xs)), unit: 'tasks/s' };
+      }),
+    );
+    console.log(JSON.stringify({ rows }));
+  }
 }
 
 // Run only as a script; the worker processes import this file for its app.
