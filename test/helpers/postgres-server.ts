@@ -32,6 +32,8 @@ export interface PostgresCluster {
   md5Password: string;
   /** `postgres://user:password@127.0.0.1:port/db?sslmode=verify-full&sslrootcert=<ca>` plus `extra` params. */
   url(extra?: string, who?: { user: string; password?: string }): string;
+  /** Kill the server the hard way (immediate shutdown, crash recovery) and start it again on the same files and port. */
+  restart(): Promise<void>;
   /** Run SQL as the superuser, over the cluster's Unix socket (in database `postgres` unless named). */
   admin(sql: string, params?: unknown[], database?: string): Promise<pg.QueryResult>;
   stop(): Promise<void>;
@@ -72,15 +74,8 @@ export async function startPostgresCluster(pki: TestPki): Promise<PostgresCluste
     ].join('\n'),
   );
   const port = await freePort();
-  const proc: ChildProcess = spawn(
-    'runuser',
-    ['-u', 'postgres', '--', join(BIN, 'postgres'), '-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1',
-      '-c', 'ssl=on', '-c', `ssl_cert_file=${join(dir, 'server.crt')}`, '-c', `ssl_key_file=${join(dir, 'server.key')}`, '-c', `ssl_ca_file=${join(dir, 'ca.crt')}`,
-      '-c', 'fsync=off', '-c', 'shared_buffers=16MB', '-c', 'max_connections=300'],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  let proc: ChildProcess;
   let log = '';
-  proc.stderr?.on('data', (d: Buffer) => (log += d.toString()));
   const admin = async (sql: string, params: unknown[] = [], database = 'postgres'): Promise<pg.QueryResult> => {
     const c = new pg.Client({ host: dir, port, user: 'postgres', database });
     await c.connect();
@@ -90,19 +85,52 @@ export async function startPostgresCluster(pki: TestPki): Promise<PostgresCluste
       await c.end();
     }
   };
-  const deadline = Date.now() + 30_000;
-  for (;;) {
+  const postmasterPid = (): number | undefined => {
     try {
-      await admin('SELECT 1');
-      break;
-    } catch (err) {
-      if (proc.exitCode !== null || Date.now() > deadline) {
-        proc.kill('SIGKILL');
-        rmSync(dir, { recursive: true, force: true });
-        throw new Error(`postgres did not start: ${(err as Error).message}\n${log}`);
-      }
-      await sleep(100);
+      return Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    } catch {
+      return undefined;
     }
+  };
+  /** Start the postmaster on the data directory and wait until it answers. */
+  const boot = async (): Promise<void> => {
+    proc = spawn(
+      'runuser',
+      ['-u', 'postgres', '--', join(BIN, 'postgres'), '-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1',
+        '-c', 'ssl=on', '-c', `ssl_cert_file=${join(dir, 'server.crt')}`, '-c', `ssl_key_file=${join(dir, 'server.key')}`, '-c', `ssl_ca_file=${join(dir, 'ca.crt')}`,
+        '-c', 'fsync=off', '-c', 'shared_buffers=16MB', '-c', 'max_connections=300'],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    proc.stderr?.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-20_000)));
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        await admin('SELECT 1');
+        return;
+      } catch (err) {
+        if (proc.exitCode !== null || Date.now() > deadline) {
+          proc.kill('SIGKILL');
+          throw new Error(`postgres did not start: ${(err as Error).message}\n${log}`);
+        }
+        await sleep(100);
+      }
+    }
+  };
+  /** Stop the postmaster by the PID it recorded: SIGINT is a fast shutdown, SIGQUIT an immediate one (crash recovery at the next start). */
+  const halt = async (signal: 'SIGINT' | 'SIGQUIT'): Promise<void> => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const pid = postmasterPid();
+    if (pid) process.kill(pid, signal);
+    else proc.kill('SIGKILL');
+    const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+    await new Promise((r) => (proc.exitCode !== null || proc.signalCode !== null ? r(null) : proc.once('exit', r)));
+    clearTimeout(t);
+  };
+  try {
+    await boot();
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
   }
   const password = generatePassword(32);
   const md5Password = generatePassword(32);
@@ -123,18 +151,12 @@ export async function startPostgresCluster(pki: TestPki): Promise<PostgresCluste
       return `postgres://${auth}@127.0.0.1:${port}/celeriac?sslmode=verify-full&sslrootcert=${enc(pki.ca)}${extra ? `&${extra}` : ''}`;
     },
     admin: (sql, params, database) => admin(sql, params, database),
+    async restart() {
+      await halt('SIGQUIT');
+      await boot();
+    },
     async stop() {
-      if (proc.exitCode === null) {
-        // SIGINT to the postmaster (by the PID it recorded) is PostgreSQL's fast shutdown.
-        try {
-          process.kill(Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]), 'SIGINT');
-        } catch {
-          proc.kill('SIGKILL');
-        }
-        const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-        await new Promise((r) => proc.once('exit', r));
-        clearTimeout(t);
-      }
+      await halt('SIGINT');
       rmSync(dir, { recursive: true, force: true });
     },
   };

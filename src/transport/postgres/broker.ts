@@ -390,6 +390,17 @@ export class PgBroker implements Broker {
 
   // ── used by consumers ───────────────────────────────────────────────
 
+  /** @internal Put back, at the head, every row leased under a tag prefix (a reserve whose reply was lost). */
+  async releaseTagPrefix(prefix: string): Promise<number> {
+    const r = await this.pool.query<{ queue: string }>(
+      `UPDATE ${this.s}.messages SET state = 0, tag = NULL, lease_until = NULL, seq = -nextval('${this.s}.message_seq')
+       WHERE state = 1 AND tag LIKE $1 RETURNING queue`,
+      [`${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`],
+    );
+    if (r.rows.length) await this.notifyQueues(r.rows.map((row) => row.queue));
+    return r.rowCount ?? 0;
+  }
+
   /** @internal Promote due delayed messages of these queues, then lease up to `limit` rows to a consumer. */
   async reserve(queues: readonly string[], limit: number, tagPrefix: string): Promise<MessageRow[]> {
     await this.pool.query(

@@ -32,6 +32,8 @@ export class PgConsumer implements Consumer, EnginePrimitives<Held>, PullSource 
   private readonly loop: PullLoop;
   private readonly watched: Set<string>;
   private unlisten: (() => void) | undefined;
+  /** Tag prefixes of reserves whose reply was lost (the connection dropped): their rows may be leased to nobody. */
+  private readonly orphaned: string[] = [];
 
   constructor(
     private readonly broker: PgBroker,
@@ -82,8 +84,26 @@ export class PgConsumer implements Consumer, EnginePrimitives<Held>, PullSource 
     return unsettled === 0 || room >= Math.min(RESERVE_BATCH, Math.ceil(this.core.prefetch / 4));
   }
 
+  /** Before the next reserve, give back the rows of reserves whose reply never came (committed or not, nobody holds them). */
+  prepare(): Promise<void> | undefined {
+    if (this.orphaned.length === 0) return undefined;
+    return (async () => {
+      while (this.orphaned.length > 0) {
+        await this.broker.releaseTagPrefix(this.orphaned[0]!);
+        this.orphaned.shift();
+      }
+    })();
+  }
+
   async fetch(room: number): Promise<number> {
-    const rows = await this.broker.reserve(this.queues, room, `${this.tagBase}.${++this.batchSeq}.`);
+    const prefix = `${this.tagBase}.${++this.batchSeq}.`;
+    let rows: MessageRow[];
+    try {
+      rows = await this.broker.reserve(this.queues, room, prefix);
+    } catch (err) {
+      this.orphaned.push(prefix);
+      throw err;
+    }
     if (this.core.cancelled) {
       // Cancelled while the statement ran: give the rows back rather than hold them unseen.
       for (const row of rows) await this.broker.requeue(row.tag, 'head');
