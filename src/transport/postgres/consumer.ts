@@ -105,8 +105,8 @@ export class PgConsumer implements Consumer, EnginePrimitives<Held>, PullSource 
       throw err;
     }
     if (this.core.cancelled) {
-      // Cancelled while the statement ran: give the rows back rather than hold them unseen.
-      for (const row of rows) await this.broker.requeue(row.tag, 'head');
+      // Cancelled while the statement ran: give the rows back (undelivered) rather than hold them unseen.
+      if (rows.length > 0) await this.broker.releaseTagPrefix(prefix);
       return 0;
     }
     for (const row of rows) this.deliver(row);

@@ -25,7 +25,7 @@ import { JSON_SERIALIZER } from '../../../src/codec/serializers.ts';
 import { newId } from '../../../src/protocol/ids.ts';
 import { createTestPki, type TestPki } from '../../helpers/pki.ts';
 import { canStartPostgres, startPostgresCluster, type PostgresCluster } from '../../helpers/postgres-server.ts';
-import { IN_CI } from '../../helpers/services.ts';
+import { IN_CI, waitFor } from '../../helpers/services.ts';
 
 const available = canStartPostgres();
 if (!available && IN_CI) throw new Error('PostgreSQL binaries are required in CI');
@@ -133,6 +133,25 @@ describe('PostgreSQL authentication and TLS under the policy', { skip: available
       assert.deepEqual(await nonces.claim('n-1', 'other', 60_000), { state: 'held', holder: 'w' }, 'the nonce is intact');
       await nonces.close();
       await results.close();
+    } finally {
+      delete process.env.CELERIAC_ENV;
+    }
+  });
+
+  it('rotates credentials (SIGHUP): a refused password keeps the old one; the new one is used from then on', async () => {
+    await cluster.admin(`SET password_encryption = 'scram-sha-256'; CREATE ROLE rot_user LOGIN PASSWORD 'Old-Pw-4f9a8b7c6d5e4f3a2b1c'; GRANT ALL ON DATABASE celeriac TO rot_user`);
+    const url = (pw: string): string => cluster.url('schema=rot', { user: 'rot_user', password: pw });
+    process.env.CELERIAC_ENV = 'production';
+    try {
+      const broker = engine.createBroker(url('Old-Pw-4f9a8b7c6d5e4f3a2b1c'), { logger, settings: resolveSettings({}) });
+      open.push(broker);
+      await broker.publish('rot', buildTaskMessage({ task: 'tasks.add', id: newId(), args: [1, 1], kwargs: {} }, JSON_SERIALIZER));
+      await assert.rejects(broker.updateCredentials!(url('Wrong-Pw-0a1b2c3d4e5f6a7b8c9d')), /password authentication failed/);
+      await cluster.admin(`ALTER ROLE rot_user PASSWORD 'New-Pw-9f8e7d6c5b4a3f2e1d0c'`);
+      await broker.updateCredentials!(url('New-Pw-9f8e7d6c5b4a3f2e1d0c'));
+      // Connections opened from now on log in with the new password (the old one no longer works on the server).
+      await cluster.admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'rot_user'`);
+      await waitFor(async () => (await broker.queueLength('rot').catch(() => -1)) === 1, 10_000, 'a query on a new connection');
     } finally {
       delete process.env.CELERIAC_ENV;
     }
