@@ -65,7 +65,7 @@ export class PgBackend implements ResultBackend {
 
   constructor(options: PgBackendOptions) {
     this.target = pgTarget(options.url, 'backend', options.settings, options.logger);
-    this.pool = openPool(this.target, 'backend', 4);
+    this.pool = openPool(this.target, 'backend', 3);
     this.listener = new PgListener(this.target, 'backend-listen');
     this.t = `${ident(this.target.schema)}.results`;
     this.channel = `${this.target.schema}_result`;

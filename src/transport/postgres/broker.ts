@@ -140,7 +140,7 @@ export class PgBroker implements Broker {
     this.leaseCheckMs = Math.min(60_000, Math.max(250, this.visibilityTimeoutMs / 4));
     this.deadLetterMax = typeof t.deadLetterMaxLength === 'number' ? t.deadLetterMaxLength : 100_000;
     this.target = pgTarget(options.url, 'broker', options.settings, options.logger);
-    this.pool = openPool(this.target, 'broker', 6);
+    this.pool = openPool(this.target, 'broker', 4);
     this.listener = new PgListener(this.target, 'broker-listen');
     this.s = ident(this.target.schema);
     this.queueChannel = `${this.target.schema}_queue`;

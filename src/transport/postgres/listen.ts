@@ -39,8 +39,14 @@ export class PgListener {
       this.handlers.set(channel, set);
     }
     set.add(handler);
-    const client = await this.connect();
-    if (fresh) await client.query(`LISTEN "${channel}"`);
+    try {
+      const client = await this.connect();
+      if (fresh) await client.query(`LISTEN "${channel}"`);
+    } catch (err) {
+      set.delete(handler);
+      if (set.size === 0 && this.handlers.get(channel) === set) this.handlers.delete(channel);
+      throw err;
+    }
     return () => {
       const s = this.handlers.get(channel);
       if (!s?.delete(handler) || s.size > 0) return;
