@@ -136,7 +136,7 @@ export const ENVIRONMENT: ReadonlyArray<{ name: string; meaning: string; file?: 
   { name: 'CELERIAC_SECURITY_ACCEPT_BODY_ONLY_FROM', meaning: "Comma-separated signer ids whose Celery body-only signatures are accepted (Python producers; weaker, warned at every start)." },
   { name: 'CELERIAC_SECURITY_MESSAGE_TTL', meaning: 'Seconds a message signature stays valid (setting `securityMessageTtl`).' },
   { name: 'CELERIAC_SECURITY_REPLAY_WINDOW', meaning: 'Longest signature lifetime a worker accepts, seconds (setting `securityReplayWindow`).' },
-  { name: 'CELERIAC_SECURITY_REPLAY_STORE', meaning: 'Where replay nonces live: `auto` (default: the Redis broker or backend, else the SQLite broker file, else `local`), `redis`, `sqlite`, `local` (a SQLite file shared by the worker processes of one machine) or `memory` (setting `securityReplayStore`).' },
+  { name: 'CELERIAC_SECURITY_REPLAY_STORE', meaning: 'Where replay nonces live: `auto` (default: the Redis or PostgreSQL broker or backend, else the SQLite broker file, else `local`), `redis`, `postgres`, `sqlite`, `local` (a SQLite file shared by the worker processes of one machine) or `memory` (setting `securityReplayStore`).' },
   { name: 'CELERIAC_SECURITY_REPLAY_FILE', meaning: 'File of the `local` replay store (default `.celeriac/replay.db`; setting `securityReplayFile`).' },
   { name: 'CELERIAC_SIGNING_KEYS', meaning: 'Ed25519/HMAC signing key ring text (setting `securitySigningKeys`); make one with `celeriac secrets generate ed25519` (or `hmac`).', file: true },
   { name: 'CELERIAC_VERIFY_KEYS', meaning: 'Verify-only key ring (Ed25519 public keys) for workers (setting `securityVerifyKeys`).', file: true },

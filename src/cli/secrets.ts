@@ -24,6 +24,9 @@ Kinds:
                   worker user may touch the replay store (celeriac:replay:*)
   rabbitmq-user   a RabbitMQ user with permissions on Celery's entities in one
                   vhost: password, rabbitmqctl commands, broker URL
+  postgres-roles  PostgreSQL worker and producer roles (SCRAM): passwords, the
+                  SQL for the roles and schemas, pg_hba.conf lines, URLs. Only
+                  the worker role may touch the replay nonces (celeriac_replay)
   aes-key         a result encryption key ring line (AES-256-GCM)
   ed25519         an Ed25519 signing key: signing and verifying ring lines
   hmac            an HMAC-SHA256 shared secret ring line
@@ -36,13 +39,16 @@ Output:
   --force                   overwrite existing files
 
 Kind options:
-  --length N      password length, at least 32 (password, redis-acl, rabbitmq-user)
-  --user NAME     user name (redis-acl, rabbitmq-user; default celeriac-worker)
-  --producer-user NAME  producer user name (redis-acl; default celeriac-client)
+  --length N      password length, at least 32 (password, redis-acl, rabbitmq-user, postgres-roles)
+  --user NAME     user name (redis-acl, rabbitmq-user; default celeriac-worker;
+                  postgres-roles: default celeriac_worker)
+  --producer-user NAME  producer user name (redis-acl; default celeriac-client;
+                  postgres-roles: default celeriac_client)
+  --database NAME database (postgres-roles; default celeriac)
   --role ROLE     worker, producer or both (redis-acl; default both; --format
                   env needs one: it prints the variables of one process)
   --vhost NAME    virtual host (rabbitmq-user; default celeriac)
-  --host HOST     host in the example broker URL (redis-acl, rabbitmq-user)
+  --host HOST     host in the example broker URL (redis-acl, rabbitmq-user, postgres-roles)
   --queues A,B    task queues to grant (redis-acl, rabbitmq-user; default celery)
   --db N          Redis database (redis-acl; default 0)
   --any-key       allow all keys/channels, commands stay restricted (redis-acl)
@@ -56,12 +62,13 @@ Kind options:
 `;
 
 const APPLIES: Record<string, readonly SecretKind[]> = {
-  length: ['password', 'redis-acl', 'rabbitmq-user'],
-  user: ['redis-acl', 'rabbitmq-user'],
-  'producer-user': ['redis-acl'],
+  length: ['password', 'redis-acl', 'rabbitmq-user', 'postgres-roles'],
+  user: ['redis-acl', 'rabbitmq-user', 'postgres-roles'],
+  'producer-user': ['redis-acl', 'postgres-roles'],
+  database: ['postgres-roles'],
   role: ['redis-acl'],
   vhost: ['rabbitmq-user'],
-  host: ['redis-acl', 'rabbitmq-user'],
+  host: ['redis-acl', 'rabbitmq-user', 'postgres-roles'],
   queues: ['redis-acl', 'rabbitmq-user'],
   db: ['redis-acl'],
   'any-key': ['redis-acl'],
@@ -98,7 +105,7 @@ export async function runSecretsCommand(argv: string[], io: SecretsCommandIo): P
         format: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
         length: { type: 'string' }, user: { type: 'string' }, 'producer-user': { type: 'string' }, role: { type: 'string' }, vhost: { type: 'string' }, host: { type: 'string' },
         queues: { type: 'string' }, db: { type: 'string' }, 'any-key': { type: 'boolean' }, kid: { type: 'string' },
-        bits: { type: 'string' }, days: { type: 'string' }, cn: { type: 'string' }, org: { type: 'string' },
+        bits: { type: 'string' }, days: { type: 'string' }, cn: { type: 'string' }, org: { type: 'string' }, database: { type: 'string' },
       },
     });
   } catch (err) {
@@ -130,6 +137,7 @@ export async function runSecretsCommand(argv: string[], io: SecretsCommandIo): P
       length: int(values.length, 'length'), user: values.user, producerUser: values['producer-user'], role: values.role as RedisAclRole | undefined, vhost: values.vhost, host: values.host,
       queues: values.queues?.split(',').map((q) => q.trim()).filter(Boolean), db: int(values.db, 'db'), anyKey: values['any-key'],
       kid: values.kid, bits: int(values.bits, 'bits'), days: int(values.days, 'days'), commonName: values.cn, organization: values.org,
+      database: values.database,
     };
     const secret = await generateSecret(kind, opts);
     if (format === 'env') {

@@ -126,7 +126,7 @@ export interface AppSettings {
   securityReplayWindow?: number;
   /** Signer ids whose Celery body-only (`auth`) signatures are accepted without Celeriac's header (Python producers): weaker, warned at every start. */
   securityAcceptBodyOnlyFrom?: string[];
-  /** Where replay nonces live: `auto` (Redis broker/backend, else the SQLite broker file, else process memory), `redis`, `sqlite`, `memory`, or a `ReplayStore`. */
+  /** Where replay nonces live: `auto` (a Redis or PostgreSQL broker/backend, else the SQLite broker file, else process memory), `redis`, `postgres`, `sqlite`, `memory`, or a `ReplayStore`. */
   securityReplayStore?: ReplayStoreSetting;
   /** File of the `local` replay store (default `.celeriac/replay.db`). */
   securityReplayFile?: string;

@@ -326,6 +326,63 @@ export function evaluatePolicy(input: PolicyInput): PolicyReport {
   return c.report;
 }
 
+// ── PostgreSQL: how the server authenticated us (issue 22) ─────────────
+
+/**
+ * How a PostgreSQL server let a connection in, as the engine observed it
+ * during the handshake: SCRAM (`scram-sha-256`, the only password method
+ * that never shows the server something replayable), `md5` (a captured
+ * hash logs in as the user), `password` (cleartext), or `none` (the server
+ * asked for nothing: `trust`, or `cert` when a client certificate was sent).
+ */
+export type PostgresAuthMethod = 'scram-sha-256' | 'md5' | 'password' | 'none';
+
+/** What {@link evaluatePostgresAuth} judges. */
+export interface PostgresAuthInput {
+  setting: 'brokerUrl' | 'resultBackend';
+  /** The server's URL (only its redacted form and host are used). */
+  url: string;
+  method: PostgresAuthMethod;
+  /** A client certificate was presented over verified TLS (then `none` means `cert` authentication). */
+  clientCertificate: boolean;
+  mode: SecurityMode;
+  modeSource?: PolicyInput['modeSource'];
+  unsafe?: UnsafeOverrides | undefined;
+}
+
+/**
+ * The policy's verdict on a PostgreSQL authentication method (pure; the
+ * engine supplies what the server asked for at connect, which no static
+ * check can know). SCRAM, or a client certificate, passes; md5 and
+ * cleartext are refused (`unsafeAllowWeakCredentials`), and a server that
+ * asks for nothing (`trust`) is refused (`unsafeAllowNoCredentials`) —
+ * both warnings only on loopback in development, like the URL rules.
+ */
+export function evaluatePostgresAuth(input: PostgresAuthInput): PolicyReport {
+  const c = new Collector(input.unsafe ?? {}, input.modeSource);
+  if (input.method === 'scram-sha-256' || (input.method === 'none' && input.clientCertificate)) return c.report;
+  const url = parseConnectionUrl(input.url);
+  // Over a Unix socket, `none` is peer authentication: the kernel vouches for the OS user.
+  if (input.method === 'none' && url.host.startsWith('/')) return c.report;
+  const relaxed = input.mode === 'development' && isLoopbackHost(url.host);
+  const where = `${input.setting} (${url.redacted})`;
+  const id: MitigationId = input.setting === 'brokerUrl' ? 'CEL-001' : 'CEL-014';
+  if (input.method === 'none') {
+    c.add({
+      id, setting: input.setting, override: 'unsafeAllowNoCredentials',
+      message: `${where}: the PostgreSQL server let Celeriac in without asking for a password (trust authentication): anyone who reaches ${url.host} can ${input.setting === 'brokerUrl' ? 'inject, read or delete tasks' : 'read or forge results'}`,
+      fix: 'use scram-sha-256 for this role in pg_hba.conf, store its password as a SCRAM verifier and make it strong (celeriac secrets generate postgres-roles writes the SQL)',
+    }, relaxed);
+  } else {
+    c.add({
+      id: 'CEL-011', setting: input.setting, override: 'unsafeAllowWeakCredentials',
+      message: `${where}: the PostgreSQL server asked for the password with ${input.method === 'md5' ? 'md5 (whoever reads the stored hash or one handshake can log in as this role)' : 'cleartext password authentication'}, not SCRAM`,
+      fix: 'use scram-sha-256 in pg_hba.conf, switch the server to SCRAM verifiers (the password_encryption setting) and set the role\'s password again',
+    }, relaxed);
+  }
+  return c.report;
+}
+
 /** The start-up refusal: a `ConfigError` that lists every refused setting. */
 export class InsecureConfigError extends ConfigError {
   readonly findings: readonly Finding[];

@@ -33,7 +33,7 @@ export type SendRateLimit =
     };
 
 /** Where replay state lives: chosen from the broker/backend (`auto`), forced, or injected. */
-export type ReplayStoreSetting = 'auto' | 'redis' | 'sqlite' | 'local' | 'memory' | ReplayStore;
+export type ReplayStoreSetting = 'auto' | 'redis' | 'sqlite' | 'postgres' | 'local' | 'memory' | ReplayStore;
 
 /** `true`, or an object of TLS settings (keys checked by src/config/tls.ts, which refuses unknown ones). */
 export type UseSslSetting = boolean | Readonly<Record<string, unknown>>;
@@ -136,8 +136,8 @@ export const SECURITY_FIELDS = {
   securityReplayWindow: seconds(),
   securityAcceptBodyOnlyFrom: strings('a list of signer ids'),
   securityReplayStore: field(
-    z.union([z.enum(['auto', 'redis', 'sqlite', 'local', 'memory']), z.custom<ReplayStore>((v) => isObject(v) && typeof v.claim === 'function')]),
-    'auto, redis, sqlite, local or memory (or a ReplayStore)',
+    z.union([z.enum(['auto', 'redis', 'sqlite', 'postgres', 'local', 'memory']), z.custom<ReplayStore>((v) => isObject(v) && typeof v.claim === 'function')]),
+    'auto, redis, sqlite, postgres, local or memory (or a ReplayStore)',
   ),
   securityReplayFile: text(),
   unsafeAcceptUnsigned: bool(),

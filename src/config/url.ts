@@ -68,8 +68,8 @@ export interface ConnectionUrl {
 
 /** Schemes `parseConnectionUrl` understands. */
 export const SUPPORTED_SCHEMES: readonly string[] = Object.keys(SCHEMES);
-/** What an unknown scheme's error offers: the schemes Celeriac connects to (PostgreSQL URLs are understood by the policy, but there is no PostgreSQL adapter). */
-const SCHEMES_HINT = `use one of ${SUPPORTED_SCHEMES.filter((s) => !s.startsWith('postgres')).map((s) => `${s}://`).join(', ')}`;
+/** What an unknown scheme's error offers: the schemes Celeriac connects to (without SQLAlchemy's `db+` spellings, accepted but not advertised). */
+const SCHEMES_HINT = `use one of ${SUPPORTED_SCHEMES.filter((s) => !s.startsWith('db+')).map((s) => `${s}://`).join(', ')}`;
 
 /** PostgreSQL `sslmode` values that use TLS. */
 const PG_TLS_MODES = new Set(['require', 'verify-ca', 'verify-full']);

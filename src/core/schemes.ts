@@ -10,10 +10,10 @@
  */
 
 /** Engines Celeriac connects to, one folder each under `src/transport/`. */
-export type EngineName = 'redis' | 'amqp' | 'sqlite' | 'memory';
+export type EngineName = 'redis' | 'amqp' | 'sqlite' | 'memory' | 'postgres';
 
-/** Engine family of a URL: an engine, or PostgreSQL (understood by the policy and audit; no adapter). */
-export type ConnectionKind = EngineName | 'postgres';
+/** Engine family of a URL (every scheme Celeriac understands has an engine). */
+export type ConnectionKind = EngineName;
 
 /** One URL scheme. */
 export interface SchemeSpec {
@@ -58,18 +58,20 @@ export const ENGINES: Readonly<Record<EngineName, EngineInfo>> = {
   },
   sqlite: { name: 'sqlite', title: 'SQLite', schemes: { sqlite: { tls: false } }, network: false, backend: true, replay: 'file' },
   memory: { name: 'memory', title: 'memory', schemes: { memory: { tls: false } }, network: false, backend: true, replay: 'process' },
-};
-
-/** PostgreSQL: parsed and checked by the policy (Celery's database backend), never connected to. */
-const POSTGRES_SCHEMES: Record<string, SchemeSpec> = {
-  postgres: { kind: 'postgres', tls: false, port: 5432 },
-  postgresql: { kind: 'postgres', tls: false, port: 5432 },
+  // TLS comes from `sslmode` (verify-full), not from the scheme; `db+postgresql` is Celery's (SQLAlchemy's) spelling of a database result backend.
+  postgres: {
+    name: 'postgres',
+    title: 'PostgreSQL',
+    schemes: { postgres: { tls: false, port: 5432 }, postgresql: { tls: false, port: 5432 }, 'db+postgresql': { tls: false, port: 5432 } },
+    network: true,
+    backend: true,
+    replay: 'shared',
+  },
 };
 
 /** Every scheme Celeriac understands, lower-case, in the order engines are listed. */
 export const SCHEMES: Readonly<Record<string, SchemeSpec>> = Object.freeze({
   ...Object.fromEntries(Object.values(ENGINES).flatMap((e) => Object.entries(e.schemes).map(([s, v]) => [s, { kind: e.name, ...v }]))),
-  ...POSTGRES_SCHEMES,
 });
 
 /** The spec of a (lower-case) scheme, or undefined when Celeriac does not know it. */
@@ -85,12 +87,16 @@ export function schemeSpec(scheme: string): SchemeSpec | undefined {
 export function urlSchemeSpec(url: string | undefined): SchemeSpec | undefined {
   if (url === undefined) return undefined;
   const colon = url.indexOf(':');
-  return colon <= 0 ? undefined : schemeSpec(url.slice(0, colon).toLowerCase());
+  if (colon <= 0) return undefined;
+  const scheme = url.slice(0, colon).toLowerCase();
+  // SQLAlchemy's driver suffix (`postgresql+psycopg2`, `db+postgresql+psycopg2`) names a Python driver: same server.
+  const plus = scheme.indexOf('+', scheme.startsWith('db+') ? 3 : 0);
+  return schemeSpec(plus !== -1 && scheme.includes('postgres') ? scheme.slice(0, plus) : scheme);
 }
 
 /** Whether a kind is a network service (credentials and TLS required by the policy). */
 export function isNetworkKind(kind: ConnectionKind): boolean {
-  return kind === 'postgres' || ENGINES[kind].network;
+  return ENGINES[kind].network;
 }
 
 /** The schemes of the engines that pass `filter`, as `a://, b:// or c://` for hints (without kombu's `py` aliases). */

@@ -18,9 +18,10 @@ import { generateSigningKey } from '../codec/signing/keyring.ts';
 import { unsafeDirectory } from '../config/env.ts';
 import { ConfigError } from '../errors.ts';
 import { createSelfSignedCertificate, type DistinguishedName } from './x509.ts';
+import { postgresRoles } from './postgres-roles.ts';
 
 /** Kinds `celeriac secrets generate` knows. */
-export const SECRET_KINDS = ['password', 'redis-acl', 'rabbitmq-user', 'aes-key', 'ed25519', 'hmac', 'rsa-cert'] as const;
+export const SECRET_KINDS = ['password', 'redis-acl', 'rabbitmq-user', 'postgres-roles', 'aes-key', 'ed25519', 'hmac', 'rsa-cert'] as const;
 /** One of {@link SECRET_KINDS}. */
 export type SecretKind = (typeof SECRET_KINDS)[number];
 
@@ -75,6 +76,8 @@ export interface GenerateOptions {
   commonName?: string;
   /** rsa-cert: subject organization (default `Celeriac`). */
   organization?: string;
+  /** postgres-roles: database (default `celeriac`); `user`, `producerUser`, `host` and `length` apply too. */
+  database?: string;
 }
 
 /** Users of {@link redisAclPatterns}: workers (which also send follow-up tasks) and producers (clients that only send and read results). */
@@ -318,6 +321,10 @@ async function rsaCert(opts: GenerateOptions): Promise<GeneratedSecret> {
  *   `*.reply.celery.pidbox`, and `amq.default` for writing — then delete
  *   `guest`), and an `amqps://` URL. Checked with RabbitMQ 3.10 and a
  *   Python Celery 5.2.6 worker and client (tasks, chords, events, ping, inspect).
+ * - `postgres-roles`: a worker and a producer role with SCRAM passwords,
+ *   the SQL that makes them and the engine's schemas (the producer gets no
+ *   access to the replay nonces), pg_hba.conf lines and URLs
+ *   (`postgres-roles.ts`).
  * - `aes-key`: a result key ring line (`generateResultKey`).
  * - `ed25519`, `hmac`: signing key ring lines (`generateSigningKey`).
  * - `rsa-cert`: an RSA key (default 3072 bits) and a self-signed
@@ -335,6 +342,8 @@ export async function generateSecret(kind: SecretKind, opts: GenerateOptions = {
       return redisAcl(opts);
     case 'rabbitmq-user':
       return rabbitUser(opts);
+    case 'postgres-roles':
+      return postgresRoles({ password: () => generatePassword(opts.length ?? 32), user: opts.user, producerUser: opts.producerUser, database: opts.database, host: opts.host });
     case 'aes-key': {
       const line = generateResultKey(opts.kid ?? defaultKid());
       return {

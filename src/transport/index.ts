@@ -37,6 +37,7 @@ const LOADERS: Record<EngineName, () => Promise<Engine>> = {
   amqp: async () => (await import('./amqp/index.ts')).engine,
   sqlite: async () => (await import('./sqlite/index.ts')).engine,
   memory: async () => (await import('./memory/index.ts')).engine,
+  postgres: async () => (await import('./postgres/index.ts')).engine,
 };
 
 /**
@@ -45,7 +46,7 @@ const LOADERS: Record<EngineName, () => Promise<Engine>> = {
  */
 export function engineOf(url: string | undefined): EngineInfo | undefined {
   const kind = urlSchemeSpec(url)?.kind;
-  return kind === undefined || kind === 'postgres' ? undefined : ENGINES[kind];
+  return kind === undefined ? undefined : ENGINES[kind];
 }
 
 /** Load the engine of a URL. */

@@ -1,7 +1,8 @@
 /**
  * The chaos suite, short version for CI (issue 21): per engine, 1,000
  * late-ack tasks with 20 random SIGKILLs of worker children and supervisors
- * (and connection kills, a Redis restart with AOF), plus poison tasks (OOM
+ * (and connection kills, a Redis restart with AOF, a PostgreSQL immediate
+ * shutdown and restart), plus poison tasks (OOM
  * at the heap cap, a busy loop past the hard limit). Fails on any lost task,
  * duplicates beyond what was in flight at the kills, a poison task that does
  * not end within the redelivery limit, or a pool that does not come back to
@@ -13,23 +14,25 @@ import { hasRedisServer } from '../helpers/redis-server.ts';
 import { requireService } from '../helpers/services.ts';
 import { hasRabbitmq } from '../integration/amqp/support/rabbit.ts';
 import { formatReport, runChaos, verdict, type Engine } from './harness.ts';
+import { canStartPostgres } from '../helpers/postgres-server.ts';
 
 const available: Record<Engine, () => boolean> = {
   redis: hasRedisServer,
   sqlite: () => true,
   // The result backend of the AMQP run is a private redis-server.
   amqp: () => hasRabbitmq() && hasRedisServer(),
+  postgres: canStartPostgres,
 };
 
 describe('chaos (short)', { timeout: 280_000 }, () => {
-  for (const engine of ['redis', 'sqlite', 'amqp'] as const) {
+  for (const engine of ['redis', 'sqlite', 'amqp', 'postgres'] as const) {
     it(`${engine}: 1,000 late-ack tasks, 20 kills, poison tasks: nothing lost, duplicates bounded, poison ended, pool whole`, async (t) => {
-      if (!requireService(t, available[engine](), engine === 'sqlite' ? 'better-sqlite3' : engine === 'redis' ? 'redis-server' : 'RabbitMQ and redis-server')) return;
+      if (!requireService(t, available[engine](), engine === 'sqlite' ? 'better-sqlite3' : engine === 'redis' ? 'redis-server' : engine === 'postgres' ? 'PostgreSQL binaries' : 'RabbitMQ and redis-server')) return;
       const report = await runChaos({
         engine,
         tasks: 1000,
         kills: 20,
-        brokerRestarts: engine === 'redis' ? 1 : 0,
+        brokerRestarts: engine === 'redis' || engine === 'postgres' ? 1 : 0,
         poison: 1,
         supervisors: 2,
         processes: 2,

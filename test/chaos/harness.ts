@@ -17,6 +17,8 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { sqliteUrlForPath } from '../../src/transport/sqlite/location.ts';
 import { startAofRedis } from '../helpers/redis-server.ts';
+import { createTestPki } from '../helpers/pki.ts';
+import { startPostgresCluster } from '../helpers/postgres-server.ts';
 import { sleep } from '../helpers/services.ts';
 import { closeConnection, connectionsOf, createTestVhost, type TestVhost } from '../integration/amqp/support/rabbit.ts';
 
@@ -24,7 +26,7 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = `${ROOT}bin/celeriac.mjs`;
 const APP = fileURLToPath(new URL('./app.ts', import.meta.url));
 
-export type Engine = 'redis' | 'amqp' | 'sqlite';
+export type Engine = 'redis' | 'amqp' | 'sqlite' | 'postgres';
 
 export interface ChaosOptions {
   engine: Engine;
@@ -32,7 +34,7 @@ export interface ChaosOptions {
   tasks: number;
   /** SIGKILLs of children and supervisors (and connection kills), spread over the run. */
   kills: number;
-  /** Broker restarts (Redis only: kill -9 of its own redis-server with AOF, restarted on the same files). */
+  /** Broker restarts (Redis: kill -9 of its own redis-server with AOF; PostgreSQL: immediate shutdown of its own cluster; both restarted on the same files). */
   brokerRestarts: number;
   /** Poison tasks of each kind (OOM at the heap cap, busy loop past the hard limit). */
   poison: number;
@@ -103,6 +105,21 @@ async function setUpBroker(engine: Engine, dir: string): Promise<Broker> {
         }
       },
       stop: () => r.stop(),
+    };
+  }
+  if (engine === 'postgres') {
+    // A cluster of its own (TLS verify-full, SCRAM), so it can be restarted and its connections killed.
+    const cluster = await startPostgresCluster(await createTestPki(join(dir, 'pki')));
+    const url = cluster.url('schema=chaos');
+    return {
+      url,
+      backend: url,
+      restart: () => cluster.restart(),
+      async killConnection() {
+        const r = await cluster.admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'celeriac:%' ORDER BY random() LIMIT 1`);
+        return (r.rowCount ?? 0) > 0;
+      },
+      stop: () => cluster.stop(),
     };
   }
   if (engine === 'sqlite') {

@@ -1,14 +1,16 @@
 /**
- * `npm run chaos`: the full chaos suite (issue 21) on Redis, RabbitMQ and
- * SQLite — by default 10,000 late-ack tasks and 100 kills per engine, two
- * Redis restarts, poison tasks — and a report per engine. Exits non-zero
+ * `npm run chaos`: the full chaos suite (issue 21) on Redis, RabbitMQ,
+ * SQLite and PostgreSQL — by default 10,000 late-ack tasks and 100 kills per
+ * engine, two Redis (and two PostgreSQL) restarts, poison tasks — and a
+ * report per engine. Exits non-zero
  * when a task is lost, duplicates exceed the in-flight bound, a poison task
  * does not end, or the pool does not come back to its size.
  *
- *   npm run chaos [-- --engines redis,amqp,sqlite --tasks 10000 --kills 100]
+ *   npm run chaos [-- --engines redis,amqp,sqlite,postgres --tasks 10000 --kills 100]
  *
  * Needs redis-server, a RabbitMQ node on 127.0.0.1:5672 with rabbitmqctl
- * (each run makes its own vhost), and a quiet machine: it starts 2 workers
+ * (each run makes its own vhost), the PostgreSQL binaries (each run starts
+ * its own cluster), and a quiet machine: it starts 2 workers
  * of 2 processes each per engine.
  */
 import { parseArgs } from 'node:util';
@@ -16,7 +18,7 @@ import { formatReport, runChaos, verdict, type Engine } from './harness.ts';
 
 const { values } = parseArgs({
   options: {
-    engines: { type: 'string', default: 'redis,amqp,sqlite' },
+    engines: { type: 'string', default: 'redis,amqp,sqlite,postgres' },
     tasks: { type: 'string', default: '10000' },
     kills: { type: 'string', default: '100' },
     restarts: { type: 'string', default: '2' },
@@ -31,7 +33,7 @@ for (const engine of values.engines!.split(',').map((e) => e.trim()) as Engine[]
     engine,
     tasks: Number(values.tasks),
     kills: Number(values.kills),
-    brokerRestarts: engine === 'redis' ? Number(values.restarts) : 0,
+    brokerRestarts: engine === 'redis' || engine === 'postgres' ? Number(values.restarts) : 0,
     poison: Number(values.poison),
     supervisors: 2,
     processes: 2,

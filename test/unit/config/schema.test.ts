@@ -144,7 +144,7 @@ describe('wrong types', () => {
       [{ taskSerializer: 'pickle' }, 'taskSerializer', /must be json, msgpack or auth .*not "pickle"/],
       [{ accept_content: 'json' }, 'accept_content', /must be a list of content type names/],
       [{ taskDefaultQueueType: 'mirrored' }, 'taskDefaultQueueType', /'classic' or 'quorum', not "mirrored"/],
-      [{ securityReplayStore: 'disk' }, 'securityReplayStore', /auto, redis, sqlite, local or memory/],
+      [{ securityReplayStore: 'disk' }, 'securityReplayStore', /auto, redis, sqlite, postgres, local or memory/],
       [{ brokerTransportOptions: { visibilityTimeout: '60' } }, 'brokerTransportOptions.visibilityTimeout', /must be a number of seconds/],
       [{ sendRateLimit: { rate: '1/s', burts: 3 } }, 'sendRateLimit', /must be a rate such as '100\/s'/],
       [{ broker_use_ssl: 'yes' }, 'broker_use_ssl', /true, false or an object of TLS settings/],

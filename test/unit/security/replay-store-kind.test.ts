@@ -51,10 +51,10 @@ describe('opening the chosen store through the registry', () => {
 
   it('an explicit store whose engine serves neither URL is refused, naming what is missing', async () => {
     await assert.rejects(security({ brokerUrl: 'amqp://h//', securityReplayStore: 'redis' }).replayGuard!.store(), {
-      message: 'securityReplayStore is redis but neither the broker nor the result backend is Redis — use auto, sqlite or memory',
+      message: 'securityReplayStore is redis but neither the broker nor the result backend is Redis — use auto, sqlite, memory or postgres',
     });
     await assert.rejects(security({ brokerUrl: 'redis://h/0', securityReplayStore: 'sqlite' }).replayGuard!.store(), {
-      message: 'securityReplayStore is sqlite but the broker is not SQLite — use auto, redis or memory',
+      message: 'securityReplayStore is sqlite but the broker is not SQLite — use auto, redis, memory or postgres',
     });
   });
 
