@@ -22,6 +22,19 @@ export interface StoreOptions {
   expiresSeconds?: number;
 }
 
+/**
+ * A named set of ids, each with an expiry, kept beside the results (the
+ * revoked task ids: worker/control/revoked.ts). Every id is an entry of its
+ * own and `add` is one atomic step, so two processes adding different ids
+ * at the same instant both keep theirs.
+ */
+export interface ExpiringIdSet {
+  /** Add `entries` (id, expiry in ms since the epoch; a later expiry wins), drop the expired, keep at most `maxSize` (the soonest to expire go first). */
+  add(entries: ReadonlyArray<readonly [string, number]>, maxSize: number): Promise<void>;
+  /** The ids not yet expired, with their expiries. */
+  load(): Promise<Map<string, number>>;
+}
+
 export interface ResultBackend {
   readonly kind: string;
   connect(): Promise<void>;
@@ -46,4 +59,6 @@ export interface ResultBackend {
   close(): Promise<void>;
   /** Use new credentials from now on without dropping connections (secret rotation). */
   updateCredentials?(url: string): Promise<void>;
+  /** The expiring id set `name`, written atomically per id (engines that can; others keep one merged record). */
+  expiringIdSet?(name: string): ExpiringIdSet;
 }

@@ -173,6 +173,7 @@ export function redisAclPatterns(queues: readonly string[] = ['celery'], db = 0,
     '~????????-????-????-????-????????????.?', // chord counters <group uuid>.j/.t/.s
     '~celeriac:ratelimit:*', // shared send rate limits (clients and workers)
     ...(role === 'worker' ? ['~celeriac:replay:*'] : []),
+    ...(role === 'worker' ? ['~celeriac:revoked:*'] : []), // revoked task ids shared by workers (remote control)
   ];
   const channels = [`&/${db}.celeryev/*`, `&/${db}.celeryev/worker.*`, `&/${db}.celery.pidbox`, '&celery-task-meta-*', '&celery-taskset-meta-*', '&chord-unlock-*', '&__redis__:invalidate'];
   return { keys, channels };
