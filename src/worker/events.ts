@@ -134,7 +134,7 @@ export class WorkerEvents {
   }
 
   private task<T extends TaskEventType>(type: T, uuid: string, fields: TaskEventFields[T]): void {
-    this.dispatcher.send(type, { uuid, ...fields });
+    this.dispatcher.send(type, fields, uuid);
   }
 
   /** `task-received`: the message's own `argsrepr`/`kwargsrepr` (a sender may hide arguments there), capped and redacted. */
