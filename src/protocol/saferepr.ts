@@ -197,6 +197,13 @@ function formatChars(v: string | Uint8Array, maxlen: number | undefined): string
 
 /** Celery's `saferepr(value, maxlen, maxlevels)`; `maxlen` undefined: no limit. */
 export function saferepr(value: unknown, maxlen?: number, maxLevels = 3): string {
+  // A lone scalar is one token: written directly (the common task result), same text as the stream gives.
+  if (maxlen === undefined || maxlen > 0) {
+    if (value === null || value === undefined) return truncate('None', maxlen);
+    if (typeof value === 'boolean') return truncate(value ? 'True' : 'False', maxlen);
+    if (typeof value === 'number') return truncate(pyNumber(value), maxlen);
+    if (typeof value === 'string') return formatChars(value, maxlen);
+  }
   const stack: Array<Iterator<unknown>> = [[value][Symbol.iterator]()];
   let left = maxlen;
   let out = '';

@@ -34,3 +34,10 @@ describe('saferepr (Celery 5.2.6 vectors)', () => {
     assert.equal(saferepr(new PyTuple([Buffer.from('x'.repeat(20))]), 8), "(b'xxxxxxx...', ...");
   });
 });
+
+describe('saferepr of a lone scalar (the fast path)', () => {
+  it('matches Celery', () => {
+    // [saferepr(None, 3), saferepr(None, 4), saferepr(None, 5), saferepr(12345, 3), saferepr('abc', 2), saferepr(True, 1024)] in Celery 5.2.6.
+    assert.deepEqual([saferepr(null, 3), saferepr(undefined, 4), saferepr(null, 5), saferepr(12345, 3), saferepr('abc', 2), saferepr(true, 1024)], ['Non...', 'None...', 'None', '123...', "'ab...'", 'True']);
+  });
+});
