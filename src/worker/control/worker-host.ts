@@ -186,7 +186,7 @@ async function terminateRunning(w: WorkerState, ids: readonly string[], signal: 
   for (const job of still) {
     w.logger.warn(
       { id: job.req.id, task: job.req.task, graceMs },
-      `task ${job.req.task}[${job.req.id}] is still running ${graceMs / 1000} s after its revoke with terminate: it ignores its abort signal (currentTask().signal), and the solo pool cannot kill it; it runs to its end`,
+      `task ${job.req.task}[${job.req.id}] is still running ${graceMs / 1000} s after its revoke with terminate: it ignores its abort signal (currentTask().signal) and runs to its end (only a prefork worker revoking with signal SIGKILL kills it, with its process)`,
     );
   }
   return {
