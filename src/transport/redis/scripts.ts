@@ -71,6 +71,7 @@ const S = {
   takeTokens: load('take-tokens-n.lua'),
   replaySync: load('replay-sync-n.lua'),
   replayRefresh: load('replay-refresh-n.lua'),
+  expiringSetAdd: load('expiring-set-add-1.lua'),
 } as const;
 
 type Runner = (...args: Arg[]) => Promise<unknown>;
@@ -223,4 +224,9 @@ export function replaySync(
 /** `replay-refresh-n.lua`: extend to `leaseMs` the leases `holder` still has on `nonces`; how many were extended. */
 export function replayRefresh(client: ScriptClient, keys: { nonces: readonly string[] }, args: { holder: string; leaseMs: number }): Promise<number> {
   return run(client, S.replayRefresh, keys.nonces, [args.holder, args.leaseMs]);
+}
+
+/** `expiring-set-add-1.lua`: add `entries` (id, expiry ms) to the expiring id set `set`, keeping at most `max`. */
+export function expiringSetAdd(client: ScriptClient, keys: { set: string }, args: { now: number; max: number; entries: ReadonlyArray<readonly [string, number]> }): Promise<number> {
+  return run(client, S.expiringSetAdd, [keys.set], [args.now, args.max, ...args.entries.flatMap(([id, until]) => [id, Math.round(until)])]);
 }
