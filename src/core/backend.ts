@@ -35,6 +35,19 @@ export interface StoreOptions {
   expiresSeconds?: number;
 }
 
+/**
+ * A named set of ids, each with an expiry, kept beside the results (the
+ * revoked task ids: worker/control/revoked.ts). Every id is an entry of its
+ * own and `add` is one atomic step, so two processes adding different ids
+ * at the same instant both keep theirs.
+ */
+export interface ExpiringIdSet {
+  /** Add `entries` (id, expiry in ms since the epoch; a later expiry wins), drop the expired, keep at most `maxSize` (the soonest to expire go first). */
+  add(entries: ReadonlyArray<readonly [string, number]>, maxSize: number): Promise<void>;
+  /** The ids not yet expired, with their expiries. */
+  load(): Promise<Map<string, number>>;
+}
+
 export interface ResultBackend {
   readonly kind: string;
   connect(): Promise<void>;
@@ -65,4 +78,6 @@ export interface ResultBackend {
    * its name, which the client sends as each task's `reply_to`.
    */
   replyRoute?(): Promise<string>;
+  /** The expiring id set `name`, written atomically per id (engines that can; others keep one merged record). */
+  expiringIdSet?(name: string): ExpiringIdSet;
 }

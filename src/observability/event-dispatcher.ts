@@ -12,13 +12,12 @@
 import { eventExchange, type Broker, type Exchange } from '../core/broker.ts';
 import {
   EVENT_BUFFER_LIMIT,
-  buildEvent,
+  EventEncoder,
   eventGroup,
-  eventMessage,
+  eventMessageFromJson,
   eventRoutingKey,
   multiRoutingKey,
   utcOffsetHours,
-  type EventRecord,
   type EventSender,
   type EventType,
 } from '../protocol/events.ts';
@@ -70,7 +69,9 @@ export class EventDispatcher {
   private readonly sender: EventSender;
   private readonly bufferTasks: boolean;
   private readonly now: () => number;
-  private buffer: EventRecord[] = [];
+  private readonly encoder: EventEncoder;
+  /** Task events of this turn, already JSON (EventEncoder): no event object is built on the hot path. */
+  private buffer: string[] = [];
   private flushScheduled = false;
   private readonly pendingSends = new Set<Promise<void>>();
   private closed = false;
@@ -86,6 +87,7 @@ export class EventDispatcher {
     this.clock = o.clock ?? new LamportClock();
     this.now = o.now ?? nowSeconds;
     this.sender = { hostname: o.hostname, pid: process.pid, utcoffset: utcOffsetHours() };
+    this.encoder = new EventEncoder(this.sender);
   }
 
   /** Turn task events on or off (remote control's `enable_events`/`disable_events`). */
@@ -94,17 +96,18 @@ export class EventDispatcher {
   }
 
   /**
-   * Send one event of `type` with `fields` (after the common ones). Task
+   * Send one event of `type` with `fields` (after the common ones, and
+   * after `uuid` when given: a task event's id, saving a copy of its fields). Task
    * events are dropped while task events are off; those of a buffering
    * dispatcher join the next `task.multi` batch.
    */
-  send(type: EventType, fields: object): void {
+  send(type: EventType, fields: object, uuid?: string): void {
     if (this.closed) return;
-    const group = eventGroup(type);
+    const group = type.startsWith('task-') ? 'task' : eventGroup(type);
     if (group === 'task' && !this.taskEvents) return;
     // The zone's offset can change (daylight saving): re-read it with each worker event (every heartbeat), not per task event.
     else if (group === 'worker') this.sender.utcoffset = utcOffsetHours();
-    const event = buildEvent(type, this.sender, this.clock.forward(), fields, this.now());
+    const event = this.encoder.encode(type, this.clock.forward(), fields, this.now(), uuid);
     if (group === 'task' && this.bufferTasks) {
       this.buffer.push(event);
       if (this.buffer.length >= EVENT_BUFFER_LIMIT) this.flush();
@@ -139,8 +142,8 @@ export class EventDispatcher {
     await Promise.allSettled([...this.pendingSends]);
   }
 
-  private publish(routingKey: string, events: EventRecord | EventRecord[]): void {
-    const p = this.broker.broadcast(this.exchange, routingKey, eventMessage(this.hostname, events)).then(
+  private publish(routingKey: string, events: string | string[]): void {
+    const p = this.broker.broadcast(this.exchange, routingKey, eventMessageFromJson(this.hostname, events)).then(
       () => undefined,
       (err: unknown) => {
         // Once at warn (a broker user without the right to publish events would repeat it every heartbeat).

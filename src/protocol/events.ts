@@ -166,24 +166,85 @@ function pyFloat(n: number): string {
 /** `"key": ` for each key seen, so a key is escaped once per process, not once per event. */
 const keyPrefix = new Map<string, string>();
 
+/** `"key": value` of one field as Python's json.dumps writes it; '' for undefined (left out). */
+function encodeField(key: string, v: unknown): string {
+  if (v === undefined) return '';
+  let text: string;
+  if (typeof v === 'string') text = JSON.stringify(v);
+  else if (typeof v === 'number') text = FLOAT_KEYS.has(key) ? pyFloat(v) : Number.isFinite(v) ? String(v) : 'null';
+  else if (key === 'loadavg' && Array.isArray(v)) text = `[${v.map((x) => (typeof x === 'number' ? pyFloat(x) : JSON.stringify(x))).join(', ')}]`;
+  else text = JSON.stringify(v) ?? 'null';
+  let prefix = keyPrefix.get(key);
+  if (prefix === undefined) {
+    prefix = `${JSON.stringify(key)}: `;
+    if (keyPrefix.size < 256) keyPrefix.set(key, prefix);
+  }
+  return prefix + text;
+}
+
 function encodeOne(event: Record<string, unknown>): string {
   let out = '{';
   for (const key in event) {
-    const v = event[key];
-    if (v === undefined) continue;
-    let text: string;
-    if (typeof v === 'string') text = JSON.stringify(v);
-    else if (typeof v === 'number') text = FLOAT_KEYS.has(key) ? pyFloat(v) : Number.isFinite(v) ? String(v) : 'null';
-    else if (key === 'loadavg' && Array.isArray(v)) text = `[${v.map((x) => (typeof x === 'number' ? pyFloat(x) : JSON.stringify(x))).join(', ')}]`;
-    else text = JSON.stringify(v) ?? 'null';
-    let prefix = keyPrefix.get(key);
-    if (prefix === undefined) {
-      prefix = `${JSON.stringify(key)}: `;
-      if (keyPrefix.size < 256) keyPrefix.set(key, prefix);
-    }
-    out += out.length === 1 ? prefix + text : `, ${prefix}${text}`;
+    const field = encodeField(key, event[key]);
+    if (field === '') continue;
+    out += out.length === 1 ? field : `, ${field}`;
   }
   return `${out}}`;
+}
+
+/** Keys `buildEvent` places itself: an event whose fields hold one is encoded through `buildEvent`. */
+const COMMON_KEYS = new Set(['hostname', 'utcoffset', 'pid', 'clock', 'timestamp', 'type']);
+/** `, "type": "<type>"}` per event type. */
+const typeSuffix = new Map<string, string>();
+
+/**
+ * Writes events of one sender straight to their JSON text, the same text
+ * `encodeEventBody(buildEvent(...))` gives, without building the event
+ * object: the sender's fields are one precomputed prefix, each type's tail
+ * is cached, and only `clock`, the fields and `timestamp` are written per
+ * event (the task-event hot path of a worker with `-E`).
+ */
+export class EventEncoder {
+  private head = '';
+  private headOffset: number | undefined;
+
+  constructor(private readonly sender: EventSender) {}
+
+  /** One event's JSON text; `uuid`, when given, comes first among the fields (task events). */
+  encode(type: EventType, clock: number, fields: object, timestampS: number, uuid?: string): string {
+    const f = fields as Record<string, unknown>;
+    for (const key in f) if (COMMON_KEYS.has(key)) return encodeOne(buildEvent(type, this.sender, clock, uuid === undefined ? f : { uuid, ...f }, timestampS) as unknown as Record<string, unknown>);
+    if (this.headOffset !== this.sender.utcoffset) {
+      // The offset changes with daylight saving: the prefix follows the sender's.
+      const s = this.sender;
+      this.head = `{${encodeField('hostname', s.hostname)}, ${encodeField('utcoffset', s.utcoffset)}, ${encodeField('pid', s.pid)}, "clock": `;
+      this.headOffset = s.utcoffset;
+    }
+    let out = this.head + (Number.isFinite(clock) ? String(clock) : 'null');
+    if (uuid !== undefined) out += `, "uuid": ${JSON.stringify(uuid)}`;
+    for (const key in f) {
+      if (uuid !== undefined && key === 'uuid') continue;
+      const field = encodeField(key, f[key]);
+      if (field !== '') out += `, ${field}`;
+    }
+    let tail = typeSuffix.get(type);
+    if (tail === undefined) {
+      tail = `, "type": ${JSON.stringify(type)}}`;
+      if (typeSuffix.size < 256) typeSuffix.set(type, tail);
+    }
+    return `${out}, "timestamp": ${pyFloat(timestampS)}${tail}`;
+  }
+}
+
+/** The message of events already encoded (`EventEncoder`): one event, or a batch as a list. */
+export function eventMessageFromJson(hostname: string, json: string | readonly string[]): WireMessage {
+  return {
+    headers: { hostname },
+    properties: { delivery_mode: 1, priority: 0 },
+    contentType: 'application/json',
+    contentEncoding: 'utf-8',
+    body: Buffer.from(typeof json === 'string' ? json : `[${json.join(', ')}]`, 'utf8'),
+  };
 }
 
 /**

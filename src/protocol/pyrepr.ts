@@ -1,9 +1,12 @@
 /**
- * A best-effort Python `repr()` of JSON values, for the `argsrepr` and
- * `kwargsrepr` headers and event fields that Celery tools display. Mirrors
- * Celery's saferepr limits: containers nested deeper than `maxLevels` show as
+ * Python reprs of JSON values for what Celery tools display: `argsrepr` and
+ * `kwargsrepr` exactly as Celery's `saferepr` writes them (saferepr.ts), and
+ * a best-effort Python `repr()` (`reprValue`, `reprString`) for exception
+ * arguments and the CLI: containers nested deeper than `maxLevels` show as
  * `[...]`/`{...}`, and the text is cut at `maxLength` characters.
  */
+
+import { PyTuple, saferepr } from './saferepr.ts';
 
 export interface ReprOptions {
   maxLength?: number;
@@ -13,16 +16,14 @@ export interface ReprOptions {
 const DEFAULT_MAX_LENGTH = 1024;
 const DEFAULT_MAX_LEVELS = 3;
 
-/** `repr(tuple(args))`: `(2, 3)`, `(1,)`, `()`. */
+/** `argsrepr` as Celery writes it: `saferepr(tuple(args), 1024)` (saferepr.ts); `(2, 3)`, `(1,)`, `()`. */
 export function reprArgs(args: readonly unknown[], options?: ReprOptions): string {
-  const parts = args.map((a) => repr(a, 1, options));
-  const inner = parts.length === 1 ? `${parts[0]},` : parts.join(', ');
-  return truncate(`(${inner})`, options?.maxLength);
+  return saferepr(new PyTuple(args), options?.maxLength ?? DEFAULT_MAX_LENGTH, options?.maxLevels ?? DEFAULT_MAX_LEVELS);
 }
 
-/** `repr(dict(kwargs))`. */
+/** `kwargsrepr` as Celery writes it: `saferepr(kwargs, 1024)`. */
 export function reprKwargs(kwargs: Record<string, unknown>, options?: ReprOptions): string {
-  return truncate(repr(kwargs, 0, options), options?.maxLength);
+  return saferepr(kwargs, options?.maxLength ?? DEFAULT_MAX_LENGTH, options?.maxLevels ?? DEFAULT_MAX_LEVELS);
 }
 
 /** `repr(value)` for any JSON-like value. */

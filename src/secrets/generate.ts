@@ -179,6 +179,7 @@ export function redisAclPatterns(queues: readonly string[] = ['celery'], db = 0,
     '~celeriac:ratelimit:*', // shared send rate limits (clients and workers)
     '~celeriac:beat:*', // celeriac beat's lease and last runs (beat runs with either user)
     ...(role === 'worker' ? ['~celeriac:replay:*'] : []),
+    ...(role === 'worker' ? ['~celeriac:revoked:*'] : []), // revoked task ids shared by workers (remote control)
   ];
   const channels = [`&/${db}.celeryev/*`, `&/${db}.celeryev/worker.*`, `&/${db}.celery.pidbox`, '&celery-task-meta-*', '&celery-taskset-meta-*', '&chord-unlock-*', '&__redis__:invalidate'];
   return { keys, channels };

@@ -20,8 +20,9 @@ import { readFileSync } from 'node:fs';
 import type { Broker } from '../core/broker.ts';
 import type { Logger } from '../observability/logging.ts';
 import { EventDispatcher, type LamportClock } from '../observability/event-dispatcher.ts';
-import { HEARTBEAT_FREQ_S, eventRepr, roundLoadavg, type TaskEventFields, type TaskEventType, type WorkerEventType, type WorkerStatus } from '../protocol/events.ts';
+import { EVENT_REPR_MAX, HEARTBEAT_FREQ_S, eventRepr, roundLoadavg, type TaskEventFields, type TaskEventType, type WorkerEventType, type WorkerStatus } from '../protocol/events.ts';
 import { reprValue } from '../protocol/pyrepr.ts';
+import { saferepr } from '../protocol/saferepr.ts';
 import type { ExceptionInfo } from '../protocol/result-meta.ts';
 import { toIsoUtc } from '../protocol/time.ts';
 import type { TaskRequest } from '../protocol/task-message.ts';
@@ -133,15 +134,16 @@ export class WorkerEvents {
   }
 
   private task<T extends TaskEventType>(type: T, uuid: string, fields: TaskEventFields[T]): void {
-    this.dispatcher.send(type, { uuid, ...fields });
+    this.dispatcher.send(type, fields, uuid);
   }
 
   /** `task-received`: the message's own `argsrepr`/`kwargsrepr` (a sender may hide arguments there), capped and redacted. */
   received(req: TaskRequest): void {
     this.task('task-received', req.id, {
       name: req.task,
-      args: eventRepr(req.argsrepr),
-      kwargs: eventRepr(req.kwargsrepr),
+      // Celery's saferepr may run a few characters past its 1024 (`, ...` and the closing brackets): not cut again.
+      args: eventRepr(req.argsrepr, EVENT_REPR_MAX + 64),
+      kwargs: eventRepr(req.kwargsrepr, EVENT_REPR_MAX + 64),
       root_id: req.rootId,
       parent_id: req.parentId,
       retries: req.retries,
@@ -154,9 +156,9 @@ export class WorkerEvents {
     this.task('task-started', req.id, {});
   }
 
-  /** `result`: repr of the value (Celery's `resultrepr_maxsize`, 1024), redacted; `runtime` in seconds. */
+  /** `result`: Celery's `saferepr` of the value (`resultrepr_maxsize`, 1024), redacted; `runtime` in seconds. */
   succeeded(req: TaskRequest, value: unknown, runtimeMs: number): void {
-    this.task('task-succeeded', req.id, { result: eventRepr(reprValue(value === undefined ? null : value, { maxLength: 1024 })), runtime: runtimeMs / 1000 });
+    this.task('task-succeeded', req.id, { result: eventRepr(saferepr(value === undefined ? null : value, EVENT_REPR_MAX), EVENT_REPR_MAX + 64), runtime: runtimeMs / 1000 });
   }
 
   failed(req: TaskRequest, exc: ExceptionInfo, traceback: string | null): void {

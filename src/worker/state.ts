@@ -35,6 +35,8 @@ export interface Job {
   isolate?: boolean;
   /** Given up at the shutdown deadline (settled as lost); a late outcome is ignored. */
   lost?: boolean;
+  /** Revoked with terminate: the signal's number (for the `task-revoked` event). */
+  terminatedSignum?: number | null;
 }
 
 /** Counters since start. */
@@ -54,7 +56,8 @@ export interface WorkerState {
   readonly nodeName: string;
   /** Tasks running at once; remote control's pool_grow/pool_shrink change it. */
   concurrency: number;
-  readonly basePrefetch: number;
+  /** concurrency × prefetch multiplier (remote control's pool_grow/pool_shrink change it). */
+  basePrefetch: number;
   readonly pool: Pool;
   /** Log each task received/succeeded at info, as Celery does (checked once: the lines are on the hot path). */
   readonly logTasks: boolean;

@@ -25,6 +25,7 @@ import { LossLedger } from './loss-ledger.ts';
 import { finalize, onLost } from './outcomes.ts';
 import { startWorkerControl, type WorkerControl } from './control/index.ts';
 import { RevokedSet } from './control/revoked.ts';
+import type { ControlHost } from './control/commands.ts';
 import { createSoloPool } from './pool/solo.ts';
 import { Supervisor } from './prefork/supervisor.ts';
 import { drain } from './scheduling.ts';
@@ -116,6 +117,11 @@ export class Worker implements WorkerHandle {
   /** Lost runs by task id (loss-ledger.ts): the supervisor's copy in a prefork child, this worker's own in solo. */
   get ledger(): LossLedger {
     return this.w.ledger;
+  }
+
+  /** What remote control acts on in this process (a prefork child runs its supervisor's forwarded commands on it). */
+  get controlHost(): ControlHost | undefined {
+    return this.control?.host;
   }
 
   /** Identifies this worker's deliveries at the broker (for recovery by a supervisor). */

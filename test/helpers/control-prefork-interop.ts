@@ -89,6 +89,44 @@ print(app.send_task('tasks.add', (2, 3), queue='${queue}').get(timeout=20))
       assert.equal(add.trim(), '5');
     });
 
+    it('celery inspect reserved/scheduled gather the children\'s tasks; celery control pool_grow, rate_limit, time_limit, add_consumer, enable_events reach them', async (t) => {
+      if (!requireService(t, ready, target.needs)) return;
+      const inspect = async (cmd: string): Promise<unknown> => lastJson(await celeryCli(['inspect', cmd, '--json', '-t', '2', '-d', node], env))[node];
+      const control = (args: string[]): Promise<string> => celeryCli(['control', ...args, '-t', '2', '-d', node], env);
+      const sent = JSON.parse((await pyScript(`
+import json
+from harness_tasks import app
+naps = [app.send_task('tasks.sleep', (3,), queue='${queue}').id for _ in range(4)]
+later = app.send_task('tasks.add', (1, 2), countdown=60, queue='${queue}').id
+print(json.dumps({'naps': naps, 'later': later}))
+  `, env)).trim().split('\n').pop()!) as { naps: string[]; later: string };
+      // Two run (-c 2), two wait: together the node's lists hold all four, decoded by Celery's own code.
+      let listed: string[] = [];
+      for (let i = 0; i < 10 && listed.length < 4; i++) {
+        const [active, reserved] = (await Promise.all([inspect('active'), inspect('reserved')])) as Array<Array<{ id: string }>>;
+        listed = [...(active ?? []), ...(reserved ?? [])].map((x) => x.id).filter((id) => sent.naps.includes(id));
+      }
+      assert.deepEqual(listed.sort(), [...sent.naps].sort());
+      const scheduled = (await inspect('scheduled')) as Array<{ request: { id: string } }>;
+      assert.deepEqual(scheduled.map((x) => x.request.id), [sent.later]);
+      assert.match(await control(['pool_grow', '2']), /pool will grow/);
+      assert.equal(((await inspect('stats')) as { pool: { 'max-concurrency': number } }).pool['max-concurrency'], 4);
+      assert.match(await control(['pool_shrink', '2']), /pool will shrink/);
+      assert.match(await control(['rate_limit', 'tasks.add', '100/m']), /new rate limit set successfully/);
+      assert.match(await control(['time_limit', 'tasks.sleep', '20', '30']), /time limits set successfully/);
+      assert.match(await control(['add_consumer', `${queue}-more`]), new RegExp(`add consumer ${queue}-more`));
+      assert.deepEqual(((await inspect('active_queues')) as Array<{ name: string }>).map((q) => q.name), [queue, `${queue}-more`]);
+      const more = await pyScript(`
+from harness_tasks import app
+print(app.send_task('tasks.add', (20, 22), queue='${queue}-more').get(timeout=20))
+  `, env, 60_000);
+      assert.equal(more.trim(), '42');
+      assert.match(await control(['cancel_consumer', `${queue}-more`]), /no longer consuming/);
+      assert.match(await control(['enable_events']), /task events enabled/);
+      assert.match(await control(['disable_events']), /task events disabled/);
+      assert.match(await control(['revoke', sent.later]), /flagged as revoked/);
+    });
+
     it('shutdown stops the worker process cleanly', async (t) => {
       if (!requireService(t, ready, target.needs)) return;
       await pyScript(`

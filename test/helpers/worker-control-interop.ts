@@ -148,7 +148,7 @@ import json
 from harness_tasks import app
 print(json.dumps(app.control.revoke('${r.id}', terminate=True, signal='SIGTERM', reply=True, destination=['${tsNode}'], timeout=3)))
 `, env, 30_000)).trim()) as unknown[];
-    assert.deepEqual(replies, [{ [tsNode]: { ok: `tasks ${r.id} flagged as revoked` } }]);
+    assert.deepEqual(replies, [{ [tsNode]: { ok: `terminate: ${r.id}` } }]);
     await assert.rejects(r.get({ timeoutMs: 10_000 }), (e: { state?: string; excMessage?: unknown[] }) => e.state === 'REVOKED' && e.excMessage?.[0] === 'terminated');
   });
 

@@ -8,13 +8,18 @@
 import { eventExchange, type Broker, type Subscription } from '../../core/broker.ts';
 import { ConfigError } from '../../errors.ts';
 import type { App } from '../app.ts';
+import type { Control } from '../control.ts';
 import { DEFAULT_EVENT_LIMITS, parseEventMessage, type EventLimits } from './parse.ts';
 import type { CeleryEvent } from './types.ts';
 
 /** Options of `createEventReceiver`. */
 export interface EventReceiverOptions {
-  /** The app whose broker to subscribe on (or give `broker`). */
-  app?: Pick<App, 'broker'>;
+  /**
+   * The app whose broker to subscribe on (or give `broker`). When it has a
+   * control client (an `App` has), the receiver wakes the workers up once
+   * bound (see `wakeup`).
+   */
+  app?: Pick<App, 'broker'> & { readonly control?: Pick<Control, 'heartbeat'> };
   /** A connected broker (instead of `app`). */
   broker?: Broker;
   /** Aborting ends the iteration and closes the subscription. */
@@ -34,6 +39,17 @@ export interface EventReceiverOptions {
   onMalformed?: (info: { reason: string; routingKey: string }) => void;
   /** Called when the subscription reports an error it recovers from. */
   onError?: (err: Error) => void;
+  /**
+   * Once bound, broadcast the `heartbeat` control command so that every
+   * worker sends a `worker-heartbeat` at once instead of within its 2 s
+   * (Celery's `celery events` does so). Default true; needs a control
+   * client: `app.control`, or `control`. Workers that do not allow the
+   * command (a Celeriac worker allows it only when `heartbeat` is in its
+   * control allow-list) ignore it; their next heartbeat comes on time.
+   */
+  wakeup?: boolean;
+  /** The control client to wake workers with (default: the app's). */
+  control?: Pick<Control, 'heartbeat'>;
   /** Clock for `local_received`, epoch seconds (tests). */
   now?: () => number;
 }
@@ -122,6 +138,16 @@ export function createEventReceiver(options: EventReceiverOptions): EventReceive
     );
     if (closed) await sub.close();
     else subscription = sub;
+    let control: Pick<Control, 'heartbeat'> | undefined;
+    try {
+      control = options.wakeup === false ? undefined : (options.control ?? options.app?.control);
+    } catch (err) {
+      options.onError?.(err instanceof Error ? err : new Error(String(err)));
+    }
+    if (!closed && control) {
+      // A failed wake-up costs only the wait for the next heartbeat: reported, never fatal.
+      await control.heartbeat().catch((err: unknown) => options.onError?.(err instanceof Error ? err : new Error(String(err))));
+    }
   })();
   ready.catch((err: unknown) => {
     failure = err instanceof Error ? err : new Error(String(err));

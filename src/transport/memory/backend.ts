@@ -2,6 +2,8 @@
  * In-memory result backend for unit tests in one process. Not for
  * production: records vanish with the process.
  */
+import type { ExpiringIdSet } from '../../core/backend.ts';
+import { memoryExpiringIdSet } from './expiring-set.ts';
 import { ClosedError } from '../../errors.ts';
 import type { ResultBackend, StoredRecord, StoreOptions } from '../../core/backend.ts';
 
@@ -19,6 +21,13 @@ export function createMemoryBackend(): MemoryBackend {
 export class MemoryBackend implements ResultBackend {
   readonly kind = 'memory';
   private readonly records = new Map<string, Entry>();
+  private readonly idSets = new Map<string, Map<string, number>>();
+
+  expiringIdSet(name: string): ExpiringIdSet {
+    let ids = this.idSets.get(name);
+    if (!ids) this.idSets.set(name, (ids = new Map()));
+    return memoryExpiringIdSet(ids);
+  }
   private readonly watchers = new Map<string, Set<(p: Buffer) => void>>();
   private closed = false;
 

@@ -7,6 +7,8 @@
  * record's `status` field, which plain and sealed records alike keep in
  * clear (see `lua/store-n.lua`).
  */
+import type { ExpiringIdSet } from '../../core/backend.ts';
+import { redisExpiringIdSet } from './expiring-set.ts';
 import type { Redis } from 'ioredis';
 import type { AdapterContext } from '../../core/adapter-context.ts';
 import { ClosedError } from '../../errors.ts';
@@ -166,6 +168,10 @@ export class RedisBackend implements ResultBackend {
     await updateClientCredentials(this.client, url);
     await updateClientCredentials(this.sub, url);
     this.url = url;
+  }
+
+  expiringIdSet(name: string): ExpiringIdSet {
+    return redisExpiringIdSet(this.client, name, () => this.connect());
   }
 
   async forget(taskId: string): Promise<void> {

@@ -38,13 +38,10 @@ export function encodeRedisEnvelope(message: WireMessage, routing: EnvelopeRouti
   properties.body_encoding = 'base64';
   properties.delivery_tag = routing.deliveryTag;
   // stringifyJson: a header holding a bigint (an exact 64-bit AMQP integer) is written as the same integer.
-  return stringifyJson({
-    body: message.body.toString('base64'),
-    'content-encoding': message.contentEncoding,
-    'content-type': message.contentType,
-    headers: message.headers,
-    properties,
-  });
+  // The body goes in as it is: base64 needs no JSON escaping, so the (large) body is not scanned again,
+  // and the text is byte for byte what stringifying the whole envelope writes.
+  const rest = stringifyJson({ 'content-encoding': message.contentEncoding, 'content-type': message.contentType, headers: message.headers, properties });
+  return `{"body":"${message.body.toString('base64')}",${rest.slice(1)}`;
 }
 
 /** An envelope read back from a list. */

@@ -75,6 +75,7 @@ const S = {
   beatRelease: load('beat-release-1.lua'),
   beatClaim: load('beat-claim-2.lua'),
   beatConfirm: load('beat-confirm-1.lua'),
+  expiringSetAdd: load('expiring-set-add-1.lua'),
 } as const;
 
 type Runner = (...args: Arg[]) => Promise<unknown>;
@@ -258,4 +259,9 @@ export function beatClaim(
 /** `beat-confirm-1.lua`: mark the publish of `tick` done if it is still the entry's last; 1 when marked. */
 export function beatConfirm(client: ScriptClient, keys: BeatKeys, args: { entry: string; tick: number }): Promise<number> {
   return run(client, S.beatConfirm, [keys.entries], [args.entry, String(args.tick)]);
+}
+
+/** `expiring-set-add-1.lua`: add `entries` (id, expiry ms) to the expiring id set `set`, keeping at most `max`. */
+export function expiringSetAdd(client: ScriptClient, keys: { set: string }, args: { now: number; max: number; entries: ReadonlyArray<readonly [string, number]> }): Promise<number> {
+  return run(client, S.expiringSetAdd, [keys.set], [args.now, args.max, ...args.entries.flatMap(([id, until]) => [id, Math.round(until)])]);
 }

@@ -15,6 +15,8 @@
  *   reading the rows whose version is newer than the last it saw (an index
  *   range scan of the few new rows) and hands watched ones to their waiters.
  */
+import type { ExpiringIdSet } from '../../core/backend.ts';
+import { sqliteExpiringIdSet } from './expiring-set.ts';
 import type { SqliteAdapterOptions } from './location.ts';
 import { ClosedError } from '../../errors.ts';
 import type { Logger } from '../../observability/logging.ts';
@@ -103,6 +105,10 @@ export class SqliteBackend implements ResultBackend {
     this.db = db;
     this.hub = WakeHub.acquire(this.location.path, { mode: this.location.wake, logger: this.logger });
     return db;
+  }
+
+  expiringIdSet(name: string): ExpiringIdSet {
+    return sqliteExpiringIdSet(name, () => this.open(), (fn) => this.write(fn));
   }
 
   private write<T>(fn: () => T): T {

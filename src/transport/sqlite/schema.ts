@@ -90,6 +90,16 @@ export const MIGRATIONS: Readonly<Record<SchemaComponent, readonly (readonly str
       `CREATE INDEX results_expiry ON results (expires_at) WHERE expires_at IS NOT NULL`,
       `INSERT OR IGNORE INTO celeriac_meta (key, value) VALUES ('backend.version', 0)`,
     ],
+    [
+      // Expiring id sets (the revoked task ids): a row per id, so concurrent writers never lose each other's.
+      `CREATE TABLE expiring_ids (
+        name TEXT NOT NULL,
+        id TEXT NOT NULL,
+        until INTEGER NOT NULL,
+        PRIMARY KEY (name, id)
+      ) WITHOUT ROWID`,
+      `CREATE INDEX expiring_ids_until ON expiring_ids (name, until)`,
+    ],
   ],
 };
 

@@ -24,7 +24,13 @@ export interface TaskInfo {
   worker_pid: number | null;
 }
 
-/** What the commands need from the worker that hosts them. */
+type MaybePromise<T> = T | Promise<T>;
+
+/**
+ * What the commands need from the worker that hosts them. A prefork
+ * supervisor answers some of them by asking its children (hence the
+ * promises); a worker process answers from its own state.
+ */
 export interface ControlHost {
   readonly nodeName: string;
   readonly revoked: RevokedSet;
@@ -36,22 +42,39 @@ export interface ControlHost {
   processes(): number[];
   prefetch(): number;
   brokerInfo(): Record<string, unknown>;
-  active(): TaskInfo[];
-  reserved(): TaskInfo[];
-  scheduled(): Array<{ eta: string; priority: number; request: TaskInfo }>;
+  active(): MaybePromise<TaskInfo[]>;
+  reserved(): MaybePromise<TaskInfo[]>;
+  scheduled(): MaybePromise<Array<{ eta: string; priority: number; request: TaskInfo }>>;
   queues(): string[];
   conf(): Record<string, unknown>;
-  /** Persist and honour `ids`; with `terminate`, stop the running ones with `signal`. */
-  revoke(ids: string[], terminate: boolean, signal: string): Promise<void>;
-  setRateLimit(task: string, rate: string | null): boolean;
-  setTimeLimit(task: string, soft: number | null, hard: number | null): boolean;
+  /**
+   * Persist and honour `ids`; with `terminate`, stop the running ones with
+   * `signal` and say which were running (`terminated`) and which of those
+   * were still running when the host stopped waiting (`stillRunning`).
+   */
+  revoke(ids: string[], terminate: boolean, signal: string): Promise<RevokeOutcome | void>;
+  setRateLimit(task: string, rate: string | null): MaybePromise<boolean>;
+  setTimeLimit(task: string, soft: number | null, hard: number | null): MaybePromise<boolean>;
   addConsumer(queue: string): Promise<void>;
   cancelConsumer(queue: string): Promise<void>;
-  poolGrow(n: number): boolean;
-  poolShrink(n: number): boolean;
-  setTaskEvents(on: boolean): void;
+  /** Grow or shrink the number of tasks run at once; false when the pool cannot. */
+  poolGrow(n: number): MaybePromise<boolean>;
+  poolShrink(n: number): MaybePromise<boolean>;
+  setTaskEvents(on: boolean): MaybePromise<void>;
   heartbeat(): void;
   shutdown(): void;
+}
+
+/** What a revoke with terminate found and did. */
+export interface RevokeOutcome {
+  /** The ids that were running here and were told to stop. */
+  terminated: string[];
+  /** Those still running at the end of the grace (a task that ignores its abort signal, in the solo pool). */
+  stillRunning?: string[];
+  /** The grace waited, in ms (for the reply's wording). */
+  graceMs?: number;
+  /** What happens to those still running (said in the reply). */
+  hint?: string;
 }
 
 export interface ControlContext {
@@ -108,13 +131,27 @@ function queueInfo(name: string): Record<string, unknown> {
   };
 }
 
-function queryTask(h: ControlHost, wanted: string[]): Record<string, [string, TaskInfo]> {
+async function queryTask(h: ControlHost, wanted: string[]): Promise<Record<string, [string, TaskInfo]>> {
   const out: Record<string, [string, TaskInfo]> = {};
   const want = new Set(wanted);
-  for (const t of h.active()) if (want.has(t.id)) out[t.id] = ['active', t];
-  for (const t of h.reserved()) if (want.has(t.id)) out[t.id] = ['reserved', t];
-  for (const s of h.scheduled()) if (want.has(s.request.id)) out[s.request.id] = ['scheduled', s.request];
+  const [active, reserved, scheduled] = await Promise.all([h.active(), h.reserved(), h.scheduled()]);
+  for (const t of active) if (want.has(t.id)) out[t.id] = ['active', t];
+  for (const t of reserved) if (want.has(t.id)) out[t.id] = ['reserved', t];
+  for (const s of scheduled) if (want.has(s.request.id)) out[s.request.id] = ['scheduled', s.request];
   return out;
+}
+
+/**
+ * Celery's reply to a revoke with terminate (`terminate: <ids>`, or
+ * `terminate: tasks unknown` when none ran here), with what Celery cannot
+ * say: which tasks were still running when the worker stopped waiting.
+ */
+function terminateReply(o: RevokeOutcome | undefined): { ok: string } {
+  if (!o || o.terminated.length === 0) return ok('terminate: tasks unknown');
+  const text = `terminate: ${o.terminated.join(', ')}`;
+  if (!o.stillRunning?.length) return ok(text);
+  const grace = ((o.graceMs ?? 0) / 1000).toString();
+  return ok(`${text}; still running ${grace} s after their abort signal: ${o.stillRunning.join(', ')}${o.hint ? ` (${o.hint})` : ''}`);
 }
 
 /** The command table: Celery's method name → class and handler. */
@@ -136,30 +173,36 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     cls: 'control',
     run: async (ctx, a) => {
       const list = ids(a.task_id);
-      await ctx.host.revoke(list, a.terminate === true, str(a.signal) ?? 'SIGTERM');
-      return ok(`tasks ${list.join(', ')} flagged as revoked`);
+      const terminate = a.terminate === true;
+      const outcome = await ctx.host.revoke(list, terminate, str(a.signal) ?? 'SIGTERM');
+      return terminate ? terminateReply(outcome ?? undefined) : ok(`tasks ${list.join(', ')} flagged as revoked`);
     },
+  },
+  // Celery's `terminate <signal> <ids>`: revoke with terminate.
+  terminate: {
+    cls: 'control',
+    run: async (ctx, a) => COMMANDS.revoke!.run(ctx, { task_id: a.task_id, terminate: true, signal: a.signal }),
   },
   rate_limit: {
     cls: 'control',
-    run: (ctx, a) => {
+    run: async (ctx, a) => {
       const task = str(a.task_name) ?? '';
       const rate = a.rate_limit === null || a.rate_limit === undefined || a.rate_limit === 0 || a.rate_limit === '0' ? null : String(a.rate_limit);
-      if (!ctx.host.setRateLimit(task, rate)) return { error: `unknown task ${task}` };
+      if (!(await ctx.host.setRateLimit(task, rate))) return { error: `unknown task ${task}` };
       return ok(rate === null ? 'rate limit disabled successfully' : 'new rate limit set successfully');
     },
   },
   time_limit: {
     cls: 'control',
-    run: (ctx, a) => {
+    run: async (ctx, a) => {
       const task = str(a.task_name) ?? '';
-      if (!ctx.host.setTimeLimit(task, num(a.soft), num(a.hard))) return { error: `unknown task ${task}` };
+      if (!(await ctx.host.setTimeLimit(task, num(a.soft), num(a.hard)))) return { error: `unknown task ${task}` };
       return ok('time limits set successfully');
     },
   },
   shutdown: { cls: 'control', replies: false, run: (ctx) => ctx.host.shutdown() },
-  pool_grow: { cls: 'control', run: (ctx, a) => (ctx.host.poolGrow(num(a.n) ?? 1) ? ok('pool will grow') : { error: 'pool does not support autoscale' }) },
-  pool_shrink: { cls: 'control', run: (ctx, a) => (ctx.host.poolShrink(num(a.n) ?? 1) ? ok('pool will shrink') : { error: 'pool does not support autoscale' }) },
+  pool_grow: { cls: 'control', run: async (ctx, a) => ((await ctx.host.poolGrow(num(a.n) ?? 1)) ? ok('pool will grow') : { error: 'pool does not support autoscale' }) },
+  pool_shrink: { cls: 'control', run: async (ctx, a) => ((await ctx.host.poolShrink(num(a.n) ?? 1)) ? ok('pool will shrink') : { error: 'pool cannot shrink further' }) },
   add_consumer: {
     cls: 'control',
     run: async (ctx, a) => {
@@ -177,7 +220,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       return ok(`no longer consuming from ${queue}`);
     },
   },
-  enable_events: { cls: 'control', run: (ctx) => (ctx.host.setTaskEvents(true), ok('task events enabled')) },
-  disable_events: { cls: 'control', run: (ctx) => (ctx.host.setTaskEvents(false), ok('task events disabled')) },
+  enable_events: { cls: 'control', run: async (ctx) => (await ctx.host.setTaskEvents(true), ok('task events enabled')) },
+  disable_events: { cls: 'control', run: async (ctx) => (await ctx.host.setTaskEvents(false), ok('task events disabled')) },
   heartbeat: { cls: 'control', run: (ctx) => (ctx.host.heartbeat(), null) },
 };

@@ -5,6 +5,7 @@
 import type { Broker, Consumer } from '../../core/broker.ts';
 import type { RevokedStore } from '../../core/revoked-store.ts';
 import type { WorkerState } from '../state.ts';
+import type { ControlHost } from './commands.ts';
 import { workerControlGuard, type ControlGuard } from './guard-hook.ts';
 import { backendRevokedStore, memoryRevokedStore } from './revoked.ts';
 import { startControlServer, type ControlServer } from './server.ts';
@@ -27,6 +28,8 @@ export interface WorkerControlOptions {
 
 export interface WorkerControl {
   readonly store: RevokedStore;
+  /** What the commands act on (a prefork child runs the commands its supervisor forwards on it). */
+  readonly host: ControlHost | undefined;
   readonly server: ControlServer | undefined;
   close(): Promise<void>;
 }
@@ -39,8 +42,9 @@ export async function startWorkerControl(w: WorkerState, broker: Broker, o: Work
     w.logger.warn({ err }, 'could not read the revoked task ids; honouring those received from now on');
   }
   let server: ControlServer | undefined;
+  let host: ControlHost | undefined;
   if (o.remoteControl || o.listenOnly) {
-    const host = workerControlHost(w, {
+    host = workerControlHost(w, {
       queues: o.queues,
       store,
       consume: o.consume,
@@ -49,7 +53,7 @@ export async function startWorkerControl(w: WorkerState, broker: Broker, o: Work
       heartbeat: o.heartbeat,
     });
     const guard = o.guard ?? workerControlGuard({ settings: w.rt.settings, logger: w.logger, nodeName: w.nodeName });
-    server = await startControlServer({ broker, host, guard, logger: w.logger, listenOnly: o.remoteControl ? undefined : ['revoke'] });
+    server = await startControlServer({ broker, host, guard, logger: w.logger, listenOnly: o.remoteControl ? undefined : ['revoke', 'terminate'] });
   }
-  return { store, server, close: async () => server?.close() };
+  return { store, server, host, close: async () => server?.close() };
 }

@@ -46,18 +46,37 @@ export class RevokedSet {
 /** Backend key of the shared revoked list. */
 export const REVOKED_KEY = 'celeriac-revoked';
 
+/** Name of the revoked ids' expiring set on backends that keep one (Redis: `celeriac:revoked:tasks`). */
+export const REVOKED_SET = 'tasks';
+
 /**
- * A `RevokedStore` on any result backend: one record holding the ids and
- * their expiries, merged on every write (two revokes written at the same
- * instant by two workers can lose one; the broadcast still reached both).
+ * A `RevokedStore` on any result backend. Backends with an expiring id set
+ * (Redis, SQLite, memory) keep a row or member per id, added atomically, so
+ * two workers recording different revokes at the same instant both keep
+ * theirs. Others keep one record holding every id, merged on each write
+ * (there two revokes written at the same instant can lose one; the
+ * broadcast still reached both workers). The record written by earlier
+ * versions is still read.
  */
-export function backendRevokedStore(backend: Pick<ResultBackend, 'get' | 'store'>): RevokedStore {
-  const load = async (): Promise<Map<string, number>> => decode(await backend.get(REVOKED_KEY));
+export function backendRevokedStore(backend: Pick<ResultBackend, 'get' | 'store' | 'expiringIdSet'>): RevokedStore {
+  const set = backend.expiringIdSet?.(REVOKED_SET);
+  const loadRecord = async (): Promise<Map<string, number>> => decode(await backend.get(REVOKED_KEY));
+  if (set) {
+    return {
+      async load() {
+        const [ids, legacy] = await Promise.all([set.load(), loadRecord().catch(() => new Map<string, number>())]);
+        const now = Date.now();
+        for (const [id, until] of legacy) if (until > now && until > (ids.get(id) ?? 0)) ids.set(id, until);
+        return ids;
+      },
+      add: (ids, ttlSeconds) => set.add(ids.map((id) => [id, Date.now() + ttlSeconds * 1000] as const), REVOKES_MAX),
+    };
+  }
   return {
-    load,
+    load: loadRecord,
     async add(ids, ttlSeconds) {
       const now = Date.now();
-      const all = await load();
+      const all = await loadRecord();
       for (const id of ids) all.set(id, Math.max(all.get(id) ?? 0, now + ttlSeconds * 1000));
       const live = [...all].filter(([, until]) => until > now).slice(-REVOKES_MAX);
       const longest = Math.ceil((Math.max(...live.map(([, u]) => u)) - now) / 1000);

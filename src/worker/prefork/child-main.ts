@@ -7,6 +7,7 @@
 import { pathToFileURL } from 'node:url';
 import { importModule } from '../../runtime/import-module.ts';
 import { encodeTaskEvent, type FromChild, type ToChild } from './supervisor-ipc.ts';
+import { applyOverrides, runForwarded } from './child-control.ts';
 import type { LossEntry } from '../loss-ledger.ts';
 import type { WorkerRuntime } from '../runtime.ts';
 import type { TaskEvent } from '../types.ts';
@@ -27,6 +28,9 @@ const send = (m: FromChild): void => {
 let worker: Worker | undefined;
 /** Ledger changes that arrived while the worker was starting. */
 const early: Array<[string, LossEntry]> = [];
+/** Remote-control commands forwarded while the worker was starting (run once it has). */
+const earlyControl: Array<Extract<ToChild, { t: 'control' }>> = [];
+const control = (m: Extract<ToChild, { t: 'control' }>): void => void runForwarded(worker?.controlHost, m).then(send);
 let app: WorkerRuntime | undefined;
 // SIGHUP's default action would kill the child (issue 20 #6): a HUP sent to it directly, or to the
 // process group, reloads its credentials like the supervisor's IPC reload does.
@@ -63,6 +67,7 @@ process.on('message', (msg: ToChild) => {
         app = findApp(await importModule(spec));
         if (!app) throw new Error(`module ${msg.appModule} exports no app (export it as "app" or as the default export)`);
         const o = msg.options;
+        applyOverrides(app, o.overrides);
         worker = new Worker({
           app,
           queues: o.queues,
@@ -80,6 +85,7 @@ process.on('message', (msg: ToChild) => {
         await worker.start();
         setInterval(() => send({ t: 'stats', stats: worker!.stats() }), 1000).unref();
         send({ t: 'ready', pid: process.pid, owner: worker.consumerOwner });
+        for (const m of earlyControl.splice(0)) control(m);
       } catch (err) {
         send({ t: 'init-error', message: err instanceof Error ? err.message : String(err) });
         setTimeout(() => process.exit(1), 50);
@@ -97,6 +103,9 @@ process.on('message', (msg: ToChild) => {
         send({ t: 'reloaded', error: err instanceof Error ? err.message : String(err) });
       },
     );
+  } else if (msg.t === 'control') {
+    if (worker?.controlHost) control(msg);
+    else earlyControl.push(msg);
   } else if (msg.t === 'stop') {
     void (async () => {
       await worker?.stop();

@@ -15,6 +15,14 @@ export interface ChildWorkerOptions {
   shutdownTimeoutMs: number | undefined;
   /** Send task events (`-E`); undefined: the app's setting. */
   taskEvents?: boolean | undefined;
+  /** Limits changed by remote control since the node started (a replacement child starts with them). */
+  overrides?: ChildOverrides;
+}
+
+/** Per-task limits set by remote control (`rate_limit`, `time_limit`), applied to the app before a child consumes. */
+export interface ChildOverrides {
+  rateLimits: Record<string, string | null>;
+  timeLimits: Record<string, { soft: number | null; hard: number | null }>;
 }
 
 /** Supervisor → child. */
@@ -25,7 +33,9 @@ export type ToChild =
   | { t: 'losses'; entries: Array<[string, LossEntry]> }
   | { t: 'stop' }
   /** SIGHUP: re-read credentials from the environment and secret files. */
-  | { t: 'reload' };
+  | { t: 'reload' }
+  /** A remote-control command the supervisor forwards (already admitted by its guard); answered by `control-reply`. */
+  | { t: 'control'; seq: number; method: string; args: Record<string, unknown> };
 
 /** Child → supervisor. */
 export type FromChild =
@@ -38,6 +48,8 @@ export type FromChild =
   | { t: 'loss'; id: string; kind: LossKind | 'final'; final: boolean }
   /** The answer to `reload`: what changed, or why the new credentials were refused. */
   | { t: 'reloaded'; changed?: { broker: boolean; backend: boolean }; error?: string }
+  /** The reply of the command of `seq` (Celery's reply shape), or why it failed. */
+  | { t: 'control-reply'; seq: number; result?: unknown; error?: string }
   | { t: 'stopped' };
 
 /*

@@ -30,7 +30,8 @@ import type { ReplyRoute } from '../../core/backend.ts';
 import { revokedRecord, timeLimitExceeded, workerLost } from '../exception-records.ts';
 import { LossLedger, lossReason, lostRuns, pullShared, pushShared, type LossEntry, type LossKind } from '../loss-ledger.ts';
 import { startNodeHeartbeat, type WorkerEvents } from '../events.ts';
-import { decodeStartedLine, type FromChild, type ToChild } from './supervisor-ipc.ts';
+import { decodeStartedLine, type ChildOverrides, type FromChild, type ToChild } from './supervisor-ipc.ts';
+import { ControlForwarder } from './forward.ts';
 import type { WorkerRuntime } from '../runtime.ts';
 import type { TaskEvent, WorkerHandle, WorkerOptions, WorkerStats } from '../types.ts';
 import type { ControlServer } from '../control/server.ts';
@@ -133,6 +134,11 @@ export class Supervisor implements WorkerHandle {
   private readonly ledger = new LossLedger();
   /** The node's pidbox (control/supervisor-host.ts). */
   private control: ControlServer | undefined;
+  /** What remote control changed, so replacement children start with it (control/supervisor-host.ts). */
+  private readonly queues: string[];
+  private taskEvents: boolean | undefined;
+  private readonly overrides: ChildOverrides = { rateLimits: {}, timeLimits: {} };
+  private readonly forwarder = new ControlForwarder();
 
   constructor(options: WorkerOptions) {
     if (!options.appModule) {
@@ -145,6 +151,8 @@ export class Supervisor implements WorkerHandle {
     this.appModule = options.appModule;
     this.logger = options.logger ?? options.app.logger;
     this.nodeName = options.nodeName ?? defaultNodeName();
+    this.queues = options.queues?.length ? [...options.queues] : [this.app.settings.taskDefaultQueue];
+    this.taskEvents = options.taskEvents;
     const concurrency = Math.max(1, options.concurrency ?? availableParallelism());
     this.processes = Math.max(1, Math.min(options.processes ?? defaultProcesses(concurrency, availableParallelism()), concurrency));
     // Split the concurrency as evenly as possible: 10 over 3 children is 4, 3, 3.
@@ -196,19 +204,25 @@ export class Supervisor implements WorkerHandle {
 
   /** What remote control sees of this node. */
   private controlView(): SupervisorView {
-    const concurrency = this.shares.reduce((a, b) => a + b, 0);
     return {
       nodeName: this.nodeName,
       app: this.app,
       logger: this.logger,
-      queues: this.options.queues ?? [this.app.settings.taskDefaultQueue],
-      concurrency,
-      prefetch: concurrency * (this.options.prefetchMultiplier ?? 4),
+      queues: this.queues,
+      shares: this.shares,
+      prefetchMultiplier: this.options.prefetchMultiplier ?? 4,
+      overrides: this.overrides,
       pids: () => this.children.flatMap((c) => (c?.proc.pid ? [c.proc.pid] : [])),
-      running: () => this.children.flatMap((c) => (c ? [...c.running.values()].map(decodeStartedLine) : [])),
+      running: () => this.children.flatMap((c) => (c ? [...c.running.values()].map((l) => ({ ...decodeStartedLine(l), pid: c.proc.pid })) : [])),
       stats: () => this.stats(),
       stop: () => void this.stop(),
       killRevoked: (ids, graceMs) => this.killRevoked(ids, graceMs),
+      forward: (method, args, timeoutMs, to) => {
+        const procs = (to ?? this.children.map((_, i) => i)).flatMap((i) => (this.children[i]?.proc.connected ? [this.children[i]!.proc] : []));
+        return this.forwarder.ask(procs, method, args, timeoutMs);
+      },
+      setTaskEvents: (on) => (this.taskEvents = on),
+      heartbeat: () => this.events?.sendHeartbeat(),
     };
   }
 
@@ -255,6 +269,9 @@ export class Supervisor implements WorkerHandle {
           case 'reloaded':
             child.onReloaded?.(m);
             break;
+          case 'control-reply':
+            this.forwarder.onReply(m);
+            break;
           case 'stopped':
             break;
         }
@@ -269,12 +286,13 @@ export class Supervisor implements WorkerHandle {
         env: secret,
         appModule: this.appModule,
         options: {
-          queues: this.options.queues,
+          queues: [...this.queues],
           concurrency: this.shares[index]!,
           prefetchMultiplier: this.options.prefetchMultiplier,
           nodeName: this.nodeName,
           shutdownTimeoutMs: this.options.shutdownTimeoutMs,
-          taskEvents: this.options.taskEvents,
+          taskEvents: this.taskEvents,
+          overrides: this.overrides,
         },
         losses: this.ledger.all(),
       } satisfies ToChild);
