@@ -20,7 +20,8 @@ import { buildResultMeta, errorToExceptionInfo, type ExceptionInfo, type Extende
 import type { TaskRequest } from '../protocol/task-message.ts';
 import type { ExecOutcome } from './execute.ts';
 import { encodeError, expiredRevoked, maxRetriesExceeded, redactException, retryInFuture, timeLimitExceeded, workerLost } from './exception-records.ts';
-import { childTuple, failureFollowUps, retryMessageInput, successFollowUps, type FollowUp } from './follow-ups.ts';
+import { childTuple, retryMessageInput } from './follow-ups.ts';
+import { afterFailureStored, afterSuccessStored, hasCanvasWork, sendSuccessCanvas } from './canvas/outcomes.ts';
 import { decideRetry } from './retry-policy.ts';
 import { ackOnce, afterSettling, giveBack, settleInBatch, storeMeta } from './settle.ts';
 import { reportFinished, type Job, type WorkerState } from './state.ts';
@@ -69,7 +70,7 @@ export function onOutcome(w: WorkerState, job: Job, outcome: ExecOutcome): Promi
 
 /** Callbacks or a chain to send after success (they must go out before the result is stored). */
 export function hasSuccessFollowUps(req: TaskRequest): boolean {
-  return (req.embed.callbacks?.length ?? 0) > 0 || (req.embed.chain?.length ?? 0) > 0;
+  return hasCanvasWork(req);
 }
 
 /**
@@ -136,16 +137,17 @@ function successMeta(w: WorkerState, job: Job, value: unknown, children: ReturnT
 async function onSuccess(w: WorkerState, job: Job, value: unknown, runtimeMs: number): Promise<void> {
   const { req } = job;
   // Callbacks and the chain's next step go out before the result is stored, so `children` names them.
-  const follow = hasSuccessFollowUps(req) ? successFollowUps(req, value) : [];
-  if (follow.length > 0) {
+  let children: string[] = [];
+  if (hasSuccessFollowUps(req)) {
     try {
-      await sendFollowUps(w, follow);
+      children = await sendSuccessCanvas(w, req, value);
     } catch (err) {
       if (!refused(err)) throw err;
       return onFailure(w, job, { kind: 'failure', exc: errorToExceptionInfo(err), traceback: null, runtimeMs });
     }
   }
-  if (!ignoresResult(w, job)) await storeMeta(w, successMeta(w, job, value, follow.map((f) => childTuple(f.input.id))));
+  if (!ignoresResult(w, job)) await storeMeta(w, successMeta(w, job, value, children.map(childTuple)));
+  await afterSuccessStored(w, req, value);
   // Counted once the outcome is stored: a result that cannot be encoded ends as a failure instead.
   w.counters.succeeded++;
   if (w.logTasks) w.logger.info({ task: req.task, id: req.id, runtimeMs }, 'task succeeded');
@@ -178,7 +180,7 @@ export async function onFailure(w: WorkerState, job: Job, outcome: Extract<ExecO
   // Counted once its record is stored (a settle that fails and is retried is counted once).
   w.counters.failed++;
   try {
-    await sendFollowUps(w, failureFollowUps(req));
+    await afterFailureStored(w, req, outcome.exc, outcome.traceback === null ? null : redactAll(outcome.traceback));
   } catch (err) {
     if (!refused(err)) throw err;
     w.logger.error({ err, id: req.id, task: req.task }, `task ${req.task}[${req.id}]: an errback was not sent: ${(err as Error).message}`);
@@ -234,9 +236,4 @@ export async function onLost(w: WorkerState, job: Job, reason: string): Promise<
 /** The submission limits refused a follow-up (see the module comment). */
 function refused(err: unknown): boolean {
   return err instanceof QueueFullError || err instanceof RateLimitedError;
-}
-
-/** Chain steps, callbacks and errbacks: routed and sent like a `delay()` of their task (a signature's own queue first). */
-async function sendFollowUps(w: WorkerState, follow: FollowUp[]): Promise<void> {
-  for (const f of follow) await w.rt.producer.sendFollowUp({ queue: f.queue, input: f.input });
 }

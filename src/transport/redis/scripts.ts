@@ -71,6 +71,7 @@ const S = {
   takeTokens: load('take-tokens-n.lua'),
   replaySync: load('replay-sync-n.lua'),
   replayRefresh: load('replay-refresh-n.lua'),
+  chordPart: load('chord-part-3.lua'),
 } as const;
 
 type Runner = (...args: Arg[]) => Promise<unknown>;
@@ -223,4 +224,15 @@ export function replaySync(
 /** `replay-refresh-n.lua`: extend to `leaseMs` the leases `holder` still has on `nonces`; how many were extended. */
 export function replayRefresh(client: ScriptClient, keys: { nonces: readonly string[] }, args: { holder: string; leaseMs: number }): Promise<number> {
   return run(client, S.replayRefresh, keys.nonces, [args.holder, args.leaseMs]);
+}
+
+/**
+ * `chord-part-3.lua`: add one chord header part (Celery's native join); the
+ * parts, in header order, when this one completed the header, else null.
+ * Run as a Buffer command: parts may be msgpack.
+ */
+export function chordPart(client: ScriptClient, keys: { join: string; extra: string; size: string }, args: { entry: Buffer; score: number | '+inf'; ttl: number }): Promise<Buffer[] | null> {
+  command(client, S.chordPart);
+  const fn = (client as unknown as Record<string, Runner>)[`${S.chordPart.command}Buffer`]!;
+  return fn.call(client, 3, keys.join, keys.extra, keys.size, args.entry, args.score, args.ttl) as Promise<Buffer[] | null>;
 }
