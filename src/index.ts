@@ -41,3 +41,29 @@ export { createEventReceiver, type EventReceiver, type EventReceiverOptions, typ
 export { createEventState, type EventState, type EventStateOptions, type EventTaskState, type TaskTypeStats, type WorkerState } from './client/events/state.ts';
 export { isKnownEvent, isTaskEvent, isWorkerEvent, type CeleryEvent, type EventBase, type GenericEvent, type KnownEvent, type TaskEvent, type WorkerEvent } from './client/events/types.ts';
 export { DEFAULT_EVENT_LIMITS, type EventLimits } from './client/events/parse.ts';
+// ── Canvas (#17): signatures, chain, group, chord, map/starmap; result sets and saved groups ──
+export {
+  Signature,
+  Chain,
+  Group,
+  Chord,
+  sig,
+  si,
+  chain,
+  group,
+  chord,
+  map,
+  starmap,
+  fromDict,
+  ResultSet,
+  GroupResult,
+  restoreGroup,
+  type Canvas,
+  type TaskRef,
+  type SignatureOptions,
+  type CanvasApplyOptions,
+  type CanvasHost,
+  type JoinOptions,
+  type ErrbackRequest,
+} from './client/canvas/index.ts';
+export type { Linkable } from './client/task.ts';

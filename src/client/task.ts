@@ -16,6 +16,7 @@ import type { ZodType } from 'zod';
 import { ValidationError } from '../errors.ts';
 import type { AsyncResult } from './result.ts';
 import type { SendRateLimit } from '../config/schema.ts';
+import type { SignatureDict } from '../protocol/types.ts';
 
 /** A send rate limit (its type lives with the settings schema, which validates it). */
 export type { SendRateLimit } from '../config/schema.ts';
@@ -98,6 +99,15 @@ export interface SendOptions {
   rootId?: string;
   /** Compress the body as kombu's `zlib` (alias `gzip`) does; Python workers inflate it. */
   compression?: 'zlib' | 'gzip';
+  /** Canvas: signatures called with the result when the task succeeds (Celery's `link`). */
+  link?: Linkable | readonly Linkable[];
+  /** Canvas: signatures called when the task fails (Celery's `link_error`). */
+  linkError?: Linkable | readonly Linkable[];
+}
+
+/** A canvas element (`sig()`, `si()`, `chain()`…) as a send option takes it. */
+export interface Linkable {
+  toDict(): SignatureDict;
 }
 
 /** Kwargs type for a task with `params`: each name maps to its positional type. */

@@ -9,22 +9,11 @@
  *   failed task's id as its argument, `parent_id` that id.
  */
 import { applyDict } from '../../client/canvas/apply.ts';
+import type { ErrbackRequest } from '../../client/canvas/errback-request.ts';
 import { remoteErrorFromMeta, type ExceptionInfo } from '../../protocol/result-meta.ts';
 import type { JsonValue, SignatureDict } from '../../protocol/types.ts';
 import type { WorkerState } from '../state.ts';
 import { workerSender } from './sender.ts';
-
-/** What a new-style errback receives as `request`: the failed task's request, as Celery's Context has it. */
-export interface ErrbackRequest {
-  id: string;
-  task: string;
-  args: readonly unknown[];
-  kwargs: Readonly<Record<string, unknown>>;
-  group: string | null;
-  root_id: string;
-  parent_id: string | null;
-  retries: number;
-}
 
 /** Call each errback once (see the module comment). */
 export async function callErrbacks(w: WorkerState, errbacks: readonly SignatureDict[], request: ErrbackRequest, exc: ExceptionInfo, traceback: string | null): Promise<void> {
