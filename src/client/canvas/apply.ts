@@ -66,7 +66,10 @@ export function freeze(d: SignatureDict): { dict: SignatureDict; id: string } {
       return { dict: withOptions(d, { task_id: id }), id };
     }
     case 'chain': {
-      const steps = tasksOf(d).map(freeze);
+      // The chain's own id is its last step's (the chain's result is that step's).
+      const own = str(d.options?.task_id);
+      const raw = tasksOf(d);
+      const steps = raw.map((t, i) => freeze(own && i === raw.length - 1 ? withOptions(t, { task_id: own }) : t));
       if (steps.length === 0) throw new ValidationError('a chain needs at least one task', { field: 'tasks' });
       return { dict: { ...d, kwargs: { ...d.kwargs, tasks: steps.map((s) => s.dict as unknown as JsonValue) } }, id: steps[steps.length - 1]!.id };
     }
