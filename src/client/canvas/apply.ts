@@ -79,8 +79,11 @@ export function freeze(d: SignatureDict): { dict: SignatureDict; id: string } {
     }
     case 'chord': {
       const kw = d.kwargs as Record<string, JsonValue>;
+      // The body's own id wins; the chord's id is the body's only when the body has none (Celery's
+      // `body.freeze(task_id)`): a Python chain step carries the header group's id there.
       const own = str(d.options?.task_id);
-      const body = freeze(own ? withOptions(kw.body as unknown as SignatureDict, { task_id: own }) : (kw.body as unknown as SignatureDict));
+      const rawBody = kw.body as unknown as SignatureDict;
+      const body = freeze(own && !str(rawBody.options?.task_id) ? withOptions(rawBody, { task_id: own }) : rawBody);
       return { dict: { ...withOptions(d, { task_id: body.id }), kwargs: { ...kw, body: body.dict as unknown as JsonValue } }, id: body.id };
     }
     default:
@@ -223,6 +226,8 @@ async function applyMember(sender: CanvasSender, t: SignatureDict, ctx: ApplyCon
 async function applyChord(sender: CanvasSender, d: SignatureDict, ctx: ApplyContext): Promise<Applied> {
   const kw = d.kwargs as Record<string, JsonValue>;
   const header = list(kw.header).flatMap((h) => (h.subtask_type === 'group' ? flattenGroup(tasksOf(h)) : [h]));
+  // A Python-frozen header (a group dict) names the group id Celery would use.
+  const headerGroup = Array.isArray(kw.header) ? undefined : list(kw.header)[0];
   const opts: Record<string, JsonValue> = { ...(d.options ?? {}) };
   delete opts.task_id;
   // The chord's own options and the rest of a chain travel with the body (Celery's `body.options.update`).
@@ -240,7 +245,7 @@ async function applyChord(sender: CanvasSender, d: SignatureDict, ctx: ApplyCont
       hint: 'use a Redis, SQLite or memory result backend for chords',
     });
   }
-  const gid = newId();
+  const gid = str(headerGroup?.options?.task_id) ?? newId();
   await backend.setChordSize(gid, header.reduce((n, h) => n + chordSize(h), 0), { expiresSeconds: sender.store!.expires });
   const group: SignatureDict = { task: 'celery.group', args: [], kwargs: { tasks: header as unknown as JsonValue }, options: {}, subtask_type: 'group', immutable: false };
   const applied = await applyGroup(sender, group, { ...ctx, chain: null }, bodyId.dict, gid);
