@@ -21,7 +21,7 @@ import type { TaskRequest } from '../protocol/task-message.ts';
 import type { ExecOutcome } from './execute.ts';
 import { encodeError, expiredRevoked, maxRetriesExceeded, redactException, retryInFuture, timeLimitExceeded, workerLost } from './exception-records.ts';
 import { childTuple, retryMessageInput } from './follow-ups.ts';
-import { afterFailureStored, afterSuccessStored, hasCanvasWork, sendSuccessCanvas } from './canvas/outcomes.ts';
+import { afterFailureStored, afterRevokedStored, afterSuccessStored, hasCanvasWork, sendSuccessCanvas } from './canvas/outcomes.ts';
 import { decideRetry } from './retry-policy.ts';
 import { ackOnce, afterSettling, giveBack, settleInBatch, storeMeta } from './settle.ts';
 import { reportFinished, type Job, type WorkerState } from './state.ts';
@@ -107,6 +107,7 @@ export function expired(w: WorkerState, job: Job): boolean {
   const meta = buildResultMeta({ taskId: req.id, status: 'REVOKED', result: expiredRevoked(), traceback: null, groupId: req.group, parentId: req.parentId });
   finalize(w, job, async () => {
     if (!req.ignoreResult) await storeMeta(w, meta);
+    await afterRevokedStored(w, req, meta.result);
     await ackOnce(w, job);
   });
   return true;

@@ -61,3 +61,8 @@ export async function afterFailureStored(w: WorkerState, req: TaskRequest, exc: 
   }
   await callErrbacks(w, req.embed.errbacks ?? [], { id: req.id, task: req.task, args: req.args, kwargs: req.kwargs, group: req.group, root_id: req.rootId, parent_id: req.parentId, retries: req.retries }, exc, traceback);
 }
+
+/** After a REVOKED record (expired or revoked): the chord part, as Celery's `mark_as_revoked` does (the body then fails with ChordError). */
+export function afterRevokedStored(w: WorkerState, req: TaskRequest, exc: unknown): Promise<void> {
+  return chordPartReturn(w, memberOf(req), 'REVOKED', exc);
+}

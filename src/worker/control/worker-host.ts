@@ -12,6 +12,7 @@ import { ackOnce, storeMeta } from '../settle.ts';
 import type { Job, WorkerState } from '../state.ts';
 import type { ControlHost, TaskInfo } from './commands.ts';
 import { REVOKE_EXPIRES_S } from './revoked.ts';
+import { afterRevokedStored } from '../canvas/outcomes.ts';
 
 export interface WorkerHostOptions {
   /** The queues consumed now (changed by add_consumer/cancel_consumer). */
@@ -34,6 +35,7 @@ export function revokedJob(w: WorkerState, job: Job, reason = 'revoked'): boolea
   const meta = buildResultMeta({ taskId: req.id, status: 'REVOKED', result: revokedRecord(reason), traceback: null, groupId: req.group, parentId: req.parentId });
   finalize(w, job, async () => {
     if (!req.ignoreResult) await storeMeta(w, meta);
+    await afterRevokedStored(w, req, meta.result);
     await ackOnce(w, job);
   });
   return true;

@@ -116,6 +116,15 @@ for (const backendKind of ['memory', 'sqlite'] as const) {
       await cleanup(f);
     });
 
+    it('an expired header task (REVOKED) fails the body with ChordError, as Celery does', async () => {
+      const f = fixture();
+      const t = define(f);
+      await f.startWorker();
+      const r = await chord([sig(t.add, [1, 1]), sig(t.add, [2, 2], {}, { expires: -1 })], sig(t.tsum)).applyAsync(f.app);
+      await assert.rejects(r.get({ timeoutMs: 5000 }), (e: unknown) => e instanceof RemoteTaskError && e.excType === 'ChordError' && /raised TaskRevokedError\('expired'\)/.test(String(e.excMessage[0])));
+      await cleanup(f);
+    });
+
     it('a failed chain step marks the rest FAILURE and calls its errbacks once each (old and new signature)', async () => {
       const f = fixture();
       const t = define(f);
