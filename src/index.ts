@@ -54,6 +54,7 @@ export {
   chord,
   map,
   starmap,
+  chunks,
   fromDict,
   ResultSet,
   GroupResult,

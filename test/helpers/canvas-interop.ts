@@ -10,7 +10,7 @@ import { after, before, beforeEach, describe, it, type TestContext } from 'node:
 import { Redis } from 'ioredis';
 import { createApp, type App } from '../../src/client/app.ts';
 import { RemoteTaskError } from '../../src/errors.ts';
-import { chain, chord, group, si, sig, restoreGroup } from '../../src/index.ts';
+import { chain, chord, chunks, group, si, sig, restoreGroup } from '../../src/index.ts';
 import { createLogger } from '../../src/observability/logging.ts';
 import { startCeleriacWorker, type CeleriacWorkerProcess } from './celeriac-worker.ts';
 import { pyClient, pyScript, startPythonWorker, type PythonWorker } from './python-celery.ts';
@@ -183,6 +183,27 @@ describe(`canvas between Celeriac and Python Celery 5.2.6 (${target.name})`, () 
       `print(json.dumps({'chain': AsyncResult('${c.id}', app=app).get(timeout=30), 'group': GroupResult.restore('${g.id}', app=app).get(timeout=30), 'chord': AsyncResult('${ch.id}', app=app).get(timeout=30)}))`,
     )) as Record<string, unknown>;
     assert.deepEqual(fromPython, { chain: 24, group: [2, 4, 6], chord: 6 });
+  });
+
+  it('map, starmap and chunks: Python-built ones run on a Celeriac worker, Celeriac-built chunks on both', async (t) => {
+    if (!need(t)) return;
+    const out = (await python(
+      [
+        "q = dict(queue='ts')",
+        'm = h.add.map([1, 2]).set(**q)',
+        "m = h.echo.map([1, 2]).set(**q).apply_async().get(timeout=30)",
+        'sm = h.add.starmap([(1, 2), (3, 4)]).set(**q).apply_async().get(timeout=30)',
+        'ch = h.add.chunks([(1, 2), (3, 4), (5, 6)], 2).group().set(**q)',
+        'for s in ch.tasks: s.set(**q)',
+        'ch = ch.apply_async().get(timeout=30)',
+        "print(json.dumps({'map': m, 'starmap': sm, 'chunks': ch}))",
+      ].join('\n'),
+    )) as Record<string, unknown>;
+    assert.deepEqual(out, { map: [{ args: [1], kwargs: {} }, { args: [2], kwargs: {} }], starmap: [3, 7], chunks: [[3, 7], [11]] });
+    for (const side of ['py', 'ts'] as const) {
+      const g = await chunks('tasks.add', [[1, 2], [3, 4], [5, 6]], 2).applyAsync(app!, { queue: side });
+      assert.deepEqual(await g.join({ timeoutMs: T }), [[3, 7], [11]], `chunks on ${side}`);
+    }
   });
 
   it('Python-built chain, group, chord (and a chain through a group) run on a Celeriac worker; results read from both sides', async (t) => {

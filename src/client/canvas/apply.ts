@@ -54,6 +54,13 @@ const num = (v: unknown): number | undefined => (typeof v === 'number' && Number
 const list = (v: unknown): SignatureDict[] => (Array.isArray(v) ? (v as SignatureDict[]) : v && typeof v === 'object' ? [v as SignatureDict] : []);
 const tasksOf = (d: SignatureDict): SignatureDict[] => list((d.kwargs as Record<string, unknown> | undefined)?.tasks);
 
+/** A canvas's own options that a call passes on to its tasks (Celery's `sig.apply_async(**options)`): all but ids and links. */
+function passedOn(o: Readonly<Record<string, JsonValue>> | undefined): Record<string, JsonValue> {
+  const out: Record<string, JsonValue> = {};
+  for (const [k, v] of Object.entries(o ?? {})) if (!['task_id', 'link', 'link_error', 'chain', 'chord', 'group_id', 'group_index'].includes(k)) out[k] = v;
+  return out;
+}
+
 function withOptions(d: SignatureDict, extra: Record<string, JsonValue>): SignatureDict {
   return { ...d, options: { ...(d.options ?? {}), ...extra } };
 }
@@ -188,7 +195,8 @@ async function applyChain(sender: CanvasSender, d: SignatureDict, ctx: ApplyCont
   }
   // A chain that follows this one (a chain step that is itself a chain) comes after our steps.
   const rest = [...steps.slice(1).reverse(), ...(ctx.chain ?? [])];
-  const first = steps[0]!;
+  // The chain's other options go to its first step, as Celery's `first_task.apply_async(**options)`.
+  const first = withOptions(steps[0]!, passedOn(o));
   const applied = await applyDict(sender, first, { ...ctx, chain: rest });
   return { ...applied, id };
 }
@@ -199,7 +207,8 @@ async function applyGroup(sender: CanvasSender, d: SignatureDict, ctx: ApplyCont
   const tasks = flattenGroup(tasksOf(d));
   const members: string[] = [];
   for (let i = 0; i < tasks.length; i++) {
-    const member: Record<string, JsonValue> = { group_id: gid };
+    // The group's options apply to every member (they override the member's own, as in Celery).
+    const member: Record<string, JsonValue> = { ...passedOn(d.options), group_id: gid };
     if (chordBody) {
       member.group_index = i;
       member.chord = chordBody as unknown as JsonValue;
@@ -247,7 +256,8 @@ async function applyChord(sender: CanvasSender, d: SignatureDict, ctx: ApplyCont
   }
   const gid = str(headerGroup?.options?.task_id) ?? newId();
   await backend.setChordSize(gid, header.reduce((n, h) => n + chordSize(h), 0), { expiresSeconds: sender.store!.expires });
-  const group: SignatureDict = { task: 'celery.group', args: [], kwargs: { tasks: header as unknown as JsonValue }, options: {}, subtask_type: 'group', immutable: false };
+  // The chord's options reach the header tasks too (Celery's `header(*args, task_id=group_id, **options)`).
+  const group: SignatureDict = { task: 'celery.group', args: [], kwargs: { tasks: header as unknown as JsonValue }, options: passedOn(opts), subtask_type: 'group', immutable: false };
   const applied = await applyGroup(sender, group, { ...ctx, chain: null }, bodyId.dict, gid);
   return { id: bodyId.id, groupId: gid, members: applied.members ?? [] };
 }

@@ -5,7 +5,7 @@
 import type { ResultStore } from '../results.ts';
 import { GroupResult } from './result-set.ts';
 
-export { Signature, Chain, Group, Chord, sig, si, chain, group, chord, map, starmap, fromDict, type Canvas, type TaskRef, type SignatureOptions, type CanvasApplyOptions, type CanvasHost } from './signature.ts';
+export { Signature, Chain, Group, Chord, sig, si, chain, group, chord, map, starmap, chunks, fromDict, type Canvas, type TaskRef, type SignatureOptions, type CanvasApplyOptions, type CanvasHost } from './signature.ts';
 export { ResultSet, GroupResult, type JoinOptions } from './result-set.ts';
 export type { ErrbackRequest } from './errback-request.ts';
 

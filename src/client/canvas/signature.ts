@@ -234,6 +234,20 @@ export function starmap<T extends TaskRef>(task: T, items: ReadonlyArray<readonl
   return new Group(items.map((args) => sig(task, args)));
 }
 
+/**
+ * Celery's `task.chunks(items, n)`: the items cut into parts of `n`, each
+ * part one `celery.starmap` task (run by a Python worker or a Celeriac
+ * worker: both have the builtin), all parts in a group; the group's result
+ * is the list of each part's results.
+ */
+export function chunks<T extends TaskRef>(task: T, items: ReadonlyArray<readonly unknown[]>, n: number): Group<Array<Array<ResultOf<T>>>> {
+  if (!Number.isInteger(n) || n < 1) throw new ValidationError('chunks: the part size must be a positive integer', { field: 'n' });
+  const inner = sig(task).toDict() as unknown as JsonValue;
+  const parts: Signature[] = [];
+  for (let i = 0; i < items.length; i += n) parts.push(new Signature('celery.starmap', [], { task: inner, it: items.slice(i, i + n) }, {}, true));
+  return new Group(parts);
+}
+
 /** Rebuild a canvas from a Celery signature dict (as received, or from `toDict`). */
 export function fromDict(d: SignatureDict): Canvas {
   const opts = (d.options ?? {}) as Record<string, JsonValue>;
