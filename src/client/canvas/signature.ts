@@ -221,17 +221,17 @@ export function chord<B extends Canvas>(header: Group<readonly unknown[]> | read
 }
 
 /**
- * Celery's `task.map(items)`: one task over many items, `[task(item) for item
- * in items]`, as a group of one signature per item (Celery sends one
- * `celery.map` message instead; a group runs the same calls, in parallel).
+ * Celery's `task.map(items)`: one `celery.map` task that calls the task on
+ * each item in turn, in one worker (Python's and Celeriac's both have the
+ * builtin); its result is the list of results.
  */
-export function map<T extends TaskRef>(task: T, items: readonly unknown[]): Group<Array<ResultOf<T>>> {
-  return new Group(items.map((item) => sig(task, [item])));
+export function map<T extends TaskRef>(task: T, items: readonly unknown[]): Signature<Array<ResultOf<T>>> {
+  return new Signature('celery.map', [], { task: sig(task).toDict() as unknown as JsonValue, it: [...items] as JsonValue[] }, {}, true);
 }
 
-/** Celery's `task.starmap(items)`: `[task(*args) for args in items]`, as a group (see {@link map}). */
-export function starmap<T extends TaskRef>(task: T, items: ReadonlyArray<readonly unknown[]>): Group<Array<ResultOf<T>>> {
-  return new Group(items.map((args) => sig(task, args)));
+/** Celery's `task.starmap(items)`: one `celery.starmap` task, `[task(*args) for args in items]` (see {@link map}). */
+export function starmap<T extends TaskRef>(task: T, items: ReadonlyArray<readonly unknown[]>): Signature<Array<ResultOf<T>>> {
+  return new Signature('celery.starmap', [], { task: sig(task).toDict() as unknown as JsonValue, it: items.map((a) => [...a]) as JsonValue[] }, {}, true);
 }
 
 /**

@@ -7,7 +7,7 @@
  * arguments in its signature are not used, as in Celery). The inner task
  * must be registered here; otherwise the builtin fails with NotRegistered.
  */
-import type { TaskDefinition } from '../../client/task.ts';
+import { bindArguments, type TaskDefinition } from '../../client/task.ts';
 import { ValidationError } from '../../errors.ts';
 
 const BUILTINS: Readonly<Record<string, (call: (args: unknown[]) => unknown, it: unknown[]) => Promise<unknown[]>>> = {
@@ -41,7 +41,8 @@ export function canvasBuiltin(name: string, registry: ReadonlyMap<string, TaskDe
     if (!def?.fn) throw new NotRegistered(String(inner));
     if (!Array.isArray(it)) throw new ValidationError(`${name}: \`it\` is not a list`, { field: 'kwargs.it' });
     const innerFn = def.fn;
-    return run((args) => innerFn(...args), it);
+    // Bound as a call without kwargs (a `kwargs: true` task gets `{}` last), as Python calls `task(*args)`.
+    return run((args) => innerFn(...bindArguments(def, args, {})), it);
   };
   return { name, fn: fn as (...args: unknown[]) => unknown, options: { params: ['task', 'it'] } };
 }

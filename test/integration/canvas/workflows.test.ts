@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { chain, chord, group, map, restoreGroup, si, sig, starmap, GroupResult, type ErrbackRequest } from '../../../src/index.ts';
+import { chain, chord, chunks, group, map, restoreGroup, si, sig, starmap, GroupResult, type ErrbackRequest } from '../../../src/index.ts';
 import { RemoteTaskError } from '../../../src/errors.ts';
 import { createSqliteBackend } from '../../../src/transport/sqlite/backend.ts';
 import { sqliteUrlForPath } from '../../../src/transport/sqlite/open.ts';
@@ -79,10 +79,12 @@ for (const backendKind of ['memory', 'sqlite'] as const) {
       assert.ok(back instanceof GroupResult);
       assert.deepEqual(back.results.map((x) => x.id), g.results.map((x) => x.id));
       assert.deepEqual(await back.get({ timeoutMs: 1000 }), [2, 4, 6]);
-      const m = await map(t.add, []).applyAsync(f.app);
-      assert.deepEqual(await m.join(), []);
+      const m = await map(t.tsum, [[1, 2], [3]]).applyAsync(f.app);
+      assert.deepEqual(await m.get({ timeoutMs: 5000 }), [3, 3]);
       const sm = await starmap(t.add, [[1, 2], [3, 4]]).applyAsync(f.app);
-      assert.deepEqual(await sm.join({ timeoutMs: 5000 }), [3, 7]);
+      assert.deepEqual(await sm.get({ timeoutMs: 5000 }), [3, 7]);
+      const ck = await chunks(t.add, [[1, 2], [3, 4], [5, 6]], 2).applyAsync(f.app);
+      assert.deepEqual(await ck.join({ timeoutMs: 5000 }), [[3, 7], [11]]);
       await cleanup(f);
     });
 

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { chain, chord, chunks, fromDict, group, si, sig } from '../../../src/index.ts';
+import { chain, chord, chunks, fromDict, group, map, si, sig, starmap } from '../../../src/index.ts';
 import { applyDict, type CanvasSender } from '../../../src/client/canvas/apply.ts';
 import type { FollowUpSend } from '../../../src/client/producer.ts';
 import { createMemoryBackend } from '../../../src/transport/memory/backend.ts';
@@ -34,6 +34,8 @@ describe('signature dicts equal Celery 5.2.6', () => {
     chain: () => chain(sig('tasks.add', [1, 2]), sig('tasks.add', [3])),
     group: () => group(sig('tasks.add', [1, 2]), sig('tasks.add', [3, 4])),
     chord: () => chord([sig('tasks.add', [1, 2]), sig('tasks.add', [3, 4])], sig('tasks.tsum')),
+    map: () => map('tasks.add', [1, 2]),
+    starmap: () => starmap('tasks.add', [[1, 2], [3, 4]]),
     chunks_group: () => chunks('tasks.add', [[1, 2], [3, 4], [5, 6]], 2),
     chain_group_upgrade: () => chain(sig('tasks.add', [1, 2]), group(sig('tasks.add', [1]), sig('tasks.add', [2])), sig('tasks.tsum')),
   };
