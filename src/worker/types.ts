@@ -75,7 +75,7 @@ export interface WorkerOptions {
 
 /** Start and end of a task's execution, as a prefork child reports them to its supervisor. */
 export type TaskEvent =
-  | { type: 'started'; id: string; task: string; tag: string; lateAck: boolean; hardLimitMs: number | undefined; group: string | null; parentId: string | null }
+  | { type: 'started'; id: string; task: string; tag: string; lateAck: boolean; hardLimitMs: number | undefined; group: string | null; parentId: string | null; /** JSON of the canvas part of the request (worker/canvas/lost.ts), only when it has one. */ canvas?: string }
   | { type: 'finished'; id: string; tag: string };
 
 /** What `createWorker` returns, whichever pool runs the tasks. */

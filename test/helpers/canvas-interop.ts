@@ -170,6 +170,21 @@ describe(`canvas between Celeriac and Python Celery 5.2.6 (${target.name})`, () 
     assert.deepEqual(await errbackCalls(), [`py:${failed}`, `py-new:${failed}:ValueError`, `ts:${failed}`].sort());
   });
 
+  it('a step killed at its hard time limit on a Celeriac prefork worker fails the rest of its chain and its chord, errbacks once', async (t) => {
+    if (!need(t)) return;
+    const killed = si('tasks.sleep', [20], {}, { queue: 'ts', timeLimit: 1 });
+    const steps = [add(1, 2, 'ts'), killed, add(3, undefined, 'py')].map((s, i) => s.set({ taskId: `00000000-0000-4000-8000-00000000010${i}` }));
+    const r = await chain(...steps).linkError(sig('tasks.mark', [], {}, on('py'))).applyAsync(app!);
+    await assert.rejects(r.get({ timeoutMs: T }), (e: unknown) => e instanceof RemoteTaskError && e.excType === 'TimeLimitExceeded');
+    const states = await Promise.all(steps.map(async (s) => (await app!.asyncResult(s.options.task_id as string).meta()).status));
+    assert.deepEqual(states, ['SUCCESS', 'FAILURE', 'FAILURE']);
+    await waitUntil(async () => (await errbackCalls()).length >= 1);
+    const c = await chord([add(1, 1, 'py'), si('tasks.sleep', [20], {}, { queue: 'ts', timeLimit: 1 })], sig('tasks.tsum', [], {}, on('py'))).applyAsync(app!);
+    await assert.rejects(c.get({ timeoutMs: T }), (e: unknown) => e instanceof RemoteTaskError && e.excType === 'ChordError' && /raised TimeLimitExceeded/.test(String(e.excMessage[0])));
+    await sleep(500);
+    assert.deepEqual(await errbackCalls(), [`py:${steps[1]!.options.task_id as string}`]);
+  });
+
   it('Celeriac-built chain, group and chord run on a Python worker; results read from both sides', async (t) => {
     if (!need(t)) return;
     const c = await chain(add(1, 2, 'py'), add(3, undefined, 'py'), si('tasks.add', [10, 10], {}, on('py')), add(4, undefined, 'py')).applyAsync(app!);

@@ -14,11 +14,8 @@ import { applyDict } from '../../client/canvas/apply.ts';
 import { reprValue } from '../../protocol/pyrepr.ts';
 import { buildResultMeta, type ExceptionInfo } from '../../protocol/result-meta.ts';
 import type { SignatureDict } from '../../protocol/types.ts';
-import type { TaskRequest } from '../../protocol/task-message.ts';
-import { storeMeta } from '../settle.ts';
-import type { WorkerState } from '../state.ts';
 import { callErrbacks } from './errbacks.ts';
-import { workerSender } from './sender.ts';
+import { workerSender, type CanvasRequest, type CanvasWorker } from './sender.ts';
 
 const PROPAGATE = new Set(['FAILURE', 'REVOKED']);
 
@@ -42,12 +39,12 @@ export interface ChordMember {
 }
 
 /** The chord membership of a received task. */
-export function memberOf(req: TaskRequest): ChordMember {
+export function memberOf(req: CanvasRequest): ChordMember {
   return { id: req.id, group: req.group, groupIndex: req.groupIndex, rootId: req.rootId, chord: req.embed.chord };
 }
 
 /** Add this header part to its chord; the last part fires the body (or its ChordError). */
-export async function chordPartReturn(w: WorkerState, m: ChordMember, state: string, result: unknown): Promise<void> {
+export async function chordPartReturn(w: CanvasWorker, m: ChordMember, state: string, result: unknown): Promise<void> {
   const body = m.chord;
   if (!body || !m.group) return;
   const store = w.store;
@@ -85,7 +82,7 @@ export async function chordPartReturn(w: WorkerState, m: ChordMember, state: str
  * Celery's `chord_error_from_stack`: the body's errbacks are called (old
  * style: with the body's id), then the body is stored as FAILURE ChordError.
  */
-export async function chordError(w: WorkerState, body: SignatureDict, message: string): Promise<void> {
+export async function chordError(w: CanvasWorker, body: SignatureDict, message: string): Promise<void> {
   const id = typeof body.options?.task_id === 'string' ? body.options.task_id : undefined;
   w.logger.error({ body: body.task, id }, `chord raised ChordError: ${message}`);
   if (!id) return;
@@ -95,6 +92,6 @@ export async function chordError(w: WorkerState, body: SignatureDict, message: s
   try {
     await callErrbacks(w, errbacks, { id, task: body.task, args: body.args ?? [], kwargs: body.kwargs ?? {}, group: null, root_id: id, parent_id: null, retries: 0 }, exc, null);
   } finally {
-    await storeMeta(w, buildResultMeta({ taskId: id, status: 'FAILURE', result: exc, traceback: null }));
+    await w.store?.store(buildResultMeta({ taskId: id, status: 'FAILURE', result: exc, traceback: null }));
   }
 }

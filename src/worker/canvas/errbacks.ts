@@ -12,11 +12,10 @@ import { applyDict } from '../../client/canvas/apply.ts';
 import type { ErrbackRequest } from '../../client/canvas/errback-request.ts';
 import { remoteErrorFromMeta, type ExceptionInfo } from '../../protocol/result-meta.ts';
 import type { JsonValue, SignatureDict } from '../../protocol/types.ts';
-import type { WorkerState } from '../state.ts';
-import { workerSender } from './sender.ts';
+import { workerSender, type CanvasWorker } from './sender.ts';
 
 /** Call each errback once (see the module comment). */
-export async function callErrbacks(w: WorkerState, errbacks: readonly SignatureDict[], request: ErrbackRequest, exc: ExceptionInfo, traceback: string | null): Promise<void> {
+export async function callErrbacks(w: CanvasWorker, errbacks: readonly SignatureDict[], request: ErrbackRequest, exc: ExceptionInfo, traceback: string | null): Promise<void> {
   if (errbacks.length === 0) return;
   const old: SignatureDict[] = [];
   for (const eb of errbacks) {

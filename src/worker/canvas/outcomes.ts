@@ -15,11 +15,9 @@ import { buildResultMeta, type ExceptionInfo } from '../../protocol/result-meta.
 import type { SignatureDict } from '../../protocol/types.ts';
 import type { TaskRequest } from '../../protocol/task-message.ts';
 import { redactException } from '../exception-records.ts';
-import { storeMeta } from '../settle.ts';
-import type { WorkerState } from '../state.ts';
 import { chordPartReturn, memberOf } from './chord.ts';
 import { callErrbacks } from './errbacks.ts';
-import { workerSender } from './sender.ts';
+import { workerSender, type CanvasRequest, type CanvasWorker } from './sender.ts';
 
 /** True when a success must take the slow path: callbacks, a chain, or a chord to join. */
 export function hasCanvasWork(req: TaskRequest): boolean {
@@ -27,7 +25,7 @@ export function hasCanvasWork(req: TaskRequest): boolean {
 }
 
 /** Send the callbacks and the chain's next step; the ids sent (the result's `children`). */
-export async function sendSuccessCanvas(w: WorkerState, req: TaskRequest, value: unknown): Promise<string[]> {
+export async function sendSuccessCanvas(w: CanvasWorker, req: TaskRequest, value: unknown): Promise<string[]> {
   const sender = workerSender(w);
   const ids: string[] = [];
   const ctx = { partialArgs: [value === undefined ? null : value], parentId: req.id, rootId: req.rootId };
@@ -38,7 +36,7 @@ export async function sendSuccessCanvas(w: WorkerState, req: TaskRequest, value:
 }
 
 /** After the SUCCESS record is stored: the chord part. */
-export function afterSuccessStored(w: WorkerState, req: TaskRequest, value: unknown): Promise<void> {
+export function afterSuccessStored(w: CanvasWorker, req: TaskRequest, value: unknown): Promise<void> {
   return chordPartReturn(w, memberOf(req), 'SUCCESS', value);
 }
 
@@ -48,13 +46,13 @@ function str(v: unknown): string | null {
 
 /** After the FAILURE record is stored (see the module comment). */
 /** `traceback` comes redacted. */
-export async function afterFailureStored(w: WorkerState, req: TaskRequest, exc: ExceptionInfo, traceback: string | null): Promise<void> {
+export async function afterFailureStored(w: CanvasWorker, req: CanvasRequest, exc: ExceptionInfo, traceback: string | null): Promise<void> {
   const stored = redactException(exc);
   await chordPartReturn(w, memberOf(req), 'FAILURE', stored);
   for (const step of req.embed.chain ?? []) {
     const o = step.options ?? {};
     const id = str(o.task_id);
-    if (id) await storeMeta(w, buildResultMeta({ taskId: id, status: 'FAILURE', result: stored, traceback, groupId: str(o.group_id), parentId: str(o.parent_id) }));
+    if (id) await w.store?.store(buildResultMeta({ taskId: id, status: 'FAILURE', result: stored, traceback, groupId: str(o.group_id), parentId: str(o.parent_id) }));
     if (id && o.chord && typeof o.chord === 'object') {
       await chordPartReturn(w, { id, group: str(o.group_id), groupIndex: typeof o.group_index === 'number' ? o.group_index : null, rootId: req.rootId, chord: o.chord as unknown as SignatureDict }, 'FAILURE', stored);
     }
@@ -63,6 +61,6 @@ export async function afterFailureStored(w: WorkerState, req: TaskRequest, exc: 
 }
 
 /** After a REVOKED record (expired or revoked): the chord part, as Celery's `mark_as_revoked` does (the body then fails with ChordError). */
-export function afterRevokedStored(w: WorkerState, req: TaskRequest, exc: unknown): Promise<void> {
+export function afterRevokedStored(w: CanvasWorker, req: CanvasRequest, exc: unknown): Promise<void> {
   return chordPartReturn(w, memberOf(req), 'REVOKED', exc);
 }

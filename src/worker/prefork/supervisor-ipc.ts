@@ -41,7 +41,7 @@ export type FromChild =
   | { t: 'stopped' };
 
 /*
- * A started task is `s<TAB>key<TAB>hardLimitMs<TAB>id<TAB>task<TAB>late<TAB>group<TAB>parent`,
+ * A started task is `s<TAB>key<TAB>hardLimitMs<TAB>id<TAB>task<TAB>late<TAB>group<TAB>parent[<TAB>canvas]`,
  * a finished one `f<TAB>key`, where key = id + tag. The supervisor keeps
  * started lines as they are and reads their fields only when it needs them
  * (a hard limit to watch, or a child that died).
@@ -57,7 +57,8 @@ export function taskEventKey(id: string, tag: string): string {
 export function encodeTaskEvent(e: TaskEvent): string {
   const key = taskEventKey(e.id, e.tag);
   if (e.type === 'finished') return `f${SEP}${key}`;
-  return `s${SEP}${key}${SEP}${e.hardLimitMs ?? ''}${SEP}${e.id}${SEP}${clean(e.task)}${SEP}${e.lateAck ? '1' : '0'}${SEP}${clean(e.group)}${SEP}${clean(e.parentId)}`;
+  // The canvas field is JSON, whose strings escape tabs and newlines.
+  return `s${SEP}${key}${SEP}${e.hardLimitMs ?? ''}${SEP}${e.id}${SEP}${clean(e.task)}${SEP}${e.lateAck ? '1' : '0'}${SEP}${clean(e.group)}${SEP}${clean(e.parentId)}${e.canvas ? `${SEP}${e.canvas}` : ''}`;
 }
 
 function clean(v: string | null): string {
@@ -66,7 +67,7 @@ function clean(v: string | null): string {
 
 /** The fields of a started line. */
 export function decodeStartedLine(line: string): Extract<TaskEvent, { type: 'started' }> & { key: string } {
-  const [, key, hard, id, task, late, group, parent] = line.split(SEP);
+  const [, key, hard, id, task, late, group, parent, canvas] = line.split(SEP);
   const tag = key!.slice(id!.length + 1);
   return {
     type: 'started',
@@ -78,5 +79,6 @@ export function decodeStartedLine(line: string): Extract<TaskEvent, { type: 'sta
     hardLimitMs: hard ? Number(hard) : undefined,
     group: group || null,
     parentId: parent || null,
+    ...(canvas ? { canvas } : {}),
   };
 }
