@@ -13,7 +13,7 @@
  * logged: the FAILURE it follows is already stored.
  */
 import { ResultEncodeError } from '../client/results.ts';
-import { QueueFullError, RateLimitedError } from '../errors.ts';
+import { QueueFullError, RateLimitedError, ValidationError } from '../errors.ts';
 import type { StoredRecord } from '../core/backend.ts';
 import { redactAll } from '../config/redact.ts';
 import { buildResultMeta, errorToExceptionInfo, type ExceptionInfo, type ExtendedFields, type ResultMeta } from '../protocol/result-meta.ts';
@@ -236,5 +236,6 @@ export async function onLost(w: WorkerState, job: Job, reason: string): Promise<
 
 /** The submission limits refused a follow-up (see the module comment). */
 function refused(err: unknown): boolean {
-  return err instanceof QueueFullError || err instanceof RateLimitedError;
+  // ValidationError: a canvas follow-up that cannot be built (a malformed or unsupported signature): FAILURE, as in Celery.
+  return err instanceof QueueFullError || err instanceof RateLimitedError || err instanceof ValidationError;
 }

@@ -11,6 +11,10 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { chain, chord, chunks, group, map, restoreGroup, si, sig, starmap, GroupResult, type ErrbackRequest } from '../../../src/index.ts';
 import { RemoteTaskError } from '../../../src/errors.ts';
+import { JSON_SERIALIZER } from '../../../src/codec/serializers.ts';
+import { newId } from '../../../src/protocol/ids.ts';
+import { buildTaskMessage } from '../../../src/protocol/task-message.ts';
+import type { SignatureDict } from '../../../src/protocol/types.ts';
 import { createSqliteBackend } from '../../../src/transport/sqlite/backend.ts';
 import { sqliteUrlForPath } from '../../../src/transport/sqlite/open.ts';
 import { resolveSettings } from '../../../src/config/options.ts';
@@ -143,6 +147,18 @@ for (const backendKind of ['memory', 'sqlite'] as const) {
       assert.equal(t.newStyle.length, 1, 'new-style errback called once');
       assert.equal(t.newStyle[0]!.message.includes('boom'), true);
       assert.equal(t.seen[0], t.newStyle[0]!.id, 'both name the failed step');
+      await cleanup(f);
+    });
+
+    it('a callback that cannot be built (an unknown canvas type) fails the task, once, instead of requeueing it', async () => {
+      const f = fixture();
+      define(f);
+      await f.startWorker();
+      const weird = { task: 'x', args: [], kwargs: {}, options: {}, subtask_type: 'weird', immutable: false } as SignatureDict;
+      const message = buildTaskMessage({ task: 't.add', id: newId(), args: [1, 2], kwargs: {}, embed: { callbacks: [weird] } }, JSON_SERIALIZER);
+      await f.broker.publish('celery', message);
+      await assert.rejects(f.app.asyncResult(String(message.headers.id)).get({ timeoutMs: 5000 }), (e: unknown) => e instanceof RemoteTaskError && /canvas type "weird" is not supported/.test(String(e.excMessage[0])));
+      assert.equal(await f.broker.queueLength('celery'), 0);
       await cleanup(f);
     });
 
