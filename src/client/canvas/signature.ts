@@ -163,6 +163,14 @@ export class Chord<R = unknown> extends CanvasBase {
   set(options: SignatureOptions): Chord<R> {
     return new Chord<R>(this.header, this.body, { ...this.options, ...optionsToWire(options) });
   }
+  /** Call `callback` with the body's result (Celery links it to the body). */
+  link(callback: Signature<unknown>): Chord<R> {
+    return new Chord<R>(this.header, linkBody(this.body, 'link', callback), this.options);
+  }
+  /** Call `errback` when the body fails, a ChordError included (Celery links it to the body). */
+  linkError(errback: Signature<unknown>): Chord<R> {
+    return new Chord<R>(this.header, linkBody(this.body, 'linkError', errback), this.options);
+  }
   /** Send the header (the body is sent by the worker that completes it); the handle is the body's result. */
   applyAsync(app: CanvasHost, options: CanvasApplyOptions = {}): Promise<AsyncResult<R>> {
     return sendForResult<R>(app, this.toDict(), options);
@@ -178,6 +186,11 @@ export class Chord<R = unknown> extends CanvasBase {
       immutable: false,
     };
   }
+}
+
+function linkBody(body: Canvas, how: 'link' | 'linkError', sig: Signature<unknown>): Canvas {
+  if (body instanceof Group) throw new ValidationError('a chord whose body is a group cannot be linked', { hint: 'link the group members, or make the body a task or chain' });
+  return how === 'link' ? body.link(sig) : body.linkError(sig);
 }
 
 /** A task named by a handle (`app.task`, `app.remoteTask`) or by its registered name. */

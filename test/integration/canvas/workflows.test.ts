@@ -108,8 +108,7 @@ for (const backendKind of ['memory', 'sqlite'] as const) {
       const f = fixture();
       const t = define(f);
       await f.startWorker();
-      const body = sig(t.tsum).linkError(sig(t.record));
-      const r = await chord([sig(t.add, [1, 1]), sig(t.fail, [])], body).applyAsync(f.app);
+      const r = await chord([sig(t.add, [1, 1]), sig(t.fail, [])], sig(t.tsum)).linkError(sig(t.record)).applyAsync(f.app);
       const err = await r.get({ timeoutMs: 5000 }).then(
         () => undefined,
         (e: unknown) => e,
