@@ -45,3 +45,30 @@ export { DEFAULT_EVENT_LIMITS, type EventLimits } from './client/events/parse.ts
 export { UnknownSendOptionError } from './client/send-options.ts';
 export type { WaitOptions } from './client/results.ts';
 export type { ReplyRoute } from './core/backend.ts';
+// ── Canvas (#17): signatures, chain, group, chord, map/starmap; result sets and saved groups ──
+export {
+  Signature,
+  Chain,
+  Group,
+  Chord,
+  sig,
+  si,
+  chain,
+  group,
+  chord,
+  map,
+  starmap,
+  chunks,
+  fromDict,
+  ResultSet,
+  GroupResult,
+  restoreGroup,
+  type Canvas,
+  type TaskRef,
+  type SignatureOptions,
+  type CanvasApplyOptions,
+  type CanvasHost,
+  type JoinOptions,
+  type ErrbackRequest,
+} from './client/canvas/index.ts';
+export type { Linkable } from './client/task.ts';

@@ -12,7 +12,7 @@ import type { Serializer } from '../codec/serializers.ts';
 import { ClosedError } from '../errors.ts';
 import { newId } from '../protocol/ids.ts';
 import { buildTaskMessage, type TaskMessageInput } from '../protocol/task-message.ts';
-import type { WireMessage } from '../protocol/types.ts';
+import type { SignatureDict, WireMessage } from '../protocol/types.ts';
 import { maybeCurrentTask } from '../core/task-context.ts';
 import type { SubmissionDemand, SubmissionLimits } from './submission-limits.ts';
 import { validateArguments, type SendOptions, type TaskDefinition } from './task.ts';
@@ -158,6 +158,7 @@ export class Producer implements FollowUpSender {
       now,
       ...(options.compression !== undefined ? { compression: options.compression } : {}),
       ...messageFieldsOf(options),
+      ...(options.link !== undefined || options.linkError !== undefined ? { embed: { callbacks: linked(options.link), errbacks: linked(options.linkError) } } : {}),
     };
     return { item: this.publishItem(queue, this.buildMessage(input), priority ?? 0), id };
   }
@@ -184,6 +185,13 @@ export class Producer implements FollowUpSender {
     const item = this.publishItem(queue, message, priority ?? message.properties.priority ?? 0);
     await broker.publish(item.queue, item.message, item.options);
   }
+}
+
+/** Send-time `link`/`linkError` as the embed's signature list (null when none). */
+function linked(v: SendOptions['link']): SignatureDict[] | null {
+  if (v === undefined) return null;
+  const list = (Array.isArray(v) ? v : [v]) as ReadonlyArray<{ toDict(): SignatureDict }>;
+  return list.length > 0 ? list.map((s) => s.toDict()) : null;
 }
 
 function toEpoch(v: Date | number | undefined): number | null {

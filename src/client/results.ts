@@ -184,6 +184,39 @@ export class ResultStore {
     await this.backend.forget(taskId);
   }
 
+  // ── canvas: chord parts and saved groups (client/canvas/, worker/canvas/) ──
+  /** Seconds a record lives (chord keys and saved groups expire with results, as in Celery). */
+  get expires(): number {
+    return this.expiresSeconds;
+  }
+
+  /**
+   * Encode a value that is not a task record (a chord part, a saved group)
+   * with the result serializer; sealed under `context` when encryption is on,
+   * so a part cannot be moved to another group.
+   */
+  encodeValue(value: unknown, context: string): Buffer {
+    let payload: Buffer;
+    try {
+      payload = this.serializer.encode(value);
+    } catch (err) {
+      throw new ResultEncodeError(context, err);
+    }
+    return this.sealer ? this.sealer.seal(payload, { task_id: context, status: 'SUCCESS', result: null, traceback: null, children: [], date_done: null }) : payload;
+  }
+
+  /** Decode what `encodeValue` (or Celery) wrote under `context`. */
+  decodeValue(payload: Buffer, context: string): unknown {
+    let bytes = payload;
+    if (this.sealer?.isSealed(bytes)) bytes = this.sealer.open(bytes, context);
+    const first = firstNonSpace(bytes);
+    const serializer = first === 0x7b || first === 0x5b ? JSON_SERIALIZER : MSGPACK_SERIALIZER;
+    if (!this.accept.has(serializer.contentType)) {
+      throw new DecodeError(`${context} is ${serializer.name}, which resultAcceptContent does not allow`, { code: 'ERR_RESULT' });
+    }
+    return serializer.decode(bytes, this.limits);
+  }
+
   async close(): Promise<void> {
     await this.backend.close();
   }

@@ -15,7 +15,7 @@ import type { SendOptions } from './task.ts';
 /** Every option `SendOptions` declares. */
 const SEND_OPTION_NAMES = [
   'countdown', 'eta', 'expires', 'priority', 'queue', 'taskId', 'ignoreResult', 'timeLimit', 'softTimeLimit',
-  'shadow', 'parentId', 'rootId', 'compression', 'retries', 'headers', 'replyTo',
+  'shadow', 'parentId', 'rootId', 'compression', 'retries', 'headers', 'replyTo', 'link', 'linkError',
 ] as const;
 
 // A key added to SendOptions and not to the list above is a type error here, so the run-time check keeps up.

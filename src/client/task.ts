@@ -16,6 +16,7 @@ import type { ZodType } from 'zod';
 import { ValidationError } from '../errors.ts';
 import type { AsyncResult } from './result.ts';
 import type { SendRateLimit } from '../config/schema.ts';
+import type { SignatureDict } from '../protocol/types.ts';
 
 /** A send rate limit (its type lives with the settings schema, which validates it). */
 export type { SendRateLimit } from '../config/schema.ts';
@@ -110,6 +111,15 @@ export interface SendOptions {
   headers?: Readonly<Record<string, unknown>>;
   /** The `reply_to` property (Celery's `reply_to`): the queue an `rpc://` result is sent to. */
   replyTo?: string;
+  /** Canvas: signatures called with the result when the task succeeds (Celery's `link`). */
+  link?: Linkable | readonly Linkable[];
+  /** Canvas: signatures called when the task fails (Celery's `link_error`). */
+  linkError?: Linkable | readonly Linkable[];
+}
+
+/** A canvas element (`sig()`, `si()`, `chain()`…) as a send option takes it. */
+export interface Linkable {
+  toDict(): SignatureDict;
 }
 
 /** Kwargs type for a task with `params`: each name maps to its positional type. */

@@ -48,6 +48,17 @@ export interface ExpiringIdSet {
   load(): Promise<Map<string, number>>;
 }
 
+/**
+ * One header task's outcome in a chord join: Celery's `[1, task_id, state,
+ * result]` entry, encoded with the result serializer.
+ */
+export interface ChordPart {
+  groupId: string;
+  /** The task's `group_index` (its place in the header); null sorts it last, as Celery's `+inf` score. */
+  groupIndex: number | null;
+  entry: Buffer;
+}
+
 export interface ResultBackend {
   readonly kind: string;
   connect(): Promise<void>;
@@ -70,6 +81,22 @@ export interface ResultBackend {
   /** Delete a record. */
   forget(taskId: string): Promise<void>;
   close(): Promise<void>;
+  // ── canvas (chords and saved groups); a backend without them has no chord join ──
+  /** Celery's `celery-taskset-meta-<id>` record of a saved group (encoded `{"result": as_tuple}`). */
+  saveGroup?(groupId: string, payload: Buffer, options?: StoreOptions): Promise<void>;
+  /** The saved group's payload, or undefined. */
+  getGroup?(groupId: string): Promise<Buffer | undefined>;
+  /** Delete a saved group. */
+  forgetGroup?(groupId: string): Promise<void>;
+  /** The number of header parts a chord waits for (Redis: Celery's `<group key>.s`). */
+  setChordSize?(groupId: string, size: number, options?: StoreOptions): Promise<void>;
+  /**
+   * Add a header part, atomically. Resolves with every part's entry, in
+   * header order, to the one call whose part completed the header (the
+   * join's keys are deleted then); otherwise undefined, also when no size
+   * was set for the group.
+   */
+  chordPartReturn?(part: ChordPart, options?: StoreOptions): Promise<Buffer[] | undefined>;
   /** Use new credentials from now on without dropping connections (secret rotation). */
   updateCredentials?(url: string): Promise<void>;
   /**

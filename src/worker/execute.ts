@@ -8,6 +8,7 @@ import type { TaskDefinition } from '../client/task.ts';
 import { Retry, runWithContext, type RequestInfo, type RetryOptions, type TaskContext } from '../core/task-context.ts';
 import { notRegistered } from './exception-records.ts';
 import { checkProgressState } from './progress-state.ts';
+import { canvasBuiltin } from './canvas/builtins.ts';
 
 /** One execution handed to a pool. */
 export interface ExecJob {
@@ -118,7 +119,7 @@ class RunningTask implements TaskContext {
  */
 export function executeJob(registry: ReadonlyMap<string, TaskDefinition>, job: ExecJob, abort?: TaskAbort): ExecOutcome | Promise<ExecOutcome> {
   const started = performance.now();
-  const def = registry.get(job.task);
+  const def = registry.get(job.task) ?? canvasBuiltin(job.task, registry);
   if (!def?.fn) {
     return { kind: 'failure', exc: notRegistered(job.task), traceback: null, runtimeMs: 0 };
   }

@@ -15,6 +15,7 @@ import { ackOnce, finalizeLoss, giveBack, storeMeta } from './settle.ts';
 import { Execution, reportFinished, type Job, type WorkerState } from './state.ts';
 import type { TaskEvent } from './types.ts';
 import { revokedJob } from './control/worker-host.ts';
+import { canvasOfStarted } from './canvas/lost.ts';
 
 /** Check expiry and arguments and build the execution; false when the job was settled instead. */
 export function prepare(w: WorkerState, job: Job): boolean {
@@ -110,7 +111,7 @@ export function launch(w: WorkerState, batch: Job[]): void {
     for (const job of batch) {
       job.reported = true;
       const { req } = job;
-      events.push({ type: 'started', id: req.id, task: req.task, tag: job.delivery.deliveryTag, lateAck: job.acksLate, hardLimitMs: job.hardMs, group: req.group, parentId: req.parentId, ...(rpc && req.replyTo ? { replyTo: req.replyTo, correlationId: req.correlationId } : {}) });
+      events.push({ type: 'started', id: req.id, task: req.task, tag: job.delivery.deliveryTag, lateAck: job.acksLate, hardLimitMs: job.hardMs, group: req.group, parentId: req.parentId, ...(rpc && req.replyTo ? { replyTo: req.replyTo, correlationId: req.correlationId } : {}), ...canvasOfStarted(req) });
     }
     w.onTaskEvents(events);
   }

@@ -17,6 +17,7 @@ import { storeMeta } from './settle.ts';
 import { recordDeadLettered } from './dead-letter-failure.ts';
 import type { Job, WorkerState } from './state.ts';
 import { revokedJob } from './control/worker-host.ts';
+import { canvasBuiltin } from './canvas/builtins.ts';
 
 /** How long a prefork child holds a redelivered message before judging it (its supervisor's ledger update may be on its way). */
 const REDELIVERY_SETTLE_MS = 250;
@@ -56,7 +57,7 @@ export function onDelivery(w: WorkerState, delivery: Delivery): void {
 }
 
 function accept(w: WorkerState, delivery: Delivery, req: TaskRequest): void {
-  const def = w.rt.registry.get(req.task);
+  const def = w.rt.registry.get(req.task) ?? canvasBuiltin(req.task, w.rt.registry);
   if (!def?.fn) {
     unknownTask(w, delivery, req);
     return;

@@ -13,14 +13,15 @@
  * logged: the FAILURE it follows is already stored.
  */
 import { ResultEncodeError } from '../client/results.ts';
-import { QueueFullError, RateLimitedError } from '../errors.ts';
+import { QueueFullError, RateLimitedError, ValidationError } from '../errors.ts';
 import type { StoredRecord } from '../core/backend.ts';
 import { redactAll } from '../config/redact.ts';
 import { buildResultMeta, errorToExceptionInfo, type ExceptionInfo, type ExtendedFields, type ResultMeta } from '../protocol/result-meta.ts';
 import type { TaskRequest } from '../protocol/task-message.ts';
 import type { ExecOutcome } from './execute.ts';
 import { encodeError, expiredRevoked, maxRetriesExceeded, redactException, retryInFuture, timeLimitExceeded, workerLost } from './exception-records.ts';
-import { childTuple, failureFollowUps, retryMessageInput, successFollowUps, type FollowUp } from './follow-ups.ts';
+import { childTuple, retryMessageInput } from './follow-ups.ts';
+import { afterFailureStored, afterRevokedStored, afterSuccessStored, hasCanvasWork, sendSuccessCanvas } from './canvas/outcomes.ts';
 import { decideRetry } from './retry-policy.ts';
 import { ackOnce, afterSettling, giveBack, settleInBatch, storeMeta } from './settle.ts';
 import { reportFinished, type Job, type WorkerState } from './state.ts';
@@ -69,7 +70,7 @@ export function onOutcome(w: WorkerState, job: Job, outcome: ExecOutcome): Promi
 
 /** Callbacks or a chain to send after success (they must go out before the result is stored). */
 export function hasSuccessFollowUps(req: TaskRequest): boolean {
-  return (req.embed.callbacks?.length ?? 0) > 0 || (req.embed.chain?.length ?? 0) > 0;
+  return hasCanvasWork(req);
 }
 
 /**
@@ -106,6 +107,7 @@ export function expired(w: WorkerState, job: Job): boolean {
   const meta = buildResultMeta({ taskId: req.id, status: 'REVOKED', result: expiredRevoked(), traceback: null, groupId: req.group, parentId: req.parentId });
   finalize(w, job, async () => {
     if (!req.ignoreResult) await storeMeta(w, meta, req);
+    await afterRevokedStored(w, req, meta.result);
     await ackOnce(w, job);
   });
   return true;
@@ -137,16 +139,17 @@ function successMeta(w: WorkerState, job: Job, value: unknown, children: ReturnT
 async function onSuccess(w: WorkerState, job: Job, value: unknown, runtimeMs: number): Promise<void> {
   const { req } = job;
   // Callbacks and the chain's next step go out before the result is stored, so `children` names them.
-  const follow = hasSuccessFollowUps(req) ? successFollowUps(req, value) : [];
-  if (follow.length > 0) {
+  let children: string[] = [];
+  if (hasSuccessFollowUps(req)) {
     try {
-      await sendFollowUps(w, follow);
+      children = await sendSuccessCanvas(w, req, value);
     } catch (err) {
       if (!refused(err)) throw err;
       return onFailure(w, job, { kind: 'failure', exc: errorToExceptionInfo(err), traceback: null, runtimeMs });
     }
   }
-  if (!ignoresResult(w, job)) await storeMeta(w, successMeta(w, job, value, follow.map((f) => childTuple(f.input.id))), req);
+  if (!ignoresResult(w, job)) await storeMeta(w, successMeta(w, job, value, children.map(childTuple)), req);
+  await afterSuccessStored(w, req, value);
   // Counted once the outcome is stored: a result that cannot be encoded ends as a failure instead.
   w.counters.succeeded++;
   if (w.logTasks) w.logger.info({ task: req.task, id: req.id, runtimeMs }, 'task succeeded');
@@ -180,7 +183,7 @@ export async function onFailure(w: WorkerState, job: Job, outcome: Extract<ExecO
   // Counted once its record is stored (a settle that fails and is retried is counted once).
   w.counters.failed++;
   try {
-    await sendFollowUps(w, failureFollowUps(req));
+    await afterFailureStored(w, req, outcome.exc, outcome.traceback === null ? null : redactAll(outcome.traceback));
   } catch (err) {
     if (!refused(err)) throw err;
     w.logger.error({ err, id: req.id, task: req.task }, `task ${req.task}[${req.id}]: an errback was not sent: ${(err as Error).message}`);
@@ -236,10 +239,6 @@ export async function onLost(w: WorkerState, job: Job, reason: string): Promise<
 
 /** The submission limits refused a follow-up (see the module comment). */
 function refused(err: unknown): boolean {
-  return err instanceof QueueFullError || err instanceof RateLimitedError;
-}
-
-/** Chain steps, callbacks and errbacks: routed and sent like a `delay()` of their task (a signature's own queue first). */
-async function sendFollowUps(w: WorkerState, follow: FollowUp[]): Promise<void> {
-  for (const f of follow) await w.rt.producer.sendFollowUp({ queue: f.queue, input: f.input });
+  // ValidationError: a canvas follow-up that cannot be built (a malformed or unsupported signature): FAILURE, as in Celery.
+  return err instanceof QueueFullError || err instanceof RateLimitedError || err instanceof ValidationError;
 }

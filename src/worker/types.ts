@@ -79,6 +79,8 @@ export type TaskEvent =
       type: 'started'; id: string; task: string; tag: string; lateAck: boolean; hardLimitMs: number | undefined; group: string | null; parentId: string | null;
       /** The message's reply route, sent only with `rpc://` results (the supervisor's FAILURE for a lost task goes there). */
       replyTo?: string; correlationId?: string;
+      /** JSON of the canvas part of the request (worker/canvas/lost.ts), only when it has one. */
+      canvas?: string;
     }
   | { type: 'finished'; id: string; tag: string };
 

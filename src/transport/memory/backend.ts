@@ -5,7 +5,7 @@
 import type { ExpiringIdSet } from '../../core/backend.ts';
 import { memoryExpiringIdSet } from './expiring-set.ts';
 import { ClosedError } from '../../errors.ts';
-import type { ResultBackend, StoredRecord, StoreOptions } from '../../core/backend.ts';
+import type { ChordPart, ResultBackend, StoredRecord, StoreOptions } from '../../core/backend.ts';
 
 interface Entry {
   payload: Buffer;
@@ -30,6 +30,10 @@ export class MemoryBackend implements ResultBackend {
   }
   private readonly watchers = new Map<string, Set<(p: Buffer) => void>>();
   private closed = false;
+  /** Saved groups (`celery-taskset-meta-<id>`). */
+  private readonly groups = new Map<string, Buffer>();
+  /** Chord joins: the header size and the parts so far (one process: the map is the atomic counter). */
+  private readonly chords = new Map<string, { size: number | undefined; parts: Array<{ score: number; entry: Buffer }> }>();
 
   async connect(): Promise<void> {
     if (this.closed) throw new ClosedError('memory backend');
@@ -74,6 +78,34 @@ export class MemoryBackend implements ResultBackend {
       set!.delete(onRecord);
       if (set!.size === 0) this.watchers.delete(taskId);
     };
+  }
+
+  async saveGroup(groupId: string, payload: Buffer): Promise<void> {
+    this.groups.set(groupId, Buffer.from(payload));
+  }
+
+  async getGroup(groupId: string): Promise<Buffer | undefined> {
+    return this.groups.get(groupId);
+  }
+
+  async forgetGroup(groupId: string): Promise<void> {
+    this.groups.delete(groupId);
+  }
+
+  async setChordSize(groupId: string, size: number): Promise<void> {
+    const c = this.chords.get(groupId);
+    if (c) c.size = size;
+    else this.chords.set(groupId, { size, parts: [] });
+  }
+
+  async chordPartReturn(part: ChordPart): Promise<Buffer[] | undefined> {
+    let c = this.chords.get(part.groupId);
+    if (!c) this.chords.set(part.groupId, (c = { size: undefined, parts: [] }));
+    // A redelivered part (the same entry) counts once, as a sorted-set member does.
+    if (!c.parts.some((p) => p.entry.equals(part.entry))) c.parts.push({ score: part.groupIndex ?? Infinity, entry: Buffer.from(part.entry) });
+    if (c.size === undefined || c.parts.length !== c.size) return undefined;
+    this.chords.delete(part.groupId);
+    return [...c.parts].sort((a, b) => a.score - b.score || Buffer.compare(a.entry, b.entry)).map((p) => p.entry);
   }
 
   async forget(taskId: string): Promise<void> {

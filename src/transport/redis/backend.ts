@@ -13,11 +13,13 @@ import type { Redis } from 'ioredis';
 import type { AdapterContext } from '../../core/adapter-context.ts';
 import { ClosedError } from '../../errors.ts';
 import { asRedisConnectionError, connectClient, createRedisClient, updateClientCredentials } from './connection.ts';
-import type { ResultBackend, StoredRecord, StoreOptions } from '../../core/backend.ts';
-import { storeResults } from './scripts.ts';
+import type { ChordPart, ResultBackend, StoredRecord, StoreOptions } from '../../core/backend.ts';
+import { chordPart, storeResults } from './scripts.ts';
 
 /** Celery's result key prefix. */
 export const TASK_META_PREFIX = 'celery-task-meta-';
+/** Celery's saved-group and chord-join key prefix (`<prefix><group id>`, `.j`, `.t`, `.s`). */
+export const GROUP_META_PREFIX = 'celery-taskset-meta-';
 
 /** Most records written by one store script call. */
 const STORE_BATCH = 500;
@@ -162,6 +164,49 @@ export class RedisBackend implements ResultBackend {
         if (!this.closed) void this.sub.unsubscribe(channel).catch(() => undefined);
       }
     };
+  }
+
+  /** Celery's `_set`: SETEX (or SET) and PUBLISH on the key's channel. */
+  private async setAndPublish(key: string, value: Buffer | string, ttl: number): Promise<void> {
+    await this.connect();
+    try {
+      const m = this.client.multi();
+      if (ttl > 0) m.setex(key, ttl, value);
+      else m.set(key, value);
+      await m.publish(key, value).exec();
+    } catch (err) {
+      throw asRedisConnectionError(err, 'result backend', this.url);
+    }
+  }
+
+  saveGroup(groupId: string, payload: Buffer, options?: StoreOptions): Promise<void> {
+    return this.setAndPublish(GROUP_META_PREFIX + groupId, payload, options?.expiresSeconds ?? 0);
+  }
+
+  async getGroup(groupId: string): Promise<Buffer | undefined> {
+    await this.connect();
+    return (await this.client.getBuffer(GROUP_META_PREFIX + groupId)) ?? undefined;
+  }
+
+  async forgetGroup(groupId: string): Promise<void> {
+    await this.connect();
+    await this.client.del(GROUP_META_PREFIX + groupId);
+  }
+
+  /** Celery's `set_chord_size`: the `.s` key, written as Celery writes it (text, expiry, PUBLISH). */
+  setChordSize(groupId: string, size: number, options?: StoreOptions): Promise<void> {
+    return this.setAndPublish(`${GROUP_META_PREFIX}${groupId}.s`, String(size), options?.expiresSeconds ?? 0);
+  }
+
+  async chordPartReturn(part: ChordPart, options?: StoreOptions): Promise<Buffer[] | undefined> {
+    await this.connect();
+    const base = GROUP_META_PREFIX + part.groupId;
+    try {
+      const parts = await chordPart(this.client, { join: `${base}.j`, extra: `${base}.t`, size: `${base}.s` }, { entry: part.entry, score: part.groupIndex ?? '+inf', ttl: options?.expiresSeconds ?? 0 });
+      return parts ?? undefined;
+    } catch (err) {
+      throw asRedisConnectionError(err, 'result backend', this.url);
+    }
   }
 
   async updateCredentials(url: string): Promise<void> {

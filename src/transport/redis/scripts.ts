@@ -76,6 +76,7 @@ const S = {
   beatClaim: load('beat-claim-2.lua'),
   beatConfirm: load('beat-confirm-1.lua'),
   expiringSetAdd: load('expiring-set-add-1.lua'),
+  chordPart: load('chord-part-3.lua'),
 } as const;
 
 type Runner = (...args: Arg[]) => Promise<unknown>;
@@ -264,4 +265,15 @@ export function beatConfirm(client: ScriptClient, keys: BeatKeys, args: { entry:
 /** `expiring-set-add-1.lua`: add `entries` (id, expiry ms) to the expiring id set `set`, keeping at most `max`. */
 export function expiringSetAdd(client: ScriptClient, keys: { set: string }, args: { now: number; max: number; entries: ReadonlyArray<readonly [string, number]> }): Promise<number> {
   return run(client, S.expiringSetAdd, [keys.set], [args.now, args.max, ...args.entries.flatMap(([id, until]) => [id, Math.round(until)])]);
+}
+
+/**
+ * `chord-part-3.lua`: add one chord header part (Celery's native join); the
+ * parts, in header order, when this one completed the header, else null.
+ * Run as a Buffer command: parts may be msgpack.
+ */
+export function chordPart(client: ScriptClient, keys: { join: string; extra: string; size: string }, args: { entry: Buffer; score: number | '+inf'; ttl: number }): Promise<Buffer[] | null> {
+  command(client, S.chordPart);
+  const fn = (client as unknown as Record<string, Runner>)[`${S.chordPart.command}Buffer`]!;
+  return fn.call(client, 3, keys.join, keys.extra, keys.size, args.entry, args.score, args.ttl) as Promise<Buffer[] | null>;
 }

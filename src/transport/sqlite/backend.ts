@@ -23,7 +23,8 @@ import type { Logger } from '../../observability/logging.ts';
 import { isBusyError, openSqlite, sqliteLocationFromUrl, type SqliteDatabase, type SqliteLocation, type SqliteStatement } from './open.ts';
 import { counterStatement, migrate } from './schema.ts';
 import { WakeHub } from './wake.ts';
-import type { ResultBackend, StoredRecord, StoreOptions } from '../../core/backend.ts';
+import type { ChordPart, ResultBackend, StoredRecord, StoreOptions } from '../../core/backend.ts';
+import { sqliteCanvas, type SqliteCanvas } from './chord.ts';
 
 /** How often a writer deletes expired rows, ms. */
 const EXPIRY_SWEEP_MS = 60_000;
@@ -54,6 +55,7 @@ export class SqliteBackend implements ResultBackend {
   private readonly logger: Logger;
   private db: SqliteDatabase | undefined;
   private s!: Record<string, Statement>;
+  private canvas: SqliteCanvas | undefined;
   private nextVersion!: (n: number) => number;
   private hub: WakeHub | undefined;
   private readonly watchers = new Map<string, Set<(p: Buffer) => void>>();
@@ -103,6 +105,7 @@ export class SqliteBackend implements ResultBackend {
       throw err;
     }
     this.db = db;
+    this.canvas = sqliteCanvas(db, (fn) => this.write(fn));
     this.hub = WakeHub.acquire(this.location.path, { mode: this.location.wake, logger: this.logger });
     return db;
   }
@@ -234,6 +237,31 @@ export class SqliteBackend implements ResultBackend {
     } catch (err) {
       this.logger.warn({ err }, 'reading new results failed; retrying at the next signal');
     }
+  }
+
+  private chords(): SqliteCanvas {
+    this.open();
+    return this.canvas!;
+  }
+
+  async saveGroup(groupId: string, payload: Buffer, options?: StoreOptions): Promise<void> {
+    this.chords().saveGroup(groupId, payload, options);
+  }
+
+  async getGroup(groupId: string): Promise<Buffer | undefined> {
+    return this.chords().getGroup(groupId);
+  }
+
+  async forgetGroup(groupId: string): Promise<void> {
+    this.chords().forgetGroup(groupId);
+  }
+
+  async setChordSize(groupId: string, size: number, options?: StoreOptions): Promise<void> {
+    this.chords().setChordSize(groupId, size, options);
+  }
+
+  async chordPartReturn(part: ChordPart, options?: StoreOptions): Promise<Buffer[] | undefined> {
+    return this.chords().chordPartReturn(part, options);
   }
 
   async forget(taskId: string): Promise<void> {

@@ -99,6 +99,11 @@ export const MIGRATIONS: Readonly<Record<SchemaComponent, readonly (readonly str
         PRIMARY KEY (name, id)
       ) WITHOUT ROWID`,
       `CREATE INDEX expiring_ids_until ON expiring_ids (name, until)`,
+      // Canvas (chord.ts): saved groups (Celery's celery-taskset-meta-<id>) and chord joins.
+      // A part is keyed by its entry, as a member of Celery's sorted set: a redelivery counts once.
+      `CREATE TABLE groups (group_id TEXT PRIMARY KEY, payload BLOB NOT NULL, expires_at INTEGER)`,
+      `CREATE TABLE chords (group_id TEXT PRIMARY KEY, size INTEGER, expires_at INTEGER)`,
+      `CREATE TABLE chord_parts (group_id TEXT NOT NULL, score REAL NOT NULL, entry BLOB NOT NULL, PRIMARY KEY (group_id, entry))`,
     ],
   ],
 };

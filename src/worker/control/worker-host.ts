@@ -13,6 +13,7 @@ import { ackOnce, storeMeta } from '../settle.ts';
 import { sleep, type Job, type WorkerState } from '../state.ts';
 import type { ControlHost, RevokeOutcome, TaskInfo } from './commands.ts';
 import { REVOKE_EXPIRES_S } from './revoked.ts';
+import { afterRevokedStored } from '../canvas/outcomes.ts';
 
 export interface WorkerHostOptions {
   /** The queues consumed now (changed by add_consumer/cancel_consumer). */
@@ -44,6 +45,7 @@ export function revokedJob(w: WorkerState, job: Job, reason = 'revoked'): boolea
   const meta = buildResultMeta({ taskId: req.id, status: 'REVOKED', result: revokedRecord(reason), traceback: null, groupId: req.group, parentId: req.parentId });
   finalize(w, job, async () => {
     if (!req.ignoreResult) await storeMeta(w, meta, req);
+    await afterRevokedStored(w, req, meta.result);
     await ackOnce(w, job);
   });
   return true;

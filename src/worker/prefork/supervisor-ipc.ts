@@ -53,8 +53,9 @@ export type FromChild =
   | { t: 'stopped' };
 
 /*
- * A started task is `s<TAB>key<TAB>hardLimitMs<TAB>id<TAB>task<TAB>late<TAB>group<TAB>parent`
- * (with `rpc://` results, then `<TAB>replyTo<TAB>correlationId`),
+ * A started task is `s<TAB>key<TAB>hardLimitMs<TAB>id<TAB>task<TAB>late<TAB>group<TAB>parent`,
+ * then, when either is present, `<TAB>replyTo<TAB>correlationId` (`rpc://` results; empty otherwise)
+ * and `<TAB>canvas` (JSON of the canvas part of the request),
  * a finished one `f<TAB>key`, where key = id + tag. The supervisor keeps
  * started lines as they are and reads their fields only when it needs them
  * (a hard limit to watch, or a child that died).
@@ -72,7 +73,9 @@ export function encodeTaskEvent(e: TaskEvent): string {
   if (e.type === 'finished') return `f${SEP}${key}`;
   const line = `s${SEP}${key}${SEP}${e.hardLimitMs ?? ''}${SEP}${e.id}${SEP}${clean(e.task)}${SEP}${e.lateAck ? '1' : '0'}${SEP}${clean(e.group)}${SEP}${clean(e.parentId)}`;
   // rpc:// results only: the reply route, so the supervisor's FAILURE for a lost task reaches its caller.
-  return e.replyTo ? `${line}${SEP}${clean(e.replyTo)}${SEP}${clean(e.correlationId ?? null)}` : line;
+  const route = e.replyTo || e.canvas ? `${SEP}${clean(e.replyTo ?? null)}${SEP}${clean(e.correlationId ?? null)}` : '';
+  // The canvas field is JSON, whose strings escape tabs and newlines.
+  return `${line}${route}${e.canvas ? `${SEP}${e.canvas}` : ''}`;
 }
 
 function clean(v: string | null): string {
@@ -81,7 +84,7 @@ function clean(v: string | null): string {
 
 /** The fields of a started line. */
 export function decodeStartedLine(line: string): Extract<TaskEvent, { type: 'started' }> & { key: string } {
-  const [, key, hard, id, task, late, group, parent, replyTo, correlationId] = line.split(SEP);
+  const [, key, hard, id, task, late, group, parent, replyTo, correlationId, canvas] = line.split(SEP);
   const tag = key!.slice(id!.length + 1);
   return {
     type: 'started',
@@ -94,5 +97,6 @@ export function decodeStartedLine(line: string): Extract<TaskEvent, { type: 'sta
     group: group || null,
     parentId: parent || null,
     ...(replyTo ? { replyTo, correlationId: correlationId || id! } : {}),
+    ...(canvas ? { canvas } : {}),
   };
 }

@@ -36,6 +36,7 @@ import type { WorkerRuntime } from '../runtime.ts';
 import type { TaskEvent, WorkerHandle, WorkerOptions, WorkerStats } from '../types.ts';
 import type { ControlServer } from '../control/server.ts';
 import { startSupervisorControl, type SupervisorView } from '../control/supervisor-host.ts';
+import { settleLostCanvas } from '../canvas/lost.ts';
 
 // Compiled (dist/): children run plain JavaScript and load tsx only for a TypeScript app module.
 // From source: children need tsx for Celeriac's own modules.
@@ -559,6 +560,7 @@ export class Supervisor implements WorkerHandle {
       await store.storeRecords(
         failures.map(({ event, exc, status }) => store.encode(buildResultMeta({ taskId: event.id, status: status ?? 'FAILURE', result: exc, traceback: null, groupId: event.group, parentId: event.parentId }), replyRouteOf(event))),
       );
+      for (const { event, exc, status } of failures) if (event.canvas) await settleLostCanvas({ store, logger: this.logger, rt: this.app }, event.canvas, status ?? 'FAILURE', exc).catch((err: unknown) => this.logger.error({ err, id: event.id }, 'could not settle the chain, chord or errbacks of a lost task'));
     }
     if (child.owner) {
       const broker = await this.app.broker();
