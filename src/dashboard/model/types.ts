@@ -65,6 +65,8 @@ export interface TaskDetail extends TaskRow {
   rootId?: string | null;
   parentId?: string | null;
   groupId?: string | null;
+  /** Queue it was sent to, when a `task-sent` event said. */
+  queue?: string;
   children: string[];
   /** Every event seen for it, oldest first. */
   timeline: Array<{ type: string; timestamp: number; worker?: string; fields: Record<string, string | number | boolean | null> }>;
@@ -108,6 +110,8 @@ export interface QueueView {
   /** Seconds since the oldest waiting message was sent, when known. */
   oldestAgeSeconds?: number;
   deadLetters: number;
+  /** True when `deadLetters` hit the counting cap (1,000): there may be more. */
+  deadLettersCapped?: boolean;
   /** True while consumers are cancelled on it by a pause. */
   paused: boolean;
   /** Workers consuming it. */
@@ -124,6 +128,8 @@ export interface DeadLetterView {
   /** Redacted unless clear. */
   args?: string;
   kwargs?: string;
+  /** The record was stored truncated (too large): it cannot be redriven. */
+  truncated?: boolean;
 }
 
 /** One point per bucket (default one minute) of the charts. */
