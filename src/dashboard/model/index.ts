@@ -385,6 +385,23 @@ export async function createDashboardModel(options: DashboardModelOptions): Prom
 
     metrics: () => metrics.text(),
 
+    ingestion() {
+      const r = receiver?.stats;
+      const st = ingestor.stats;
+      return {
+        received: receiverTotals.received + (r?.received ?? 0),
+        malformed: receiverTotals.malformed + (r?.malformed ?? 0),
+        dropped: receiverTotals.dropped + (r?.dropped ?? 0),
+        taskEvents: st.taskEvents,
+        pending: ingestor.pending,
+        flushes: st.flushes,
+        writeErrors: st.writeErrors,
+        lastLagSeconds: st.lastLagSeconds,
+        maxLagSeconds: st.maxLagSeconds,
+        eventsPerSecond,
+      };
+    },
+
     health() {
       const t = now();
       const brokerOk = queues.lastBrokerOkAt > 0 && t - queues.lastBrokerOkAt < Math.max(30, (3 * inspectIntervalMs) / 1000);

@@ -198,7 +198,34 @@ export interface DashboardModel {
   metrics(): Promise<{ contentType: string; body: string }>;
   /** Ready when connected to the broker and receiving events. */
   health(): { live: boolean; ready: boolean; detail: string };
+  /**
+   * Counters of the event ingestion (optional: the server may show them on a
+   * status page; benches read them). `lastLagSeconds`: from receiving the
+   * oldest event of the last tick to writing it.
+   */
+  ingestion?(): IngestionStats;
   close(): Promise<void>;
+}
+
+/** Counters of the event ingestion since the model started. */
+export interface IngestionStats {
+  /** Events read from the event exchange (valid ones). */
+  received: number;
+  /** Events refused as malformed. */
+  malformed: number;
+  /** Events dropped because ingestion fell behind (the receiver's buffer was full). */
+  dropped: number;
+  /** Task events applied to the store. */
+  taskEvents: number;
+  /** Events waiting for the next tick. */
+  pending: number;
+  /** Ticks written, and failed writes. */
+  flushes: number;
+  writeErrors: number;
+  lastLagSeconds: number;
+  maxLagSeconds: number;
+  /** Events per second over the last second. */
+  eventsPerSecond: number;
 }
 
 /** Options of `createDashboardModel` (src/dashboard/model/index.ts). */
