@@ -215,6 +215,17 @@ module.exports = {
       to: { path: '^src/(worker|client|cli|dashboard|beat)/' },
     },
     {
+      name: 'dashboard-model-below-server',
+      severity: 'error',
+      comment:
+        'The dashboard model (src/dashboard/model/: events, task store, inspect, actions) sees the cluster through ' +
+        'the app (client/) like any client, and knows nothing of who asks: it never imports the dashboard server ' +
+        '(HTTP, sessions, roles, audit), the worker, audit, secrets or the cli, so permission checks live in one ' +
+        'place (the server) and the model is tested without HTTP.',
+      from: { path: '^src/dashboard/model/' },
+      to: { path: '^src/(dashboard/server|worker|cli|audit|secrets)/' },
+    },
+    {
       name: 'cli-only-from-bin',
       severity: 'error',
       comment:

@@ -116,7 +116,7 @@ export async function createDashboardModel(options: DashboardModelOptions): Prom
   /** The queue of a task seen only at a worker: that worker's queue when it consumes exactly one. */
   const queueOfTask = (t: StoredTask): string | undefined => {
     if (t.queue) return t.queue;
-    const q = t.worker ? workers.view(t.worker, now())?.queues : undefined;
+    const q = t.worker ? workers.queuesOf(t.worker) : undefined;
     return q?.length === 1 ? q[0] : undefined;
   };
 

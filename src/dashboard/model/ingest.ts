@@ -88,10 +88,15 @@ function nullableStr(v: unknown): string | null | undefined {
   return v === null ? null : typeof v === 'string' ? v : undefined;
 }
 
+/** Most fields kept per timeline entry (an event may carry thousands of extra keys). */
+const TIMELINE_FIELDS_MAX = 32;
+
 function timelineFields(ev: CeleryEvent): Record<string, string | number | boolean | null> {
   const out: Record<string, string | number | boolean | null> = {};
+  let n = 0;
   for (const [k, v] of Object.entries(ev)) {
-    if (NOT_IN_TIMELINE.has(k)) continue;
+    if (NOT_IN_TIMELINE.has(k) || k.length > 64) continue;
+    if (++n > TIMELINE_FIELDS_MAX) break;
     if (typeof v === 'string') out[k] = v.length > 1024 ? `${v.slice(0, 1024)}…` : v;
     else if (typeof v === 'number' || typeof v === 'boolean' || v === null) out[k] = v;
   }

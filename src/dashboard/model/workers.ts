@@ -29,6 +29,8 @@ export interface WorkerTracker {
   refresh(): Promise<void>;
   views(now: number): WorkerView[];
   view(hostname: string, now: number): WorkerView | undefined;
+  /** Queues a worker consumes (from the last inspect), without building its view. */
+  queuesOf(hostname: string): readonly string[] | undefined;
   /** Workers consuming `queue` (from the last inspect). */
   consumersOf(queue: string): string[];
   /** Every queue some worker consumes. */
@@ -194,6 +196,7 @@ export function createWorkerTracker(options: { control: () => Control; timeoutMs
     },
     views: (t) => hosts().map((h) => view(h, t)),
     view: (host, t) => (state.worker(host) || snapshots.has(host) ? view(host, t) : undefined),
+    queuesOf: (host) => snapshots.get(host)?.queues,
     consumersOf: (queue) => [...snapshots.entries()].filter(([, s]) => s.queues?.includes(queue)).map(([h]) => h).sort(),
     queues: () => [...new Set([...snapshots.values()].flatMap((s) => s.queues ?? []))].sort(),
     registered: () => [...new Set([...snapshots.values()].flatMap((s) => s.registered ?? []))].sort(),

@@ -97,6 +97,7 @@ const TARGETS = [
   'src/worker/worker.ts',
   'src/audit/report.ts',
   'src/cli/main.ts',
+  'src/dashboard/server/index.ts',
 ];
 
 const CASES: Case[] = [
@@ -132,6 +133,9 @@ const CASES: Case[] = [
   { file: 'src/client/imports-worker.ts', code: "import '../worker/worker.ts';", rules: ['client-not-worker'] },
   { file: 'src/audit/imports-worker.ts', code: "import '../worker/worker.ts';", rules: ['audit-stays-offline-of-the-runtime'] },
   { file: 'src/worker/imports-cli.ts', code: "import '../cli/main.ts';", rules: ['cli-only-from-bin'] },
+  { file: 'src/dashboard/model/imports-server.ts', code: "import '../server/index.ts';", rules: ['dashboard-model-below-server'] },
+  { file: 'src/dashboard/model/imports-worker.ts', code: "import '../../worker/worker.ts';", rules: ['dashboard-model-below-server'] },
+  { file: 'src/dashboard/model/uses-client.ts', code: "import '../../client/app.ts';\nimport '../../core/broker.ts';\nimport '../../observability/security-events.ts';", rules: [] },
   { file: 'src/client/imports-missing.ts', code: "import './missing.ts';", rules: ['not-to-unresolvable'] },
   { file: 'src/worker/cycle-a.ts', code: "import './cycle-b.ts';", rules: ['no-circular'] },
   // dependency-cruiser reports a cycle once, from its first member in file order
