@@ -10,6 +10,9 @@
  */
 import { bump, EXACT_COUNT_LIMIT, matches, rowOf, type StorePage, type StoreQuery, type StoredTask, type TaskStore, type TaskWrite } from './store.ts';
 
+/** Most tasks a count scans before it extrapolates. */
+const SCAN_LIMIT = 100_000;
+
 /** Flower's default `max_tasks`. */
 export const DEFAULT_MEMORY_MAX_TASKS = 10_000;
 
@@ -28,6 +31,8 @@ export function createMemoryStore(options: { maxTasks?: number } = {}): TaskStor
   let seq = 0;
   let lastUpdated = 0;
   const counts = new Map<string, Map<string, number>>();
+  // By worker too, so the common filters (name, worker, state and their pairs with state) are counted exactly without a scan.
+  const workerCounts = new Map<string, Map<string, number>>();
   const children = new Map<string, Set<string>>();
 
   const unlinkChild = (t: StoredTask): void => {
@@ -42,6 +47,7 @@ export function createMemoryStore(options: { maxTasks?: number } = {}): TaskStor
     if (!slot) return;
     tasks.delete(id);
     bump(counts, slot.task.name, slot.task.state, -1);
+    bump(workerCounts, slot.task.worker, slot.task.state, -1);
     unlinkChild(slot.task);
   };
 
@@ -85,6 +91,24 @@ export function createMemoryStore(options: { maxTasks?: number } = {}): TaskStor
     return found;
   };
 
+  /** The number of matching tasks when the counters know it (name, worker and state filters), else undefined. */
+  const exactTotal = (q: StoreQuery, names: ReadonlySet<string> | undefined): number | undefined => {
+    if (q.from !== undefined || q.to !== undefined || q.nameContains !== undefined) return undefined;
+    const sum = (m: ReadonlyMap<string, number> | undefined, state?: string): number => (state !== undefined ? (m?.get(state) ?? 0) : [...(m?.values() ?? [])].reduce((a, b) => a + b, 0));
+    if (names && q.worker === undefined) {
+      let n = 0;
+      for (const name of names) n += sum(counts.get(name), q.state);
+      return n;
+    }
+    if (!names && q.worker !== undefined) return sum(workerCounts.get(q.worker), q.state);
+    if (!names && q.worker === undefined && q.state !== undefined) {
+      let n = 0;
+      for (const byState of counts.values()) n += byState.get(q.state) ?? 0;
+      return n;
+    }
+    return undefined;
+  };
+
   return {
     kind: 'memory',
     get: (id) => tasks.get(id)?.task,
@@ -96,9 +120,11 @@ export function createMemoryStore(options: { maxTasks?: number } = {}): TaskStor
         const old = tasks.get(task.id);
         if (old) {
           bump(counts, old.task.name, old.task.state, -1);
+          bump(workerCounts, old.task.worker, old.task.state, -1);
           if (old.task.parentId !== task.parentId) unlinkChild(old.task);
         }
         bump(counts, task.name, task.state, 1);
+        bump(workerCounts, task.worker, task.state, 1);
         if (task.parentId) {
           let set = children.get(task.parentId);
           if (!set) children.set(task.parentId, (set = new Set()));
@@ -120,6 +146,9 @@ export function createMemoryStore(options: { maxTasks?: number } = {}): TaskStor
       }
       const names = q.names ? new Set(q.names) : undefined;
       const filtered = names !== undefined || q.nameContains !== undefined || q.state !== undefined || q.worker !== undefined || q.from !== undefined || q.to !== undefined;
+      const exact = filtered ? exactTotal(q, names) : tasks.size;
+      // Nothing matches by the counts: no need to read the log to find out.
+      if (exact === 0) return { items: [], total: 0, totalIsEstimate: false };
       const items: StoredRow[] = [];
       let nextCursor: string | undefined;
       const before = q.cursor !== undefined ? Number(q.cursor) : undefined;
@@ -134,24 +163,23 @@ export function createMemoryStore(options: { maxTasks?: number } = {}): TaskStor
         }
         items.push(rowOf(t));
       }
-      let total = tasks.size;
+      let total = exact ?? 0;
       let totalIsEstimate = false;
-      if (filtered) {
-        if (names && names.size === 1 && q.state === undefined && q.worker === undefined && q.from === undefined && q.to === undefined && q.nameContains === undefined) {
-          total = [...(counts.get([...names][0]!)?.values() ?? [])].reduce((a, b) => a + b, 0);
-        } else if (!names && q.state !== undefined && q.worker === undefined && q.from === undefined && q.to === undefined && q.nameContains === undefined) {
-          total = 0;
-          for (const byState of counts.values()) total += byState.get(q.state) ?? 0;
-        } else {
-          total = 0;
-          for (let i = logIds.length - 1; i >= head; i--) {
-            if (!live(i)) continue;
-            const t = tasks.get(logIds[i]!)!.task;
-            if (q.from !== undefined && t.updated < q.from) break;
-            if (matches(t, q, names) && ++total > EXACT_COUNT_LIMIT) {
-              totalIsEstimate = true;
-              break;
-            }
+      if (exact === undefined) {
+        // Other combinations are counted by a scan, newest first, of at most SCAN_LIMIT tasks; beyond it the total is extrapolated.
+        let examined = 0;
+        for (let i = logIds.length - 1; i >= head; i--) {
+          if (!live(i)) continue;
+          const t = tasks.get(logIds[i]!)!.task;
+          if (q.from !== undefined && t.updated < q.from) break;
+          if (matches(t, q, names) && ++total > EXACT_COUNT_LIMIT) {
+            totalIsEstimate = true;
+            break;
+          }
+          if (++examined >= SCAN_LIMIT) {
+            totalIsEstimate = true;
+            total = Math.round((total / examined) * tasks.size);
+            break;
           }
         }
       }
@@ -177,6 +205,8 @@ export function createMemoryStore(options: { maxTasks?: number } = {}): TaskStor
     },
     close() {
       tasks.clear();
+      counts.clear();
+      workerCounts.clear();
       logIds = [];
       logSeqs = [];
       head = 0;
