@@ -88,6 +88,23 @@ export async function createDashboardModel(options: DashboardModelOptions): Prom
   };
   const series = createSeries();
   const queues = createQueueTracker({ broker: () => app.broker() });
+  // Paused queues and the workers to resume, kept with the store so a restarted dashboard still knows.
+  const PAUSED_KEY = 'paused-queues';
+  try {
+    const saved = JSON.parse(store.getMeta(PAUSED_KEY) ?? '{}') as Record<string, unknown>;
+    for (const [queue, list] of Object.entries(saved)) {
+      if (Array.isArray(list)) queues.paused.set(queue, list.filter((w): w is string => typeof w === 'string'));
+    }
+  } catch {
+    // An unreadable record is ignored: the queues show as not paused.
+  }
+  const savePaused = (): void => {
+    try {
+      store.setMeta(PAUSED_KEY, queues.paused.size ? JSON.stringify(Object.fromEntries(queues.paused)) : undefined);
+    } catch (err) {
+      app.logger.warn({ err }, 'dashboard: could not save the paused queues');
+    }
+  };
   const workers = createWorkerTracker({ control: () => app.control, intervalSeconds: inspectIntervalMs / 1000, timeoutMs: Math.min(2000, inspectIntervalMs) });
   let receiver: EventReceiver | undefined;
   let receiverRunning = false;
@@ -378,6 +395,7 @@ export async function createDashboardModel(options: DashboardModelOptions): Prom
       },
       paused: queues.paused,
       changed: () => {
+        savePaused();
         queues.invalidate();
         void refreshWorkers().catch(() => undefined);
       },

@@ -34,6 +34,7 @@ export function createMemoryStore(options: { maxTasks?: number } = {}): TaskStor
   // By worker too, so the common filters (name, worker, state and their pairs with state) are counted exactly without a scan.
   const workerCounts = new Map<string, Map<string, number>>();
   const children = new Map<string, Set<string>>();
+  const meta = new Map<string, string>();
 
   const unlinkChild = (t: StoredTask): void => {
     if (!t.parentId) return;
@@ -202,6 +203,11 @@ export function createMemoryStore(options: { maxTasks?: number } = {}): TaskStor
         head++;
       }
       return n;
+    },
+    getMeta: (key) => meta.get(key),
+    setMeta(key, value) {
+      if (value === undefined) meta.delete(key);
+      else meta.set(key, value);
     },
     close() {
       tasks.clear();

@@ -312,6 +312,11 @@ export function createSqliteStore(options: SqliteStoreOptions): TaskStore {
       if (rows.length === 0 && size > maxTasks) rows = stmt('SELECT id, name, state FROM tasks ORDER BY updated, id LIMIT ?').all(Math.min(batch, size - maxTasks)) as typeof rows;
       return rows.length ? deleteAll(rows) : 0;
     },
+    getMeta: (key) => (stmt('SELECT value FROM meta WHERE key = ?').get(`dashboard:${key}`) as { value: string } | undefined)?.value,
+    setMeta(key, value) {
+      if (value === undefined) stmt('DELETE FROM meta WHERE key = ?').run(`dashboard:${key}`);
+      else stmt('INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(`dashboard:${key}`, value);
+    },
     close() {
       if (db.open) db.close();
     },

@@ -105,6 +105,9 @@ export interface TaskStore {
    * or beyond the count cap); returns how many were removed (0: nothing left to do).
    */
   prune(options: { olderThan?: number; batch?: number }): number;
+  /** Small state kept with the tasks (the paused queues): survives a restart with the SQLite store. */
+  getMeta(key: string): string | undefined;
+  setMeta(key: string, value: string | undefined): void;
   close(): void;
 }
 

@@ -126,9 +126,11 @@ for (const store of ['memory', 'sqlite'] as const) {
 }
 
 describe('dashboard model: queues and actions', () => {
-  it('pauses a queue on the workers consuming it and resumes exactly them', async () => {
+  it('pauses a queue on the workers consuming it and resumes exactly them, after a restart too', async () => {
     const queue = 'q-pause';
-    const { f, model } = await setup('memory', queue);
+    const first = await setup('sqlite', queue);
+    const f = first.f;
+    let model = first.model;
     try {
       const add = f.app.task('t.add', (x: number, y: number) => x + y);
       await f.startWorker({ taskEvents: true, heartbeatIntervalS: 0.2, nodeName: 'pw@test', queues: [queue] });
@@ -143,6 +145,10 @@ describe('dashboard model: queues and actions', () => {
       assert.equal(view.depth, 1, 'the task waits while the queue is paused');
       assert.ok(view.rateIn > 0, 'task-sent counted in');
       assert.ok(view.oldestAgeSeconds !== undefined && view.oldestAgeSeconds >= 0);
+      // A restarted dashboard still knows the queue is paused, and on which workers.
+      await model.close();
+      model = await createDashboardModel({ app: f.app, queues: [queue], inspectIntervalMs: 500, store: { kind: 'sqlite', path: join(dir, `${queue}.db`) } });
+      assert.equal((await model.queues()).find((q) => q.name === queue)!.paused, true);
       const resumed = await model.actions.resumeQueue(queue);
       assert.equal(resumed.ok, true, resumed.message);
       assert.equal(await r.get({ timeoutMs: 5000 }), 2);
