@@ -32,8 +32,8 @@ export type { TaskStore, StoredTask } from './store.ts';
 const DAY = 86_400;
 /** A name filter matching more names than this is run as a substring scan. */
 const MAX_NAMES_RESOLVED = 24;
-/** Most task updates pushed to live listeners per ingestion tick (beyond it, the UI refetches on `stats`). */
-const LIVE_TASKS_PER_TICK = 100;
+/** Most task updates pushed to live listeners per second (beyond it, the UI refetches on `stats`). */
+const LIVE_TASKS_PER_SECOND = 200;
 
 /** Open the store the options ask for. */
 export function openStore(store: DashboardModelOptions['store']): TaskStore {
@@ -116,6 +116,7 @@ export async function createDashboardModel(options: DashboardModelOptions): Prom
   options.signal?.addEventListener('abort', onAbort, { once: true });
   const receiverTotals = { received: 0, malformed: 0, dropped: 0 };
   let eventsThisSecond = 0;
+  let liveBudget = LIVE_TASKS_PER_SECOND;
   let eventsPerSecond = 0;
 
   const metrics = createDashboardMetrics({
@@ -182,8 +183,10 @@ export async function createDashboardModel(options: DashboardModelOptions): Prom
     onApplied,
     onFlushed: ({ tasks, maxLagSeconds }) => {
       metrics.lag(maxLagSeconds);
-      if (listeners.size === 0) return;
-      for (const t of tasks.slice(-LIVE_TASKS_PER_TICK)) emit({ kind: 'task', task: row(t, false) });
+      if (listeners.size === 0 || liveBudget <= 0) return;
+      const send = tasks.slice(-liveBudget);
+      liveBudget -= send.length;
+      for (const t of send) emit({ kind: 'task', task: row(t, false) });
     },
     onError: (err) => app.logger.error({ err }, 'dashboard: writing task events to the store failed; this tick is lost'),
   });
@@ -465,11 +468,13 @@ export async function createDashboardModel(options: DashboardModelOptions): Prom
   every(1000, () => {
     eventsPerSecond = eventsThisSecond;
     eventsThisSecond = 0;
+    liveBudget = LIVE_TASKS_PER_SECOND;
     if (listeners.size > 0) emit({ kind: 'stats', eventsPerSecond, tasks: store.size(), workers: workers.views(now()).filter((w) => w.status === 'online').length });
   });
   if (retentionSeconds !== undefined || store.kind === 'sqlite') {
     pruneOnce();
     every(5000, pruneOnce);
   }
+  if (options.signal?.aborted) await model.close();
   return model;
 }
