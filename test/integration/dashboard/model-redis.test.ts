@@ -112,8 +112,10 @@ describe('dashboard model with a Celeriac and a Python worker (Redis)', () => {
 
     await waitFor(() => {
       const w = m.workers();
-      return w.some((x) => x.hostname === pyNode && x.status === 'online' && x.registered !== undefined) && w.some((x) => x.hostname === tsNode && x.status === 'online' && x.registered !== undefined);
-    }, 20_000, 'both workers online with inspect replies');
+      // The software comes with heartbeats (every 2 s from Python); registered tasks with an inspect round.
+      const known = (node: string) => w.some((x) => x.hostname === node && x.status === 'online' && x.registered !== undefined && x.software !== undefined);
+      return known(pyNode) && known(tsNode);
+    }, 20_000, 'both workers online with heartbeats and inspect replies');
     const pw = m.worker(pyNode)!;
     assert.match(pw.software ?? '', /py-celery/);
     assert.ok(pw.registered!.includes('tasks.add'));
