@@ -16,53 +16,24 @@ import { createActions } from './actions.ts';
 import { createIngestor, type AppliedEvent } from './ingest.ts';
 import { createDashboardMetrics } from './metrics.ts';
 import { createQueueTracker } from './queues.ts';
-import { shown } from './redact.ts';
 import { createSeries } from './series.ts';
-import { createMemoryStore } from './store-memory.ts';
-import { createSqliteStore } from './store-sqlite.ts';
-import type { StoredRow, StoredTask, TaskStore } from './store.ts';
-import type { DashboardModel, DashboardModelOptions, DeadLetterView, LiveUpdate, TaskDetail, TaskRow } from './types.ts';
+import type { StoredTask } from './store.ts';
+import type { DashboardModel, DashboardModelOptions, DeadLetterView, LiveUpdate } from './types.ts';
+import { shown } from './redact.ts';
+import { detailOf, openStore, row } from './views.ts';
 import { createWorkerTracker } from './workers.ts';
 
 export type * from './types.ts';
 export { createMemoryStore } from './store-memory.ts';
 export { createSqliteStore } from './store-sqlite.ts';
 export type { TaskStore, StoredTask } from './store.ts';
+export { openStore } from './views.ts';
 
 const DAY = 86_400;
 /** A name filter matching more names than this is run as a substring scan. */
 const MAX_NAMES_RESOLVED = 24;
 /** Most task updates pushed to live listeners per second (beyond it, the UI refetches on `stats`). */
 const LIVE_TASKS_PER_SECOND = 200;
-
-/** Open the store the options ask for. */
-export function openStore(store: DashboardModelOptions['store']): TaskStore {
-  if (!store || store.kind === 'memory') return createMemoryStore({ ...(store?.maxTasks !== undefined ? { maxTasks: store.maxTasks } : {}) });
-  if (store.kind === 'sqlite') {
-    if (!store.path) throw new ConfigError('the SQLite task store needs a path', { hint: "store: { kind: 'sqlite', path: '/var/lib/celeriac/dashboard.db' }" });
-    return createSqliteStore({ path: store.path, ...(store.maxTasks !== undefined ? { maxTasks: store.maxTasks } : {}) });
-  }
-  throw new ConfigError(`unknown task store ${JSON.stringify((store as { kind?: unknown }).kind)}`, { hint: "use { kind: 'memory' } or { kind: 'sqlite', path }" });
-}
-
-function row(t: StoredRow | StoredTask, clear: boolean): TaskRow {
-  const r: TaskRow = { id: t.id, state: t.state, updated: t.updated };
-  if (t.name !== undefined) r.name = t.name;
-  if (t.worker !== undefined) r.worker = t.worker;
-  for (const k of ['sent', 'received', 'started', 'finished', 'runtime', 'retries'] as const) if (t[k] !== undefined) r[k] = t[k];
-  const args = shown(t.args, 'repr', clear);
-  if (args !== undefined) r.args = args;
-  const kwargs = shown(t.kwargs, 'repr', clear);
-  if (kwargs !== undefined) r.kwargs = kwargs;
-  const result = shown(t.result, 'repr', clear);
-  if (result !== undefined) r.result = result;
-  const exception = shown(t.exception, 'exception', clear);
-  if (exception !== undefined) r.exception = exception;
-  return r;
-}
-
-/** Timeline fields that carry task data: masked like the task's own. */
-const DATA_FIELDS = new Set(['args', 'kwargs', 'result', 'exception', 'traceback', 'reason']);
 
 /**
  * Build the dashboard's model: consumes events, refreshes `inspect`, keeps
@@ -326,26 +297,7 @@ export async function createDashboardModel(options: DashboardModelOptions): Prom
       ingestor.flush();
       const t = store.get(id);
       if (!t) return undefined;
-      const clear = opts.clear === true;
-      const d: TaskDetail = {
-        ...row(t, clear),
-        children: store.children(id),
-        clear,
-        timeline: t.timeline.map((e) => {
-          const fields: Record<string, string | number | boolean | null> = {};
-          for (const [k, v] of Object.entries(e.fields)) fields[k] = typeof v === 'string' && DATA_FIELDS.has(k) ? (shown(v, k === 'traceback' ? 'traceback' : 'repr', clear) ?? '') : v;
-          return { type: e.type, timestamp: e.timestamp, ...(e.worker !== undefined ? { worker: e.worker } : {}), fields };
-        }),
-      };
-      const tb = shown(t.traceback, 'traceback', clear);
-      if (tb !== undefined) d.traceback = tb;
-      if (t.eta !== undefined) d.eta = t.eta;
-      if (t.expires !== undefined) d.expires = t.expires;
-      if (t.rootId !== undefined) d.rootId = t.rootId;
-      if (t.parentId !== undefined) d.parentId = t.parentId;
-      if (t.groupId !== undefined) d.groupId = t.groupId;
-      if (t.queue !== undefined) d.queue = t.queue;
-      return d;
+      return detailOf(t, store.children(id), opts.clear === true);
     },
 
     taskNames: () => [...new Set([...store.names(), ...workers.registered()])].sort(),
