@@ -3,6 +3,7 @@
  * loopback port) with a real `celeriac worker` process and a real Python
  * Celery 5.2.6 worker, both sending task events (-E):
  * - tasks run by either worker show up, with their worker, state, timeline;
+ *   a chain sent by a Python client shows its parent and children;
  *   both workers are listed (heartbeats, inspect); filters and cursors work;
  * - args, results and errors are redacted unless asked for in clear;
  * - pausing a queue stops its consumer (Python and Celeriac), resuming
@@ -19,7 +20,7 @@ import { createApp, type App } from '../../../src/client/app.ts';
 import { createDashboardModel, type DashboardModel } from '../../../src/dashboard/model/index.ts';
 import { createLogger } from '../../../src/observability/logging.ts';
 import { startCeleriacWorker, type CeleriacWorkerProcess } from '../../helpers/celeriac-worker.ts';
-import { startPythonWorker, type PythonWorker } from '../../helpers/python-celery.ts';
+import { pyClient, startPythonWorker, type PythonWorker } from '../../helpers/python-celery.ts';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../../helpers/redis-server.ts';
 import { hasPythonCelery, requireService, sleep, waitFor } from '../../helpers/services.ts';
 
@@ -45,7 +46,8 @@ describe('dashboard model with a Celeriac and a Python worker (Redis)', () => {
     [tsWorker, pyWorker] = await Promise.all([
       startCeleriacWorker({
         env: { CELERIAC_BROKER_URL: broker, CELERIAC_RESULT_BACKEND: backend, NODE_ENV: 'test', CELERIAC_WORKER_CONTROL_ALLOW: '@all' },
-        args: ['-E', '-n', tsNode, '-Q', tsQueue, '-P', 'solo', '-c', '2', '--heartbeat-interval', '1'],
+        // Also `celery`: a chain's next steps go to the worker's default queue (as in Celery).
+        args: ['-E', '-n', tsNode, '-Q', `${tsQueue},celery`, '-P', 'solo', '-c', '2', '--heartbeat-interval', '1'],
       }),
       startPythonWorker({ brokerUrl: broker, backendUrl: backend, name: pyNode, concurrency: 1, env: { CELERY_SEND_EVENTS: '1' }, args: ['-Q', pyQueue] }),
     ]);
@@ -123,13 +125,40 @@ describe('dashboard model with a Celeriac and a Python worker (Redis)', () => {
     assert.equal(pw.pool?.target, 1);
     const tw = m.worker(tsNode)!;
     assert.match(tw.software ?? '', /celeriac/);
-    assert.deepEqual(tw.queues, [tsQueue]);
+    assert.deepEqual([...tw.queues!].sort(), ['celery', tsQueue].sort());
     assert.ok(tw.succeeded >= 1 && tw.failed >= 1);
 
     const metrics = (await m.metrics()).body;
     assert.match(metrics, new RegExp(`celeriac_worker_up\\{worker="${pyNode}"\\} 1`));
     assert.match(metrics, /celeriac_worker_security_events\{worker="ts-/, 'the Celeriac worker\'s security counters from inspect stats');
     assert.equal(m.health().ready, true, m.health().detail);
+  });
+
+  it('follows a chain sent by a Python client to the Celeriac worker: task-sent, parent and children', async (t) => {
+    if (!requireService(t, ready, 'redis-server and python3-celery')) return;
+    const m = model!;
+    const out = await pyClient(['chain', '1', '2', '3'], { CELERY_BROKER_URL: redis!.url(3), CELERY_RESULT_BACKEND: redis!.url(4), CELERY_SEND_EVENTS: '1' });
+    assert.equal(out.result, 6, JSON.stringify(out));
+    // The chain's first task was sent by Python (task-sent from the client), its next by the Celeriac worker.
+    let first: string | undefined;
+    await waitFor(async () => {
+      const page = await m.tasks({ name: 'tasks.add', worker: tsNode, limit: 100 });
+      for (const row of page.items) {
+        const d = await m.task(row.id);
+        if (d && d.children.length > 0 && d.timeline.some((e) => e.type === 'task-sent') && !d.parentId) first = d.id;
+      }
+      return first !== undefined;
+    }, 20_000, 'the chain\'s first task with its child').catch(async (err: Error) => {
+      const page = await m.tasks({ name: 'tasks.add', limit: 100 });
+      const details = await Promise.all(page.items.map((r) => m.task(r.id)));
+      throw new Error(`${err.message}: ${JSON.stringify(details.map((d) => ({ id: d?.id, w: d?.worker, p: d?.parentId, r: d?.rootId, c: d?.children, tl: d?.timeline.map((e) => e.type) })))}`);
+    });
+    const head = (await m.task(first!))!;
+    assert.equal(head.state, 'SUCCESS');
+    const child = (await m.task(head.children[0]!))!;
+    assert.equal(child.parentId, head.id);
+    assert.equal(child.rootId, head.id);
+    assert.equal(child.worker, tsNode);
   });
 
   for (const which of ['python', 'celeriac'] as const) {
