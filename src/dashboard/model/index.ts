@@ -262,7 +262,7 @@ export async function createDashboardModel(options: DashboardModelOptions): Prom
     worker: (hostname) => workers.view(hostname, now()),
 
     async tasks(query) {
-      const limit = Math.min(500, Math.max(1, Math.floor(query.limit ?? 50)));
+      const limit = Number.isFinite(query.limit) ? Math.min(500, Math.max(1, Math.floor(query.limit!))) : 50;
       if (query.from !== undefined && !Number.isFinite(query.from)) throw new ValidationError('from must be epoch seconds', { field: 'from' });
       if (query.to !== undefined && !Number.isFinite(query.to)) throw new ValidationError('to must be epoch seconds', { field: 'to' });
       let names: string[] | undefined;
@@ -308,7 +308,7 @@ export async function createDashboardModel(options: DashboardModelOptions): Prom
 
     async deadLetters(queue, opts = {}) {
       if (typeof queue !== 'string' || queue.length === 0 || queue.length > 255) return [];
-      const limit = Math.min(1000, Math.max(1, Math.floor(opts.limit ?? 100)));
+      const limit = Number.isFinite(opts.limit) ? Math.min(1000, Math.max(1, Math.floor(opts.limit!))) : 100;
       const clear = opts.clear === true;
       const letters = await (await app.broker()).deadLetters(queue, limit);
       return letters.map((d): DeadLetterView => {
