@@ -65,6 +65,8 @@ export interface TaskDetail extends TaskRow {
   rootId?: string | null;
   parentId?: string | null;
   groupId?: string | null;
+  /** Queue it was sent to, when a `task-sent` event said. */
+  queue?: string;
   children: string[];
   /** Every event seen for it, oldest first. */
   timeline: Array<{ type: string; timestamp: number; worker?: string; fields: Record<string, string | number | boolean | null> }>;
@@ -108,6 +110,8 @@ export interface QueueView {
   /** Seconds since the oldest waiting message was sent, when known. */
   oldestAgeSeconds?: number;
   deadLetters: number;
+  /** True when `deadLetters` hit the counting cap (1,000): there may be more. */
+  deadLettersCapped?: boolean;
   /** True while consumers are cancelled on it by a pause. */
   paused: boolean;
   /** Workers consuming it. */
@@ -124,6 +128,8 @@ export interface DeadLetterView {
   /** Redacted unless clear. */
   args?: string;
   kwargs?: string;
+  /** The record was stored truncated (too large): it cannot be redriven. */
+  truncated?: boolean;
 }
 
 /** One point per bucket (default one minute) of the charts. */
@@ -192,7 +198,34 @@ export interface DashboardModel {
   metrics(): Promise<{ contentType: string; body: string }>;
   /** Ready when connected to the broker and receiving events. */
   health(): { live: boolean; ready: boolean; detail: string };
+  /**
+   * Counters of the event ingestion (optional: the server may show them on a
+   * status page; benches read them). `lastLagSeconds`: from receiving the
+   * oldest event of the last tick to writing it.
+   */
+  ingestion?(): IngestionStats;
   close(): Promise<void>;
+}
+
+/** Counters of the event ingestion since the model started. */
+export interface IngestionStats {
+  /** Events read from the event exchange (valid ones). */
+  received: number;
+  /** Events refused as malformed. */
+  malformed: number;
+  /** Events dropped because ingestion fell behind (the receiver's buffer was full). */
+  dropped: number;
+  /** Task events applied to the store. */
+  taskEvents: number;
+  /** Events waiting for the next tick. */
+  pending: number;
+  /** Ticks written, and failed writes. */
+  flushes: number;
+  writeErrors: number;
+  lastLagSeconds: number;
+  maxLagSeconds: number;
+  /** Events per second over the last second. */
+  eventsPerSecond: number;
 }
 
 /** Options of `createDashboardModel` (src/dashboard/model/index.ts). */
