@@ -18,6 +18,7 @@ import type { SubmissionDemand, SubmissionLimits } from './submission-limits.ts'
 import { validateArguments, type SendOptions, type TaskDefinition } from './task.ts';
 import { sendTaskSent, type SentEvents } from './sent-events.ts';
 import type { Logger } from '../observability/logging.ts';
+import type { SendSpan, Tracing } from '../observability/tracing/index.ts';
 
 /** What a Producer needs from its app. */
 export interface ProducerOptions {
@@ -36,6 +37,8 @@ export interface ProducerOptions {
   closed: () => boolean;
   /** For events that could not be sent (`taskSendSentEvent`). */
   logger?: Logger;
+  /** OpenTelemetry hooks once loaded (`telemetryTracing`); undefined when off. */
+  tracing?: () => Tracing | undefined;
 }
 
 /** Where a message goes: its queue and its priority (undefined: none was set). */
@@ -112,8 +115,8 @@ export class Producer implements FollowUpSender {
     const broker = this.o.brokerReady() ?? (await this.o.broker());
     // Before building: a client over its limit fails fast without paying for signing.
     if (this.limited(def)) await this.acquire([{ task: def.name, limit: def.options.sendRateLimit, count: 1 }]);
-    const { item, id } = this.prepare(def, args, kwargs, options, Date.now());
-    await broker.publish(item.queue, item.message, item.options);
+    const { item, id, span } = this.prepare(def, args, kwargs, options, Date.now());
+    await (span ? traced(span, broker.publish(item.queue, item.message, item.options)) : broker.publish(item.queue, item.message, item.options));
     return result(id);
   }
 
@@ -122,24 +125,27 @@ export class Producer implements FollowUpSender {
     await this.acquire(calls.map((c) => ({ task: c.def.name, limit: c.def.options.sendRateLimit, count: 1 })));
     const items: PublishItem[] = [];
     const ids: string[] = [];
+    const spans: SendSpan[] = [];
     const now = Date.now();
     for (const c of calls) {
-      const { item, id } = this.prepare(c.def, c.args, c.kwargs, c.options, now);
+      const { item, id, span } = this.prepare(c.def, c.args, c.kwargs, c.options, now);
       items.push(item);
       ids.push(id);
+      if (span) spans.push(span);
     }
-    await broker.publishMany(items);
+    await (spans.length > 0 ? tracedAll(spans, broker.publishMany(items)) : broker.publishMany(items));
     return ids;
   }
 
   /** Build the message for one client call (validation, routing, ids from the running task). */
-  private prepare(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions, now: number): { item: PublishItem; id: string } {
+  private prepare(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions, now: number): { item: PublishItem; id: string; span?: SendSpan | undefined } {
     if (this.o.closed()) throw new ClosedError('app');
     const checked = validateArguments(def, args, kwargs);
     const id = options.taskId ?? newId();
     const parent = maybeCurrentTask()?.request;
     const { queue, priority } = this.route(def.name, options, def);
     const expiresOpt = options.expires ?? def.options.expires;
+    const span = this.o.tracing?.()?.send({ task: def.name, id, queue });
     const input: TaskMessageInput = {
       task: def.name,
       id,
@@ -155,8 +161,9 @@ export class Producer implements FollowUpSender {
       priority: priority ?? 0,
       now,
       ...(options.compression !== undefined ? { compression: options.compression } : {}),
+      ...(span ? { extraHeaders: span.headers } : {}),
     };
-    return { item: this.publishItem(queue, this.buildMessage(input), priority ?? 0), id };
+    return { item: this.publishItem(queue, this.buildMessage(input), priority ?? 0), id, span };
   }
 
   /**
@@ -170,9 +177,12 @@ export class Producer implements FollowUpSender {
     const broker = this.o.brokerReady() ?? (await this.o.broker());
     if (this.limited(def)) await this.acquire([{ task: input.task, limit: def?.options.sendRateLimit, count: 1 }]);
     const { queue, priority } = this.route(input.task, { queue: follow.queue, priority: input.priority }, def);
-    const message = this.buildMessage(priority === input.priority ? input : { ...input, priority });
+    // Traced: a retry or chain step gets its own send span; its trace context replaces any the input carried over.
+    const span = this.o.tracing?.()?.send({ task: input.task, id: input.id, queue, retries: input.retries });
+    const withRoute = priority === input.priority ? input : { ...input, priority };
+    const message = this.buildMessage(span ? { ...withRoute, extraHeaders: { ...withRoute.extraHeaders, ...span.headers } } : withRoute);
     const item = this.publishItem(queue, message, priority ?? message.properties.priority ?? 0);
-    await broker.publish(item.queue, item.message, item.options);
+    await (span ? traced(span, broker.publish(item.queue, item.message, item.options)) : broker.publish(item.queue, item.message, item.options));
   }
 
   /** Publish an already-built message to a queue (its cap applies). */
@@ -181,6 +191,27 @@ export class Producer implements FollowUpSender {
     const item = this.publishItem(queue, message, priority ?? message.properties.priority ?? 0);
     await broker.publish(item.queue, item.message, item.options);
   }
+}
+
+/** End a send span when its publish settles (with the error when it fails). */
+function traced(span: SendSpan, publish: Promise<void>): Promise<void> {
+  return publish.then(
+    () => span.end(),
+    (err: unknown) => {
+      span.end(err);
+      throw err;
+    },
+  );
+}
+
+function tracedAll(spans: readonly SendSpan[], publish: Promise<void>): Promise<void> {
+  return publish.then(
+    () => spans.forEach((s) => s.end()),
+    (err: unknown) => {
+      spans.forEach((s) => s.end(err));
+      throw err;
+    },
+  );
 }
 
 function toEpoch(v: Date | number | undefined): number | null {

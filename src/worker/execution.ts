@@ -14,6 +14,7 @@ import { ackOnce, finalizeLoss, giveBack, storeMeta } from './settle.ts';
 import { Execution, reportFinished, type Job, type WorkerState } from './state.ts';
 import type { TaskEvent } from './types.ts';
 import { revokedJob } from './control/worker-host.ts';
+import { runTraced } from './tracing.ts';
 
 /** Check expiry and arguments and build the execution; false when the job was settled instead. */
 export function prepare(w: WorkerState, job: Job): boolean {
@@ -165,6 +166,7 @@ function run(w: WorkerState, job: Job): void {
     );
   }
   w.running.set(job, Date.now());
+  if (w.rt.tracing) return runTraced(w.rt.tracing, job, w.nodeName, () => w.pool.run(job.exec!, job.hardMs), (o) => ran(w, job, o));
   const outcome = w.pool.run(job.exec!, job.hardMs);
   if (outcome instanceof Promise) outcome.then((o) => ran(w, job, o));
   else ran(w, job, outcome);
