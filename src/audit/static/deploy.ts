@@ -96,6 +96,32 @@ function composePorts(ports: unknown): { hostIp: string | undefined; hostPort: n
   return out;
 }
 
+/** Targets of a compose service's `volumes`, `configs` and `secrets` (short and long syntax). */
+function mountTargets(body: { get: (k: string, keep?: boolean) => unknown }): string[] {
+  const out: string[] = [];
+  for (const key of ['volumes', 'configs', 'secrets']) {
+    const list = body.get(key, true);
+    if (!isSeq(list)) continue;
+    for (const m of list.items) {
+      if (isScalar(m)) {
+        const parts = String(m.value).split(':');
+        out.push(key === 'volumes' ? (parts[1] ?? parts[0]!) : `/run/secrets/${parts[0]}`);
+      } else if (isMap(m)) out.push(scalarText(m.get('target', true)));
+    }
+  }
+  return out;
+}
+
+/**
+ * RabbitMQ configured from a mounted file (rabbitmq.conf, conf.d/*.conf,
+ * advanced.config or a definitions file) or a config path variable: users
+ * and passwords may be set there, where a compose file does not show them.
+ */
+function rabbitConfigMounted(body: { get: (k: string, keep?: boolean) => unknown }, env: ReadonlyMap<string, string>): boolean {
+  if (env.has('RABBITMQ_CONFIG_FILE') || env.has('RABBITMQ_CONFIG_FILES')) return true;
+  return mountTargets(body).some((t) => /^\/etc\/rabbitmq(\/(rabbitmq\.conf|conf\.d(\/.*)?|advanced\.config|definitions\.json))?\/?$/.test(t));
+}
+
 const isLoopbackIp = (ip: string | undefined): boolean => ip !== undefined && (ip.startsWith('127.') || ip === '::1' || ip === 'localhost');
 
 /** Audit a docker-compose document. */
@@ -154,7 +180,8 @@ function auditCompose(doc: Document, file: string, lines: Lines, envOut: EnvEntr
     if (isRabbit) {
       const user = envMap.get('RABBITMQ_DEFAULT_USER');
       const pass = envMap.get('RABBITMQ_DEFAULT_PASS');
-      if (!user && !pass && !envMap.has('RABBITMQ_DEFAULT_PASS_FILE')) {
+      // Users set in a mounted configuration file (default_user/default_pass, or definitions loaded at boot) are not visible here: no guest claim then.
+      if (!user && !pass && !envMap.has('RABBITMQ_DEFAULT_PASS_FILE') && !rabbitConfigMounted(body, envMap)) {
         out.push(finding('CEL-011', 'medium', `services.${svc}.environment`, `${where}: RabbitMQ keeps its default guest/guest user`, 'set RABBITMQ_DEFAULT_USER and a random RABBITMQ_DEFAULT_PASS from a secret, or load definitions with your own users (celeriac secrets generate rabbitmq-user)', file, svcLine));
       } else if (user === 'guest' && pass === 'guest') {
         out.push(finding('CEL-011', 'medium', `services.${svc}.environment`, `${where}: RabbitMQ user guest with password guest`, 'use your own user and a random password', file, lines(envNode)));
