@@ -4,7 +4,7 @@
  * files, secret/key files on disk, and pinned Python dependency versions.
  */
 import { basename } from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node as YamlNode } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments, YAMLMap, type Document, type Node as YamlNode } from 'yaml';
 import { assessCredentials } from '../../config/weak-credentials.ts';
 import type { AuditFinding } from '../types.ts';
 import { finding, isReferenceValue, isSecretName, parseDotenv, secretFileProblem, urlPassword } from './common.ts';
@@ -124,6 +124,29 @@ function rabbitConfigMounted(body: { get: (k: string, keep?: boolean) => unknown
 
 const isLoopbackIp = (ip: string | undefined): boolean => ip !== undefined && (ip.startsWith('127.') || ip === '::1' || ip === 'localhost');
 
+/**
+ * A mapping with its YAML merge keys (`<<: *defaults`, common in compose
+ * files) applied: its own keys first, then those of the merged mappings,
+ * so lookups see what compose sees. Nodes keep their ranges (lines point
+ * at the anchor for merged keys).
+ */
+function withMerges(doc: Document, map: YAMLMap, depth = 0): YAMLMap {
+  const isMerge = (k: unknown): boolean => isScalar(k) && k.value === '<<';
+  if (depth > 8 || !map.items.some((i) => isMerge(i.key))) return map;
+  const out = new YAMLMap();
+  const own = map.items.filter((i) => !isMerge(i.key));
+  out.items.push(...own);
+  const has = (k: unknown): boolean => out.items.some((i) => isScalar(i.key) && isScalar(k) && i.key.value === k.value);
+  for (const m of map.items.filter((i) => isMerge(i.key))) {
+    for (const src of isSeq(m.value) ? m.value.items : [m.value]) {
+      const node = isAlias(src) ? src.resolve(doc) : src;
+      if (!isMap(node)) continue;
+      for (const i of withMerges(doc, node, depth + 1).items) if (!has(i.key)) out.items.push(i);
+    }
+  }
+  return out;
+}
+
 /** Audit a docker-compose document. */
 function auditCompose(doc: Document, file: string, lines: Lines, envOut: EnvEntry[], dashboards: string[]): AuditFinding[] {
   const out: AuditFinding[] = [];
@@ -132,7 +155,7 @@ function auditCompose(doc: Document, file: string, lines: Lines, envOut: EnvEntr
   const name = basename(file);
   for (const it of services.items) {
     const svc = isScalar(it.key) ? String(it.key.value) : '?';
-    const body = it.value;
+    const body = isMap(it.value) ? withMerges(doc, it.value) : it.value;
     if (!isMap(body)) continue;
     const image = scalarText(body.get('image', true)).toLowerCase();
     const command = `${scalarText(body.get('command', true))} ${scalarText(body.get('entrypoint', true))}`;
