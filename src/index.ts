@@ -41,3 +41,6 @@ export { createEventReceiver, type EventReceiver, type EventReceiverOptions, typ
 export { createEventState, type EventState, type EventStateOptions, type EventTaskState, type TaskTypeStats, type WorkerState } from './client/events/state.ts';
 export { isKnownEvent, isTaskEvent, isWorkerEvent, type CeleryEvent, type EventBase, type GenericEvent, type KnownEvent, type TaskEvent, type WorkerEvent } from './client/events/types.ts';
 export { DEFAULT_EVENT_LIMITS, type EventLimits } from './client/events/parse.ts';
+
+// OpenTelemetry tracing (telemetryTracing; docs/tracing.md).
+export type { RunSpan, SendSpan, Tracing } from './observability/tracing/tracing.ts';
