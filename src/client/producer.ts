@@ -163,7 +163,14 @@ export class Producer implements FollowUpSender {
       ...(options.compression !== undefined ? { compression: options.compression } : {}),
       ...(span ? { extraHeaders: span.headers } : {}),
     };
-    return { item: this.publishItem(queue, this.buildMessage(input), priority ?? 0), id, span };
+    if (!span) return { item: this.publishItem(queue, this.buildMessage(input), priority ?? 0), id };
+    try {
+      return { item: this.publishItem(queue, this.buildMessage(input), priority ?? 0), id, span };
+    } catch (err) {
+      // Building or signing failed: the send span ends here, with the error.
+      span.end(err);
+      throw err;
+    }
   }
 
   /**
@@ -180,9 +187,21 @@ export class Producer implements FollowUpSender {
     // Traced: a retry or chain step gets its own send span; its trace context replaces any the input carried over.
     const span = this.o.tracing?.()?.send({ task: input.task, id: input.id, queue, retries: input.retries });
     const withRoute = priority === input.priority ? input : { ...input, priority };
-    const message = this.buildMessage(span ? { ...withRoute, extraHeaders: { ...withRoute.extraHeaders, ...span.headers } } : withRoute);
-    const item = this.publishItem(queue, message, priority ?? message.properties.priority ?? 0);
-    await (span ? traced(span, broker.publish(item.queue, item.message, item.options)) : broker.publish(item.queue, item.message, item.options));
+    if (!span) {
+      const message = this.buildMessage(withRoute);
+      const item = this.publishItem(queue, message, priority ?? message.properties.priority ?? 0);
+      await broker.publish(item.queue, item.message, item.options);
+      return;
+    }
+    let item: PublishItem;
+    try {
+      const message = this.buildMessage({ ...withRoute, extraHeaders: { ...withRoute.extraHeaders, ...span.headers } });
+      item = this.publishItem(queue, message, priority ?? message.properties.priority ?? 0);
+    } catch (err) {
+      span.end(err);
+      throw err;
+    }
+    await traced(span, broker.publish(item.queue, item.message, item.options));
   }
 
   /** Publish an already-built message to a queue (its cap applies). */

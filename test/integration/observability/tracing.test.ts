@@ -10,6 +10,7 @@ import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { memoryFixture, type MemoryFixture } from '../../helpers/app-fixture.ts';
 import { installTestOtel, parentOf } from '../../helpers/otel.ts';
 import type { WireMessage } from '../../../src/protocol/types.ts';
+import { currentTask } from '../../../src/core/task-context.ts';
 
 const otel = installTestOtel();
 const tracer = trace.getTracer('test');
@@ -39,6 +40,11 @@ describe('OpenTelemetry tracing (on)', () => {
     f.app.task('otel.parent', async () => {
       await leaf.delay();
       return 'parent';
+    });
+    let tries = 0;
+    f.app.task('otel.flaky', () => {
+      if (tries++ === 0) currentTask().retry({ countdown: 0, exc: new Error('transient') });
+      return 'ok';
     });
     await f.startWorker();
   });
@@ -106,6 +112,19 @@ describe('OpenTelemetry tracing (on)', () => {
     const childSend = await otel.waitSpan('apply_async/otel.leaf', 5000, (s) => parentOf(s) === run.spanContext().spanId);
     const childRun = await otel.waitSpan('run/otel.leaf', 5000, (s) => parentOf(s) === childSend.spanContext().spanId);
     assert.equal(childRun.spanContext().traceId, run.spanContext().traceId);
+  });
+
+  it('a retry is sent inside the first run span and runs as its grandchild, in one trace', async () => {
+    const r = await f.app.sendTask('otel.flaky', []);
+    assert.equal(await r.get({ timeoutMs: 10_000 }), 'ok');
+    const first = await otel.waitSpan('run/otel.flaky', 5000, (s) => s.attributes['messaging.message_id'] === r.id && s.attributes['celery.state'] === 'RETRY');
+    assert.match(String(first.attributes['celery.retry.reason']), /transient/);
+    const resend = await otel.waitSpan('apply_async/otel.flaky', 5000, (s) => parentOf(s) === first.spanContext().spanId);
+    assert.equal(resend.attributes['celery.retries'], 1);
+    const second = await otel.waitSpan('run/otel.flaky', 5000, (s) => parentOf(s) === resend.spanContext().spanId);
+    assert.equal(second.attributes['celery.state'], 'SUCCESS');
+    assert.equal(second.attributes['celery.retries'], 1);
+    assert.equal(second.spanContext().traceId, first.spanContext().traceId);
   });
 
   it('a failing task ends its run span with an error status and celery.state FAILURE', async () => {
