@@ -72,3 +72,6 @@ export {
   type ErrbackRequest,
 } from './client/canvas/index.ts';
 export type { Linkable } from './client/task.ts';
+
+// OpenTelemetry tracing (telemetryTracing; docs/tracing.md).
+export type { RunSpan, SendSpan, Tracing } from './observability/tracing/tracing.ts';

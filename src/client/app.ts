@@ -38,6 +38,7 @@ import { Producer } from './producer.ts';
 import { createControl, type Control } from './control.ts';
 import { withReplyRoute } from './rpc-route.ts';
 import { isRpcBackendUrl } from '../core/schemes.ts';
+import { loadTracing, type Tracing } from '../observability/tracing/index.ts';
 
 export type { MessageSecurity } from '../security/message-security-types.ts';
 
@@ -134,8 +135,17 @@ export class App {
       broker: () => this.broker(),
       closed: () => this.closed,
       logger: this.logger,
+      tracing: this.tracingRef,
     });
   }
+
+  /**
+   * OpenTelemetry hooks (src/observability/tracing), loaded when the broker
+   * first connects with `telemetryTracing` on; undefined otherwise, and then
+   * the send and run paths skip tracing with one check.
+   */
+  tracing: Tracing | undefined;
+  private readonly tracingRef = (): Tracing | undefined => this.tracing;
 
   /** True in production mode (the default unless `CELERIAC_ENV`/`NODE_ENV` asks for development; see `config/mode.ts`), where the security policy is strict. */
   get production(): boolean {
@@ -194,7 +204,7 @@ export class App {
       broker,
       await Promise.all(calls.map(async (c) => ({ def: this.registry.get(c.name) ?? { name: c.name, fn: undefined, options: {} }, args: c.args ?? [], kwargs: c.kwargs ?? {}, options: await route(c.options ?? {}) }))),
     );
-    return ids.map((id) => new AsyncResult(id, store, this.controlRef));
+    return ids.map((id, i) => new AsyncResult(id, store, this.controlRef, this.tracing && { tracing: this.tracingRef, task: calls[i]!.name }));
   }
 
   private controlClient: Control | undefined;
@@ -228,7 +238,7 @@ export class App {
 
   private sendRouted(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions): Promise<AsyncResult<unknown>> {
     return this.producer.send(def, args, kwargs, options, (id) =>
-      this.storeReady ? new AsyncResult(id, this.storeReady.store, this.controlRef) : this.resultStore().then((store) => new AsyncResult(id, store, this.controlRef)),
+      this.storeReady ? new AsyncResult(id, this.storeReady.store, this.controlRef, this.tracing && { tracing: this.tracingRef, task: def.name }) : this.resultStore().then((store) => new AsyncResult(id, store, this.controlRef, this.tracing && { tracing: this.tracingRef, task: def.name })),
     );
   }
 
@@ -288,6 +298,7 @@ export class App {
     this.brokerPromise ??= (async () => {
       this.enforceSecurityPolicy();
       this.announceEmbeddedDefault();
+      if (this.settings.telemetryTracing) this.tracing ??= await loadTracing();
       let broker = this.injectedBroker;
       if (!broker) {
         const url = this.settings.brokerUrl;
@@ -407,7 +418,7 @@ class LazyAsyncResult<R> extends AsyncResult<R> {
     super(id, undefined, () => app.control);
   }
   private async real(): Promise<AsyncResult<R>> {
-    return new AsyncResult<R>(this.id, await this.app.resultStore(), () => this.app.control);
+    return new AsyncResult<R>(this.id, await this.app.resultStore(), () => this.app.control, { tracing: () => this.app.tracing });
   }
   override async get(options?: Parameters<AsyncResult<R>['get']>[0]): Promise<R> {
     return (await this.real()).get(options);

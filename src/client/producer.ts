@@ -19,6 +19,7 @@ import { validateArguments, type SendOptions, type TaskDefinition } from './task
 import { sendTaskSent, type SentEvents } from './sent-events.ts';
 import { checkSendOptions, messageFieldsOf } from './send-options.ts';
 import type { Logger } from '../observability/logging.ts';
+import type { SendSpan, Tracing } from '../observability/tracing/index.ts';
 
 /** What a Producer needs from its app. */
 export interface ProducerOptions {
@@ -37,6 +38,8 @@ export interface ProducerOptions {
   closed: () => boolean;
   /** For events that could not be sent (`taskSendSentEvent`). */
   logger?: Logger;
+  /** OpenTelemetry hooks once loaded (`telemetryTracing`); undefined when off. */
+  tracing?: () => Tracing | undefined;
 }
 
 /** Where a message goes: its queue and its priority (undefined: none was set). */
@@ -113,8 +116,8 @@ export class Producer implements FollowUpSender {
     const broker = this.o.brokerReady() ?? (await this.o.broker());
     // Before building: a client over its limit fails fast without paying for signing.
     if (this.limited(def)) await this.acquire([{ task: def.name, limit: def.options.sendRateLimit, count: 1 }]);
-    const { item, id } = this.prepare(def, args, kwargs, options, Date.now());
-    await broker.publish(item.queue, item.message, item.options);
+    const { item, id, span } = this.prepare(def, args, kwargs, options, Date.now());
+    await (span ? traced(span, broker.publish(item.queue, item.message, item.options)) : broker.publish(item.queue, item.message, item.options));
     return result(id);
   }
 
@@ -123,18 +126,20 @@ export class Producer implements FollowUpSender {
     await this.acquire(calls.map((c) => ({ task: c.def.name, limit: c.def.options.sendRateLimit, count: 1 })));
     const items: PublishItem[] = [];
     const ids: string[] = [];
+    const spans: SendSpan[] = [];
     const now = Date.now();
     for (const c of calls) {
-      const { item, id } = this.prepare(c.def, c.args, c.kwargs, c.options, now);
+      const { item, id, span } = this.prepare(c.def, c.args, c.kwargs, c.options, now);
       items.push(item);
       ids.push(id);
+      if (span) spans.push(span);
     }
-    await broker.publishMany(items);
+    await (spans.length > 0 ? tracedAll(spans, broker.publishMany(items)) : broker.publishMany(items));
     return ids;
   }
 
   /** Build the message for one client call (validation, routing, ids from the running task). */
-  private prepare(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions, now: number): { item: PublishItem; id: string } {
+  private prepare(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions, now: number): { item: PublishItem; id: string; span?: SendSpan | undefined } {
     if (this.o.closed()) throw new ClosedError('app');
     checkSendOptions(options);
     const checked = validateArguments(def, args, kwargs);
@@ -142,6 +147,7 @@ export class Producer implements FollowUpSender {
     const parent = maybeCurrentTask()?.request;
     const { queue, priority } = this.route(def.name, options, def);
     const expiresOpt = options.expires ?? def.options.expires;
+    const span = this.o.tracing?.()?.send({ task: def.name, id, queue });
     const input: TaskMessageInput = {
       task: def.name,
       id,
@@ -159,8 +165,16 @@ export class Producer implements FollowUpSender {
       ...(options.compression !== undefined ? { compression: options.compression } : {}),
       ...messageFieldsOf(options),
       ...(options.link !== undefined || options.linkError !== undefined ? { embed: { callbacks: linked(options.link), errbacks: linked(options.linkError) } } : {}),
+      ...(span ? { extraHeaders: span.headers } : {}),
     };
-    return { item: this.publishItem(queue, this.buildMessage(input), priority ?? 0), id };
+    if (!span) return { item: this.publishItem(queue, this.buildMessage(input), priority ?? 0), id };
+    try {
+      return { item: this.publishItem(queue, this.buildMessage(input), priority ?? 0), id, span };
+    } catch (err) {
+      // Building or signing failed: the send span ends here, with the error.
+      span.end(err);
+      throw err;
+    }
   }
 
   /**
@@ -174,9 +188,24 @@ export class Producer implements FollowUpSender {
     const broker = this.o.brokerReady() ?? (await this.o.broker());
     if (this.limited(def)) await this.acquire([{ task: input.task, limit: def?.options.sendRateLimit, count: 1 }]);
     const { queue, priority } = this.route(input.task, { queue: follow.queue, priority: input.priority }, def);
-    const message = this.buildMessage(priority === input.priority ? input : { ...input, priority });
-    const item = this.publishItem(queue, message, priority ?? message.properties.priority ?? 0);
-    await broker.publish(item.queue, item.message, item.options);
+    // Traced: a retry or chain step gets its own send span; its trace context replaces any the input carried over.
+    const span = this.o.tracing?.()?.send({ task: input.task, id: input.id, queue, retries: input.retries });
+    const withRoute = priority === input.priority ? input : { ...input, priority };
+    if (!span) {
+      const message = this.buildMessage(withRoute);
+      const item = this.publishItem(queue, message, priority ?? message.properties.priority ?? 0);
+      await broker.publish(item.queue, item.message, item.options);
+      return;
+    }
+    let item: PublishItem;
+    try {
+      const message = this.buildMessage({ ...withRoute, extraHeaders: { ...withRoute.extraHeaders, ...span.headers } });
+      item = this.publishItem(queue, message, priority ?? message.properties.priority ?? 0);
+    } catch (err) {
+      span.end(err);
+      throw err;
+    }
+    await traced(span, broker.publish(item.queue, item.message, item.options));
   }
 
   /** Publish an already-built message to a queue (its cap applies). */
@@ -192,6 +221,27 @@ function linked(v: SendOptions['link']): SignatureDict[] | null {
   if (v === undefined) return null;
   const list = (Array.isArray(v) ? v : [v]) as ReadonlyArray<{ toDict(): SignatureDict }>;
   return list.length > 0 ? list.map((s) => s.toDict()) : null;
+}
+
+/** End a send span when its publish settles (with the error when it fails). */
+function traced(span: SendSpan, publish: Promise<void>): Promise<void> {
+  return publish.then(
+    () => span.end(),
+    (err: unknown) => {
+      span.end(err);
+      throw err;
+    },
+  );
+}
+
+function tracedAll(spans: readonly SendSpan[], publish: Promise<void>): Promise<void> {
+  return publish.then(
+    () => spans.forEach((s) => s.end()),
+    (err: unknown) => {
+      spans.forEach((s) => s.end(err));
+      throw err;
+    },
+  );
 }
 
 function toEpoch(v: Date | number | undefined): number | null {

@@ -2,6 +2,7 @@
  * AsyncResult: a handle on a task's result, readable by id from any process
  * (and from Python: the record format is Celery's).
  */
+import type { Tracing } from '../observability/tracing/index.ts';
 import type { ResultStore, WaitOptions } from './results.ts';
 import type { Control, ControlReply, RevokeOptions } from './control.ts';
 import { ConfigError } from '../errors.ts';
@@ -12,16 +13,25 @@ export interface GetOptions extends WaitOptions {
   propagate?: boolean;
 }
 
+/** Tracing of `AsyncResult.get` (observability/tracing). */
+export interface ResultTrace {
+  tracing: () => Tracing | undefined;
+  task?: string | undefined;
+}
+
 /** A task's result. `R` is the task's return type. */
 export class AsyncResult<R = unknown> {
   readonly id: string;
   private readonly store: ResultStore | undefined;
   private readonly control: (() => Control) | undefined;
+  /** OpenTelemetry hooks when `telemetryTracing` is on (a `result` span around `get`), and the task's name when known. */
+  private readonly trace: ResultTrace | undefined;
 
-  constructor(id: string, store: ResultStore | undefined, control?: () => Control) {
+  constructor(id: string, store: ResultStore | undefined, control?: () => Control, trace?: ResultTrace) {
     this.id = id;
     this.store = store;
     this.control = control;
+    this.trace = trace;
   }
 
   /**
@@ -47,6 +57,12 @@ export class AsyncResult<R = unknown> {
    * when `timeoutMs` passes first.
    */
   async get(options: GetOptions = {}): Promise<R> {
+    const tracing = this.trace?.tracing();
+    if (tracing) return tracing.result(this.id, this.trace?.task, () => this.wait(options));
+    return this.wait(options);
+  }
+
+  private async wait(options: GetOptions): Promise<R> {
     const meta = await this.need().wait(this.id, options);
     if (PROPAGATE_STATES.has(meta.status) && options.propagate !== false) throw remoteErrorFromMeta(meta);
     return meta.result as R;

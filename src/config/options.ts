@@ -101,6 +101,13 @@ export interface AppSettings {
   workerSendTaskEvents?: boolean;
   /** Clients (and workers' follow-ups) send `task-sent` for each task message, as Celery's `task_send_sent_event` (default false). */
   taskSendSentEvent?: boolean;
+  /**
+   * OpenTelemetry tracing (default false): spans for sending (`apply_async/<task>`),
+   * running (`run/<task>`) and waiting for results, with W3C trace context carried in
+   * the message headers as Python's opentelemetry-instrumentation-celery does. Needs
+   * `@opentelemetry/api` installed and an SDK registered by the application.
+   */
+  telemetryTracing?: boolean;
   /** The event exchange (Celery's `event_exchange`, default `celeryev`). */
   eventExchange?: string;
   // ── message security (read by src/config/security-settings.ts; snake_case and CELERY_* forms accepted) ──
@@ -266,6 +273,8 @@ export interface ResolvedSettings {
   taskTrackStarted: boolean;
   workerSendTaskEvents: boolean;
   taskSendSentEvent: boolean;
+  /** OpenTelemetry tracing (src/observability/tracing). */
+  telemetryTracing: boolean;
   eventExchange: string;
   taskIgnoreResult: boolean;
   taskStoreErrorsEvenIfIgnored: boolean;
@@ -319,6 +328,7 @@ export function resolveSettings(input: AppSettingsInput = {}): ResolvedSettings 
     taskTrackStarted: val('taskTrackStarted', false),
     workerSendTaskEvents: val('workerSendTaskEvents', false),
     taskSendSentEvent: val('taskSendSentEvent', false),
+    telemetryTracing: val('telemetryTracing', false),
     eventExchange: val('eventExchange', '') || 'celeryev',
     taskIgnoreResult: val('taskIgnoreResult', false),
     taskStoreErrorsEvenIfIgnored: val('taskStoreErrorsEvenIfIgnored', false),

@@ -120,6 +120,8 @@ export const CORE_FIELDS = {
   workerSendTaskEvents: bool(),
   taskSendSentEvent: bool(),
   eventExchange: text(),
+  // OpenTelemetry (src/observability/tracing): off by default; needs @opentelemetry/api installed when on.
+  telemetryTracing: bool(),
 } satisfies Record<string, Field>;
 
 /** Message security: read by src/config/security-settings.ts. */

@@ -16,6 +16,7 @@ import { Execution, reportFinished, type Job, type WorkerState } from './state.t
 import type { TaskEvent } from './types.ts';
 import { revokedJob } from './control/worker-host.ts';
 import { canvasOfStarted } from './canvas/lost.ts';
+import { runTraced } from './tracing.ts';
 
 /** Check expiry and arguments and build the execution; false when the job was settled instead. */
 export function prepare(w: WorkerState, job: Job): boolean {
@@ -169,6 +170,7 @@ function run(w: WorkerState, job: Job): void {
     );
   }
   w.running.set(job, Date.now());
+  if (w.rt.tracing) return runTraced(w.rt.tracing, job, w.nodeName, () => afterProgress(job, w.pool.run(job.exec!, job.hardMs)), (o) => ran(w, job, o));
   const outcome = afterProgress(job, w.pool.run(job.exec!, job.hardMs));
   if (outcome instanceof Promise) outcome.then((o) => ran(w, job, o));
   else ran(w, job, outcome);

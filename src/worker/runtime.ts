@@ -11,6 +11,7 @@ import type { MessageSecurity } from '../security/message-security-types.ts';
 import type { FollowUpSender } from '../client/producer.ts';
 import type { ResultStore } from '../client/results.ts';
 import type { TaskDefinition } from '../client/task.ts';
+import type { Tracing } from '../observability/tracing/index.ts';
 
 /** The message-security hooks a worker calls: prepare at start, admission, and settling of replay holds. */
 export type WorkerSecurity = Pick<MessageSecurity, 'prepare' | 'admit' | 'settled' | 'released' | 'verifiesSenders'>;
@@ -34,4 +35,6 @@ export interface WorkerRuntime {
   reloadCredentials(options?: { announce?: boolean }): Promise<{ broker: boolean; backend: boolean }>;
   /** Close the app's connections (a prefork child, on stop). */
   close(): Promise<void>;
+  /** OpenTelemetry hooks when `telemetryTracing` is on (loaded with the broker); undefined when off. */
+  readonly tracing?: Tracing | undefined;
 }

@@ -5,6 +5,7 @@
  * content rules are the start-up policy's own (via `policyFindings`).
  */
 import { basename } from 'node:path';
+import { existsSync } from 'node:fs';
 import { BROKER_URL_VARS, readSecretFile, resolveSecretRefs, RESULT_BACKEND_VARS, type Env } from '../../config/env.ts';
 import { normalizeSettings } from '../../config/options.ts';
 import { UNSAFE_OPTIONS, unsafeEnvName, type Finding, type PolicyInput, type UnsafeOverrides } from '../../config/policy.ts';
@@ -50,8 +51,15 @@ function urlFromEnv(env: Env, names: readonly string[], out: AuditFinding[], src
     const path = env[fileVar];
     let raw: string | undefined;
     if (path) {
-      const p = secretFileProblem(path);
       const origin = src.envOrigin?.(fileVar);
+      // A path from a scanned compose file or manifest names a file inside the container (a mounted
+      // secret): absent here, it says nothing about the deployment, so the URL is left unjudged.
+      if (origin?.file && !existsSync(path)) {
+        out.push(finding('CEL-002', 'info', fileVar, `${fileVar} names ${path}, which is read where the process runs (not on this machine): the URL in it was not judged`,
+          'run celeriac audit where the process runs (or with --env-file and the secret files) to judge the URL itself', origin.file, origin.line));
+        continue;
+      }
+      const p = secretFileProblem(path);
       if (p) {
         out.push(finding('CEL-002', 'medium', fileVar, `the secret file ${path} ${p.problem}; a Celeriac worker refuses to read it`, `chmod 600 ${path} (or 640/440 for a group), owned by the worker's user`, origin?.file, origin?.line));
         continue;

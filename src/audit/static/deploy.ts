@@ -4,7 +4,7 @@
  * files, secret/key files on disk, and pinned Python dependency versions.
  */
 import { basename } from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node as YamlNode } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments, YAMLMap, type Document, type Node as YamlNode } from 'yaml';
 import { assessCredentials } from '../../config/weak-credentials.ts';
 import type { AuditFinding } from '../types.ts';
 import { finding, isReferenceValue, isSecretName, parseDotenv, secretFileProblem, urlPassword } from './common.ts';
@@ -96,7 +96,56 @@ function composePorts(ports: unknown): { hostIp: string | undefined; hostPort: n
   return out;
 }
 
+/** Targets of a compose service's `volumes`, `configs` and `secrets` (short and long syntax). */
+function mountTargets(body: { get: (k: string, keep?: boolean) => unknown }): string[] {
+  const out: string[] = [];
+  for (const key of ['volumes', 'configs', 'secrets']) {
+    const list = body.get(key, true);
+    if (!isSeq(list)) continue;
+    for (const m of list.items) {
+      if (isScalar(m)) {
+        const parts = String(m.value).split(':');
+        out.push(key === 'volumes' ? (parts[1] ?? parts[0]!) : `/run/secrets/${parts[0]}`);
+      } else if (isMap(m)) out.push(scalarText(m.get('target', true)));
+    }
+  }
+  return out;
+}
+
+/**
+ * RabbitMQ configured from a mounted file (rabbitmq.conf, conf.d/*.conf,
+ * advanced.config or a definitions file) or a config path variable: users
+ * and passwords may be set there, where a compose file does not show them.
+ */
+function rabbitConfigMounted(body: { get: (k: string, keep?: boolean) => unknown }, env: ReadonlyMap<string, string>): boolean {
+  if (env.has('RABBITMQ_CONFIG_FILE') || env.has('RABBITMQ_CONFIG_FILES')) return true;
+  return mountTargets(body).some((t) => /^\/etc\/rabbitmq(\/(rabbitmq\.conf|conf\.d(\/.*)?|advanced\.config|definitions\.json))?\/?$/.test(t));
+}
+
 const isLoopbackIp = (ip: string | undefined): boolean => ip !== undefined && (ip.startsWith('127.') || ip === '::1' || ip === 'localhost');
+
+/**
+ * A mapping with its YAML merge keys (`<<: *defaults`, common in compose
+ * files) applied: its own keys first, then those of the merged mappings,
+ * so lookups see what compose sees. Nodes keep their ranges (lines point
+ * at the anchor for merged keys).
+ */
+function withMerges(doc: Document, map: YAMLMap, depth = 0): YAMLMap {
+  const isMerge = (k: unknown): boolean => isScalar(k) && k.value === '<<';
+  if (depth > 8 || !map.items.some((i) => isMerge(i.key))) return map;
+  const out = new YAMLMap();
+  const own = map.items.filter((i) => !isMerge(i.key));
+  out.items.push(...own);
+  const has = (k: unknown): boolean => out.items.some((i) => isScalar(i.key) && isScalar(k) && i.key.value === k.value);
+  for (const m of map.items.filter((i) => isMerge(i.key))) {
+    for (const src of isSeq(m.value) ? m.value.items : [m.value]) {
+      const node = isAlias(src) ? src.resolve(doc) : src;
+      if (!isMap(node)) continue;
+      for (const i of withMerges(doc, node, depth + 1).items) if (!has(i.key)) out.items.push(i);
+    }
+  }
+  return out;
+}
 
 /** Audit a docker-compose document. */
 function auditCompose(doc: Document, file: string, lines: Lines, envOut: EnvEntry[], dashboards: string[]): AuditFinding[] {
@@ -106,7 +155,7 @@ function auditCompose(doc: Document, file: string, lines: Lines, envOut: EnvEntr
   const name = basename(file);
   for (const it of services.items) {
     const svc = isScalar(it.key) ? String(it.key.value) : '?';
-    const body = it.value;
+    const body = isMap(it.value) ? withMerges(doc, it.value) : it.value;
     if (!isMap(body)) continue;
     const image = scalarText(body.get('image', true)).toLowerCase();
     const command = `${scalarText(body.get('command', true))} ${scalarText(body.get('entrypoint', true))}`;
@@ -154,7 +203,8 @@ function auditCompose(doc: Document, file: string, lines: Lines, envOut: EnvEntr
     if (isRabbit) {
       const user = envMap.get('RABBITMQ_DEFAULT_USER');
       const pass = envMap.get('RABBITMQ_DEFAULT_PASS');
-      if (!user && !pass && !envMap.has('RABBITMQ_DEFAULT_PASS_FILE')) {
+      // Users set in a mounted configuration file (default_user/default_pass, or definitions loaded at boot) are not visible here: no guest claim then.
+      if (!user && !pass && !envMap.has('RABBITMQ_DEFAULT_PASS_FILE') && !rabbitConfigMounted(body, envMap)) {
         out.push(finding('CEL-011', 'medium', `services.${svc}.environment`, `${where}: RabbitMQ keeps its default guest/guest user`, 'set RABBITMQ_DEFAULT_USER and a random RABBITMQ_DEFAULT_PASS from a secret, or load definitions with your own users (celeriac secrets generate rabbitmq-user)', file, svcLine));
       } else if (user === 'guest' && pass === 'guest') {
         out.push(finding('CEL-011', 'medium', `services.${svc}.environment`, `${where}: RabbitMQ user guest with password guest`, 'use your own user and a random password', file, lines(envNode)));
