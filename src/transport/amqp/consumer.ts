@@ -21,6 +21,7 @@ import { ConnectionError, DecodeError } from '../../errors.ts';
 import type { Logger } from '../../observability/logging.ts';
 import type { WireMessage } from '../../protocol/types.ts';
 import { wireMessageFrom } from './codec.ts';
+import { limitContent, oversizedSize } from './content-guard.ts';
 import type { AmqpConnection, Live } from './connection.ts';
 import type { AmqpSettings } from './options.ts';
 import { ConsumerCore, VirtualDelivery, type EnginePrimitives } from '../virtual/consumer-core.ts';
@@ -34,8 +35,8 @@ export interface ConsumerContext {
   logger: Logger;
   limits: DecodeLimits;
   declaration(queue: string): QueueDeclaration;
-  /** Publish a copy to the queue's dead-letter queue (confirmed). */
-  deadLetter(queue: string, message: WireMessage, reason: string): Promise<void>;
+  /** Publish a copy to the queue's dead-letter queue (confirmed); `bodySize`: the real size of a body that was not read whole. */
+  deadLetter(queue: string, message: WireMessage, reason: string, bodySize?: number): Promise<void>;
   forget(consumer: AmqpConsumer): void;
 }
 
@@ -64,6 +65,11 @@ class AmqpDelivery extends VirtualDelivery {
     tag: string,
   ) {
     super(core, tag, queue, message, raw.fields.redelivered);
+  }
+
+  /** The announced size of a body that was over the limit and not assembled (only its head is in `message`). */
+  get oversized(): number | undefined {
+    return oversizedSize(this.raw.properties);
   }
 }
 
@@ -159,6 +165,8 @@ export class AmqpConsumer implements Consumer, EnginePrimitives<AmqpDelivery> {
       if (!this.cancelled) this.options.onError?.(err);
     });
     ch.on('close', () => this.channelClosed(st));
+    // A body over the limit is never assembled in memory (content-guard.ts): the consumer dead-letters its head.
+    limitContent(ch, this.ctx.limits.maxBytes);
     try {
       await ch.prefetch(this.core.prefetch, this.global);
       for (const q of this.queues) {
@@ -214,7 +222,10 @@ export class AmqpConsumer implements Consumer, EnginePrimitives<AmqpDelivery> {
     let malformed: string | undefined;
     try {
       message = wireMessageFrom(msg.properties, msg.content);
-      if (msg.content.length > this.ctx.limits.maxBytes) {
+      const announced = oversizedSize(msg.properties);
+      if (announced !== undefined) {
+        malformed = `body of ${announced} bytes exceeds the ${this.ctx.limits.maxBytes}-byte limit (not read: only its first ${msg.content.length} bytes are kept)`;
+      } else if (msg.content.length > this.ctx.limits.maxBytes) {
         malformed = `body of ${msg.content.length} bytes exceeds the ${this.ctx.limits.maxBytes}-byte limit`;
       }
     } catch (err) {
@@ -261,7 +272,7 @@ export class AmqpConsumer implements Consumer, EnginePrimitives<AmqpDelivery> {
    */
   async copyToDeadLetter(d: AmqpDelivery, reason: string): Promise<void> {
     try {
-      await this.ctx.deadLetter(d.queue, d.message, reason);
+      await this.ctx.deadLetter(d.queue, d.message, reason, d.oversized);
     } catch (err) {
       setTimeout(() => void this.core.requeue(d, 'tail'), DLQ_RETRY_MS).unref();
       throw err;
