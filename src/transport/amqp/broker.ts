@@ -355,6 +355,8 @@ export class AmqpBroker implements Broker {
       if (typeof h[DLQ_HEADERS.queue] === 'string') original = h[DLQ_HEADERS.queue] as string;
       if (h[DLQ_HEADERS.truncated] !== undefined || oversizedSize(properties) !== undefined) truncated = true;
       for (const k of Object.values(DLQ_HEADERS)) delete h[k];
+      // The dead-letter queue's own count of returns (a quorum DLQ counts every listing): not the message's.
+      delete h['x-delivery-count'];
       message = m;
     } catch {
       message = undefined;

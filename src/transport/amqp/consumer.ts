@@ -40,6 +40,26 @@ export interface ConsumerContext {
   forget(consumer: AmqpConsumer): void;
 }
 
+/** RabbitMQ's header on a message a quorum queue delivers again: how many times it was returned before. */
+const DELIVERY_COUNT = 'x-delivery-count';
+
+/**
+ * Take RabbitMQ's delivery count out of the headers (so it never reaches
+ * task code, nor a dead-letter copy that would carry a stale count into a
+ * redriven message) and return it for a redelivered message. A first
+ * delivery has none: RabbitMQ sets it when it delivers again, so a value a
+ * publisher wrote is ignored there.
+ */
+function takeDeliveryCount(message: WireMessage, redelivered: boolean): number | undefined {
+  const h = message.headers;
+  if (!Object.hasOwn(h, DELIVERY_COUNT)) return undefined;
+  const v = h[DELIVERY_COUNT];
+  delete h[DELIVERY_COUNT];
+  if (!redelivered) return undefined;
+  const n = typeof v === 'bigint' ? Number(v) : v;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 ? n : undefined;
+}
+
 /** Pause before a message whose dead-lettering failed goes back to its queue. */
 const DLQ_RETRY_MS = 5000;
 
@@ -63,6 +83,8 @@ class AmqpDelivery extends VirtualDelivery {
     message: WireMessage,
     queue: string,
     tag: string,
+    /** RabbitMQ's count of earlier returns (quorum queues), see `Delivery.deliveryCount`. */
+    readonly deliveryCount?: number,
   ) {
     super(core, tag, queue, message, raw.fields.redelivered);
   }
@@ -232,7 +254,7 @@ export class AmqpConsumer implements Consumer, EnginePrimitives<AmqpDelivery> {
       malformed = err instanceof DecodeError ? err.reason : (err as Error).message;
       message = { headers: {}, properties: { correlation_id: msg.properties.correlationId as string | undefined }, contentType: String(msg.properties.contentType ?? ''), contentEncoding: String(msg.properties.contentEncoding ?? ''), body: msg.content };
     }
-    const d = new AmqpDelivery(this.core, st, msg, message, queue, tag);
+    const d = new AmqpDelivery(this.core, st, msg, message, queue, tag, takeDeliveryCount(message, msg.fields.redelivered));
     if (malformed !== undefined) {
       const reason = `malformed message: ${malformed}`;
       // The top-level id header survives even when the rest of the headers did not decode.
