@@ -246,7 +246,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     let killsDone = 0;
     let restartsDone = 0;
     let nextKill = Date.now() + 500;
-    const restartEvery = o.brokerRestarts > 0 ? Math.floor(o.kills / (o.brokerRestarts + 1)) : Infinity;
+    // Restarts are spread over the first half of the kills, so each one hits a broker with work still queued.
+    const restartEvery = o.brokerRestarts > 0 ? Math.max(1, Math.floor(o.kills / (2 * (o.brokerRestarts + 1)))) : Infinity;
     let lastPoll = 0;
     while ((pending.size > 0 || poisonPending.size > 0) && Date.now() - t0 < o.deadlineMs) {
       await sleep(100);
