@@ -112,6 +112,10 @@ interface UnreadRow {
   head: string | null;
 }
 
+/** How often, and how deep, a reserve measures the head of its queues for oversized rows. */
+const HEAD_SWEEP_MS = 10_000;
+const HEAD_SWEEP_ROWS = 1000;
+
 /** A message the reserve found over the limit and dead-lettered without reading it. */
 export interface OversizedRow {
   queue: string;
@@ -138,6 +142,8 @@ export class SqliteBroker implements Broker {
   /** @internal This process's wake hub for the file (consumers subscribe to it); set while open. */
   hub: WakeHub | undefined;
   private readonly consumers = new Set<SqliteConsumer>();
+  /** When the reserve last measured the head of its queues for oversized rows (see `oversizedHead`). */
+  private lastHeadSweep = 0;
   private restoreTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -207,6 +213,16 @@ export class SqliteBroker implements Broker {
         `SELECT id, ${ROW_SIZE} AS size,
            CASE WHEN octet_length(headers) <= @max THEN substr(headers, 1, 4096) END AS head
          FROM messages WHERE state = 0 AND queue = @queue AND priority = @priority AND NOT ${FITS} LIMIT 100`,
+      ),
+      // Under sustained load the reserve always fills its window, so the sweep above never runs: every
+      // HEAD_SWEEP_MS the first HEAD_SWEEP_ROWS ready rows are measured too, so an oversized row near the head
+      // is dead-lettered within that time instead of waiting for the queue to drain.
+      oversizedHead: db.prepare(
+        `SELECT m.id AS id, ${ROW_SIZE.replace(/octet_length\(/g, 'octet_length(m.')} AS size,
+           CASE WHEN octet_length(m.headers) <= @max THEN substr(m.headers, 1, 4096) END AS head
+         FROM (SELECT id FROM messages WHERE state = 0 AND queue = @queue ORDER BY priority, seq LIMIT ${HEAD_SWEEP_ROWS}) AS h
+         JOIN messages AS m ON m.id = h.id
+         WHERE NOT ${FITS.replace(/octet_length\(/g, 'octet_length(m.')}`,
       ),
       // The dead-letter record of an oversized row: its metadata when that is small, never its body.
       insertDeadUnread: db.prepare(
@@ -480,6 +496,10 @@ export class SqliteBroker implements Broker {
         }
       }
       const lease = now + this.visibilityTimeoutMs;
+      if (now - this.lastHeadSweep >= HEAD_SWEEP_MS) {
+        this.lastHeadSweep = now;
+        for (const queue of queues) this.sweepOversized(this.s.oversizedHead!, { queue, max }, now, oversized);
+      }
       if (queues.length === 1) {
         const rows = this.s.reserveAll!.all({ tag: tagPrefix, lease, queue: queues[0], limit, max }) as MessageRow[];
         if (rows.length < limit) this.sweepOversized(this.s.oversizedAll!, { queue: queues[0]!, max }, now, oversized);

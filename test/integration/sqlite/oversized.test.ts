@@ -79,6 +79,26 @@ describe('sqlite oversized messages', () => {
     assert.equal(redrive.refused[0]?.id, 'big-1');
   });
 
+  it('under sustained load (the window always full) an oversized row at the head is still dead-lettered, unread, at once', async () => {
+    // A broker of its own (on the same file): its first reserve measures the head, as every one does every 10 s.
+    const b2 = createSqliteBroker({ url: sqliteUrlForPath(join(dir, 'b.db')), logger: createLogger({ level: 'silent' }), settings: resolveSettings({ decodeLimits: { maxBytes: MAX } }) });
+    await b2.publish('hq', task('head-big', BIG));
+    await b2.publishMany(Array.from({ length: 40 }, (_, i) => ({ queue: 'hq', message: task(`head-small-${i}`, 10) })));
+    const spy = largestRead(b2);
+    const got: Delivery[] = [];
+    const malformed: Array<{ id: string | undefined; reason: string }> = [];
+    // Nothing is acked: every reserve fills the window of 5, so only the head check can find the big row.
+    const c = await b2.consume(['hq'], { prefetch: 5, onMalformed: (m) => malformed.push(m) }, (d) => got.push(d));
+    await waitFor(() => got.length === 5 && malformed.length === 1, 10_000, 'a full window and the oversized row dead-lettered');
+    spy.restore();
+    assert.equal(malformed[0]!.id, 'head-big');
+    assert.ok(spy.largest < MAX);
+    assert.equal(await b2.queueLength('hq'), 35);
+    for (const d of got) await d.ack();
+    await c.cancel();
+    await b2.close();
+  });
+
   it('a delayed row over the limit is dead-lettered unread when due (never promoted, which would rewrite it)', async () => {
     const eta = Date.now() + 300;
     await broker.publish('dq', task('late-big', BIG, eta));
