@@ -14,7 +14,7 @@ import { bounded, ProbeScope } from './live/common.ts';
 import { probeHttp } from './live/http.ts';
 import { probeRedis } from './live/redis.ts';
 import { auditCeleriac } from './static/celeriac.ts';
-import { parseDotenv } from './static/common.ts';
+import { parseDotenv, setAuditWorkerUid } from './static/common.ts';
 import { auditDotenvFile, auditKeyFile, auditLogFile, auditPythonVersions, auditYamlFile, type EnvEntry } from './static/deploy.ts';
 import { auditPythonFiles, ENV_PLACEHOLDER, readPythonFile, type PythonFile } from './static/python.ts';
 import { SEVERITIES, severityRank, type AuditFinding, type ConfiguredEndpoint } from './types.ts';
@@ -43,6 +43,12 @@ export interface AuditOptions {
   http?: readonly string[];
   /** Time bound of each probe step in ms (default 3000). */
   timeoutMs?: number;
+  /**
+   * The user id the workers run as, for the secret-file owner rules (as the
+   * worker applies them at start). Default: the user running the audit;
+   * none when that is root (the owner rules are then skipped).
+   */
+  workerUid?: number;
 }
 
 /** The audit's result. */
@@ -120,6 +126,17 @@ export function findingKey(f: AuditFinding): string {
 
 /** Run the audit. */
 export async function runAudit(opts: AuditOptions = {}): Promise<AuditReport> {
+  // The workers' user for the owner rules. The static checks run synchronously from the start of
+  // auditWith, so another audit started meanwhile (during live probes) cannot see this value.
+  setAuditWorkerUid(opts.workerUid, opts.workerUid !== undefined);
+  try {
+    return await auditWith(opts);
+  } finally {
+    setAuditWorkerUid(undefined, false);
+  }
+}
+
+async function auditWith(opts: AuditOptions): Promise<AuditReport> {
   const findings: AuditFinding[] = [];
   const notes: string[] = [];
   const timeoutMs = opts.timeoutMs ?? 3000;

@@ -18,9 +18,9 @@
  * Only the two forms above are special; any other `${…}` is left as is.
  * Resolved values are registered for redaction, so they never reach a log.
  */
-import { readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.ts';
+import { fileTrustProblem } from './file-trust.ts';
 import { redactAll, redactText, registerSecret } from './redact.ts';
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -35,48 +35,11 @@ export type Env = Readonly<Record<string, string | undefined>>;
  * there. Refuse empty files, strip one trailing newline, remember the
  * value for redaction.
  */
-export function readSecretFile(path: string, what: string): string {
-  let st: Stats;
-  let real: string;
-  try {
-    st = statSync(path);
-    real = realpathSync(path);
-  } catch (err) {
-    throw new ConfigError(`${what}: secret file ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, {
-      hint: 'check the path and that this user may read it',
-      code: 'ERR_SECRET_FILE',
-    });
-  }
-  const mode = st.mode;
-  if (mode & 0o004) {
-    throw new ConfigError(`${what}: secret file ${path} is readable by every user (mode ${(mode & 0o777).toString(8)})`, {
-      hint: `run: chmod 600 ${path}`,
-      code: 'ERR_SECRET_FILE_MODE',
-    });
-  }
-  if (mode & 0o022) {
-    // Whoever can write the file can swap the secret (e.g. point us at their own broker).
-    throw new ConfigError(`${what}: secret file ${path} is writable by ${mode & 0o002 ? 'every user' : 'its group'} (mode ${(mode & 0o777).toString(8)})`, {
-      hint: `run: chmod 600 ${path} (or 640/440 to share read access with a group)`,
-      code: 'ERR_SECRET_FILE_MODE',
-    });
-  }
-  const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
-  if (uid !== undefined && st.uid !== uid && st.uid !== 0) {
-    throw new ConfigError(`${what}: secret file ${path} belongs to another user (uid ${st.uid}), who can change it at any time`, {
-      hint: `run: chown ${uid} ${path} (as root), or have root own it (mode 0400/0440)`,
-      code: 'ERR_SECRET_FILE_OWNER',
-    });
-  }
-  for (const dir of new Set([dirname(resolve(path)), dirname(real)])) {
-    const problem = unsafeDirectory(dir, uid);
-    if (problem) {
-      throw new ConfigError(`${what}: secret file ${path} is in directory ${dir}, which ${problem}: they could replace the file`, {
-        hint: `keep secrets in a directory only its owner (or root) can write: chmod go-w ${dir}, or move the file`,
-        code: 'ERR_SECRET_FILE_DIR',
-      });
-    }
-  }
+export function readSecretFile(path: string, what: string, options: { uid?: number | null } = {}): string {
+  // One rule with `celeriac audit` (file-trust.ts): mode, owner, and the directories of the path and its target.
+  // `uid`: whose files count as the worker's (the audit's choice); default this process's user.
+  const p = fileTrustProblem(path, { secret: true, uid: options.uid });
+  if (p) throw new ConfigError(`${what}: secret file ${path} ${p.problem}`, { hint: `run: ${p.fix}`, code: p.code });
   let value: string;
   try {
     value = readFileSync(path, 'utf8').replace(/\r?\n$/, '');
@@ -93,25 +56,7 @@ export function readSecretFile(path: string, what: string): string {
   return value;
 }
 
-/**
- * Why a directory lets other users replace the files in it, or `undefined`:
- * writable by every user or by its group without the sticky bit, or owned
- * by another user than `uid` and root. Used for secret files and for
- * `celeriac secrets generate --out`.
- */
-export function unsafeDirectory(dir: string, uid: number | undefined = typeof process.getuid === 'function' ? process.getuid() : undefined): string | undefined {
-  let st: Stats;
-  try {
-    st = statSync(dir);
-  } catch {
-    return undefined; // the file's own read reports a missing path
-  }
-  const sticky = (st.mode & 0o1000) !== 0;
-  if (!sticky && st.mode & 0o002) return `every user may write to (mode ${(st.mode & 0o7777).toString(8)})`;
-  if (!sticky && st.mode & 0o020) return `its group may write to (mode ${(st.mode & 0o7777).toString(8)})`;
-  if (uid !== undefined && st.uid !== uid && st.uid !== 0) return `belongs to another user (uid ${st.uid})`;
-  return undefined;
-}
+export { unsafeDirectory } from './file-trust.ts';
 
 const REF_RE = /\$\{(file|env):([^}]*)\}/g;
 
@@ -121,14 +66,14 @@ const REF_RE = /\$\{(file|env):([^}]*)\}/g;
  * naming the reference (never the secret) when a file or variable is
  * missing, empty, or a file's mode is unsafe.
  */
-export function resolveSecretRefs(value: string, env: Env = process.env): string {
+export function resolveSecretRefs(value: string, env: Env = process.env, options: { uid?: number | null } = {}): string {
   if (!value.includes('${')) return value;
   return value.replace(REF_RE, (_m, type: string, target: string) => {
     const ref = `\${${type}:${target}}`;
     if (target === '') throw new ConfigError(`secret reference ${ref} names nothing`, { hint: 'write ${file:/path/to/secret} or ${env:VARIABLE}', code: 'ERR_SECRET_REF' });
     let secret: string;
     if (type === 'file') {
-      secret = readSecretFile(target, `secret reference ${ref}`);
+      secret = readSecretFile(target, `secret reference ${ref}`, options);
     } else {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(target)) {
         throw new ConfigError(`secret reference ${ref}: ${JSON.stringify(target)} is not a variable name`, { code: 'ERR_SECRET_REF' });

@@ -71,6 +71,17 @@ export interface AppSettings {
    * with a FAILURE record (default 3).
    */
   taskMaxRedeliveries?: number;
+  // Broker-counted redeliveries (issue 21: RabbitMQ quorum queues' x-delivery-count).
+  /**
+   * Most redeliveries of one message that the broker itself counts
+   * (RabbitMQ quorum queues' `x-delivery-count`) before the worker
+   * dead-letters it, with a FAILURE record, instead of running it (default
+   * 20; 0 = no such limit). It holds where the loss ledger cannot see: a
+   * killed supervisor, another node, no result backend. The broker counts
+   * every return (crashes, kills, lost connections, give-backs at
+   * shutdown), so keep it well above `taskMaxRedeliveries`.
+   */
+  taskMaxDeliveryCount?: number;
   /** Store STARTED when a task begins (default false). */
   taskTrackStarted?: boolean;
   /** Do not store results (default false). */
@@ -270,6 +281,8 @@ export interface ResolvedSettings {
   taskAcksLate: boolean;
   taskRejectOnWorkerLost: boolean;
   taskMaxRedeliveries: number;
+  /** Broker-counted redeliveries (issue 21): see `AppSettings.taskMaxDeliveryCount`. */
+  taskMaxDeliveryCount: number;
   taskTrackStarted: boolean;
   workerSendTaskEvents: boolean;
   taskSendSentEvent: boolean;
@@ -325,6 +338,8 @@ export function resolveSettings(input: AppSettingsInput = {}): ResolvedSettings 
     taskAcksLate: val('taskAcksLate', false),
     taskRejectOnWorkerLost: val('taskRejectOnWorkerLost', false),
     taskMaxRedeliveries: Math.max(0, Math.floor(val('taskMaxRedeliveries', 3))),
+    // Broker-counted redeliveries (issue 21: RabbitMQ quorum queues' x-delivery-count).
+    taskMaxDeliveryCount: Math.max(0, Math.floor(val('taskMaxDeliveryCount', 20))),
     taskTrackStarted: val('taskTrackStarted', false),
     workerSendTaskEvents: val('workerSendTaskEvents', false),
     taskSendSentEvent: val('taskSendSentEvent', false),

@@ -63,6 +63,29 @@ function redactUrlToken(scheme: string, rest: string): string {
   return `${scheme}${userinfo.slice(0, colon)}:${MASK}${rest.slice(at)}`;
 }
 
+/** The secret stems of a field name (as in FIELD_RE), to find where the stem ends. */
+const STEM_RE = /password|passwd|secret|token|api_?key|credentials?/gi;
+
+/**
+ * Whether a name the field rules matched really names a secret: its secret
+ * stem ends the name, or is followed by a separator, a capital (camelCase)
+ * or a digit — `redis_password`, `clientSecret`, `api_key2`, `PASSWORD` —
+ * and not by more of an ordinary word: `secretary`, `tokenizer`,
+ * `passwords`, `tokens` are English, not secrets (issue 20 #18).
+ */
+function namesSecret(name: string): boolean {
+  for (const m of name.matchAll(STEM_RE)) {
+    const next = name.charAt(m.index + m[0].length);
+    if (next === '' || !/[a-z]/.test(next)) return true;
+  }
+  return false;
+}
+
+/** A value too ordinary to be a credential: one common word, no digit or symbol (`denied`, `failed`, `required`). */
+function ordinaryWord(value: string): boolean {
+  return /^[A-Za-z]{1,16}$/.test(value) && estimateGuessesLog10(value) < GUESSABLE_LOG10;
+}
+
 /** Redact every URL credential, secret-looking field and Authorization header in free text. */
 export function redactText(text: string): string {
   if (!text) return text;
@@ -71,9 +94,12 @@ export function redactText(text: string): string {
   if (!text.includes(':') && !text.includes('=')) return text;
   let out = text.replace(URL_TOKEN_RE, (_m, scheme: string, rest: string) => redactUrlToken(scheme, rest));
   out = out.replace(PARAM_RE, (m, sep: string, name: string) => (SECRET_PARAMS.test(name) ? `${sep}${name}=${MASK}` : m));
-  out = out.replace(AUTH_HEADER_RE, (_m, name: string, sep: string, scheme: string | undefined) => `${name}${sep}${scheme ? `${scheme} ` : ''}${MASK}`);
-  out = out.replace(QUOTED_FIELD_RE, (_m, name: string, sep: string, quote: string) => `${name}${sep}${quote}${MASK}${quote}`);
-  out = out.replace(FIELD_RE, (m, name: string, sep: string, value: string) => (value === MASK ? m : `${name}${sep}${MASK}`));
+  // With a scheme (`Bearer …`) always a credential; without one, "authorization: denied" is a sentence.
+  out = out.replace(AUTH_HEADER_RE, (m, name: string, sep: string, scheme: string | undefined, value: string) =>
+    scheme === undefined && ordinaryWord(value) ? m : `${name}${sep}${scheme ? `${scheme} ` : ''}${MASK}`,
+  );
+  out = out.replace(QUOTED_FIELD_RE, (m, name: string, sep: string, quote: string) => (namesSecret(name) ? `${name}${sep}${quote}${MASK}${quote}` : m));
+  out = out.replace(FIELD_RE, (m, name: string, sep: string, value: string) => (value === MASK || !namesSecret(name) ? m : `${name}${sep}${MASK}`));
   return out;
 }
 
@@ -98,10 +124,23 @@ export function registerSecret(value: string | undefined): void {
   knownSecrets.add(value);
   const encoded = encodeURIComponent(value);
   if (encoded !== value) knownSecrets.add(encoded);
-  // Multi-line secrets (PEM keys): every long line is a secret on its own.
-  if (value.includes('\n')) {
-    for (const line of value.split(/\r?\n/)) if (line.length >= 16 && !line.startsWith('-----')) knownSecrets.add(line);
+  // A secret of several parts (a PEM key, a key ring: lines, or entries separated by spaces or commas): each
+  // piece of key material is a secret on its own — never its prose (`# senders hold private keys`, `Proc-Type:
+  // 4,ENCRYPTED`), which would otherwise blank those words wherever they appear (issue 20 #18).
+  if (/[\s,]/.test(value)) for (const piece of keyMaterial(value)) knownSecrets.add(piece);
+}
+
+/** The pieces of a multi-part secret that look like key material: 16+ characters without spaces, not guessable, outside comments. */
+function keyMaterial(value: string): string[] {
+  const out: string[] = [];
+  for (const line of value.split(/\r?\n/)) {
+    const t = line.trim();
+    if (t === '' || t.startsWith('#') || t.startsWith('-----')) continue;
+    for (const piece of t.split(/[\s,]+/)) {
+      if (piece.length >= 16 && estimateGuessesLog10(piece) >= GUESSABLE_LOG10) out.push(piece);
+    }
   }
+  return out;
 }
 
 /** Forget every registered secret (tests only). */

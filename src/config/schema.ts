@@ -105,6 +105,8 @@ export const CORE_FIELDS = {
   taskAcksLate: bool(),
   taskRejectOnWorkerLost: bool(),
   taskMaxRedeliveries: count(),
+  // Broker-counted redeliveries (issue 21: RabbitMQ quorum queues' x-delivery-count).
+  taskMaxDeliveryCount: count(),
   taskTrackStarted: bool(),
   taskIgnoreResult: bool(),
   taskStoreErrorsEvenIfIgnored: bool(),

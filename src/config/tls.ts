@@ -36,6 +36,7 @@ import { isIP } from 'node:net';
 import { checkServerIdentity as defaultCheck, type ConnectionOptions } from 'node:tls';
 import { ConfigError } from '../errors.ts';
 import { readSecretFile } from './env.ts';
+import { fileTrustProblem } from './file-trust.ts';
 import { isNetworkUrl, type ConnectionUrl } from './url.ts';
 
 /** A PEM source: a file path or the PEM itself. */
@@ -243,6 +244,9 @@ export function analyzeTls(url: ConnectionUrl, useSsl: unknown, settingName = 'b
 function readPem(src: PemSource, what: string, secret: boolean): string | Buffer {
   if ('pem' in src) return src.pem;
   if (secret) return readSecretFile(src.path, what);
+  // A CA bundle or certificate another user can change is theirs to choose (file-trust.ts, as for secrets, minus the read rule).
+  const p = fileTrustProblem(src.path, { secret: false });
+  if (p) throw new ConfigError(`${what}: file ${src.path} ${p.problem}`, { hint: `run: ${p.fix}`, code: p.code });
   try {
     return readFileSync(src.path);
   } catch (err) {

@@ -34,6 +34,13 @@ export interface Delivery {
   /** True when the broker says this message was delivered before. */
   readonly redelivered: boolean;
   /**
+   * How many times the broker itself says this message was given back
+   * before this delivery (RabbitMQ quorum queues' `x-delivery-count`):
+   * crashes, kills, lost connections and explicit requeues alike. Undefined
+   * where the engine does not count.
+   */
+  readonly deliveryCount?: number;
+  /**
    * True once the broker has taken the message back (AMQP: its channel
    * closed; Redis: its lease ran out): another consumer may hold it now,
    * so it must not start here. Settling it is harmless.

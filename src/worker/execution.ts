@@ -17,6 +17,7 @@ import type { TaskEvent } from './types.ts';
 import { revokedJob } from './control/worker-host.ts';
 import { canvasOfStarted } from './canvas/lost.ts';
 import { runTraced } from './tracing.ts';
+import { judgeDeliveryCount } from './delivery-count.ts';
 
 /** Check expiry and arguments and build the execution; false when the job was settled instead. */
 export function prepare(w: WorkerState, job: Job): boolean {
@@ -28,6 +29,7 @@ export function prepare(w: WorkerState, job: Job): boolean {
   if (expired(w, job)) return false;
   if (w.revoked.size > 0 && revokedJob(w, job)) return false;
   if (w.ledger.size > 0 && job.delivery.redelivered && !judgeLosses(w, job)) return false;
+  if (job.delivery.deliveryCount !== undefined && !judgeDeliveryCount(w, job)) return false;
   let args: unknown[];
   let kwargs: Record<string, unknown>;
   try {

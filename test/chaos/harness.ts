@@ -20,7 +20,7 @@ import { startAofRedis } from '../helpers/redis-server.ts';
 import { createTestPki } from '../helpers/pki.ts';
 import { startPostgresCluster } from '../helpers/postgres-server.ts';
 import { sleep } from '../helpers/services.ts';
-import { closeConnection, connectionsOf, createTestVhost, type TestVhost } from '../integration/amqp/support/rabbit.ts';
+import { closeConnection, connectionsOf, createTestVhost, startPrivateNode, type PrivateNode, type TestVhost } from '../integration/amqp/support/rabbit.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = `${ROOT}bin/celeriac.mjs`;
@@ -34,7 +34,14 @@ export interface ChaosOptions {
   tasks: number;
   /** SIGKILLs of children and supervisors (and connection kills), spread over the run. */
   kills: number;
-  /** Broker restarts (Redis: kill -9 of its own redis-server with AOF; PostgreSQL: immediate shutdown of its own cluster; both restarted on the same files). */
+  /**
+   * Broker restarts. Redis: kill -9 of its own redis-server with AOF,
+   * restarted on the same files. PostgreSQL: immediate shutdown of its own
+   * cluster, restarted on the same files. RabbitMQ: the run gets a node of
+   * its own (own node name, ports and data directory, never the shared
+   * node), which is stopped and started again on the same data; durable
+   * queues and persistent messages survive it.
+   */
   brokerRestarts: number;
   /** Poison tasks of each kind (OOM at the heap cap, busy loop past the hard limit). */
   poison: number;
@@ -51,6 +58,9 @@ export interface KillRecord {
   kind: 'child' | 'supervisor' | 'connection' | 'broker';
   /** Most executions this kill can make run again (what was in flight). */
   bound: number;
+  /** Broker restarts: tasks not yet ended when it began, and how long the broker was away (ms). */
+  pending?: number;
+  downMs?: number;
 }
 
 export interface ChaosReport {
@@ -72,6 +82,8 @@ export interface ChaosReport {
   poolAtEnd: number;
   /** Workers that exited by themselves and were started again (as a process manager would). */
   workerRestarts: number;
+  /** Broker restarts asked for (each must have happened while tasks were pending). */
+  brokerRestartsAsked: number;
   elapsedMs: number;
 }
 
@@ -83,7 +95,7 @@ interface Broker {
   stop(): Promise<void>;
 }
 
-async function setUpBroker(engine: Engine, dir: string): Promise<Broker> {
+async function setUpBroker(engine: Engine, dir: string, restarts: number): Promise<Broker> {
   if (engine === 'redis') {
     const r = await startAofRedis(dir);
     return {
@@ -126,20 +138,42 @@ async function setUpBroker(engine: Engine, dir: string): Promise<Broker> {
     const url = sqliteUrlForPath(join(dir, 'chaos.db'));
     return { url, backend: url, stop: async () => undefined };
   }
-  const vh: TestVhost = await createTestVhost('chaos');
-  const backend = await startAofRedis(dir);
+  // Restarts need a node of the run's own: stopping the shared node would break every other test.
+  const node: PrivateNode | undefined = restarts > 0 ? await startPrivateNode() : undefined;
+  let vh: TestVhost | undefined;
+  let backend: Awaited<ReturnType<typeof startAofRedis>> | undefined;
+  try {
+    vh = await createTestVhost('chaos', node);
+    backend = await startAofRedis(dir);
+  } catch (err) {
+    await vh?.delete();
+    await node?.destroy();
+    throw err;
+  }
+  const v = vh;
+  const b = backend;
   return {
-    url: vh.url(),
-    backend: `redis://127.0.0.1:${backend.port}/1`,
+    url: v.url(),
+    backend: `redis://127.0.0.1:${b.port}/1`,
+    ...(node
+      ? {
+          async restart() {
+            // A clean stop (rabbitmqctl stop; SIGKILL by PID only if it lingers), then a start on the same files.
+            await node.stop();
+            await node.start();
+          },
+        }
+      : {}),
     async killConnection() {
-      const conns = (await connectionsOf(vh.user)).filter((c) => c.name.includes('consumer'));
+      const conns = (await connectionsOf(v.user, node)).filter((c) => c.name.includes('consumer'));
       if (conns.length === 0) return false;
-      await closeConnection(conns[Math.floor(Math.random() * conns.length)]!.pid, 'chaos: forced close').catch(() => undefined);
+      await closeConnection(conns[Math.floor(Math.random() * conns.length)]!.pid, 'chaos: forced close', node).catch(() => undefined);
       return true;
     },
     async stop() {
-      await vh.delete();
-      await backend.stop();
+      await v.delete();
+      await b.stop();
+      await node?.destroy();
     },
   };
 }
@@ -166,7 +200,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const dir = mkdtempSync(join(tmpdir(), `celeriac-chaos-${o.engine}-`));
   const ledger = join(dir, 'ledger');
   execFileSync('mkdir', ['-p', ledger]);
-  const broker = await setUpBroker(o.engine, dir);
+  const broker = await setUpBroker(o.engine, dir, o.brokerRestarts);
   const env: Record<string, string> = {
     CELERIAC_BROKER_URL: broker.url,
     CELERIAC_RESULT_BACKEND: broker.backend,
@@ -230,7 +264,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     let killsDone = 0;
     let restartsDone = 0;
     let nextKill = Date.now() + 500;
-    const restartEvery = o.brokerRestarts > 0 ? Math.floor(o.kills / (o.brokerRestarts + 1)) : Infinity;
+    // Restarts are spread over the first half of the kills, so each one hits a broker with work still queued.
+    const restartEvery = o.brokerRestarts > 0 ? Math.max(1, Math.floor(o.kills / (2 * (o.brokerRestarts + 1)))) : Infinity;
     let lastPoll = 0;
     while ((pending.size > 0 || poisonPending.size > 0) && Date.now() - t0 < o.deadlineMs) {
       await sleep(100);
@@ -257,9 +292,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         const roll = Math.random();
         if (broker.restart && restartsDone < o.brokerRestarts && killsDone % restartEvery === 0) {
           restartsDone++;
-          kills.push({ at: Date.now() - t0, kind: 'broker', bound: o.supervisors * o.concurrency * 2 });
-          log(`[${o.engine}] broker restart`);
+          const record: KillRecord = { at: Date.now() - t0, kind: 'broker', bound: o.supervisors * o.concurrency * 2, pending: pending.size };
+          kills.push(record);
+          log(`[${o.engine}] broker restart with ${pending.size} tasks pending`);
+          const r0 = Date.now();
           await broker.restart();
+          record.downMs = Date.now() - r0;
+          log(`[${o.engine}] broker back after ${record.downMs} ms`);
           continue;
         }
         if (roll < 0.15) {
@@ -335,6 +374,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       poolTarget,
       poolAtEnd,
       workerRestarts: restarts,
+      brokerRestartsAsked: o.brokerRestarts,
       elapsedMs: Date.now() - t0,
     };
   } finally {
@@ -369,6 +409,7 @@ export function formatReport(r: ChaosReport): string {
   return [
     `engine ${r.engine}: ${r.tasks} late-ack tasks in ${(r.elapsedMs / 1000).toFixed(1)} s`,
     `  kills: ${r.kills.length} (children ${byKind('child')}, supervisors ${byKind('supervisor')}, connections ${byKind('connection')}, broker restarts ${byKind('broker')})`,
+    ...r.kills.filter((k) => k.kind === 'broker').map((k) => `  broker restart at ${(k.at / 1000).toFixed(1)} s with ${k.pending} tasks pending, away ${((k.downMs ?? 0) / 1000).toFixed(1)} s`),
     `  lost: ${r.lost.length}${r.lost.length ? ` (${r.lost.slice(0, 5).join(', ')}…)` : ''}`,
     `  duplicates: ${r.duplicates} (in-flight bound at the kills: ${r.duplicateBound})`,
     ...r.poison.map((p) => `  poison ${p.kind} ${p.id}: ${p.status} after ${p.runs} run(s)${p.deadLettered ? ', dead-lettered' : ''} — ${p.reason}`),
@@ -390,6 +431,9 @@ export function verdict(r: ChaosReport): string[] {
     if (p.runs > bound) bad.push(`poison ${p.kind} ${p.id} ran ${p.runs} times (bound ${bound})`);
   }
   if (r.poolAtEnd !== r.poolTarget) bad.push(`pool at ${r.poolAtEnd} of ${r.poolTarget} after the run`);
+  // A scenario that did not happen proves nothing: every restart asked for must have hit a busy broker.
+  const restarts = r.kills.filter((k) => k.kind === 'broker' && (k.pending ?? 0) > 0).length;
+  if (restarts < r.brokerRestartsAsked) bad.push(`${restarts} of ${r.brokerRestartsAsked} broker restarts happened while tasks were pending`);
   return bad;
 }
 

@@ -8,10 +8,11 @@
  *
  *   npm run chaos [-- --engines redis,amqp,sqlite,postgres --tasks 10000 --kills 100]
  *
- * Needs redis-server, a RabbitMQ node on 127.0.0.1:5672 with rabbitmqctl
- * (each run makes its own vhost), the PostgreSQL binaries (each run starts
- * its own cluster), and a quiet machine: it starts 2 workers
- * of 2 processes each per engine.
+ * Needs redis-server, RabbitMQ (rabbitmq-server and rabbitmqctl: the run
+ * starts a node of its own, on its own ports and data directory, and
+ * restarts it `--restarts` times), the PostgreSQL binaries (each run starts
+ * its own cluster), and a quiet machine: it starts 2 workers of 2 processes
+ * each per engine.
  */
 import { parseArgs } from 'node:util';
 import { formatReport, runChaos, verdict, type Engine } from './harness.ts';
@@ -33,7 +34,8 @@ for (const engine of values.engines!.split(',').map((e) => e.trim()) as Engine[]
     engine,
     tasks: Number(values.tasks),
     kills: Number(values.kills),
-    brokerRestarts: engine === 'redis' || engine === 'postgres' ? Number(values.restarts) : 0,
+    // Redis: its own redis-server on AOF; RabbitMQ: a node of the run's own (never the shared one).
+    brokerRestarts: engine === 'sqlite' ? 0 : Number(values.restarts),
     poison: Number(values.poison),
     supervisors: 2,
     processes: 2,

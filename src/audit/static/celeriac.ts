@@ -16,7 +16,7 @@ import { ConfigError } from '../../errors.ts';
 import { policyFindings } from '../policy-bridge.ts';
 import { controlPolicyInput } from '../../config/control-settings.ts';
 import type { AuditFinding, ConfiguredEndpoint } from '../types.ts';
-import { certificateExpiryFinding, finding, readCertificate, secretFileProblem, urlPassword } from './common.ts';
+import { auditUid, certificateExpiryFinding, certStoreFindings, finding, readCertificate, secretFileProblem, urlPassword } from './common.ts';
 import { ENV_PLACEHOLDER } from './python.ts';
 
 /** What to audit. */
@@ -61,11 +61,11 @@ function urlFromEnv(env: Env, names: readonly string[], out: AuditFinding[], src
       }
       const p = secretFileProblem(path);
       if (p) {
-        out.push(finding('CEL-002', 'medium', fileVar, `the secret file ${path} ${p.problem}; a Celeriac worker refuses to read it`, `chmod 600 ${path} (or 640/440 for a group), owned by the worker's user`, origin?.file, origin?.line));
+        out.push(finding('CEL-002', 'medium', fileVar, `the secret file ${path} ${p.problem}; a Celeriac worker refuses to read it`, p.fix, origin?.file, origin?.line));
         continue;
       }
       try {
-        raw = readSecretFile(path, fileVar);
+        raw = readSecretFile(path, fileVar, { uid: auditUid() });
       } catch (err) {
         out.push(finding('CEL-002', 'medium', fileVar, (err as Error).message, 'fix the secret file', origin?.file, origin?.line));
         continue;
@@ -86,12 +86,12 @@ function resolveRefs(value: string, env: Env, setting: string, out: AuditFinding
       const p = secretFileProblem(target);
       if (p) {
         const origin = src.envOrigin?.(setting);
-        out.push(finding('CEL-002', 'medium', setting, `the secret file ${target} named in ${setting} ${p.problem}; a Celeriac worker refuses to read it`, `chmod 600 ${target}`, origin?.file ?? src.file, origin?.line));
+        out.push(finding('CEL-002', 'medium', setting, `the secret file ${target} named in ${setting} ${p.problem}; a Celeriac worker refuses to read it`, p.fix, origin?.file ?? src.file, origin?.line));
         return ENV_PLACEHOLDER;
       }
     }
     try {
-      return resolveSecretRefs(ref, env);
+      return resolveSecretRefs(ref, env, { uid: auditUid() });
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       out.push(finding('CEL-002', 'low', setting, err.message, 'make the secret reference resolvable where the worker runs', src.file));
@@ -196,13 +196,15 @@ export function auditCeleriac(src: CeleriacSource): AuditFinding[] {
   const keyPath = typeof s.securityKey === 'string' && !s.securityKey.includes('-----BEGIN') ? s.securityKey : env.CELERIAC_SECURITY_KEY_FILE ?? (env.CELERY_SECURITY_KEY && !env.CELERY_SECURITY_KEY.includes('-----BEGIN') ? env.CELERY_SECURITY_KEY : undefined);
   if (keyPath) {
     const p = secretFileProblem(keyPath);
-    if (p) out.push(finding('CEL-007', 'high', 'securityKey', `the signing key file ${keyPath} ${p.problem}: another user of the host can sign tasks`, `chmod 600 ${keyPath}`, src.file));
+    if (p) out.push(finding('CEL-007', 'high', 'securityKey', `the signing key file ${keyPath} ${p.problem}: another user of the host can sign tasks`, p.fix, src.file));
   }
   for (const v of ['CELERIAC_SIGNING_KEYS_FILE', 'CELERIAC_RESULT_KEYS_FILE', 'CELERIAC_SECURITY_KEY_PASSWORD_FILE']) {
     const path = env[v];
     const p = path ? secretFileProblem(path) : undefined;
-    if (path && p) out.push(finding('CEL-002', 'medium', v, `the secret file ${path} ${p.problem}`, `chmod 600 ${path}`, origin(v)?.file, origin(v)?.line));
+    if (path && p) out.push(finding('CEL-002', 'medium', v, `the secret file ${path} ${p.problem}`, p.fix, origin(v)?.file, origin(v)?.line));
   }
+  const storePath = typeof s.securityCertStore === 'string' ? s.securityCertStore : env.CELERIAC_SECURITY_CERT_STORE ?? env.CELERY_SECURITY_CERT_STORE;
+  if (storePath) out.push(...certStoreFindings(storePath, typeof s.securityCertStore === 'string' ? 'securityCertStore' : env.CELERIAC_SECURITY_CERT_STORE ? 'CELERIAC_SECURITY_CERT_STORE' : 'CELERY_SECURITY_CERT_STORE', src.file));
   const certPath = typeof s.securityCertificate === 'string' ? s.securityCertificate : env.CELERIAC_SECURITY_CERTIFICATE_FILE ?? env.CELERY_SECURITY_CERTIFICATE;
   if (certPath) {
     const c = readCertificate(certPath);

@@ -3,7 +3,9 @@
  * secret-file modes, certificate expiry, `.env` parsing.
  */
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileTrustProblem, type FileTrustProblem } from '../../config/file-trust.ts';
 import type { MitigationId } from '../../config/policy.ts';
 import { redactAll, redactUrl } from '../../config/redact.ts';
 import type { AuditFinding, Severity } from '../types.ts';
@@ -46,18 +48,56 @@ export function finding(id: MitigationId, severity: Severity, setting: string, m
   return { id, severity, setting, message: redactAll(message), fix: redactAll(fix), kind: 'static', location };
 }
 
-/** Mode problems of a secret file, using the same rule as Celeriac's secret-file reader: no access for others, no group write. */
-export function secretFileProblem(path: string): { mode: number; uid: number; problem: string } | undefined {
-  let st;
+/**
+ * The user the audited workers run as, for the owner rules: set by
+ * `runAudit` for its static checks (`AuditOptions.workerUid`), else the
+ * user running the audit — none when that is root, who cannot tell whose
+ * files are whose (the mode and directory rules still apply).
+ */
+let workerUid: number | undefined;
+let workerUidSet = false;
+
+/** @internal Set (or, with `undefined` and `set` false, clear) the workers' user for the static checks of one audit. */
+export function setAuditWorkerUid(uid: number | undefined, set: boolean): void {
+  workerUid = uid;
+  workerUidSet = set;
+}
+
+/** The workers' user as the audit judges owners (see `setAuditWorkerUid`); `null` when unknown. */
+export function auditUid(): number | null {
+  if (workerUidSet) return workerUid ?? null;
+  const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
+  return uid === 0 || uid === undefined ? null : uid;
+}
+
+/**
+ * Why a secret file (or, with `secret: false`, a trusted public file: a
+ * certificate store, a CA bundle) cannot be trusted — the very rule
+ * Celeriac applies when it reads the file at start (config/file-trust.ts):
+ * mode, owner, and the directories of the path and of its target.
+ */
+export function secretFileProblem(path: string, secret = true): FileTrustProblem | undefined {
+  return fileTrustProblem(path, { secret, uid: auditUid() });
+}
+
+/**
+ * CEL-007 findings for a certificate store another user could change (a
+ * PEM file, or a directory and the files in it): they could add a signer
+ * of their own. The rule a Celeriac worker applies when it loads the store.
+ */
+export function certStoreFindings(path: string, setting: string, file?: string, line?: number): AuditFinding[] {
+  let entries: string[] = [path];
   try {
-    st = statSync(path);
+    if (statSync(path).isDirectory()) entries = [path, ...readdirSync(path).filter((n) => !n.startsWith('.')).sort().map((n) => join(path, n))];
   } catch {
-    return undefined;
+    return [];
   }
-  const mode = st.mode & 0o777;
-  if (mode & 0o004) return { mode, uid: st.uid, problem: `is readable by every user (mode ${mode.toString(8).padStart(3, '0')}, owner uid ${st.uid})` };
-  if (mode & 0o022) return { mode, uid: st.uid, problem: `is writable by ${mode & 0o002 ? 'every user' : 'its group'} (mode ${mode.toString(8).padStart(3, '0')}, owner uid ${st.uid}): whoever can write it can swap the secret` };
-  return undefined;
+  const out: AuditFinding[] = [];
+  for (const e of entries) {
+    const p = secretFileProblem(e, false);
+    if (p) out.push(finding('CEL-007', 'high', setting, `the certificate store ${e} ${p.problem}: another user of the host could add a signer of their own (a Celeriac worker refuses it)`, p.fix, file, line));
+  }
+  return out;
 }
 
 /** Days until a certificate expires (negative when expired). */

@@ -361,7 +361,7 @@ export function auditDotenvFile(file: string, text: string, envOut: EnvEntry[]):
   const hasSecret = entries.some((e) => (isSecretName(e.key) && !isReferenceValue(e.value)) || urlPassword(e.value));
   const p = hasSecret ? secretFileProblem(file) : undefined;
   if (p) {
-    out.push(finding('CEL-002', 'medium', basename(file), `${basename(file)} holds secrets and ${p.problem}`, `chmod 600 ${file}, keep it out of version control and images (or use secret files)`, file));
+    out.push(finding('CEL-002', 'medium', basename(file), `${basename(file)} holds secrets and ${p.problem}`, `${p.fix}; keep it out of version control and images (or use secret files)`, file));
   }
   for (const e of entries) {
     envOut.push({ key: e.key, value: e.value, file, line: e.line });
@@ -378,7 +378,7 @@ export function auditKeyFile(file: string, text: string): AuditFinding[] {
   if (pem && !/^\s*(-----BEGIN [^-]+-----[\s\S]*?-----END [^-]+-----\s*)*-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) return [];
   const p = secretFileProblem(file);
   if (!p) return [];
-  return [finding('CEL-002', 'medium', basename(file), `${pem ? 'the private key' : 'the secret file'} ${file} ${p.problem}`, `chmod 600 ${file} (owner: the service's user)`, file)];
+  return [finding('CEL-002', 'medium', basename(file), `${pem ? 'the private key' : 'the secret file'} ${file} ${p.problem}`, p.fix, file)];
 }
 
 /** Log files holding URLs with passwords (CEL-002): at most 5 findings per file, secrets never shown. */

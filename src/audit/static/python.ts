@@ -13,7 +13,7 @@ import { parseConnectionUrl } from '../../config/url.ts';
 import { policyFindings } from '../policy-bridge.ts';
 import { parsePythonConfig, type PyModule, type PySetting, type PyValue } from '../python/parse.ts';
 import type { AuditFinding, ConfiguredEndpoint } from '../types.ts';
-import { certificateExpiryFinding, finding, isReferenceValue, isSecretName, readCertificate, secretFileProblem, urlPassword } from './common.ts';
+import { certificateExpiryFinding, certStoreFindings, finding, isReferenceValue, isSecretName, readCertificate, secretFileProblem, urlPassword } from './common.ts';
 
 /** Stand-in for a secret that comes from the environment: strong enough for the policy's strength rule, alphanumeric so it fits any URL position. */
 export const ENV_PLACEHOLDER = 'EnvSourced7Placeholder9Qx4Zk2Wm8Ty3';
@@ -323,12 +323,13 @@ export function auditPythonFiles(files: readonly PythonFile[], lookup: EnvLookup
     const p = secretFileProblem(keyPath);
     if (p) {
       out.push(finding('CEL-007', 'high', 'security_key', `the signing key file ${keyPath} ${p.problem}: another user of the host can sign tasks that every worker runs`,
-        `chmod 600 ${keyPath} (or 400), owned by the worker's user`, key.file, key.line));
+        p.fix, key.file, key.line));
     }
   }
   for (const [name, s] of [['security_certificate', cert], ['security_cert_store', get('security_cert_store')]] as const) {
     const p = near(s, str(s));
     if (!s || !p) continue;
+    if (name === 'security_cert_store' && !p.includes('-----BEGIN')) out.push(...certStoreFindings(p, name, s.file, s.line));
     const c = readCertificate(p);
     const f = c && certificateExpiryFinding(c, `the ${name.replace(/_/g, ' ')}`, name, s.file, s.line);
     if (f) out.push(f);

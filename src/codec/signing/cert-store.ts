@@ -7,6 +7,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { fileTrustProblem } from '../../config/file-trust.ts';
 import { join } from 'node:path';
 import { CertificateError } from './errors.ts';
 import { celerySignerId, certificateFields } from './signer-id.ts';
@@ -238,7 +239,8 @@ function readCertFile(path: string): string {
  * (`unreadable`, `no-certificate`, `private-key-in-store`,
  * `invalid-certificate`, `unsupported-key`, `weak-key`,
  * `expired-certificate`, `certificate-not-yet-valid`, `duplicate-signer`,
- * `empty-store`).
+ * `empty-store`, `unsafe-file`: the store, a file in it or its directory
+ * can be changed by another user — the rule of config/file-trust.ts).
  */
 export function loadCertStore(path: string, options: CertStoreOptions = {}): CertStore {
   let isDir: boolean;
@@ -272,6 +274,11 @@ export function loadCertStore(path: string, options: CertStoreOptions = {}): Cer
       if (isFile) files.push(full);
     }
   } else files.push(path);
+  // A store another user can change is theirs: they add their certificate and sign tasks (issue 20 #13).
+  for (const f of isDir ? [path, ...files] : files) {
+    const p = fileTrustProblem(f, { secret: false });
+    if (p) throw new CertificateError('unsafe-file', `certificate store: ${f} ${p.problem} (another user could add a signer of their own)`, { hint: `run: ${p.fix}` });
+  }
   const certs = files.flatMap((file) => parsePemCertificates(readCertFile(file), file).map((cert, j) => ({ cert, source: `${file}#${j + 1}` })));
   return certStoreFromCertificates(certs, options);
 }

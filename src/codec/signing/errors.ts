@@ -68,7 +68,9 @@ export type CertificateFailure =
   | 'expired-certificate'
   | 'certificate-not-yet-valid'
   | 'duplicate-signer'
-  | 'empty-store';
+  | 'empty-store'
+  /** Another user could change the store (its files or directory): they could add their own signer. */
+  | 'unsafe-file';
 
 /** A certificate (or the certificate store) cannot be used. Raised at start-up, so it is a configuration error. */
 export class CertificateError extends ConfigError {

@@ -24,6 +24,7 @@
 import type { AdapterContext } from '../../core/adapter-context.ts';
 import type { ResolvedSettings } from '../../config/options.ts';
 import { AmqpConnection, amqpEndpoint, type AmqpEndpoint } from './connection.ts';
+import { limitContent, oversizedSize } from './content-guard.ts';
 import { publishOptions, wireMessageFrom } from './codec.ts';
 import { AmqpConsumer } from './consumer.ts';
 import { amqpSettings, type AmqpSettings } from './options.ts';
@@ -190,7 +191,7 @@ export class AmqpBroker implements Broker {
         logger: this.logger,
         limits: this.limits,
         declaration: (q) => this.declaration(q),
-        deadLetter: (q, m, reason) => this.deadLetterCopy(q, m, reason),
+        deadLetter: (q, m, reason, bodySize) => this.deadLetterCopy(q, m, reason, bodySize),
         forget: (x) => this.consumers.delete(x),
       },
       [...queues],
@@ -208,11 +209,15 @@ export class AmqpBroker implements Broker {
   }
 
   /** Publish a copy of `message` with the reason to `<queue>.dlq`; resolves once confirmed. */
-  private async deadLetterCopy(queue: string, message: WireMessage, reason: string): Promise<void> {
+  private async deadLetterCopy(queue: string, message: WireMessage, reason: string, bodySize?: number): Promise<void> {
     const dlq = deadLetterQueueName(queue);
     const headers: Record<string, unknown> = { ...message.headers, [DLQ_HEADERS.reason]: reason.slice(0, 1000), [DLQ_HEADERS.at]: Date.now(), [DLQ_HEADERS.queue]: queue };
     let body = message.body;
-    if (body.length > DEAD_LETTER_BODY_MAX) {
+    if (bodySize !== undefined && bodySize > body.length) {
+      // Only the head was read (content-guard.ts): the record says how large the message was.
+      headers[DLQ_HEADERS.truncated] = bodySize;
+      body = body.subarray(0, 1024);
+    } else if (body.length > DEAD_LETTER_BODY_MAX) {
       headers[DLQ_HEADERS.truncated] = body.length;
       body = body.subarray(0, 1024);
     }
@@ -262,6 +267,8 @@ export class AmqpBroker implements Broker {
     const live = await this.pubConn.ready(Date.now() + this.settings.publishTimeoutMs);
     const ch = await live.model.createChannel();
     ch.on('error', () => undefined);
+    // A dead letter Celeriac wrote is at most 64 KiB; anything larger (put there by others) is read as its head only.
+    limitContent(ch, Math.max(this.limits.maxBytes, DEAD_LETTER_BODY_MAX));
     const out: DeadLetter[] = [];
     try {
       for (let i = 0; i < limit; i++) {
@@ -288,6 +295,8 @@ export class AmqpBroker implements Broker {
     const live = await this.pubConn.ready(Date.now() + this.settings.publishTimeoutMs);
     const ch = await live.model.createChannel();
     ch.on('error', () => undefined);
+    // A dead letter Celeriac wrote is at most 64 KiB; anything larger (put there by others) is read as its head only.
+    limitContent(ch, Math.max(this.limits.maxBytes, DEAD_LETTER_BODY_MAX));
     const ids = selection.ids ? new Set(selection.ids) : undefined;
     let taken = 0;
     try {
@@ -344,8 +353,10 @@ export class AmqpBroker implements Broker {
       if (typeof h[DLQ_HEADERS.reason] === 'string') reason = h[DLQ_HEADERS.reason] as string;
       if (typeof h[DLQ_HEADERS.at] === 'number') at = h[DLQ_HEADERS.at] as number;
       if (typeof h[DLQ_HEADERS.queue] === 'string') original = h[DLQ_HEADERS.queue] as string;
-      if (h[DLQ_HEADERS.truncated] !== undefined) truncated = true;
+      if (h[DLQ_HEADERS.truncated] !== undefined || oversizedSize(properties) !== undefined) truncated = true;
       for (const k of Object.values(DLQ_HEADERS)) delete h[k];
+      // The dead-letter queue's own count of returns (a quorum DLQ counts every listing): not the message's.
+      delete h['x-delivery-count'];
       message = m;
     } catch {
       message = undefined;

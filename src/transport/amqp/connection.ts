@@ -13,6 +13,7 @@
 import { hostname } from 'node:os';
 // Must come before amqplib: it bounds amqplib's header decoding (see field-table.ts).
 import { fieldTableGuardActive } from './field-table.ts';
+import { contentGuardActive } from './content-guard.ts';
 import { connect, type ChannelModel, type Options } from 'amqplib';
 import type { ConnectionOptions } from 'node:tls';
 import type { ResolvedSettings } from '../../config/options.ts';
@@ -33,6 +34,15 @@ export interface AmqpEndpoint {
   tls: ConnectionOptions | undefined;
 }
 
+/**
+ * The largest frame Celeriac accepts and asks for in `connection.tune`
+ * (RabbitMQ's default); the negotiated value is the smaller of this and the
+ * broker's `frame_max`, and a frame larger than this closes the connection
+ * before it is buffered. Message bodies span many frames; their total is
+ * bounded per message by the body limit (content-guard.ts).
+ */
+export const FRAME_MAX = 131072;
+
 /** Build the endpoint: credentials and vhost from the URL, TLS from the URL and `brokerUseSsl`. */
 export function amqpEndpoint(rawUrl: string, settings: ResolvedSettings): AmqpEndpoint {
   const url = parseConnectionUrl(rawUrl);
@@ -52,13 +62,16 @@ export function amqpEndpoint(rawUrl: string, settings: ResolvedSettings): AmqpEn
       password: url.password ?? (url.username === undefined ? 'guest' : ''),
       // amqplib percent-decodes the vhost once more; encode so `%` in a name survives.
       vhost: encodeURIComponent(vhost),
-      frameMax: 131072,
+      frameMax: FRAME_MAX,
+      // amqplib would otherwise accept a single incoming frame of up to 64 MiB whatever was negotiated.
+      maxFrameSize: FRAME_MAX,
     },
     tls,
   };
 }
 
 let guardWarned = false;
+let contentGuardWarned = false;
 
 /** A connection that lived this long counts as healthy: the reconnect backoff starts over. */
 const STABLE_MS = 5000;
@@ -116,6 +129,10 @@ export class AmqpConnection {
     if (!fieldTableGuardActive() && !guardWarned) {
       guardWarned = true;
       this.logger.warn('amqplib was loaded before Celeriac, so its header decoding is not depth-limited: a message with absurdly nested headers could make consumers reconnect in a loop — import celeriac before amqplib');
+    }
+    if (!contentGuardActive() && !contentGuardWarned) {
+      contentGuardWarned = true;
+      this.logger.warn("amqplib's message assembly could not be guarded (unexpected amqplib version): a message over the body limit is read whole before it is refused — keep RabbitMQ's max_message_size low");
     }
   }
 

@@ -21,6 +21,7 @@ import { ConnectionError, DecodeError } from '../../errors.ts';
 import type { Logger } from '../../observability/logging.ts';
 import type { WireMessage } from '../../protocol/types.ts';
 import { wireMessageFrom } from './codec.ts';
+import { limitContent, oversizedSize } from './content-guard.ts';
 import type { AmqpConnection, Live } from './connection.ts';
 import type { AmqpSettings } from './options.ts';
 import { ConsumerCore, VirtualDelivery, type EnginePrimitives } from '../virtual/consumer-core.ts';
@@ -34,9 +35,29 @@ export interface ConsumerContext {
   logger: Logger;
   limits: DecodeLimits;
   declaration(queue: string): QueueDeclaration;
-  /** Publish a copy to the queue's dead-letter queue (confirmed). */
-  deadLetter(queue: string, message: WireMessage, reason: string): Promise<void>;
+  /** Publish a copy to the queue's dead-letter queue (confirmed); `bodySize`: the real size of a body that was not read whole. */
+  deadLetter(queue: string, message: WireMessage, reason: string, bodySize?: number): Promise<void>;
   forget(consumer: AmqpConsumer): void;
+}
+
+/** RabbitMQ's header on a message a quorum queue delivers again: how many times it was returned before. */
+const DELIVERY_COUNT = 'x-delivery-count';
+
+/**
+ * Take RabbitMQ's delivery count out of the headers (so it never reaches
+ * task code, nor a dead-letter copy that would carry a stale count into a
+ * redriven message) and return it for a redelivered message. A first
+ * delivery has none: RabbitMQ sets it when it delivers again, so a value a
+ * publisher wrote is ignored there.
+ */
+function takeDeliveryCount(message: WireMessage, redelivered: boolean): number | undefined {
+  const h = message.headers;
+  if (!Object.hasOwn(h, DELIVERY_COUNT)) return undefined;
+  const v = h[DELIVERY_COUNT];
+  delete h[DELIVERY_COUNT];
+  if (!redelivered) return undefined;
+  const n = typeof v === 'bigint' ? Number(v) : v;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 ? n : undefined;
 }
 
 /** Pause before a message whose dead-lettering failed goes back to its queue. */
@@ -62,8 +83,15 @@ class AmqpDelivery extends VirtualDelivery {
     message: WireMessage,
     queue: string,
     tag: string,
+    /** RabbitMQ's count of earlier returns (quorum queues), see `Delivery.deliveryCount`. */
+    readonly deliveryCount?: number,
   ) {
     super(core, tag, queue, message, raw.fields.redelivered);
+  }
+
+  /** The announced size of a body that was over the limit and not assembled (only its head is in `message`). */
+  get oversized(): number | undefined {
+    return oversizedSize(this.raw.properties);
   }
 }
 
@@ -159,6 +187,8 @@ export class AmqpConsumer implements Consumer, EnginePrimitives<AmqpDelivery> {
       if (!this.cancelled) this.options.onError?.(err);
     });
     ch.on('close', () => this.channelClosed(st));
+    // A body over the limit is never assembled in memory (content-guard.ts): the consumer dead-letters its head.
+    limitContent(ch, this.ctx.limits.maxBytes);
     try {
       await ch.prefetch(this.core.prefetch, this.global);
       for (const q of this.queues) {
@@ -214,14 +244,17 @@ export class AmqpConsumer implements Consumer, EnginePrimitives<AmqpDelivery> {
     let malformed: string | undefined;
     try {
       message = wireMessageFrom(msg.properties, msg.content);
-      if (msg.content.length > this.ctx.limits.maxBytes) {
+      const announced = oversizedSize(msg.properties);
+      if (announced !== undefined) {
+        malformed = `body of ${announced} bytes exceeds the ${this.ctx.limits.maxBytes}-byte limit (not read: only its first ${msg.content.length} bytes are kept)`;
+      } else if (msg.content.length > this.ctx.limits.maxBytes) {
         malformed = `body of ${msg.content.length} bytes exceeds the ${this.ctx.limits.maxBytes}-byte limit`;
       }
     } catch (err) {
       malformed = err instanceof DecodeError ? err.reason : (err as Error).message;
       message = { headers: {}, properties: { correlation_id: msg.properties.correlationId as string | undefined }, contentType: String(msg.properties.contentType ?? ''), contentEncoding: String(msg.properties.contentEncoding ?? ''), body: msg.content };
     }
-    const d = new AmqpDelivery(this.core, st, msg, message, queue, tag);
+    const d = new AmqpDelivery(this.core, st, msg, message, queue, tag, takeDeliveryCount(message, msg.fields.redelivered));
     if (malformed !== undefined) {
       const reason = `malformed message: ${malformed}`;
       // The top-level id header survives even when the rest of the headers did not decode.
@@ -261,7 +294,7 @@ export class AmqpConsumer implements Consumer, EnginePrimitives<AmqpDelivery> {
    */
   async copyToDeadLetter(d: AmqpDelivery, reason: string): Promise<void> {
     try {
-      await this.ctx.deadLetter(d.queue, d.message, reason);
+      await this.ctx.deadLetter(d.queue, d.message, reason, d.oversized);
     } catch (err) {
       setTimeout(() => void this.core.requeue(d, 'tail'), DLQ_RETRY_MS).unref();
       throw err;

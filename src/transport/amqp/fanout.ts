@@ -11,6 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { ConsumeMessage } from 'amqplib';
+import { limitContent, oversizedSize } from './content-guard.ts';
 import type { DecodeLimits } from '../../codec/limits.ts';
 import { ClosedError } from '../../errors.ts';
 import type { Logger } from '../../observability/logging.ts';
@@ -170,6 +171,8 @@ class AmqpSubscription implements Subscription {
     if (this.closed) throw new ClosedError('subscription');
     const ch = await live.model.createChannel();
     ch.on('error', (err: Error) => this.options.onError?.(err));
+    // A broadcast over the body limit is not assembled in memory (content-guard.ts).
+    limitContent(ch, this.limits.maxBytes);
     try {
       await ch.assertExchange(this.exchange.name, this.exchange.type, { durable: this.exchange.durable, autoDelete: false });
       await ch.assertQueue(this.spec.name, {
@@ -194,7 +197,8 @@ class AmqpSubscription implements Subscription {
     const { exchange, routingKey } = msg.fields;
     let message: WireMessage;
     try {
-      if (msg.content.length > this.limits.maxBytes) throw new Error(`body of ${msg.content.length} bytes exceeds the ${this.limits.maxBytes}-byte limit`);
+      const size = oversizedSize(msg.properties) ?? msg.content.length;
+      if (size > this.limits.maxBytes) throw new Error(`body of ${size} bytes exceeds the ${this.limits.maxBytes}-byte limit`);
       message = wireMessageFrom(msg.properties, msg.content);
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);

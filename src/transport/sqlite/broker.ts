@@ -29,6 +29,7 @@
  */
 import type { SqliteAdapterOptions } from './location.ts';
 import { decodeJsonText } from '../../codec/json.ts';
+import { FITS, ROW_SIZE } from './size-limit.ts';
 import type { DecodeLimits } from '../../codec/limits.ts';
 import { ClosedError, DecodeError, QueueFullError } from '../../errors.ts';
 import type { Logger } from '../../observability/logging.ts';
@@ -101,8 +102,27 @@ export function createSqliteBroker(options: SqliteBrokerOptions): SqliteBroker {
 
 /** Dead letters keep a body whole up to this size; beyond it, the first KiB. */
 const DEAD_LETTER_BODY_MAX = 64 * 1024;
-/** How the reason of a dead letter stored truncated ends (see `deadLetter`). */
-const TRUNCATED_REASON = /\(body of \d+ bytes truncated to 1024\)$/;
+/** How the reason of a dead letter stored truncated, or dead-lettered unread, ends (see `deadLetterRow`, `sweepOversized`). */
+const TRUNCATED_REASON = /(\(body of \d+ bytes truncated to 1024\)|; dead-lettered unread)$/;
+
+/** A row over the limit as the size checks return it: its id, its stored size, the start of its headers when they are small. */
+interface UnreadRow {
+  id: number;
+  size: number;
+  head: string | null;
+}
+
+/** How often, and how deep, a reserve measures the head of its queues for oversized rows. */
+const HEAD_SWEEP_MS = 10_000;
+const HEAD_SWEEP_ROWS = 1000;
+
+/** A message the reserve found over the limit and dead-lettered without reading it. */
+export interface OversizedRow {
+  queue: string;
+  /** The task id, when the headers were small enough to look at. */
+  id: string | undefined;
+  reason: string;
+}
 
 /** The SQLite broker. Instances on the same file share queues, in one process or many. */
 export class SqliteBroker implements Broker {
@@ -122,6 +142,8 @@ export class SqliteBroker implements Broker {
   /** @internal This process's wake hub for the file (consumers subscribe to it); set while open. */
   hub: WakeHub | undefined;
   private readonly consumers = new Set<SqliteConsumer>();
+  /** When the reserve last measured the head of its queues for oversized rows (see `oversizedHead`). */
+  private lastHeadSweep = 0;
   private restoreTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -168,18 +190,54 @@ export class SqliteBroker implements Broker {
       ),
       countWaiting: db.prepare('SELECT (SELECT count(*) FROM messages WHERE state = 0 AND queue = @q) + (SELECT count(*) FROM messages WHERE state = 2 AND queue = @q) AS n'),
       // One queue: priority then FIFO straight off the partial index.
+      // Rows over the size limit are never taken (an UPDATE would rewrite, so read, the whole record): see sweepOversized.
       reserveAll: db.prepare(
         `UPDATE messages SET state = 1, tag = @tag || id, lease_until = @lease
-         WHERE id IN (SELECT id FROM messages WHERE state = 0 AND queue = @queue ORDER BY priority, seq LIMIT @limit)
+         WHERE id IN (SELECT id FROM messages WHERE state = 0 AND queue = @queue AND ${FITS} ORDER BY priority, seq LIMIT @limit)
          RETURNING ${cols}`,
       ),
       // Several queues: kombu's order, priority bucket outer, queue inner.
       reserveStep: db.prepare(
         `UPDATE messages SET state = 1, tag = @tag || id, lease_until = @lease
-         WHERE id IN (SELECT id FROM messages WHERE state = 0 AND queue = @queue AND priority = @priority ORDER BY seq LIMIT @limit)
+         WHERE id IN (SELECT id FROM messages WHERE state = 0 AND queue = @queue AND priority = @priority AND ${FITS} ORDER BY seq LIMIT @limit)
          RETURNING ${cols}`,
       ),
-      dueDelayed: db.prepare('SELECT id FROM messages WHERE state = 2 AND queue = ? AND not_before <= ? ORDER BY not_before, id LIMIT 1000'),
+      // After a reserve that found fewer fitting rows than it asked for, the ready rows left in the queue (or bucket) are
+      // oversized ones: these find them through the ready index, measuring each without reading it.
+      oversizedAll: db.prepare(
+        `SELECT id, ${ROW_SIZE} AS size,
+           CASE WHEN octet_length(headers) <= @max THEN substr(headers, 1, 4096) END AS head
+         FROM messages WHERE state = 0 AND queue = @queue AND NOT ${FITS} LIMIT 100`,
+      ),
+      oversizedStep: db.prepare(
+        `SELECT id, ${ROW_SIZE} AS size,
+           CASE WHEN octet_length(headers) <= @max THEN substr(headers, 1, 4096) END AS head
+         FROM messages WHERE state = 0 AND queue = @queue AND priority = @priority AND NOT ${FITS} LIMIT 100`,
+      ),
+      // Under sustained load the reserve always fills its window, so the sweep above never runs: every
+      // HEAD_SWEEP_MS the first HEAD_SWEEP_ROWS ready rows are measured too, so an oversized row near the head
+      // is dead-lettered within that time instead of waiting for the queue to drain.
+      oversizedHead: db.prepare(
+        `SELECT m.id AS id, ${ROW_SIZE.replace(/octet_length\(/g, 'octet_length(m.')} AS size,
+           CASE WHEN octet_length(m.headers) <= @max THEN substr(m.headers, 1, 4096) END AS head
+         FROM (SELECT id FROM messages WHERE state = 0 AND queue = @queue ORDER BY priority, seq LIMIT ${HEAD_SWEEP_ROWS}) AS h
+         JOIN messages AS m ON m.id = h.id
+         WHERE NOT ${FITS.replace(/octet_length\(/g, 'octet_length(m.')}`,
+      ),
+      // The dead-letter record of an oversized row: its metadata when that is small, never its body.
+      insertDeadUnread: db.prepare(
+        `INSERT INTO dead_letters (queue, reason, at, headers, properties, content_type, content_encoding, body)
+         SELECT @dlq, @reason, @at,
+           CASE WHEN octet_length(headers) <= @max THEN headers END, CASE WHEN octet_length(properties) <= @max THEN properties END,
+           CASE WHEN octet_length(content_type) <= 1024 THEN content_type END, CASE WHEN octet_length(content_encoding) <= 1024 THEN content_encoding END, NULL
+         FROM messages WHERE id = @id`,
+      ),
+      deleteRow: db.prepare('DELETE FROM messages WHERE id = ?'),
+      // A due row over the limit is not promoted (the UPDATE would rewrite, so read, its record): it is dead-lettered unread.
+      dueDelayed: db.prepare(
+        `SELECT id, ${FITS} AS fits, ${ROW_SIZE} AS size, CASE WHEN octet_length(headers) <= @max THEN substr(headers, 1, 4096) END AS head
+         FROM messages WHERE state = 2 AND queue = @queue AND not_before <= @now ORDER BY not_before, id LIMIT 1000`,
+      ),
       promote: db.prepare('UPDATE messages SET state = 0, seq = ? WHERE id = ? AND state = 2'),
       hasReady: db.prepare('SELECT 1 FROM messages WHERE state = 0 AND queue = ? LIMIT 1'),
       nextDue: db.prepare('SELECT min(not_before) AS t FROM messages WHERE state = 2 AND queue = ?'),
@@ -418,31 +476,64 @@ export class SqliteBroker implements Broker {
 
   // ── used by consumers ───────────────────────────────────────────────
 
-  /** @internal Take up to `limit` messages for a consumer (one write transaction). */
-  reserve(queues: readonly string[], limit: number, tagPrefix: string, now: number): MessageRow[] {
+  /**
+   * @internal Take up to `limit` messages for a consumer (one write
+   * transaction). A message over the size limit is never read: it is
+   * skipped, and once the rows that fit are all taken it is moved to the
+   * dead-letter queue unread (reported in `oversized`).
+   */
+  reserve(queues: readonly string[], limit: number, tagPrefix: string, now: number, oversized?: OversizedRow[]): MessageRow[] {
+    const max = this.limits.maxBytes;
     return this.write(() => {
       // Due delayed messages join the end of their queue first.
       for (const q of queues) {
-        const due = this.s.dueDelayed!.all(q, now) as Array<{ id: number }>;
+        const due = this.s.dueDelayed!.all({ queue: q, now, max }) as Array<UnreadRow & { fits: number }>;
         if (due.length === 0) continue;
         let seq = this.nextSeq(due.length) - due.length;
-        for (const { id } of due) this.s.promote!.run(++seq, id);
+        for (const r of due) {
+          if (r.fits) this.s.promote!.run(++seq, r.id);
+          else this.deadLetterUnread(q, r, max, now, oversized);
+        }
       }
       const lease = now + this.visibilityTimeoutMs;
+      if (now - this.lastHeadSweep >= HEAD_SWEEP_MS) {
+        this.lastHeadSweep = now;
+        for (const queue of queues) this.sweepOversized(this.s.oversizedHead!, { queue, max }, now, oversized);
+      }
       if (queues.length === 1) {
-        const rows = this.s.reserveAll!.all({ tag: tagPrefix, lease, queue: queues[0], limit }) as MessageRow[];
+        const rows = this.s.reserveAll!.all({ tag: tagPrefix, lease, queue: queues[0], limit, max }) as MessageRow[];
+        if (rows.length < limit) this.sweepOversized(this.s.oversizedAll!, { queue: queues[0]!, max }, now, oversized);
         return rows.sort(byPriorityThenSeq);
       }
       const out: MessageRow[] = [];
       for (const priority of PRIORITY_STEPS) {
         for (const queue of queues) {
           if (out.length >= limit) return out;
-          const rows = this.s.reserveStep!.all({ tag: tagPrefix, lease, queue, priority, limit: limit - out.length }) as MessageRow[];
+          const want = limit - out.length;
+          const rows = this.s.reserveStep!.all({ tag: tagPrefix, lease, queue, priority, limit: want, max }) as MessageRow[];
+          if (rows.length < want) this.sweepOversized(this.s.oversizedStep!, { queue, priority, max }, now, oversized);
           out.push(...rows.sort(byPriorityThenSeq));
         }
       }
       return out;
     });
+  }
+
+  /** Move the ready rows over the limit that `find` finds to the dead-letter queue, unread (inside the reserve's transaction). */
+  private sweepOversized(find: Statement, params: { queue: string; priority?: number; max: number }, now: number, out: OversizedRow[] | undefined): void {
+    const found = find.all(params) as UnreadRow[];
+    for (const r of found) this.deadLetterUnread(params.queue, r, params.max, now, out);
+  }
+
+  /** Dead-letter one row over the limit: its metadata when small, never its body; the reason gives its size (inside a transaction). */
+  private deadLetterUnread(queue: string, r: UnreadRow, max: number, now: number, out: OversizedRow[] | undefined): void {
+    const dlq = deadLetterQueueName(queue);
+    const reason = `message of ${r.size} bytes exceeds the ${max}-byte limit; dead-lettered unread`;
+    this.s.insertDeadUnread!.run({ dlq, reason, at: now, max, id: r.id });
+    this.s.deleteRow!.run(r.id);
+    if (this.deadLetterMax > 0) this.s.trimDead!.run({ q: dlq, keep: this.deadLetterMax });
+    const id = r.head === null ? undefined : /"id":\s*"([^"]{1,64})"/.exec(r.head)?.[1];
+    out?.push({ queue, id, reason });
   }
 
   /** @internal Cheap read: is anything ready or due for these queues? (Avoids taking the write lock for nothing.) */

@@ -12,7 +12,7 @@ import type { ConsumeOptions, Consumer, Delivery } from '../../core/broker.ts';
 import type { WireMessage } from '../../protocol/types.ts';
 import { ConsumerCore, VirtualDelivery, type EnginePrimitives, type Held as CoreHeld } from '../virtual/consumer-core.ts';
 import { PullLoop, type PullSource } from '../virtual/pull-loop.ts';
-import type { MessageRow, SqliteBroker } from './broker.ts';
+import type { MessageRow, OversizedRow, SqliteBroker } from './broker.ts';
 
 /** Most messages taken by one reserve transaction. */
 const RESERVE_BATCH = 200;
@@ -81,7 +81,10 @@ export class SqliteConsumer implements Consumer, EnginePrimitives<Held>, PullSou
 
   fetch(room: number): number {
     const now = Date.now();
-    const rows = this.idle && !this.broker.hasWork(this.queues, now) ? [] : this.broker.reserve(this.queues, room, `${this.tagBase}.${++this.batchSeq}.`, now);
+    const oversized: OversizedRow[] = [];
+    const rows = this.idle && !this.broker.hasWork(this.queues, now) ? [] : this.broker.reserve(this.queues, room, `${this.tagBase}.${++this.batchSeq}.`, now, oversized);
+    // Dead-lettered unread by the reserve: reported like any malformed message (the worker logs and counts it).
+    for (const o of oversized) this.options.onMalformed?.({ queue: o.queue, reason: o.reason, id: o.id });
     for (const row of rows) this.deliver(row);
     return rows.length;
   }

@@ -14,13 +14,15 @@
  * the routing key, buffered for one reader.
  */
 import { randomUUID } from 'node:crypto';
-import { ClosedError } from '../../errors.ts';
+import type { DecodeLimits } from '../../codec/limits.ts';
+import { ClosedError, DecodeError } from '../../errors.ts';
 import type { MessageProperties, WireMessage } from '../../protocol/types.ts';
 import { ReplyBuffer } from '../virtual/reply-buffer.ts';
 import { anyBindingMatches } from '../virtual/topic.ts';
 import type { Logger } from '../../observability/logging.ts';
 import type { SqliteDatabase, SqliteStatement } from './open.ts';
 import type { WakeHub } from './wake.ts';
+import { FITS, ROW_SIZE } from './size-limit.ts';
 import {
   subscriptionDefaults,
   type BroadcastDelivery,
@@ -43,6 +45,8 @@ export interface SqliteFanoutBroker {
   readonly logger: Logger;
   /** Run `fn` in a write transaction. */
   write<T>(fn: () => T): T;
+  /** The decoding limits (a broadcast over `maxBytes` is not read). */
+  readonly limits: DecodeLimits;
   /** A stored message under the decoding limits (throws DecodeError). */
   decode(headers: string, properties: string, contentType: string, contentEncoding: string, body: Buffer | string): WireMessage;
 }
@@ -56,14 +60,16 @@ export interface SqliteFanoutOptions {
   hub: () => WakeHub;
 }
 
+/** A broadcast row; its parts are NULL when it is over the limit (it was measured, not read). */
 interface FanoutRow {
   id: number;
   routing_key: string;
-  headers: string;
-  properties: string;
-  content_type: string;
-  content_encoding: string;
-  body: Buffer | string;
+  size: number;
+  headers: string | null;
+  properties: string | null;
+  content_type: string | null;
+  content_encoding: string | null;
+  body: Buffer | string | null;
   created_at: number;
 }
 
@@ -85,7 +91,14 @@ export class SqliteFanout {
         insert: db.prepare('INSERT INTO fanout (exchange, routing_key, headers, properties, content_type, content_encoding, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
         prune: db.prepare('DELETE FROM fanout WHERE created_at < ?'),
         last: db.prepare('SELECT coalesce(max(id), 0) AS id FROM fanout'),
-        after: db.prepare('SELECT id, routing_key, headers, properties, content_type, content_encoding, body, created_at FROM fanout WHERE exchange = ? AND id > ? ORDER BY id LIMIT ?'),
+        // A row over the body limit is measured, not read (octet_length looks at the record header only): its columns come back NULL.
+        after: db.prepare(
+          `SELECT id, routing_key, created_at, ${ROW_SIZE} AS size,
+             CASE WHEN ${FITS} THEN headers END AS headers, CASE WHEN ${FITS} THEN properties END AS properties,
+             CASE WHEN ${FITS} THEN content_type END AS content_type, CASE WHEN ${FITS} THEN content_encoding END AS content_encoding,
+             CASE WHEN ${FITS} THEN body END AS body
+           FROM fanout WHERE exchange = @exchange AND id > @cursor ORDER BY id LIMIT @limit`,
+        ),
       };
     }
     return this.s[name];
@@ -118,11 +131,14 @@ export class SqliteFanout {
 
   /** @internal Rows of `exchange` after `cursor`. */
   rowsAfter(exchange: string, cursor: number): FanoutRow[] {
-    return this.stmt('after').all(exchange, cursor, SCAN_BATCH) as FanoutRow[];
+    return this.stmt('after').all({ exchange, cursor, limit: SCAN_BATCH, max: this.o.broker.limits.maxBytes }) as FanoutRow[];
   }
 
   /** @internal Decode a row under the broker's limits (throws DecodeError). */
   decode(r: FanoutRow): WireMessage {
+    if (r.body === null || r.headers === null || r.properties === null || r.content_type === null || r.content_encoding === null) {
+      throw new DecodeError(`broadcast of ${r.size} bytes exceeds the ${this.o.broker.limits.maxBytes}-byte limit; not read`, { code: 'ERR_TOO_LARGE' });
+    }
     return this.o.broker.decode(r.headers, r.properties, r.content_type, r.content_encoding, r.body);
   }
 
