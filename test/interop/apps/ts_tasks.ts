@@ -41,7 +41,15 @@ export const fail = app.task(
 
 /** tasks.sleep(seconds) */
 export const sleep = app.task('tasks.sleep', async (seconds = 1) => {
-  await new Promise((r) => setTimeout(r, Number(seconds) * 1000));
+  // A well-behaved long task: it stops when revoked with terminate (the task's AbortSignal).
+  const { signal } = currentTask();
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(resolve, Number(seconds) * 1000);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+    }, { once: true });
+  });
   return seconds;
 }, { params: ['seconds'] });
 
