@@ -77,6 +77,15 @@ function printMeta(io: CliIo, meta: ResultMeta): number {
   return PROPAGATE_STATES.has(meta.status) ? Exit.TASK_FAILED : Exit.OK;
 }
 
+/** The reason of a FAILURE the worker wrote for a message it dead-lettered unrun, if `meta` is one. */
+function deadLetteredReason(meta: ResultMeta): string | undefined {
+  if (meta.status !== 'FAILURE') return undefined;
+  const message = (meta.result as { exc_message?: unknown } | null)?.exc_message;
+  const first = Array.isArray(message) ? message[0] : message;
+  const prefix = 'message dead-lettered: ';
+  return typeof first === 'string' && first.startsWith(prefix) ? first.slice(prefix.length) : undefined;
+}
+
 /** How long --wait is silent before saying what it waits for, and how often it looks for a rejection. */
 const WAIT_NOTICE_MS = 2000;
 
@@ -122,6 +131,13 @@ async function waitAndPrint(
   const keepAlive = setInterval(() => undefined, 60_000);
   try {
     const meta = await store.wait(id, { ...(limitS > 0 ? { timeoutMs: limitS * 1000 } : {}), signal: controller.signal });
+    // The worker records one FAILURE for a message it refused (worker/dead-letter-failure.ts): say so, with its reason.
+    const refused = deadLetteredReason(meta);
+    if (refused !== undefined) {
+      printMeta(io, meta);
+      println(io.stderr, `error: the worker refused task ${what} without running it: ${refused}. The message is in the dead-letter queue ${sent ? `${sent.queue}.dlq` : 'of its queue'}; the worker's log has the details.`);
+      return Exit.TASK_FAILED;
+    }
     return printMeta(io, meta);
   } catch (err) {
     if (rejected) {

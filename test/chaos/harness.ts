@@ -264,7 +264,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     let killsDone = 0;
     let restartsDone = 0;
     let nextKill = Date.now() + 500;
-    // Restarts are spread over the first half of the kills, so each one hits a broker with work still queued.
+    // Restarts are spread over the first half of the kills, the first at the first kill, so each one hits a
+    // broker with work still queued (a slow kill, e.g. rabbitmqctl under load, may leave fewer kills than asked).
     const restartEvery = o.brokerRestarts > 0 ? Math.max(1, Math.floor(o.kills / (2 * (o.brokerRestarts + 1)))) : Infinity;
     let lastPoll = 0;
     while ((pending.size > 0 || poisonPending.size > 0) && Date.now() - t0 < o.deadlineMs) {
@@ -290,7 +291,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         nextKill = Date.now() + 150 + Math.random() * 450;
         killsDone++;
         const roll = Math.random();
-        if (broker.restart && restartsDone < o.brokerRestarts && killsDone % restartEvery === 0) {
+        if (broker.restart && restartsDone < o.brokerRestarts && killsDone >= 1 + restartsDone * restartEvery) {
           restartsDone++;
           const record: KillRecord = { at: Date.now() - t0, kind: 'broker', bound: o.supervisors * o.concurrency * 2, pending: pending.size };
           kills.push(record);
