@@ -49,6 +49,8 @@ Other:
       --queue <name>               show this queue before any worker consumes it (repeat)
       --store <memory|sqlite:path> task history (default memory)
       --max-tasks <n>              task history cap
+      --beat-name <name>           celeriac beat schedule shown in the Beat view (default default)
+      --beat-state-url <url>       where that beat keeps its state, when not on the broker/backend
       --session-idle <minutes>     default 30
       --session-max <minutes>     default 720
   -A, --app <module>               module exporting the app
@@ -78,6 +80,8 @@ const FLAGS = {
   queue: { type: 'string', multiple: true },
   store: { type: 'string' },
   'max-tasks': { type: 'string' },
+  'beat-name': { type: 'string' },
+  'beat-state-url': { type: 'string' },
   'session-idle': { type: 'string' },
   'session-max': { type: 'string' },
   role: { type: 'string' },
@@ -242,6 +246,7 @@ async function serve(v: Record<string, unknown>, io: CliIo): Promise<number> {
       app,
       queues: (v.queue as string[] | undefined) ?? [],
       store: store?.startsWith('sqlite:') ? { kind: 'sqlite', path: store.slice(7), maxTasks } : { kind: 'memory', maxTasks },
+      beat: { ...(s('beat-name') ? { namespace: s('beat-name') } : {}), ...(s('beat-state-url') ? { stateUrl: s('beat-state-url') } : {}) },
       signal: abort.signal,
     });
     const server = await createDashboardServer({
