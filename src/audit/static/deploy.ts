@@ -341,6 +341,11 @@ function auditKubernetes(doc: Document, file: string, lines: Lines, envOut: EnvE
           out.push(finding('CEL-008', 'medium', `${kind}/${name}.${cname}`, `${cw} runs Flower without authentication`, 'add --basic-auth from a Secret or --auth with OAuth; keep it behind an authenticating ingress with TLS', file, lines(c)));
         }
       }
+      if (/\bceleriac\b.*\bdashboard\b/.test(args) && !/\bdashboard\s+users\b/.test(args)) {
+        const report = dashboardPolicy(dashboardFlags(args));
+        for (const f of report.refusals) out.push(finding(f.id, 'high', `${kind}/${name}.${cname}`, `${cw}: ${f.message}, so it will not start`, f.fix, file, lines(c)));
+        for (const f of report.warnings) out.push(finding(f.id, 'low', `${kind}/${name}.${cname}`, `${cw}: ${f.message}`, f.fix, file, lines(c)));
+      }
       const sc = c.get('securityContext', true);
       const priv = isMap(sc) && sc.get('privileged') === true;
       const user = isMap(sc) && sc.get('runAsUser') !== undefined ? sc.get('runAsUser') : podUser;

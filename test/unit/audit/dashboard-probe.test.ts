@@ -47,6 +47,12 @@ test('audit static: a compose service running `celeriac dashboard` gets the same
   assert.deepEqual(dashboards, ['https://127.0.0.1:5555/']);
   const ok = 'services:\n  dash:\n    image: node:22\n    command: npx celeriac dashboard --bind 0.0.0.0 --tls-cert /run/c.pem --tls-key /run/k.pem --users-file /run/users.json\n';
   assert.deepEqual(auditYamlFile('compose.yaml', ok, []).filter((x) => x.setting === 'services.dash.command'), []);
+  const k8s = [
+    'apiVersion: apps/v1', 'kind: Deployment', 'metadata: {name: dash}', 'spec:', '  template:', '    spec:', '      containers:',
+    '        - name: web', '          image: node:22', '          args: [npx, celeriac, dashboard, --bind, 0.0.0.0, --tls-self-signed, --oidc-issuer, https://idp.example]',
+  ].join('\n');
+  const kf = auditYamlFile('deploy.yaml', k8s, []).filter((x) => x.setting === 'Deployment/dash.web' && x.id !== 'CEL-020');
+  assert.deepEqual(kf.map((x) => [x.id, x.severity]), [['CEL-010', 'low']], JSON.stringify(kf));
 });
 
 test('live probe: the real dashboard shows nothing at or above low; a viewer is refused', async () => {
