@@ -11,7 +11,7 @@ import type { Env } from '../config/env.ts';
 import { parseConnectionUrl } from '../config/url.ts';
 import { probeAmqp } from './live/amqp.ts';
 import { bounded, ProbeScope } from './live/common.ts';
-import { probeHttp } from './live/http.ts';
+import { probeHttp, type ViewerCredentials } from './live/http.ts';
 import { probeRedis } from './live/redis.ts';
 import { auditCeleriac } from './static/celeriac.ts';
 import { parseDotenv, setAuditWorkerUid } from './static/common.ts';
@@ -41,6 +41,8 @@ export interface AuditOptions {
   live?: boolean;
   /** Extra dashboard/Flower URLs to probe (loopback or hosts named in the configuration only). */
   http?: readonly string[];
+  /** A Celeriac dashboard viewer account: the live probe logs in and checks that a viewer's revoke is refused (CEL-009). */
+  httpViewer?: ViewerCredentials;
   /** Time bound of each probe step in ms (default 3000). */
   timeoutMs?: number;
   /**
@@ -261,7 +263,7 @@ async function auditWith(opts: AuditOptions): Promise<AuditReport> {
         notes.push(`${u.host} was not probed: only loopback and hosts named in the configuration are`);
         continue;
       }
-      const r = await bounded(() => probeHttp(u.href, timeoutMs), timeoutMs * 10, { findings: [] as AuditFinding[], notes: [`${u.href}: probe timed out`] });
+      const r = await bounded(() => probeHttp(u.href, timeoutMs, { viewer: opts.httpViewer }), timeoutMs * 10, { findings: [] as AuditFinding[], notes: [`${u.href}: probe timed out`] });
       findings.push(...r.findings);
       notes.push(...r.notes);
     }

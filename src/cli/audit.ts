@@ -33,6 +33,8 @@ Live probes (read-only, each step bounded by --timeout):
       --live                probe the broker, backend and dashboards the
                             configuration names (only loopback or those hosts)
       --http URL            also probe this Flower/dashboard URL (repeatable)
+      --http-viewer-file F  a Celeriac dashboard viewer account (one line: name:password)
+                            to check that a viewer cannot revoke tasks (CEL-009)
       --timeout MS          per-step time bound (default 3000)
 
 Output:
@@ -58,7 +60,7 @@ export async function runAuditCommand(argv: string[], io: CliIo): Promise<number
       strict: true,
       options: {
         'env-file': { type: 'string', multiple: true }, settings: { type: 'string' }, app: { type: 'string', short: 'A' }, 'no-env': { type: 'boolean' },
-        live: { type: 'boolean' }, http: { type: 'string', multiple: true }, timeout: { type: 'string' },
+        live: { type: 'boolean' }, http: { type: 'string', multiple: true }, 'http-viewer-file': { type: 'string' }, timeout: { type: 'string' },
         format: { type: 'string' }, json: { type: 'boolean' }, sarif: { type: 'boolean' }, output: { type: 'string', short: 'o' },
         'fail-on': { type: 'string' }, baseline: { type: 'string' }, 'write-baseline': { type: 'string' },
         color: { type: 'boolean' }, 'no-color': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
@@ -98,6 +100,12 @@ export async function runAuditCommand(argv: string[], io: CliIo): Promise<number
       ...(v['env-file'] ? { envFiles: v['env-file'].map((f) => resolve(io.cwd, f)) } : {}),
       ...(v.http ? { http: v.http } : {}),
     };
+    if (v['http-viewer-file']) {
+      const line = readFileSync(resolve(io.cwd, v['http-viewer-file']), 'utf8').split(/\r?\n/)[0] ?? '';
+      const at = line.indexOf(':');
+      if (at <= 0) throw new Error(`${v['http-viewer-file']} must hold one line name:password`);
+      opts.httpViewer = { username: line.slice(0, at), password: line.slice(at + 1) };
+    }
     if (v.settings) {
       const file = resolve(io.cwd, v.settings);
       const obj = JSON.parse(readFileSync(file, 'utf8')) as unknown;

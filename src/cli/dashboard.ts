@@ -6,9 +6,10 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors.ts';
+import { dashboardPolicy } from '../config/dashboard-policy.ts';
 import { createDashboardModel } from '../dashboard/model/index.ts';
 import type { DashboardModel } from '../dashboard/model/types.ts';
-import { createDashboardServer, isLoopback, openUserStore, ROLES, type DashboardTlsOptions, type OidcSettings, type Role } from '../dashboard/server/index.ts';
+import { createDashboardServer, openUserStore, ROLES, type DashboardTlsOptions, type OidcSettings, type Role } from '../dashboard/server/index.ts';
 import { applyConnectionFlags, CONNECTION_FLAGS, CONNECTION_HELP } from './flags.ts';
 import { appFromArgs } from './load-app.ts';
 import { Exit, println, reportError, type CliIo } from './io.ts';
@@ -48,6 +49,8 @@ Other:
       --queue <name>               show this queue before any worker consumes it (repeat)
       --store <memory|sqlite:path> task history (default memory)
       --max-tasks <n>              task history cap
+      --beat-name <name>           celeriac beat schedule shown in the Beat view (default default)
+      --beat-state-url <url>       where that beat keeps its state, when not on the broker/backend
       --session-idle <minutes>     default 30
       --session-max <minutes>     default 720
   -A, --app <module>               module exporting the app
@@ -77,6 +80,8 @@ const FLAGS = {
   queue: { type: 'string', multiple: true },
   store: { type: 'string' },
   'max-tasks': { type: 'string' },
+  'beat-name': { type: 'string' },
+  'beat-state-url': { type: 'string' },
   'session-idle': { type: 'string' },
   'session-max': { type: 'string' },
   role: { type: 'string' },
@@ -229,27 +234,25 @@ async function serve(v: Record<string, unknown>, io: CliIo): Promise<number> {
   const abort = new AbortController();
   try {
     // Checked before connecting: no auth or no TLS off loopback fails fast, without touching the broker.
-    if (!users && !oidc) {
-      throw new ConfigError('the dashboard refuses to start without an authentication method', { hint: 'pass --users-file <path> (create an account with `celeriac dashboard users add <name> --role admin --users-file <path>`) or --oidc-issuer with --oidc-client-id' });
-    }
-    if (!tls && !isLoopback(host)) {
-      throw new ConfigError(`the dashboard refuses to listen on ${host} without TLS`, { hint: 'pass --tls-cert <file> and --tls-key <file> (or --tls-self-signed), or bind to 127.0.0.1 with --bind' });
-    }
-    if (users && !oidc && users.list().length === 0) {
-      throw new ConfigError(`the users file ${users.path} has no accounts`, { hint: 'create one with `celeriac dashboard users add <name> --role admin --users-file <path>`' });
-    }
+    const metricsToken = s('metrics-token-file') ? readSecret(s('metrics-token-file')!, 'metrics token') : undefined;
+    const refusal = dashboardPolicy({
+      host, tls: tls ? ('selfSigned' in tls ? 'self-signed' : 'files') : undefined,
+      users: users ? { path: users.path, accounts: users.list().length } : undefined, oidc: oidc !== undefined, metricsTokenLength: metricsToken?.length,
+    }).refusals[0];
+    if (refusal) throw new ConfigError(refusal.message, { hint: refusal.fix });
     applyConnectionFlags(v as { broker?: string; 'result-backend'?: string }, io);
     ({ app } = await appFromArgs(s('app'), io.cwd));
     model = await createDashboardModel({
       app,
       queues: (v.queue as string[] | undefined) ?? [],
       store: store?.startsWith('sqlite:') ? { kind: 'sqlite', path: store.slice(7), maxTasks } : { kind: 'memory', maxTasks },
+      beat: { ...(s('beat-name') ? { namespace: s('beat-name') } : {}), ...(s('beat-state-url') ? { stateUrl: s('beat-state-url') } : {}) },
       signal: abort.signal,
     });
     const server = await createDashboardServer({
       model, host, port, tls, users, oidc,
       auditLog: s('audit-log') ?? 'celeriac-dashboard-audit.jsonl',
-      metricsToken: s('metrics-token-file') ? readSecret(s('metrics-token-file')!, 'metrics token') : undefined,
+      metricsToken,
       sessions: { idleMs: (positiveInt(s('session-idle'), '--session-idle') ?? 30) * 60_000, absoluteMs: (positiveInt(s('session-max'), '--session-max') ?? 720) * 60_000 },
       trustProxy: s('trust-proxy'),
       allowedOrigins: (v['allowed-origin'] as string[] | undefined) ?? [],

@@ -131,6 +131,12 @@ describe('dashboard in headless Chromium', { skip }, () => {
     await page.goto(`${base}/#/charts`);
     await page.waitForSelector('svg.chart polyline');
     await page.screenshot({ path: new URL('charts.png', SHOTS).pathname, fullPage: true });
+    await page.goto(`${base}/#/beat`);
+    await page.waitForSelector('table[aria-label="Beat entries"] tbody tr');
+    assert.match((await page.textContent('#beat-leader')) ?? '', /beat-1@host · fencing token 7/);
+    assert.equal(await page.textContent('table[aria-label="Beat entries"] tbody td'), 'nightly <b>report</b>', 'the entry name is text');
+    assert.equal(await page.locator('table[aria-label="Beat entries"] b').count(), 0);
+    await page.screenshot({ path: new URL('beat.png', SHOTS).pathname, fullPage: true });
     await page.goto(`${base}/#/audit`);
     await page.waitForSelector('table[aria-label="Audit log"] tbody tr');
     await page.screenshot({ path: new URL('audit.png', SHOTS).pathname, fullPage: true });

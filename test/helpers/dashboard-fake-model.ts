@@ -101,6 +101,13 @@ export function createFakeModel(): FakeModel {
       addConsumer: (w, q) => rec('addConsumer', w, q),
       cancelConsumer: (w, q) => rec('cancelConsumer', w, q),
     },
+    async beat() {
+      return {
+        available: true, namespace: 'default', where: 'memory at memory:// (the broker)',
+        leader: { holder: 'beat-1@host', token: 7, expiresAt: now + 30 },
+        entries: [{ name: 'nightly <b>report</b>', lastRun: now - 60, sentAt: now - 60, taskId: 'beat-task-1', token: 7, confirmed: true, total: 12, skipped: 1 }],
+      };
+    },
     async metrics() {
       return { contentType: 'text/plain; version=0.0.4; charset=utf-8', body: '# HELP celeriac_dashboard_up 1\nceleriac_dashboard_up 1\n' };
     },

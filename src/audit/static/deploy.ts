@@ -6,6 +6,7 @@
 import { basename } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments, YAMLMap, type Document, type Node as YamlNode } from 'yaml';
 import { assessCredentials } from '../../config/weak-credentials.ts';
+import { dashboardPolicy, type DashboardPolicyInput } from '../../config/dashboard-policy.ts';
 import type { AuditFinding } from '../types.ts';
 import { finding, isReferenceValue, isSecretName, parseDotenv, secretFileProblem, urlPassword } from './common.ts';
 
@@ -148,6 +149,19 @@ function withMerges(doc: Document, map: YAMLMap, depth = 0): YAMLMap {
 }
 
 /** Audit a docker-compose document. */
+/** What `celeriac dashboard` flags in a command line say about its start-up rules (files are not on this machine: no mode check). */
+function dashboardFlags(command: string): DashboardPolicyInput {
+  const flag = (name: string): string | undefined => new RegExp(`--${name}(?:=|\\s+)(\\S+)`).exec(command)?.[1];
+  const has = (name: string): boolean => new RegExp(`--${name}\\b`).test(command);
+  return {
+    host: flag('bind'),
+    tls: has('tls-cert') ? 'files' : has('tls-self-signed') ? 'self-signed' : undefined,
+    users: has('users-file') ? { path: flag('users-file') } : undefined,
+    oidc: has('oidc-issuer'),
+    checkFile: false,
+  };
+}
+
 function auditCompose(doc: Document, file: string, lines: Lines, envOut: EnvEntry[], dashboards: string[]): AuditFinding[] {
   const out: AuditFinding[] = [];
   const services = doc.get('services', true);
@@ -189,6 +203,13 @@ function auditCompose(doc: Document, file: string, lines: Lines, envOut: EnvEntr
       if (exposed.length > 0) {
         out.push(finding('CEL-010', 'medium', `services.${svc}.ports`, `${where} publishes Flower over plain HTTP on every interface`, 'publish it on 127.0.0.1 only and put a TLS reverse proxy (with HSTS) in front', file, lines(exposed[0]!.node)));
       }
+    }
+    if (/\bceleriac\b.*\bdashboard\b/.test(command) && !/\bdashboard\s+users\b/.test(command)) {
+      // The same start-up rules the dashboard applies, on the flags this file gives it.
+      for (const p of ports) if (p.hostPort) dashboards.push(`https://${p.hostIp && !p.hostIp.includes(':') && p.hostIp !== '0.0.0.0' ? p.hostIp : '127.0.0.1'}:${p.hostPort}/`);
+      const report = dashboardPolicy(dashboardFlags(command));
+      for (const f of report.refusals) out.push(finding(f.id, 'high', `services.${svc}.command`, `${where}: ${f.message}, so it will not start`, f.fix, file, svcLine));
+      for (const f of report.warnings) out.push(finding(f.id, 'low', `services.${svc}.command`, `${where}: ${f.message}`, f.fix, file, svcLine));
     }
     if (isRedis) {
       const authed = /--requirepass|--aclfile|--user\b/.test(command) || envMap.has('REDIS_PASSWORD') || envMap.has('REDIS_PASSWORD_FILE');
@@ -319,6 +340,11 @@ function auditKubernetes(doc: Document, file: string, lines: Lines, envOut: EnvE
         if (!FLOWER_AUTH.test(args) && !envNames.some((k) => /^FLOWER_(BASIC_AUTH|AUTH|OAUTH2_KEY)$/.test(k))) {
           out.push(finding('CEL-008', 'medium', `${kind}/${name}.${cname}`, `${cw} runs Flower without authentication`, 'add --basic-auth from a Secret or --auth with OAuth; keep it behind an authenticating ingress with TLS', file, lines(c)));
         }
+      }
+      if (/\bceleriac\b.*\bdashboard\b/.test(args) && !/\bdashboard\s+users\b/.test(args)) {
+        const report = dashboardPolicy(dashboardFlags(args));
+        for (const f of report.refusals) out.push(finding(f.id, 'high', `${kind}/${name}.${cname}`, `${cw}: ${f.message}, so it will not start`, f.fix, file, lines(c)));
+        for (const f of report.warnings) out.push(finding(f.id, 'low', `${kind}/${name}.${cname}`, `${cw}: ${f.message}`, f.fix, file, lines(c)));
       }
       const sc = c.get('securityContext', true);
       const priv = isMap(sc) && sc.get('privileged') === true;

@@ -13,6 +13,7 @@ import { createEventReceiver, type EventReceiver } from '../../client/events/rec
 import { isTaskEvent, isWorkerEvent, type CeleryEvent } from '../../client/events/types.ts';
 import { ConfigError, ValidationError } from '../../errors.ts';
 import { createActions } from './actions.ts';
+import { createBeatReader } from './beat.ts';
 import { createIngestor, type AppliedEvent } from './ingest.ts';
 import { createDashboardMetrics } from './metrics.ts';
 import { createQueueTracker } from './queues.ts';
@@ -257,6 +258,7 @@ export async function createDashboardModel(options: DashboardModelOptions): Prom
     for (let i = 0; i < 20; i++) if (store.prune({ ...(olderThan !== undefined ? { olderThan } : {}), batch: 500 }) === 0) break;
   };
 
+  const beat = options.beat === false ? undefined : createBeatReader(options.app, options.beat ?? {});
   const model: DashboardModel = {
     workers: () => workers.views(now()),
     worker: (hostname) => workers.view(hostname, now()),
@@ -358,6 +360,8 @@ export async function createDashboardModel(options: DashboardModelOptions): Prom
 
     metrics: () => metrics.text(),
 
+    ...(beat ? { beat: () => beat.read() } : {}),
+
     ingestion() {
       const r = receiver?.stats;
       const st = ingestor.stats;
@@ -397,6 +401,7 @@ export async function createDashboardModel(options: DashboardModelOptions): Prom
       for (const t of timers) clearInterval(t);
       aborter.abort();
       await receiver?.close().catch(() => undefined);
+      await beat?.close();
       ingestor.close();
       store.close();
       listeners.clear();

@@ -204,7 +204,39 @@ export interface DashboardModel {
    * oldest event of the last tick to writing it.
    */
   ingestion?(): IngestionStats;
+  /** celeriac beat's shared state (leader, last runs); optional: a model without it has no Beat view. */
+  beat?(): Promise<BeatView>;
   close(): Promise<void>;
+}
+
+/** celeriac beat's state as the dashboard shows it (times in epoch seconds). */
+export interface BeatView {
+  /** False when the store could not be opened or read (`detail` says why). */
+  available: boolean;
+  /** The schedule's name (`celeriac beat --name`). */
+  namespace: string;
+  /** Where the state lives (engine and redacted URL). */
+  where?: string;
+  detail?: string;
+  /** The lease holder; absent when no beat holds a live lease. */
+  leader?: { holder: string; token: number; expiresAt: number } | undefined;
+  entries: BeatEntryView[];
+}
+
+/** One schedule entry's last run. */
+export interface BeatEntryView {
+  name: string;
+  /** The scheduled time of the last tick sent. */
+  lastRun: number;
+  /** When its claim was recorded. */
+  sentAt: number;
+  taskId: string;
+  /** Fencing token of the leader that sent it. */
+  token: number;
+  /** False when the leader stopped between claim and publish (that tick may not have been sent). */
+  confirmed: boolean;
+  total: number;
+  skipped: number;
 }
 
 /** Counters of the event ingestion since the model started. */
@@ -238,6 +270,8 @@ export interface DashboardModelOptions {
   store?: { kind: 'memory'; maxTasks?: number } | { kind: 'sqlite'; path: string; retentionDays?: number; maxTasks?: number };
   /** How often `inspect` (stats, active, reserved, registered, active_queues) is refreshed, ms (default 10,000). */
   inspectIntervalMs?: number;
+  /** celeriac beat's state to show (default: the `default` schedule, in the store `openBeatStore` picks); false: no Beat view. */
+  beat?: false | import('./beat.ts').BeatReaderOptions;
   /** Stops the model's background work. */
   signal?: AbortSignal;
 }

@@ -76,6 +76,11 @@ export function registerApiRoutes(app: FastifyInstance, ctx: ServerContext): voi
     const t = await model.task(req.params.id, { clear });
     return t ?? reply.code(404).send({ error: 'no such task' });
   });
+  app.get('/api/beat', async (req, reply) => {
+    if (!guard(ctx, req, reply, 'read')) return reply;
+    if (!model.beat) return reply.code(404).send({ error: 'this dashboard does not show celeriac beat' });
+    return model.beat();
+  });
   app.get('/api/queues', async (req, reply) => (guard(ctx, req, reply, 'read') ? { queues: await model.queues() } : reply));
   app.get<{ Params: { name: string }; Querystring: Record<string, string> }>('/api/queues/:name/dead-letters', async (req, reply) => {
     if (!guard(ctx, req, reply, 'read')) return reply;

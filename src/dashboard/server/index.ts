@@ -11,6 +11,7 @@ import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import cookie from '@fastify/cookie';
 import { createHash } from 'node:crypto';
+import { dashboardPolicy } from '../../config/dashboard-policy.ts';
 import { ConfigError } from '../../errors.ts';
 import type { DashboardModel } from '../model/types.ts';
 import { registerApiRoutes } from './api-routes.ts';
@@ -77,17 +78,17 @@ const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 export async function createDashboardServer(options: DashboardServerOptions): Promise<DashboardServer> {
   const host = options.host ?? '127.0.0.1';
   const warn = options.warn ?? ((line: string) => process.stderr.write(`${line}\n`));
-  if (!options.users && !options.oidc) {
-    throw new ConfigError('the dashboard refuses to start without an authentication method', {
-      hint: 'pass --users-file <path> (create an account with `celeriac dashboard users add <name> --role admin --users-file <path>`) or --oidc-issuer with --oidc-client-id',
-    });
-  }
-  if (options.users && !options.oidc && options.users.list().length === 0) {
-    throw new ConfigError(`the users file ${options.users.path} has no accounts`, { hint: 'create one with `celeriac dashboard users add <name> --role admin --users-file <path>`' });
-  }
-  if (options.metricsToken !== undefined && options.metricsToken.length < 32) {
-    throw new ConfigError('the metrics token is shorter than 32 characters', { hint: 'generate one with `celeriac secrets generate password`' });
-  }
+  // The start-up rules live in config/ so `celeriac audit` applies the same ones to a deployment it reads.
+  const policy = dashboardPolicy({
+    host,
+    tls: !options.tls ? undefined : 'selfSigned' in options.tls ? 'self-signed' : 'certFile' in options.tls ? 'files' : 'pem',
+    users: options.users ? { path: options.users.path, accounts: options.users.list().length } : undefined,
+    oidc: options.oidc !== undefined,
+    metricsTokenLength: options.metricsToken?.length,
+  });
+  const refusal = policy.refusals[0];
+  if (refusal) throw new ConfigError(refusal.message, { hint: refusal.fix });
+  for (const w of policy.warnings) warn(`dashboard: ${w.message} (${w.id}; fix: ${w.fix})`);
   const tls = await resolveTls(host, options.tls, warn);
   // Loaded only when configured: openid-client is an ES module, which the CommonJS build reaches through require(esm) (Node ≥ 20.19).
   const oidc = options.oidc ? ('start' in options.oidc ? options.oidc : await (await import('./oidc.ts')).createOidcClient(options.oidc)) : undefined;

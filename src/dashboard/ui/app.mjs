@@ -4,6 +4,7 @@ import { api, ApiError, h, replace, setCsrf, toast } from './dom.mjs';
 import { chartsView } from './charts.mjs';
 import { queuesView, tasksView, taskView, workersView } from './views.mjs';
 import { auditView, usersView } from './admin.mjs';
+import { beatView } from './beat.mjs';
 
 const main = document.getElementById('main');
 const top = document.getElementById('top');
@@ -14,6 +15,7 @@ const VIEWS = [
   { key: 't', path: 'tasks', label: 'Tasks', render: tasksView },
   { key: 'q', path: 'queues', label: 'Queues', render: queuesView },
   { key: 'c', path: 'charts', label: 'Charts', render: chartsView },
+  { key: 'b', path: 'beat', label: 'Beat', render: beatView },
   { key: 'a', path: 'audit', label: 'Audit', render: auditView, permission: 'admin' },
   { key: 'u', path: 'users', label: 'Users', render: usersView, permission: 'admin' },
 ];
@@ -136,7 +138,7 @@ document.addEventListener('keydown', (e) => {
     if (filter) (e.preventDefault(), filter.focus());
     return;
   }
-  if (e.key === '?') return toast('Keys: w workers · t tasks · q queues · c charts · a audit · u users · / search tasks');
+  if (e.key === '?') return toast('Keys: w workers · t tasks · q queues · c charts · b beat · a audit · u users · / search tasks');
   const view = VIEWS.find((v) => v.key === e.key && (!v.permission || me.permissions.includes(v.permission)));
   if (view) location.hash = `#/${view.path}`;
 });
