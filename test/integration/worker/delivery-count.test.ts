@@ -33,7 +33,18 @@ describe('x-delivery-count bounds redeliveries on quorum queues', () => {
   });
 
   /** Take every ready message of `queue` on a fresh channel without acking, then close it: RabbitMQ returns (and counts) each. */
-  async function bounce(queue: string): Promise<string[]> {
+  async function bounce(queue: string, attempt = 1): Promise<string[]> {
+    try {
+      return await bounceOnce(queue);
+    } catch (err) {
+      // Under load a fresh quorum queue may briefly refuse basic.get (its leader not yet elected): try again.
+      if (attempt >= 10) throw err;
+      await sleep(500);
+      return bounce(queue, attempt + 1);
+    }
+  }
+
+  async function bounceOnce(queue: string): Promise<string[]> {
     const conn = await connect(vh.url());
     try {
       const ch = await conn.createChannel();
