@@ -6,7 +6,7 @@
  * `[...]`/`{...}`, and the text is cut at `maxLength` characters.
  */
 
-import { PyTuple, saferepr } from './saferepr.ts';
+import { PyTuple, pyNumber, saferepr } from './saferepr.ts';
 
 export interface ReprOptions {
   maxLength?: number;
@@ -18,12 +18,57 @@ const DEFAULT_MAX_LEVELS = 3;
 
 /** `argsrepr` as Celery writes it: `saferepr(tuple(args), 1024)` (saferepr.ts); `(2, 3)`, `(1,)`, `()`. */
 export function reprArgs(args: readonly unknown[], options?: ReprOptions): string {
-  return saferepr(new PyTuple(args), options?.maxLength ?? DEFAULT_MAX_LENGTH, options?.maxLevels ?? DEFAULT_MAX_LEVELS);
+  const maxLength = options?.maxLength ?? DEFAULT_MAX_LENGTH;
+  return flatArgs(args, maxLength) ?? saferepr(new PyTuple(args), maxLength, options?.maxLevels ?? DEFAULT_MAX_LEVELS);
 }
 
 /** `kwargsrepr` as Celery writes it: `saferepr(kwargs, 1024)`. */
 export function reprKwargs(kwargs: Record<string, unknown>, options?: ReprOptions): string {
-  return saferepr(kwargs, options?.maxLength ?? DEFAULT_MAX_LENGTH, options?.maxLevels ?? DEFAULT_MAX_LEVELS);
+  const maxLength = options?.maxLength ?? DEFAULT_MAX_LENGTH;
+  return flatKwargs(kwargs, maxLength) ?? saferepr(kwargs, maxLength, options?.maxLevels ?? DEFAULT_MAX_LEVELS);
+}
+
+// The send path's fast case (most tasks): flat scalars whose repr fits the budget, where saferepr cuts
+// nothing and writes what Python's repr writes. Anything else (nesting, quotes, bytes, a long text)
+// goes through saferepr. test/unit/protocol/saferepr.test.ts checks both give the same text.
+function flatScalar(v: unknown): string | undefined {
+  switch (typeof v) {
+    case 'number':
+      return pyNumber(v);
+    case 'boolean':
+      return v ? 'True' : 'False';
+    case 'string':
+      return v.includes("'") ? undefined : `'${v}'`;
+    default:
+      return v === null ? 'None' : undefined;
+  }
+}
+
+function flatArgs(args: readonly unknown[], maxLength: number): string | undefined {
+  if (args.length === 0) return '()';
+  if (args.length > 32) return undefined;
+  let out = '(';
+  for (let i = 0; i < args.length; i++) {
+    const r = flatScalar(args[i]);
+    if (r === undefined) return undefined;
+    out += i === 0 ? r : `, ${r}`;
+    if (out.length > maxLength / 2) return undefined;
+  }
+  return args.length === 1 ? `${out},)` : `${out})`;
+}
+
+function flatKwargs(kwargs: Record<string, unknown>, maxLength: number): string | undefined {
+  let out = '{';
+  let n = 0;
+  for (const key in kwargs) {
+    if (!Object.hasOwn(kwargs, key)) continue;
+    if (++n > 32 || key.includes("'")) return undefined;
+    const r = flatScalar(kwargs[key]);
+    if (r === undefined) return undefined;
+    out += `${n === 1 ? '' : ', '}'${key}': ${r}`;
+    if (out.length > maxLength / 2) return undefined;
+  }
+  return `${out}}`;
 }
 
 /** `repr(value)` for any JSON-like value. */

@@ -41,3 +41,24 @@ describe('saferepr of a lone scalar (the fast path)', () => {
     assert.deepEqual([saferepr(null, 3), saferepr(undefined, 4), saferepr(null, 5), saferepr(12345, 3), saferepr('abc', 2), saferepr(true, 1024)], ['Non...', 'None...', 'None', '123...', "'ab...'", 'True']);
   });
 });
+
+describe('argsrepr/kwargsrepr fast path for flat scalars', () => {
+  it('writes exactly what saferepr writes, for any flat arguments', async () => {
+    const fc = (await import('fast-check')).default;
+    const scalar = fc.oneof(
+      fc.integer(),
+      fc.double(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.string({ maxLength: 40 }),
+      fc.string({ minLength: 300, maxLength: 700 }),
+    );
+    fc.assert(
+      fc.property(fc.array(scalar, { maxLength: 12 }), fc.dictionary(fc.string({ maxLength: 8 }), scalar, { maxKeys: 8 }), (args, kwargs) => {
+        assert.equal(reprArgs(args), saferepr(new PyTuple(args), 1024));
+        assert.equal(reprKwargs(kwargs), saferepr(kwargs, 1024));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
