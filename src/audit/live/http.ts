@@ -51,7 +51,7 @@ function send(url: URL, timeoutMs: number, extra: { body?: unknown; headers?: Re
 }
 
 const API_PATHS = ['/api/workers', '/api/tasks', '/api/queues/length', '/metrics', '/api'];
-const CELERIAC_API_PATHS = ['/api/workers', '/api/tasks', '/api/queues', '/api/audit', '/api/beat', '/metrics'];
+const DASHBOARD_API_PATHS = ['/api/workers', '/api/tasks', '/api/queues', '/api/audit', '/api/beat', '/metrics'];
 
 /** Credentials of a dashboard account with the viewer role, for the CEL-009 probe. */
 export interface ViewerCredentials {
@@ -86,7 +86,7 @@ export async function probeHttp(target: string, timeoutMs: number, options: Http
       flower ? 'start Flower with --basic-auth=user:password (from a secret) or --auth with OAuth, behind a TLS proxy' : 'configure dashboard authentication (the Celeriac dashboard refuses to start without it)', endpoint));
   }
   const open: string[] = [];
-  for (const p of celeriac ? CELERIAC_API_PATHS : API_PATHS) {
+  for (const p of celeriac ? DASHBOARD_API_PATHS : API_PATHS) {
     const a = await get(new URL(p, url), timeoutMs);
     if (a && a.status >= 200 && a.status < 300) open.push(p);
   }
