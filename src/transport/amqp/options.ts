@@ -7,7 +7,7 @@
  * | setting | Celery name | default | meaning |
  * | --- | --- | --- | --- |
  * | `taskQueueMaxPriority` | `task_queue_max_priority` | unset | adds `x-max-priority: N` (1–255) to every task queue Celeriac declares |
- * | `taskDefaultQueueType` | `task_default_queue_type` | `classic` | `quorum` adds `x-queue-type: quorum` (replicated queues on a cluster) |
+ * | `taskDefaultQueueType` | `task_default_queue_type` | `classic` | `quorum` adds `x-queue-type: quorum` (replicated queues on a cluster); refused together with `taskQueueMaxPriority` (quorum queues have no priorities); consumers then use a per-consumer prefetch (no global QoS) |
  * | `brokerConnectionTimeout` | `broker_connection_timeout` | 4 s | TCP + TLS + AMQP handshake limit of one connection attempt |
  * | `brokerConnectionRetry` | `broker_connection_retry` | true | reconnect after a lost connection |
  * | `brokerConnectionMaxRetries` | `broker_connection_max_retries` | unlimited | consecutive failed reconnects before giving up |
@@ -61,6 +61,12 @@ export function amqpSettings(settings: ResolvedSettings): AmqpSettings {
   const maxPriority = num(conn, 'taskQueueMaxPriority', 1, 255);
   if (maxPriority !== undefined && !Number.isInteger(maxPriority)) {
     throw new ConfigError('taskQueueMaxPriority must be a whole number from 1 to 255');
+  }
+  if (queueType === 'quorum' && maxPriority !== undefined) {
+    // Silently dropping x-max-priority would make priorities quietly stop working on a cluster.
+    throw new ConfigError('taskQueueMaxPriority cannot be used with taskDefaultQueueType: quorum: RabbitMQ quorum queues have no message priorities (before 3.12 they refuse x-max-priority, since then they know only two levels)', {
+      hint: "remove taskQueueMaxPriority (and task priorities), or keep taskDefaultQueueType: 'classic' where priorities matter",
+    });
   }
   const retry = conn.brokerConnectionRetry;
   if (retry !== undefined && typeof retry !== 'boolean') throw new ConfigError('brokerConnectionRetry must be true or false');

@@ -46,7 +46,7 @@ export interface ExchangeDeclaration {
 /** `x-…` arguments shared by the task queues and their dead-letter queues. */
 function queueArguments(settings: AmqpSettings, withPriority: boolean): Record<string, unknown> {
   const args: Record<string, unknown> = {};
-  // Quorum queues before RabbitMQ 3.12 refuse x-max-priority; since 3.12 they prioritise without it.
+  // Quorum queues have no x-max-priority: amqpSettings refuses the combination.
   if (withPriority && settings.maxPriority !== undefined && settings.queueType !== 'quorum') args['x-max-priority'] = { '!': 'int', value: settings.maxPriority };
   if (settings.queueType === 'quorum') args['x-queue-type'] = 'quorum';
   return args;

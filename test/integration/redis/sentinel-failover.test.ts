@@ -32,7 +32,7 @@ interface Outcome {
 async function runFailover(safe: boolean, n: number): Promise<Outcome> {
   const group = await startSentinelGroup();
   const logger = createLogger({ level: 'silent' });
-  const ha = { master_name: group.masterName, sentinel_kwargs: { password: group.sentinelPassword }, wait_for_replicas: safe ? 1 : 0, wait_for_replicas_timeout: 2 };
+  const ha = { masterName: group.masterName, sentinelKwargs: { password: group.sentinelPassword }, waitForReplicas: safe ? 1 : 0, waitForReplicasTimeout: 2 };
   const settings = resolveSettings({ brokerTransportOptions: ha, resultBackendTransportOptions: ha, brokerConnectionTimeout: 20 });
   const broker = createRedisBroker({ url: group.url(0), settings, logger });
   const backend = createRedisBackend({ url: group.url(1), settings, logger });

@@ -70,7 +70,7 @@ describe('sentinel:// URLs', () => {
 describe('sentinel settings', () => {
   it('reads master_name, sentinel_kwargs and wait_for_replicas from both transport options (snake or camel case)', () => {
     const s = resolveSettings({
-      brokerTransportOptions: { master_name: 'mymaster', sentinel_kwargs: { username: 'sen', password: 'pw' }, wait_for_replicas: 1, wait_for_replicas_timeout: 0.5 },
+      brokerTransportOptions: { master_name: 'mymaster', sentinel_kwargs: { username: 'sen', password: 'pw' }, wait_for_replicas: 1, wait_for_replicas_timeout: 0.5 } as never,
       resultBackendTransportOptions: { masterName: 'results', waitForReplicas: 2 },
     });
     assert.deepEqual(redisHaOptions(s, 'broker'), { masterName: 'mymaster', sentinelUsername: 'sen', sentinelPassword: 'pw', waitForReplicas: 1, waitTimeoutMs: 500 });
