@@ -34,6 +34,12 @@ export interface TransportOptions {
   waitForReplicas?: number;
   /** Redis safe mode: seconds `WAIT` may take (default 1). */
   waitForReplicasTimeout?: number;
+  /**
+   * RabbitMQ quorum queues: `x-delivery-limit` of task queues — a message
+   * redelivered more often is dead-lettered by RabbitMQ into `<queue>.dlq`
+   * (never dropped). Needs `taskDefaultQueueType: 'quorum'`.
+   */
+  deliveryLimit?: number;
   /** Seconds a taken, unacknowledged message stays invisible before it is restored (default 3600). */
   visibilityTimeout?: number;
   /** Prefix prepended to every broker key (kombu's `global_keyprefix`). */

@@ -61,13 +61,15 @@ const isPlainObject = (v: unknown): boolean => isObject(v) && !Array.isArray(v);
  * Transport options of a Redis broker or backend behind Sentinel, in
  * `brokerTransportOptions` and `resultBackendTransportOptions` (checked by
  * src/config/ha-settings.ts): kombu's and Celery's `master_name` and
- * `sentinel_kwargs`, plus Celeriac's safe mode `wait_for_replicas`.
+ * `sentinel_kwargs`, plus Celeriac's safe mode `wait_for_replicas`; and
+ * RabbitMQ quorum queues' `delivery_limit` (checked by transport/amqp/options.ts).
  */
 export const HA_TRANSPORT_FIELDS = {
   masterName: text(),
   sentinelKwargs: field(z.custom<object>(isPlainObject), 'an object of sentinel connection options ({ username, password })'),
   waitForReplicas: count(),
   waitForReplicasTimeout: seconds(),
+  deliveryLimit: count(),
 } satisfies Record<string, Field>;
 
 /** `brokerTransportOptions` (kombu's transport options). */

@@ -36,6 +36,8 @@ export interface AmqpSettings {
   /** Consecutive failed reconnect attempts before giving up; undefined = never give up. */
   maxRetries: number | undefined;
   publishTimeoutMs: number;
+  /** Quorum queues: `x-delivery-limit` of task queues (dead-lettered to `<queue>.dlq` past it); undefined = RabbitMQ's default. */
+  deliveryLimit: number | undefined;
   /** Reconnect backoff: first delay and cap, ms. */
   backoffInitialMs: number;
   backoffMaxMs: number;
@@ -68,12 +70,22 @@ export function amqpSettings(settings: ResolvedSettings): AmqpSettings {
       hint: "remove taskQueueMaxPriority (and task priorities), or keep taskDefaultQueueType: 'classic' where priorities matter",
     });
   }
+  const t0 = settings.brokerTransportOptions;
+  const deliveryLimit = t0.deliveryLimit;
+  if (deliveryLimit !== undefined && (queueType !== 'quorum' || !Number.isInteger(deliveryLimit) || deliveryLimit < 1)) {
+    throw new ConfigError(queueType !== 'quorum'
+      ? 'brokerTransportOptions.deliveryLimit needs taskDefaultQueueType: quorum (classic queues have no x-delivery-limit)'
+      : 'brokerTransportOptions.deliveryLimit must be a whole number ≥ 1', {
+      hint: "set taskDefaultQueueType: 'quorum', or remove deliveryLimit (taskMaxRedeliveries bounds redeliveries on every queue type)",
+    });
+  }
   const retry = conn.brokerConnectionRetry;
   if (retry !== undefined && typeof retry !== 'boolean') throw new ConfigError('brokerConnectionRetry must be true or false');
   const t = settings.brokerTransportOptions;
   return {
     queueType,
     maxPriority,
+    deliveryLimit,
     connectTimeoutMs: (num(conn, 'brokerConnectionTimeout', 0.001, 3600) ?? 4) * 1000,
     heartbeatS: Math.round(num(conn, 'brokerHeartbeat', 0, 3600) ?? 60),
     retry: retry ?? true,
