@@ -15,7 +15,7 @@ import { createLogger } from '../../../src/observability/logging.ts';
 import { buildTaskMessage } from '../../../src/protocol/task-message.ts';
 import { hasRedisServer } from '../../helpers/redis-server.ts';
 import { startSentinelGroup } from '../../helpers/redis-sentinel.ts';
-import { requireService, sleep } from '../../helpers/services.ts';
+import { requireService, sleep, waitFor } from '../../helpers/services.ts';
 
 const TASKS = Number(process.env.CELERIAC_SENTINEL_TASKS ?? 5000);
 
@@ -108,6 +108,52 @@ async function runFailover(safe: boolean, n: number): Promise<Outcome> {
   }
 }
 
+/** A consumer through the sentinels while the primary dies: every confirmed send is consumed. */
+async function runConsumer(n: number): Promise<{ confirmed: number; consumed: number; duplicates: number; failoverMs: number }> {
+  const group = await startSentinelGroup();
+  const logger = createLogger({ level: 'silent' });
+  const ha = { masterName: group.masterName, sentinelKwargs: { password: group.sentinelPassword }, waitForReplicas: 1, waitForReplicasTimeout: 2, visibilityTimeout: 5 };
+  const settings = resolveSettings({ brokerTransportOptions: ha, brokerConnectionTimeout: 20 });
+  const producer = createRedisBroker({ url: group.url(0), settings, logger });
+  const worker = createRedisBroker({ url: group.url(0), settings, logger });
+  const queue = 'sentinel-consume';
+  const got = new Map<string, number>();
+  try {
+    await producer.connect();
+    const consumer = await worker.consume([queue], { prefetch: 20 }, (d) => {
+      const id = d.message.headers.id as string;
+      got.set(id, (got.get(id) ?? 0) + 1);
+      void d.ack().catch(() => undefined);
+    });
+    const confirmed = new Set<string>();
+    let failover: Promise<{ ms: number }> | undefined;
+    for (let i = 0; i < n; i += 20) {
+      if (i >= n / 2 && !failover) failover = group.killPrimary().then(async (f) => (await group.restartKilled(), f));
+      await Promise.all(Array.from({ length: 20 }, async (_, k) => {
+        const id = `c-${i + k}`;
+        for (let attempt = 0; attempt < 600; attempt++) {
+          try {
+            await producer.publish(queue, buildTaskMessage({ task: 't.n', id, args: [], kwargs: {} }, JSON_SERIALIZER));
+            confirmed.add(id);
+            return;
+          } catch {
+            await sleep(100);
+          }
+        }
+      }));
+      await sleep(20);
+    }
+    const f = await failover!;
+    await waitFor(() => [...confirmed].every((id) => got.has(id)), 60_000, 'every confirmed send consumed');
+    await consumer.cancel();
+    return { confirmed: confirmed.size, consumed: got.size, duplicates: [...got.values()].reduce((a, c) => a + c - 1, 0), failoverMs: f.ms };
+  } finally {
+    await producer.close().catch(() => undefined);
+    await worker.close().catch(() => undefined);
+    await group.stop();
+  }
+}
+
 describe('redis sentinel: a failover in the middle of a run', { timeout: 240_000 }, () => {
   it(`without waitForReplicas: the loss of ${TASKS} sends and result stores is measured`, async (t) => {
     if (!requireService(t, hasRedisServer(), 'redis-server')) return;
@@ -123,5 +169,13 @@ describe('redis sentinel: a failover in the middle of a run', { timeout: 240_000
     assert.equal(o.confirmed, TASKS);
     assert.equal(o.lostSends, 0, `${o.lostSends} confirmed sends missing after the failover`);
     assert.equal(o.lostResults, 0, `${o.lostResults} stored results missing after the failover`);
+  });
+
+  it('a consumer through the sentinels follows the failover: every confirmed send of 2,000 consumed', async (t) => {
+    if (!requireService(t, hasRedisServer(), 'redis-server')) return;
+    const o = await runConsumer(2000);
+    t.diagnostic(`consumer across the failover: ${JSON.stringify(o)}`);
+    assert.equal(o.confirmed, 2000);
+    assert.equal(o.consumed, 2000);
   });
 });
