@@ -63,10 +63,21 @@ function redactUrlToken(scheme: string, rest: string): string {
   return `${scheme}${userinfo.slice(0, colon)}:${MASK}${rest.slice(at)}`;
 }
 
+/**
+ * A `;` list of URLs (Redis Sentinels, Celery's AMQP failover list) is one
+ * token to URL_TOKEN_RE: each URL of it is redacted on its own, so every
+ * password is masked and every host stays readable.
+ */
+function redactUrlList(scheme: string, rest: string): string {
+  const parts = rest.split(/;(?=[a-z][a-z0-9+.-]*:\/\/)/i);
+  if (parts.length === 1) return redactUrlToken(scheme, rest);
+  return parts.map((p, i) => (i === 0 ? redactUrlToken(scheme, p) : p.replace(/^([a-z][a-z0-9+.-]*:\/\/)(.*)$/is, (_x, s: string, r: string) => redactUrlToken(s, r)))).join(';');
+}
+
 /** Redact every URL credential, secret-looking field and Authorization header in free text. */
 export function redactText(text: string): string {
   if (!text) return text;
-  let out = text.replace(URL_TOKEN_RE, (_m, scheme: string, rest: string) => redactUrlToken(scheme, rest));
+  let out = text.replace(URL_TOKEN_RE, (_m, scheme: string, rest: string) => redactUrlList(scheme, rest));
   out = out.replace(PARAM_RE, (m, sep: string, name: string) => (SECRET_PARAMS.test(name) ? `${sep}${name}=${MASK}` : m));
   out = out.replace(AUTH_HEADER_RE, (_m, name: string, sep: string, scheme: string | undefined) => `${name}${sep}${scheme ? `${scheme} ` : ''}${MASK}`);
   out = out.replace(QUOTED_FIELD_RE, (_m, name: string, sep: string, quote: string) => `${name}${sep}${quote}${MASK}${quote}`);

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { evaluatePolicy, type PolicyInput } from '../../../src/config/policy.ts';
-import { parseConnectionUrl, parseConnectionUrls, splitUrlList } from '../../../src/config/url.ts';
+import { parseConnectionUrl, parseConnectionUrls, redactUrl, splitUrlList } from '../../../src/config/url.ts';
 import { resolveSettings } from '../../../src/config/options.ts';
 import { redisHaOptions } from '../../../src/config/ha-settings.ts';
 import { parseRedisUrl } from '../../../src/transport/redis/connection.ts';
@@ -58,6 +58,12 @@ describe('sentinel:// URLs', () => {
     assert.deepEqual(backend.refusals.map((f) => f.id).sort(), ['CEL-014', 'CEL-014', 'CEL-015', 'CEL-015']);
     // Loopback in development: relaxed, as redis://.
     assert.deepEqual(evaluatePolicy({ ...base('sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380'), mode: 'development' }).refusals, []);
+  });
+
+  it('redacts every password of a URL list and keeps every host', () => {
+    assert.equal(redactUrl('sentinel://u:secret1@a:1/0;sentinel://u:secret2@b:2'), 'sentinel://u:***@a:1/0;sentinel://u:***@b:2');
+    assert.equal(redactUrl('amqp://u:secret1@a//;amqp://v:secret2@b//'), 'amqp://u:***@a//;amqp://v:***@b//');
+    assert.equal(redactUrl('sentinel://a:1;sentinel://u:secret2@b:2?password=x'), 'sentinel://a:1;sentinel://u:***@b:2?password=***');
   });
 
   it('refuses Redis Cluster URLs and says why', () => {
