@@ -1,19 +1,29 @@
 /**
  * A Redis Sentinel group for failover tests: one primary, one replica and
  * three sentinels (`redis-server --sentinel`), each on a free loopback port,
- * with an ACL user on the servers and a password on the sentinels. Every
- * process is stopped by PID.
+ * with an ACL user on the servers and a password (or an ACL user) on the
+ * sentinels, optionally TLS-only everywhere. Every process is stopped by PID.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort, sleep } from './services.ts';
 
+/** Options of {@link startSentinelGroup}. */
+export interface SentinelGroupOptions {
+  /** TLS only (no plaintext ports) on servers, replication and sentinels, with these files. */
+  tls?: { cert: string; key: string; ca: string };
+  /** Sentinels take an ACL user (`sentinelUser`) instead of `requirepass`; they log in to each other with it. */
+  sentinelAcl?: boolean;
+}
+
 export interface SentinelGroup {
   masterName: string;
+  /** The sentinels' ACL user (with `sentinelAcl`). */
+  sentinelUser: string | undefined;
   user: string;
   password: string;
   sentinelPassword: string;
@@ -35,20 +45,27 @@ export interface SentinelGroup {
 
 const strong = (): string => randomBytes(18).toString('base64url');
 
-export async function startSentinelGroup(): Promise<SentinelGroup> {
+export async function startSentinelGroup(options: SentinelGroupOptions = {}): Promise<SentinelGroup> {
   const dir = mkdtempSync(join(tmpdir(), 'celeriac-sentinel-'));
   const masterName = `celeriac-${randomBytes(3).toString('hex')}`;
   const user = 'celeriac';
   const password = strong();
   const sentinelPassword = strong();
   const procs = new Map<number, ChildProcess>();
+  const sentinelUser = options.sentinelAcl ? 'sentinel-admin' : undefined;
+  const tls = options.tls;
+  // What every helper client of this group passes to ioredis.
+  const tlsClient = tls ? { tls: { ca: readFileSync(tls.ca) } } : {};
+  const serverTls = (port: number): string[] => (tls
+    ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.ca, '--tls-auth-clients', 'no', '--tls-replication', 'yes']
+    : ['--port', String(port)]);
   const acl = ['--user', 'default', 'off', '--user', user, 'on', `>${password}`, '~*', '&*', '+@all', '--masteruser', user, '--masterauth', password];
   const startServer = async (port: number, replicaOf?: number): Promise<void> => {
-    const args = ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', `dump-${port}.rdb`, '--loglevel', 'warning', '--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0', ...acl];
+    const args = ['--bind', '127.0.0.1', ...serverTls(port), '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', `dump-${port}.rdb`, '--loglevel', 'warning', '--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0', ...acl];
     if (replicaOf) args.push('--replicaof', '127.0.0.1', String(replicaOf));
     const p = spawn('redis-server', args, { stdio: 'ignore' });
     procs.set(port, p);
-    await ping(port, { username: user, password });
+    await ping(port, { username: user, password, ...tlsClient });
   };
   const [pPort, rPort] = [await freePort(), await freePort()];
   await startServer(pPort);
@@ -57,7 +74,13 @@ export async function startSentinelGroup(): Promise<SentinelGroup> {
   for (const sp of sentinelPorts) {
     const conf = join(dir, `sentinel-${sp}.conf`);
     writeFileSync(conf, [
-      `port ${sp}`, 'bind 127.0.0.1', `dir ${dir}`, `requirepass ${sentinelPassword}`,
+      ...(tls
+        ? ['port 0', `tls-port ${sp}`, `tls-cert-file ${tls.cert}`, `tls-key-file ${tls.key}`, `tls-ca-cert-file ${tls.ca}`, 'tls-auth-clients no', 'tls-replication yes']
+        : [`port ${sp}`]),
+      'bind 127.0.0.1', `dir ${dir}`,
+      ...(sentinelUser
+        ? ['user default off', `user ${sentinelUser} on >${sentinelPassword} allchannels +@all`, `sentinel sentinel-user ${sentinelUser}`, `sentinel sentinel-pass ${sentinelPassword}`]
+        : [`requirepass ${sentinelPassword}`]),
       `sentinel monitor ${masterName} 127.0.0.1 ${pPort} 2`,
       `sentinel auth-user ${masterName} ${user}`, `sentinel auth-pass ${masterName} ${password}`,
       `sentinel down-after-milliseconds ${masterName} 1000`, `sentinel failover-timeout ${masterName} 4000`,
@@ -65,10 +88,10 @@ export async function startSentinelGroup(): Promise<SentinelGroup> {
     ].join('\n'), { mode: 0o600 });
     const p = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
     procs.set(sp, p);
-    await ping(sp, { password: sentinelPassword });
+    await ping(sp, { username: sentinelUser, password: sentinelPassword, ...tlsClient });
   }
   const sentinel = (): Redis => {
-    const c = new Redis({ host: '127.0.0.1', port: sentinelPorts[0]!, password: sentinelPassword, maxRetriesPerRequest: 2, lazyConnect: false });
+    const c = new Redis({ host: '127.0.0.1', port: sentinelPorts[0]!, username: sentinelUser, password: sentinelPassword, maxRetriesPerRequest: 2, lazyConnect: false, ...tlsClient });
     c.on('error', () => undefined);
     return c;
   };
@@ -84,7 +107,7 @@ export async function startSentinelGroup(): Promise<SentinelGroup> {
   // Ready when every sentinel knows the replica and the two other sentinels (hello messages every 2 s).
   const deadline = Date.now() + 30_000;
   for (const sp of sentinelPorts) {
-    const c = new Redis({ host: '127.0.0.1', port: sp, password: sentinelPassword, maxRetriesPerRequest: 2 });
+    const c = new Redis({ host: '127.0.0.1', port: sp, username: sentinelUser, password: sentinelPassword, maxRetriesPerRequest: 2, ...tlsClient });
     c.on('error', () => undefined);
     try {
       for (;;) {
@@ -101,7 +124,7 @@ export async function startSentinelGroup(): Promise<SentinelGroup> {
   let killed: number | undefined;
   const clients: Redis[] = [];
   const group: SentinelGroup = {
-    masterName, user, password, sentinelPassword, sentinelPorts,
+    masterName, sentinelUser, user, password, sentinelPassword, sentinelPorts,
     url: (db = 0) => sentinelPorts.map((p, i) => `sentinel://${i === 0 ? `${user}:${encodeURIComponent(password)}@` : ''}127.0.0.1:${p}${i === 0 ? `/${db}` : ''}`).join(';'),
     primaryPort,
     async killPrimary() {
@@ -138,7 +161,7 @@ export async function startSentinelGroup(): Promise<SentinelGroup> {
       }
     },
     async primaryClient(db = 0) {
-      const c = new Redis({ host: '127.0.0.1', port: await primaryPort(), db, username: user, password, maxRetriesPerRequest: 3 });
+      const c = new Redis({ host: '127.0.0.1', port: await primaryPort(), db, username: user, password, maxRetriesPerRequest: 3, ...tlsClient });
       c.on('error', () => undefined);
       clients.push(c);
       return c;
@@ -158,7 +181,7 @@ export async function startSentinelGroup(): Promise<SentinelGroup> {
   return group;
 }
 
-async function ping(port: number, auth: { username?: string; password: string }): Promise<void> {
+async function ping(port: number, auth: { username?: string | undefined; password: string; tls?: { ca: Buffer } }): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     const c = new Redis({ host: '127.0.0.1', port, ...auth, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
