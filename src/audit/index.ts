@@ -8,7 +8,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { Env } from '../config/env.ts';
-import { parseConnectionUrl } from '../config/url.ts';
+import { parseConnectionUrls } from '../config/url.ts';
 import { probeAmqp } from './live/amqp.ts';
 import { bounded, ProbeScope } from './live/common.ts';
 import { probeHttp, type ViewerCredentials } from './live/http.ts';
@@ -227,8 +227,13 @@ async function auditWith(opts: AuditOptions): Promise<AuditReport> {
     for (const ep of endpoints) {
       let url;
       try {
-        url = parseConnectionUrl(ep.url);
+        // A `;` list: the first node is probed (the policy judged every one statically).
+        url = parseConnectionUrls(ep.url)[0]!;
       } catch {
+        continue;
+      }
+      if (url.scheme === 'sentinel') {
+        notes.push(`${ep.setting}: Redis Sentinel is not probed live (the sentinels and the primary they name were judged statically)`);
         continue;
       }
       if (url.kind === 'sqlite' || url.kind === 'memory' || url.kind === 'postgres' || url.host.startsWith('/')) {

@@ -21,6 +21,25 @@ export type { ReplayStoreSetting, SendRateLimit, UseSslSetting } from './schema.
 
 /** Options of kombu-style transports (`broker_transport_options`). */
 export interface TransportOptions {
+  /** Redis Sentinel: the name of the monitored primary (kombu's `master_name`; required with `sentinel://`). */
+  masterName?: string;
+  /** Redis Sentinel: options of the sentinel connections (kombu's `sentinel_kwargs`): `username`, `password`. */
+  sentinelKwargs?: object;
+  /**
+   * Redis safe mode: each send (or result store) waits until this many
+   * replicas hold it (`WAIT n`), and fails with `ConnectionError`
+   * `ERR_NOT_REPLICATED` when fewer acknowledge in time, so a failover
+   * cannot lose what the client was told is stored (default 0: off).
+   */
+  waitForReplicas?: number;
+  /** Redis safe mode: seconds `WAIT` may take (default 1). */
+  waitForReplicasTimeout?: number;
+  /**
+   * RabbitMQ quorum queues: `x-delivery-limit` of task queues — a message
+   * redelivered more often is dead-lettered by RabbitMQ into `<queue>.dlq`
+   * (never dropped). Needs `taskDefaultQueueType: 'quorum'`.
+   */
+  deliveryLimit?: number;
   /** Seconds a taken, unacknowledged message stays invisible before it is restored (default 3600). */
   visibilityTimeout?: number;
   /** Prefix prepended to every broker key (kombu's `global_keyprefix`). */
@@ -100,6 +119,8 @@ export interface AppSettings {
   taskRoutes?: Record<string, { queue?: string; priority?: number }>;
   /** Transport options (`broker_transport_options`). */
   brokerTransportOptions?: TransportOptions;
+  /** Result backend transport options (Celery's `result_backend_transport_options`): `masterName`, `sentinelKwargs`, `waitForReplicas`. */
+  resultBackendTransportOptions?: Pick<TransportOptions, 'masterName' | 'sentinelKwargs' | 'waitForReplicas' | 'waitForReplicasTimeout'>;
   /** Decoding limits for message bodies and result records. */
   decodeLimits?: Partial<DecodeLimits>;
   // ── Celery events (issue 16) ──
@@ -297,6 +318,7 @@ export interface ResolvedSettings {
   taskMaxRetries: number | null;
   taskRoutes: Record<string, { queue?: string; priority?: number }>;
   brokerTransportOptions: TransportOptions;
+  resultBackendTransportOptions: Record<string, unknown>;
   decodeLimits: DecodeLimits;
   security: SecuritySection;
   limits: LimitsSection;
@@ -353,6 +375,7 @@ export function resolveSettings(input: AppSettingsInput = {}): ResolvedSettings 
     taskMaxRetries: s.taskMaxRetries === null ? null : val('taskMaxRetries', 3),
     taskRoutes: val<ResolvedSettings['taskRoutes']>('taskRoutes', {}),
     brokerTransportOptions: section<typeof TRANSPORT_OPTION_FIELDS, TransportOptions>(val<Record<string, unknown>>('brokerTransportOptions', {}), TRANSPORT_OPTION_FIELDS),
+    resultBackendTransportOptions: val<Record<string, unknown>>('resultBackendTransportOptions', {}),
     decodeLimits: { ...DEFAULT_DECODE_LIMITS, ...section<typeof DECODE_LIMIT_FIELDS, Partial<DecodeLimits>>(val<Record<string, unknown>>('decodeLimits', {}), DECODE_LIMIT_FIELDS) },
     security: section(s, SECURITY_FIELDS),
     limits: section(s, LIMIT_FIELDS),

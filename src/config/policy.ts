@@ -36,7 +36,7 @@ import { BROKER_URL_VARS, RESULT_BACKEND_VARS, settingFromEnv, type Env } from '
 import type { ResolvedSettings } from './options.ts';
 import { redactAll } from './redact.ts';
 import { analyzeTls } from './tls.ts';
-import { isLoopbackHost, parseConnectionUrl, type ConnectionUrl } from './url.ts';
+import { isLoopbackHost, parseConnectionUrl, parseConnectionUrls, type ConnectionUrl } from './url.ts';
 import { assessCredentials } from './weak-credentials.ts';
 import { resolveSecurityMode, type SecurityMode } from './mode.ts';
 import { controlPolicyInput, unsignedDestructiveCommands, type ControlPolicyInput } from './control-settings.ts';
@@ -168,6 +168,7 @@ class Collector {
 function transportFix(url: ConnectionUrl, useSslSetting: string): string {
   switch (url.kind) {
     case 'redis':
+      if (url.scheme === 'sentinel') return `set ${useSslSetting} (TLS towards the sentinels and the servers), or add ?ssl=true to the sentinel:// URLs`;
       return `use rediss://…?ssl_cert_reqs=required (with ssl_ca_certs for a private CA), or set ${useSslSetting}`;
     case 'amqp':
       return `use amqps://… (port 5671) with verification on, or set ${useSslSetting}`;
@@ -260,24 +261,36 @@ function checkControl(c: Collector, control: ControlPolicyInput, mode: SecurityM
   }, mode === 'development');
 }
 
+/** The URLs of a Sentinel list with the first one's credentials (the ones sent to the server); other lists unchanged. */
+function withListCredentials(urls: ConnectionUrl[]): ConnectionUrl[] {
+  const first = urls[0]!;
+  if (first.scheme !== 'sentinel') return urls;
+  return urls.map((u) => ({ ...u, username: u.username ?? first.username, password: u.password ?? first.password }));
+}
+
 /** Evaluate the policy. Pure apart from parsing; throws `ConfigError` only for URLs or TLS settings it cannot parse. */
 export function evaluatePolicy(input: PolicyInput): PolicyReport {
   const unsafe = input.unsafe ?? {};
   const c = new Collector(unsafe, input.modeSource);
 
+  // A `;` list (Redis Sentinels, RabbitMQ failover nodes): every host is judged; for Sentinel the first URL
+  // carries the server's credentials (as in kombu and Celery), so the others are judged with them.
   if (input.brokerUrl) {
-    checkEndpoint(c, {
-      setting: 'brokerUrl', what: 'tasks', url: parseConnectionUrl(input.brokerUrl), useSsl: input.brokerUseSsl,
-      useSslSetting: 'brokerUseSsl', transportId: 'CEL-003', authId: 'CEL-001',
-    }, input.mode);
+    for (const url of withListCredentials(parseConnectionUrls(input.brokerUrl))) {
+      checkEndpoint(c, {
+        setting: 'brokerUrl', what: 'tasks', url, useSsl: input.brokerUseSsl,
+        useSslSetting: 'brokerUseSsl', transportId: 'CEL-003', authId: 'CEL-001',
+      }, input.mode);
+    }
   }
   // rpc:// results travel over the broker connection: the broker's checks above are theirs.
   if (input.resultBackend && !isRpcBackendUrl(input.resultBackend)) {
-    const url = parseConnectionUrl(input.resultBackend);
-    checkEndpoint(c, {
-      setting: 'resultBackend', what: 'results', url, useSsl: url.kind === 'redis' ? input.redisBackendUseSsl : undefined,
-      useSslSetting: 'redisBackendUseSsl', transportId: 'CEL-015', authId: 'CEL-014',
-    }, input.mode);
+    for (const url of withListCredentials(parseConnectionUrls(input.resultBackend))) {
+      checkEndpoint(c, {
+        setting: 'resultBackend', what: 'results', url, useSsl: url.kind === 'redis' ? input.redisBackendUseSsl : undefined,
+        useSslSetting: 'redisBackendUseSsl', transportId: 'CEL-015', authId: 'CEL-014',
+      }, input.mode);
+    }
   }
 
   checkContent(c, 'acceptContent', input.acceptContent);

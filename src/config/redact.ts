@@ -86,13 +86,24 @@ function ordinaryWord(value: string): boolean {
   return /^[A-Za-z]{1,16}$/.test(value) && estimateGuessesLog10(value) < GUESSABLE_LOG10;
 }
 
+/**
+ * A `;` list of URLs (Redis Sentinels, Celery's AMQP failover list) is one
+ * token to URL_TOKEN_RE: each URL of it is redacted on its own, so every
+ * password is masked and every host stays readable.
+ */
+function redactUrlList(scheme: string, rest: string): string {
+  const parts = rest.split(/;(?=[a-z][a-z0-9+.-]*:\/\/)/i);
+  if (parts.length === 1) return redactUrlToken(scheme, rest);
+  return parts.map((p, i) => (i === 0 ? redactUrlToken(scheme, p) : p.replace(/^([a-z][a-z0-9+.-]*:\/\/)(.*)$/is, (_x, s: string, r: string) => redactUrlToken(s, r)))).join(';');
+}
+
 /** Redact every URL credential, secret-looking field and Authorization header in free text. */
 export function redactText(text: string): string {
   if (!text) return text;
   // Every rule below needs a `:` (URL, header, field) or a `=` (parameter, field): without either, nothing to mask
   // (two scans instead of five regular expressions, for the task events' args and results).
   if (!text.includes(':') && !text.includes('=')) return text;
-  let out = text.replace(URL_TOKEN_RE, (_m, scheme: string, rest: string) => redactUrlToken(scheme, rest));
+  let out = text.replace(URL_TOKEN_RE, (_m, scheme: string, rest: string) => redactUrlList(scheme, rest));
   out = out.replace(PARAM_RE, (m, sep: string, name: string) => (SECRET_PARAMS.test(name) ? `${sep}${name}=${MASK}` : m));
   // With a scheme (`Bearer …`) always a credential; without one, "authorization: denied" is a sentence.
   out = out.replace(AUTH_HEADER_RE, (m, name: string, sep: string, scheme: string | undefined, value: string) =>

@@ -56,8 +56,25 @@ const isPlainObject = (v: unknown): boolean => isObject(v) && !Array.isArray(v);
 
 // ── nested sections ────────────────────────────────────────────────────
 
+// ── High availability (issue 22): Redis Sentinel and waiting for replicas ──
+/**
+ * Transport options of a Redis broker or backend behind Sentinel, in
+ * `brokerTransportOptions` and `resultBackendTransportOptions` (checked by
+ * src/config/ha-settings.ts): kombu's and Celery's `master_name` and
+ * `sentinel_kwargs`, plus Celeriac's safe mode `wait_for_replicas`; and
+ * RabbitMQ quorum queues' `delivery_limit` (checked by transport/amqp/options.ts).
+ */
+export const HA_TRANSPORT_FIELDS = {
+  masterName: text(),
+  sentinelKwargs: field(z.custom<object>(isPlainObject), 'an object of sentinel connection options ({ username, password })'),
+  waitForReplicas: count(),
+  waitForReplicasTimeout: seconds(),
+  deliveryLimit: count(),
+} satisfies Record<string, Field>;
+
 /** `brokerTransportOptions` (kombu's transport options). */
 export const TRANSPORT_OPTION_FIELDS = {
+  ...HA_TRANSPORT_FIELDS,
   visibilityTimeout: seconds(),
   globalKeyprefix: text(),
   maxQueueLength: count(),
@@ -117,6 +134,7 @@ export const CORE_FIELDS = {
   taskRoutes: field(z.record(z.string(), route), "an object of task name → { queue?, priority?, exchange?, routing_key? }, e.g. { 'tasks.add': { queue: 'math' } }"),
   // Checked field by field against TRANSPORT_OPTION_FIELDS / DECODE_LIMIT_FIELDS by parseSettings.
   brokerTransportOptions: field(z.custom<object>(isPlainObject), 'an object of transport options'),
+  resultBackendTransportOptions: field(z.custom<object>(isPlainObject), 'an object of result backend transport options (master_name, sentinel_kwargs, wait_for_replicas)'),
   decodeLimits: field(z.custom<object>(isPlainObject), 'an object of decoding limits'),
   // Celery events (issue 16): task events from workers, task-sent from clients, the event exchange.
   workerSendTaskEvents: bool(),

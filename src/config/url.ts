@@ -11,6 +11,7 @@
  * | scheme | form | notes |
  * | --- | --- | --- |
  * | `redis`, `rediss` | `redis://[user[:password]@]host[:port][/db][?params]` | db defaults to 0; `rediss` = TLS; also `?db=N` |
+ * | `sentinel` | `sentinel://[user[:password]@]host[:port][/db][;sentinel://host2[:port]…]` | Redis Sentinel (port 26379); a `;` list goes through `parseConnectionUrls`; TLS with `?ssl=true` or `brokerUseSsl` |
  * | `amqp`, `amqps`, `pyamqp` | `amqp://[user:password@]host[:port][/vhost][?params]` | vhost is the percent-decoded path without its first `/`; Celery's `//` (and `/%2F`) mean vhost `/`; empty means `/` |
  * | `postgres`, `postgresql` | `postgres://[user:password@]host[:port][/database][?sslmode=…]` | TLS when `sslmode` is `require`, `verify-ca` or `verify-full`; also SQLAlchemy's `db+postgresql+driver://` |
  * | `sqlite` | `sqlite:///abs/path.db` (absolute) or `sqlite://relative/path.db` (relative to the working directory) | everything after `sqlite://` is the path; `sqlite://` alone = the adapter's default file. SQLAlchemy's `db+sqlite:///rel.db` / `db+sqlite:////abs.db` keep SQLAlchemy's meaning |
@@ -70,6 +71,56 @@ export interface ConnectionUrl {
 export const SUPPORTED_SCHEMES: readonly string[] = Object.keys(SCHEMES);
 /** What an unknown scheme's error offers: the schemes Celeriac connects to (without SQLAlchemy's `db+` spellings, accepted but not advertised). */
 const SCHEMES_HINT = `use one of ${SUPPORTED_SCHEMES.filter((s) => !s.startsWith('db+')).map((s) => `${s}://`).join(', ')}`;
+
+/**
+ * Why `redis+cluster://` (and similar) is refused: Celery's Redis layout
+ * cannot live on a Redis Cluster. kombu moves a message between a queue list
+ * and the `unacked` hash / `unacked_index` sorted set in one MULTI or script,
+ * restores from those shared keys into any queue, and spreads one queue over
+ * priority lists (`q`, `q\x06\x163`, …) — keys without hash tags that a
+ * cluster puts in different slots (CROSSSLOT). Tagging the keys would change
+ * their names, so Python workers would no longer find them.
+ */
+export const REDIS_CLUSTER_HINT = 'Celery\'s Redis key layout moves messages between a queue list and the shared unacked hash and index in one atomic step, keys a Redis Cluster puts in different slots (kombu supports no cluster either); for failover use Redis Sentinel: sentinel://host:26379;sentinel://host2:26379/0 with brokerTransportOptions.master_name';
+
+/**
+ * Split a URL list (`sentinel://a:26379;sentinel://b:26379/0`, or Celery's
+ * failover list `amqp://a//;amqp://b//`) into its URLs, as kombu does: on
+ * a `;` followed by another `scheme://` (so a `;` in a password stays), blanks
+ * dropped. A single URL gives a list of one.
+ */
+export function splitUrlList(url: string): string[] {
+  if (typeof url !== 'string') return [url];
+  // Split only before another scheme, so a `;` inside a password stays part of it.
+  const parts = url.split(/;(?=\s*[a-z][a-z0-9+.-]*:\/\/)/i).map((p) => p.trim()).filter((p) => p !== '');
+  return parts.length === 0 ? [url] : parts;
+}
+
+/**
+ * Parse a URL or a `;`-separated list of URLs of one engine family
+ * (`parseConnectionUrl` on each). Credentials, database and TLS come from
+ * each URL itself; for a Sentinel list the first one names the database and
+ * the server's credentials, as in kombu and Celery, so a later one that
+ * names other ones is refused (ambiguous).
+ */
+export function parseConnectionUrls(url: string): ConnectionUrl[] {
+  const parts = splitUrlList(url).map((p) => parseConnectionUrl(p));
+  const first = parts[0]!;
+  for (const p of parts.slice(1)) {
+    if (p.kind !== first.kind) fail(url, `mixes ${first.scheme}:// and ${p.scheme}:// URLs`, 'list URLs of one engine only');
+    if (first.scheme === 'sentinel' && p.scheme !== 'sentinel') fail(url, 'mixes sentinel:// with other Redis URLs', 'list only sentinel:// URLs (the sentinels name the primary)');
+  }
+  if (parts.length > 1 && first.kind === 'redis' && first.scheme !== 'sentinel') {
+    fail(url, 'is a list of Redis servers', 'a Redis failover list names Sentinels: sentinel://host:26379;sentinel://host2:26379/0 with brokerTransportOptions.master_name');
+  }
+  if (first.scheme === 'sentinel') {
+    for (const p of parts.slice(1)) {
+      const differs = (p.username !== undefined && p.username !== first.username) || (p.password !== undefined && p.password !== first.password) || (p.db !== 0 && p.db !== first.db);
+      if (differs) fail(url, 'names different credentials or databases in its sentinel:// URLs', 'the first URL names the database and the server credentials (as in Celery); give them once, there');
+    }
+  }
+  return parts;
+}
 
 /** PostgreSQL `sslmode` values that use TLS. */
 const PG_TLS_MODES = new Set(['require', 'verify-ca', 'verify-full']);
@@ -138,6 +189,9 @@ export function parseConnectionUrl(url: string): ConnectionUrl {
   const plus = scheme.indexOf('+');
   if (plus !== -1 && (scheme.startsWith('postgres') || scheme.startsWith('sqlite'))) scheme = scheme.slice(0, plus);
   const spec = schemeSpec(scheme);
+  if (!spec && /^redis.*cluster|^cluster/.test(scheme)) {
+    fail(url, 'Redis Cluster is not supported', REDIS_CLUSTER_HINT);
+  }
   if (!spec) fail(url, `scheme ${JSON.stringify(scheme)} is not supported`, SCHEMES_HINT);
 
   const hash = rest.indexOf('#');

@@ -48,7 +48,8 @@ export interface EngineInfo {
 
 /** Every engine, by name. Adding an engine: one entry here, one folder, one loader in `transport/index.ts`. */
 export const ENGINES: Readonly<Record<EngineName, EngineInfo>> = {
-  redis: { name: 'redis', title: 'Redis', schemes: { redis: { tls: false, port: 6379 }, rediss: { tls: true, port: 6379 } }, network: true, backend: true, replay: 'shared' },
+  // `sentinel://` (kombu's SentinelChannel, Celery's SentinelBackend): the hosts are Redis Sentinels, which name the primary.
+  redis: { name: 'redis', title: 'Redis', schemes: { redis: { tls: false, port: 6379 }, rediss: { tls: true, port: 6379 }, sentinel: { tls: false, port: 26379 } }, network: true, backend: true, replay: 'shared' },
   amqp: {
     name: 'amqp',
     title: 'RabbitMQ',

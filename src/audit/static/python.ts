@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { registerSecret } from '../../config/redact.ts';
-import { parseConnectionUrl } from '../../config/url.ts';
+import { parseConnectionUrls } from '../../config/url.ts';
 import { policyFindings } from '../policy-bridge.ts';
 import { parsePythonConfig, type PyModule, type PySetting, type PyValue } from '../python/parse.ts';
 import type { AuditFinding, ConfiguredEndpoint } from '../types.ts';
@@ -263,7 +263,7 @@ export function auditPythonFiles(files: readonly PythonFile[], lookup: EnvLookup
     const url = s?.unknown ? undefined : str(s);
     if (url === undefined) return undefined;
     try {
-      parseConnectionUrl(url);
+      parseConnectionUrls(url);
       return url;
     } catch {
       const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1] ?? url.split(':')[0];

@@ -408,6 +408,13 @@ export class AmqpBroker implements Broker {
     }
     a.username = b.username;
     a.password = b.password;
+    // A failover list: the other nodes take the credentials of their own URL in the new list.
+    for (const [i, node] of (this.endpoint.nodes ?? []).entries()) {
+      const n = next.nodes?.[i];
+      if (i === 0 || !n) continue;
+      node.connect.username = n.connect.username;
+      node.connect.password = n.connect.password;
+    }
     this.endpoint.tls = next.tls;
     this.endpoint.url = next.url;
     this.logger.info({ host: this.endpoint.display }, 'amqp credentials updated; new connections use them');

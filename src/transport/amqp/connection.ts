@@ -19,7 +19,7 @@ import type { ConnectionOptions } from 'node:tls';
 import type { ResolvedSettings } from '../../config/options.ts';
 import { policyInputFromSettings } from '../../config/policy.ts';
 import { tlsOptionsFor } from '../../config/tls.ts';
-import { parseConnectionUrl, type ConnectionUrl } from '../../config/url.ts';
+import { parseConnectionUrl, splitUrlList, type ConnectionUrl } from '../../config/url.ts';
 import { ClosedError, ConfigError, ConnectionError } from '../../errors.ts';
 import type { Logger } from '../../observability/logging.ts';
 import { classifyConnectionError, recordSecurityEvent } from '../../observability/security-events.ts';
@@ -32,6 +32,12 @@ export interface AmqpEndpoint {
   display: string;
   connect: Options.Connect;
   tls: ConnectionOptions | undefined;
+  /**
+   * Celery's failover list (`amqp://a//;amqp://b//`): every node, this one
+   * first. A connection that cannot reach a node, or loses it, goes on to the
+   * next one (round robin, kombu's default `failover_strategy`).
+   */
+  nodes?: AmqpEndpoint[];
 }
 
 /**
@@ -43,8 +49,13 @@ export interface AmqpEndpoint {
  */
 export const FRAME_MAX = 131072;
 
-/** Build the endpoint: credentials and vhost from the URL, TLS from the URL and `brokerUseSsl`. */
+/** Build the endpoint: credentials and vhost from the URL, TLS from the URL and `brokerUseSsl`; a `;` list gives the first node with `nodes`. */
 export function amqpEndpoint(rawUrl: string, settings: ResolvedSettings): AmqpEndpoint {
+  const list = splitUrlList(rawUrl);
+  if (list.length > 1) {
+    const nodes = list.map((u) => amqpEndpoint(u, settings));
+    return { ...nodes[0]!, nodes };
+  }
   const url = parseConnectionUrl(rawUrl);
   if (url.kind !== 'amqp') throw new ConfigError(`not an AMQP URL: ${url.redacted}`, { hint: 'use amqp://, amqps:// or pyamqp://' });
   const unsafe = policyInputFromSettings(settings).unsafe;
@@ -99,7 +110,9 @@ export interface AmqpConnectionOptions {
 /** A self-healing AMQP connection. */
 export class AmqpConnection {
   readonly role: string;
-  private readonly endpoint: AmqpEndpoint;
+  /** The nodes to connect to (one, or Celery's failover list) and the one in use. */
+  private readonly endpoints: AmqpEndpoint[];
+  private node = 0;
   private readonly settings: AmqpSettings;
   private readonly logger: Logger;
   private live: Live | undefined;
@@ -122,7 +135,8 @@ export class AmqpConnection {
   blockedReason: string | undefined;
 
   constructor(options: AmqpConnectionOptions) {
-    this.endpoint = options.endpoint;
+    // The given endpoint object itself stays first: credential rotation updates it in place.
+    this.endpoints = options.endpoint.nodes ? [options.endpoint, ...options.endpoint.nodes.slice(1)] : [options.endpoint];
     this.settings = options.settings;
     this.logger = options.logger;
     this.role = options.role;
@@ -134,6 +148,19 @@ export class AmqpConnection {
       contentGuardWarned = true;
       this.logger.warn("amqplib's message assembly could not be guarded (unexpected amqplib version): a message over the body limit is read whole before it is refused — keep RabbitMQ's max_message_size low");
     }
+  }
+
+  /** The node connections go to now. */
+  private get endpoint(): AmqpEndpoint {
+    return this.endpoints[this.node]!;
+  }
+
+  /** Move on to the next node of a failover list (after a failed or lost connection). */
+  private nextNode(): void {
+    if (this.endpoints.length < 2) return;
+    const from = this.endpoint.display;
+    this.node = (this.node + 1) % this.endpoints.length;
+    this.logger.info({ role: this.role, from, to: this.endpoint.display }, `amqp ${this.role} connection fails over from ${from} to ${this.endpoint.display}`);
   }
 
   /** The live connection, if there is one right now. */
@@ -151,7 +178,9 @@ export class AmqpConnection {
     if (this.started) return this.ready(Date.now() + this.settings.publishTimeoutMs);
     this.opening ??= (async () => {
       let lastErr: unknown;
-      for (let i = 0; i < 3; i++) {
+      // Each node of a failover list gets its tries; a refused login or certificate stops at once.
+      const tries = Math.max(3, this.endpoints.length * 2);
+      for (let i = 0; i < tries; i++) {
         try {
           const live = await this.attemptConnect();
           this.started = true;
@@ -160,7 +189,8 @@ export class AmqpConnection {
           lastErr = err;
           if (this.closed) break;
           if ((amqpCloseReason(err) ?? classifyConnectionError(err)).kind !== 'network') break;
-          await sleep(200 * 2 ** i);
+          this.nextNode();
+          await sleep(this.endpoints.length > 1 ? 100 : 200 * 2 ** i);
         }
       }
       throw this.connectionError(lastErr, 'cannot connect');
@@ -269,6 +299,8 @@ export class AmqpConnection {
         this.logger.error({ err: e, role: this.role }, 'amqp lost listener failed');
       }
     }
+    // The node just lost is likely down: a failover list reconnects to the next one first.
+    this.nextNode();
     if (this.settings.retry) this.scheduleReconnect();
     else this.giveUp(this.connectionError(reason, 'connection lost (brokerConnectionRetry is off)'));
   }
@@ -292,6 +324,7 @@ export class AmqpConnection {
         if (this.closed) return;
         this.lastError = err as Error;
         this.report(err, 'reconnect');
+        this.nextNode();
         this.scheduleReconnect();
       });
     }, delay);

@@ -7,7 +7,7 @@
  * | setting | Celery name | default | meaning |
  * | --- | --- | --- | --- |
  * | `taskQueueMaxPriority` | `task_queue_max_priority` | unset | adds `x-max-priority: N` (1–255) to every task queue Celeriac declares |
- * | `taskDefaultQueueType` | `task_default_queue_type` | `classic` | `quorum` adds `x-queue-type: quorum` (replicated queues on a cluster) |
+ * | `taskDefaultQueueType` | `task_default_queue_type` | `classic` | `quorum` adds `x-queue-type: quorum` (replicated queues on a cluster); refused together with `taskQueueMaxPriority` (quorum queues have no priorities); consumers then use a per-consumer prefetch (no global QoS) |
  * | `brokerConnectionTimeout` | `broker_connection_timeout` | 4 s | TCP + TLS + AMQP handshake limit of one connection attempt |
  * | `brokerConnectionRetry` | `broker_connection_retry` | true | reconnect after a lost connection |
  * | `brokerConnectionMaxRetries` | `broker_connection_max_retries` | unlimited | consecutive failed reconnects before giving up |
@@ -36,6 +36,8 @@ export interface AmqpSettings {
   /** Consecutive failed reconnect attempts before giving up; undefined = never give up. */
   maxRetries: number | undefined;
   publishTimeoutMs: number;
+  /** Quorum queues: `x-delivery-limit` of task queues (dead-lettered to `<queue>.dlq` past it); undefined = RabbitMQ's default. */
+  deliveryLimit: number | undefined;
   /** Reconnect backoff: first delay and cap, ms. */
   backoffInitialMs: number;
   backoffMaxMs: number;
@@ -62,12 +64,28 @@ export function amqpSettings(settings: ResolvedSettings): AmqpSettings {
   if (maxPriority !== undefined && !Number.isInteger(maxPriority)) {
     throw new ConfigError('taskQueueMaxPriority must be a whole number from 1 to 255');
   }
+  if (queueType === 'quorum' && maxPriority !== undefined) {
+    // Silently dropping x-max-priority would make priorities quietly stop working on a cluster.
+    throw new ConfigError('taskQueueMaxPriority cannot be used with taskDefaultQueueType: quorum: RabbitMQ quorum queues have no message priorities (before 3.12 they refuse x-max-priority, since then they know only two levels)', {
+      hint: "remove taskQueueMaxPriority (and task priorities), or keep taskDefaultQueueType: 'classic' where priorities matter",
+    });
+  }
+  const t0 = settings.brokerTransportOptions;
+  const deliveryLimit = t0.deliveryLimit;
+  if (deliveryLimit !== undefined && (queueType !== 'quorum' || !Number.isInteger(deliveryLimit) || deliveryLimit < 1)) {
+    throw new ConfigError(queueType !== 'quorum'
+      ? 'brokerTransportOptions.deliveryLimit needs taskDefaultQueueType: quorum (classic queues have no x-delivery-limit)'
+      : 'brokerTransportOptions.deliveryLimit must be a whole number ≥ 1', {
+      hint: "set taskDefaultQueueType: 'quorum', or remove deliveryLimit (taskMaxRedeliveries bounds redeliveries on every queue type)",
+    });
+  }
   const retry = conn.brokerConnectionRetry;
   if (retry !== undefined && typeof retry !== 'boolean') throw new ConfigError('brokerConnectionRetry must be true or false');
   const t = settings.brokerTransportOptions;
   return {
     queueType,
     maxPriority,
+    deliveryLimit,
     connectTimeoutMs: (num(conn, 'brokerConnectionTimeout', 0.001, 3600) ?? 4) * 1000,
     heartbeatS: Math.round(num(conn, 'brokerHeartbeat', 0, 3600) ?? 60),
     retry: retry ?? true,

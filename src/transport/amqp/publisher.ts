@@ -167,8 +167,12 @@ export class ConfirmPublisher {
     await withDeadline(Promise.all(pending), deadline, () => this.timeout(items.length));
     for (const o of outcomes) {
       if (o === 'nacked') {
+        // A quorum queue whose leader died nacks on this channel even after the survivors elected a new
+        // one (RabbitMQ 3.10, seen in test/chaos/rabbit-cluster.test.ts): later sends go on a fresh channel,
+        // this one is closed once its other confirms are in.
+        this.retire(st);
         throw new ConnectionError('RabbitMQ refused a message (basic.nack): it was not stored', {
-          hint: 'the queue may be full with x-overflow=reject-publish, or the broker is in trouble; check the broker logs and retry',
+          hint: 'the queue may be full with x-overflow=reject-publish, a quorum queue may be electing a new leader after a cluster node was lost, or the broker is in trouble; retry (after a failover within seconds), and check the broker logs if it persists',
           code: 'ERR_PUBLISH_REFUSED',
         });
       }
@@ -218,6 +222,15 @@ export class ConfirmPublisher {
     });
     this.state = st;
     return st;
+  }
+
+  /** Stop using a channel for new sends; close it once the confirms it still owes have arrived. */
+  private retire(st: ChannelState): void {
+    if (this.state !== st) return;
+    this.state = undefined;
+    void (st.ch as unknown as { waitForConfirms(): Promise<void> }).waitForConfirms().catch(() => undefined).finally(() => {
+      if (!st.closed) void st.ch.close().catch(() => undefined);
+    });
   }
 
   /** Close the channel (pending sends fail). */

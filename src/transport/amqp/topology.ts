@@ -33,6 +33,8 @@ export interface QueueDeclaration {
   /** Exchange to declare and bind to, if any. */
   exchange?: ExchangeDeclaration;
   routingKey?: string;
+  /** A queue RabbitMQ dead-letters into (x-dead-letter-routing-key): declared first, so nothing is dropped. */
+  deadLetter?: QueueDeclaration;
 }
 
 /** An exchange as Celery declares it. */
@@ -46,7 +48,7 @@ export interface ExchangeDeclaration {
 /** `x-…` arguments shared by the task queues and their dead-letter queues. */
 function queueArguments(settings: AmqpSettings, withPriority: boolean): Record<string, unknown> {
   const args: Record<string, unknown> = {};
-  // Quorum queues before RabbitMQ 3.12 refuse x-max-priority; since 3.12 they prioritise without it.
+  // Quorum queues have no x-max-priority: amqpSettings refuses the combination.
   if (withPriority && settings.maxPriority !== undefined && settings.queueType !== 'quorum') args['x-max-priority'] = { '!': 'int', value: settings.maxPriority };
   if (settings.queueType === 'quorum') args['x-queue-type'] = 'quorum';
   return args;
@@ -59,9 +61,24 @@ export function taskQueueDeclaration(name: string, settings: AmqpSettings): Queu
     durable: true,
     autoDelete: false,
     exclusive: false,
-    arguments: queueArguments(settings, true),
+    arguments: {
+      ...queueArguments(settings, true),
+      // A quorum queue's delivery limit: past it RabbitMQ dead-letters the message into `<name>.dlq`
+      // (the queue Celeriac's own dead letters go to) instead of dropping it — at-least-once (confirmed by
+      // the DLQ, RabbitMQ ≥ 3.10), which RabbitMQ allows only with x-overflow reject-publish.
+      ...(settings.deliveryLimit !== undefined
+        ? {
+          'x-delivery-limit': { '!': 'int', value: settings.deliveryLimit },
+          'x-dead-letter-exchange': '',
+          'x-dead-letter-routing-key': `${name}.dlq`,
+          'x-dead-letter-strategy': 'at-least-once',
+          'x-overflow': 'reject-publish',
+        }
+        : {}),
+    },
     exchange: { name, type: 'direct', durable: true },
     routingKey: name,
+    ...(settings.deliveryLimit !== undefined ? { deadLetter: deadLetterDeclaration(`${name}.dlq`, settings) } : {}),
   };
 }
 
@@ -171,6 +188,7 @@ export class Topology {
   }
 
   private async declare(decl: QueueDeclaration, live: Live): Promise<void> {
+    if (decl.deadLetter) await this.declare(decl.deadLetter, live);
     const ex = decl.exchange;
     if (ex) {
       try {

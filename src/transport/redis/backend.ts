@@ -15,6 +15,8 @@ import { ClosedError } from '../../errors.ts';
 import { asRedisConnectionError, connectClient, createRedisClient, updateClientCredentials } from './connection.ts';
 import type { ChordPart, ResultBackend, StoredRecord, StoreOptions } from '../../core/backend.ts';
 import { chordPart, storeResults } from './scripts.ts';
+import { awaitReplicas, type ReplicaWait } from './replicas.ts';
+import { redisHaOptions } from '../../config/ha-settings.ts';
 
 /** Celery's result key prefix. */
 export const TASK_META_PREFIX = 'celery-task-meta-';
@@ -51,9 +53,13 @@ export class RedisBackend implements ResultBackend {
   private flushScheduled = false;
   private closed = false;
   private url: string;
+  /** Safe mode: replicas each store waits for (`resultBackendTransportOptions.waitForReplicas`). */
+  private readonly replicaWait: ReplicaWait;
 
   constructor(options: RedisBackendOptions) {
     this.url = options.url;
+    const ha = redisHaOptions(options.settings, 'backend');
+    this.replicaWait = { replicas: ha.waitForReplicas, timeoutMs: ha.waitTimeoutMs };
     this.client = createRedisClient({ url: options.url, settings: options.settings, logger: options.logger, role: 'backend', side: 'backend' });
     this.sub = createRedisClient({ url: options.url, settings: options.settings, logger: options.logger, role: 'backend-sub', side: 'backend' });
     this.sub.on('messageBuffer', (channel: Buffer, payload: Buffer) => {
@@ -114,6 +120,7 @@ export class RedisBackend implements ResultBackend {
           calls.push(storeResults(this.client, ttl, writes));
         }
         await Promise.all(calls);
+        await awaitReplicas(this.client, this.replicaWait, `result store of ${records.length} record(s)`);
         for (const p of group) p.resolve();
       } catch (err) {
         const e = asRedisConnectionError(err, 'result backend', this.url);

@@ -23,7 +23,9 @@ import type { Logger } from '../../observability/logging.ts';
 import { decodeRedisEnvelope, encodeRedisEnvelope, PRIORITY_SEP, priorityQueueKey } from './envelope.ts';
 import { PRIORITY_STEPS, priorityStep } from '../virtual/priority.ts';
 import type { WireMessage } from '../../protocol/types.ts';
-import { asRedisConnectionError, connectClient, createRedisClient, parseRedisUrl, updateClientCredentials } from './connection.ts';
+import { asRedisConnectionError, connectClient, createRedisClient, describeTarget, parseRedisUrl, updateClientCredentials } from './connection.ts';
+import { awaitReplicas, type ReplicaWait } from './replicas.ts';
+import { redisHaOptions } from '../../config/ha-settings.ts';
 import type { DecodeLimits } from '../../codec/limits.ts';
 import { PushCoalescer } from './push-coalescer.ts';
 import { RedisConsumer } from './consumer.ts';
@@ -102,6 +104,10 @@ export class RedisBroker implements Broker {
   /** Uncapped sends of one event-loop turn go out as few LPUSH commands per list (push-coalescer.ts). */
   private readonly pushes = new PushCoalescer((key, values) => this.lpush(key, values));
   private readonly target: { host: string; port: number };
+  /** Sentinel: the primary's name (`master_name`), for messages. */
+  private readonly masterName: string | undefined;
+  /** Safe mode: replicas each send waits for (`brokerTransportOptions.waitForReplicas`). */
+  private readonly replicaWait: ReplicaWait;
   /** Sends written on the send connection and not answered yet (see watchSend). */
   private readonly unanswered = new Set<{ reject: (e: unknown) => void }>();
 
@@ -128,14 +134,30 @@ export class RedisBroker implements Broker {
     });
     const target = parseRedisUrl(options.url);
     this.target = { host: target.host, port: target.port };
+    const ha = redisHaOptions(options.settings, 'broker');
+    this.masterName = ha.masterName;
+    this.replicaWait = { replicas: ha.waitForReplicas, timeoutMs: ha.waitTimeoutMs };
   }
 
   /** LPUSH on the send connection; a send whose answer was lost is verified, not blindly repeated. */
   private async lpush(key: string, values: string[]): Promise<unknown> {
+    let r: unknown;
     try {
-      return await this.watchSend(this.sendClient.lpush(key, ...values));
+      r = await this.watchSend(this.sendClient.lpush(key, ...values));
     } catch (err) {
-      return this.afterSendError(err, key, [key], 1, 0, values);
+      r = await this.afterSendError(err, key, [key], 1, 0, values);
+    }
+    await this.replicated(values.length);
+    return r;
+  }
+
+  /** Safe mode (`waitForReplicas`): the writes of this connection so far are on enough replicas, or the send fails. */
+  private async replicated(n: number): Promise<void> {
+    if (this.replicaWait.replicas <= 0) return;
+    try {
+      await awaitReplicas(this.sendClient, this.replicaWait, `send of ${n} task message(s) to ${describeTarget(parseRedisUrl(this.options.url), this.masterName)}`);
+    } catch (err) {
+      throw asRedisConnectionError(err, 'broker', this.options.url);
     }
   }
 
@@ -269,6 +291,7 @@ export class RedisBroker implements Broker {
           r = await this.afterSendError(err, g.queue, keys, index, g.max, g.values);
         }
         if (r < 0) throw new QueueFullError(g.queue, -r - 1, g.max);
+        await this.replicated(g.values.length);
         return r;
       }),
     );

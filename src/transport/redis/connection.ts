@@ -5,7 +5,8 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import type { ResolvedSettings } from '../../config/options.ts';
-import { parseConnectionUrl } from '../../config/url.ts';
+import { parseConnectionUrls } from '../../config/url.ts';
+import { redisHaOptions } from '../../config/ha-settings.ts';
 import { CeleriacError, ConfigError, ConnectionError } from '../../errors.ts';
 import type { Logger } from '../../observability/logging.ts';
 import { redisTlsOptions } from './tls.ts';
@@ -46,6 +47,8 @@ export interface RedisTarget {
   username: string | undefined;
   password: string | undefined;
   tls: boolean;
+  /** `sentinel://` URLs: the sentinels to ask for the primary (host and port above are the first one's). */
+  sentinels?: Array<{ host: string; port: number }>;
 }
 
 /**
@@ -54,15 +57,55 @@ export interface RedisTarget {
  * credentials checked at start are the credentials sent.
  */
 export function parseRedisUrl(url: string): RedisTarget {
-  const u = parseConnectionUrl(url);
-  if (u.kind !== 'redis') throw new ConfigError(`not a Redis URL: ${u.redacted}`, { hint: 'expected redis://[user:password@]host[:port][/db] or rediss://…' });
+  const all = parseConnectionUrls(url);
+  const u = all[0]!;
+  if (u.kind !== 'redis') throw new ConfigError(`not a Redis URL: ${u.redacted}`, { hint: 'expected redis://[user:password@]host[:port][/db], rediss://… or sentinel://host:26379;sentinel://…' });
   return {
     host: u.host,
     port: u.port ?? 6379,
     db: u.db ?? 0,
     username: u.username,
     password: u.password,
-    tls: u.tls,
+    tls: all.some((x) => x.tls),
+    ...(u.scheme === 'sentinel' ? { sentinels: all.map((x) => ({ host: x.host, port: x.port ?? 26379 })) } : {}),
+  };
+}
+
+/** How a target is named in messages: `host:port`, or the primary and its sentinels. */
+export function describeTarget(t: RedisTarget, masterName?: string): string {
+  if (!t.sentinels) return `${t.host}:${t.port}`;
+  return `primary ${JSON.stringify(masterName ?? '?')} via sentinels ${t.sentinels.map((x) => `${x.host}:${x.port}`).join(',')}`;
+}
+
+/**
+ * ioredis options that reach the primary through Redis Sentinel: the
+ * sentinels of the URL list, the primary named by `master_name`, the
+ * sentinels' own login (`sentinel_kwargs`) and TLS towards both the
+ * sentinels and the servers when the URL or `brokerUseSsl` asks for it.
+ */
+function sentinelOptions(target: RedisTarget, options: RedisClientOptions, tls: ReturnType<typeof redisTlsOptions>): Partial<RedisOptions> {
+  const ha = redisHaOptions(options.settings, options.side);
+  const setting = options.side === 'broker' ? 'brokerTransportOptions' : 'resultBackendTransportOptions';
+  if (ha.masterName === undefined) {
+    throw new ConfigError(`a sentinel:// ${options.side === 'broker' ? 'broker' : 'result backend'} URL needs ${setting}.master_name`, {
+      hint: `set ${setting}: { master_name: 'mymaster' } to the name the sentinels monitor (sentinel monitor <name> …)`,
+    });
+  }
+  return {
+    sentinels: target.sentinels!,
+    name: ha.masterName,
+    role: 'master',
+    sentinelUsername: ha.sentinelUsername,
+    sentinelPassword: ha.sentinelPassword,
+    // No failover detector: its sentinel subscriptions outlive disconnect() in ioredis 6 (they kept reconnecting
+    // after close); a dead primary breaks the connection anyway and a demoted one answers READONLY (below).
+    failoverDetector: false,
+    // Sentinels answer with addresses; a failover on the way keeps being asked with backoff.
+    sentinelRetryStrategy: (times: number) => Math.min(100 * times, 1000),
+    ...(tls ? { tls, enableTLSForSentinelMode: true, sentinelTLS: tls } : {}),
+    // A demoted primary answers writes with READONLY: reconnect (the sentinels name the new one) and re-send —
+    // a refused write was not done, so re-sending it cannot store it twice.
+    reconnectOnError: (err: Error) => (err.message.startsWith('READONLY') ? 2 : false),
   };
 }
 
@@ -101,7 +144,7 @@ function classifyRedisError(err: unknown, tls: boolean, handshaking: boolean): C
 /** Create an ioredis client (not yet connected: call `connect()`). */
 export function createRedisClient(options: RedisClientOptions): Redis {
   const target = parseRedisUrl(options.url);
-  const tls = redisTlsOptions(options.url, options.settings, options.side);
+  const tls = redisTlsOptions(target.sentinels ? options.url.split(';')[0]! : options.url, options.settings, options.side);
   let everReady = false;
   const timeoutMs = connectTimeoutMs(options.settings);
   const ioOptions: RedisOptions = {
@@ -123,10 +166,11 @@ export function createRedisClient(options: RedisClientOptions): Redis {
     // reported by it instead of being retried in the background.
     retryStrategy: (times) => (!everReady && failFast.has(client) ? null : Math.min(50 * 2 ** Math.min(times, 6), 2000)),
     ...(tls ? { tls } : {}),
+    ...(target.sentinels ? sentinelOptions(target, options, tls) : {}),
   };
   const client = new Redis(ioOptions);
   connectTimeouts.set(client, timeoutMs);
-  const host = `${target.host}:${target.port}`;
+  const host = describeTarget(target, target.sentinels ? redisHaOptions(options.settings, options.side).masterName : undefined);
   let lost = false;
   client.on('ready', () => {
     if (everReady && lost) options.logger.info({ role: options.role, host }, `redis ${options.role} connection to ${host} reconnected`);
@@ -200,7 +244,7 @@ export async function connectClient(client: Redis, url: string, role: string, ti
       const hint = cause !== undefined ? classifyRedisError(cause, tls, true).hint
         : tls ? 'the TLS handshake got no answer: check that the port speaks TLS (a plaintext port needs redis://), host, port and firewalls'
           : 'check host, port and firewalls; a TLS port needs rediss://';
-      throw new ConnectionError(`cannot connect the redis ${role} to ${t.host}:${t.port}: no answer within ${timeoutMs / 1000} s`, { hint, code: 'ERR_CONNECTION_TIMEOUT' });
+      throw new ConnectionError(`cannot connect the redis ${role} to ${describeTarget(t, client.options.name)}: no answer within ${timeoutMs / 1000} s`, { hint, code: 'ERR_CONNECTION_TIMEOUT' });
     }
   } catch (err) {
     if (err instanceof ConnectionError) throw err;
@@ -208,7 +252,7 @@ export async function connectClient(client: Redis, url: string, role: string, ti
     if (client.status !== 'end') client.disconnect();
     const t = parseRedisUrl(url);
     const c = classifyRedisError(cause ?? err, tls, true);
-    throw new ConnectionError(`cannot connect the redis ${role} to ${t.host}:${t.port}: ${c.reason}`, { hint: c.hint, code: c.kind === 'auth' ? 'ERR_AUTH' : c.kind === 'tls' ? 'ERR_TLS' : 'ERR_CONNECTION' });
+    throw new ConnectionError(`cannot connect the redis ${role} to ${describeTarget(t, client.options.name)}: ${c.reason}`, { hint: c.hint, code: c.kind === 'auth' ? 'ERR_AUTH' : c.kind === 'tls' ? 'ERR_TLS' : 'ERR_CONNECTION' });
   } finally {
     clearTimeout(timer);
     client.off('error', onError);
@@ -226,7 +270,8 @@ export async function connectClient(client: Redis, url: string, role: string, ti
 export async function updateClientCredentials(client: Redis, url: string): Promise<void> {
   const t = parseRedisUrl(url);
   const current = client.options;
-  if (t.host !== current.host || t.port !== current.port) {
+  const sameSentinels = t.sentinels !== undefined && JSON.stringify(t.sentinels) === JSON.stringify(current.sentinels);
+  if (!sameSentinels && (t.host !== current.host || t.port !== current.port)) {
     throw new ConfigError('a credential reload may change the user and password, not the server', { hint: 'restart the process to move to another server' });
   }
   // Take the new secret before checking it: a reconnect during the check (the operator killing the old
@@ -264,7 +309,7 @@ export function asRedisConnectionError(err: unknown, role: string, url: string):
   const isConnection = err.name === 'MaxRetriesPerRequestError' || err.message === 'Connection is closed.' || /^(ECONN|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND)/.test(code ?? '');
   if (!isConnection) return err;
   const t = parseRedisUrl(url);
-  return new ConnectionError(`the redis ${role} at ${t.host}:${t.port} is unreachable: ${err.message}`, {
+  return new ConnectionError(`the redis ${role} at ${describeTarget(t)} is unreachable: ${err.message}`, {
     hint: 'the server is down or restarting; Celeriac keeps reconnecting — retry the call, or check that the server runs',
     code: 'ERR_CONNECTION',
     cause: err,

@@ -220,7 +220,7 @@ describe('amqp broker behaviour', () => {
 
   it('quorum queues (taskDefaultQueueType): declared with x-queue-type, consumed, dead-lettered', async (t) => {
     if (!requireService(t, ready, 'RabbitMQ')) return;
-    const b = make({ taskDefaultQueueType: 'quorum', taskQueueMaxPriority: 10 });
+    const b = make({ taskDefaultQueueType: 'quorum' });
     const queue = q();
     await b.publishMany([1, 2, 3].map((i) => ({ queue, message: message(i) })));
     const info = (await listQueues(vh.vhost)).find((x) => x.name === queue)!;

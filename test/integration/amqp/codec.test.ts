@@ -281,7 +281,9 @@ describe('AMQP topology and URLs', () => {
       exchange: { name: 'celery', type: 'direct', durable: true }, routingKey: 'celery',
     });
     assert.deepEqual(taskQueueDeclaration('q', amqpSettings(resolveSettings({ taskQueueMaxPriority: 10 }))).arguments, { 'x-max-priority': { '!': 'int', value: 10 } });
-    assert.deepEqual(taskQueueDeclaration('q', amqpSettings(resolveSettings({ task_default_queue_type: 'quorum', task_queue_max_priority: 10 }))).arguments, { 'x-queue-type': 'quorum' });
+    assert.deepEqual(taskQueueDeclaration('q', amqpSettings(resolveSettings({ task_default_queue_type: 'quorum' }))).arguments, { 'x-queue-type': 'quorum' });
+    // Quorum queues have no priorities: refused, not silently dropped (issue 22).
+    assert.throws(() => amqpSettings(resolveSettings({ task_default_queue_type: 'quorum', task_queue_max_priority: 10 })), /quorum queues have no message priorities/);
     assert.throws(() => amqpSettings(resolveSettings({ taskQueueMaxPriority: 300 })), /taskQueueMaxPriority/);
     assert.throws(() => amqpSettings(resolveSettings({ taskDefaultQueueType: 'stream' as never })), /taskDefaultQueueType/);
   });

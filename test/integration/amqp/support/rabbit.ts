@@ -186,6 +186,8 @@ export interface PrivateNode extends PrivateNodeRef {
 export interface PrivateNodeOptions {
   /** Add a TLS listener: server certificate, key and the CA that signs client certificates. */
   tls?: { certFile: string; keyFile: string; caFile: string; verifyPeer?: boolean; failIfNoPeerCert?: boolean };
+  /** Erlang cookie shared by nodes that are to form a cluster (written to the node's HOME). */
+  cookie?: string;
 }
 
 /**
@@ -226,6 +228,7 @@ export async function startPrivateNode(options: PrivateNodeOptions = {}): Promis
   writeFileSync(join(dir, 'rabbitmq.conf'), `${conf.join('\n')}\n`, { mode: 0o600 });
   writeFileSync(join(dir, 'rabbitmq-env.conf'), '');
   writeFileSync(join(dir, 'enabled_plugins'), '[].\n');
+  if (options.cookie) writeFileSync(join(dir, '.erlang.cookie'), options.cookie, { mode: 0o400 });
   mkdirSync(join(dir, 'log'), { recursive: true });
   const env: Record<string, string> = {
     RABBITMQ_NODENAME: nodename,
