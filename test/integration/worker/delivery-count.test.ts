@@ -33,6 +33,16 @@ describe('x-delivery-count bounds redeliveries on quorum queues', () => {
   });
 
   /** Take every ready message of `queue` on a fresh channel without acking, then close it: RabbitMQ returns (and counts) each. */
+  async function retrying<T>(fn: () => Promise<T>, attempt = 1): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= 10) throw err;
+      await sleep(1000);
+      return retrying(fn, attempt + 1);
+    }
+  }
+
   async function bounce(queue: string, attempt = 1): Promise<string[]> {
     try {
       return await bounceOnce(queue);
@@ -71,7 +81,9 @@ describe('x-delivery-count bounds redeliveries on quorum queues', () => {
       runs.push(label);
       return label;
     });
-    const over = await run.delay('over');
+    // Under full-suite load the shared node may be slow to declare a quorum queue and close the connection
+    // (the app reconnects); the first send is tried again then.
+    const over = await retrying(() => run.delay('over'));
     for (let i = 0; i < 2; i++) assert.deepEqual(await bounce(queue), [over.id]);
     const under = await run.delay('under');
     for (let i = 0; i < 2; i++) assert.deepEqual((await bounce(queue)).sort(), [over.id, under.id].sort());
