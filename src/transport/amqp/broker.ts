@@ -263,26 +263,51 @@ export class AmqpBroker implements Broker {
 
   /** Read up to `limit` dead letters of `queue` without removing them (they are requeued in order). */
   async deadLetters(queue: string, limit = 100): Promise<DeadLetter[]> {
-    if (this.closed) throw new ClosedError('amqp broker');
-    const live = await this.pubConn.ready(Date.now() + this.settings.publishTimeoutMs);
-    const ch = await live.model.createChannel();
-    ch.on('error', () => undefined);
-    // A dead letter Celeriac wrote is at most 64 KiB; anything larger (put there by others) is read as its head only.
-    limitContent(ch, Math.max(this.limits.maxBytes, DEAD_LETTER_BODY_MAX));
-    const out: DeadLetter[] = [];
-    try {
-      for (let i = 0; i < limit; i++) {
-        const m = await ch.get(deadLetterQueueName(queue), { noAck: false });
-        if (m === false) break;
-        out.push(this.toDeadLetter(queue, m.properties, m.content));
+    return this.onReaderConnection(async (live) => {
+      const ch = await live.model.createChannel();
+      ch.on('error', () => undefined);
+      // A dead letter Celeriac wrote is at most 64 KiB; anything larger (put there by others) is read as its head only.
+      limitContent(ch, Math.max(this.limits.maxBytes, DEAD_LETTER_BODY_MAX));
+      const out: DeadLetter[] = [];
+      try {
+        for (let i = 0; i < limit; i++) {
+          const m = await ch.get(deadLetterQueueName(queue), { noAck: false });
+          if (m === false) break;
+          out.push(this.toDeadLetter(queue, m.properties, m.content));
+        }
+      } catch (err) {
+        if (replyCode(err) !== 404) throw err;
+      } finally {
+        // Closing the channel without acking puts every message back where it was.
+        await ch.close().catch(() => undefined);
       }
-    } catch (err) {
-      if (replyCode(err) !== 404) throw err;
-    } finally {
-      // Closing the channel without acking puts every message back where it was.
-      await ch.close().catch(() => undefined);
+      return out;
+    });
+  }
+
+  /**
+   * Run a dead-letter read (`basic.get`) on a short-lived connection of its
+   * own. A `basic.get` on a quorum queue whose leader is not up yet (declared
+   * a moment ago by the worker's first dead letter) fails with a *connection*
+   * exception (541 internal_error, "noproc"): on the publisher's connection
+   * that would fail every send in flight. A listing is tried again, for up
+   * to ~3 s, on a fresh connection; a walk that acknowledges (redrive, drop)
+   * is not, since part of it may be done.
+   */
+  private async onReaderConnection<T>(op: (live: Awaited<ReturnType<AmqpConnection['open']>>) => Promise<T>, retry = true): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      if (this.closed) throw new ClosedError('amqp broker');
+      const reader = new AmqpConnection({ endpoint: this.endpoint, settings: this.settings, logger: this.logger, role: 'dead-letter reader' });
+      try {
+        return await op(await reader.open());
+      } catch (err) {
+        if (replyCode(err) !== 541 && !/Channel ended|Connection closed/i.test((err as Error).message ?? '')) throw err;
+        if (!retry || attempt >= 6) throw err;
+        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+      } finally {
+        await reader.close().catch(() => undefined);
+      }
     }
-    return out;
   }
 
   /**
@@ -291,29 +316,29 @@ export class AmqpBroker implements Broker {
    * the rest go back in order when the channel closes.
    */
   private async walkDeadLetters(queue: string, selection: DeadLetterSelection, take: (d: DeadLetter, ack: () => void) => Promise<void>): Promise<void> {
-    if (this.closed) throw new ClosedError('amqp broker');
-    const live = await this.pubConn.ready(Date.now() + this.settings.publishTimeoutMs);
-    const ch = await live.model.createChannel();
-    ch.on('error', () => undefined);
-    // A dead letter Celeriac wrote is at most 64 KiB; anything larger (put there by others) is read as its head only.
-    limitContent(ch, Math.max(this.limits.maxBytes, DEAD_LETTER_BODY_MAX));
-    const ids = selection.ids ? new Set(selection.ids) : undefined;
-    let taken = 0;
-    try {
-      while (selection.limit === undefined || taken < selection.limit) {
-        const m = await ch.get(deadLetterQueueName(queue), { noAck: false });
-        if (m === false) break;
-        const d = this.toDeadLetter(queue, m.properties, m.content);
-        if (ids && !ids.has(deadLetterId(d) ?? '')) continue;
-        taken++;
-        await take(d, () => ch.ack(m));
+    await this.onReaderConnection(async (live) => {
+      const ch = await live.model.createChannel();
+      ch.on('error', () => undefined);
+      // A dead letter Celeriac wrote is at most 64 KiB; anything larger (put there by others) is read as its head only.
+      limitContent(ch, Math.max(this.limits.maxBytes, DEAD_LETTER_BODY_MAX));
+      const ids = selection.ids ? new Set(selection.ids) : undefined;
+      let taken = 0;
+      try {
+        while (selection.limit === undefined || taken < selection.limit) {
+          const m = await ch.get(deadLetterQueueName(queue), { noAck: false });
+          if (m === false) break;
+          const d = this.toDeadLetter(queue, m.properties, m.content);
+          if (ids && !ids.has(deadLetterId(d) ?? '')) continue;
+          taken++;
+          await take(d, () => ch.ack(m));
+        }
+      } catch (err) {
+        if (replyCode(err) !== 404) throw err;
+      } finally {
+        // Unacknowledged messages (not selected, refused, or not confirmed) go back to the dead-letter queue.
+        await ch.close().catch(() => undefined);
       }
-    } catch (err) {
-      if (replyCode(err) !== 404) throw err;
-    } finally {
-      // Unacknowledged messages (not selected, refused, or not confirmed) go back to the dead-letter queue.
-      await ch.close().catch(() => undefined);
-    }
+    }, false);
   }
 
   /** Publish each selected dead letter (confirmed by the broker), then remove it: nothing is lost; a crash between the two can at worst leave a copy in the DLQ. */

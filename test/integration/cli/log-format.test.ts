@@ -61,7 +61,8 @@ describe('worker log format', () => {
 
   it('writes readable lines on a terminal: local time, level names, task received and succeeded at info', async (t) => {
     if (!requireService(t, hasCommand('script'), 'script (util-linux) for a pseudo-terminal')) return;
-    const out = await run([], { tty: true, queue: 'logfmt-tty', until: /task succeeded/ });
+    // The supervisor's ready line may come after the child already ran the queued task: wait for both.
+    const out = await run([], { tty: true, queue: 'logfmt-tty', until: /worker \S+ ready[\s\S]*task succeeded|task succeeded[\s\S]*worker \S+ ready/ });
     assert.doesNotMatch(out, /^\{"level"/m, 'no JSON on a terminal');
     assert.match(out, /^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} INFO\/\d+\] worker \S+ ready/m);
     assert.match(out, /^\[[^\]]+ INFO\/\d+\] task received  task=demo\.add id=\S+$/m);
