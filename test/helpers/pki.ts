@@ -101,3 +101,9 @@ export function fakePrivateKeyPem(kind: '' | 'EC' | 'RSA' = ''): string {
   const label = `${kind ? `${kind} ` : ''}PRIVATE KEY`;
   return `-----BEGIN ${label}-----\nTHROWAWAYTESTSTUBNOTAKEY\n-----END ${label}-----\n`;
 }
+
+/** The same stub in the old encrypted-RSA layout (a `Proc-Type` header line, a blank line, then `body`), for the redaction tests. */
+export function fakeEncryptedRsaKeyPem(body: string): string {
+  const label = 'RSA PRIVATE KEY';
+  return `-----BEGIN ${label}-----\nProc-Type: 4,ENCRYPTED\n\n${body}\n-----END ${label}-----`;
+}

@@ -16,6 +16,7 @@ import { readSecretFile } from '../../../src/config/env.ts';
 import { tlsOptionsFor } from '../../../src/config/tls.ts';
 import { parseConnectionUrl } from '../../../src/config/url.ts';
 import { loadCertStore } from '../../../src/codec/signing/cert-store.ts';
+import { fakePrivateKeyPem } from '../../helpers/pki.ts';
 import { CertificateError } from '../../../src/codec/signing/errors.ts';
 import { ConfigError } from '../../../src/errors.ts';
 
@@ -107,7 +108,7 @@ describe('trusted files: start-up and audit share one rule (issue 20 #13)', () =
     const scan = await runAudit({ paths: [scanned] });
     assert.ok(scan.findings.some((f) => f.id === 'CEL-002' && /every user may write to/.test(f.message)), 'a scanned secret file');
     const key = join(dir, 'signer.key');
-    writeFileSync(key, '-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n', { mode: 0o600 });
+    writeFileSync(key, fakePrivateKeyPem(), { mode: 0o600 });
     const conf = fileIn(0o700, 0o600, `security_key = ${JSON.stringify(key)}\ntask_serializer = 'auth'\n`);
     const py = join(conf.dir, 'celeryconfig.py');
     writeFileSync(py, `security_key = ${JSON.stringify(key)}\ntask_serializer = 'auth'\n`, { mode: 0o600 });
