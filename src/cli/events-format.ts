@@ -46,6 +46,10 @@ const FLOAT_FIELDS = new Set(['freq', 'runtime', 'local_received', 'timestamp'])
 function pyStr(key: string, v: unknown): string {
   if (typeof v === 'string') return safe(v);
   if (typeof v === 'number' && FLOAT_FIELDS.has(key) && Number.isInteger(v)) return `${v}.0`;
+  // The load averages are floats too (`os.getloadavg()`, rounded to 2 places): a whole 3.0 prints as 3.0.
+  if (key === 'loadavg' && Array.isArray(v) && v.every((n) => typeof n === 'number')) {
+    return `[${v.map((n: number) => (Number.isInteger(n) ? `${n}.0` : reprValue(n))).join(', ')}]`;
+  }
   try {
     return safe(reprValue(v));
   } catch {

@@ -34,6 +34,8 @@ describe('celeriac events formatting', () => {
       dump(vector('worker-heartbeat')),
       'pyworker@localhost [2026-11-24 06:16:54.349283] heartbeat: active=0, clock=60, freq=2.0, loadavg=[1.16, 0.97, 0.5], local_received=1795501012.5, pid=14480, processed=18, sw_ident=py-celery, sw_sys=Linux, sw_ver=5.2.6, utcoffset=0',
     );
+    // os.getloadavg() gives floats: a whole 3.0 is printed as Python prints it (it arrives as 3 in JSON).
+    assert.match(dump({ ...vector('worker-heartbeat'), loadavg: [3, 2.39, 0] } as CeleryEvent), /loadavg=\[3\.0, 2\.39, 0\.0\],/);
     const received = vector('task-received');
     assert.match(dump(received), /^pyworker@localhost \[[^\]]+\] task received: tasks\.add\(2d0acf73-4aec-4c50-95cf-7026e8379ac0\) args=\(2, 3\) kwargs=\{\} clock=2, eta=None, expires=None, local_received=1795501012\.5, parent_id=None, pid=14480, retries=0, root_id=2d0acf73-4aec-4c50-95cf-7026e8379ac0, utcoffset=0$/);
     assert.match(dump(vector('task-succeeded')), /\] task succeeded: tasks\.add\(2d0acf73-[^)]+\) args=\(2, 3\) kwargs=\{\} clock=16, local_received=1795501012\.5, pid=14480, result=5, runtime=0\.015446814999904745, utcoffset=0$/);
