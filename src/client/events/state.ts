@@ -31,7 +31,8 @@ export const HEARTBEATS_KEPT = 4;
 /** Celery's default heartbeat interval when a worker did not say, seconds. */
 export const DEFAULT_HEARTBEAT_FREQ = 60;
 
-const EVENT_STATE: Readonly<Record<string, TaskStateName>> = {
+/** The state a task event sets (`task-<subject>`), as Celery's `State` maps it. */
+export const EVENT_STATE: Readonly<Record<string, TaskStateName>> = {
   sent: 'PENDING',
   received: 'RECEIVED',
   started: 'STARTED',
@@ -45,7 +46,8 @@ const EVENT_STATE: Readonly<Record<string, TaskStateName>> = {
 // Index in Celery's precedence list: lower is "later" in a task's life. Custom states rank where Celery's `None` does.
 const PRECEDENCE: Readonly<Record<string, number>> = { SUCCESS: 0, FAILURE: 1, REVOKED: 3, STARTED: 4, RECEIVED: 5, REJECTED: 6, RETRY: 7, PENDING: 8 };
 const CUSTOM_PRECEDENCE = 2;
-const precedence = (state: string): number => PRECEDENCE[state] ?? CUSTOM_PRECEDENCE;
+/** Celery's state precedence: lower is later in a task's life (custom states rank as Celery's `None`). */
+export const precedence = (state: string): number => PRECEDENCE[state] ?? CUSTOM_PRECEDENCE;
 
 /** Fields an earlier-than-current `task-received` may still fill in. */
 const RECEIVED_MERGE = ['name', 'args', 'kwargs', 'parent_id', 'root_id', 'retries', 'eta', 'expires'] as const;

@@ -13,21 +13,10 @@
  * that an event older in a task's life (a `task-received` arriving after
  * `task-started`) only fills in fields; RETRY always applies.
  */
+import { EVENT_STATE, precedence } from '../../client/events/state.ts';
 import type { CeleryEvent } from '../../client/events/types.ts';
 import type { StoredTask, TaskStore, TaskWrite, TimelineEntry } from './store.ts';
 
-const EVENT_STATE: Readonly<Record<string, string>> = {
-  sent: 'PENDING',
-  received: 'RECEIVED',
-  started: 'STARTED',
-  succeeded: 'SUCCESS',
-  failed: 'FAILURE',
-  retried: 'RETRY',
-  revoked: 'REVOKED',
-  rejected: 'REJECTED',
-};
-const PRECEDENCE: Readonly<Record<string, number>> = { SUCCESS: 0, FAILURE: 1, REVOKED: 3, STARTED: 4, RECEIVED: 5, REJECTED: 6, RETRY: 7, PENDING: 8 };
-const precedence = (state: string): number => PRECEDENCE[state] ?? 2;
 
 /** States after which a task runs no more (its `finished` time is set). */
 export const FINISHED_STATES: ReadonlySet<string> = new Set(['SUCCESS', 'FAILURE', 'REVOKED', 'REJECTED']);
