@@ -17,25 +17,33 @@
  *   takes), so a killed leader's ticks are sent late, not lost. Older ticks
  *   (downtime) follow the entry's catch-up policy: `skip`, or `runOnce`.
  *
- * What is left: the claim comes before the publish (so a publish can never
- * happen without its claim); a leader killed between the two loses that one
- * tick, and one paused between the two sends its already-claimed tick late.
- * Both windows are one round trip long. A publish is confirmed in the store
- * afterwards, so the next leader logs a claimed tick whose publish was never
- * confirmed, and `beat status` shows it.
+ * - The claim and the publish are one atomic step when the store and the
+ *   broker share a server or file (Redis with a Redis broker, SQLite with
+ *   its broker file): beat builds and signs the tick's message first, and
+ *   the claim writes it into its queue (the outbox, `BeatStore.canCarry`).
+ *   A leader killed at any point has either sent the tick or not claimed
+ *   it, so the next leader sends it exactly once.
+ * - Otherwise (a RabbitMQ broker with the state on Redis, say) the claim
+ *   comes before the publish, so a publish never happens without its
+ *   claim; a leader killed between the two loses that one tick, and one
+ *   paused between the two sends its already-claimed tick late. Both
+ *   windows are one round trip long. The publish is confirmed in the store
+ *   afterwards, so the next leader logs a claimed tick whose publish was
+ *   never confirmed, and `beat status` shows it.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleepFor } from 'node:timers/promises';
 import type { App } from '../client/app.ts';
+import type { PreparedSend } from '../client/producer.ts';
 import type { BeatStore } from '../core/beat-store.ts';
 import type { Logger } from '../observability/logging.ts';
 import { compileSchedule, type BeatEntry, type BeatScheduleInput, type CatchUp } from './schedule.ts';
 
 /** Options of {@link createBeat}. */
 export interface BeatOptions {
-  /** The app whose client sends (and signs) the tasks. */
-  app: Pick<App, 'sendTask' | 'logger'>;
+  /** The app whose client sends (and signs) the tasks; with `prepareSend`, ticks go through the store's outbox where it can carry them. */
+  app: Pick<App, 'sendTask' | 'logger'> & Partial<Pick<App, 'prepareSend'>>;
   /** The schedule: Celery's `beat_schedule` shape or compiled entries. */
   schedule: BeatScheduleInput | readonly BeatEntry[];
   /** Where the lease and the last runs live (`openBeatStore`). */
@@ -115,24 +123,61 @@ export function createBeat(options: BeatOptions): Beat {
     log.info({ fence: token, entries: entries.length }, `beat: leader now (fencing token ${newToken}); ${entries.length} entries`);
   }
 
+  /**
+   * Build and sign the tick's message before the claim, when the store may
+   * carry it (see the module comment); undefined when it cannot, or when
+   * building failed (then the claim is made without it and the send below
+   * reports the error as any send would).
+   */
+  async function prepareOutbox(entry: BeatEntry, taskId: string): Promise<PreparedSend | undefined> {
+    if (!store.canCarry || !app.prepareSend) return undefined;
+    try {
+      return await app.prepareSend(entry.task, entry.args, entry.kwargs, { ...entry.options, taskId });
+    } catch (err) {
+      log.warn({ err, entry: entry.name, taskId }, `beat: could not build ${entry.name}'s message ahead of its claim; claiming it first, then sending`);
+      return undefined;
+    }
+  }
+
   /** Claim `tick` of `entry` and send it; false when fenced. */
   async function claimAndSend(entry: BeatEntry, tick: number, skipped: number): Promise<boolean> {
     const taskId = beatTaskId(namespace, entry.name, tick);
-    const res = await store.claim({ token: token!, entry: entry.name, tick, taskId, skipped });
-    if (res.state === 'fenced') return false;
+    const prepared = await prepareOutbox(entry, taskId);
+    const outbox = prepared?.outbox && store.canCarry?.(prepared.outbox) ? prepared.outbox : undefined;
+    let res;
+    try {
+      res = await store.claim({ token: token!, entry: entry.name, tick, taskId, skipped, ...(outbox ? { publish: outbox } : {}) });
+    } catch (err) {
+      prepared?.abandon(err);
+      throw err;
+    }
+    if (res.state === 'fenced') {
+      prepared?.abandon('fenced');
+      return false;
+    }
     if (res.state === 'done') {
+      prepared?.abandon('already sent');
       cursor.set(entry.name, Math.max(res.lastTick, cursor.get(entry.name) ?? res.lastTick));
       pendingSkipped.delete(entry.name);
       return true;
     }
     cursor.set(entry.name, tick);
     pendingSkipped.delete(entry.name);
+    const sent = (how: string): void =>
+      log.info({ entry: entry.name, task: entry.task, tick, at: new Date(tick).toISOString(), taskId, fence: token, skipped, via: how }, `beat: sent ${entry.name} (${entry.task}) for ${new Date(tick).toISOString()}${skipped ? `, ${skipped} missed ticks passed over` : ''}`);
+    if (res.published) {
+      // The message went into its queue with the claim: nothing is left to lose.
+      await prepared!.written().catch((err: unknown) => log.warn({ err, entry: entry.name }, 'beat: sent, but the after-send steps (events, wake-up) failed'));
+      sent('outbox');
+      return true;
+    }
     // The claim is recorded: the publish is retried (same task id) while the tick is within grace.
     for (let attempt = 1; ; attempt++) {
       try {
-        await app.sendTask(entry.task, entry.args, entry.kwargs, { ...entry.options, taskId });
+        if (prepared) await prepared.publish();
+        else await app.sendTask(entry.task, entry.args, entry.kwargs, { ...entry.options, taskId });
         await store.confirm(entry.name, tick).catch((err: unknown) => log.warn({ err, entry: entry.name }, 'beat: could not record the publish as confirmed'));
-        log.info({ entry: entry.name, task: entry.task, tick, at: new Date(tick).toISOString(), taskId, fence: token, skipped }, `beat: sent ${entry.name} (${entry.task}) for ${new Date(tick).toISOString()}${skipped ? `, ${skipped} missed ticks passed over` : ''}`);
+        sent('publish');
         return true;
       } catch (err) {
         if (signal.aborted || attempt >= 5 || Date.now() - tick > graceMs) {

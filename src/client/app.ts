@@ -34,7 +34,7 @@ import { createMessageSecurity } from '../security/message-security.ts';
 import { createControlSigner } from '../security/control-guard.ts';
 import { loadSecuritySettings } from '../config/security-settings.ts';
 import { SubmissionLimits } from './submission-limits.ts';
-import { Producer } from './producer.ts';
+import { Producer, type PreparedSend } from './producer.ts';
 import { createControl, type Control } from './control.ts';
 import { withReplyRoute } from './rpc-route.ts';
 import { isRpcBackendUrl } from '../core/schemes.ts';
@@ -190,6 +190,19 @@ export class App {
   sendTask<R = unknown>(name: string, args: readonly unknown[] = [], kwargs: Readonly<Record<string, unknown>> = {}, options: SendOptions = {}): Promise<AsyncResult<R>> {
     const def = this.registry.get(name) ?? { name, fn: undefined, options: {} };
     return this.send(def, args, kwargs, options) as Promise<AsyncResult<R>>;
+  }
+
+  /**
+   * Build a task's message exactly as `sendTask` would (routed, validated,
+   * signed, send limits taken) without publishing it, for a caller that
+   * stores the send together with a record of its own (celeriac beat's
+   * outbox: the tick's record and its message in one atomic step, so a
+   * crash between the two can neither lose nor repeat it).
+   */
+  async prepareSend(name: string, args: readonly unknown[] = [], kwargs: Readonly<Record<string, unknown>> = {}, options: SendOptions = {}): Promise<PreparedSend> {
+    const def = this.registry.get(name) ?? { name, fn: undefined, options: {} };
+    const routed = this.rpcResults ? await withReplyRoute(this.resultStore(), options) : options;
+    return this.producer.prepareSend(def, args, kwargs, routed);
   }
 
   /**

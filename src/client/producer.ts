@@ -6,7 +6,7 @@
  * limits and queue caps, CEL-019) and publishes, so a follow-up is held to
  * the same rules as a `delay()`.
  */
-import type { Broker, PublishItem } from '../core/broker.ts';
+import type { Broker, OutboxPublish, PublishItem } from '../core/broker.ts';
 import type { ResolvedSettings } from '../config/options.ts';
 import type { Serializer } from '../codec/serializers.ts';
 import { ClosedError } from '../errors.ts';
@@ -61,6 +61,29 @@ export interface FollowUpSender {
   sendFollowUp(follow: FollowUpSend): Promise<void>;
 }
 
+/**
+ * A task message built and signed but not yet sent (`App.prepareSend`).
+ * Exactly one of `publish`, `written` or `abandon` should follow.
+ */
+export interface PreparedSend {
+  /** The task id. */
+  readonly id: string;
+  /** The queue it is routed to. */
+  readonly queue: string;
+  /**
+   * The publish as the broker's engine hands it to a store on the same
+   * server or file, which may write it in its own atomic step (undefined:
+   * this broker or this queue cannot hand it over; use `publish`).
+   */
+  readonly outbox: OutboxPublish | undefined;
+  /** Publish it through the broker now. */
+  publish(): Promise<void>;
+  /** The caller's store wrote `outbox`: finish as a send would (events, trace span, waking consumers). */
+  written(): Promise<void>;
+  /** It will not be sent (e.g. another instance already sent this tick). */
+  abandon(reason?: unknown): void;
+}
+
 /** Route, build, sign, cap and publish task messages (see the module comment). */
 export class Producer implements FollowUpSender {
   /** The `task-sent` dispatcher, made on first use. */
@@ -90,11 +113,15 @@ export class Producer implements FollowUpSender {
     return sign ? sign(message) : message;
   }
 
-  /** Publish options of a queue: the priority and, when the queue is capped, its `maxLength`. */
-  private publishItem(queue: string, message: WireMessage, priority: number): PublishItem {
+  /** Publish options of a queue: the priority and, when the queue is capped, its `maxLength`. `sent`: announce `task-sent` now (an outbox send announces it once written). */
+  private publishItem(queue: string, message: WireMessage, priority: number, sent = true): PublishItem {
     const maxLength = this.o.submission.maxLengthFor(queue);
-    if (this.o.settings.taskSendSentEvent) sendTaskSent(this.sentEvents, this.o, queue, message);
+    if (sent) this.announceSent(queue, message);
     return { queue, message, options: { priority, ...(maxLength !== undefined ? { maxLength } : {}) } };
+  }
+
+  private announceSent(queue: string, message: WireMessage): void {
+    if (this.o.settings.taskSendSentEvent) sendTaskSent(this.sentEvents, this.o, queue, message);
   }
 
   /** Take send tokens (client and per-task limits); throws `RateLimitedError` when over a limit. */
@@ -138,8 +165,53 @@ export class Producer implements FollowUpSender {
     return ids;
   }
 
+  /**
+   * Build one call as `send` would (limits taken, validated, routed,
+   * signed) without publishing it: the caller writes it with a record of
+   * its own when the broker hands over an outbox publish, or publishes it.
+   */
+  async prepareSend(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions): Promise<PreparedSend> {
+    const broker = this.o.brokerReady() ?? (await this.o.broker());
+    if (this.limited(def)) await this.acquire([{ task: def.name, limit: def.options.sendRateLimit, count: 1 }]);
+    const { item, id, span } = this.prepare(def, args, kwargs, options, Date.now(), false);
+    let outbox: OutboxPublish | undefined;
+    try {
+      outbox = await broker.prepareOutbox?.(item);
+    } catch (err) {
+      span?.end(err);
+      throw err;
+    }
+    let settled = false;
+    const settle = (err?: unknown): void => {
+      if (settled) return;
+      settled = true;
+      span?.end(err);
+    };
+    return {
+      id,
+      queue: item.queue,
+      outbox,
+      publish: async () => {
+        try {
+          await broker.publish(item.queue, item.message, item.options);
+        } catch (err) {
+          settle(err);
+          throw err;
+        }
+        this.announceSent(item.queue, item.message);
+        settle();
+      },
+      written: async () => {
+        this.announceSent(item.queue, item.message);
+        settle();
+        await outbox?.afterCommit();
+      },
+      abandon: (err?: unknown) => settle(err ?? new Error('not sent: the caller did not write it')),
+    };
+  }
+
   /** Build the message for one client call (validation, routing, ids from the running task). */
-  private prepare(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions, now: number): { item: PublishItem; id: string; span?: SendSpan | undefined } {
+  private prepare(def: TaskDefinition, args: readonly unknown[], kwargs: Readonly<Record<string, unknown>>, options: SendOptions, now: number, sent = true): { item: PublishItem; id: string; span?: SendSpan | undefined } {
     if (this.o.closed()) throw new ClosedError('app');
     checkSendOptions(options);
     const checked = validateArguments(def, args, kwargs);
@@ -167,9 +239,9 @@ export class Producer implements FollowUpSender {
       ...(options.link !== undefined || options.linkError !== undefined ? { embed: { callbacks: linked(options.link), errbacks: linked(options.linkError) } } : {}),
       ...(span ? { extraHeaders: span.headers } : {}),
     };
-    if (!span) return { item: this.publishItem(queue, this.buildMessage(input), priority ?? 0), id };
+    if (!span) return { item: this.publishItem(queue, this.buildMessage(input), priority ?? 0, sent), id };
     try {
-      return { item: this.publishItem(queue, this.buildMessage(input), priority ?? 0), id, span };
+      return { item: this.publishItem(queue, this.buildMessage(input), priority ?? 0, sent), id, span };
     } catch (err) {
       // Building or signing failed: the send span ends here, with the error.
       span.end(err);

@@ -12,6 +12,7 @@
  * cannot send, a tick once another instance took over.
  */
 import type { AdapterContext } from './adapter-context.ts';
+import type { OutboxPublish } from './broker.ts';
 
 /** Options of an engine's `createBeatStore`. */
 export interface BeatStoreOptions extends AdapterContext {
@@ -61,8 +62,11 @@ export type BeatAcquire = { leader: true; token: number; expiresAt: number } | {
 
 /** The outcome of {@link BeatStore.claim}. */
 export type BeatClaim =
-  /** Recorded: send it now. */
-  | { state: 'claimed' }
+  /**
+   * Recorded. `published`: the claim carried the task message too (the
+   * outbox), so it is already in its queue; otherwise send it now.
+   */
+  | { state: 'claimed'; published: boolean }
   /** The token no longer holds the lease: stop sending. */
   | { state: 'fenced' }
   /** This tick (or a later one) is already recorded: another leader sent it. */
@@ -76,6 +80,12 @@ export interface BeatClaimInput {
   taskId: string;
   /** Earlier ticks passed over by the catch-up policy with this claim. */
   skipped: number;
+  /**
+   * The tick's task message, prepared by the broker: written in the same
+   * atomic step as the record when the store can carry it
+   * ({@link BeatStore.canCarry}), ignored otherwise.
+   */
+  publish?: OutboxPublish;
 }
 
 /** The beat state of one engine and namespace. */
@@ -88,7 +98,17 @@ export interface BeatStore {
   acquire(holder: string, leaseMs: number): Promise<BeatAcquire>;
   /** Give the lease up if `holder` still has it under `token`. */
   release(holder: string, token: number): Promise<void>;
-  /** Atomically: check that `token` holds a live lease, then record the tick if it is newer than the entry's last. */
+  /**
+   * True when this store can write `publish` in its claim step (same
+   * engine, same server or file). Beat then prepares each tick's message
+   * before claiming it.
+   */
+  canCarry?(publish: Pick<OutboxPublish, 'engine' | 'target'>): boolean;
+  /**
+   * Atomically: check that `token` holds a live lease, then record the
+   * tick if it is newer than the entry's last, together with `publish`
+   * when given and carriable.
+   */
   claim(input: BeatClaimInput): Promise<BeatClaim>;
   /** Record that the task of `tick` (still the entry's last) was published. */
   confirm(entry: string, tick: number): Promise<void>;

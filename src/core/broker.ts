@@ -145,6 +145,22 @@ export function selectDeadLetters<T>(items: readonly T[], letter: (item: T) => D
 /** Why a truncated dead letter cannot be redriven. */
 export const TRUNCATED_REFUSAL = 'the message was stored truncated (it was larger than the dead-letter record limit): only its start is kept, so it cannot be sent again';
 
+/**
+ * A publish prepared so that another atomic write on the same server or
+ * file can carry it: celeriac beat's outbox stores a tick's record and its
+ * task message in one step, so a leader that dies in between can neither
+ * lose the tick nor send it twice. Only its own engine's beat store reads
+ * what is inside (the store checks `engine` and `target` first).
+ */
+export interface OutboxPublish {
+  /** The engine that prepared it (`Broker.kind`). */
+  readonly engine: string;
+  /** The server or file it must be written to; a store elsewhere cannot carry it. */
+  readonly target: string;
+  /** Run once the write that carried it committed (wake idle consumers, wait for replicas). */
+  afterCommit(): Promise<void>;
+}
+
 export interface Broker {
   /** `redis`, `amqp`, `sqlite`, `memory`, … */
   readonly kind: string;
@@ -154,6 +170,13 @@ export interface Broker {
   publish(queue: string, message: WireMessage, options?: PublishOptions): Promise<void>;
   /** Publish many messages at once (one round trip where the broker allows). */
   publishMany(items: readonly PublishItem[]): Promise<void>;
+  /**
+   * Prepare `item` for a write of the same engine to carry (see
+   * {@link OutboxPublish}); undefined when it cannot be carried (a capped
+   * queue, whose check needs the broker's own step). Engines without it
+   * are always published directly.
+   */
+  prepareOutbox?(item: PublishItem): Promise<OutboxPublish | undefined>;
   /** Start consuming `queues` in order; deliveries arrive through `onMessage`. */
   consume(queues: readonly string[], options: ConsumeOptions, onMessage: (delivery: Delivery) => void): Promise<Consumer>;
   /** Messages waiting in a queue (all priority buckets). */

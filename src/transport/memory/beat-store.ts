@@ -48,7 +48,7 @@ export function createMemoryBeatStore(namespace: string): BeatStore {
         skipped: (prev?.skipped ?? 0) + input.skipped,
         confirmed: false,
       });
-      return { state: 'claimed' };
+      return { state: 'claimed', published: false };
     },
     async confirm(entry, tick) {
       const e = s.entries.get(entry);

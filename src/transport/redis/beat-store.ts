@@ -6,6 +6,8 @@
  */
 import type { Redis } from 'ioredis';
 import type { BeatEntryState, BeatStore } from '../../core/beat-store.ts';
+import { isRedisOutbox } from './outbox.ts';
+import { awaitReplicas, type ReplicaWait } from './replicas.ts';
 import { beatAcquire, beatClaim, beatConfirm, beatRelease, type BeatKeys } from './scripts.ts';
 
 /** The keys of `namespace` under `keyPrefix`. */
@@ -14,11 +16,23 @@ export function beatKeys(keyPrefix: string, namespace: string): BeatKeys {
   return { lock: `${base}:lock`, fence: `${base}:fence`, entries: `${base}:entries` };
 }
 
+/** Options of {@link createRedisBeatStore}. */
+export interface RedisBeatStoreOptions {
+  keyPrefix: string;
+  namespace: string;
+  /** The server and database `client` writes to (`redisTargetId`): a broker's outbox publish is carried only when it names the same. */
+  target: string;
+  /** Safe mode: a carried publish waits for this many replicas, as the broker's own sends do. */
+  replicaWait?: ReplicaWait;
+}
+
 /** A store on `client` (which it owns: `close()` quits it). */
-export function createRedisBeatStore(client: Redis, keyPrefix: string, namespace: string): BeatStore {
-  const keys = beatKeys(keyPrefix, namespace);
+export function createRedisBeatStore(client: Redis, options: RedisBeatStoreOptions): BeatStore {
+  const keys = beatKeys(options.keyPrefix, options.namespace);
+  const { target, replicaWait } = options;
   return {
     kind: 'redis',
+    canCarry: (p) => p.engine === 'redis' && p.target === target,
     async acquire(holder, leaseMs) {
       const [ok, who, expires] = await beatAcquire(client, keys, { holder, leaseMs: Math.ceil(leaseMs) });
       return Number(ok) === 1
@@ -29,8 +43,14 @@ export function createRedisBeatStore(client: Redis, keyPrefix: string, namespace
       await beatRelease(client, keys, { holder, token });
     },
     async claim(input) {
-      const [state, last] = await beatClaim(client, keys, input);
-      if (state === 'claimed') return { state: 'claimed' };
+      const push = input.publish && isRedisOutbox(input.publish, target) ? { key: input.publish.key, envelope: input.publish.envelope } : undefined;
+      const [state, last] = await beatClaim(client, keys, { ...input, push });
+      if (state === 'claimed') {
+        const published = last === '1';
+        // A tick whose message was pushed here is as durable as any send: on Sentinel's safe mode it waits for the replicas too.
+        if (published && replicaWait && replicaWait.replicas > 0) await awaitReplicas(client, replicaWait, `beat's send of task ${input.taskId}`);
+        return { state: 'claimed', published };
+      }
       if (state === 'done') return { state: 'done', lastTick: Number(last) };
       return { state: 'fenced' };
     },

@@ -25,6 +25,7 @@ import { PRIORITY_STEPS, priorityStep } from '../virtual/priority.ts';
 import type { WireMessage } from '../../protocol/types.ts';
 import { asRedisConnectionError, connectClient, createRedisClient, describeTarget, parseRedisUrl, updateClientCredentials } from './connection.ts';
 import { awaitReplicas, type ReplicaWait } from './replicas.ts';
+import { redisTargetId, type RedisOutboxPublish } from './outbox.ts';
 import { redisHaOptions } from '../../config/ha-settings.ts';
 import type { DecodeLimits } from '../../codec/limits.ts';
 import { PushCoalescer } from './push-coalescer.ts';
@@ -295,6 +296,25 @@ export class RedisBroker implements Broker {
         return r;
       }),
     );
+  }
+
+  /**
+   * An uncapped publish as the list key and envelope a beat store on this
+   * server pushes in its own script. A capped queue needs the cap check of
+   * `publish-capped-n.lua`, so it is not handed over.
+   */
+  async prepareOutbox(item: PublishItem): Promise<RedisOutboxPublish | undefined> {
+    if (this.closed) throw new ClosedError('redis broker');
+    if (item.options?.maxLength !== undefined) return undefined;
+    await this.connect();
+    this.declare(item.queue);
+    return {
+      engine: 'redis',
+      target: redisTargetId(this.options.url, this.options.settings, 'broker'),
+      key: this.bucketKey(item.queue, priorityStep(item.options?.priority ?? item.message.properties.priority)),
+      envelope: encodeRedisEnvelope(item.message, { exchange: item.options?.exchange ?? '', routingKey: item.queue, deliveryTag: randomUUID() }),
+      afterCommit: async () => undefined,
+    };
   }
 
   async consume(queues: readonly string[], options: ConsumeOptions, onMessage: (d: Delivery) => void): Promise<Consumer> {

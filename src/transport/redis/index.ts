@@ -12,6 +12,8 @@ import { createRedisBroker } from './broker.ts';
 import { connectClient, createRedisClient } from './connection.ts';
 import { RedisReplayStore, warnIfEvicting } from './replay-store.ts';
 import { createRedisBeatStore } from './beat-store.ts';
+import { redisHaOptions } from '../../config/ha-settings.ts';
+import { redisTargetId } from './outbox.ts';
 
 /** A connected ioredis client for Celeriac's own keys (replay guard, shared rate limits), named `celeriac:<role>`. */
 export async function openRedisClient(url: string, side: 'broker' | 'backend', role: string, ctx: AdapterContext): Promise<Redis> {
@@ -30,6 +32,13 @@ export const engine: Engine = {
     await warnIfEvicting(client, logger);
     return new RedisReplayStore(client, { keyPrefix });
   },
-  createBeatStore: async ({ url, side, keyPrefix, namespace, settings, logger }) =>
-    createRedisBeatStore(await openRedisClient(url, side, 'beat', { settings, logger }), keyPrefix, namespace),
+  createBeatStore: async ({ url, side, keyPrefix, namespace, settings, logger }) => {
+    const ha = redisHaOptions(settings, side);
+    return createRedisBeatStore(await openRedisClient(url, side, 'beat', { settings, logger }), {
+      keyPrefix,
+      namespace,
+      target: redisTargetId(url, settings, side),
+      replicaWait: { replicas: ha.waitForReplicas, timeoutMs: ha.waitTimeoutMs },
+    });
+  },
 };

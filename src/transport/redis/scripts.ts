@@ -73,7 +73,7 @@ const S = {
   replayRefresh: load('replay-refresh-n.lua'),
   beatAcquire: load('beat-acquire-2.lua'),
   beatRelease: load('beat-release-1.lua'),
-  beatClaim: load('beat-claim-2.lua'),
+  beatClaim: load('beat-claim-2+n.lua'),
   beatConfirm: load('beat-confirm-1.lua'),
   expiringSetAdd: load('expiring-set-add-1.lua'),
   chordPart: load('chord-part-3.lua'),
@@ -248,13 +248,20 @@ export function beatRelease(client: ScriptClient, keys: BeatKeys, args: { holder
   return run(client, S.beatRelease, [keys.lock], [args.holder, String(args.token)]);
 }
 
-/** `beat-claim-2.lua`: the fencing check and the record of one tick, atomically; `['claimed']`, `['fenced']` or `['done', lastTick]`. */
+/**
+ * `beat-claim-2+n.lua`: the fencing check and the record of one tick, and
+ * with `push` the LPUSH of its task message, atomically; `['claimed', '1'|'0']`
+ * (pushed or not), `['fenced']` or `['done', lastTick]`.
+ */
 export function beatClaim(
   client: ScriptClient,
   keys: BeatKeys,
-  args: { token: number; entry: string; tick: number; taskId: string; skipped: number },
+  args: { token: number; entry: string; tick: number; taskId: string; skipped: number; push?: { key: string; envelope: string } | undefined },
 ): Promise<string[]> {
-  return run(client, S.beatClaim, [keys.lock, keys.entries], [String(args.token), args.entry, String(args.tick), args.taskId, args.skipped]);
+  const base = [String(args.token), args.entry, String(args.tick), args.taskId, args.skipped];
+  return args.push
+    ? run(client, S.beatClaim, [keys.lock, keys.entries, args.push.key], [...base, args.push.envelope])
+    : run(client, S.beatClaim, [keys.lock, keys.entries], base);
 }
 
 /** `beat-confirm-1.lua`: mark the publish of `tick` done if it is still the entry's last; 1 when marked. */

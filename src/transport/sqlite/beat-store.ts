@@ -4,10 +4,12 @@
  * check-and-write runs in a `BEGIN IMMEDIATE` transaction (one writer at a
  * time across processes), so the fencing check and the record of a tick are
  * one atomic step. Times are this machine's clock, which every process
- * sharing the file shares.
+ * sharing the file shares. When beat's broker is this same file, the
+ * tick's task message is inserted in that transaction too (the outbox).
  */
 import type { BeatAcquire, BeatClaim, BeatClaimInput, BeatEntryState, BeatStore } from '../../core/beat-store.ts';
 import type { SqliteDatabase } from './open.ts';
+import { isSqliteOutbox, writeMessageRows } from './outbox.ts';
 
 interface LeaseRow {
   holder: string;
@@ -27,7 +29,7 @@ interface EntryRow {
 }
 
 /** A store on `db` (which it owns: `close()` closes it). */
-export function createSqliteBeatStore(db: SqliteDatabase, namespace: string): BeatStore {
+export function createSqliteBeatStore(db: SqliteDatabase, namespace: string, path: string): BeatStore {
   // The lease row is never deleted (a release empties `holder`), so its token is also the fencing counter.
   db.exec(`CREATE TABLE IF NOT EXISTS celeriac_beat_lease (ns TEXT PRIMARY KEY, holder TEXT NOT NULL, token INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS celeriac_beat_entry (ns TEXT NOT NULL, name TEXT NOT NULL, last_tick INTEGER NOT NULL, task_id TEXT NOT NULL, sent_at INTEGER NOT NULL,
@@ -37,7 +39,7 @@ CREATE TABLE IF NOT EXISTS celeriac_beat_entry (ns TEXT NOT NULL, name TEXT NOT 
   const freeLease = db.prepare("UPDATE celeriac_beat_lease SET holder = '', expires_at = 0 WHERE ns = ? AND holder = ? AND token = ?");
   const getEntry = db.prepare('SELECT last_tick, total, skipped FROM celeriac_beat_entry WHERE ns = ? AND name = ?');
   const putEntry = db.prepare(
-    'INSERT OR REPLACE INTO celeriac_beat_entry (ns, name, last_tick, task_id, sent_at, token, total, skipped, confirmed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)',
+    'INSERT OR REPLACE INTO celeriac_beat_entry (ns, name, last_tick, task_id, sent_at, token, total, skipped, confirmed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
   );
   const confirmEntry = db.prepare('UPDATE celeriac_beat_entry SET confirmed = 1 WHERE ns = ? AND name = ? AND last_tick = ?');
   const allEntries = db.prepare('SELECT name, last_tick, task_id, sent_at, token, total, skipped, confirmed FROM celeriac_beat_entry WHERE ns = ? ORDER BY name');
@@ -57,12 +59,15 @@ CREATE TABLE IF NOT EXISTS celeriac_beat_entry (ns TEXT NOT NULL, name TEXT NOT 
     if (!lease || lease.holder === '' || lease.token !== input.token || lease.expires_at <= now) return { state: 'fenced' };
     const prev = getEntry.get(namespace, input.entry) as Pick<EntryRow, 'last_tick' | 'total' | 'skipped'> | undefined;
     if (prev && prev.last_tick >= input.tick) return { state: 'done', lastTick: prev.last_tick };
-    putEntry.run(namespace, input.entry, input.tick, input.taskId, now, input.token, (prev?.total ?? 0) + 1, (prev?.skipped ?? 0) + input.skipped);
-    return { state: 'claimed' };
+    const carried = input.publish !== undefined && isSqliteOutbox(input.publish, path) ? input.publish : undefined;
+    putEntry.run(namespace, input.entry, input.tick, input.taskId, now, input.token, (prev?.total ?? 0) + 1, (prev?.skipped ?? 0) + input.skipped, carried ? 1 : 0);
+    if (carried) writeMessageRows(db, carried.rows, now);
+    return { state: 'claimed', published: carried !== undefined };
   });
 
   return {
     kind: 'sqlite',
+    canCarry: (p) => p.engine === 'sqlite' && p.target === path,
     acquire: async (holder, leaseMs) => acquireTx.immediate(holder, Math.ceil(leaseMs)),
     async release(holder, token) {
       freeLease.run(namespace, holder, token);

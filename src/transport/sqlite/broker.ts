@@ -39,6 +39,7 @@ import type { MessageProperties, WireMessage } from '../../protocol/types.ts';
 import { isBusyError, openSqlite, sqliteLocationFromUrl, type SqliteDatabase, type SqliteLocation, type SqliteStatement } from './open.ts';
 import { counterStatement, migrate } from './schema.ts';
 import { WakeHub } from './wake.ts';
+import { DELAYED, INSERT_MESSAGE, READY, messageRow, writeMessageRows, type SqliteOutboxPublish } from './outbox.ts';
 import { SqliteConsumer } from './consumer.ts';
 import { SqliteFanout } from './fanout.ts';
 import type { BroadcastDelivery, Exchange, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from '../../core/broker.ts';
@@ -59,10 +60,6 @@ import {
   type PublishItem,
   type PublishOptions,
 } from '../../core/broker.ts';
-
-/** Ready/reserved/delayed values of `messages.state`. */
-const READY = 0;
-const DELAYED = 2;
 
 /** Options of the SQLite broker. */
 export type SqliteBrokerOptions = SqliteAdapterOptions;
@@ -185,9 +182,7 @@ export class SqliteBroker implements Broker {
     this.nextSeq = (n) => counter('broker.seq', n);
     const cols = 'id, queue, priority, seq, redelivered, tag, headers, properties, content_type, content_encoding, body';
     this.s = {
-      insert: db.prepare(
-        'INSERT INTO messages (queue, priority, seq, state, not_before, headers, properties, content_type, content_encoding, body, published_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      ),
+      insert: db.prepare(INSERT_MESSAGE),
       countWaiting: db.prepare('SELECT (SELECT count(*) FROM messages WHERE state = 0 AND queue = @q) + (SELECT count(*) FROM messages WHERE state = 2 AND queue = @q) AS n'),
       // One queue: priority then FIFO straight off the partial index.
       // Rows over the size limit are never taken (an UPDATE would rewrite, so read, the whole record): see sweepOversized.
@@ -291,22 +286,7 @@ export class SqliteBroker implements Broker {
     if (this.closed) throw new ClosedError('sqlite broker');
     if (items.length === 0) return;
     const now = Date.now();
-    const rows = items.map(({ queue, message, options }) => {
-      const eta = typeof message.headers.eta === 'string' ? parseIso(message.headers.eta) : undefined;
-      const delayed = eta !== undefined && eta > now;
-      const { delivery_info: _i, delivery_tag: _t, body_encoding: _b, ...properties } = message.properties as MessageProperties & Record<string, unknown>;
-      return [
-        queue,
-        priorityStep(options?.priority ?? message.properties.priority),
-        delayed ? DELAYED : READY,
-        delayed ? eta : 0,
-        JSON.stringify(message.headers),
-        JSON.stringify(properties),
-        message.contentType,
-        message.contentEncoding,
-        message.body,
-      ] as const;
-    });
+    const rows = items.map((item) => messageRow(item, now));
     const caps = new Map<string, { max: number; adding: number }>();
     for (const { queue, options } of items) {
       const c = caps.get(queue);
@@ -323,11 +303,22 @@ export class SqliteBroker implements Broker {
         const length = (this.s.countWaiting!.get({ q: queue }) as { n: number }).n;
         if (length + c.adding > c.max) throw new QueueFullError(queue, length, c.max);
       }
-      const last = this.nextSeq(rows.length);
-      let seq = last - rows.length;
-      for (const r of rows) this.s.insert!.run(r[0], r[1], ++seq, r[2], r[3], r[4], r[5], r[6], r[7], r[8], now);
+      writeMessageRows(this.db!, rows, now);
     });
     this.hub!.signal('queue');
+  }
+
+  /** An uncapped publish as rows a beat store on this file writes in its own transaction. */
+  async prepareOutbox(item: PublishItem): Promise<SqliteOutboxPublish | undefined> {
+    if (this.closed) throw new ClosedError('sqlite broker');
+    if (item.options?.maxLength !== undefined) return undefined;
+    this.open();
+    return {
+      engine: 'sqlite',
+      target: this.location.path,
+      rows: [messageRow(item, Date.now())],
+      afterCommit: async () => this.hub?.signal('queue'),
+    };
   }
 
   async consume(queues: readonly string[], options: ConsumeOptions, onMessage: (d: Delivery) => void): Promise<Consumer> {

@@ -19,5 +19,8 @@ export const engine: Engine = {
     if (url === undefined) throw new ConfigError('the SQLite replay store needs a SQLite URL', { hint: 'use a sqlite:// broker, or securityReplayStore: local' });
     return new SqliteReplayStore(openSqlite(sqliteLocationFromUrl(url), { role: 'broker', logger }));
   },
-  createBeatStore: async ({ url, namespace, logger }) => createSqliteBeatStore(openSqlite(sqliteLocationFromUrl(url), { role: 'broker', logger }), namespace),
+  createBeatStore: async ({ url, namespace, logger }) => {
+    const location = sqliteLocationFromUrl(url);
+    return createSqliteBeatStore(openSqlite(location, { role: 'broker', logger }), namespace, location.path);
+  },
 };

@@ -31,7 +31,7 @@ describe('beat with the generated Redis ACL', () => {
     t.after(() => store.close());
     const lease = await store.acquire('a', 5000);
     assert.ok(lease.leader);
-    assert.deepEqual(await store.claim({ token: lease.token, entry: 'e', tick: 1000, taskId: 'id', skipped: 0 }), { state: 'claimed' });
+    assert.deepEqual(await store.claim({ token: lease.token, entry: 'e', tick: 1000, taskId: 'id', skipped: 0 }), { state: 'claimed', published: false });
     await store.confirm('e', 1000);
     const state = await store.read();
     assert.equal(state.lease?.holder, 'a');

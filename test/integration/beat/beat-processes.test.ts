@@ -196,6 +196,8 @@ describe('celeriac beat processes', () => {
     assert.ok(new Set(tokens).size >= 3, 'three leaderships: the first, after the kill, after the pause');
     // Several instances sent: the leadership really moved.
     assert.ok(new Set([killed, ...live].filter((x) => msgs(x, 'beat: sent').length > 0)).size >= 2);
+    // State and broker share the engine here, so every tick went into its queue with its claim (the outbox): a kill between the two cannot lose one.
+    assert.deepEqual([...new Set(byTick.map((l) => l.via))], ['outbox'], 'every tick was sent through the outbox');
   }
 
   it('Redis: two instances, 60 ticks, each sent exactly once across a SIGKILL and a SIGSTOP of the leader', async (t) => {

@@ -72,7 +72,7 @@ describe('beat store contract', () => {
       const a2 = await sa.acquire('a', 300);
       assert.ok(a2.leader && a2.token === a1.token, 'renewal keeps the token');
 
-      assert.deepEqual(await sa.claim({ token: a1.token, entry: 'e', tick: 1000, taskId: 't1', skipped: 0 }), { state: 'claimed' });
+      assert.deepEqual(await sa.claim({ token: a1.token, entry: 'e', tick: 1000, taskId: 't1', skipped: 0 }), { state: 'claimed', published: false });
       assert.deepEqual(await sb.claim({ token: a1.token, entry: 'e', tick: 1000, taskId: 't1', skipped: 0 }), { state: 'done', lastTick: 1000 }, 'a tick is claimed once');
       assert.deepEqual(await sa.claim({ token: a1.token, entry: 'e', tick: 900, taskId: 't0', skipped: 0 }), { state: 'done', lastTick: 1000 }, 'an older tick is refused');
       assert.deepEqual(await sb.claim({ token: a1.token + 1, entry: 'e', tick: 1100, taskId: 'x', skipped: 0 }), { state: 'fenced' }, 'a token that holds no lease is refused');
@@ -84,7 +84,7 @@ describe('beat store contract', () => {
       assert.deepEqual(await sa.claim({ token: a1.token, entry: 'e', tick: 2000, taskId: 'late', skipped: 0 }), { state: 'fenced' }, "the old leader's claim of a new tick is fenced");
       const a3 = await sa.acquire('a', 300);
       assert.equal(a3.leader, false, 'the old leader cannot take a live lease back');
-      assert.deepEqual(await sb.claim({ token: b2.token, entry: 'e', tick: 2000, taskId: 't2', skipped: 4 }), { state: 'claimed' });
+      assert.deepEqual(await sb.claim({ token: b2.token, entry: 'e', tick: 2000, taskId: 't2', skipped: 4 }), { state: 'claimed', published: false });
 
       const state = await sa.read();
       assert.equal(state.lease?.holder, 'b');

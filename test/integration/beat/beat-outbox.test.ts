@@ -1,0 +1,167 @@
+/**
+ * Beat's outbox: where the beat store and the broker share a server or
+ * file (Redis, SQLite), a tick's claim writes its task message in the same
+ * atomic step, so a leader that dies between "claimed" and "published"
+ * cannot lose the tick, and a refused claim writes nothing.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
+import { Redis } from 'ioredis';
+import { openBeatStore } from '../../../src/client/beat-store.ts';
+import { createApp, type App } from '../../../src/index.ts';
+import { beatTaskId, createBeat } from '../../../src/beat/beat.ts';
+import type { BeatStore } from '../../../src/core/beat-store.ts';
+import { requireService } from '../../helpers/services.ts';
+
+const logger = pino({ level: 'silent' });
+const REDIS_URL = 'redis://127.0.0.1:6379/11';
+const env = { CELERIAC_ENV: 'development' };
+
+async function redisUp(): Promise<boolean> {
+  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await r.connect();
+    return (await r.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** Task ids waiting in `queue`, read without taking them (Redis list or SQLite rows). */
+async function waitingIds(app: App, queue: string, engine: string): Promise<string[]> {
+  if (engine === 'redis') {
+    const r = new Redis(REDIS_URL);
+    try {
+      const prefix = String(app.settings.brokerTransportOptions.globalKeyprefix ?? '');
+      const items = await r.lrange(`${prefix}${queue}`, 0, -1);
+      return items.map((i) => String((JSON.parse(i) as { headers: { id: string } }).headers.id)).reverse();
+    } finally {
+      r.disconnect();
+    }
+  }
+  const { default: Database } = await import('better-sqlite3');
+  const db = new Database(decodeURIComponent(app.settings.brokerUrl!.slice('sqlite://'.length)), { readonly: true });
+  try {
+    return (db.prepare("SELECT json_extract(headers, '$.id') AS id FROM messages WHERE queue = ? ORDER BY seq").all(queue) as Array<{ id: string }>).map((r) => r.id);
+  } finally {
+    db.close();
+  }
+}
+
+describe('beat outbox: the claim carries the message', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'celeriac-beat-outbox-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const engines: Array<[string, () => string, () => Promise<boolean>]> = [
+    ['sqlite', () => `sqlite://${join(dir, `${randomBytes(4).toString('hex')}.db`)}`, async () => true],
+    ['redis', () => REDIS_URL, redisUp],
+  ];
+
+  async function setup(t: TestContext, engine: string, url: string): Promise<{ app: App; store: BeatStore; queue: string; namespace: string }> {
+    const prefix = `outbox-${randomBytes(4).toString('hex')}:`;
+    const app = createApp({ brokerUrl: url, env, logger, ...(engine === 'redis' ? { brokerTransportOptions: { globalKeyprefix: prefix } } : {}) });
+    const namespace = `ns-${randomBytes(4).toString('hex')}`;
+    const { store } = await openBeatStore(app, { namespace });
+    const queue = `q-${randomBytes(3).toString('hex')}`;
+    t.after(async () => {
+      if (engine === 'redis') {
+        const r = new Redis(REDIS_URL);
+        const keys = [...(await r.keys(`${prefix}*`)), ...(await r.keys(`celeriac:beat:{${namespace}}:*`))];
+        if (keys.length > 0) await r.del(...keys);
+        r.disconnect();
+      }
+      await store.close();
+      await app.close();
+    });
+    return { app, store, queue, namespace };
+  }
+
+  for (const [engine, url, available] of engines) {
+    it(`${engine}: a claim writes the message with the record; a fenced or repeated claim writes nothing`, async (t) => {
+      if (!requireService(t, await available(), engine)) return;
+      const { app, store, queue } = await setup(t, engine, url());
+      const lease = await store.acquire('a', 5000);
+      assert.ok(lease.leader);
+
+      const p1 = await app.prepareSend('tasks.tick', [1], {}, { taskId: 'tick-1', queue });
+      assert.ok(p1.outbox, 'the broker hands the publish over');
+      assert.equal(store.canCarry?.(p1.outbox), true, 'the store on the broker can carry it');
+      assert.deepEqual(await waitingIds(app, queue, engine), [], 'nothing is sent by preparing');
+      assert.deepEqual(await store.claim({ token: lease.token, entry: 'e', tick: 1000, taskId: 'tick-1', skipped: 0, publish: p1.outbox }), { state: 'claimed', published: true });
+      await p1.written();
+      assert.deepEqual(await waitingIds(app, queue, engine), ['tick-1'], 'the message is in its queue once the claim returns');
+      const e = (await store.read()).entries[0]!;
+      assert.deepEqual([e.lastTick, e.taskId, e.confirmed], [1000, 'tick-1', true], 'a carried claim is confirmed in the same step');
+
+      const again = await app.prepareSend('tasks.tick', [1], {}, { taskId: 'tick-1', queue });
+      assert.deepEqual(await store.claim({ token: lease.token, entry: 'e', tick: 1000, taskId: 'tick-1', skipped: 0, publish: again.outbox! }), { state: 'done', lastTick: 1000 });
+      const fenced = await app.prepareSend('tasks.tick', [2], {}, { taskId: 'tick-2', queue });
+      assert.deepEqual(await store.claim({ token: lease.token + 7, entry: 'e', tick: 2000, taskId: 'tick-2', skipped: 0, publish: fenced.outbox! }), { state: 'fenced' });
+      assert.deepEqual(await waitingIds(app, queue, engine), ['tick-1'], 'refused claims pushed nothing');
+
+      // The message is the one sendTask would have sent: a worker reads it like any other.
+      const [delivered] = await new Promise<string[]>((resolve, reject) => {
+        void app.broker().then(async (b) => {
+          const c = await b.consume([queue], { prefetch: 1 }, (d) => {
+            void d.ack().then(() => c.cancel()).then(() => resolve([String(d.message.headers.id), String(d.message.headers.task)]), reject);
+          });
+        }, reject);
+      });
+      assert.equal(delivered, 'tick-1');
+    });
+
+    it(`${engine}: a store elsewhere cannot carry the broker's publish`, async (t) => {
+      if (!requireService(t, await available(), engine)) return;
+      const { app, queue } = await setup(t, engine, url());
+      const other = engine === 'redis' ? 'redis://127.0.0.1:6379/12' : `sqlite://${join(dir, 'other.db')}`;
+      const { store } = await openBeatStore(app, { stateUrl: other, namespace: `ns-${randomBytes(4).toString('hex')}` });
+      t.after(() => store.close());
+      const p = await app.prepareSend('tasks.tick', [], {}, { queue });
+      assert.ok(p.outbox);
+      assert.equal(store.canCarry?.(p.outbox), false);
+      p.abandon();
+    });
+
+    it(`${engine}: beat's ticks arrive although every publish of its own fails (the leader "dies" after each claim)`, async (t) => {
+      if (!requireService(t, await available(), engine)) return;
+      const { app, store, queue, namespace } = await setup(t, engine, url());
+      // An app whose own publishes never happen: what arrives came through the claims.
+      const dying = {
+        logger,
+        sendTask: async () => {
+          throw new Error('killed before the publish');
+        },
+        prepareSend: async (...a: Parameters<App['prepareSend']>) => {
+          const p = await app.prepareSend(...a);
+          return {
+            ...p,
+            outbox: p.outbox,
+            written: () => p.written(),
+            abandon: (r?: unknown) => p.abandon(r),
+            publish: async () => {
+              throw new Error('killed before the publish');
+            },
+          };
+        },
+      };
+      const beat = createBeat({ app: dying, store, namespace, schedule: { e: { task: 'tasks.tick', schedule: 0.1, options: { queue } } }, leaseMs: 2000, logger });
+      await sleep(1200);
+      await beat.stop();
+      const ids = await waitingIds(app, queue, engine);
+      const state = (await store.read()).entries[0]!;
+      assert.ok(ids.length >= 5, `ticks arrived (${ids.length})`);
+      assert.equal(ids.length, state.total, 'every claimed tick is in the queue');
+      assert.equal(new Set(ids).size, ids.length, 'none twice');
+      assert.equal(ids.at(-1), beatTaskId(namespace, 'e', state.lastTick));
+      assert.equal(state.confirmed, true);
+    });
+  }
+});
