@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install (Debian packages) and start what the live tests need, when missing:
 # redis-server, RabbitMQ, Python Celery 5.2.6 with its Redis/AMQP/msgpack/
-# cryptography support, and openssl. Binds services to 127.0.0.1 only.
+# cryptography support, openssl, and the Python OpenTelemetry SDK
+# (setup-python-otel.sh). Binds services to 127.0.0.1 only.
 # Needs root (apt-get). Safe to run again.
 set -euo pipefail
 need_apt=()
@@ -26,4 +27,6 @@ if ! rabbitmqctl -q status >/dev/null 2>&1; then
   for _ in $(seq 1 60); do rabbitmqctl -q status >/dev/null 2>&1 && break; sleep 1; done
 fi
 rabbitmqctl -q await_startup >/dev/null 2>&1 || true
+# The OpenTelemetry SDK for the Python side of the tracing interop test (not in bookworm; see the script).
+"$(dirname "$0")/setup-python-otel.sh"
 echo "node $(node --version), $(redis-server --version | cut -d' ' -f3), python celery $(/usr/bin/python3 -c 'import celery; print(celery.__version__)')"

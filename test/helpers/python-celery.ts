@@ -2,7 +2,8 @@
  * Drive real Python Celery 5.2.6 (Debian's python3-celery) from tests: a
  * worker process and a one-shot client, both from test/interop/harness.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, execFile, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { PYTHON, sleep } from './services.ts';
 
@@ -94,4 +95,16 @@ export function pyScript(code: string, env: Record<string, string> = {}, timeout
       else resolve(stdout);
     });
   });
+}
+
+/** Where scripts/setup-python-otel.sh unpacks Debian's OpenTelemetry SDK for Python. */
+export const PYTHON_OTEL_SITE = fileURLToPath(new URL('../../.cache/python-otel/root/usr/lib/python3/dist-packages', import.meta.url));
+
+let otelChecked: boolean | undefined;
+/** True when Python Celery imports the OpenTelemetry SDK from {@link PYTHON_OTEL_SITE} (run scripts/setup-python-otel.sh). */
+export function hasPythonOtel(): boolean {
+  otelChecked ??=
+    existsSync(PYTHON_OTEL_SITE) &&
+    spawnSync(PYTHON, ['-c', 'import celery, opentelemetry.sdk.trace.export.in_memory_span_exporter'], { stdio: 'ignore', env: { ...process.env, PYTHONPATH: PYTHON_OTEL_SITE } }).status === 0;
+  return otelChecked;
 }
