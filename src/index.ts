@@ -18,7 +18,7 @@ export { createWorker, type WorkerHandle, type WorkerOptions, type WorkerStats }
 export { currentTask, Retry, type TaskContext, type RequestInfo, type RetryOptions } from './core/task-context.ts';
 export { SoftTimeLimitExceeded } from './worker/execute.ts';
 export type { AppSettings, AppSettingsInput, TransportOptions } from './config/options.ts';
-export type { Broker, Delivery, Consumer, PublishOptions } from './core/broker.ts';
+export type { Broker, Delivery, Consumer, OutboxPublish, PublishOptions } from './core/broker.ts';
 export type { BroadcastDelivery, Exchange, ExchangeType, MalformedBroadcast, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from './core/broker.ts';
 export type { ResultBackend } from './core/backend.ts';
 export { States, type TaskState, type ResultMeta } from './protocol/result-meta.ts';
@@ -44,6 +44,7 @@ export { DEFAULT_EVENT_LIMITS, type EventLimits } from './client/events/parse.ts
 // Task model (issue 17): send options checked at run time, the rpc:// reply route, progress writes.
 export { UnknownSendOptionError } from './client/send-options.ts';
 export type { WaitOptions } from './client/results.ts';
+export type { PreparedSend } from './client/producer.ts';
 export type { ReplyRoute } from './core/backend.ts';
 // ── Canvas (#17): signatures, chain, group, chord, map/starmap; result sets and saved groups ──
 export {
