@@ -132,3 +132,16 @@ export async function startAofRedis(dir: string): Promise<AofRedis> {
     stop: kill,
   };
 }
+
+/** True when a Redis server answers PING at `url` (the loopback test service, usually). */
+export async function redisAnswers(url: string): Promise<boolean> {
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await r.connect();
+    return (await r.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    r.disconnect();
+  }
+}

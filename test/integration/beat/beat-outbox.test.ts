@@ -18,22 +18,13 @@ import { createApp, type App } from '../../../src/index.ts';
 import { beatTaskId, createBeat } from '../../../src/beat/beat.ts';
 import type { BeatStore } from '../../../src/core/beat-store.ts';
 import { requireService } from '../../helpers/services.ts';
+import { redisAnswers } from '../../helpers/redis-server.ts';
 
 const logger = pino({ level: 'silent' });
 const REDIS_URL = 'redis://127.0.0.1:6379/11';
 const env = { CELERIAC_ENV: 'development' };
 
-async function redisUp(): Promise<boolean> {
-  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  try {
-    await r.connect();
-    return (await r.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
-  }
-}
+const redisUp = (): Promise<boolean> => redisAnswers(REDIS_URL);
 
 /** Task ids waiting in `queue`, read without taking them (Redis list or SQLite rows). */
 async function waitingIds(app: App, queue: string, engine: string): Promise<string[]> {

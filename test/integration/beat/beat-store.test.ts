@@ -19,23 +19,14 @@ import { openBeatStore } from '../../../src/client/beat-store.ts';
 import { createApp } from '../../../src/index.ts';
 import { ConfigError } from '../../../src/errors.ts';
 import { requireService } from '../../helpers/services.ts';
+import { redisAnswers } from '../../helpers/redis-server.ts';
 import { beatTaskId, createBeat } from '../../../src/beat/beat.ts';
 import { interval } from '../../../src/beat/schedule.ts';
 
 const logger = pino({ level: 'silent' });
 const REDIS_URL = 'redis://127.0.0.1:6379/11';
 
-async function redisUp(): Promise<boolean> {
-  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  try {
-    await r.connect();
-    return (await r.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
-  }
-}
+const redisUp = (): Promise<boolean> => redisAnswers(REDIS_URL);
 
 describe('beat store contract', () => {
   const dir = mkdtempSync(join(tmpdir(), 'celeriac-beat-store-'));
