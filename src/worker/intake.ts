@@ -18,6 +18,7 @@ import { recordDeadLettered } from './dead-letter-failure.ts';
 import type { Job, WorkerState } from './state.ts';
 import { revokedJob } from './control/worker-host.ts';
 import { canvasBuiltin } from './canvas/builtins.ts';
+import type { ReceiveSpan } from '../observability/tracing/index.ts';
 
 /** How long a prefork child holds a redelivered message before judging it (its supervisor's ledger update may be on its way). */
 const REDELIVERY_SETTLE_MS = 250;
@@ -34,40 +35,56 @@ export function onDelivery(w: WorkerState, delivery: Delivery): void {
     void delivery.reject(true).catch((err: unknown) => w.logger.error({ err }, 'requeue failed'));
     return;
   }
+  const span = w.rt.tracing ? receiveSpan(w, delivery) : undefined;
   let req: TaskRequest;
   try {
     req = parseTaskMessage(delivery.message, (w.decodeBody ??= w.rt.decodeBody));
   } catch (err) {
-    refuse(w, delivery, err);
+    refuse(w, delivery, err, span);
     return;
   }
   const admitMessage = w.rt.security.admit;
   if (!admitMessage) {
-    accept(w, delivery, req);
+    accept(w, delivery, req, span);
     return;
   }
   admitMessage(delivery.message, req, delivery).then(
-    (reason) => (reason === undefined ? accept(w, delivery, req) : refuse(w, delivery, new DecodeError(reason, { code: 'ERR_REFUSED' }))),
+    (reason) => (reason === undefined ? accept(w, delivery, req, span) : refuse(w, delivery, new DecodeError(reason, { code: 'ERR_REFUSED' }), span)),
     (err: unknown) => {
       // The check itself failed (e.g. its store is down): give the message back rather than guess.
       w.logger.error({ err, id: req.id }, 'message admission check failed; requeueing');
+      span?.end('REQUEUED', `admission check failed: ${err instanceof Error ? err.message : String(err)}`);
       void delivery.reject(true).catch(() => undefined);
     },
   );
 }
 
-function accept(w: WorkerState, delivery: Delivery, req: TaskRequest): void {
+/** The receive span of a delivery, parented by the message's trace context (read from the raw headers: no decode needed). */
+function receiveSpan(w: WorkerState, delivery: Delivery): ReceiveSpan {
+  const { id, task } = peekTaskHeaders(delivery.message);
+  return w.rt.tracing!.receive({ task, id, headers: delivery.message.headers, hostname: w.nodeName, queue: delivery.queue, redelivered: delivery.redelivered });
+}
+
+function accept(w: WorkerState, delivery: Delivery, req: TaskRequest, span: ReceiveSpan | undefined): void {
   const def = w.rt.registry.get(req.task) ?? canvasBuiltin(req.task, w.rt.registry);
   if (!def?.fn) {
+    span?.end('REJECTED', `unregistered task ${req.task}`);
     unknownTask(w, delivery, req);
     return;
   }
   const acksLate = def.options.acksLate ?? w.rt.settings.taskAcksLate;
   const job: Job = { delivery, req, def, acksLate, acked: false, reported: false, exec: undefined, hardMs: undefined };
   if (w.logTasks) w.logger.info({ task: req.task, id: req.id }, 'task received');
-  if (expired(w, job)) return;
+  if (expired(w, job)) {
+    span?.end('REVOKED', 'expired');
+    return;
+  }
   if (w.events?.taskEvents) w.events.received(req);
-  if (w.revoked.size > 0 && revokedJob(w, job)) return;
+  if (w.revoked.size > 0 && revokedJob(w, job)) {
+    span?.end('REVOKED', 'revoked');
+    return;
+  }
+  span?.end('RECEIVED', undefined, req.eta);
   if (req.eta !== null && req.eta > Date.now()) {
     hold(w, job, req.eta, true);
     return;
@@ -84,7 +101,7 @@ function accept(w: WorkerState, delivery: Delivery, req: TaskRequest): void {
 }
 
 /** Dead-letter a message that cannot be run, log it with its id and reason. */
-function refuse(w: WorkerState, delivery: Delivery, err: unknown): void {
+function refuse(w: WorkerState, delivery: Delivery, err: unknown, span?: ReceiveSpan): void {
   const { id, task } = peekTaskHeaders(delivery.message);
   const reason =
     err instanceof ContentDisallowedError
@@ -95,6 +112,7 @@ function refuse(w: WorkerState, delivery: Delivery, err: unknown): void {
           ? err.message
           : String(err);
   w.counters.rejected++;
+  span?.end('REJECTED', reason);
   w.logger.error({ id, task, queue: delivery.queue, reason, code: (err as { code?: string }).code }, `rejected message ${id ?? '(no id)'}: ${reason}`);
   delivery.deadLetter(reason).then(
     () => recordDeadLettered(w, delivery.message, err, reason),

@@ -4,6 +4,7 @@
  * look the same in one trace: `apply_async/<task>` (PRODUCER) when a task
  * is sent, `run/<task>` (CONSUMER) when it runs, attributes `celery.*`
  * plus the (older) messaging semantic conventions that instrumentation sets.
+ * `receive/<task>` and `result/<task>` are Celeriac's own additions.
  */
 
 /** `celery.action`: which side of the hop the span is. */
@@ -33,11 +34,18 @@ export const MESSAGING_DESTINATION = 'messaging.destination';
 /** `messaging.conversation_id`: the message's correlation id (the task id in Celery). */
 export const MESSAGING_CONVERSATION_ID = 'messaging.conversation_id';
 
+/** `messaging.redelivered`: set on a receive span when the broker says the message was delivered before. */
+export const MESSAGING_REDELIVERED = 'messaging.redelivered';
+
 /** `celery.action` values. */
 export const ACTION_APPLY_ASYNC = 'apply_async';
 export const ACTION_RUN = 'run';
 /** Celeriac's own: waiting for a result (`AsyncResult.get`); Python's instrumentation has no such span. */
 export const ACTION_RESULT = 'result';
+/** Celeriac's own: a worker taking a message in (decode, signature, replay and revoke checks) until it is scheduled or refused. */
+export const ACTION_RECEIVE = 'receive';
+/** `celery.reject.reason`: why a receive span's message was refused (dead-lettered, revoked or given back). */
+export const CELERY_REJECT_REASON = 'celery.reject.reason';
 
 /** The instrumentation scope name spans are created under. */
 export const TRACER_NAME = 'celeriac';

@@ -1,7 +1,9 @@
 /**
- * Spans for the three moments of a task: sent (`apply_async/<task>`,
- * PRODUCER), run (`run/<task>`, CONSUMER) and, on the client, waiting for
- * its result. Built over `@opentelemetry/api` only: the application brings
+ * Spans for the moments of a task: sent (`apply_async/<task>`, PRODUCER),
+ * received by a worker (`receive/<task>`, CONSUMER: decoded, verified and
+ * scheduled or refused), run (`run/<task>`, CONSUMER) and, on the client,
+ * waiting for its result. The receive and run spans are both children of
+ * the send span, as the run span is in Python's instrumentation. Built over `@opentelemetry/api` only: the application brings
  * the SDK, exporter, context manager and propagator (as with every
  * OpenTelemetry library), and without them every call here is a no-op.
  */
@@ -43,6 +45,28 @@ export interface RunInfo {
   correlationId?: string | undefined;
 }
 
+/** What a receive span describes: the message as it arrived. */
+export interface ReceiveInfo {
+  /** Task name and id when the headers could be read. */
+  task: string | undefined;
+  id: string | undefined;
+  /** The headers as received: trace context is read from them. */
+  headers: Readonly<Record<string, unknown>>;
+  hostname: string;
+  queue: string;
+  redelivered: boolean;
+}
+
+/** A started receive span. */
+export interface ReceiveSpan {
+  /**
+   * End it with intake's decision: `RECEIVED` (scheduled to run, now or at
+   * its eta), `REJECTED` (dead-lettered), `REVOKED` (revoked or expired) or
+   * `REQUEUED` (given back), and the reason when it was not received.
+   */
+  end(state: 'RECEIVED' | 'REJECTED' | 'REVOKED' | 'REQUEUED', reason?: string, eta?: number | null): void;
+}
+
 /** A started run span. */
 export interface RunSpan {
   /** Run `fn` with the span active, so sends from the task (and its follow-ups) are its children. */
@@ -54,6 +78,7 @@ export interface RunSpan {
 /** The hooks the producer, the worker and `AsyncResult` call when tracing is on. */
 export interface Tracing {
   send(info: SendInfo): SendSpan;
+  receive(info: ReceiveInfo): ReceiveSpan;
   run(info: RunInfo): RunSpan;
   /** Wrap a wait for a task's result in a span (CLIENT, `result/<task>` or `result`). */
   result<T>(id: string, task: string | undefined, wait: () => Promise<T>): Promise<T>;
@@ -96,6 +121,36 @@ export function createTracing(options: TracingOptions): Tracing {
         headers,
         end(error) {
           if (error !== undefined) fail(span, error);
+          span.end();
+        },
+      };
+    },
+    receive(info) {
+      const parent = api.propagation.extract(api.ROOT_CONTEXT, info.headers, headerGetter);
+      const span = tracer.startSpan(
+        info.task ? `${A.ACTION_RECEIVE}/${info.task}` : A.ACTION_RECEIVE,
+        {
+          kind: api.SpanKind.CONSUMER,
+          attributes: {
+            [A.CELERY_ACTION]: A.ACTION_RECEIVE,
+            ...(info.task ? { [A.CELERY_TASK_NAME]: info.task } : {}),
+            ...(info.id ? { [A.MESSAGING_MESSAGE_ID]: info.id } : {}),
+            [A.CELERY_HOSTNAME]: info.hostname,
+            [A.MESSAGING_DESTINATION]: info.queue,
+            ...(info.redelivered ? { [A.MESSAGING_REDELIVERED]: true } : {}),
+          },
+        },
+        parent,
+      );
+      let ended = false;
+      return {
+        end(state, reason, eta) {
+          if (ended) return;
+          ended = true;
+          span.setAttribute(A.CELERY_STATE, state);
+          if (eta) span.setAttribute(A.CELERY_ETA, new Date(eta).toISOString());
+          if (reason !== undefined) span.setAttribute(A.CELERY_REJECT_REASON, reason);
+          if (state === 'REJECTED') span.setStatus({ code: api.SpanStatusCode.ERROR, message: reason ?? 'rejected' });
           span.end();
         },
       };

@@ -94,6 +94,43 @@ describe('OpenTelemetry tracing (on)', () => {
     assert.equal(msg.headers.traceparent, `00-${requestTrace}-${send.spanContext().spanId}-01`);
   });
 
+  it('a receive span (sibling of the run span) covers intake and ends RECEIVED, with the eta of a held task', async () => {
+    const r = await f.app.sendTask('otel.add', [3, 4], {}, { countdown: 0.2 });
+    assert.equal(await r.get({ timeoutMs: 10_000 }), 7);
+    const send = await otel.waitSpan('apply_async/otel.add', 5000, (s) => s.attributes['messaging.message_id'] === r.id);
+    const receive = await otel.waitSpan('receive/otel.add', 5000, (s) => s.attributes['messaging.message_id'] === r.id);
+    const run = await otel.waitSpan('run/otel.add', 5000, (s) => s.attributes['messaging.message_id'] === r.id);
+    assert.equal(receive.kind, SpanKind.CONSUMER);
+    assert.equal(receive.spanContext().traceId, send.spanContext().traceId);
+    assert.equal(parentOf(receive), send.spanContext().spanId);
+    assert.deepEqual([receive.attributes['celery.action'], receive.attributes['celery.state'], receive.attributes['messaging.destination']], ['receive', 'RECEIVED', 'celery']);
+    assert.match(String(receive.attributes['celery.eta']), /^\d{4}-\d\d-\d\dT/);
+    // Received before it ran: the eta hold is between the two.
+    const ms = (t: [number, number]): number => t[0] * 1000 + t[1] / 1e6;
+    assert.ok(ms(receive.endTime) <= ms(run.startTime), 'the receive span ended before the run began');
+  });
+
+  it('a refused message ends its receive span REJECTED with the reason, in the sender\'s trace', async () => {
+    const id = '6f0c7a52-0000-4000-8000-0000000000aa';
+    const traceId = 'ab'.repeat(16);
+    const parent = 'cd'.repeat(8);
+    const message = f.app.producer.buildMessage({ task: 'otel.not-registered', id, args: [], kwargs: {}, extraHeaders: { traceparent: `00-${traceId}-${parent}-01` } });
+    await f.app.producer.publish('celery', message);
+    const receive = await otel.waitSpan('receive/otel.not-registered', 5000, (s) => s.attributes['messaging.message_id'] === id);
+    assert.equal(receive.spanContext().traceId, traceId);
+    assert.equal(parentOf(receive), parent);
+    assert.equal(receive.attributes['celery.state'], 'REJECTED');
+    assert.match(String(receive.attributes['celery.reject.reason']), /unregistered task otel\.not-registered/);
+    assert.equal(receive.status.code, SpanStatusCode.ERROR);
+    assert.equal(otel.spans().filter((s) => s.name === 'run/otel.not-registered').length, 0, 'it never ran');
+  });
+
+  it('an expired message ends its receive span REVOKED', async () => {
+    const r = await f.app.sendTask('otel.add', [1, 2], {}, { expires: new Date(Date.now() - 1000) });
+    const receive = await otel.waitSpan('receive/otel.add', 5000, (s) => s.attributes['messaging.message_id'] === r.id);
+    assert.deepEqual([receive.attributes['celery.state'], receive.attributes['celery.reject.reason']], ['REVOKED', 'expired']);
+  });
+
   it('the run span takes its parent from the message alone, not from the context the consumer runs in', async () => {
     // No active span here: the send is a root, and the run span is its child (same trace), nothing else.
     const r = await f.app.sendTask('otel.add', [1, 1]);
