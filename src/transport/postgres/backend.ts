@@ -77,9 +77,9 @@ export class PgBackend implements ResultBackend {
     this.ready ??= migrate(this.pool, this.target.schema, 'backend')
       .then(() => migrateCoordination(this.pool, this.target.schema))
       .catch((err: unknown) => {
-      this.ready = undefined;
-      throw err;
-    });
+        this.ready = undefined;
+        throw err;
+      });
     return this.ready;
   }
 

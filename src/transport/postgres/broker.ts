@@ -152,9 +152,9 @@ export class PgBroker implements Broker {
     this.ready ??= migrate(this.pool, this.target.schema, 'broker')
       .then(() => migrateCoordination(this.pool, this.target.schema))
       .catch((err: unknown) => {
-      this.ready = undefined;
-      throw err;
-    });
+        this.ready = undefined;
+        throw err;
+      });
     return this.ready;
   }
 
