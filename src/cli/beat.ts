@@ -21,9 +21,9 @@ export const BEAT_HELP = `Usage: celeriac beat -A <module> [options]
        celeriac beat status -A <module> [--json]
 
 Send the tasks of a schedule when they are due. Run two or more instances
-for availability: one leader sends (a lease with a fencing token in Redis or
-SQLite), the others stand by and take over when it stops or dies. Tasks are
-sent through the app's client, signed like any other.
+for availability: one leader sends (a lease with a fencing token in Redis,
+SQLite or PostgreSQL), the others stand by and take over when it stops or
+dies. Tasks are sent through the app's client, signed like any other.
 
 The schedule is the app module's "beatSchedule" (or "beat_schedule") export,
 or --schedule: Celery's beat_schedule shape, e.g.
@@ -37,8 +37,9 @@ Options:
       --name <name>             schedule name: instances with one name share a
                                 leader and the last runs (default "default")
       --state-url <url>         keep the lease and last runs here (redis://,
-                                rediss://, sqlite://; default: the broker if it
-                                is Redis or SQLite, else the result backend)
+                                rediss://, sqlite://, postgres://; default: the
+                                broker unless it is RabbitMQ, else the result
+                                backend)
       --lease <s>               lease length (default 15): a dead leader is
                                 replaced within about this long
       --grace <s>               missed ticks at most this old are all sent after

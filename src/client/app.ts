@@ -115,13 +115,15 @@ export class App {
     this.settings = resolved;
     this.acceptTypes = new Set(resolved.acceptContent.map(contentTypeOf));
     this.security = createMessageSecurity({ settings: resolved, env: this.env, logger: this.logger, acceptTypes: this.acceptTypes });
-    const redisUrl = [resolved.brokerUrl, resolved.resultBackend].find((u) => engineOf(u)?.name === 'redis');
+    // Shared send-rate buckets: on Redis when the broker or the backend is Redis (as before), else on PostgreSQL.
+    const urls = [resolved.brokerUrl, resolved.resultBackend];
+    const bucketUrl = urls.find((u) => engineOf(u)?.name === 'redis') ?? urls.find((u) => engineOf(u)?.name === 'postgres');
     this.submission = new SubmissionLimits({
       clientLimit: resolved.limits.sendRateLimit,
       wait: resolved.limits.sendRateLimitWait,
       maxQueueLength: resolved.limits.maxQueueLength,
       transportMaxQueueLength: resolved.brokerTransportOptions.maxQueueLength,
-      sharedBuckets: redisUrl ? () => openSharedTokenBuckets(redisUrl, redisUrl === resolved.brokerUrl ? 'broker' : 'backend', 'rate-limit', { settings: resolved, logger: this.logger }) : undefined,
+      sharedBuckets: bucketUrl ? () => openSharedTokenBuckets(bucketUrl, bucketUrl === resolved.brokerUrl ? 'broker' : 'backend', 'rate-limit', { settings: resolved, logger: this.logger }) : undefined,
       keyPrefix: typeof resolved.brokerTransportOptions.globalKeyprefix === 'string' ? resolved.brokerTransportOptions.globalKeyprefix : '',
       logger: this.logger,
     });

@@ -1,6 +1,7 @@
 /**
  * Opening celeriac beat's state store for an app (through the registry):
- * on the broker's engine when it has an atomic lock (Redis, SQLite, memory),
+ * on the broker's engine when it has an atomic lock (Redis, SQLite,
+ * PostgreSQL, memory),
  * else on the result backend's, else a `ConfigError` that says what to set.
  * RabbitMQ has no lock a leader election could rely on.
  */
@@ -12,7 +13,7 @@ import type { App } from './app.ts';
 
 /** Options of {@link openBeatStore}. */
 export interface OpenBeatStoreOptions {
-  /** Keep the state here instead (a redis://, rediss:// or sqlite:// URL). */
+  /** Keep the state here instead (a redis://, rediss://, sqlite:// or postgres:// URL). */
   stateUrl?: string;
   /** The schedule's name: instances with the same name share one leader and one state (default `default`). */
   namespace?: string;
@@ -42,6 +43,6 @@ export async function openBeatStore(app: App, options: OpenBeatStoreOptions = {}
   }
   const tried = candidates.map((c) => redactUrl(c.url)).join(' and ') || 'no URL';
   throw new ConfigError(`celeriac beat needs a lock to elect one leader, and ${tried} has none (RabbitMQ keeps no lock)`, {
-    hint: 'set a redis://, rediss:// or sqlite:// result backend (CELERIAC_RESULT_BACKEND), or pass --state-url with one: beat keeps its lease and last runs there',
+    hint: 'set a redis://, rediss://, sqlite:// or postgres:// result backend (CELERIAC_RESULT_BACKEND), or pass --state-url with one: beat keeps its lease and last runs there',
   });
 }

@@ -12,8 +12,10 @@
  * Each is local to the process by default; `{ rate, shared: 'name' }`
  * makes it one bucket shared by every process that uses the same name,
  * kept in Redis (`<prefix>celeriac:ratelimit:<name>`, a Lua token bucket on
- * the server clock, so the processes' clocks do not matter). Shared buckets
- * need a Redis broker or result backend. The burst (bucket capacity)
+ * the server clock, so the processes' clocks do not matter) or, without
+ * Redis, in PostgreSQL (a row of `<schema>.rate_buckets` under that name,
+ * taken in one transaction on the server clock). Shared buckets need a
+ * Redis or PostgreSQL broker or result backend. The burst (bucket capacity)
  * defaults to one second's worth of the rate (at least 1).
  *
  * Over the limit, `send` fails at once with `RateLimitedError`
@@ -111,7 +113,7 @@ export interface SubmissionLimitsOptions {
   maxQueueLength?: number | Readonly<Record<string, number>> | undefined;
   /** Fallback cap (`brokerTransportOptions.maxQueueLength`; 0 = none). */
   transportMaxQueueLength?: number | undefined;
-  /** Opens the shared buckets (a Redis broker or backend) on first use; undefined when there is no such engine. */
+  /** Opens the shared buckets (a Redis or PostgreSQL broker or backend) on first use; undefined when there is no such engine. */
   sharedBuckets?: (() => Promise<SharedTokenBuckets>) | undefined;
   /** Key prefix (kombu's `global_keyprefix`). */
   keyPrefix?: string;
@@ -155,7 +157,7 @@ export class SubmissionLimits {
       for (const [q, n] of Object.entries(m)) check(n, `maxQueueLength[${JSON.stringify(q)}]`);
       this.caps = { all: undefined, byQueue: m };
     } else throw new ConfigError('maxQueueLength must be a number or a map of queue name to number');
-    if (this.client?.shared && !options.sharedBuckets) throw sharedNeedsRedis('sendRateLimit');
+    if (this.client?.shared && !options.sharedBuckets) throw sharedNeedsServer('sendRateLimit');
   }
 
   /** True when any rate limit may apply (lets the send path skip the async step). */
@@ -174,7 +176,7 @@ export class SubmissionLimits {
     let spec = this.taskSpecs.get(task);
     if (spec === undefined && !this.taskSpecs.has(task)) {
       spec = parseSendRateLimit(limit, `sendRateLimit of task ${task}`);
-      if (spec?.shared && !this.opts.sharedBuckets) throw sharedNeedsRedis(`sendRateLimit of task ${task}`);
+      if (spec?.shared && !this.opts.sharedBuckets) throw sharedNeedsServer(`sendRateLimit of task ${task}`);
       this.taskSpecs.set(task, spec);
     }
     return spec;
@@ -293,8 +295,8 @@ export class SubmissionLimits {
   }
 }
 
-function sharedNeedsRedis(what: string): ConfigError {
-  return new ConfigError(`${what} is shared, which needs a Redis broker or result backend`, {
-    hint: 'drop `shared` for a per-process limit, or use Redis for the broker or the result backend',
+function sharedNeedsServer(what: string): ConfigError {
+  return new ConfigError(`${what} is shared, which needs a Redis or PostgreSQL broker or result backend`, {
+    hint: 'drop `shared` for a per-process limit, or use Redis or PostgreSQL for the broker or the result backend',
   });
 }

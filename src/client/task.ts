@@ -65,7 +65,7 @@ export interface TaskOptions {
   /**
    * Submission rate limit of this task on the client (CEL-019): `'100/s'`,
    * or `{ rate, burst?, shared? }` where `shared` names a bucket kept in
-   * Redis for every producer process. Over it, sending fails with
+   * Redis or PostgreSQL for every producer process. Over it, sending fails with
    * `RateLimitedError` (or waits, with the `sendRateLimitWait` setting).
    */
   sendRateLimit?: SendRateLimit;

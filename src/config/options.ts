@@ -183,7 +183,7 @@ export interface AppSettings {
   /** Append-only JSON-lines audit file of control commands and answers (mode 0600; not rotated). Unset: audit lines go to the worker's log only. Env `CELERIAC_WORKER_CONTROL_AUDIT_LOG`. */
   workerControlAuditLog?: string;
   // ── submission limits (src/client/submission-limits.ts) ──
-  /** Client-wide send rate limit: `'100/s'`, or `{ rate, burst?, shared? }` (`shared`: one bucket in Redis for all producers with that name). */
+  /** Client-wide send rate limit: `'100/s'`, or `{ rate, burst?, shared? }` (`shared`: one bucket in Redis or PostgreSQL for all producers with that name). */
   sendRateLimit?: SendRateLimit;
   /** Over a send rate limit: `false` (default) fails with `RateLimitedError`; `true` waits; a number waits at most that many ms. */
   sendRateLimitWait?: boolean | number;

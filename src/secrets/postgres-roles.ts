@@ -11,6 +11,11 @@
  *   creates in `celeriac`, and nothing at all on `celeriac_replay`: it can
  *   neither read nor erase the nonces that stop a captured signed message
  *   from running twice (the PostgreSQL form of issue 20's separate roles).
+ *   `celeriac beat` and clients with `shared` send-rate limits run with
+ *   this role too: beat's lease and schedule state and the shared buckets
+ *   are tables of `celeriac` (`beat_lease`, `beat_entry`, `rate_buckets`),
+ *   made by the worker role like the queues, so the same default
+ *   privileges cover them (beat needs nothing the producer lacks).
  */
 import { ConfigError } from '../errors.ts';
 import type { GeneratedSecret, SecretItem } from './generate.ts';
@@ -63,6 +68,7 @@ export function postgresRoles(opts: PostgresRolesOptions): GeneratedSecret {
     `CREATE SCHEMA celeriac_replay AUTHORIZATION ${worker};`,
     `REVOKE ALL ON SCHEMA celeriac_replay FROM PUBLIC;`,
     `GRANT USAGE ON SCHEMA celeriac TO ${producer};`,
+    `-- Queues, results, broadcasts, celeriac beat's lease and state, shared send-rate buckets: the tables ${worker} creates in celeriac.`,
     `ALTER DEFAULT PRIVILEGES FOR ROLE ${worker} IN SCHEMA celeriac GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ${producer};`,
     `ALTER DEFAULT PRIVILEGES FOR ROLE ${worker} IN SCHEMA celeriac GRANT USAGE, SELECT ON SEQUENCES TO ${producer};`,
     `-- Nothing on celeriac_replay for ${producer}: the replay nonces are the workers' alone.`,
@@ -89,6 +95,7 @@ export function postgresRoles(opts: PostgresRolesOptions): GeneratedSecret {
       `Run the server SQL in database postgres, then the schema SQL in database ${db}, both as a superuser; add the pg_hba.conf lines and reload.`,
       `Start a worker first: its role owns the schemas and creates Celeriac's tables; the producer role only uses them.`,
       `${producer} has no access to celeriac_replay, where workers keep the nonces that stop a captured signed message from running twice.`,
+      `Run celeriac beat with the producer URL: its lease and schedule state (and shared send-rate buckets) are tables of celeriac that the worker role creates.`,
       'Put the server CA certificate where sslrootcert points (the URLs use sslmode=verify-full).',
     ],
   };

@@ -122,10 +122,15 @@ export async function createLocalReplayStore(file: string, ctx: AdapterContext):
  * Token buckets shared by every client of the server behind `url` (the
  * `shared` send rate limits), on a connection named `celeriac:<role>`.
  * Only an engine that keeps them atomically across processes has them
- * (today: Redis).
+ * (Redis, PostgreSQL).
  */
 export async function openSharedTokenBuckets(url: string, side: 'broker' | 'backend', role: string, ctx: AdapterContext): Promise<SharedTokenBuckets> {
-  if (engineOf(url)?.name !== 'redis') throw new ConfigError(`${redactUrl(url)} cannot keep shared token buckets`, { hint: 'use redis:// or rediss:// for the broker or the result backend' });
+  const name = engineOf(url)?.name;
+  if (name === 'postgres') {
+    const { openPgTokenBuckets } = await import('./postgres/token-buckets.ts');
+    return openPgTokenBuckets({ ...ctx, url, side, role });
+  }
+  if (name !== 'redis') throw new ConfigError(`${redactUrl(url)} cannot keep shared token buckets`, { hint: 'use redis://, rediss:// or postgres:// for the broker or the result backend' });
   const { openRedisClient } = await import('./redis/index.ts');
   const { createRedisTokenBuckets } = await import('./redis/token-buckets.ts');
   return createRedisTokenBuckets(await openRedisClient(url, side, role, ctx));

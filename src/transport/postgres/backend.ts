@@ -23,7 +23,7 @@ import type { ResultBackend, StoredRecord, StoreOptions } from '../../core/backe
 import type { AdapterContext } from '../../core/adapter-context.ts';
 import { ident, NOW_MS, openPool, pgTarget, updatePoolCredentials, type PgTarget } from './connection.ts';
 import { PgListener } from './listen.ts';
-import { migrate } from './schema.ts';
+import { migrate, migrateCoordination } from './schema.ts';
 
 /** How often a writer deletes expired rows, ms. */
 const EXPIRY_SWEEP_MS = 60_000;
@@ -73,10 +73,13 @@ export class PgBackend implements ResultBackend {
 
   connect(): Promise<void> {
     if (this.closed) return Promise.reject(new ClosedError('postgres backend'));
-    this.ready ??= migrate(this.pool, this.target.schema, 'backend').catch((err: unknown) => {
-      this.ready = undefined;
-      throw err;
-    });
+    // The coordination tables (beat, shared send-rate buckets) come with either component: see migrateCoordination.
+    this.ready ??= migrate(this.pool, this.target.schema, 'backend')
+      .then(() => migrateCoordination(this.pool, this.target.schema))
+      .catch((err: unknown) => {
+        this.ready = undefined;
+        throw err;
+      });
     return this.ready;
   }
 

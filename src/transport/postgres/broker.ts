@@ -61,13 +61,12 @@ import {
   type Subscription,
 } from '../../core/broker.ts';
 import { ident, NOW_MS, openPool, pgTarget, updatePoolCredentials, type PgTarget } from './connection.ts';
+import { DELAYED, messageColumns, pgTargetId, READY, writeMessages, type PgOutboxPublish } from './outbox.ts';
 import { PgListener } from './listen.ts';
-import { migrate } from './schema.ts';
+import { migrate, migrateCoordination } from './schema.ts';
 import { PgConsumer } from './consumer.ts';
 import { PgFanout } from './fanout.ts';
 
-const READY = 0;
-const DELAYED = 2;
 /** Dead letters keep a body whole up to this size; beyond it, the first KiB. */
 const DEAD_LETTER_BODY_MAX = 64 * 1024;
 const TRUNCATED_REASON = /\(body of \d+ bytes truncated to 1024\)$/;
@@ -149,10 +148,13 @@ export class PgBroker implements Broker {
   /** Connect and migrate the tables; safe to call twice. */
   connect(): Promise<void> {
     if (this.closed) return Promise.reject(new ClosedError('postgres broker'));
-    this.ready ??= migrate(this.pool, this.target.schema, 'broker').catch((err: unknown) => {
-      this.ready = undefined;
-      throw err;
-    });
+    // The coordination tables (beat, shared send-rate buckets) come with either component: see migrateCoordination.
+    this.ready ??= migrate(this.pool, this.target.schema, 'broker')
+      .then(() => migrateCoordination(this.pool, this.target.schema))
+      .catch((err: unknown) => {
+        this.ready = undefined;
+        throw err;
+      });
     return this.ready;
   }
 
@@ -169,22 +171,9 @@ export class PgBroker implements Broker {
   async publishMany(items: readonly PublishItem[]): Promise<void> {
     if (items.length === 0) return;
     await this.open();
-    const now = Date.now();
-    const cols: [string[], number[], number[], string[], string[], string[], string[], string[], Buffer[]] = [[], [], [], [], [], [], [], [], []];
+    const columns = messageColumns(items, Date.now());
     const caps = new Map<string, { max: number; adding: number }>();
-    for (const { queue, message, options } of items) {
-      const eta = typeof message.headers.eta === 'string' ? parseIso(message.headers.eta) : undefined;
-      const delayed = eta !== undefined && eta > now;
-      const { delivery_info: _i, delivery_tag: _t, body_encoding: _b, ...properties } = message.properties as MessageProperties & Record<string, unknown>;
-      cols[0].push(queue);
-      cols[1].push(priorityStep(options?.priority ?? message.properties.priority));
-      cols[2].push(delayed ? DELAYED : READY);
-      cols[3].push(String(delayed ? eta : 0));
-      cols[4].push(JSON.stringify(message.headers));
-      cols[5].push(JSON.stringify(properties));
-      cols[6].push(message.contentType);
-      cols[7].push(message.contentEncoding);
-      cols[8].push(message.body);
+    for (const { queue, options } of items) {
       const c = caps.get(queue);
       if (c) {
         c.adding++;
@@ -193,18 +182,9 @@ export class PgBroker implements Broker {
         caps.set(queue, { max: options?.maxLength ?? Infinity, adding: 1 });
       }
     }
-    // WITH ORDINALITY keeps the items' order in their sequence numbers (FIFO as sent).
-    const insert = `WITH ins AS (
-        INSERT INTO ${this.s}.messages (queue, priority, seq, state, not_before, headers, properties, content_type, content_encoding, body, published_at)
-        SELECT q, p, nextval('${this.s}.message_seq'), st, nb, h, pr, ct, ce, b, ${NOW_MS}
-        FROM unnest($1::text[], $2::smallint[], $3::smallint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[]) WITH ORDINALITY AS i(q, p, st, nb, h, pr, ct, ce, b, n)
-        ORDER BY n
-        RETURNING queue)
-      SELECT count(pg_notify($10, q)) FROM (SELECT DISTINCT queue AS q FROM ins) d`;
-    const params = [...cols, this.queueChannel];
     const capped = [...caps].filter(([, c]) => c.max !== Infinity);
     if (capped.length === 0) {
-      await this.pool.query(insert, params);
+      await writeMessages(this.pool, this.s, this.queueChannel, columns);
       return;
     }
     // Caps: count and insert under a per-queue transaction lock, so two producers cannot both pass the check.
@@ -214,8 +194,26 @@ export class PgBroker implements Broker {
         const length = Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.s}.messages WHERE queue = $1 AND state IN (0, 2)`, [queue])).rows[0]!.n);
         if (length + c.adding > c.max) throw new QueueFullError(queue, length, c.max);
       }
-      await client.query(insert, params);
+      await writeMessages(client, this.s, this.queueChannel, columns);
     });
+  }
+
+  /**
+   * An uncapped publish as rows that a beat store on this database and
+   * schema inserts in its own transaction (with the NOTIFY, delivered at
+   * its commit). A capped queue's check needs this broker's own step:
+   * undefined then, and the message is published directly.
+   */
+  async prepareOutbox(item: PublishItem): Promise<PgOutboxPublish | undefined> {
+    if (item.options?.maxLength !== undefined) return undefined;
+    await this.open();
+    return {
+      engine: 'postgres',
+      target: pgTargetId(this.target),
+      columns: messageColumns([item], Date.now()),
+      // The NOTIFY went out with the commit that carried the row.
+      afterCommit: async () => undefined,
+    };
   }
 
   /** @internal Run `fn` in a transaction on one pooled connection. */

@@ -13,8 +13,13 @@ import type pg from 'pg';
 import { ConfigError } from '../../errors.ts';
 import { ident } from './connection.ts';
 
-/** A component with its own tables. */
-export type PgComponent = 'broker' | 'backend' | 'replay';
+/**
+ * A component with its own tables. `coordination` holds what clients
+ * share besides queues and results: celeriac beat's lease and schedule
+ * state, and the shared send-rate buckets (it is migrated by the broker and
+ * the backend, see {@link migrateCoordination}).
+ */
+export type PgComponent = 'broker' | 'backend' | 'replay' | 'coordination';
 
 /**
  * Migrations by component; entry `i` takes the schema from version `i` to
@@ -97,6 +102,28 @@ const MIGRATIONS: Readonly<Record<PgComponent, readonly (readonly string[])[]>> 
       `CREATE INDEX replay_until ON @S.replay (until)`,
     ],
   ],
+  coordination: [
+    [
+      // One row per beat name; never deleted (a release empties holder), so token is also the fencing counter.
+      // Times are the server's epoch ms.
+      `CREATE TABLE @S.beat_lease (ns text PRIMARY KEY, holder text NOT NULL, token bigint NOT NULL, expires_at bigint NOT NULL)`,
+      `CREATE TABLE @S.beat_entry (
+        ns text NOT NULL,
+        name text NOT NULL,
+        last_tick bigint NOT NULL,
+        task_id text NOT NULL,
+        sent_at bigint NOT NULL,
+        token bigint NOT NULL,
+        total bigint NOT NULL,
+        skipped bigint NOT NULL,
+        confirmed boolean NOT NULL DEFAULT false,
+        PRIMARY KEY (ns, name)
+      )`,
+      // Shared send-rate token buckets: tokens left at ts (server epoch ms); a row past expires_at is full again anyway.
+      `CREATE TABLE @S.rate_buckets (name text PRIMARY KEY, tokens double precision NOT NULL, ts bigint NOT NULL, expires_at bigint NOT NULL)`,
+      `CREATE INDEX rate_buckets_expiry ON @S.rate_buckets (expires_at)`,
+    ],
+  ],
 };
 
 /** The schema a component's tables live in. */
@@ -139,13 +166,28 @@ export async function migrate(pool: pg.Pool, schema: string, component: PgCompon
     await client.query('ROLLBACK').catch(() => undefined);
     if ((err as { code?: string }).code === '42501') {
       throw new ConfigError(`this PostgreSQL role may not create Celeriac's ${component} tables in schema ${componentSchema(schema, component)}: ${(err as Error).message}`, {
-        hint: 'start a worker first (its role owns the schema and creates the tables), or grant this role CREATE on the schema',
+        hint: 'start a worker of this Celeriac version first (its role owns the schema and creates the tables), or grant this role CREATE on the schema',
         code: 'ERR_PG_SCHEMA',
       });
     }
     throw err;
   } finally {
     client.release();
+  }
+}
+
+/**
+ * Migrate the coordination tables as a side step of a broker's or
+ * backend's connect: a role that may create them (the worker's) makes
+ * them, one that may not (a producer whose workers run an older Celeriac)
+ * goes on sending and reading results; only the beat store and the shared
+ * buckets, which need the tables, then fail with `ERR_PG_SCHEMA`.
+ */
+export async function migrateCoordination(pool: pg.Pool, schema: string): Promise<void> {
+  try {
+    await migrate(pool, schema, 'coordination');
+  } catch (err) {
+    if (!(err instanceof ConfigError && err.code === 'ERR_PG_SCHEMA')) throw err;
   }
 }
 

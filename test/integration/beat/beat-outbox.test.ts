@@ -1,6 +1,6 @@
 /**
  * Beat's outbox: where the beat store and the broker share a server or
- * file (Redis, SQLite), a tick's claim writes its task message in the same
+ * file (Redis, SQLite, PostgreSQL), a tick's claim writes its task message in the same
  * atomic step, so a leader that dies between "claimed" and "published"
  * cannot lose the tick, and a refused claim writes nothing.
  */
@@ -19,6 +19,7 @@ import { beatTaskId, createBeat } from '../../../src/beat/beat.ts';
 import type { BeatStore } from '../../../src/core/beat-store.ts';
 import { requireService } from '../../helpers/services.ts';
 import { redisAnswers } from '../../helpers/redis-server.ts';
+import { dropPgSchema, hasPostgres, pgAdmin, pgSchemaUrl } from '../../helpers/postgres.ts';
 
 const logger = pino({ level: 'silent' });
 const REDIS_URL = 'redis://127.0.0.1:6379/11';
@@ -26,7 +27,7 @@ const env = { CELERIAC_ENV: 'development' };
 
 const redisUp = (): Promise<boolean> => redisAnswers(REDIS_URL);
 
-/** Task ids waiting in `queue`, read without taking them (Redis list or SQLite rows). */
+/** Task ids waiting in `queue`, read without taking them (Redis list, SQLite or PostgreSQL rows). */
 async function waitingIds(app: App, queue: string, engine: string): Promise<string[]> {
   if (engine === 'redis') {
     const r = new Redis(REDIS_URL);
@@ -37,6 +38,11 @@ async function waitingIds(app: App, queue: string, engine: string): Promise<stri
     } finally {
       r.disconnect();
     }
+  }
+  if (engine === 'postgres') {
+    const schema = new URL(app.settings.brokerUrl!).searchParams.get('schema')!;
+    const rows = await pgAdmin<{ id: string }>(`SELECT headers::json->>'id' AS id FROM "${schema}".messages WHERE queue = $1 ORDER BY seq`, [queue]);
+    return rows.rows.map((r) => r.id);
   }
   const { default: Database } = await import('better-sqlite3');
   const db = new Database(decodeURIComponent(app.settings.brokerUrl!.slice('sqlite://'.length)), { readonly: true });
@@ -49,11 +55,21 @@ async function waitingIds(app: App, queue: string, engine: string): Promise<stri
 
 describe('beat outbox: the claim carries the message', () => {
   const dir = mkdtempSync(join(tmpdir(), 'celeriac-beat-outbox-'));
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  const pgSchemas: string[] = [];
+  const pgUrl = (): string => {
+    const { url, schema } = pgSchemaUrl('beat_outbox');
+    pgSchemas.push(schema);
+    return url;
+  };
+  after(async () => {
+    rmSync(dir, { recursive: true, force: true });
+    for (const schema of pgSchemas) await dropPgSchema(schema);
+  });
 
   const engines: Array<[string, () => string, () => Promise<boolean>]> = [
     ['sqlite', () => `sqlite://${join(dir, `${randomBytes(4).toString('hex')}.db`)}`, async () => true],
     ['redis', () => REDIS_URL, redisUp],
+    ['postgres', pgUrl, hasPostgres],
   ];
 
   async function setup(t: TestContext, engine: string, url: string): Promise<{ app: App; store: BeatStore; queue: string; namespace: string }> {
@@ -109,10 +125,32 @@ describe('beat outbox: the claim carries the message', () => {
       assert.equal(delivered, 'tick-1');
     });
 
+    it(`${engine}: an idle consumer wakes for a carried tick at once`, async (t) => {
+      if (!requireService(t, await available(), engine)) return;
+      const { app, store, queue } = await setup(t, engine, url());
+      const lease = await store.acquire('a', 5000);
+      assert.ok(lease.leader);
+      const broker = await app.broker();
+      let arrived: (at: number) => void;
+      const got = new Promise<number>((r) => (arrived = r));
+      const c = await broker.consume([queue], { prefetch: 1 }, (d) => {
+        arrived(performance.now());
+        void d.ack();
+      });
+      t.after(() => c.cancel());
+      await sleep(300); // idle: waiting on its wake-up, not polling yet
+      const p = await app.prepareSend('tasks.tick', [], {}, { taskId: 'wake-1', queue });
+      const start = performance.now();
+      assert.deepEqual(await store.claim({ token: lease.token, entry: 'w', tick: 1, taskId: 'wake-1', skipped: 0, publish: p.outbox! }), { state: 'claimed', published: true });
+      await p.written();
+      const ms = (await Promise.race([got, sleep(4000).then(() => Infinity)])) - start;
+      assert.ok(ms < 1500, `delivered ${Math.round(ms)} ms after the claim (the safety poll is 5 s)`);
+    });
+
     it(`${engine}: a store elsewhere cannot carry the broker's publish`, async (t) => {
       if (!requireService(t, await available(), engine)) return;
       const { app, queue } = await setup(t, engine, url());
-      const other = engine === 'redis' ? 'redis://127.0.0.1:6379/12' : `sqlite://${join(dir, 'other.db')}`;
+      const other = engine === 'redis' ? 'redis://127.0.0.1:6379/12' : engine === 'postgres' ? pgUrl() : `sqlite://${join(dir, 'other.db')}`;
       const { store } = await openBeatStore(app, { stateUrl: other, namespace: `ns-${randomBytes(4).toString('hex')}` });
       t.after(() => store.close());
       const p = await app.prepareSend('tasks.tick', [], {}, { queue });

@@ -2,7 +2,7 @@
  * `celeriac beat` as real processes: two instances over 60 ticks of a
  * 0.5 s interval, each tick sent exactly once (read back from the broker),
  * across a SIGKILLed leader and a SIGSTOPped one (which must not send once
- * its lease passed on); on Redis and on SQLite. Then a Python Celery worker
+ * its lease passed on); on Redis, SQLite and PostgreSQL. Then a Python Celery worker
  * runs beat's tasks.
  */
 import assert from 'node:assert/strict';
@@ -21,6 +21,7 @@ import { generateSigningKey } from '../../../src/codec/signing/index.ts';
 import { CLI, ROOT } from '../../helpers/celeriac-worker.ts';
 import { startPythonWorker } from '../../helpers/python-celery.ts';
 import { hasPythonCelery, requireService, sleep } from '../../helpers/services.ts';
+import { dropPgSchema, hasPostgres, pgAdmin, pgSchemaUrl } from '../../helpers/postgres.ts';
 
 const REDIS_DB = 11;
 const REDIS_URL = `redis://127.0.0.1:6379/${REDIS_DB}`;
@@ -111,11 +112,13 @@ describe('celeriac beat processes', () => {
     return file;
   }
 
-  async function sixtyTicks(t: TestContext, engine: 'redis' | 'sqlite'): Promise<void> {
+  async function sixtyTicks(t: TestContext, engine: 'redis' | 'sqlite' | 'postgres'): Promise<void> {
     const queue = `beat-it-${randomBytes(4).toString('hex')}`;
     const ns = queue;
     const sqlitePath = join(dir, `${queue}.db`);
-    const url = engine === 'redis' ? REDIS_URL : `sqlite://${sqlitePath}`;
+    const pg = pgSchemaUrl('beat_procs');
+    if (engine === 'postgres') t.after(() => dropPgSchema(pg.schema));
+    const url = engine === 'redis' ? REDIS_URL : engine === 'postgres' ? pg.url : `sqlite://${sqlitePath}`;
     const env = { CELERIAC_BROKER_URL: url, CELERIAC_ENV: 'development', CELERIAC_SIGNING_KEYS: ring.signingLine, CELERIAC_LOG_LEVEL: 'info' };
     const module = appModule(queue, 'tasks.tick');
     const args = ['--name', ns, '--lease', '1.5', '--grace', '10'];
@@ -168,6 +171,8 @@ describe('celeriac beat processes', () => {
       await r.del(queue, `_kombu.binding.${queue}`, `celeriac:beat:{${ns}}:lock`, `celeriac:beat:{${ns}}:fence`, `celeriac:beat:{${ns}}:entries`);
       r.disconnect();
       headers = raw.map((m) => (JSON.parse(m) as { headers: Record<string, unknown> }).headers);
+    } else if (engine === 'postgres') {
+      headers = (await pgAdmin<{ headers: string }>(`SELECT headers FROM "${pg.schema}".messages WHERE queue = $1`, [queue])).rows.map((r) => JSON.parse(r.headers) as Record<string, unknown>);
     } else {
       const Database = createRequire(import.meta.url)('better-sqlite3') as typeof import('better-sqlite3');
       const db = new Database(sqlitePath, { readonly: true });
@@ -207,6 +212,11 @@ describe('celeriac beat processes', () => {
 
   it('SQLite: two instances, 60 ticks, each sent exactly once across a SIGKILL and a SIGSTOP of the leader', async (t) => {
     await sixtyTicks(t, 'sqlite');
+  });
+
+  it('PostgreSQL: two instances, 60 ticks, each sent exactly once across a SIGKILL and a SIGSTOP of the leader', async (t) => {
+    if (!requireService(t, await hasPostgres(), 'PostgreSQL')) return;
+    await sixtyTicks(t, 'postgres');
   });
 
   it("a Python Celery worker runs beat's tasks, and beat status shows the last run", async (t) => {

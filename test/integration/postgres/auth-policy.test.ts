@@ -19,6 +19,7 @@ import { InsecureConfigError } from '../../../src/config/policy.ts';
 import type { Broker } from '../../../src/core/broker.ts';
 import { createLogger } from '../../../src/observability/logging.ts';
 import { engine } from '../../../src/transport/postgres/index.ts';
+import { openSharedTokenBuckets } from '../../../src/transport/index.ts';
 import { generateSecret } from '../../../src/secrets/generate.ts';
 import { buildTaskMessage } from '../../../src/protocol/task-message.ts';
 import { JSON_SERIALIZER } from '../../../src/codec/serializers.ts';
@@ -91,7 +92,7 @@ describe('PostgreSQL authentication and TLS under the policy', { skip: available
     await assert.rejects(connect('production', url), /self[- ]signed|unable to verify|certificate/i);
   });
 
-  it('postgres-roles: the worker role makes the tables; the producer sends and reads, and can neither read nor erase replay nonces', async () => {
+  it('postgres-roles: the worker role makes the tables; the producer sends, reads, runs beat and shares send-rate buckets, and can neither read nor erase replay nonces', async () => {
     const secret = await generateSecret('postgres-roles', { user: 'gen_worker', producerUser: 'gen_client', database: 'gen' });
     const item = (label: string): string => secret.items.find((i) => i.label.startsWith(label))!.value;
     // One statement at a time, as psql sends them (CREATE DATABASE cannot share a transaction).
@@ -120,6 +121,20 @@ describe('PostgreSQL authentication and TLS under the policy', { skip: available
       await results.store([{ taskId: 'r-1', state: 'SUCCESS', payload: Buffer.from('{"status":"SUCCESS"}') }]);
       assert.equal((await producerResults.get('r-1'))?.toString(), '{"status":"SUCCESS"}');
       await producerResults.close();
+
+      // celeriac beat runs with the producer role: its lease, its claims with the outbox, and the shared send-rate buckets work on the tables the worker made.
+      const beat = await engine.createBeatStore!({ url: producerUrl, side: 'broker', keyPrefix: '', namespace: 'roles', logger, settings });
+      const lease = await beat.acquire('b', 5000);
+      assert.ok(lease.leader);
+      const tick = buildTaskMessage({ task: 'tasks.tick', id: newId(), args: [], kwargs: {} }, JSON_SERIALIZER);
+      const outbox = await producer.prepareOutbox!({ queue: 'celery', message: tick });
+      assert.ok(outbox && beat.canCarry!(outbox));
+      assert.deepEqual(await beat.claim({ token: lease.token, entry: 'e', tick: 1000, taskId: String(tick.headers.id), skipped: 0, publish: outbox }), { state: 'claimed', published: true });
+      assert.equal(await producer.queueLength('celery'), 2);
+      await beat.close();
+      const buckets = await openSharedTokenBuckets(producerUrl, 'broker', 'rate-limit', { logger, settings });
+      assert.equal(await buckets.take(['celeriac:ratelimit:p'], 1, [{ rate: 1, capacity: 1 }]), 0);
+      await buckets.close();
 
       await assert.rejects(engine.createReplayStore!({ url: producerUrl, side: 'broker', keyPrefix: '', logger, settings }), /permission denied/);
       const raw = new pg.Client({ host: '127.0.0.1', port: cluster.port, user: 'gen_client', password: item('producer role password'), database: 'gen', ssl: { ca: readFileSync(pki.ca) } });

@@ -152,8 +152,8 @@ describe('submission limits', () => {
     await server.close();
   });
 
-  it('a shared limit without Redis is a configuration error', () => {
-    assert.throws(() => createApp({ brokerUrl: 'memory://', env: { NODE_ENV: 'test' }, logger, sendRateLimit: { rate: '10/s', shared: 'producers' } }), /needs a Redis broker/);
+  it('a shared limit without Redis or PostgreSQL is a configuration error', () => {
+    assert.throws(() => createApp({ brokerUrl: 'memory://', env: { NODE_ENV: 'test' }, logger, sendRateLimit: { rate: '10/s', shared: 'producers' } }), /needs a Redis or PostgreSQL broker/);
   });
 });
 

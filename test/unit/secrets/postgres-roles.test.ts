@@ -22,6 +22,10 @@ describe('secrets: postgres-roles', () => {
     for (const line of schemas.split('\n').filter((l) => !l.startsWith('--'))) {
       if (/\bTO p\b/.test(line)) assert.doesNotMatch(line, /celeriac_replay/, line);
     }
+    // Beat and the shared send-rate buckets run as the producer: the default privileges on celeriac cover their tables.
+    assert.match(schemas, /^ALTER DEFAULT PRIVILEGES FOR ROLE w IN SCHEMA celeriac GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO p;$/m);
+    assert.match(schemas, /^-- .*celeriac beat's lease and state, shared send-rate buckets/m);
+    assert.ok(s.notes.some((n) => /celeriac beat with the producer URL/.test(n)));
     assert.match(v('pg_hba'), /^hostssl jobs w,p 0\.0\.0\.0\/0 scram-sha-256$/m);
     assert.match(v('worker broker'), /^postgres:\/\/w:[\w-]{32}@db\.internal:5432\/jobs\?sslmode=verify-full/);
     assert.equal(s.items.filter((i) => i.sensitive && /password|SQL for the server|URL/.test(i.label)).length, 5);
