@@ -41,7 +41,7 @@ import { counterStatement, migrate } from './schema.ts';
 import { WakeHub } from './wake.ts';
 import { SqliteConsumer } from './consumer.ts';
 import { SqliteFanout } from './fanout.ts';
-import type { BroadcastDelivery, Exchange, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from '../../core/broker.ts';
+import type { BroadcastDelivery, BroadcastItem, Exchange, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from '../../core/broker.ts';
 import {
   deadLetterId,
   deadLetterQueueName,
@@ -617,6 +617,9 @@ export class SqliteBroker implements Broker {
   }
   broadcast(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void> {
     return this.fanout.broadcast(exchange, routingKey, message);
+  }
+  broadcastMany(exchange: Exchange, items: readonly BroadcastItem[]): Promise<void> {
+    return this.fanout.broadcastMany(exchange, items);
   }
   subscribe(exchange: Exchange, options: SubscribeOptions, onMessage: (d: BroadcastDelivery) => void): Promise<Subscription> {
     return this.fanout.subscribe(exchange, options, onMessage);
