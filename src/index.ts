@@ -19,7 +19,7 @@ export { currentTask, Retry, type TaskContext, type RequestInfo, type RetryOptio
 export { SoftTimeLimitExceeded } from './worker/execute.ts';
 export type { AppSettings, AppSettingsInput, TransportOptions } from './config/options.ts';
 export type { Broker, Delivery, Consumer, OutboxPublish, PublishOptions } from './core/broker.ts';
-export type { BroadcastDelivery, Exchange, ExchangeType, MalformedBroadcast, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from './core/broker.ts';
+export type { BroadcastDelivery, BroadcastItem, Exchange, ExchangeType, MalformedBroadcast, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from './core/broker.ts';
 export type { ResultBackend } from './core/backend.ts';
 export { States, type TaskState, type ResultMeta } from './protocol/result-meta.ts';
 export {

@@ -223,6 +223,16 @@ export interface Broker {
    * AMQP: the exchange declared as `exchange` says.
    */
   broadcast(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void>;
+  /**
+   * `broadcast` of several messages to one exchange, in their order, in one
+   * round trip where the engine allows (Redis: one pipeline of PUBLISH;
+   * AMQP: one batch on the confirm channel; SQLite: one transaction;
+   * PostgreSQL: one statement). A subscriber gets them in this order.
+   * Rejects once when the batch could not be sent; some of it may have
+   * gone out (broadcasts are at-most-once). Callers fall back on
+   * `broadcast` per item when an engine lacks it.
+   */
+  broadcastMany?(exchange: Exchange, items: readonly BroadcastItem[]): Promise<void>;
   /** Receive what is broadcast on `exchange` from now on, until `close()`. */
   subscribe(exchange: Exchange, options: SubscribeOptions, onMessage: (delivery: BroadcastDelivery) => void): Promise<Subscription>;
   /**
@@ -300,6 +310,12 @@ export const EVENT_QUEUE_EXPIRES_MS = 60_000;
 /** Control and reply queues (`control_queue_ttl` 300 s, `control_queue_expires` 10 s). */
 export const CONTROL_QUEUE_TTL_MS = 300_000;
 export const CONTROL_QUEUE_EXPIRES_MS = 10_000;
+
+/** One message of `Broker.broadcastMany`, under its routing key. */
+export interface BroadcastItem {
+  readonly routingKey: string;
+  readonly message: WireMessage;
+}
 
 /** A message received from a broadcast exchange or a reply queue. */
 export interface BroadcastDelivery {

@@ -464,6 +464,38 @@ function fanoutConformance(target: ConformanceTarget, make: () => Promise<Broker
       for (const s of subs) await s.close();
     });
 
+    it('broadcastMany: one batch, each message under its own key, in order with the broadcasts around it', async () => {
+      const a = await make();
+      const b = await make();
+      assert.equal(typeof a.broadcastMany, 'function', 'every engine implements broadcastMany');
+      const ex = topic();
+      const all: BroadcastDelivery[][] = [[], []];
+      const tasks: string[] = [];
+      const subs = [
+        await a.subscribe(ex, {}, (d) => all[0]!.push(d)),
+        await b.subscribe(ex, {}, (d) => all[1]!.push(d)),
+        await b.subscribe(ex, { bindingKeys: ['task.*'] }, (d) => tasks.push(`${d.routingKey}:${nOf(d)}`)),
+      ];
+      const keys = ['task.multi', 'task.multi', 'worker.heartbeat', 'task.multi', 'worker.offline', 'task.multi', 'task.multi', 'task.multi', 'task.multi', 'task.multi'];
+      await b.broadcast(ex, 'worker.online', broadcastMessage(0));
+      await b.broadcastMany!(ex, keys.map((routingKey, i) => ({ routingKey, message: broadcastMessage(i + 1, { pad: 'x'.repeat(i * 100) }) })));
+      await b.broadcastMany!(ex, []);
+      await b.broadcastMany!(ex, [{ routingKey: 'task.multi', message: broadcastMessage(11) }]);
+      await b.broadcast(ex, 'worker.heartbeat', broadcastMessage(12));
+      await waitFor(() => all.every((g) => g.length >= 13), 10_000, 'every subscriber got 13');
+      await sleep(300);
+      const want = ['worker.online', ...keys, 'task.multi', 'worker.heartbeat'];
+      for (const g of all) {
+        assert.deepEqual(g.map(nOf), Array.from({ length: 13 }, (_, i) => i));
+        assert.deepEqual(g.map((d) => d.routingKey), want);
+        assert.equal(g[5]!.message.body.toString(), broadcastMessage(5, { pad: 'x'.repeat(400) }).body.toString(), 'intact');
+        assert.deepEqual(g[5]!.message.headers, { hostname: 'conformance@localhost' });
+        assert.equal(g[5]!.message.properties.delivery_mode, 1);
+      }
+      assert.deepEqual(tasks, want.map((k, i) => `${k}:${i}`).filter((t) => t.startsWith('task.')));
+      for (const s of subs) await s.close();
+    });
+
     it('a subscriber that joins later gets only later broadcasts; close() stops delivery', async () => {
       const a = await make();
       const ex = topic();

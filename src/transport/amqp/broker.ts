@@ -50,6 +50,7 @@ import {
   type PublishItem,
   type PublishOptions,
   type BroadcastDelivery,
+  type BroadcastItem,
   type Exchange,
   type ReplyQueue,
   type ReplyQueueOptions,
@@ -394,6 +395,9 @@ export class AmqpBroker implements Broker {
 
   broadcast(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void> {
     return this.fanout.broadcast(exchange, routingKey, message);
+  }
+  broadcastMany(exchange: Exchange, items: readonly BroadcastItem[]): Promise<void> {
+    return this.fanout.broadcastMany(exchange, items);
   }
 
   subscribe(exchange: Exchange, options: SubscribeOptions, onMessage: (d: BroadcastDelivery) => void): Promise<Subscription> {

@@ -27,6 +27,7 @@ import {
   CONTROL_QUEUE_TTL_MS,
   subscriptionDefaults,
   type BroadcastDelivery,
+  type BroadcastItem,
   type Exchange,
   type ReplyQueue,
   type ReplyQueueOptions,
@@ -69,6 +70,14 @@ export class AmqpFanout {
     await this.ensureExchange(exchange);
     // Not mandatory: a broadcast nobody listens to is dropped, as Celery's are.
     await this.o.publisher.publish([{ exchange: exchange.name, routingKey, content: message.body, options: publishOptions(message, undefined, false) }]);
+  }
+
+  /** The messages of `items` as one batch on the confirm channel: written back to back, their confirms awaited together. */
+  async broadcastMany(exchange: Exchange, items: readonly BroadcastItem[]): Promise<void> {
+    if (this.closed) throw new ClosedError('amqp broker');
+    if (items.length === 0) return;
+    await this.ensureExchange(exchange);
+    await this.o.publisher.publish(items.map(({ routingKey, message }) => ({ exchange: exchange.name, routingKey, content: message.body, options: publishOptions(message, undefined, false) })));
   }
 
   private async ensureExchange(exchange: Exchange): Promise<void> {

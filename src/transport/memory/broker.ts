@@ -17,7 +17,7 @@ import type {
 } from '../../core/broker.ts';
 import { deadLetterId, deadLetterQueueName, selectDeadLetters, TRUNCATED_REFUSAL, type DeadLetterSelection, type RedriveOptions, type RedriveResult } from '../../core/broker.ts';
 import { ConsumerCore, VirtualDelivery, type EnginePrimitives, type Held as CoreHeld } from '../virtual/consumer-core.ts';
-import type { BroadcastDelivery, Exchange, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from '../../core/broker.ts';
+import type { BroadcastDelivery, BroadcastItem, Exchange, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from '../../core/broker.ts';
 import { MemoryFanout } from './fanout.ts';
 
 interface Stored {
@@ -199,6 +199,9 @@ export class MemoryBroker implements Broker {
   }
   broadcast(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void> {
     return this.fanout.broadcast(exchange, routingKey, message);
+  }
+  broadcastMany(exchange: Exchange, items: readonly BroadcastItem[]): Promise<void> {
+    return this.fanout.broadcastMany(exchange, items);
   }
   subscribe(exchange: Exchange, options: SubscribeOptions, onMessage: (d: BroadcastDelivery) => void): Promise<Subscription> {
     return this.fanout.subscribe(exchange, options, onMessage);

@@ -13,6 +13,7 @@ import { ReplyBuffer } from '../virtual/reply-buffer.ts';
 import {
   subscriptionDefaults,
   type BroadcastDelivery,
+  type BroadcastItem,
   type Exchange,
   type ReplyQueue,
   type ReplyQueueOptions,
@@ -84,6 +85,12 @@ export class MemoryFanout {
   async broadcast(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void> {
     if (this.closed) throw new ClosedError('memory broker');
     broadcastRaw(this.world, exchange.name, routingKey, message);
+  }
+
+  /** Each in order (delivery is already deferred to a later turn, in the order of the calls). */
+  async broadcastMany(exchange: Exchange, items: readonly BroadcastItem[]): Promise<void> {
+    if (this.closed) throw new ClosedError('memory broker');
+    for (const { routingKey, message } of items) broadcastRaw(this.world, exchange.name, routingKey, message);
   }
 
   async subscribe(exchange: Exchange, options: SubscribeOptions, onMessage: (d: BroadcastDelivery) => void): Promise<Subscription> {

@@ -49,6 +49,7 @@ import {
   type DeadLetter,
   type DeadLetterSelection,
   type Delivery,
+  type BroadcastItem,
   type Exchange,
   type PublishItem,
   type PublishOptions,
@@ -501,6 +502,10 @@ export class PgBroker implements Broker {
   async broadcast(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void> {
     await this.open();
     return this.fanout.broadcast(exchange, routingKey, message);
+  }
+  async broadcastMany(exchange: Exchange, items: readonly BroadcastItem[]): Promise<void> {
+    await this.open();
+    return this.fanout.broadcastMany(exchange, items);
   }
   async subscribe(exchange: Exchange, options: SubscribeOptions, onMessage: (d: BroadcastDelivery) => void): Promise<Subscription> {
     await this.open();

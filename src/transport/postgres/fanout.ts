@@ -24,6 +24,7 @@ import type { PgBroker } from './broker.ts';
 import {
   subscriptionDefaults,
   type BroadcastDelivery,
+  type BroadcastItem,
   type Exchange,
   type ReplyQueue,
   type ReplyQueueOptions,
@@ -93,6 +94,44 @@ export class PgFanout {
        SELECT pg_notify($8, id || ' ' || $1) FROM ins`,
       [exchange.name, routingKey, JSON.stringify(message.headers), JSON.stringify(properties), message.contentType, message.contentEncoding, message.body, this.channel],
     );
+    this.pruneNow();
+  }
+
+  /**
+   * Every row of `items` and its NOTIFY in one statement (one transaction):
+   * rows are inserted in the items' order (ascending ids) and announced in
+   * id order, so readers hand them out in that order.
+   */
+  async broadcastMany(exchange: Exchange, items: readonly BroadcastItem[]): Promise<void> {
+    if (items.length === 1) return this.broadcast(exchange, items[0]!.routingKey, items[0]!.message);
+    if (items.length === 0) return;
+    const cols: [string[], string[], string[], string[], string[], Buffer[]] = [[], [], [], [], [], []];
+    for (const { routingKey, message } of items) {
+      const { delivery_info: _i, delivery_tag: _t, body_encoding: _b, ...properties } = message.properties as MessageProperties & Record<string, unknown>;
+      cols[0].push(routingKey);
+      cols[1].push(JSON.stringify(message.headers));
+      cols[2].push(JSON.stringify(properties));
+      cols[3].push(message.contentType);
+      cols[4].push(message.contentEncoding);
+      cols[5].push(message.body);
+    }
+    const s = this.broker.s;
+    // pg_notify is volatile, so PostgreSQL calls it after the ORDER BY: NOTIFYs go out in id order.
+    await this.broker.pool.query(
+      `WITH ins AS (
+         INSERT INTO ${s}.fanout (exchange, routing_key, headers, properties, content_type, content_encoding, body, created_at)
+         SELECT $1, rk, h, p, ct, ce, b, ${NOW_MS}
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[]) WITH ORDINALITY AS t(rk, h, p, ct, ce, b, n)
+         ORDER BY n RETURNING id)
+       SELECT pg_notify($8, id || ' ' || $1) FROM ins ORDER BY id`,
+      [exchange.name, ...cols, this.channel],
+    );
+    this.pruneNow();
+  }
+
+  /** Publishers prune rows past the retention, at most once a second per process. */
+  private pruneNow(): void {
+    const s = this.broker.s;
     const now = Date.now();
     if (now - this.lastPrune >= PRUNE_EVERY_MS) {
       this.lastPrune = now;

@@ -32,7 +32,7 @@ import { PushCoalescer } from './push-coalescer.ts';
 import { RedisConsumer } from './consumer.ts';
 import { deadLetterRecord, parseUnackedEntry } from './unacked.ts';
 import { RedisFanout } from './fanout.ts';
-import type { BroadcastDelivery, Exchange, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from '../../core/broker.ts';
+import type { BroadcastDelivery, BroadcastItem, Exchange, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from '../../core/broker.ts';
 import * as scripts from './scripts.ts';
 import type { ScriptClient } from './scripts.ts';
 import {
@@ -525,6 +525,9 @@ export class RedisBroker implements Broker {
   }
   broadcast(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void> {
     return this.fanout.broadcast(exchange, routingKey, message);
+  }
+  broadcastMany(exchange: Exchange, items: readonly BroadcastItem[]): Promise<void> {
+    return this.fanout.broadcastMany(exchange, items);
   }
   subscribe(exchange: Exchange, options: SubscribeOptions, onMessage: (d: BroadcastDelivery) => void): Promise<Subscription> {
     return this.fanout.subscribe(exchange, options, onMessage);

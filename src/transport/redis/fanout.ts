@@ -35,6 +35,7 @@ import type { Logger } from '../../observability/logging.ts';
 import {
   subscriptionDefaults,
   type BroadcastDelivery,
+  type BroadcastItem,
   type Exchange,
   type MalformedBroadcast,
   type ReplyQueue,
@@ -151,6 +152,22 @@ export class RedisFanout {
     await this.o.broker.connect();
     const envelope = encodeRedisEnvelope(message, { exchange: exchange.name, routingKey, deliveryTag: randomUUID() });
     await this.client.publish(fanoutChannel(this.prefix, this.db, exchange, routingKey), envelope);
+  }
+
+  /** Every PUBLISH of `items` in one pipeline: one write and one round trip, in order. */
+  async broadcastMany(exchange: Exchange, items: readonly BroadcastItem[]): Promise<void> {
+    if (items.length === 1) return this.broadcast(exchange, items[0]!.routingKey, items[0]!.message);
+    if (this.closed) throw new ClosedError('redis broker');
+    if (items.length === 0) return;
+    await this.o.broker.connect();
+    const pipeline = this.client.pipeline();
+    for (const { routingKey, message } of items) {
+      pipeline.publish(fanoutChannel(this.prefix, this.db, exchange, routingKey), encodeRedisEnvelope(message, { exchange: exchange.name, routingKey, deliveryTag: randomUUID() }));
+    }
+    const replies = await pipeline.exec();
+    // A pipeline resolves with each command's error in place; the batch fails with the first.
+    const failed = replies?.find(([err]) => err);
+    if (failed) throw failed[0];
   }
 
   private async subscriber(): Promise<Redis> {

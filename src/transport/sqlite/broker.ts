@@ -42,7 +42,7 @@ import { WakeHub } from './wake.ts';
 import { DELAYED, INSERT_MESSAGE, READY, messageRow, writeMessageRows, type SqliteOutboxPublish } from './outbox.ts';
 import { SqliteConsumer } from './consumer.ts';
 import { SqliteFanout } from './fanout.ts';
-import type { BroadcastDelivery, Exchange, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from '../../core/broker.ts';
+import type { BroadcastDelivery, BroadcastItem, Exchange, ReplyQueue, ReplyQueueOptions, SubscribeOptions, Subscription } from '../../core/broker.ts';
 import {
   deadLetterId,
   deadLetterQueueName,
@@ -608,6 +608,9 @@ export class SqliteBroker implements Broker {
   }
   broadcast(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void> {
     return this.fanout.broadcast(exchange, routingKey, message);
+  }
+  broadcastMany(exchange: Exchange, items: readonly BroadcastItem[]): Promise<void> {
+    return this.fanout.broadcastMany(exchange, items);
   }
   subscribe(exchange: Exchange, options: SubscribeOptions, onMessage: (d: BroadcastDelivery) => void): Promise<Subscription> {
     return this.fanout.subscribe(exchange, options, onMessage);

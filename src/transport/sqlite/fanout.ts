@@ -26,6 +26,7 @@ import { FITS, ROW_SIZE } from './size-limit.ts';
 import {
   subscriptionDefaults,
   type BroadcastDelivery,
+  type BroadcastItem,
   type Exchange,
   type ReplyQueue,
   type ReplyQueueOptions,
@@ -105,12 +106,20 @@ export class SqliteFanout {
   }
 
   async broadcast(exchange: Exchange, routingKey: string, message: WireMessage): Promise<void> {
+    return this.broadcastMany(exchange, [{ routingKey, message }]);
+  }
+
+  /** Every row of `items` in one write transaction (ids in their order), then one wake-up. */
+  async broadcastMany(exchange: Exchange, items: readonly BroadcastItem[]): Promise<void> {
     if (this.closed) throw new ClosedError('sqlite broker');
+    if (items.length === 0) return;
     const insert = this.stmt('insert');
     const now = Date.now();
-    const { delivery_info: _i, delivery_tag: _t, body_encoding: _b, ...properties } = message.properties as MessageProperties & Record<string, unknown>;
     this.o.broker.write(() => {
-      insert.run(exchange.name, routingKey, JSON.stringify(message.headers), JSON.stringify(properties), message.contentType, message.contentEncoding, message.body, now);
+      for (const { routingKey, message } of items) {
+        const { delivery_info: _i, delivery_tag: _t, body_encoding: _b, ...properties } = message.properties as MessageProperties & Record<string, unknown>;
+        insert.run(exchange.name, routingKey, JSON.stringify(message.headers), JSON.stringify(properties), message.contentType, message.contentEncoding, message.body, now);
+      }
       if (now - this.lastPrune >= PRUNE_EVERY_MS) {
         this.lastPrune = now;
         this.s.prune.run(now - FANOUT_RETENTION_MS);

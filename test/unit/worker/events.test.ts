@@ -1,8 +1,8 @@
 /**
  * The worker's events (worker/events.ts) and the dispatcher under them
  * (observability/event-dispatcher.ts), on a broker that records its
- * broadcasts: Celery's buffering into task.multi (24 at most, or the end of
- * this turn), the Lamport clock, the switches, the heartbeat, and each task
+ * broadcasts: Celery's buffering into task.multi (24 at most, held for a
+ * short window), batches through broadcastMany, the Lamport clock, the switches, the heartbeat, and each task
  * event's fields from a message Celery 5.2.6 sent.
  */
 import assert from 'node:assert/strict';
@@ -11,7 +11,7 @@ import { DEFAULT_DECODE_LIMITS } from '../../../src/codec/limits.ts';
 import { decodeByContentType } from '../../../src/codec/serializers.ts';
 import type { Broker, Exchange } from '../../../src/core/broker.ts';
 import { EventDispatcher, LamportClock } from '../../../src/observability/event-dispatcher.ts';
-import { createLogger } from '../../../src/observability/logging.ts';
+import { createLogger, type Logger } from '../../../src/observability/logging.ts';
 import { parseTaskMessage } from '../../../src/protocol/task-message.ts';
 import type { WireMessage } from '../../../src/protocol/types.ts';
 import { decodeRedisEnvelope } from '../../../src/transport/redis/envelope.ts';
@@ -31,6 +31,33 @@ function recordingBroker(fail = false): { broker: Broker; sent: Sent[] } {
   return { broker, sent };
 }
 
+/** A broker with `broadcastMany`: records each call's batch (one round trip each). */
+function batchingBroker(fail = false): { broker: Broker; batches: Sent[][]; singles: number } {
+  const rec = { broker: undefined as unknown as Broker, batches: [] as Sent[][], singles: 0 };
+  const record = (exchange: Exchange, key: string, message: WireMessage): Sent => ({ exchange, key, message, body: JSON.parse(message.body.toString('utf8')) });
+  rec.broker = {
+    broadcast: async (exchange: Exchange, key: string, message: WireMessage) => {
+      rec.singles++;
+      if (fail) throw new Error('NOPERM');
+      rec.batches.push([record(exchange, key, message)]);
+    },
+    broadcastMany: async (exchange: Exchange, items: ReadonlyArray<{ routingKey: string; message: WireMessage }>) => {
+      if (fail) throw new Error('NOPERM');
+      rec.batches.push(items.map((i) => record(exchange, i.routingKey, i.message)));
+    },
+  } as unknown as Broker;
+  return rec;
+}
+
+/** A logger that counts its warn and debug lines. */
+function countingLogger(): { logger: Logger; warn: unknown[]; debug: unknown[] } {
+  const c = { warn: [] as unknown[], debug: [] as unknown[], logger: undefined as unknown as Logger };
+  c.logger = { warn: (o: unknown) => c.warn.push(o), debug: (o: unknown) => c.debug.push(o), info: () => undefined, error: () => undefined } as unknown as Logger;
+  return c;
+}
+
+const shape = (batch: Sent[]): Array<[string, number | string]> => batch.map((s) => [s.key, Array.isArray(s.body) ? s.body.length : (s.body as { type: string }).type]);
+
 const logger = createLogger({ level: 'silent' });
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 const ACCEPT = new Set(['application/json']);
@@ -42,17 +69,81 @@ function vectorRequest(file: string) {
 }
 
 describe('EventDispatcher', () => {
-  it('buffers task events of one turn into one task.multi list, and publishes at 24', async () => {
+  it('buffers task events into task.multi lists of 24: a full one goes next turn, the rest when the window ends', async () => {
     const { broker, sent } = recordingBroker();
-    const d = new EventDispatcher({ broker, hostname: 'n@h', logger, taskEvents: true, bufferTasks: true });
+    const d = new EventDispatcher({ broker, hostname: 'n@h', logger, taskEvents: true, bufferTasks: true, flushWindowMs: 40 });
     for (let i = 0; i < 30; i++) d.send('task-started', { uuid: `u${i}` });
+    assert.equal(sent.length, 0, 'nothing inside the turn');
     await tick();
-    await tick();
+    assert.deepEqual(sent.map((s) => [s.key, (s.body as unknown[]).length]), [['task.multi', 24]]);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(sent.length, 1, 'an open list waits for the window');
+    await new Promise((r) => setTimeout(r, 50));
     assert.deepEqual(sent.map((s) => [s.key, (s.body as unknown[]).length]), [['task.multi', 24], ['task.multi', 6]]);
     assert.equal(sent[0]!.exchange.name, 'celeryev');
     assert.equal(sent[0]!.exchange.type, 'topic');
     const clocks = sent.flatMap((s) => (s.body as Array<{ clock: number }>).map((e) => e.clock));
     assert.deepEqual(clocks, Array.from({ length: 30 }, (_, i) => i + 1));
+  });
+
+  it('events of several turns within the window share one list; flushWindowMs 0 flushes each turn', async () => {
+    const { broker, sent } = recordingBroker();
+    const d = new EventDispatcher({ broker, hostname: 'n@h', logger, taskEvents: true, bufferTasks: true, flushWindowMs: 40 });
+    for (let i = 0; i < 3; i++) {
+      d.send('task-received', { uuid: `u${i}` });
+      d.send('task-started', {}, `u${i}`);
+      await tick();
+    }
+    await new Promise((r) => setTimeout(r, 60));
+    assert.deepEqual(sent.map((s) => [s.key, (s.body as unknown[]).length]), [['task.multi', 6]]);
+    const e = new EventDispatcher({ broker, hostname: 'n@h', logger, taskEvents: true, bufferTasks: true, flushWindowMs: 0 });
+    e.send('task-received', { uuid: 'x' });
+    await tick();
+    e.send('task-started', {}, 'x');
+    await tick();
+    assert.deepEqual(sent.slice(1).map((s) => [s.key, (s.body as unknown[]).length]), [['task.multi', 1], ['task.multi', 1]]);
+  });
+
+  it('full lists of one turn go out in one broadcastMany, in order; a worker event goes at once behind the task events before it', async () => {
+    const rec = batchingBroker();
+    const d = new EventDispatcher({ broker: rec.broker, hostname: 'n@h', logger, taskEvents: true, bufferTasks: true, flushWindowMs: 1000 });
+    for (let i = 0; i < 50; i++) d.send('task-received', { uuid: `u${i}` });
+    await tick();
+    assert.deepEqual(rec.batches.map(shape), [[['task.multi', 24], ['task.multi', 24]]], 'two full lists, one round trip');
+    d.send('task-started', {}, 'u0');
+    d.send('worker-heartbeat', { freq: 2 });
+    assert.deepEqual(rec.batches.slice(1).map(shape), [[['task.multi', 3], ['worker.heartbeat', 'worker-heartbeat']]], 'the heartbeat is not held');
+    const events = rec.batches.flatMap((b) => b.flatMap((s) => (Array.isArray(s.body) ? s.body : [s.body]) as Array<{ clock: number; type: string }>));
+    assert.deepEqual(events.map((e) => e.clock), Array.from({ length: 52 }, (_, i) => i + 1), 'sent in clock order');
+    assert.equal(rec.singles, 0);
+  });
+
+  it('close() sends what the window still holds, then nothing more', async () => {
+    const rec = batchingBroker();
+    const d = new EventDispatcher({ broker: rec.broker, hostname: 'n@h', logger, taskEvents: true, bufferTasks: true, flushWindowMs: 60_000 });
+    d.send('task-received', { uuid: 'a' });
+    d.send('task-succeeded', { result: 'None', runtime: 0.5 }, 'a');
+    await d.close();
+    assert.deepEqual(rec.batches.map(shape), [[['task.multi', 2]]]);
+    d.send('task-received', { uuid: 'b' });
+    await tick();
+    assert.equal(rec.batches.length, 1);
+  });
+
+  it('a failed batch is logged once (at warn once, then debug) and dropped without throwing', async () => {
+    for (const many of [true, false]) {
+      const rec = many ? batchingBroker(true) : { ...recordingBroker(true), batches: [] };
+      const c = countingLogger();
+      const d = new EventDispatcher({ broker: rec.broker, hostname: 'n@h', logger: c.logger, taskEvents: true, bufferTasks: true, flushWindowMs: 1000 });
+      for (let i = 0; i < 30; i++) d.send('task-received', { uuid: `u${i}` });
+      d.send('worker-heartbeat', { freq: 2 });
+      await d.settled();
+      assert.equal(c.warn.length, 1, 'one warning for the batch');
+      assert.equal((c.warn[0] as { messages: number }).messages, 3);
+      d.send('worker-heartbeat', { freq: 2 });
+      await d.close();
+      assert.deepEqual([c.warn.length, c.debug.length], [1, 1], 'later failures at debug');
+    }
   });
 
   it('sends worker events at once under their own key; task events not at all while off', async () => {
@@ -64,7 +155,7 @@ describe('EventDispatcher', () => {
     assert.deepEqual(sent.map((s) => s.key), ['worker.heartbeat']);
     d.setTaskEvents(true);
     d.send('task-received', { uuid: 'y' });
-    await tick();
+    await d.settled();
     assert.deepEqual(sent.map((s) => s.key), ['worker.heartbeat', 'task.multi']);
     assert.equal((sent[0]!.body as { clock: number }).clock, 1, 'an event not sent does not move the clock');
   });
