@@ -15,7 +15,7 @@
  * no `reply_to` nothing is sent, as with Celery.
  */
 import { hostname as osHostname } from 'node:os';
-import { celeryConfTable } from '../config/celery-conf.ts';
+import { celeryConfTable, withDefaultsArgument } from '../config/celery-conf.ts';
 import { CONTROL_DESTRUCTIVE_COMMANDS, CONTROL_READ_ONLY_COMMANDS } from '../config/control-settings.ts';
 import type { ResolvedSettings } from '../config/options.ts';
 import { startMailbox, unknownCommandReply, type ControlServer, type MailboxCommand, type MailboxGuard } from '../control/mailbox.ts';
@@ -132,7 +132,7 @@ export function beatCommands(o: BeatCommandsOptions): Record<string, MailboxComm
   };
   if (o.settings) {
     const settings = o.settings;
-    commands.conf = { run: (a) => celeryConfTable(settings, { withDefaults: a.with_defaults === true || a.with_defaults === 'true' }) };
+    commands.conf = { run: (a) => celeryConfTable(settings, { withDefaults: withDefaultsArgument(a) }) };
   }
   return commands;
 }

@@ -71,6 +71,12 @@ function sameValue(a: unknown, b: unknown): boolean {
   return JSON.stringify(jsonable(a)) === JSON.stringify(jsonable(b));
 }
 
+/** The `with_defaults` argument of a `conf` request: Celery's CLI sends a boolean, other clients may send text (Celery's `strtobool`). */
+export function withDefaultsArgument(args: Readonly<Record<string, unknown>>): boolean {
+  const v = args.with_defaults;
+  return v === true || v === 1 || (typeof v === 'string' && /^(1|true|yes|on|y|t)$/i.test(v));
+}
+
 let defaultsCache: Record<string, unknown> | undefined;
 
 /**

@@ -4,7 +4,7 @@
  * `inspect` (read-only) or `control` (changes the worker), so a guard can
  * allow the first and refuse the second.
  */
-import { celeryConfTable } from '../../config/celery-conf.ts';
+import { celeryConfTable, withDefaultsArgument } from '../../config/celery-conf.ts';
 import { securityCounters } from '../../observability/security-events.ts';
 import { REVOKE_EXPIRES_S, type RevokedSet } from './revoked.ts';
 
@@ -96,9 +96,6 @@ const ok = (text: string) => ({ ok: text });
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
-/** Celery's `strtobool` of an argument a CLI may send as text. */
-const isTrue = (v: unknown): boolean => v === true || v === 1 || (typeof v === 'string' && /^(1|true|yes|on|y|t)$/i.test(v));
-
 function ids(v: unknown): string[] {
   const list = Array.isArray(v) ? v : [v];
   return list.filter((x): x is string => typeof x === 'string' && x.length > 0 && x.length <= 255);
@@ -169,7 +166,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
   active_queues: { cls: 'inspect', run: (ctx) => ctx.host.queues().map(queueInfo) },
   query_task: { cls: 'inspect', run: (ctx, a) => queryTask(ctx.host, ids(a.ids ?? a.task_id)) },
   // Celery's setting names (Celeriac's own under theirs), secrets masked; `with_defaults` as Celery's.
-  conf: { cls: 'inspect', run: (ctx, a) => celeryConfTable(ctx.host.conf(), { withDefaults: isTrue(a.with_defaults) }) },
+  conf: { cls: 'inspect', run: (ctx, a) => celeryConfTable(ctx.host.conf(), { withDefaults: withDefaultsArgument(a) }) },
   report: { cls: 'inspect', run: (ctx) => ok(`celeriac node ${ctx.host.nodeName}, node ${process.version}, pid ${process.pid}`) },
   clock: { cls: 'inspect', run: (ctx) => ({ clock: ctx.clock() }) },
   hello: { cls: 'inspect', run: (ctx) => ({ revoked: Object.fromEntries(ctx.host.revoked.list().map((id) => [id, Date.now() / 1000 + REVOKE_EXPIRES_S])), clock: ctx.clock() }) },

@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { generateResultKey } from '../../../src/codec/encryption.ts';
 import { generateSigningKey } from '../../../src/codec/signing/index.ts';
-import { CELERY_SETTINGS, celeryConfName, celeryConfTable } from '../../../src/config/celery-conf.ts';
+import { CELERY_SETTINGS, celeryConfName, celeryConfTable, withDefaultsArgument } from '../../../src/config/celery-conf.ts';
 import { resolveSettings } from '../../../src/config/options.ts';
 import { SETTING_NAMES } from '../../../src/config/schema.ts';
 import { fakePrivateKeyPem } from '../../helpers/pki.ts';
@@ -62,6 +62,11 @@ describe('inspect conf as Celery names it', () => {
     assert.deepEqual(all.accept_content, ['json']);
     assert.equal(all.taskMaxDeliveryCount, 20);
     assert.ok(Object.keys(all).length > Object.keys(t).length + 10);
+  });
+
+  it('with_defaults as Celery sends it (a boolean), or as text', () => {
+    for (const v of [true, 'true', '1', 'yes']) assert.equal(withDefaultsArgument({ with_defaults: v }), true, String(v));
+    for (const v of [false, 'false', '0', undefined, null, 'nope']) assert.equal(withDefaultsArgument({ with_defaults: v }), false, String(v));
   });
 
   it('no secret in the reply, with or without defaults', () => {
