@@ -4,7 +4,9 @@
  * and one standby), `celeriac inspect beat_status` prints them, a control
  * message signed by a foreign key gets no answer, Python Celery 5.2.6's
  * `celery inspect ping` lists both beat nodes, and after the leader stops
- * the standby reports itself leader.
+ * the standby reports itself leader. On RabbitMQ (state in Redis), two
+ * instances on one host have a pidbox queue each and both answer, to
+ * Celeriac and to Python.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -23,6 +25,7 @@ import { CLI, ROOT } from '../../helpers/celeriac-worker.ts';
 import { runCli } from '../../helpers/control-interop.ts';
 import { celeryCli, lastJson } from '../../helpers/worker-control-interop.ts';
 import { hasPythonCelery, requireService, sleep } from '../../helpers/services.ts';
+import { createTestVhost, hasRabbitmq, type TestVhost } from '../amqp/support/rabbit.ts';
 
 const REDIS_URL = 'redis://127.0.0.1:6379/14';
 
@@ -188,5 +191,64 @@ describe('celeriac beat on the control plane (Redis, real processes)', () => {
     assert.equal(r.leader?.holder, r.holder);
     assert.equal(r.leader?.token, r.fencingToken);
     assert.deepEqual(await app!.control.inspect({ destination: [nodes[0]!], timeoutMs: 800 }).ping(), {}, 'the stopped beat left the control plane');
+  });
+});
+
+describe('celeriac beat on the control plane (RabbitMQ broker, state in Redis)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'celeriac-beat-ctl-amqp-'));
+  const ns = `beat-ctl-amqp-${randomBytes(4).toString('hex')}`;
+  const ready = hasRabbitmq();
+  let up = false;
+  let vh: TestVhost | undefined;
+  const procs: BeatProc[] = [];
+  let nodes: string[] = [];
+  let app: App | undefined;
+  const skip = (t: TestContext): boolean => !requireService(t, up, 'RabbitMQ and Redis on 127.0.0.1');
+
+  before(async () => {
+    up = ready && (await redisUp());
+    if (!up) return;
+    vh = await createTestVhost('beat-control');
+    const module = join(dir, 'app.mjs');
+    writeFileSync(
+      module,
+      `import { createApp } from ${JSON.stringify(pathToFileURL(join(ROOT, 'src', 'index.ts')).href)};\n` +
+        `export const app = createApp();\nexport const beatSchedule = { tick: { task: 'tasks.tick', schedule: 60 } };\n`,
+    );
+    const env = { CELERIAC_BROKER_URL: vh.url(), CELERIAC_RESULT_BACKEND: REDIS_URL, CELERIAC_ENV: 'development', CELERIAC_LOG_LEVEL: 'info', CELERIAC_UNSAFE_ALLOW_ROOT: '1' };
+    for (let i = 0; i < 2; i++) procs.push(startBeat(module, env, ['--name', ns, '--lease', '2']));
+    nodes = await Promise.all(procs.map((p) => until('a node name', () => p.node())));
+    app = createApp({ brokerUrl: vh.url(), logger: createLogger({ level: 'silent' }), env: { CELERIAC_ENV: 'development' } });
+  });
+
+  after(async () => {
+    for (const p of procs) if (p.proc.exitCode === null) p.proc.kill('SIGKILL');
+    await Promise.all(procs.map((p) => p.exited));
+    await app?.close();
+    await vh?.delete();
+    if (up) {
+      const r = new Redis(REDIS_URL);
+      await r.del(`celeriac:beat:{${ns}}:lock`, `celeriac:beat:{${ns}}:fence`, `celeriac:beat:{${ns}}:entries`);
+      r.disconnect();
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('each instance has its own pidbox queue: both answer ping, one leads', async (t) => {
+    if (skip(t)) return;
+    const inspect = app!.control.inspect({ destination: nodes, timeoutMs: 3000 });
+    assert.deepEqual(await inspect.ping(), Object.fromEntries(nodes.map((n) => [n, { ok: 'pong' }])));
+    const roles = await until('one leader', async () => {
+      const s = (await inspect.call('beat_status')) as Record<string, BeatStatusReply>;
+      const r = nodes.map((n) => s[n]?.role).sort();
+      return r.join() === 'leader,standby' ? r : undefined;
+    });
+    assert.deepEqual(roles, ['leader', 'standby']);
+  });
+
+  it('Python Celery 5.2.6 on RabbitMQ: celery inspect ping lists both', { skip: !hasPythonCelery() && 'Python Celery is not installed' }, async (t) => {
+    if (skip(t)) return;
+    const ping = lastJson(await celeryCli(['inspect', 'ping', '--json', '-d', nodes.join(','), '--timeout', '3'], { CELERY_BROKER_URL: vh!.url(), CELERY_RESULT_BACKEND: REDIS_URL }));
+    assert.deepEqual(ping, Object.fromEntries(nodes.map((n) => [n, { ok: 'pong' }])));
   });
 });
