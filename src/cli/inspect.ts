@@ -167,10 +167,15 @@ function printReplies(io: CliIo, replies: ControlReply[], json: boolean | undefi
 /** A worker's answer to `beat_status`: it has no such command (kombu's KeyError). */
 const NOT_A_BEAT = `KeyError('${BEAT_STATUS_COMMAND}')`;
 
+/** A reply with control characters in its strings replaced: a node on the broker must not drive the operator's terminal. */
+function printable<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'string' ? v.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?') : v))) as T;
+}
+
 /** `inspect beat_status`: the beats' replies, readable; nodes without the command (workers) left out. */
 function printBeatStatus(io: CliIo, replies: ControlReply[], json: boolean | undefined): number {
   const nodes = replies
-    .flatMap((r) => Object.entries(r))
+    .flatMap((r) => Object.entries(json ? r : printable(r)))
     .filter(([, reply]) => !(reply && typeof reply === 'object' && (reply as { error?: unknown }).error === NOT_A_BEAT))
     .sort(([a], [b]) => a.localeCompare(b));
   if (nodes.length === 0) {
