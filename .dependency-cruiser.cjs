@@ -15,10 +15,11 @@
  *   observability/            counters and logging, usable from every layer above the pure ones
  *   transport/                index.ts (the registry), virtual/ (shared consumer core), one folder per engine
  *   client/ security/         the app side; creates engines through transport/index.ts only
+ *   control/                  the generic pidbox mailbox (workers and beat answer control messages through it)
  *   worker/                   sees engines only through core/ interfaces
  *   audit/ secrets/ runtime/  tools
  *   dashboard/                the web monitor (model/ over the client app, server/ + ui/), loaded by cli/ only
- *   beat/                     the periodic scheduler: client, core and the pure layers; loaded by cli/ only
+ *   beat/                     the periodic scheduler: client, control, core and the pure layers; loaded by cli/ only
  *   cli/                      entry points, loaded only by bin/
  */
 
@@ -144,7 +145,7 @@ module.exports = {
         'Counters and logging are used by engines, client and worker alike, so they import none of them ' +
         '(that would be a cycle waiting to happen).',
       from: { path: '^src/observability/' },
-      to: { path: '^src/(transport|client|worker|security|audit|secrets|runtime|cli|dashboard|beat)/' },
+      to: { path: '^src/(transport|client|worker|security|audit|secrets|runtime|cli|dashboard|beat|control)/' },
     },
     {
       name: 'transport-not-upward',
@@ -154,7 +155,7 @@ module.exports = {
         'the worker, security wiring, audit, cli or the dashboard would tie the data path to the ' +
         'application built on it.',
       from: { path: '^src/transport/' },
-      to: { path: '^src/(client|worker|cli|audit|dashboard|security|secrets|runtime|beat)/' },
+      to: { path: '^src/(client|worker|cli|audit|dashboard|security|secrets|runtime|beat|control)/' },
     },
     {
       name: 'engines-are-independent',
@@ -214,7 +215,7 @@ module.exports = {
         'own read-only clients; it never loads the worker, the client or the cli, so auditing a ' +
         'deployment cannot start one.',
       from: { path: '^src/audit/' },
-      to: { path: '^src/(worker|client|cli|dashboard|beat)/' },
+      to: { path: '^src/(worker|client|cli|dashboard|beat|control)/' },
     },
     {
       name: 'dashboard-stays-above-the-app',
@@ -237,14 +238,26 @@ module.exports = {
       to: { path: '^src/dashboard/' },
     },
     {
+      name: 'control-mailbox-is-generic',
+      severity: 'error',
+      comment:
+        'control/ is the pidbox mailbox every node kind answers through (workers, `celeriac beat`): read a ' +
+        'control message, match its destination, ask the guard, run the node\'s command, reply. It works on ' +
+        'core/\'s Broker and the pure layers, logs and counts through observability/, and is handed its guard ' +
+        '(security/control-guard.ts) and command table, so it imports no worker, beat, client, security or engine.',
+      from: { path: '^src/control/' },
+      to: { path: '^src/', pathNot: '^src/(control|core|protocol|codec|config|observability)/|^src/errors\\.ts$' },
+    },
+    {
       name: 'beat-sends-through-the-client',
       severity: 'error',
       comment:
         'celeriac beat sends through the app\'s client (so its messages are signed, routed and capped like ' +
         'any other) and keeps its state behind the BeatStore interface of core/, opened by client/beat-store.ts ' +
-        'through the registry: it never reaches an engine, the registry, the worker or security wiring itself.',
+        'through the registry: it never reaches an engine, the registry, the worker or security wiring itself. ' +
+        'It answers control messages through the generic mailbox of control/, with the guard cli/ builds.',
       from: { path: '^src/beat/' },
-      to: { path: '^src/', pathNot: '^src/(beat|client|core|config|protocol|codec|observability)/|^src/errors\\.ts$' },
+      to: { path: '^src/', pathNot: '^src/(beat|client|control|core|config|protocol|codec|observability)/|^src/errors\\.ts$' },
     },
     {
       name: 'beat-only-from-cli',

@@ -71,6 +71,8 @@ export interface Beat {
   readonly entries: readonly BeatEntry[];
   /** True while this instance holds the lease. */
   readonly isLeader: boolean;
+  /** The fencing token of the lease this instance holds; undefined while it stands by. */
+  readonly fencingToken: number | undefined;
   /** Settles when the beat stopped (after an abort), with the lease released. */
   readonly done: Promise<void>;
   /** Stop and release the lease. */
@@ -293,6 +295,9 @@ export function createBeat(options: BeatOptions): Beat {
     entries,
     get isLeader() {
       return token !== undefined;
+    },
+    get fencingToken() {
+      return token;
     },
     done,
     async stop() {

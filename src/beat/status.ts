@@ -33,7 +33,7 @@ export interface BeatStatus {
 const iso = (ms: number | undefined): string | undefined => (ms === undefined || !Number.isFinite(ms) ? undefined : new Date(ms).toISOString());
 
 /** Read the status of `store`, joined with the schedule `entries` (may be empty). */
-export async function readBeatStatus(store: BeatStore, entries: readonly BeatEntry[], now = Date.now()): Promise<BeatStatus> {
+export async function readBeatStatus(store: Pick<BeatStore, 'read'>, entries: readonly BeatEntry[], now = Date.now()): Promise<BeatStatus> {
   const { lease, entries: state } = await store.read();
   const byName = new Map(state.map((s) => [s.name, s]));
   const rows: BeatEntryStatus[] = entries.map((e) => {

@@ -3,13 +3,16 @@
  * instances; `celeriac beat status`: the lease and each entry's last and
  * next run.
  */
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { createBeat } from '../beat/beat.ts';
+import { beatNodeName, startBeatControl } from '../beat/control.ts';
 import { compileSchedule, type CatchUp } from '../beat/schedule.ts';
 import { formatBeatStatus, readBeatStatus } from '../beat/status.ts';
 import { openBeatStore } from '../client/beat-store.ts';
 import { defaultLogFormat, defaultLogger, parseLogFormat, parseLogLevel } from '../observability/logging.ts';
 import { recordPolicyWarning } from '../observability/policy-events.ts';
+import { createControlGuard } from '../security/control-guard.ts';
 import { enforceWorkerIdentity } from '../security/privileges.ts';
 import { loadBeatSchedule } from './beat-schedule.ts';
 import { applyConnectionFlags, CONNECTION_FLAGS, CONNECTION_HELP } from './flags.ts';
@@ -47,6 +50,8 @@ Options:
       --catch-up <skip|runOnce> for entries that set none: after downtime, skip
                                 the missed ticks or send one (default runOnce)
       --timezone <zone>         default time zone of crontab entries (default UTC)
+  -n, --hostname <name>         node name on the control plane, e.g. beat1@%h
+                                (default beat.<name>.<pid>@<host>)
   -l, --loglevel <level>        debug, info, warning, error (default info)
       --log-format <json|text>  text on a terminal, json otherwise
       --uid <user>              drop to this user before loading the app module
@@ -54,6 +59,11 @@ Options:
 ${CONNECTION_HELP}
       --json                    (status) print JSON
   -h, --help                    show this help
+
+Each instance answers remote control as a node of its own (celeriac inspect
+ping, Python's celery inspect ping, app.control), behind the same control
+guard as workers: ping, stats (a "beat" section), report, conf, and
+beat_status (celeriac inspect beat_status: the lease and every entry).
 
 SIGTERM or SIGINT stops: the lease is released so a standby takes over at once.`;
 
@@ -72,6 +82,7 @@ export async function runBeatCommand(argv: string[], io: CliIo): Promise<number>
         grace: { type: 'string' },
         'catch-up': { type: 'string' },
         timezone: { type: 'string' },
+        hostname: { type: 'string', short: 'n' },
         loglevel: { type: 'string', short: 'l' },
         'log-format': { type: 'string' },
         uid: { type: 'string' },
@@ -131,8 +142,24 @@ export async function runBeatCommand(argv: string[], io: CliIo): Promise<number>
     process.on('SIGTERM', onTerm);
     process.on('SIGINT', onInt);
     await connectWithRetry(async () => void (await app.broker()), { ...startupRetrySettings(app.settings.connection), warn: (m) => app.logger.warn(m), signal: controller.signal });
+    const namespace = values.name ?? 'default';
+    const nodeName = values.hostname?.replace('%h', hostname()) ?? beatNodeName(namespace);
+    // Built before the first send: a bad allow-list or audit-log path stops the start, as for a worker.
+    const guard = createControlGuard({ settings: app.settings, logger: app.logger, hostname: nodeName });
+    opened = [guard, ...opened];
     const beat = createBeat({ app, schedule: entries, store, namespace: values.name, leaseMs, graceMs, signal: controller.signal });
+    let control;
+    try {
+      control = await startBeatControl({ beat, store, namespace, nodeName, settings: app.settings, broker: await app.broker(), guard, logger: app.logger });
+    } catch (err) {
+      await beat.stop();
+      throw err;
+    }
+    // Closing the mailbox closes its guard too.
+    opened = [control, ...opened.filter((o) => o !== guard)];
+    app.logger.info({ node: nodeName }, `beat: answering remote control as ${nodeName}`);
     await beat.done;
+    await control.close();
     await store.close();
     await app.close();
     process.off('SIGTERM', onTerm);

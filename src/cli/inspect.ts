@@ -10,6 +10,8 @@ import { applyConnectionFlags, CONNECTION_FLAGS, CONNECTION_HELP } from './flags
 import { cell, confirm, paint, table, timeoutMs, type ConfirmInput } from './ops-output.ts';
 import type { App } from '../client/app.ts';
 import type { Control, ControlReply } from '../client/control.ts';
+import { BEAT_STATUS_COMMAND, type BeatStatusReply } from '../beat/control.ts';
+import { formatBeatStatus } from '../beat/status.ts';
 
 /** Commands and how each is sent; `args` maps positionals to the command's arguments. */
 const INSPECT: Record<string, { summary: string; usage?: string; args?: (p: string[]) => Record<string, unknown> }> = {
@@ -22,7 +24,8 @@ const INSPECT: Record<string, { summary: string; usage?: string; args?: (p: stri
   revoked: { summary: 'ids of revoked tasks' },
   active_queues: { summary: 'queues each worker consumes' },
   query_task: { summary: 'where given tasks are (active, reserved, scheduled)', usage: '<id...>', args: (p) => ({ ids: p }) },
-  conf: { summary: "each worker's configuration (secrets redacted)", usage: '[--with-defaults]' },
+  conf: { summary: "each node's configuration, Celery's setting names (secrets masked)", usage: '[--with-defaults]' },
+  beat_status: { summary: 'each celeriac beat: leader or standby, the lease, every entry (last/next tick)' },
 };
 
 const OPTIONS_HELP = `  -d, --destination <node>  only this worker (name@host); repeat or comma-separate
@@ -34,7 +37,8 @@ ${CONNECTION_HELP}
 
 export const INSPECT_HELP = `Usage: celeriac inspect <command> [args] [options]
 
-Ask running workers (Celeriac and Python Celery) a read-only question.
+Ask running workers (Celeriac and Python Celery) and celeriac beat
+instances a read-only question.
 
 Commands:
 ${Object.entries(INSPECT)
@@ -160,6 +164,44 @@ function printReplies(io: CliIo, replies: ControlReply[], json: boolean | undefi
   return Exit.OK;
 }
 
+/** A worker's answer to `beat_status`: it has no such command (kombu's KeyError). */
+const NOT_A_BEAT = `KeyError('${BEAT_STATUS_COMMAND}')`;
+
+/** A reply with control characters in its strings replaced: a node on the broker must not drive the operator's terminal. */
+function printable<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'string' ? v.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?') : v))) as T;
+}
+
+/** `inspect beat_status`: the beats' replies, readable; nodes without the command (workers) left out. */
+function printBeatStatus(io: CliIo, replies: ControlReply[], json: boolean | undefined): number {
+  const nodes = replies
+    .flatMap((r) => Object.entries(json ? r : printable(r)))
+    .filter(([, reply]) => !(reply && typeof reply === 'object' && (reply as { error?: unknown }).error === NOT_A_BEAT))
+    .sort(([a], [b]) => a.localeCompare(b));
+  if (nodes.length === 0) {
+    println(io.stderr, 'error: no celeriac beat replied in time. Is `celeriac beat` running on this broker? A larger --timeout may help.');
+    return Exit.TIMEOUT;
+  }
+  if (json) {
+    println(io.stdout, JSON.stringify(Object.fromEntries(nodes)));
+    return Exit.OK;
+  }
+  nodes.forEach(([node, reply], i) => {
+    const r = reply as Partial<BeatStatusReply> & { error?: unknown };
+    if (i > 0) println(io.stdout, '');
+    if (!r || typeof r !== 'object' || r.error !== undefined || !Array.isArray(r.entries)) {
+      println(io.stdout, `-> ${node}: ${paint(io, io.stdout, 'red', 'ERROR')}`);
+      for (const line of render(reply)) println(io.stdout, line);
+      return;
+    }
+    const role = r.role === 'leader' ? paint(io, io.stdout, 'green', `leader (fencing token ${String(r.fencingToken)})`) : 'standby';
+    println(io.stdout, `-> ${node}: ${role}  schedule ${String(r.namespace)}, holder ${String(r.holder)}`);
+    for (const line of formatBeatStatus({ leader: r.leader, entries: r.entries }).split('\n')) println(io.stdout, `    ${line}`);
+  });
+  println(io.stdout, `\n${nodes.length} beat ${nodes.length === 1 ? 'instance' : 'instances'} online.`);
+  return Exit.OK;
+}
+
 function parse(argv: string[], io: CliIo, help: string, options: typeof FLAGS | typeof CONTROL_FLAGS): { values: Values & Record<string, unknown>; positionals: string[] } | number {
   try {
     const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
@@ -192,6 +234,7 @@ export async function runInspectCommand(argv: string[], io: CliIo): Promise<numb
   if (method === 'conf') args = { with_defaults: p.values['with-defaults'] === true };
   return withControl(io, p.values, async (control) => {
     const replies = await control.broadcast(method, args, { reply: true, destination: destinations(p.values), timeoutMs: timeoutMs(p.values.timeout, 1) });
+    if (method === BEAT_STATUS_COMMAND) return printBeatStatus(io, replies, p.values.json);
     return printReplies(io, replies, p.values.json);
   });
 }

@@ -23,6 +23,8 @@ import type { Env } from './env.ts';
 export const CONTROL_READ_ONLY_COMMANDS = Object.freeze([
   'ping', 'stats', 'active', 'reserved', 'scheduled', 'registered', 'revoked', 'active_queues', 'query_task', 'conf', 'report', 'clock', 'hello',
   'dump_tasks', 'dump_active', 'dump_reserved', 'dump_schedule', 'dump_revoked', 'dump_conf', 'objgraph', 'memsample', 'memdump',
+  // celeriac beat's schedule and lease (src/beat/control.ts)
+  'beat_status',
 ] as const);
 
 /** Commands that change what a worker does (revoke, stop, reconfigure); opt-in per deployment. */

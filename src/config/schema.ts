@@ -283,9 +283,14 @@ export function canonicalKey(rawKey: string): string {
   return ALIASES[key] ?? key;
 }
 
+/** camelCase → Celery's snake_case (`taskAcksLate` → `task_acks_late`); the inverse of {@link camelCaseKey} for our names. */
+export function snakeCaseKey(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
 /** A known name written the way the user wrote theirs: camelCase, snake_case or upper case. */
 function spelledLike(rawKey: string, name: string): string {
-  const snake = name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+  const snake = snakeCaseKey(name);
   if (/^[A-Z0-9_]+$/.test(rawKey)) return `${rawKey.startsWith('CELERY_') ? 'CELERY_' : ''}${snake.toUpperCase()}`;
   if (rawKey.includes('_')) return snake;
   return name;

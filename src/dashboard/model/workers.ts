@@ -167,7 +167,8 @@ export function createWorkerTracker(options: { control: () => Control; timeoutMs
       lastRefreshAt = now();
       let any = false;
       for (const [host, reply] of Object.entries(stats ?? {})) {
-        if (!isObj(reply)) continue;
+        // A celeriac beat answers stats too (src/beat/control.ts); it is not a worker (the Beat view shows it).
+        if (!isObj(reply) || (isObj(reply.celeriac) && reply.celeriac.role === 'beat')) continue;
         snapshot(host).stats = reply;
         any = true;
       }

@@ -4,7 +4,7 @@
  * `inspect` (read-only) or `control` (changes the worker), so a guard can
  * allow the first and refuse the second.
  */
-import { redactValue } from '../../config/redact.ts';
+import { celeryConfTable, withDefaultsArgument } from '../../config/celery-conf.ts';
 import { securityCounters } from '../../observability/security-events.ts';
 import { REVOKE_EXPIRES_S, type RevokedSet } from './revoked.ts';
 
@@ -165,7 +165,8 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
   revoked: { cls: 'inspect', run: (ctx) => ctx.host.revoked.list() },
   active_queues: { cls: 'inspect', run: (ctx) => ctx.host.queues().map(queueInfo) },
   query_task: { cls: 'inspect', run: (ctx, a) => queryTask(ctx.host, ids(a.ids ?? a.task_id)) },
-  conf: { cls: 'inspect', run: (ctx) => redactValue(ctx.host.conf()) },
+  // Celery's setting names (Celeriac's own under theirs), secrets masked; `with_defaults` as Celery's.
+  conf: { cls: 'inspect', run: (ctx, a) => celeryConfTable(ctx.host.conf(), { withDefaults: withDefaultsArgument(a) }) },
   report: { cls: 'inspect', run: (ctx) => ok(`celeriac node ${ctx.host.nodeName}, node ${process.version}, pid ${process.pid}`) },
   clock: { cls: 'inspect', run: (ctx) => ({ clock: ctx.clock() }) },
   hello: { cls: 'inspect', run: (ctx) => ({ revoked: Object.fromEntries(ctx.host.revoked.list().map((id) => [id, Date.now() / 1000 + REVOKE_EXPIRES_S])), clock: ctx.clock() }) },

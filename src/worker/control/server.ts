@@ -1,26 +1,15 @@
 /**
- * The worker's mailbox (Celery's pidbox): subscribes to the control
- * exchange under `<node>.celery.pidbox`, drops expired messages and those
- * for other nodes, asks the guard, runs the command and replies
- * `{node: result}` on the reply exchange as Celery 5.2.6 does.
+ * The worker's mailbox (Celery's pidbox): the generic mailbox of
+ * src/control/mailbox.ts answering with the worker's command table
+ * (commands.ts) for `host`.
  */
-import { controlExchange, controlQueueName, replyExchange, type BroadcastDelivery, type Broker, type Subscription } from '../../core/broker.ts';
+import type { Broker } from '../../core/broker.ts';
 import type { Logger } from '../../observability/logging.ts';
-import { recordSecurityEvent } from '../../observability/security-events.ts';
-import type { WireMessage } from '../../protocol/types.ts';
+import { startMailbox, type ControlServer } from '../../control/mailbox.ts';
 import { COMMANDS, type ControlHost } from './commands.ts';
 import type { ControlGuard } from './guard-hook.ts';
 
-/** A control request as Celery's `Mailbox._broadcast` writes it. */
-export interface ControlRequest {
-  method: string;
-  arguments: Record<string, unknown>;
-  destination: string[] | null;
-  pattern: string | null;
-  matcher: string | null;
-  ticket: string | null;
-  replyTo: { exchange: string; routingKey: string } | null;
-}
+export { isExpired, isForNode, parseControlRequest, type ControlRequest, type ControlServer } from '../../control/mailbox.ts';
 
 export interface ControlServerOptions {
   broker: Broker;
@@ -36,135 +25,15 @@ export interface ControlServerOptions {
   listenOnly?: readonly string[];
 }
 
-export interface ControlServer {
-  /** Messages dropped because they could not be read. */
-  readonly malformed: number;
-  close(): Promise<void>;
-}
-
-const MAX_BODY = 1 << 20;
-
-/** Read a control message; a string saying why when it is not one. */
-export function parseControlRequest(message: WireMessage): ControlRequest | string {
-  if (message.contentType !== 'application/json') return `content type ${JSON.stringify(message.contentType)} not accepted for control`;
-  if (message.body.length > MAX_BODY) return 'control message too large';
-  let v: unknown;
-  try {
-    v = JSON.parse(message.body.toString('utf8'));
-  } catch {
-    return 'control message is not JSON';
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'control message is not an object';
-  const o = v as Record<string, unknown>;
-  if (typeof o.method !== 'string' || o.method.length === 0 || o.method.length > 100) return 'control message has no method';
-  const args = o.arguments ?? {};
-  if (typeof args !== 'object' || args === null || Array.isArray(args)) return 'control arguments are not an object';
-  const dest = o.destination ?? null;
-  if (dest !== null && !(Array.isArray(dest) && dest.every((d) => typeof d === 'string'))) return 'control destination is not a list of names';
-  const rt = o.reply_to as { exchange?: unknown; routing_key?: unknown } | null | undefined;
-  const replyTo = rt && typeof rt === 'object' && typeof rt.exchange === 'string' && typeof rt.routing_key === 'string' ? { exchange: rt.exchange, routingKey: rt.routing_key } : null;
-  return {
-    method: o.method,
-    arguments: args as Record<string, unknown>,
-    destination: dest as string[] | null,
-    pattern: typeof o.pattern === 'string' ? o.pattern : null,
-    matcher: typeof o.matcher === 'string' ? o.matcher : null,
-    ticket: typeof o.ticket === 'string' ? o.ticket : null,
-    replyTo,
-  };
-}
-
-/** Whether the request is for `node` (Celery: destination list, else pattern with a `glob` or `pcre` matcher, else everyone). */
-export function isForNode(req: ControlRequest, node: string): boolean {
-  if (req.destination && req.destination.length > 0) return req.destination.includes(node);
-  if (req.pattern) {
-    if (req.matcher === 'pcre') {
-      try {
-        return new RegExp(req.pattern).test(node);
-      } catch {
-        return false;
-      }
-    }
-    const re = new RegExp(`^${req.pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
-    return re.test(node);
-  }
-  return true;
-}
-
-/** Celery's `expires` header (seconds since the epoch): true once passed. */
-export function isExpired(message: WireMessage, now = Date.now()): boolean {
-  const e = message.headers.expires;
-  return typeof e === 'number' && e * 1000 < now;
-}
-
 /** Start answering control messages for `host`. */
 export async function startControlServer(options: ControlServerOptions): Promise<ControlServer> {
-  const { broker, host, guard, logger } = options;
-  const exName = options.exchangeName ?? 'celery';
-  let clock = 0;
-  let malformed = 0;
-  const drop = (reason: string, routingKey: string): void => {
-    malformed++;
-    logger.warn({ reason, routingKey }, `control message dropped: ${reason}`);
-    recordSecurityEvent('malformed_message', { reason, queue: controlQueueName(host.nodeName, exName) }, logger);
-  };
-  const reply = (req: ControlRequest, result: unknown): Promise<void> => {
-    if (!req.replyTo) return Promise.resolve();
-    const message: WireMessage = {
-      headers: { ticket: req.ticket, clock: ++clock },
-      properties: { delivery_mode: 1, priority: 0 },
-      contentType: 'application/json',
-      contentEncoding: 'utf-8',
-      body: Buffer.from(JSON.stringify({ [host.nodeName]: result === undefined ? null : result })),
-    };
-    return broker.sendReply(replyExchange(exName), req.replyTo.routingKey, message);
-  };
-  const handle = async (d: BroadcastDelivery): Promise<void> => {
-    const req = parseControlRequest(d.message);
-    if (typeof req === 'string') return drop(req, d.routingKey);
-    if (typeof d.message.headers.clock === 'number') clock = Math.max(clock, d.message.headers.clock);
-    if (!isForNode(req, host.nodeName) || isExpired(d.message)) return;
-    if (options.listenOnly && !options.listenOnly.includes(req.method)) return;
-    const spec = Object.hasOwn(COMMANDS, req.method) ? COMMANDS[req.method] : undefined;
-    // The guard counts, logs and audits a refusal, and audits every command it lets through.
-    const admission = await guard.admit({ message: d.message, body: { method: req.method, arguments: req.arguments, ticket: req.ticket } }, req.method);
-    if (!admission.allowed) return;
-    const ticket = req.ticket ?? undefined;
-    if (!spec) {
-      if (options.listenOnly) return;
-      logger.warn({ method: req.method }, `unknown control command ${JSON.stringify(req.method)}`);
-      guard.audit({ kind: 'reply', who: admission.who, method: req.method, ticket, outcome: 'failed', reason: 'unknown control command' });
-      // kombu's Node answers a missing handler with the repr of its KeyError.
-      await reply(req, { error: `KeyError('${req.method.replace(/['\\]/g, '\\$&')}')` });
-      return;
-    }
-    let result: unknown;
-    try {
-      result = await spec.run({ host, clock: () => ++clock }, req.arguments);
-      guard.audit({ kind: 'reply', who: admission.who, method: req.method, ticket, outcome: 'answered', reply: result });
-    } catch (err) {
-      logger.error({ err, method: req.method }, `control command ${req.method} failed`);
-      guard.audit({ kind: 'reply', who: admission.who, method: req.method, ticket, outcome: 'failed', reason: (err as Error).message });
-      result = { error: (err as Error).message };
-    }
-    if (spec.replies !== false && !options.listenOnly) await reply(req, result);
-  };
-  const sub: Subscription = await broker.subscribe(
-    controlExchange(exName),
-    {
-      queue: options.listenOnly ? controlQueueName(`${host.nodeName}.${process.pid}`, exName) : controlQueueName(host.nodeName, exName),
-      onMalformed: (m) => drop(m.reason, m.routingKey),
-      onError: (err) => logger.warn({ err }, 'control subscription error; recovering'),
+  const { host } = options;
+  return startMailbox({
+    ...options,
+    nodeName: host.nodeName,
+    command: (method) => {
+      const spec = Object.hasOwn(COMMANDS, method) ? COMMANDS[method] : undefined;
+      return spec && { replies: spec.replies, run: (args, clock) => spec.run({ host, clock }, args) };
     },
-    (d) => void handle(d).catch((err: unknown) => logger.error({ err }, 'control reply failed')),
-  );
-  return {
-    get malformed() {
-      return malformed;
-    },
-    close: async () => {
-      await sub.close();
-      await guard.close();
-    },
-  };
+  });
 }

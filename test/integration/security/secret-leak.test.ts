@@ -6,7 +6,8 @@
  * flags. A full task round trip runs through `celeriac worker`, `celeriac
  * send` and `celeriac result`, with failures on purpose: a wrong password,
  * a task whose error message carries the URL (percent-encoded, and written
- * raw), a TLS failure, a refused policy, an unparsable URL, `--help`. Then
+ * raw), a TLS failure, a refused policy, an unparsable URL, `--help`,
+ * `inspect conf --with-defaults` against the worker. Then
  * every captured log line, error message, stdout and stderr — and every
  * record left in Redis — is searched for the password in raw and
  * percent-encoded form and for any 6-character piece of either: zero hits.
@@ -167,6 +168,13 @@ describe('no secret leaks: a known password in every URL, every output searched'
     for (const cmd of [['--help'], ['worker', '--help'], ['send', '--help'], ['result', '--help'], ['secrets', '--help']]) {
       await cli(`${cmd.join(' ')}`, cmd, { CELERIAC_BROKER_URL: url(0), CELERIAC_RESULT_BACKEND_FILE: files.backendUrl });
     }
+
+    // 5b. inspect conf with defaults: the worker's settings under Celery's names, the password masked in both URLs
+    // (a URL registered whole as a secret, as one read from a _FILE, is masked whole).
+    const conf = await cli('inspect conf --with-defaults', ['inspect', 'conf', '--with-defaults', '--json', '-t', '5'], { CELERIAC_BROKER_URL: url(0) }, 0);
+    const confReply = Object.values(JSON.parse(conf.stdout) as Record<string, Record<string, unknown>>)[0]!;
+    for (const k of ['broker_url', 'result_backend']) assert.match(String(confReply[k]), /^(\*\*\*|rediss:\/\/:\*\*\*@127\.0\.0\.1.*)$/, k);
+    assert.equal(confReply.task_serializer, 'json', 'with defaults');
 
     // 6. In process: URLs given in code, a failing task whose error carries the URL, and failing connections.
     const log = memoryLogger('debug');

@@ -47,7 +47,7 @@ describe('remote control (pidbox) of a worker', () => {
     await f.close();
   });
 
-  it('inspect: registered, stats (Celery\'s shape plus the security counters), active, scheduled, active_queues, conf redacted', async () => {
+  it('inspect: registered, stats (Celery\'s shape plus the security counters), active, scheduled, active_queues, conf with Celery\'s names', async () => {
     const f = memoryFixture({ ...ALLOW_ALL, brokerUrl: 'memory://' } as never);
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
@@ -82,7 +82,12 @@ describe('remote control (pidbox) of a worker', () => {
     const [aq] = (await ask(f.broker, 'active_queues', {}, { limit: 1 })) as Array<Record<string, Array<{ name: string }>>>;
     assert.deepEqual(aq!['ts4@host']!.map((x) => x.name), ['celery']);
     const [conf] = (await ask(f.broker, 'conf', {}, { limit: 1 })) as Array<Record<string, Record<string, unknown>>>;
-    assert.equal(typeof conf!['ts4@host'], 'object');
+    // Celery's setting names (Celeriac's own under theirs); defaults only with with_defaults, as Celery.
+    assert.equal(conf!['ts4@host']!.broker_url, 'memory://');
+    assert.deepEqual(conf!['ts4@host']!.workerControlAllow, ALLOW_ALL.workerControlAllow);
+    assert.equal(conf!['ts4@host']!.task_serializer, undefined);
+    const [confAll] = (await ask(f.broker, 'conf', { with_defaults: true }, { limit: 1 })) as Array<Record<string, Record<string, unknown>>>;
+    assert.equal(confAll!['ts4@host']!.task_serializer, 'json');
     release();
     await f.close();
   });

@@ -100,6 +100,8 @@ const TARGETS = [
   'src/dashboard/server/index.ts',
   'src/dashboard/model/index.ts',
   'src/beat/beat.ts',
+  'src/control/mailbox.ts',
+  'src/security/control-guard.ts',
 ];
 
 const CASES: Case[] = [
@@ -138,6 +140,14 @@ const CASES: Case[] = [
   { file: 'src/beat/imports-worker.ts', code: "import '../worker/worker.ts';", rules: ['beat-sends-through-the-client'] },
   { file: 'src/worker/imports-beat.ts', code: "import '../beat/beat.ts';", rules: ['beat-only-from-cli'] },
   { file: 'src/beat/uses-client.ts', code: "import '../client/app.ts';\nimport '../core/broker.ts';\nimport '../observability/logging.ts';\nimport '../errors.ts';", rules: [] },
+  { file: 'src/control/imports-worker.ts', code: "import '../worker/worker.ts';", rules: ['control-mailbox-is-generic'] },
+  { file: 'src/control/type-from-security.ts', code: "import type { G } from '../security/control-guard.ts';", rules: ['control-mailbox-is-generic'] },
+  { file: 'src/control/imports-client.ts', code: "import '../client/app.ts';", rules: ['control-mailbox-is-generic'] },
+  { file: 'src/observability/imports-control.ts', code: "import '../control/mailbox.ts';", rules: ['observability-is-a-leaf'] },
+  { file: 'src/beat/imports-security.ts', code: "import '../security/control-guard.ts';", rules: ['beat-sends-through-the-client'] },
+  { file: 'src/control/uses-core.ts', code: "import '../core/broker.ts';\nimport '../observability/security-events.ts';\nimport '../protocol/types.ts';\nimport '../errors.ts';", rules: [] },
+  { file: 'src/beat/uses-control.ts', code: "import '../control/mailbox.ts';", rules: [] },
+  { file: 'src/worker/uses-control.ts', code: "import '../control/mailbox.ts';", rules: [] },
   { file: 'src/cli/starts-beat.ts', code: "import '../beat/beat.ts';", rules: [] },
   { file: 'src/worker/imports-cli.ts', code: "import '../cli/main.ts';", rules: ['cli-only-from-bin'] },
   { file: 'src/dashboard/server/imports-worker.ts', code: "import '../../worker/worker.ts';", rules: ['dashboard-stays-above-the-app'] },
