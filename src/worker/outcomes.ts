@@ -240,7 +240,7 @@ async function onReplaced(w: WorkerState, job: Job, outcome: Extract<ExecOutcome
   const { req } = job;
   let id: string;
   try {
-    id = await sendReplacement(w, req, outcome.replacement);
+    id = await sendReplacement(w, req, outcome.replacement, job.delivery.queue);
   } catch (err) {
     if (!refused(err) && !(err instanceof ConfigError)) throw err;
     return onFailure(w, job, { kind: 'failure', exc: errorToExceptionInfo(err), traceback: err instanceof Error ? (err.stack ?? null) : null, runtimeMs: outcome.runtimeMs });

@@ -108,13 +108,20 @@ export function checkReplacement(d: SignatureDict): void {
   onFinalTask(d.subtask_type === 'group' ? ACCUMULATE_BODY : d, {}, 'replace');
 }
 
-/** What replacing `req` with `d` sends: the canvas dict and where it is sent from. */
-export function replacementOf(req: CanvasRequest, d: SignatureDict): { dict: SignatureDict; ctx: ApplyContext } {
+/**
+ * What replacing `req` with `d` sends: the canvas dict and where it is sent
+ * from. `queue` is where the task came from: a group's `celery.accumulate`
+ * body goes there (Celery routes it to the default queue, which a worker
+ * set up with `-Q` may not read; every Celery and Celeriac worker has the
+ * builtin, and one reads the task's queue).
+ */
+export function replacementOf(req: CanvasRequest, d: SignatureDict, queue?: string): { dict: SignatureDict; ctx: ApplyContext } {
   checkReplacement(d);
   let r = d;
   if ((r.subtask_type ?? null) === 'group') {
+    const body: SignatureDict = queue ? withOptions(ACCUMULATE_BODY, { queue }) : ACCUMULATE_BODY;
     // The header keeps the group (its id, if frozen, is the join's group id).
-    r = { task: 'celery.chord', args: [], kwargs: { kwargs: {}, header: r as unknown as JsonValue, body: ACCUMULATE_BODY as unknown as JsonValue }, options: {}, subtask_type: 'chord', immutable: false };
+    r = { task: 'celery.chord', args: [], kwargs: { kwargs: {}, header: r as unknown as JsonValue, body: body as unknown as JsonValue }, options: {}, subtask_type: 'chord', immutable: false };
   }
   const callbacks = req.embed.callbacks ?? [];
   const errbacks = req.embed.errbacks ?? [];
@@ -127,8 +134,8 @@ export function replacementOf(req: CanvasRequest, d: SignatureDict): { dict: Sig
 }
 
 /** Send the replacement of `req` (the worker then acks the task and stores nothing for it). */
-export async function sendReplacement(w: CanvasWorker, req: CanvasRequest, d: SignatureDict): Promise<string> {
-  const { dict, ctx } = replacementOf(req, d);
+export async function sendReplacement(w: CanvasWorker, req: CanvasRequest, d: SignatureDict, queue?: string): Promise<string> {
+  const { dict, ctx } = replacementOf(req, d, queue);
   return (await applyDict(workerSender(w), dict, ctx)).id;
 }
 

@@ -54,9 +54,9 @@ function capture(): { sender: CanvasSender; sent: FollowUpSend[]; store: ResultS
   return { sent, store, backend, sender: { store, sendFollowUp: async (f) => void sent.push(f) } };
 }
 
-async function sendReplacing(req: CanvasRequest, d: SignatureDict) {
+async function sendReplacing(req: CanvasRequest, d: SignatureDict, queue?: string) {
   const c = capture();
-  const { dict, ctx } = replacementOf(req, d);
+  const { dict, ctx } = replacementOf(req, d, queue);
   const applied = await applyDict(c.sender, dict, ctx);
   return { ...c, applied };
 }
@@ -106,12 +106,13 @@ describe('replace(): the messages', () => {
   });
 
   it('a group: a chord whose body is celery.accumulate(index=0) with the task id and links; the header waits on the join', async () => {
-    const { sent, backend, applied } = await sendReplacing(request({ embed: { chain: [NEXT], chord: null, errbacks: null, callbacks: [CB] } }), group(sig('t.add', [1, 1]), sig('t.add', [2, 2])).toDict());
+    const { sent, backend, applied } = await sendReplacing(request({ embed: { chain: [NEXT], chord: null, errbacks: null, callbacks: [CB] } }), group(sig('t.add', [1, 1]), sig('t.add', [2, 2])).toDict(), 'ts');
     assert.equal(sent.length, 2);
     assert.equal(applied.id, ID);
     const body = sent[0]!.input.embed!.chord!;
     assert.equal(body.task, 'celery.accumulate');
     assert.deepEqual(body.kwargs, { index: 0 });
+    assert.equal(body.options.queue, 'ts', "the body goes to the replaced task's queue");
     assert.equal(body.options.task_id, ID);
     assert.deepEqual(body.options.link, [CB]);
     assert.deepEqual(body.options.chain, [NEXT]);
