@@ -1,7 +1,8 @@
 /**
  * Celery's canvas builtin tasks a Celeriac worker runs when a workflow
  * sends them (Python's `task.map(it)`, `task.starmap(it)`, and the parts of
- * `task.chunks(it, n)`), and `celery.accumulate` (below): `celery.map(task, it)` is `[task(x) for x in it]`,
+ * `task.chunks(it, n)`; `celery.accumulate`, below, for `replace(group)`):
+ * `celery.map(task, it)` is `[task(x) for x in it]`,
  * `celery.starmap(task, it)` is `[task(*args) for args in it]`, each call
  * made in this worker, in order, as Celery makes them (the inner task's own
  * arguments in its signature are not used, as in Celery). The inner task
