@@ -15,7 +15,7 @@ export { AsyncResult, type GetOptions } from './client/result.ts';
 export { createControl, pidboxRequest, DEFAULT_CONTROL_TIMEOUT_MS, type Control, type ControlOptions, type ControlReply, type Inspect, type BroadcastOptions, type DestinationOptions, type RevokeOptions, type ControlSigner } from './client/control.ts';
 export type { TaskHandle, TaskOptions, SendOptions, KwargsByName } from './client/task.ts';
 export { createWorker, type WorkerHandle, type WorkerOptions, type WorkerStats } from './worker/worker.ts';
-export { currentTask, Retry, type TaskContext, type RequestInfo, type RetryOptions } from './core/task-context.ts';
+export { currentTask, Retry, Replace, type TaskContext, type RequestInfo, type RetryOptions, type SignatureLike, type AddToChordOptions, type ChordAddition } from './core/task-context.ts';
 export { SoftTimeLimitExceeded } from './worker/execute.ts';
 export type { AppSettings, AppSettingsInput, TransportOptions } from './config/options.ts';
 export type { Broker, Delivery, Consumer, OutboxPublish, PublishOptions } from './core/broker.ts';

@@ -97,6 +97,11 @@ export interface ResultBackend {
    * was set for the group.
    */
   chordPartReturn?(part: ChordPart, options?: StoreOptions): Promise<Buffer[] | undefined>;
+  /**
+   * Wait for `count` more parts (Celery's `Task.add_to_chord`; Redis: INCR
+   * of Celery's `<group key>.t`, which the join adds to `.s`).
+   */
+  addToChord?(groupId: string, count: number, options?: StoreOptions): Promise<void>;
   /** Use new credentials from now on without dropping connections (secret rotation). */
   updateCredentials?(url: string): Promise<void>;
   /**

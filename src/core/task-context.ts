@@ -5,6 +5,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { CeleriacError } from '../errors.ts';
+import type { SignatureDict } from '../protocol/types.ts';
 
 /** Facts about the message being executed (Celery's `task.request`). */
 export interface RequestInfo {
@@ -53,6 +54,43 @@ export class Retry extends CeleriacError {
   }
 }
 
+/**
+ * What `replace()` and `addToChord()` take: a canvas value (a `Signature`,
+ * `Chain`, `Group` or `Chord`: anything with Celery's `toDict()`), or a
+ * signature dict as Celery puts it on the wire (one a Python client passed
+ * as an argument, say).
+ */
+export type SignatureLike = { toDict(): SignatureDict } | SignatureDict;
+
+/**
+ * Thrown by `replace()`; the worker sends the replacement and ends the task
+ * as Celery's `Ignore` does (nothing stored under the task's id until the
+ * replacement's result lands there). Do not catch it.
+ */
+export class Replace extends CeleriacError {
+  /** The replacement, as a signature dict. */
+  readonly replacement: SignatureDict;
+  constructor(replacement: SignatureDict) {
+    super('ERR_REPLACE', 'Replaced by new task');
+    this.replacement = replacement;
+  }
+}
+
+/** Options of `addToChord()`. */
+export interface AddToChordOptions {
+  /**
+   * Count the new part but do not send it (Celery's `lazy=True`): the
+   * caller sends `signature` itself, e.g. `fromDict(added.signature).applyAsync(app)`.
+   */
+  lazy?: boolean;
+}
+
+/** What `addToChord()` added: the new part's task id and its signature (membership and id set). */
+export interface ChordAddition {
+  id: string;
+  signature: SignatureDict;
+}
+
 /** What a running task can see and do. */
 export interface TaskContext {
   readonly request: RequestInfo;
@@ -75,6 +113,30 @@ export interface TaskContext {
    * state only after every update begun before it has been written.
    */
   updateState(state: string, meta?: unknown): Promise<boolean>;
+  /**
+   * Replace the rest of this task with `signature` (Celery's
+   * `Task.replace`); never returns (throws `Replace`, which the worker
+   * handles: do not catch it). The replacement takes over this task's id
+   * (a chain's or chord's final task gets it), so whoever waits on this
+   * task gets the replacement's final result; this task's callbacks and
+   * errbacks, its chord membership and the rest of its chain move to the
+   * replacement. A group is run as a chord whose body collects its results
+   * (Celery's `celery.accumulate`). Nothing is stored for this task itself
+   * (Celery's `Ignore`). Throws `ValidationError` at once for a value that
+   * is not a signature, an empty chain, or a signature that already names
+   * a chord.
+   */
+  replace(signature: SignatureLike): never;
+  /**
+   * Add `signature` to the chord this task is a header part of (Celery's
+   * `Task.add_to_chord`): the chord's body then waits for it too, and gets
+   * its result in the list. The join's count goes up first (Redis: Celery's
+   * `.t` key, so Python workers count it too), then the part is sent
+   * unless `lazy`. Rejects with `ValidationError` when this task is not a
+   * chord header part or `signature` is not a task or chain, and with
+   * `ConfigError` when the result backend has no chord join.
+   */
+  addToChord(signature: SignatureLike, options?: AddToChordOptions): Promise<ChordAddition>;
 }
 
 const storage = new AsyncLocalStorage<TaskContext>();

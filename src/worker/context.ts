@@ -3,4 +3,4 @@
  * It lives in core/task-context.ts, where the client (parent and root ids
  * of messages sent from inside a task) reads it too.
  */
-export { currentTask, maybeCurrentTask, Retry, runWithContext, type RequestInfo, type RetryOptions, type TaskContext } from '../core/task-context.ts';
+export { currentTask, maybeCurrentTask, Replace, Retry, runWithContext, type AddToChordOptions, type ChordAddition, type RequestInfo, type RetryOptions, type SignatureLike, type TaskContext } from '../core/task-context.ts';

@@ -5,10 +5,13 @@
  */
 import { errorToExceptionInfo, type ExceptionInfo } from '../protocol/result-meta.ts';
 import type { TaskDefinition } from '../client/task.ts';
-import { Retry, runWithContext, type RequestInfo, type RetryOptions, type TaskContext } from '../core/task-context.ts';
+import { CeleriacError } from '../errors.ts';
+import type { SignatureDict } from '../protocol/types.ts';
+import { Replace, Retry, runWithContext, type AddToChordOptions, type ChordAddition, type RequestInfo, type RetryOptions, type SignatureLike, type TaskContext } from '../core/task-context.ts';
 import { notRegistered } from './exception-records.ts';
 import { checkProgressState } from './progress-state.ts';
 import { canvasBuiltin } from './canvas/builtins.ts';
+import { checkReplacement, signatureDictOf } from './canvas/replace.ts';
 
 /** One execution handed to a pool. */
 export interface ExecJob {
@@ -23,6 +26,8 @@ export interface ExecJob {
   softTimeLimitMs?: number;
   /** Stores a progress state (progress.ts); absent where nothing can be stored. */
   updateState?(state: string, meta: unknown): Promise<boolean>;
+  /** Adds a part to the task's chord (canvas/replace.ts); absent where nothing can be sent. */
+  addToChord?(signature: SignatureDict, lazy: boolean): Promise<ChordAddition>;
 }
 
 /** How an execution ended. */
@@ -30,6 +35,8 @@ export type ExecOutcome =
   | { kind: 'success'; value: unknown; runtimeMs: number }
   | { kind: 'failure'; exc: ExceptionInfo; traceback: string | null; runtimeMs: number }
   | { kind: 'retry'; options: SerializableRetry; runtimeMs: number }
+  /** The task called `replace()`: the worker sends `replacement` in its place (Celery's `Ignore`). */
+  | { kind: 'replaced'; replacement: SignatureDict; runtimeMs: number }
   /** The process running it died (crash, out of memory, killed as collateral of a hard time limit). */
   | { kind: 'lost'; reason: string; runtimeMs: number }
   /** Killed at its hard time limit. */
@@ -110,6 +117,35 @@ class RunningTask implements TaskContext {
     checkProgressState(state);
     return this.job.updateState ? this.job.updateState(state, meta ?? null) : Promise.resolve(false);
   }
+
+  replace(signature: SignatureLike): never {
+    this.checkRunning('replace');
+    const d = signatureDictOf(signature, 'replace');
+    // Checked here, so a bad replacement fails in the task's own stack, with its own traceback.
+    checkReplacement(d);
+    throw new Replace(d);
+  }
+
+  async addToChord(signature: SignatureLike, options: AddToChordOptions = {}): Promise<ChordAddition> {
+    this.checkRunning('addToChord');
+    const d = signatureDictOf(signature, 'addToChord');
+    if (!this.job.addToChord) {
+      throw new CeleriacError('ERR_NO_CHORD_JOIN', 'addToChord(): this worker keeps no results, so it has no chord join to add to', { hint: 'configure a Redis, SQLite or memory result backend' });
+    }
+    return this.job.addToChord(d, options.lazy === true);
+  }
+
+  /** A context kept past the task's end (stored in a closure, say) must not act for it any more. */
+  private checkRunning(what: string): void {
+    if (this.ended) {
+      throw new CeleriacError('ERR_TASK_ENDED', `${what}() called after task ${this.job.task}[${this.job.request.id}] ended`, {
+        hint: `call ${what}() while the task runs, and await it before the task function returns`,
+      });
+    }
+  }
+
+  /** Set once the task function has returned or thrown. */
+  ended = false;
 }
 
 /**
@@ -129,32 +165,37 @@ export function executeJob(registry: ReadonlyMap<string, TaskDefinition>, job: E
     softTimer = setTimeout(() => controller.abort(new SoftTimeLimitExceeded()), job.softTimeLimitMs);
   }
   let value: unknown;
+  const ctx = new RunningTask(job, controller);
   try {
-    value = runWithContext(new RunningTask(job, controller), def.fn, job.args);
+    value = runWithContext(ctx, def.fn, job.args);
   } catch (err) {
+    ctx.ended = true;
     if (softTimer) clearTimeout(softTimer);
     return thrownOutcome(def, err, performance.now() - started);
   }
   if (!isThenable(value)) {
+    ctx.ended = true;
     if (softTimer) clearTimeout(softTimer);
     return { kind: 'success', value, runtimeMs: performance.now() - started };
   }
-  return settleAsync(def, value, started, softTimer);
+  return settleAsync(def, ctx, value, started, softTimer);
 }
 
-async function settleAsync(def: TaskDefinition, pending: PromiseLike<unknown>, started: number, softTimer: NodeJS.Timeout | undefined): Promise<ExecOutcome> {
+async function settleAsync(def: TaskDefinition, ctx: RunningTask, pending: PromiseLike<unknown>, started: number, softTimer: NodeJS.Timeout | undefined): Promise<ExecOutcome> {
   try {
     const value = await pending;
     return { kind: 'success', value, runtimeMs: performance.now() - started };
   } catch (err) {
     return thrownOutcome(def, err, performance.now() - started);
   } finally {
+    ctx.ended = true;
     if (softTimer) clearTimeout(softTimer);
   }
 }
 
 /** The outcome of a task that threw (or rejected): a retry, an automatic retry, or a failure. */
 function thrownOutcome(def: TaskDefinition, err: unknown, runtimeMs: number): ExecOutcome {
+  if (err instanceof Replace) return { kind: 'replaced', replacement: err.replacement, runtimeMs };
   if (err instanceof Retry) {
     const o = err.options;
     const exc = o.exc === undefined ? null : errorToExceptionInfo(o.exc);

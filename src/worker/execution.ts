@@ -16,6 +16,7 @@ import { Execution, reportFinished, type Job, type WorkerState } from './state.t
 import type { TaskEvent } from './types.ts';
 import { revokedJob } from './control/worker-host.ts';
 import { canvasOfStarted } from './canvas/lost.ts';
+import { addToChord } from './canvas/replace.ts';
 import { runTraced } from './tracing.ts';
 import { judgeDeliveryCount } from './delivery-count.ts';
 
@@ -46,6 +47,7 @@ export function prepare(w: WorkerState, job: Job): boolean {
   job.hardMs = hard !== undefined ? hard * 1000 : undefined;
   job.exec = new Execution(String(++w.jobSeq), def.name, args, soft !== undefined ? soft * 1000 : undefined, w.nodeName, job, kwargs);
   job.exec.updateState = progressWriter(w, job);
+  if (w.store) job.exec.addToChord = (d, lazy) => addToChord(w, req, d, lazy);
   return true;
 }
 

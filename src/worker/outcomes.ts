@@ -13,7 +13,7 @@
  * logged: the FAILURE it follows is already stored.
  */
 import { ResultEncodeError } from '../client/results.ts';
-import { QueueFullError, RateLimitedError, ValidationError } from '../errors.ts';
+import { ConfigError, QueueFullError, RateLimitedError, ValidationError } from '../errors.ts';
 import type { StoredRecord } from '../core/backend.ts';
 import { redactAll } from '../config/redact.ts';
 import { buildResultMeta, errorToExceptionInfo, type ExceptionInfo, type ExtendedFields, type ResultMeta } from '../protocol/result-meta.ts';
@@ -22,6 +22,7 @@ import type { ExecOutcome } from './execute.ts';
 import { encodeError, expiredRevoked, maxRetriesExceeded, redactException, retryInFuture, timeLimitExceeded, workerLost } from './exception-records.ts';
 import { childTuple, retryMessageInput } from './follow-ups.ts';
 import { afterFailureStored, afterRevokedStored, afterSuccessStored, hasCanvasWork, sendSuccessCanvas } from './canvas/outcomes.ts';
+import { sendReplacement } from './canvas/replace.ts';
 import { decideRetry } from './retry-policy.ts';
 import { ackOnce, afterSettling, giveBack, settleInBatch, storeMeta } from './settle.ts';
 import { reportFinished, type Job, type WorkerState } from './state.ts';
@@ -65,6 +66,8 @@ export function onOutcome(w: WorkerState, job: Job, outcome: ExecOutcome): Promi
       return onFailure(w, job, { kind: 'failure', exc: timeLimitExceeded(outcome.limitSeconds), traceback: null, runtimeMs: outcome.runtimeMs });
     case 'lost':
       return onLost(w, job, outcome.reason);
+    case 'replaced':
+      return onReplaced(w, job, outcome);
   }
 }
 
@@ -222,6 +225,27 @@ async function onRetry(w: WorkerState, job: Job, outcome: Extract<ExecOutcome, {
     }),
     req,
   );
+  await ackOnce(w, job);
+}
+
+/**
+ * The task called `replace()`: send the replacement, then ack, storing
+ * nothing and sending no event (Celery's `Ignore`; the replacement's final
+ * task stores the result under this task's id). A replacement that cannot
+ * be sent (refused by the submission limits, or a chord where the backend
+ * has no join) fails the task with that error, as `sig.delay()` raising
+ * inside Celery's `replace` does.
+ */
+async function onReplaced(w: WorkerState, job: Job, outcome: Extract<ExecOutcome, { kind: 'replaced' }>): Promise<void> {
+  const { req } = job;
+  let id: string;
+  try {
+    id = await sendReplacement(w, req, outcome.replacement, job.delivery.queue);
+  } catch (err) {
+    if (!refused(err) && !(err instanceof ConfigError)) throw err;
+    return onFailure(w, job, { kind: 'failure', exc: errorToExceptionInfo(err), traceback: err instanceof Error ? (err.stack ?? null) : null, runtimeMs: outcome.runtimeMs });
+  }
+  if (w.logTasks) w.logger.info({ task: req.task, id: req.id, replacement: outcome.replacement.task, replacementId: id, runtimeMs: outcome.runtimeMs }, `task ${req.task}[${req.id}] replaced by ${outcome.replacement.task}`);
   await ackOnce(w, job);
 }
 

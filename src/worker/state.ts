@@ -114,6 +114,8 @@ export class Execution implements ExecJob {
   private cached: RequestInfo | undefined;
   /** Set by progress.ts when the worker keeps results. */
   updateState?: (state: string, meta: unknown) => Promise<boolean>;
+  /** Set by execution.ts when the worker keeps results (a chord join needs them). */
+  addToChord?: ExecJob['addToChord'];
   constructor(
     readonly jobId: string,
     readonly task: string,

@@ -21,6 +21,9 @@ function stateOf(o: ExecOutcome): { state: string; error?: { type: string; messa
       return { state: 'FAILURE', error: { type: 'TimeLimitExceeded', message: `${o.limitSeconds}` } };
     case 'lost':
       return { state: 'FAILURE', error: { type: 'WorkerLostError', message: o.reason } };
+    case 'replaced':
+      // Celery's state for a task that raised Ignore (replace() does).
+      return { state: 'IGNORED' };
   }
 }
 

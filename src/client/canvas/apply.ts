@@ -193,8 +193,9 @@ async function applyChain(sender: CanvasSender, d: SignatureDict, ctx: ApplyCont
     const last = steps[steps.length - 1]!;
     steps = [...steps.slice(0, -1), withOptions(last, { link: [...list(last.options?.link), ...callbacks] as unknown as JsonValue })];
   }
-  // A chain that follows this one (a chain step that is itself a chain) comes after our steps.
-  const rest = [...steps.slice(1).reverse(), ...(ctx.chain ?? [])];
+  // A chain that follows this one (a chain step that is itself a chain, a replaced chain step) comes
+  // after our steps: the list is reversed (the next step last), so it goes first.
+  const rest = [...(ctx.chain ?? []), ...steps.slice(1).reverse()];
   // The chain's other options go to its first step, as Celery's `first_task.apply_async(**options)`.
   const first = withOptions(steps[0]!, passedOn(o));
   const applied = await applyDict(sender, first, { ...ctx, chain: rest });

@@ -98,6 +98,12 @@ export class MemoryBackend implements ResultBackend {
     else this.chords.set(groupId, { size, parts: [] });
   }
 
+  /** Celery's `add_to_chord`: the join waits for `count` more parts (none when no size was set: the join is gone). */
+  async addToChord(groupId: string, count: number): Promise<void> {
+    const c = this.chords.get(groupId);
+    if (c?.size !== undefined) c.size += count;
+  }
+
   async chordPartReturn(part: ChordPart): Promise<Buffer[] | undefined> {
     let c = this.chords.get(part.groupId);
     if (!c) this.chords.set(part.groupId, (c = { size: undefined, parts: [] }));

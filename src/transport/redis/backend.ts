@@ -216,6 +216,24 @@ export class RedisBackend implements ResultBackend {
     }
   }
 
+  /**
+   * Celery's `add_to_chord`: INCR of the `.t` key, which the join (ours and
+   * Celery's `on_chord_part_return`) adds to `.s`. Celery sets no expiry
+   * here; this one does, so a chord that never completes leaves nothing.
+   */
+  async addToChord(groupId: string, count: number, options?: StoreOptions): Promise<void> {
+    await this.connect();
+    const key = `${GROUP_META_PREFIX}${groupId}.t`;
+    const ttl = options?.expiresSeconds ?? 0;
+    try {
+      const m = this.client.multi().incrby(key, count);
+      if (ttl > 0) m.expire(key, ttl);
+      await m.exec();
+    } catch (err) {
+      throw asRedisConnectionError(err, 'result backend', this.url);
+    }
+  }
+
   async updateCredentials(url: string): Promise<void> {
     await updateClientCredentials(this.client, url);
     await updateClientCredentials(this.sub, url);

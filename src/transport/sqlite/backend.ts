@@ -264,6 +264,11 @@ export class SqliteBackend implements ResultBackend {
     return this.chords().chordPartReturn(part, options);
   }
 
+  /** Celery's `add_to_chord`: the join waits for `count` more parts. */
+  async addToChord(groupId: string, count: number, options?: StoreOptions): Promise<void> {
+    this.chords().addToChord(groupId, count, options);
+  }
+
   async forget(taskId: string): Promise<void> {
     this.write(() => this.s.forget!.run(taskId));
   }

@@ -17,6 +17,7 @@ export interface SqliteCanvas {
   forgetGroup(groupId: string): void;
   setChordSize(groupId: string, size: number, options?: StoreOptions): void;
   chordPartReturn(part: ChordPart, options?: StoreOptions): Buffer[] | undefined;
+  addToChord(groupId: string, count: number, options?: StoreOptions): void;
 }
 
 const expiry = (options: StoreOptions | undefined, now: number): number | null => (options?.expiresSeconds ? now + options.expiresSeconds * 1000 : null);
@@ -34,11 +35,15 @@ export function sqliteCanvas(db: SqliteDatabase, write: WriteTx): SqliteCanvas {
     parts: db.prepare('SELECT entry FROM chord_parts WHERE group_id = ? ORDER BY score, entry'),
     dropParts: db.prepare('DELETE FROM chord_parts WHERE group_id = ?'),
     dropChord: db.prepare('DELETE FROM chords WHERE group_id = ?'),
+    // Parts are added by header tasks, which run after the size was written: the size itself grows
+    // (Redis keeps a separate `.t` only because Celery does). No size: the join is gone, as on Redis.
+    grow: db.prepare('UPDATE chords SET size = size + ?, expires_at = ? WHERE group_id = ? AND size IS NOT NULL'),
   };
   return {
     saveGroup: (groupId, payload, options) => void write(() => s.saveGroup.run(groupId, payload, expiry(options, Date.now()))),
     getGroup: (groupId) => (s.getGroup.get(groupId, Date.now()) as { payload: Buffer } | undefined)?.payload,
     forgetGroup: (groupId) => void write(() => s.forgetGroup.run(groupId)),
+    addToChord: (groupId, count, options) => void write(() => s.grow.run(count, expiry(options, Date.now()), groupId)),
     setChordSize: (groupId, size, options) => void write(() => s.setSize.run(groupId, size, expiry(options, Date.now()))),
     chordPartReturn: (part, options) =>
       write(() => {

@@ -1,7 +1,8 @@
 /**
  * Celery's canvas builtin tasks a Celeriac worker runs when a workflow
  * sends them (Python's `task.map(it)`, `task.starmap(it)`, and the parts of
- * `task.chunks(it, n)`): `celery.map(task, it)` is `[task(x) for x in it]`,
+ * `task.chunks(it, n)`; `celery.accumulate`, below, for `replace(group)`):
+ * `celery.map(task, it)` is `[task(x) for x in it]`,
  * `celery.starmap(task, it)` is `[task(*args) for args in it]`, each call
  * made in this worker, in order, as Celery makes them (the inner task's own
  * arguments in its signature are not used, as in Celery). The inner task
@@ -31,8 +32,30 @@ class NotRegistered extends Error {
   readonly excModule = 'celery.exceptions';
 }
 
+/**
+ * `celery.accumulate(*args, index=None)`: `args[index]`, or the list of
+ * args. A group that replaces a task runs as a chord with this body
+ * (`index=0`: the list of the group's results), so either side's worker
+ * may run it.
+ */
+const ACCUMULATE: TaskDefinition = {
+  name: 'celery.accumulate',
+  fn: (...all: unknown[]) => {
+    const kwargs = (all.pop() ?? {}) as { index?: unknown };
+    const index = kwargs.index;
+    if (index === undefined || index === null) return all;
+    if (typeof index !== 'number' || !Number.isInteger(index)) throw new ValidationError('celery.accumulate: `index` is not an integer', { field: 'kwargs.index' });
+    // Python's negative indices count from the end.
+    const at = index < 0 ? all.length + index : index;
+    if (at < 0 || at >= all.length) throw Object.assign(new Error('tuple index out of range'), { name: 'IndexError' });
+    return all[at];
+  },
+  options: { kwargs: true },
+};
+
 /** The builtin named `name` (undefined when it is none), calling tasks of `registry`. */
 export function canvasBuiltin(name: string, registry: ReadonlyMap<string, TaskDefinition>): TaskDefinition | undefined {
+  if (name === 'celery.accumulate') return ACCUMULATE;
   const run = BUILTINS[name];
   if (!run) return undefined;
   const fn = (task: unknown, it: unknown): Promise<unknown[]> => {

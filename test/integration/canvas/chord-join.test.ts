@@ -4,7 +4,7 @@
  * entry), the completing part alone gets every part in header order, the
  * join forgotten after. On Redis, the keys are Celery 5.2.6's: a sorted set
  * `celery-taskset-meta-<group>.j` scored by group_index, `.s` written as
- * text with the result expiry, `.t` read as extra parts (Task.add_to_chord).
+ * text with the result expiry, `.t` read as extra parts (Task.add_to_chord; our addToChord increments it).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -62,6 +62,21 @@ for (const target of targets) {
       if (b !== a) await b.close();
     });
 
+    it('addToChord: the join waits for the added parts too; without a size it adds nothing', async (t) => {
+      if (!requireService(t, target.ok(), 'redis-server')) return;
+      const a = target.create();
+      const b = target.name === 'memory' ? a : target.create();
+      const gid = newId();
+      await a.setChordSize!(gid, 1, { expiresSeconds: 60 });
+      await b.addToChord!(gid, 2, { expiresSeconds: 60 });
+      assert.equal(await a.chordPartReturn!({ groupId: gid, groupIndex: 0, entry: part(0) }, { expiresSeconds: 60 }), undefined);
+      assert.equal(await b.chordPartReturn!({ groupId: gid, groupIndex: 0, entry: part(1) }, { expiresSeconds: 60 }), undefined);
+      const done = await a.chordPartReturn!({ groupId: gid, groupIndex: 0, entry: part(2) }, { expiresSeconds: 60 });
+      assert.deepEqual(done?.map(String), [part(0), part(1), part(2)].map(String));
+      await a.close();
+      if (b !== a) await b.close();
+    });
+
     it('without a size (a group that is not a chord header) nothing completes', async (t) => {
       if (!requireService(t, target.ok(), 'redis-server')) return;
       const a = target.create();
@@ -93,15 +108,20 @@ describe('chord join: the Redis keys are Celery 5.2.6 keys', () => {
     await be.setChordSize(gid, 2, { expiresSeconds: 120 });
     assert.equal(await raw.get(`${key}.s`), '2');
     assert.ok((await raw.ttl(`${key}.s`)) > 100);
-    // Celery's Task.add_to_chord: INCR .t adds one more part to wait for.
+    // Celery's Task.add_to_chord: INCR .t adds one more part to wait for; ours is the same key.
     await raw.incr(`${key}.t`);
+    assert.equal(await raw.get(`${key}.t`), '1');
+    await be.addToChord(gid, 1, { expiresSeconds: 120 });
+    assert.equal(await raw.get(`${key}.t`), '2', 'a Celeriac addToChord and a Python one count on the same key');
+    assert.ok((await raw.ttl(`${key}.t`)) > 100);
+    await be.chordPartReturn({ groupId: gid, groupIndex: 2, entry: part(2) }, { expiresSeconds: 120 });
     await be.chordPartReturn({ groupId: gid, groupIndex: 1, entry: part(1) }, { expiresSeconds: 120 });
-    assert.deepEqual(await raw.call('ZRANGE', `${key}.j`, '0', '-1', 'WITHSCORES'), [String(part(1)), '1']);
+    assert.deepEqual(await raw.call('ZRANGE', `${key}.j`, '0', '-1', 'WITHSCORES'), [String(part(1)), '1', String(part(2)), '2']);
     assert.ok((await raw.ttl(`${key}.j`)) > 100);
-    assert.equal(await be.chordPartReturn({ groupId: gid, groupIndex: null, entry: part(9) }, { expiresSeconds: 120 }), undefined, '.t asks for a third part');
+    assert.equal(await be.chordPartReturn({ groupId: gid, groupIndex: null, entry: part(9) }, { expiresSeconds: 120 }), undefined, '.t asks for two more parts');
     assert.deepEqual(await raw.zscore(`${key}.j`, String(part(9))), 'inf');
     const done = await be.chordPartReturn({ groupId: gid, groupIndex: 0, entry: part(0) }, { expiresSeconds: 120 });
-    assert.deepEqual(done?.map(String), [part(0), part(1), part(9)].map(String));
+    assert.deepEqual(done?.map(String), [part(0), part(1), part(2), part(9)].map(String));
     assert.deepEqual(await raw.keys(`${key}*`), []);
     raw.disconnect();
     await be.close();
