@@ -3,13 +3,13 @@
  * actions by role, audit log) over HTTPS, and `celeriac dashboard users` to
  * manage its local accounts.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors.ts';
 import { dashboardPolicy } from '../config/dashboard-policy.ts';
 import { createDashboardModel } from '../dashboard/model/index.ts';
 import type { DashboardModel } from '../dashboard/model/types.ts';
-import { createDashboardServer, openUserStore, ROLES, type DashboardTlsOptions, type OidcSettings, type Role } from '../dashboard/server/index.ts';
+import { createDashboardServer, createSessionStore, defaultSessionDbPath, openSqliteStateStore, openUserStore, ROLES, type DashboardTlsOptions, type OidcSettings, type Role } from '../dashboard/server/index.ts';
 import { applyConnectionFlags, CONNECTION_FLAGS, CONNECTION_HELP } from './flags.ts';
 import { appFromArgs } from './load-app.ts';
 import { Exit, println, reportError, type CliIo } from './io.ts';
@@ -18,6 +18,7 @@ import type { App } from '../client/app.ts';
 export const DASHBOARD_HELP = `Usage: celeriac dashboard [options]
        celeriac dashboard users add <name> --role <viewer|operator|admin> [--view-clear] --users-file <path>
        celeriac dashboard users list|remove <name> --users-file <path>
+       celeriac dashboard sessions revoke <name>|--all --users-file <path>
 
 The web monitor: live workers, tasks, queues and charts; actions by role
 (viewer reads; operator revokes, rate-limits, retries, redrives, pauses;
@@ -53,6 +54,11 @@ Other:
       --beat-state-url <url>       where that beat keeps its state, when not on the broker/backend
       --session-idle <minutes>     default 30
       --session-max <minutes>     default 720
+      --session-store <memory|sqlite:path>
+                                   sessions and lockout counters (default: sqlite
+                                   beside the users file, <name>.sessions.db, so a
+                                   restart keeps them and dashboards sharing the
+                                   file share them; memory without a users file)
   -A, --app <module>               module exporting the app
 ${CONNECTION_HELP}
   -h, --help                       show this help`;
@@ -84,6 +90,8 @@ const FLAGS = {
   'beat-state-url': { type: 'string' },
   'session-idle': { type: 'string' },
   'session-max': { type: 'string' },
+  'session-store': { type: 'string' },
+  all: { type: 'boolean' },
   role: { type: 'string' },
   'view-clear': { type: 'boolean' },
 } as const;
@@ -136,6 +144,55 @@ async function readPassword(io: CliIo & { stdin?: NodeJS.ReadableStream & { isTT
   });
 }
 
+/**
+ * The SQLite file sessions and lockout counters live in: `--session-store
+ * sqlite:<path>`, else beside the users file; undefined for `memory` (or no
+ * users file), where they live in the dashboard process only.
+ */
+function sessionStorePath(values: Record<string, unknown>): string | undefined {
+  const flag = values['session-store'] as string | undefined;
+  if (flag === 'memory') return undefined;
+  if (flag !== undefined) {
+    if (!flag.startsWith('sqlite:') || flag.length === 7) throw new ConfigError(`--session-store ${flag} is not memory or sqlite:<path>`, { hint: 'e.g. --session-store sqlite:/var/lib/celeriac/dashboard-sessions.db' });
+    return flag.slice(7);
+  }
+  const users = values['users-file'] as string | undefined;
+  return users ? defaultSessionDbPath(users) : undefined;
+}
+
+/**
+ * End sessions in the session store a running dashboard shares: one user's,
+ * or everyone's. Undefined when there is no store file (memory, or no
+ * dashboard has run with it yet): nothing to end from outside the process.
+ */
+async function revokeSessions(values: Record<string, unknown>, io: CliIo, who: { user: string } | 'all'): Promise<number | undefined> {
+  const path = sessionStorePath(values);
+  if (!path || !existsSync(path)) return undefined;
+  const state = openSqliteStateStore({ path, warn: (line) => println(io.stderr, line) });
+  try {
+    const sessions = createSessionStore(state.sessions);
+    return who === 'all' ? await sessions.destroyAll() : await sessions.destroyUser(who.user);
+  } finally {
+    await state.close();
+  }
+}
+
+async function sessionsCommand(positionals: string[], values: Record<string, unknown>, io: CliIo): Promise<number> {
+  const [sub, name] = positionals;
+  const all = values.all === true;
+  if (sub !== 'revoke' || (name === undefined) === !all) {
+    println(io.stderr, `error: expected "sessions revoke <name>" or "sessions revoke --all"\n\n${DASHBOARD_HELP}`);
+    return Exit.USAGE;
+  }
+  if (!sessionStorePath(values)) {
+    println(io.stderr, 'error: --users-file <path> or --session-store sqlite:<path> is required (sessions kept in memory end when that dashboard stops)');
+    return Exit.USAGE;
+  }
+  const n = await revokeSessions(values, io, all ? 'all' : { user: name! });
+  println(io.stdout, n === undefined ? `no session store at ${sessionStorePath(values)}: no sessions to end` : `ended ${n} session(s)${all ? '' : ` of ${name}`}`);
+  return Exit.OK;
+}
+
 async function usersCommand(positionals: string[], values: Record<string, unknown>, io: CliIo): Promise<number> {
   const [sub, name] = positionals;
   const path = values['users-file'] as string | undefined;
@@ -153,7 +210,10 @@ async function usersCommand(positionals: string[], values: Record<string, unknow
       println(io.stderr, `error: no user ${name} in ${path}`);
       return Exit.ERROR;
     }
-    println(io.stdout, `removed ${name}: a running dashboard refuses their next login (open sessions end at their timeout, or at once when an admin removes the user in the UI)`);
+    const ended = await revokeSessions(values, io, { user: name });
+    println(io.stdout, ended === undefined
+      ? `removed ${name}: a running dashboard refuses their next login and ends their open sessions at their next request`
+      : `removed ${name} and ended ${ended} open session(s)`);
     return Exit.OK;
   }
   if (sub === 'add' && name) {
@@ -164,7 +224,9 @@ async function usersCommand(positionals: string[], values: Record<string, unknow
     }
     const password = await readPassword(io, `Password for ${name} (16+ characters, not echoed): `);
     await store.add(name, password, role as Role, { viewClear: values['view-clear'] === true });
-    println(io.stdout, `saved ${name} (${role}${values['view-clear'] ? ', view-clear' : ''}) to ${path}`);
+    // A changed password or role takes effect now: sessions opened with the old one end.
+    const ended = await revokeSessions(values, io, { user: name });
+    println(io.stdout, `saved ${name} (${role}${values['view-clear'] ? ', view-clear' : ''}) to ${path}${ended ? `; ended ${ended} open session(s)` : ''}`);
     return Exit.OK;
   }
   println(io.stderr, `error: expected "users add <name> --role <role>", "users list" or "users remove <name>"\n\n${DASHBOARD_HELP}`);
@@ -186,6 +248,7 @@ export async function runDashboardCommand(argv: string[], io: CliIo): Promise<nu
   }
   try {
     if (positionals[0] === 'users') return await usersCommand(positionals.slice(1), values, io);
+    if (positionals[0] === 'sessions') return await sessionsCommand(positionals.slice(1), values, io);
     if (positionals.length) {
       println(io.stderr, `error: unexpected ${JSON.stringify(positionals[0])}\n\n${DASHBOARD_HELP}`);
       return Exit.USAGE;
@@ -227,6 +290,7 @@ async function serve(v: Record<string, unknown>, io: CliIo): Promise<number> {
     };
   }
   const users = s('users-file') ? openUserStore(s('users-file')!) : undefined;
+  const sessionDb = sessionStorePath(v);
   const store = s('store');
   const maxTasks = positiveInt(s('max-tasks'), '--max-tasks');
   let app: App | undefined;
@@ -254,12 +318,14 @@ async function serve(v: Record<string, unknown>, io: CliIo): Promise<number> {
       auditLog: s('audit-log') ?? 'celeriac-dashboard-audit.jsonl',
       metricsToken,
       sessions: { idleMs: (positiveInt(s('session-idle'), '--session-idle') ?? 30) * 60_000, absoluteMs: (positiveInt(s('session-max'), '--session-max') ?? 720) * 60_000 },
+      ...(sessionDb ? { stateStore: { sqlite: sessionDb } } : {}),
       trustProxy: s('trust-proxy'),
       allowedOrigins: (v['allowed-origin'] as string[] | undefined) ?? [],
       warn: (line) => println(io.stderr, line),
     });
     const url = await server.listen();
     println(io.stdout, `celeriac dashboard on ${url}/ (Ctrl-C to stop)`);
+    println(io.stdout, sessionDb ? `sessions and lockouts in ${sessionDb}` : 'sessions and lockouts in memory: a restart logs everyone out (--session-store sqlite:<path> keeps them)');
     await new Promise<void>((resolve) => {
       const stop = (): void => resolve();
       process.once('SIGINT', stop);
