@@ -9,16 +9,17 @@ import { ConfigError } from '../errors.ts';
 import { dashboardPolicy } from '../config/dashboard-policy.ts';
 import { createDashboardModel } from '../dashboard/model/index.ts';
 import type { DashboardModel } from '../dashboard/model/types.ts';
-import { createDashboardServer, createSessionStore, defaultSessionDbPath, openSqliteStateStore, openUserStore, ROLES, type DashboardTlsOptions, type OidcSettings, type Role } from '../dashboard/server/index.ts';
+import { createDashboardServer, createSessionStore, defaultSessionDbPath, openSqliteStateStore, openUserStore, ROLES, type DashboardStateStore, type DashboardTlsOptions, type OidcSettings, type Role } from '../dashboard/server/index.ts';
 import { applyConnectionFlags, CONNECTION_FLAGS, CONNECTION_HELP } from './flags.ts';
 import { appFromArgs } from './load-app.ts';
 import { Exit, println, reportError, type CliIo } from './io.ts';
 import type { App } from '../client/app.ts';
+import { openDashboardStateStore } from '../client/dashboard-state.ts';
 
 export const DASHBOARD_HELP = `Usage: celeriac dashboard [options]
        celeriac dashboard users add <name> --role <viewer|operator|admin> [--view-clear] --users-file <path>
        celeriac dashboard users list|remove <name> --users-file <path>
-       celeriac dashboard sessions revoke <name>|--all --users-file <path>
+       celeriac dashboard sessions revoke <name>|--all --users-file <path> [--session-store ...]
 
 The web monitor: live workers, tasks, queues and charts; actions by role
 (viewer reads; operator revokes, rate-limits, retries, redrives, pauses;
@@ -54,11 +55,13 @@ Other:
       --beat-state-url <url>       where that beat keeps its state, when not on the broker/backend
       --session-idle <minutes>     default 30
       --session-max <minutes>     default 720
-      --session-store <memory|sqlite:path>
+      --session-store <memory|sqlite:path|redis>
                                    sessions and lockout counters (default: sqlite
-                                   beside the users file, <name>.sessions.db, so a
-                                   restart keeps them and dashboards sharing the
-                                   file share them; memory without a users file)
+                                   beside the users file, <name>.sessions.db: a
+                                   restart keeps them, dashboards on this host
+                                   share them; redis: on the app's Redis broker or
+                                   backend, shared across hosts; memory without a
+                                   users file)
   -A, --app <module>               module exporting the app
 ${CONNECTION_HELP}
   -h, --help                       show this help`;
@@ -144,36 +147,51 @@ async function readPassword(io: CliIo & { stdin?: NodeJS.ReadableStream & { isTT
   });
 }
 
+/** Where sessions and lockout counters live (see `--session-store`). */
+type SessionStoreChoice = { kind: 'memory' } | { kind: 'sqlite'; path: string } | { kind: 'redis' };
+
 /**
- * The SQLite file sessions and lockout counters live in: `--session-store
- * sqlite:<path>`, else beside the users file; undefined for `memory` (or no
- * users file), where they live in the dashboard process only.
+ * `--session-store`: `memory`, `sqlite:<path>`, `redis` (the app's Redis
+ * broker or result backend); by default the SQLite file beside the users
+ * file, or memory without one.
  */
-function sessionStorePath(values: Record<string, unknown>): string | undefined {
+function sessionStoreChoice(values: Record<string, unknown>): SessionStoreChoice {
   const flag = values['session-store'] as string | undefined;
-  if (flag === 'memory') return undefined;
+  if (flag === 'memory' || flag === 'redis') return { kind: flag };
   if (flag !== undefined) {
-    if (!flag.startsWith('sqlite:') || flag.length === 7) throw new ConfigError(`--session-store ${flag} is not memory or sqlite:<path>`, { hint: 'e.g. --session-store sqlite:/var/lib/celeriac/dashboard-sessions.db' });
-    return flag.slice(7);
+    if (!flag.startsWith('sqlite:') || flag.length === 7) throw new ConfigError(`--session-store ${flag} is not memory, sqlite:<path> or redis`, { hint: 'e.g. --session-store sqlite:/var/lib/celeriac/dashboard-sessions.db' });
+    return { kind: 'sqlite', path: flag.slice(7) };
   }
   const users = values['users-file'] as string | undefined;
-  return users ? defaultSessionDbPath(users) : undefined;
+  return users ? { kind: 'sqlite', path: defaultSessionDbPath(users) } : { kind: 'memory' };
+}
+
+/** The app of `-A` with the connection flags applied (for `--session-store redis`). */
+async function loadAppFor(values: Record<string, unknown>, io: CliIo): Promise<App> {
+  applyConnectionFlags(values as { broker?: string; 'result-backend'?: string }, io);
+  return (await appFromArgs(values.app as string | undefined, io.cwd)).app;
 }
 
 /**
  * End sessions in the session store a running dashboard shares: one user's,
- * or everyone's. Undefined when there is no store file (memory, or no
- * dashboard has run with it yet): nothing to end from outside the process.
+ * or everyone's. Undefined when there is none to reach from outside the
+ * dashboard process (memory, or no dashboard has created the SQLite file yet).
  */
 async function revokeSessions(values: Record<string, unknown>, io: CliIo, who: { user: string } | 'all'): Promise<number | undefined> {
-  const path = sessionStorePath(values);
-  if (!path || !existsSync(path)) return undefined;
-  const state = openSqliteStateStore({ path, warn: (line) => println(io.stderr, line) });
+  const choice = sessionStoreChoice(values);
+  if (choice.kind === 'memory' || (choice.kind === 'sqlite' && !existsSync(choice.path))) return undefined;
+  let app: App | undefined;
   try {
-    const sessions = createSessionStore(state.sessions);
-    return who === 'all' ? await sessions.destroyAll() : await sessions.destroyUser(who.user);
+    if (choice.kind === 'redis') app = await loadAppFor(values, io);
+    const state = app ? await openDashboardStateStore(app) : openSqliteStateStore({ path: (choice as { path: string }).path, warn: (line) => println(io.stderr, line) });
+    try {
+      const sessions = createSessionStore(state.sessions);
+      return who === 'all' ? await sessions.destroyAll() : await sessions.destroyUser(who.user);
+    } finally {
+      await state.close();
+    }
   } finally {
-    await state.close();
+    await app?.close();
   }
 }
 
@@ -184,12 +202,13 @@ async function sessionsCommand(positionals: string[], values: Record<string, unk
     println(io.stderr, `error: expected "sessions revoke <name>" or "sessions revoke --all"\n\n${DASHBOARD_HELP}`);
     return Exit.USAGE;
   }
-  if (!sessionStorePath(values)) {
-    println(io.stderr, 'error: --users-file <path> or --session-store sqlite:<path> is required (sessions kept in memory end when that dashboard stops)');
+  const choice = sessionStoreChoice(values);
+  if (choice.kind === 'memory') {
+    println(io.stderr, 'error: --users-file <path>, --session-store sqlite:<path> or --session-store redis is required (sessions kept in memory end when that dashboard stops)');
     return Exit.USAGE;
   }
   const n = await revokeSessions(values, io, all ? 'all' : { user: name! });
-  println(io.stdout, n === undefined ? `no session store at ${sessionStorePath(values)}: no sessions to end` : `ended ${n} session(s)${all ? '' : ` of ${name}`}`);
+  println(io.stdout, n === undefined ? `no session store at ${choice.kind === 'sqlite' ? choice.path : 'redis'}: no sessions to end` : `ended ${n} session(s)${all ? '' : ` of ${name}`}`);
   return Exit.OK;
 }
 
@@ -290,11 +309,12 @@ async function serve(v: Record<string, unknown>, io: CliIo): Promise<number> {
     };
   }
   const users = s('users-file') ? openUserStore(s('users-file')!) : undefined;
-  const sessionDb = sessionStorePath(v);
+  const sessionStore = sessionStoreChoice(v);
   const store = s('store');
   const maxTasks = positiveInt(s('max-tasks'), '--max-tasks');
   let app: App | undefined;
   let model: DashboardModel | undefined;
+  let state: DashboardStateStore | undefined;
   const abort = new AbortController();
   try {
     // Checked before connecting: no auth or no TLS off loopback fails fast, without touching the broker.
@@ -306,6 +326,7 @@ async function serve(v: Record<string, unknown>, io: CliIo): Promise<number> {
     if (refusal) throw new ConfigError(refusal.message, { hint: refusal.fix });
     applyConnectionFlags(v as { broker?: string; 'result-backend'?: string }, io);
     ({ app } = await appFromArgs(s('app'), io.cwd));
+    if (sessionStore.kind === 'redis') state = await openDashboardStateStore(app);
     model = await createDashboardModel({
       app,
       queues: (v.queue as string[] | undefined) ?? [],
@@ -318,14 +339,14 @@ async function serve(v: Record<string, unknown>, io: CliIo): Promise<number> {
       auditLog: s('audit-log') ?? 'celeriac-dashboard-audit.jsonl',
       metricsToken,
       sessions: { idleMs: (positiveInt(s('session-idle'), '--session-idle') ?? 30) * 60_000, absoluteMs: (positiveInt(s('session-max'), '--session-max') ?? 720) * 60_000 },
-      ...(sessionDb ? { stateStore: { sqlite: sessionDb } } : {}),
+      ...(sessionStore.kind === 'sqlite' ? { stateStore: { sqlite: sessionStore.path } } : state ? { stateStore: state } : {}),
       trustProxy: s('trust-proxy'),
       allowedOrigins: (v['allowed-origin'] as string[] | undefined) ?? [],
       warn: (line) => println(io.stderr, line),
     });
     const url = await server.listen();
     println(io.stdout, `celeriac dashboard on ${url}/ (Ctrl-C to stop)`);
-    println(io.stdout, sessionDb ? `sessions and lockouts in ${sessionDb}` : 'sessions and lockouts in memory: a restart logs everyone out (--session-store sqlite:<path> keeps them)');
+    println(io.stdout, sessionStore.kind === 'memory' ? 'sessions and lockouts in memory: a restart logs everyone out (--session-store sqlite:<path> or redis keeps them)' : `sessions and lockouts in ${sessionStore.kind === 'sqlite' ? sessionStore.path : state?.location}`);
     await new Promise<void>((resolve) => {
       const stop = (): void => resolve();
       process.once('SIGINT', stop);
@@ -336,6 +357,7 @@ async function serve(v: Record<string, unknown>, io: CliIo): Promise<number> {
   } finally {
     abort.abort();
     await model?.close().catch(() => {});
+    await state?.close();
     await app?.close();
   }
 }

@@ -4,10 +4,11 @@
  * address) is locked for `lockMs`. A locked account answers the same way
  * whether the password is right or not, so the lock cannot be used as an oracle.
  *
- * The counters live in a {@link ThrottleBackend} (memory, or the SQLite state
- * file shared with the sessions, see state.ts), so a restart does not hand an
- * attacker a fresh set of tries, and replicas sharing the file count together.
+ * The counters live in a {@link ThrottleBackend} (memory, the SQLite state
+ * file shared with the sessions, or Redis; see state.ts), so a restart does not hand an
+ * attacker a fresh set of tries, and replicas sharing the store count together.
  */
+import type { ThrottleBackend, ThrottleEntry } from '../../core/dashboard-state.ts';
 
 export interface LoginThrottle {
   /** Milliseconds until `key` may try again, 0 when it may. */
@@ -25,22 +26,7 @@ export interface ThrottleOptions {
   now?: () => number;
 }
 
-/** The counters of one key. `expiresAt`: when the entry no longer matters (no lock, no failure in the window). */
-export interface ThrottleEntry {
-  failures: number[];
-  lockedUntil: number;
-  expiresAt: number;
-}
-
-/** Persistence of throttle entries. `update` is atomic per key, also across processes sharing the backend. */
-export interface ThrottleBackend {
-  get(key: string): Promise<ThrottleEntry | undefined>;
-  /** Replace the entry of `key` with `fn(current)` (undefined deletes it) in one atomic step; returns what was stored. */
-  update(key: string, fn: (current: ThrottleEntry | undefined) => ThrottleEntry | undefined): Promise<ThrottleEntry | undefined>;
-  delete(key: string): Promise<void>;
-  /** Delete entries that expired before `t`; returns how many. */
-  purge(t: number): Promise<number>;
-}
+export type { ThrottleBackend, ThrottleEntry } from '../../core/dashboard-state.ts';
 
 /** The throttle rules over a backend (see the module comment). */
 export function createLoginThrottle(options: ThrottleOptions & { backend?: ThrottleBackend }): LoginThrottle {
@@ -61,6 +47,7 @@ export function createLoginThrottle(options: ThrottleOptions & { backend?: Throt
       }
       let locked = false;
       await backend.update(key, (current) => {
+        locked = false; // the store may run this again after a concurrent change
         const failures = (current?.failures ?? []).filter((f) => t - f < options.windowMs);
         failures.push(t);
         let lockedUntil = current?.lockedUntil ?? 0;

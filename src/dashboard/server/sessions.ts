@@ -10,45 +10,21 @@
  * deleted when met, and every login purges all expired records); a new token
  * on every login (no fixation); "log out everywhere" drops every session of
  * a user. The rules live here once; a {@link SessionBackend} (memory, SQLite,
- * see state.ts) only keeps records.
+ * Redis: see state.ts and core/dashboard-state.ts) only keeps records.
  */
 import { createHash, createHmac, randomBytes } from 'node:crypto';
+import type { SessionBackend, SessionRecord } from '../../core/dashboard-state.ts';
 import { isRole, type Role } from './roles.ts';
 
+export type { SessionBackend, SessionRecord } from '../../core/dashboard-state.ts';
+
 /** A live session, as route handlers see it. */
-export interface Session {
-  /** Handle of the session: hex SHA-256 of the cookie token (what the store keys on). Never the token. */
-  id: string;
-  user: string;
+export interface Session extends Omit<SessionRecord, 'role' | 'method'> {
   role: Role;
-  viewClear: boolean;
   /** How the user logged in. */
   method: 'password' | 'oidc';
   /** Synchronizer token: every state-changing request must echo it in `x-csrf-token`. Derived from the cookie token, never stored. */
   csrf: string;
-  createdAt: number;
-  lastSeen: number;
-}
-
-/** What a backend persists per session: no token, no CSRF token. */
-export type SessionRecord = Omit<Session, 'csrf'>;
-
-/**
- * Persistence of session records, keyed by {@link Session.id}. Asynchronous so
- * that a network store (Redis) fits the same shape as memory and SQLite.
- */
-export interface SessionBackend {
-  insert(record: SessionRecord): Promise<void>;
-  find(id: string): Promise<SessionRecord | undefined>;
-  touch(id: string, lastSeen: number): Promise<void>;
-  delete(id: string): Promise<void>;
-  /** Delete every session of `user`; returns how many. */
-  deleteUser(user: string): Promise<number>;
-  /** Delete every session; returns how many. */
-  deleteAll(): Promise<number>;
-  /** Delete records last seen before `seenBefore` or created before `createdBefore`; returns how many. */
-  purge(seenBefore: number, createdBefore: number): Promise<number>;
-  count(): Promise<number>;
 }
 
 export interface SessionStore {
@@ -110,9 +86,10 @@ export function createSessionStore(backend: SessionBackend, options: SessionTime
       await purge();
       const t = now();
       const token = randomBytes(32).toString('base64url');
-      const record: SessionRecord = { user: fields.user, role: fields.role, viewClear: fields.viewClear, method: fields.method, id: sessionIdOf(token), createdAt: t, lastSeen: t };
-      await backend.insert(record);
-      return { token, session: { ...record, csrf: csrfOf(token) } };
+      const session: Session = { user: fields.user, role: fields.role, viewClear: fields.viewClear, method: fields.method, id: sessionIdOf(token), createdAt: t, lastSeen: t, csrf: csrfOf(token) };
+      const { csrf: _notStored, ...record } = session;
+      await backend.insert(record, t + absoluteMs);
+      return { token, session };
     },
     async get(token) {
       if (typeof token !== 'string' || !TOKEN_RE.test(token)) return undefined;
@@ -120,16 +97,18 @@ export function createSessionStore(backend: SessionBackend, options: SessionTime
       const record = await backend.find(id);
       if (!record) return undefined;
       const t = now();
-      // A record whose role is not one we know was not written by us: refuse it rather than guess.
-      if (expired(record, t) || !isRole(record.role) || (record.method !== 'password' && record.method !== 'oidc')) {
+      const { role, method } = record;
+      // A record whose role or method is not one we know was not written by us: refuse it rather than guess.
+      if (expired(record, t) || !isRole(role) || (method !== 'password' && method !== 'oidc')) {
         await backend.delete(id);
         return undefined;
       }
-      if (t - record.lastSeen >= touchEveryMs) {
+      let lastSeen = record.lastSeen;
+      if (t - lastSeen >= touchEveryMs) {
         await backend.touch(id, t);
-        record.lastSeen = t;
+        lastSeen = t;
       }
-      return { ...record, csrf: csrfOf(token) };
+      return { ...record, role, method, lastSeen, csrf: csrfOf(token) };
     },
     async destroy(token) {
       if (typeof token === 'string' && TOKEN_RE.test(token)) await backend.delete(sessionIdOf(token));
@@ -146,6 +125,7 @@ export function createMemorySessionBackend(): SessionBackend {
   const records = new Map<string, SessionRecord>();
   return {
     async insert(record) {
+      // No timer: expired records go at the next purge (every login).
       records.set(record.id, { ...record });
     },
     async find(id) {

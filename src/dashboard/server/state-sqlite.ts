@@ -15,10 +15,8 @@ import { createRequire } from 'node:module';
 import { basename, dirname, extname, join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { ConfigError } from '../../errors.ts';
-import type { ThrottleBackend, ThrottleEntry } from './lockout.ts';
+import type { DashboardStateStore, SessionBackend, SessionRecord, ThrottleBackend, ThrottleEntry } from '../../core/dashboard-state.ts';
 import { preparePrivateDbFile } from './private-db-file.ts';
-import type { SessionBackend, SessionRecord } from './sessions.ts';
-import type { DashboardStateStore } from './state.ts';
 
 const SCHEMA_VERSION = '1';
 
@@ -124,7 +122,7 @@ export function openSqliteStateStore(options: SqliteStateOptions): DashboardStat
       const row = q.find.get(id) as SessionRow | undefined;
       if (!row) return undefined;
       // role and method are checked by the session rules (sessions.ts), which drop a row they do not recognise.
-      return { id: row.id, user: row.user, role: row.role as SessionRecord['role'], viewClear: row.view_clear === 1, method: row.method as SessionRecord['method'], createdAt: row.created_at, lastSeen: row.last_seen };
+      return { id: row.id, user: row.user, role: row.role, viewClear: row.view_clear === 1, method: row.method, createdAt: row.created_at, lastSeen: row.last_seen };
     },
     async touch(id, lastSeen) {
       // Never moves last_seen backwards when replicas' clocks differ a little.

@@ -1,22 +1,18 @@
 /**
  * Where the dashboard keeps what must outlive one request and be the same on
  * every replica: sessions and login-failure counters. `memory` (tests, one
- * process that may forget both on restart) or SQLite (state-sqlite.ts: a
- * 0600 file beside the users file, shared by every dashboard on the host).
+ * process that may forget both on restart), SQLite (state-sqlite.ts: a 0600
+ * file beside the users file, shared by every dashboard on the host) or the
+ * app's Redis (shared by dashboards on any host).
  *
- * A Redis store would implement the same two backends; it is not built yet.
+ * Redis: the engine's `createDashboardStateStore`, opened for an app by
+ * client/dashboard-state.ts (the dashboard never reaches an engine itself).
  */
-import { createMemoryThrottleBackend, type ThrottleBackend } from './lockout.ts';
-import { createMemorySessionBackend, type SessionBackend } from './sessions.ts';
+import type { DashboardStateStore } from '../../core/dashboard-state.ts';
+import { createMemoryThrottleBackend } from './lockout.ts';
+import { createMemorySessionBackend } from './sessions.ts';
 
-export interface DashboardStateStore {
-  readonly kind: 'memory' | 'sqlite';
-  /** Where it lives, for messages (a path, or `memory`). */
-  readonly location: string;
-  readonly sessions: SessionBackend;
-  readonly throttles: ThrottleBackend;
-  close(): Promise<void>;
-}
+export type { DashboardStateStore } from '../../core/dashboard-state.ts';
 
 /**
  * State in this process. Passing the same object to a second server (tests)

@@ -12,6 +12,8 @@ import { createRedisBroker } from './broker.ts';
 import { connectClient, createRedisClient } from './connection.ts';
 import { RedisReplayStore, warnIfEvicting } from './replay-store.ts';
 import { createRedisBeatStore } from './beat-store.ts';
+import { createRedisDashboardState } from './dashboard-state.ts';
+import { redactUrl } from '../../config/redact.ts';
 
 /** A connected ioredis client for Celeriac's own keys (replay guard, shared rate limits), named `celeriac:<role>`. */
 export async function openRedisClient(url: string, side: 'broker' | 'backend', role: string, ctx: AdapterContext): Promise<Redis> {
@@ -32,4 +34,6 @@ export const engine: Engine = {
   },
   createBeatStore: async ({ url, side, keyPrefix, namespace, settings, logger }) =>
     createRedisBeatStore(await openRedisClient(url, side, 'beat', { settings, logger }), keyPrefix, namespace),
+  createDashboardStateStore: async ({ url, side, keyPrefix, settings, logger }) =>
+    createRedisDashboardState(await openRedisClient(url, side, 'dashboard-state', { settings, logger }), keyPrefix, redactUrl(url)),
 };
