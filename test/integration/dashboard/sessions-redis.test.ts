@@ -19,6 +19,7 @@ import { createLoginThrottle } from '../../../src/dashboard/server/lockout.ts';
 import { createSessionStore, sessionIdOf } from '../../../src/dashboard/server/sessions.ts';
 import { createLogger } from '../../../src/observability/logging.ts';
 import { PASSWORDS, startHarness, type Harness } from '../../helpers/dashboard-server.ts';
+import { checkStateStoreContract } from '../../helpers/dashboard-state-contract.ts';
 import { hasRedisServer, startRedisServer, type RedisServer } from '../../helpers/redis-server.ts';
 
 const me = (h: Harness, cookie: string) => h.server.app.inject({ url: '/api/me', headers: { cookie } });
@@ -58,6 +59,8 @@ describe('dashboard session store on Redis', { skip: !hasRedisServer() && 'redis
     }
   });
 
+  it('keeps the contract every state store keeps', async () => checkStateStoreContract(await open('contract:')));
+
   it('a restarted server (new instance, new connection) accepts the old cookie and CSRF token; Redis holds neither', async () => {
     const a = await startHarness({ stateStore: await open('restart:') });
     const s = await a.login('olga');
@@ -77,7 +80,7 @@ describe('dashboard session store on Redis', { skip: !hasRedisServer() && 'redis
         for (const key of keys) {
           const type = await raw.type(key);
           if (type === 'hash') dump += JSON.stringify(await raw.hgetall(key));
-          else if (type === 'zset') dump += (await raw.zrange(key, 0, -1, 'WITHSCORES')).join(',');
+          else if (type === 'zset') dump += (await raw.zrange(key, '0', '-1', 'WITHSCORES')).join(',');
           else if (type === 'set') dump += (await raw.smembers(key)).join(',');
           else if (type === 'string') dump += await raw.get(key);
         }

@@ -19,6 +19,7 @@ import { createMemoryStateStore, defaultSessionDbPath, openSqliteStateStore, ope
 import { createLoginThrottle } from '../../../src/dashboard/server/lockout.ts';
 import { csrfOf, sessionIdOf } from '../../../src/dashboard/server/sessions.ts';
 import { PASSWORDS, startHarness, type Harness } from '../../helpers/dashboard-server.ts';
+import { checkStateStoreContract } from '../../helpers/dashboard-state-contract.ts';
 
 const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
 
@@ -48,6 +49,18 @@ function rows(path: string, table: 'sessions' | 'login_throttle'): number {
 function fileBytes(path: string): Buffer {
   return Buffer.concat(['', '-wal', '-shm', '-journal'].filter((s) => existsSync(path + s)).map((s) => readFileSync(path + s)));
 }
+
+describe('dashboard state stores: the contract the session and lockout rules rely on', () => {
+  it('memory', async () => checkStateStoreContract(createMemoryStateStore()));
+  it('SQLite', async () => {
+    const store = openSqliteStateStore({ path: join(privateDir(), 'sessions.db') });
+    try {
+      await checkStateStoreContract(store);
+    } finally {
+      await store.close();
+    }
+  });
+});
 
 describe('dashboard session store (SQLite): restarts', () => {
   it('a new server on the same file accepts the old cookie, with the same CSRF token', async () => {
