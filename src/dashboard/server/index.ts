@@ -105,19 +105,6 @@ export async function createDashboardServer(options: DashboardServerOptions): Pr
   const tls = await resolveTls(host, options.tls, warn);
   // Loaded only when configured: openid-client is an ES module, which the CommonJS build reaches through require(esm) (Node ≥ 20.19).
   const oidc = options.oidc ? ('start' in options.oidc ? options.oidc : await (await import('./oidc.ts')).createOidcClient(options.oidc)) : undefined;
-  const ownState = !options.stateStore || 'sqlite' in options.stateStore;
-  const state: DashboardStateStore = !options.stateStore ? createMemoryStateStore() : 'sqlite' in options.stateStore ? openSqliteStateStore({ path: options.stateStore.sqlite, warn }) : options.stateStore;
-  const ctx: ServerContext = {
-    model: options.model,
-    users: options.users,
-    oidc,
-    audit: typeof options.auditLog === 'string' ? createAuditLog(options.auditLog) : options.auditLog,
-    sessions: createSessionStore(state.sessions, options.sessions),
-    accountThrottle: createLoginThrottle({ maxFailures: 5, windowMs: 15 * 60_000, lockMs: 15 * 60_000, ...options.lockout?.account, backend: state.throttles }),
-    ipThrottle: createLoginThrottle({ maxFailures: 20, windowMs: 15 * 60_000, lockMs: 15 * 60_000, ...options.lockout?.ip, backend: state.throttles }),
-    metricsTokenDigest: options.metricsToken ? createHash('sha256').update(options.metricsToken).digest() : undefined,
-  };
-
   const app = Fastify({
     https: { cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' },
     trustProxy: options.trustProxy ?? false,
@@ -157,6 +144,20 @@ export async function createDashboardServer(options: DashboardServerOptions): Pr
   });
   await app.register(cookie);
   await app.register(rateLimit, { max: options.rateLimitPerMinute ?? 1200, timeWindow: 60_000 });
+
+  // Opened after the steps that can fail on bad input (TLS material in Fastify's https server), so a refusal leaves no file open.
+  const ownState = !options.stateStore || 'sqlite' in options.stateStore;
+  const state: DashboardStateStore = !options.stateStore ? createMemoryStateStore() : 'sqlite' in options.stateStore ? openSqliteStateStore({ path: options.stateStore.sqlite, warn }) : options.stateStore;
+  const ctx: ServerContext = {
+    model: options.model,
+    users: options.users,
+    oidc,
+    audit: typeof options.auditLog === 'string' ? createAuditLog(options.auditLog) : options.auditLog,
+    sessions: createSessionStore(state.sessions, options.sessions),
+    accountThrottle: createLoginThrottle({ maxFailures: 5, windowMs: 15 * 60_000, lockMs: 15 * 60_000, ...options.lockout?.account, backend: state.throttles }),
+    ipThrottle: createLoginThrottle({ maxFailures: 20, windowMs: 15 * 60_000, lockMs: 15 * 60_000, ...options.lockout?.ip, backend: state.throttles }),
+    metricsTokenDigest: options.metricsToken ? createHash('sha256').update(options.metricsToken).digest() : undefined,
+  };
 
   const allowedOrigins = new Set(options.allowedOrigins ?? []);
   app.addHook('onRequest', async (req, reply) => {

@@ -295,12 +295,13 @@ describe('dashboard session store: file safety', () => {
     assert.equal(statSync(dir).mode & 0o777, 0o700);
   });
 
-  it('refuses a symlink at the path or at a companion file, naming the fix', () => {
+  it('refuses a symlink at the path or at a companion file, naming the fix (and the server does not start)', async () => {
     const dir = privateDir();
     const target = join(dir, 'elsewhere.db');
     writeFileSync(target, '', { mode: 0o600 });
     symlinkSync(target, join(dir, 'link.db'));
     assert.throws(() => openSqliteStateStore({ path: join(dir, 'link.db') }), (err: Error) => /is a symlink/.test(err.message) && /rm /.test(err.message));
+    await assert.rejects(startHarness({ stateStore: { sqlite: join(dir, 'link.db') } }), /refusing the dashboard session store: .*link\.db is a symlink/);
     symlinkSync(target, join(dir, 'other.db-wal'));
     assert.throws(() => openSqliteStateStore({ path: join(dir, 'other.db') }), /other\.db-wal is a symlink/);
   });
