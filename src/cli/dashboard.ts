@@ -182,8 +182,7 @@ async function revokeSessions(values: Record<string, unknown>, io: CliIo, who: {
   if (choice.kind === 'memory' || (choice.kind === 'sqlite' && !existsSync(choice.path))) return undefined;
   let app: App | undefined;
   try {
-    if (choice.kind === 'redis') app = await loadAppFor(values, io);
-    const state = app ? await openDashboardStateStore(app) : openSqliteStateStore({ path: (choice as { path: string }).path, warn: (line) => println(io.stderr, line) });
+    const state = choice.kind === 'redis' ? await openDashboardStateStore((app = await loadAppFor(values, io))) : openSqliteStateStore({ path: choice.path, warn: (line) => println(io.stderr, line) });
     try {
       const sessions = createSessionStore(state.sessions);
       return who === 'all' ? await sessions.destroyAll() : await sessions.destroyUser(who.user);

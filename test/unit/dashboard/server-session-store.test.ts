@@ -246,6 +246,35 @@ describe('dashboard session store: two servers sharing it', () => {
     });
   }
 
+  it('SQLite: a logout on one server ends the live stream the session has open on the other', async () => {
+    const path = join(privateDir(), 'sessions.db');
+    const a = await startHarness({ stateStore: { sqlite: path } });
+    const b = await startHarness({ stateStore: { sqlite: path } });
+    try {
+      const s = await a.login('victor');
+      const url = await a.server.listen();
+      const { request } = await import('node:https');
+      let status = 0;
+      const ended = new Promise<void>((resolve, reject) => {
+        const req = request(`${url}/api/events`, { rejectUnauthorized: false, headers: { cookie: s.cookie } }, (res) => {
+          status = res.statusCode ?? 0;
+          res.resume();
+          res.on('end', () => resolve());
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      await new Promise((r) => setTimeout(r, 700));
+      assert.equal(status, 200);
+      const out = await b.server.app.inject({ method: 'POST', url: '/api/logout', headers: b.same({ cookie: s.cookie, 'x-csrf-token': s.csrf }) });
+      assert.equal(out.statusCode, 200);
+      await Promise.race([ended, new Promise((_, rej) => setTimeout(() => rej(new Error('stream on A not ended after the logout on B')), 5000))]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it('SQLite: failed logins on two servers count toward one lockout', async () => {
     const path = join(privateDir(), 'sessions.db');
     const sa = openSqliteStateStore({ path });
