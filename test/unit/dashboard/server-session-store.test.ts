@@ -255,8 +255,9 @@ describe('dashboard session store: two servers sharing it', () => {
       const url = await a.server.listen();
       const { request } = await import('node:https');
       let status = 0;
+      let req: ReturnType<typeof request> | undefined;
       const ended = new Promise<void>((resolve, reject) => {
-        const req = request(`${url}/api/events`, { rejectUnauthorized: false, headers: { cookie: s.cookie } }, (res) => {
+        req = request(`${url}/api/events`, { rejectUnauthorized: false, headers: { cookie: s.cookie } }, (res) => {
           status = res.statusCode ?? 0;
           res.resume();
           res.on('end', () => resolve());
@@ -268,7 +269,11 @@ describe('dashboard session store: two servers sharing it', () => {
       assert.equal(status, 200);
       const out = await b.server.app.inject({ method: 'POST', url: '/api/logout', headers: b.same({ cookie: s.cookie, 'x-csrf-token': s.csrf }) });
       assert.equal(out.statusCode, 200);
-      await Promise.race([ended, new Promise((_, rej) => setTimeout(() => rej(new Error('stream on A not ended after the logout on B')), 5000))]);
+      try {
+        await Promise.race([ended, new Promise((_, rej) => setTimeout(() => rej(new Error('stream on A not ended after the logout on B')), 5000))]);
+      } finally {
+        req?.destroy();
+      }
     } finally {
       await a.close();
       await b.close();
