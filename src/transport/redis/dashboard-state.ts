@@ -15,12 +15,35 @@
  */
 import type { Redis } from 'ioredis';
 import type { DashboardStateStore, SessionBackend, SessionRecord, ThrottleBackend, ThrottleEntry } from '../../core/dashboard-state.ts';
-import { CeleriacError } from '../../errors.ts';
+import { CeleriacError, ConfigError } from '../../errors.ts';
 
 /** Ids per DEL/ZREM call when deleting many sessions. */
 const CHUNK = 500;
 
-/** A store on `client` (which it owns: `close()` quits it). */
+/**
+ * A store on `client` (which it owns: `close()` quits it), checked at open:
+ * a Redis user without the dashboard's keys in its ACL is a `ConfigError`
+ * at start-up, not a failed login later.
+ */
+export async function openRedisDashboardState(client: Redis, keyPrefix: string, location: string): Promise<DashboardStateStore> {
+  const store = createRedisDashboardState(client, keyPrefix, location);
+  try {
+    await store.sessions.count();
+    await client.exists(`${keyPrefix}celeriac:dashboard:{state}:throttle:-`);
+    return store;
+  } catch (err) {
+    await store.close();
+    if (/NOPERM/.test((err as Error).message)) {
+      throw new ConfigError(`the Redis user at ${location} may not use the dashboard's keys ${keyPrefix}celeriac:dashboard:*`, {
+        hint: `grant that user ~${keyPrefix}celeriac:dashboard:* (only the dashboard's user: whoever can write these keys can create a dashboard session), or use --session-store sqlite:<path>`,
+        cause: err,
+      });
+    }
+    throw err;
+  }
+}
+
+/** A store on `client` (which it owns: `close()` quits it), unchecked. */
 export function createRedisDashboardState(client: Redis, keyPrefix: string, location: string): DashboardStateStore {
   const base = `${keyPrefix}celeriac:dashboard:{state}`;
   const k = {

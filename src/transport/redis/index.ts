@@ -12,7 +12,7 @@ import { createRedisBroker } from './broker.ts';
 import { connectClient, createRedisClient } from './connection.ts';
 import { RedisReplayStore, warnIfEvicting } from './replay-store.ts';
 import { createRedisBeatStore } from './beat-store.ts';
-import { createRedisDashboardState } from './dashboard-state.ts';
+import { openRedisDashboardState } from './dashboard-state.ts';
 import { redactUrl } from '../../config/redact.ts';
 
 /** A connected ioredis client for Celeriac's own keys (replay guard, shared rate limits), named `celeriac:<role>`. */
@@ -35,5 +35,5 @@ export const engine: Engine = {
   createBeatStore: async ({ url, side, keyPrefix, namespace, settings, logger }) =>
     createRedisBeatStore(await openRedisClient(url, side, 'beat', { settings, logger }), keyPrefix, namespace),
   createDashboardStateStore: async ({ url, side, keyPrefix, settings, logger }) =>
-    createRedisDashboardState(await openRedisClient(url, side, 'dashboard-state', { settings, logger }), keyPrefix, redactUrl(url)),
+    openRedisDashboardState(await openRedisClient(url, side, 'dashboard-state', { settings, logger }), keyPrefix, redactUrl(url)),
 };

@@ -59,6 +59,22 @@ describe('dashboard session store on Redis', { skip: !hasRedisServer() && 'redis
     }
   });
 
+  it('refuses, at open, a Redis user whose ACL lacks the dashboard\'s keys, naming the grant', async () => {
+    const raw = redis.client();
+    try {
+      await raw.call('ACL', 'SETUSER', 'celery-only', 'on', '>celery-only-password-0123456789', '~celery*', '~_kombu*', '+@all');
+    } finally {
+      raw.disconnect();
+    }
+    const url = redis.url(5).replace('redis://', 'redis://celery-only:celery-only-password-0123456789@');
+    const app = createApp({ brokerUrl: url, logger: createLogger({ level: 'silent' }) });
+    try {
+      await assert.rejects(openDashboardStateStore(app), (err: Error) => /may not use the dashboard's keys celeriac:dashboard:\*/.test(err.message) && /grant that user ~celeriac:dashboard:\*/.test(err.message) && !err.message.includes('celery-only-password'));
+    } finally {
+      await app.close();
+    }
+  });
+
   it('keeps the contract every state store keeps', async () => checkStateStoreContract(await open('contract:')));
 
   it('a restarted server (new instance, new connection) accepts the old cookie and CSRF token; Redis holds neither', async () => {
