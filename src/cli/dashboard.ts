@@ -3,21 +3,23 @@
  * actions by role, audit log) over HTTPS, and `celeriac dashboard users` to
  * manage its local accounts.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors.ts';
 import { dashboardPolicy } from '../config/dashboard-policy.ts';
 import { createDashboardModel } from '../dashboard/model/index.ts';
 import type { DashboardModel } from '../dashboard/model/types.ts';
-import { createDashboardServer, openUserStore, ROLES, type DashboardTlsOptions, type OidcSettings, type Role } from '../dashboard/server/index.ts';
+import { createDashboardServer, createSessionStore, defaultSessionDbPath, openSqliteStateStore, openUserStore, ROLES, type DashboardStateStore, type DashboardTlsOptions, type OidcSettings, type Role } from '../dashboard/server/index.ts';
 import { applyConnectionFlags, CONNECTION_FLAGS, CONNECTION_HELP } from './flags.ts';
 import { appFromArgs } from './load-app.ts';
 import { Exit, println, reportError, type CliIo } from './io.ts';
 import type { App } from '../client/app.ts';
+import { openDashboardStateStore } from '../client/dashboard-state.ts';
 
 export const DASHBOARD_HELP = `Usage: celeriac dashboard [options]
        celeriac dashboard users add <name> --role <viewer|operator|admin> [--view-clear] --users-file <path>
        celeriac dashboard users list|remove <name> --users-file <path>
+       celeriac dashboard sessions revoke <name>|--all --users-file <path> [--session-store ...]
 
 The web monitor: live workers, tasks, queues and charts; actions by role
 (viewer reads; operator revokes, rate-limits, retries, redrives, pauses;
@@ -53,6 +55,13 @@ Other:
       --beat-state-url <url>       where that beat keeps its state, when not on the broker/backend
       --session-idle <minutes>     default 30
       --session-max <minutes>     default 720
+      --session-store <memory|sqlite:path|redis>
+                                   sessions and lockout counters (default: sqlite
+                                   beside the users file, <name>.sessions.db: a
+                                   restart keeps them, dashboards on this host
+                                   share them; redis: on the app's Redis broker or
+                                   backend, shared across hosts; memory without a
+                                   users file)
   -A, --app <module>               module exporting the app
 ${CONNECTION_HELP}
   -h, --help                       show this help`;
@@ -84,6 +93,8 @@ const FLAGS = {
   'beat-state-url': { type: 'string' },
   'session-idle': { type: 'string' },
   'session-max': { type: 'string' },
+  'session-store': { type: 'string' },
+  all: { type: 'boolean' },
   role: { type: 'string' },
   'view-clear': { type: 'boolean' },
 } as const;
@@ -136,6 +147,70 @@ async function readPassword(io: CliIo & { stdin?: NodeJS.ReadableStream & { isTT
   });
 }
 
+/** Where sessions and lockout counters live (see `--session-store`). */
+type SessionStoreChoice = { kind: 'memory' } | { kind: 'sqlite'; path: string } | { kind: 'redis' };
+
+/**
+ * `--session-store`: `memory`, `sqlite:<path>`, `redis` (the app's Redis
+ * broker or result backend); by default the SQLite file beside the users
+ * file, or memory without one.
+ */
+function sessionStoreChoice(values: Record<string, unknown>): SessionStoreChoice {
+  const flag = values['session-store'] as string | undefined;
+  if (flag === 'memory' || flag === 'redis') return { kind: flag };
+  if (flag !== undefined) {
+    if (!flag.startsWith('sqlite:') || flag.length === 7) throw new ConfigError(`--session-store ${flag} is not memory, sqlite:<path> or redis`, { hint: 'e.g. --session-store sqlite:/var/lib/celeriac/dashboard-sessions.db' });
+    return { kind: 'sqlite', path: flag.slice(7) };
+  }
+  const users = values['users-file'] as string | undefined;
+  return users ? { kind: 'sqlite', path: defaultSessionDbPath(users) } : { kind: 'memory' };
+}
+
+/** The app of `-A` with the connection flags applied (for `--session-store redis`). */
+async function loadAppFor(values: Record<string, unknown>, io: CliIo): Promise<App> {
+  applyConnectionFlags(values as { broker?: string; 'result-backend'?: string }, io);
+  return (await appFromArgs(values.app as string | undefined, io.cwd)).app;
+}
+
+/**
+ * End sessions in the session store a running dashboard shares: one user's,
+ * or everyone's. Undefined when there is none to reach from outside the
+ * dashboard process (memory, or no dashboard has created the SQLite file yet).
+ */
+async function revokeSessions(values: Record<string, unknown>, io: CliIo, who: { user: string } | 'all'): Promise<number | undefined> {
+  const choice = sessionStoreChoice(values);
+  if (choice.kind === 'memory' || (choice.kind === 'sqlite' && !existsSync(choice.path))) return undefined;
+  let app: App | undefined;
+  try {
+    const state = choice.kind === 'redis' ? await openDashboardStateStore((app = await loadAppFor(values, io))) : openSqliteStateStore({ path: choice.path, warn: (line) => println(io.stderr, line) });
+    try {
+      const sessions = createSessionStore(state.sessions);
+      return who === 'all' ? await sessions.destroyAll() : await sessions.destroyUser(who.user);
+    } finally {
+      await state.close();
+    }
+  } finally {
+    await app?.close();
+  }
+}
+
+async function sessionsCommand(positionals: string[], values: Record<string, unknown>, io: CliIo): Promise<number> {
+  const [sub, name] = positionals;
+  const all = values.all === true;
+  if (sub !== 'revoke' || (name === undefined) === !all) {
+    println(io.stderr, `error: expected "sessions revoke <name>" or "sessions revoke --all"\n\n${DASHBOARD_HELP}`);
+    return Exit.USAGE;
+  }
+  const choice = sessionStoreChoice(values);
+  if (choice.kind === 'memory') {
+    println(io.stderr, 'error: --users-file <path>, --session-store sqlite:<path> or --session-store redis is required (sessions kept in memory end when that dashboard stops)');
+    return Exit.USAGE;
+  }
+  const n = await revokeSessions(values, io, all ? 'all' : { user: name! });
+  println(io.stdout, n === undefined ? `no session store at ${choice.kind === 'sqlite' ? choice.path : 'redis'}: no sessions to end` : `ended ${n} session(s)${all ? '' : ` of ${name}`}`);
+  return Exit.OK;
+}
+
 async function usersCommand(positionals: string[], values: Record<string, unknown>, io: CliIo): Promise<number> {
   const [sub, name] = positionals;
   const path = values['users-file'] as string | undefined;
@@ -153,7 +228,10 @@ async function usersCommand(positionals: string[], values: Record<string, unknow
       println(io.stderr, `error: no user ${name} in ${path}`);
       return Exit.ERROR;
     }
-    println(io.stdout, `removed ${name}: a running dashboard refuses their next login (open sessions end at their timeout, or at once when an admin removes the user in the UI)`);
+    const ended = await revokeSessions(values, io, { user: name });
+    println(io.stdout, ended === undefined
+      ? `removed ${name}: a running dashboard refuses their next login and ends their open sessions at their next request`
+      : `removed ${name} and ended ${ended} open session(s)`);
     return Exit.OK;
   }
   if (sub === 'add' && name) {
@@ -164,7 +242,9 @@ async function usersCommand(positionals: string[], values: Record<string, unknow
     }
     const password = await readPassword(io, `Password for ${name} (16+ characters, not echoed): `);
     await store.add(name, password, role as Role, { viewClear: values['view-clear'] === true });
-    println(io.stdout, `saved ${name} (${role}${values['view-clear'] ? ', view-clear' : ''}) to ${path}`);
+    // A changed password or role takes effect now: sessions opened with the old one end.
+    const ended = await revokeSessions(values, io, { user: name });
+    println(io.stdout, `saved ${name} (${role}${values['view-clear'] ? ', view-clear' : ''}) to ${path}${ended ? `; ended ${ended} open session(s)` : ''}`);
     return Exit.OK;
   }
   println(io.stderr, `error: expected "users add <name> --role <role>", "users list" or "users remove <name>"\n\n${DASHBOARD_HELP}`);
@@ -186,6 +266,7 @@ export async function runDashboardCommand(argv: string[], io: CliIo): Promise<nu
   }
   try {
     if (positionals[0] === 'users') return await usersCommand(positionals.slice(1), values, io);
+    if (positionals[0] === 'sessions') return await sessionsCommand(positionals.slice(1), values, io);
     if (positionals.length) {
       println(io.stderr, `error: unexpected ${JSON.stringify(positionals[0])}\n\n${DASHBOARD_HELP}`);
       return Exit.USAGE;
@@ -227,10 +308,12 @@ async function serve(v: Record<string, unknown>, io: CliIo): Promise<number> {
     };
   }
   const users = s('users-file') ? openUserStore(s('users-file')!) : undefined;
+  const sessionStore = sessionStoreChoice(v);
   const store = s('store');
   const maxTasks = positiveInt(s('max-tasks'), '--max-tasks');
   let app: App | undefined;
   let model: DashboardModel | undefined;
+  let state: DashboardStateStore | undefined;
   const abort = new AbortController();
   try {
     // Checked before connecting: no auth or no TLS off loopback fails fast, without touching the broker.
@@ -242,6 +325,7 @@ async function serve(v: Record<string, unknown>, io: CliIo): Promise<number> {
     if (refusal) throw new ConfigError(refusal.message, { hint: refusal.fix });
     applyConnectionFlags(v as { broker?: string; 'result-backend'?: string }, io);
     ({ app } = await appFromArgs(s('app'), io.cwd));
+    if (sessionStore.kind === 'redis') state = await openDashboardStateStore(app);
     model = await createDashboardModel({
       app,
       queues: (v.queue as string[] | undefined) ?? [],
@@ -254,12 +338,14 @@ async function serve(v: Record<string, unknown>, io: CliIo): Promise<number> {
       auditLog: s('audit-log') ?? 'celeriac-dashboard-audit.jsonl',
       metricsToken,
       sessions: { idleMs: (positiveInt(s('session-idle'), '--session-idle') ?? 30) * 60_000, absoluteMs: (positiveInt(s('session-max'), '--session-max') ?? 720) * 60_000 },
+      ...(sessionStore.kind === 'sqlite' ? { stateStore: { sqlite: sessionStore.path } } : state ? { stateStore: state } : {}),
       trustProxy: s('trust-proxy'),
       allowedOrigins: (v['allowed-origin'] as string[] | undefined) ?? [],
       warn: (line) => println(io.stderr, line),
     });
     const url = await server.listen();
     println(io.stdout, `celeriac dashboard on ${url}/ (Ctrl-C to stop)`);
+    println(io.stdout, sessionStore.kind === 'memory' ? 'sessions and lockouts in memory: a restart logs everyone out (--session-store sqlite:<path> or redis keeps them)' : `sessions and lockouts in ${sessionStore.kind === 'sqlite' ? sessionStore.path : state?.location}`);
     await new Promise<void>((resolve) => {
       const stop = (): void => resolve();
       process.once('SIGINT', stop);
@@ -270,6 +356,7 @@ async function serve(v: Record<string, unknown>, io: CliIo): Promise<number> {
   } finally {
     abort.abort();
     await model?.close().catch(() => {});
+    await state?.close();
     await app?.close();
   }
 }

@@ -14,6 +14,7 @@ import type { ResultBackend } from './backend.ts';
 import type { Broker } from './broker.ts';
 import type { ReplayStore } from './replay-store.ts';
 import type { BeatStore, BeatStoreOptions } from './beat-store.ts';
+import type { DashboardStateOptions, DashboardStateStore } from './dashboard-state.ts';
 import type { EngineInfo } from './schemes.ts';
 
 export type { EngineInfo, EngineName, ReplayScope } from './schemes.ts';
@@ -40,4 +41,6 @@ export interface Engine extends EngineInfo {
   createReplayStore?(options: ReplayStoreOptions): Promise<ReplayStore>;
   /** celeriac beat's lease and state (opened); absent when the engine has no atomic lock (RabbitMQ). */
   createBeatStore?(options: BeatStoreOptions): Promise<BeatStore>;
+  /** The dashboard's sessions and lockout counters on this engine's server (opened); absent when the dashboard keeps them itself. */
+  createDashboardStateStore?(options: DashboardStateOptions): Promise<DashboardStateStore>;
 }

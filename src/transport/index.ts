@@ -20,6 +20,7 @@ import type { ResultBackend } from '../core/backend.ts';
 import type { Engine, ReplayStoreOptions } from '../core/engine.ts';
 import type { ReplayStore } from '../core/replay-store.ts';
 import type { BeatStore, BeatStoreOptions } from '../core/beat-store.ts';
+import type { DashboardStateOptions, DashboardStateStore } from '../core/dashboard-state.ts';
 import { ENGINES, isRpcBackendUrl, schemeHint, urlSchemeSpec, type EngineInfo, type EngineName } from '../core/schemes.ts';
 
 // The embedded default's file locations and file-safety checks: pure helpers
@@ -144,4 +145,14 @@ export async function openSharedTokenBuckets(url: string, side: 'broker' | 'back
 export async function createBeatStore(options: BeatStoreOptions): Promise<BeatStore | undefined> {
   const engine = await loadEngine(options.url);
   return engine?.createBeatStore ? engine.createBeatStore(options) : undefined;
+}
+
+/**
+ * Open the dashboard's session and lockout store on the server of
+ * `options.url`, or undefined when that URL's engine keeps none (only Redis
+ * does: the dashboard keeps its own SQLite file or memory otherwise).
+ */
+export async function createDashboardStateStore(options: DashboardStateOptions): Promise<DashboardStateStore | undefined> {
+  const engine = await loadEngine(options.url);
+  return engine?.createDashboardStateStore ? engine.createDashboardStateStore(options) : undefined;
 }

@@ -22,7 +22,7 @@ function objectBody(properties: Record<string, unknown>, required: string[] = []
 
 /** Run an action after the permission check; audit it with its outcome. */
 async function action(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, permission: Permission, what: string, detail: Detail, run: () => Promise<ActionResult>): Promise<unknown> {
-  const session = guard(ctx, req, reply, permission, { what, detail });
+  const session = await guard(ctx, req, reply, permission, { what, detail });
   if (!session) return reply;
   try {
     const result = await run();
@@ -36,9 +36,9 @@ async function action(ctx: ServerContext, req: FastifyRequest, reply: FastifyRep
 }
 
 /** Check view-clear when the request asks for clear text; audit the view (allowed or not). */
-function clearAllowed(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, asked: boolean, what: string, detail: Detail): boolean | undefined {
+async function clearAllowed(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, asked: boolean, what: string, detail: Detail): Promise<boolean | undefined> {
   if (!asked) return false;
-  const session = guard(ctx, req, reply, 'view-clear', { what, detail });
+  const session = await guard(ctx, req, reply, 'view-clear', { what, detail });
   if (!session) return undefined;
   ctx.audit.write({ who: session.user, what, from: req.ip, outcome: 'ok', detail });
   return true;
@@ -51,16 +51,16 @@ export function registerApiRoutes(app: FastifyInstance, ctx: ServerContext): voi
   const { model } = ctx;
 
   // ---- reads -------------------------------------------------------------
-  app.get('/api/workers', async (req, reply) => (guard(ctx, req, reply, 'read') ? { workers: model.workers() } : reply));
+  app.get('/api/workers', async (req, reply) => ((await guard(ctx, req, reply, 'read')) ? { workers: model.workers() } : reply));
   app.get<{ Params: { hostname: string } }>('/api/workers/:hostname', async (req, reply) => {
-    if (!guard(ctx, req, reply, 'read')) return reply;
+    if (!(await guard(ctx, req, reply, 'read'))) return reply;
     const w = model.worker(req.params.hostname);
     return w ?? reply.code(404).send({ error: 'no such worker' });
   });
   app.get<{ Querystring: Record<string, string> }>('/api/tasks', async (req, reply) => {
-    if (!guard(ctx, req, reply, 'read')) return reply;
+    if (!(await guard(ctx, req, reply, 'read'))) return reply;
     const q = req.query;
-    const clear = clearAllowed(ctx, req, reply, q.clear === '1', 'view-clear', { view: 'tasks' });
+    const clear = await clearAllowed(ctx, req, reply, q.clear === '1', 'view-clear', { view: 'tasks' });
     if (clear === undefined) return reply;
     const query: TaskQuery = {
       id: str(q.id), name: str(q.name), state: str(q.state, 32), worker: str(q.worker), from: num(q.from), to: num(q.to),
@@ -68,28 +68,28 @@ export function registerApiRoutes(app: FastifyInstance, ctx: ServerContext): voi
     };
     return model.tasks(query);
   });
-  app.get('/api/task-names', async (req, reply) => (guard(ctx, req, reply, 'read') ? { names: model.taskNames() } : reply));
+  app.get('/api/task-names', async (req, reply) => ((await guard(ctx, req, reply, 'read')) ? { names: model.taskNames() } : reply));
   app.get<{ Params: { id: string }; Querystring: Record<string, string> }>('/api/tasks/:id', async (req, reply) => {
-    if (!guard(ctx, req, reply, 'read')) return reply;
-    const clear = clearAllowed(ctx, req, reply, req.query.clear === '1', 'view-clear', { task: req.params.id });
+    if (!(await guard(ctx, req, reply, 'read'))) return reply;
+    const clear = await clearAllowed(ctx, req, reply, req.query.clear === '1', 'view-clear', { task: req.params.id });
     if (clear === undefined) return reply;
     const t = await model.task(req.params.id, { clear });
     return t ?? reply.code(404).send({ error: 'no such task' });
   });
   app.get('/api/beat', async (req, reply) => {
-    if (!guard(ctx, req, reply, 'read')) return reply;
+    if (!(await guard(ctx, req, reply, 'read'))) return reply;
     if (!model.beat) return reply.code(404).send({ error: 'this dashboard does not show celeriac beat' });
     return model.beat();
   });
-  app.get('/api/queues', async (req, reply) => (guard(ctx, req, reply, 'read') ? { queues: await model.queues() } : reply));
+  app.get('/api/queues', async (req, reply) => ((await guard(ctx, req, reply, 'read')) ? { queues: await model.queues() } : reply));
   app.get<{ Params: { name: string }; Querystring: Record<string, string> }>('/api/queues/:name/dead-letters', async (req, reply) => {
-    if (!guard(ctx, req, reply, 'read')) return reply;
-    const clear = clearAllowed(ctx, req, reply, req.query.clear === '1', 'view-clear', { queue: req.params.name, view: 'dead-letters' });
+    if (!(await guard(ctx, req, reply, 'read'))) return reply;
+    const clear = await clearAllowed(ctx, req, reply, req.query.clear === '1', 'view-clear', { queue: req.params.name, view: 'dead-letters' });
     if (clear === undefined) return reply;
     return { deadLetters: await model.deadLetters(req.params.name, { limit: Math.min(num(req.query.limit) ?? 100, 1000), clear }) };
   });
   app.get<{ Querystring: Record<string, string> }>('/api/series', async (req, reply) => {
-    if (!guard(ctx, req, reply, 'read')) return reply;
+    if (!(await guard(ctx, req, reply, 'read'))) return reply;
     const now = Date.now() / 1000;
     const from = Math.max(num(req.query.from) ?? now - 3600, now - 31 * 86400);
     const bucket = Math.min(Math.max(num(req.query.bucket) ?? 60, 1), 86400);
@@ -101,7 +101,7 @@ export function registerApiRoutes(app: FastifyInstance, ctx: ServerContext): voi
   const streams = new Map<string, number>();
   const MAX_STREAMS_PER_SESSION = 8;
   app.get('/api/events', async (req, reply) => {
-    const session = guard(ctx, req, reply, 'read');
+    const session = await guard(ctx, req, reply, 'read');
     if (!session) return reply;
     if ((streams.get(session.id) ?? 0) >= MAX_STREAMS_PER_SESSION) return reply.code(429).send({ error: 'too many live streams for this session', hint: 'close other dashboard tabs' });
     const sid = session.id;
@@ -119,18 +119,30 @@ export function registerApiRoutes(app: FastifyInstance, ctx: ServerContext): voi
       if (queue.length >= 200) (queue.shift(), dropped++);
       queue.push(slim);
     });
+    // The stream lives as long as its session: a logout (here or on another replica), a removed account or a timeout ends it.
+    let checking = false;
+    let closed = false;
+    const checkSession = (): void => {
+      if (checking || closed) return;
+      checking = true;
+      sessionOf(ctx, req).then(
+        (s) => {
+          checking = false;
+          if (s?.id !== sid) close();
+        },
+        () => close(),
+      );
+    };
     const flush = setInterval(() => {
-      if (!ctx.sessions.get(session.id)) return close();
+      checkSession();
       if (queue.length === 0) return;
       res.write(`event: batch\ndata: ${JSON.stringify({ updates: queue, dropped })}\n\n`);
       queue = [];
       dropped = 0;
     }, 500);
     const ping = setInterval(() => {
-      if (!ctx.sessions.get(session.id)) return close();
       res.write(': ping\n\n');
     }, 15_000);
-    let closed = false;
     function close(): void {
       if (closed) return;
       closed = true;
@@ -204,11 +216,11 @@ export function registerApiRoutes(app: FastifyInstance, ctx: ServerContext): voi
 
   // ---- audit (admins) ----------------------------------------------------
   app.get<{ Querystring: Record<string, string> }>('/api/audit', async (req, reply) => {
-    if (!guard(ctx, req, reply, 'admin', { what: 'audit-view' })) return reply;
+    if (!(await guard(ctx, req, reply, 'admin', { what: 'audit-view' }))) return reply;
     return { entries: ctx.audit.read({ limit: num(req.query.limit) ?? 500 }).reverse() };
   });
   app.get('/api/audit/export', async (req, reply) => {
-    const session = guard(ctx, req, reply, 'admin', { what: 'audit-export' });
+    const session = await guard(ctx, req, reply, 'admin', { what: 'audit-export' });
     if (!session) return reply;
     ctx.audit.write({ who: session.user, what: 'audit-export', from: req.ip, outcome: 'ok' });
     return reply
@@ -226,7 +238,7 @@ export function registerApiRoutes(app: FastifyInstance, ctx: ServerContext): voi
       allowed = timingSafeEqual(digest, ctx.metricsTokenDigest);
     }
     if (!allowed) {
-      const session = sessionOf(ctx, req);
+      const session = await sessionOf(ctx, req);
       allowed = session !== undefined && allows(session, 'read');
     }
     if (!allowed) return reply.code(401).header('www-authenticate', 'Bearer realm="celeriac-dashboard"').send({ error: 'metrics need a bearer token or a session', hint: 'start the dashboard with --metrics-token-file and send Authorization: Bearer <token>' });

@@ -12,8 +12,8 @@ import { hashPassword, verifyPassword } from './users.ts';
 /** Compared against when the user does not exist, so a wrong name costs the same time as a wrong password. */
 const DUMMY_HASH_PROMISE = hashPassword('dummy-password-for-timing-equalisation');
 
-function setSessionCookie(reply: FastifyReply, session: Session): void {
-  void reply.setCookie(SESSION_COOKIE, session.id, { httpOnly: true, secure: true, sameSite: 'strict', path: '/' });
+function setSessionCookie(reply: FastifyReply, token: string): void {
+  void reply.setCookie(SESSION_COOKIE, token, { httpOnly: true, secure: true, sameSite: 'strict', path: '/' });
 }
 
 function me(session: Session): Record<string, unknown> {
@@ -46,7 +46,7 @@ export function registerAuthRoutes(app: FastifyInstance, ctx: ServerContext): vo
       const { username, password } = req.body;
       const ip = req.ip;
       if (!ctx.users) return reply.code(404).send({ error: 'password login is not enabled', hint: 'use the single sign-on button' });
-      const locked = Math.max(ctx.accountThrottle.lockedFor(`user:${username}`), ctx.ipThrottle.lockedFor(`ip:${ip}`));
+      const locked = Math.max(await ctx.accountThrottle.lockedFor(`user:${username}`), await ctx.ipThrottle.lockedFor(`ip:${ip}`));
       if (locked > 0) {
         ctx.audit.write({ who: username, what: 'login-failed', from: ip, outcome: 'denied', detail: { reason: 'locked out' } });
         return reply.code(429).header('retry-after', String(Math.ceil(locked / 1000))).send({ error: 'too many failed logins: try again later', hint: `locked for ${Math.ceil(locked / 60_000)} more minute(s)` });
@@ -54,41 +54,40 @@ export function registerAuthRoutes(app: FastifyInstance, ctx: ServerContext): vo
       const user = ctx.users.get(username);
       const ok = user && !user.disabled ? await verifyPassword(password, user.hash) : (await verifyPassword(password, await DUMMY_HASH_PROMISE), false);
       if (!ok || !user) {
-        const lockedAccount = ctx.accountThrottle.fail(`user:${username}`);
-        const lockedIp = ctx.ipThrottle.fail(`ip:${ip}`);
+        const lockedAccount = await ctx.accountThrottle.fail(`user:${username}`);
+        const lockedIp = await ctx.ipThrottle.fail(`ip:${ip}`);
         ctx.audit.write({ who: username, what: 'login-failed', from: ip, outcome: 'failed', detail: { reason: 'wrong user name or password', lockedAccount, lockedIp } });
         return reply.code(401).send({ error: 'wrong user name or password' });
       }
-      ctx.accountThrottle.reset(`user:${username}`);
-      // Rotation: whatever session this browser had is dropped, a new id is issued.
-      const old = req.cookies[SESSION_COOKIE];
-      if (old) ctx.sessions.destroy(old);
-      const session = ctx.sessions.create({ user: user.name, role: user.role, viewClear: user.viewClear === true, method: 'password' });
-      setSessionCookie(reply, session);
+      await ctx.accountThrottle.reset(`user:${username}`);
+      // Rotation: whatever session this browser had is dropped, a new token is issued.
+      await ctx.sessions.destroy(req.cookies[SESSION_COOKIE]);
+      const { token, session } = await ctx.sessions.create({ user: user.name, role: user.role, viewClear: user.viewClear === true, method: 'password' });
+      setSessionCookie(reply, token);
       ctx.audit.write({ who: user.name, what: 'login', from: ip, outcome: 'ok', detail: { method: 'password', role: user.role } });
       return me(session);
     },
   );
 
   app.get('/api/me', async (req, reply) => {
-    const session = sessionOf(ctx, req);
+    const session = await sessionOf(ctx, req);
     if (!session) return reply.code(401).send({ error: 'not logged in' });
     return me(session);
   });
 
   app.post('/api/logout', async (req, reply) => {
-    const session = guard(ctx, req, reply, 'read');
+    const session = await guard(ctx, req, reply, 'read');
     if (!session) return reply;
-    ctx.sessions.destroy(session.id);
+    await ctx.sessions.destroy(req.cookies[SESSION_COOKIE]);
     void reply.clearCookie(SESSION_COOKIE, { httpOnly: true, secure: true, sameSite: 'strict', path: '/' });
     ctx.audit.write({ who: session.user, what: 'logout', from: req.ip, outcome: 'ok' });
     return { ok: true };
   });
 
   app.post('/api/logout-everywhere', async (req, reply) => {
-    const session = guard(ctx, req, reply, 'read');
+    const session = await guard(ctx, req, reply, 'read');
     if (!session) return reply;
-    const n = ctx.sessions.destroyUser(session.user);
+    const n = await ctx.sessions.destroyUser(session.user);
     void reply.clearCookie(SESSION_COOKIE, { httpOnly: true, secure: true, sameSite: 'strict', path: '/' });
     ctx.audit.write({ who: session.user, what: 'logout-everywhere', from: req.ip, outcome: 'ok', detail: { sessions: n } });
     return { ok: true, sessions: n };
@@ -108,10 +107,9 @@ export function registerAuthRoutes(app: FastifyInstance, ctx: ServerContext): vo
       const at = req.url.indexOf('?');
       try {
         const result = await oidc.finish(handle, at >= 0 ? req.url.slice(at) : '');
-        const old = req.cookies[SESSION_COOKIE];
-        if (old) ctx.sessions.destroy(old);
-        const session = ctx.sessions.create({ user: result.user, role: result.role, viewClear: result.viewClear, method: 'oidc' });
-        setSessionCookie(reply, session);
+        await ctx.sessions.destroy(req.cookies[SESSION_COOKIE]);
+        const { token } = await ctx.sessions.create({ user: result.user, role: result.role, viewClear: result.viewClear, method: 'oidc' });
+        setSessionCookie(reply, token);
         ctx.audit.write({ who: result.user, what: 'login', from: req.ip, outcome: 'ok', detail: { method: 'oidc', role: result.role } });
         // A same-origin refresh, not a redirect: after the provider's cross-site redirect a
         // SameSite=Strict cookie is not sent until the browser navigates from our own page.
@@ -125,7 +123,7 @@ export function registerAuthRoutes(app: FastifyInstance, ctx: ServerContext): vo
 
   // Users (admins): the local accounts file.
   app.get('/api/users', async (req, reply) => {
-    if (!guard(ctx, req, reply, 'admin')) return reply;
+    if (!(await guard(ctx, req, reply, 'admin'))) return reply;
     return { enabled: ctx.users !== undefined, users: (ctx.users?.list() ?? []).map((u) => ({ name: u.name, role: u.role, viewClear: u.viewClear === true, disabled: u.disabled === true })) };
   });
   app.post<{ Body: { name: string; password: string; role: Role; viewClear?: boolean } }>(
@@ -141,13 +139,13 @@ export function registerAuthRoutes(app: FastifyInstance, ctx: ServerContext): vo
       },
     },
     async (req, reply) => {
-      const session = guard(ctx, req, reply, 'admin', { what: 'user-add', detail: { user: req.body.name } });
+      const session = await guard(ctx, req, reply, 'admin', { what: 'user-add', detail: { user: req.body.name } });
       if (!session) return reply;
       if (!ctx.users) return reply.code(404).send({ error: 'local accounts are not enabled', hint: 'start the dashboard with --users-file' });
       try {
         await ctx.users.add(req.body.name, req.body.password, req.body.role, { viewClear: req.body.viewClear === true });
         // A changed role or password takes effect now, not at the next login.
-        ctx.sessions.destroyUser(req.body.name);
+        await ctx.sessions.destroyUser(req.body.name);
         ctx.audit.write({ who: session.user, what: 'user-add', from: req.ip, outcome: 'ok', detail: { user: req.body.name, role: req.body.role, viewClear: req.body.viewClear === true } });
         return { ok: true };
       } catch (err) {
@@ -157,7 +155,7 @@ export function registerAuthRoutes(app: FastifyInstance, ctx: ServerContext): vo
     },
   );
   app.delete<{ Params: { name: string } }>('/api/users/:name', async (req, reply) => {
-    const session = guard(ctx, req, reply, 'admin', { what: 'user-remove', detail: { user: req.params.name } });
+    const session = await guard(ctx, req, reply, 'admin', { what: 'user-remove', detail: { user: req.params.name } });
     if (!session) return reply;
     const target = ctx.users?.get(req.params.name);
     if (target?.role === 'admin' && !ctx.oidc && ctx.users!.list().filter((u) => u.role === 'admin' && !u.disabled).length <= 1) {
@@ -165,7 +163,7 @@ export function registerAuthRoutes(app: FastifyInstance, ctx: ServerContext): vo
       return reply.code(409).send({ error: 'this is the last admin account', hint: 'add another admin first' });
     }
     const removed = ctx.users?.remove(req.params.name) ?? false;
-    ctx.sessions.destroyUser(req.params.name);
+    await ctx.sessions.destroyUser(req.params.name);
     ctx.audit.write({ who: session.user, what: 'user-remove', from: req.ip, outcome: removed ? 'ok' : 'failed', detail: { user: req.params.name } });
     return removed ? { ok: true } : reply.code(404).send({ error: 'no such user' });
   });

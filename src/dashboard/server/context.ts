@@ -34,8 +34,22 @@ export function safeEqual(a: string, b: string): boolean {
   return timingSafeEqual(da, db);
 }
 
-export function sessionOf(ctx: ServerContext, req: FastifyRequest): Session | undefined {
-  return ctx.sessions.get(req.cookies[SESSION_COOKIE]);
+/**
+ * The live session of the request's cookie. A password session whose account
+ * was removed or disabled, or whose role or view-clear grant changed, in the
+ * users file (by `celeriac dashboard users` or another replica) ends here, at
+ * its next request, not at its timeout.
+ */
+export async function sessionOf(ctx: ServerContext, req: FastifyRequest): Promise<Session | undefined> {
+  const session = await ctx.sessions.get(req.cookies[SESSION_COOKIE]);
+  if (session?.method === 'password' && ctx.users) {
+    const account = ctx.users.get(session.user);
+    if (!account || account.disabled || account.role !== session.role || (account.viewClear === true) !== session.viewClear) {
+      await ctx.sessions.destroyUser(session.user);
+      return undefined;
+    }
+  }
+  return session;
 }
 
 const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -45,8 +59,8 @@ const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
  * request the session's CSRF token in `x-csrf-token`. Sends 401/403 itself and
  * returns undefined when refused; `audited` names the action to log a refusal.
  */
-export function guard(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, permission: Permission, audited?: { what: string; detail?: Record<string, string | number | boolean | undefined> }): Session | undefined {
-  const session = sessionOf(ctx, req);
+export async function guard(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, permission: Permission, audited?: { what: string; detail?: Record<string, string | number | boolean | undefined> }): Promise<Session | undefined> {
+  const session = await sessionOf(ctx, req);
   if (!session) {
     void reply.code(401).send({ error: 'not logged in', hint: 'log in again' });
     return undefined;

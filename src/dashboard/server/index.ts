@@ -21,6 +21,8 @@ import type { ServerContext } from './context.ts';
 import { createLoginThrottle, type ThrottleOptions } from './lockout.ts';
 import type { OidcClient, OidcSettings } from './oidc.ts';
 import { createSessionStore, type SessionTimeouts } from './sessions.ts';
+import { createMemoryStateStore, type DashboardStateStore } from './state.ts';
+import { openSqliteStateStore } from './state-sqlite.ts';
 import { resolveTls, type DashboardTlsOptions } from './transport.ts';
 import { registerUiRoutes } from './ui-routes.ts';
 import type { UserStore } from './users.ts';
@@ -29,6 +31,9 @@ export { isLoopback, type DashboardTlsOptions } from './transport.ts';
 export type { OidcSettings } from './oidc.ts';
 export { openUserStore, passwordProblem } from './users.ts';
 export { ROLES, type Role } from './roles.ts';
+export { createMemoryStateStore, type DashboardStateStore } from './state.ts';
+export { defaultSessionDbPath, openSqliteStateStore } from './state-sqlite.ts';
+export { createSessionStore } from './sessions.ts';
 
 export interface DashboardServerOptions {
   model: DashboardModel;
@@ -47,6 +52,14 @@ export interface DashboardServerOptions {
   /** Bearer token for `/metrics` (at least 32 characters); without it, only a logged-in session may read metrics. */
   metricsToken?: string;
   sessions?: SessionTimeouts;
+  /**
+   * Where sessions and lockout counters live. Default: this process's memory
+   * (a restart logs everyone out and forgets lockouts). `{ sqlite: path }`
+   * opens a 0600 SQLite file (`defaultSessionDbPath(usersFile)` is the CLI's
+   * default), closed with the server. An opened store is shared as is (several
+   * servers, tests) and left open at close.
+   */
+  stateStore?: DashboardStateStore | { sqlite: string };
   /** Lockout: per account (default 5 failures in 15 min lock 15 min) and per client address (default 20). */
   lockout?: { account?: Partial<ThrottleOptions>; ip?: Partial<ThrottleOptions> };
   /** Requests per minute per client address, over all routes (default 1200). */
@@ -92,17 +105,6 @@ export async function createDashboardServer(options: DashboardServerOptions): Pr
   const tls = await resolveTls(host, options.tls, warn);
   // Loaded only when configured: openid-client is an ES module, which the CommonJS build reaches through require(esm) (Node ≥ 20.19).
   const oidc = options.oidc ? ('start' in options.oidc ? options.oidc : await (await import('./oidc.ts')).createOidcClient(options.oidc)) : undefined;
-  const ctx: ServerContext = {
-    model: options.model,
-    users: options.users,
-    oidc,
-    audit: typeof options.auditLog === 'string' ? createAuditLog(options.auditLog) : options.auditLog,
-    sessions: createSessionStore(options.sessions),
-    accountThrottle: createLoginThrottle({ maxFailures: 5, windowMs: 15 * 60_000, lockMs: 15 * 60_000, ...options.lockout?.account }),
-    ipThrottle: createLoginThrottle({ maxFailures: 20, windowMs: 15 * 60_000, lockMs: 15 * 60_000, ...options.lockout?.ip }),
-    metricsTokenDigest: options.metricsToken ? createHash('sha256').update(options.metricsToken).digest() : undefined,
-  };
-
   const app = Fastify({
     https: { cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' },
     trustProxy: options.trustProxy ?? false,
@@ -142,6 +144,20 @@ export async function createDashboardServer(options: DashboardServerOptions): Pr
   });
   await app.register(cookie);
   await app.register(rateLimit, { max: options.rateLimitPerMinute ?? 1200, timeWindow: 60_000 });
+
+  // Opened after the steps that can fail on bad input (TLS material in Fastify's https server), so a refusal leaves no file open.
+  const ownState = !options.stateStore || 'sqlite' in options.stateStore;
+  const state: DashboardStateStore = !options.stateStore ? createMemoryStateStore() : 'sqlite' in options.stateStore ? openSqliteStateStore({ path: options.stateStore.sqlite, warn }) : options.stateStore;
+  const ctx: ServerContext = {
+    model: options.model,
+    users: options.users,
+    oidc,
+    audit: typeof options.auditLog === 'string' ? createAuditLog(options.auditLog) : options.auditLog,
+    sessions: createSessionStore(state.sessions, options.sessions),
+    accountThrottle: createLoginThrottle({ maxFailures: 5, windowMs: 15 * 60_000, lockMs: 15 * 60_000, ...options.lockout?.account, backend: state.throttles }),
+    ipThrottle: createLoginThrottle({ maxFailures: 20, windowMs: 15 * 60_000, lockMs: 15 * 60_000, ...options.lockout?.ip, backend: state.throttles }),
+    metricsTokenDigest: options.metricsToken ? createHash('sha256').update(options.metricsToken).digest() : undefined,
+  };
 
   const allowedOrigins = new Set(options.allowedOrigins ?? []);
   app.addHook('onRequest', async (req, reply) => {
@@ -185,7 +201,11 @@ export async function createDashboardServer(options: DashboardServerOptions): Pr
       return server.url;
     },
     async close() {
-      await app.close();
+      try {
+        await app.close();
+      } finally {
+        if (ownState) await state.close();
+      }
     },
   };
   return server;

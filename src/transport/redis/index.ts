@@ -14,6 +14,8 @@ import { RedisReplayStore, warnIfEvicting } from './replay-store.ts';
 import { createRedisBeatStore } from './beat-store.ts';
 import { redisHaOptions } from '../../config/ha-settings.ts';
 import { redisTargetId } from './outbox.ts';
+import { openRedisDashboardState } from './dashboard-state.ts';
+import { redactUrl } from '../../config/redact.ts';
 
 /** A connected ioredis client for Celeriac's own keys (replay guard, shared rate limits), named `celeriac:<role>`. */
 export async function openRedisClient(url: string, side: 'broker' | 'backend', role: string, ctx: AdapterContext): Promise<Redis> {
@@ -41,4 +43,6 @@ export const engine: Engine = {
       replicaWait: { replicas: ha.waitForReplicas, timeoutMs: ha.waitTimeoutMs },
     });
   },
+  createDashboardStateStore: async ({ url, side, keyPrefix, settings, logger }) =>
+    openRedisDashboardState(await openRedisClient(url, side, 'dashboard-state', { settings, logger }), keyPrefix, redactUrl(url)),
 };

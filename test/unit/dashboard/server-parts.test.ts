@@ -49,18 +49,18 @@ describe('dashboard passwords and users file', () => {
 });
 
 describe('dashboard login throttle', () => {
-  it('locks after N failures within the window, and unlocks after the lock time', () => {
+  it('locks after N failures within the window, and unlocks after the lock time', async () => {
     let now = 0;
     const t = createLoginThrottle({ maxFailures: 3, windowMs: 1000, lockMs: 5000, now: () => now });
-    t.fail('k');
+    await t.fail('k');
     now += 1500; // the first failure leaves the window
-    t.fail('k');
-    assert.equal(t.fail('k'), false);
-    assert.equal(t.lockedFor('k'), 0);
-    assert.equal(t.fail('k'), true);
-    assert.equal(t.lockedFor('k'), 5000);
+    await t.fail('k');
+    assert.equal(await t.fail('k'), false);
+    assert.equal(await t.lockedFor('k'), 0);
+    assert.equal(await t.fail('k'), true);
+    assert.equal(await t.lockedFor('k'), 5000);
     now += 5001;
-    assert.equal(t.lockedFor('k'), 0);
+    assert.equal(await t.lockedFor('k'), 0);
   });
 });
 
