@@ -19,7 +19,7 @@
  */
 import { execFile, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
@@ -237,6 +237,8 @@ export interface RecipeRabbit {
   /** Run a shell script inside the "container": as its user, with its environment. */
   exec(script: string): { status: number | null; output: string };
   process: ServiceProcess;
+  /** PID of the beam process (its pid file). */
+  pid(): number | undefined;
   stop(): Promise<void>;
 }
 
@@ -326,6 +328,7 @@ export async function startRecipeRabbit(fs: ServiceFs, options: { distPort: numb
     env,
     ctl,
     process: proc,
+    pid: beamPid,
     exec(script) {
       const r = spawnSync('sh', [], { input: script, env, cwd: data, encoding: 'utf8', timeout: 120_000, ...id });
       return { status: r.status, output: `${r.stdout}${r.stderr}` };
@@ -340,4 +343,10 @@ export async function startRecipeRabbit(fs: ServiceFs, options: { distPort: numb
       await proc.stop(2000);
     },
   };
+}
+
+/** Remove the run's files, even those the README's steps made read-only. */
+export function removeTree(root: string): void {
+  spawnSync('chmod', ['-R', 'u+rwX', root], { stdio: 'ignore' });
+  rmSync(root, { recursive: true, force: true });
 }

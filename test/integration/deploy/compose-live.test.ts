@@ -23,7 +23,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -43,6 +43,7 @@ import {
   mountService,
   rabbitmqBin,
   readmeShellBlocks,
+  removeTree,
   runShell,
   spawnIdentity,
   startProcess,
@@ -153,7 +154,7 @@ async function setUp(): Promise<Live> {
     return await startAll(root, cleanup);
   } catch (err) {
     for (const stop of cleanup.reverse()) await stop().catch(() => undefined);
-    rmSync(root, { recursive: true, force: true });
+    removeTree(root);
     throw err;
   }
 }
@@ -277,7 +278,7 @@ async function startAll(root: string, cleanup: Array<() => Promise<void>>): Prom
 async function tearDown(live: Live): Promise<void> {
   await Promise.allSettled([live.worker, ...live.beats, live.dashboard].map((p) => p.stop(15_000)));
   await Promise.allSettled([live.redis.stop(5000), live.rabbit.stop()]);
-  rmSync(live.root, { recursive: true, force: true });
+  removeTree(live.root);
 }
 
 describe('deploy/compose: the recipe run live on loopback (no Docker)', () => {
@@ -300,6 +301,20 @@ describe('deploy/compose: the recipe run live on loopback (no Docker)', () => {
     }
     assert.ok(existsSync(join(live!.composeDir, 'ca.key.offline')), 'the CA key moved off the secrets directory');
     assert.ok(!existsSync(join(live!.composeDir, 'secrets', 'ca.key')));
+  });
+
+  it('every service runs as the user compose.yaml gives it (10001 for Celeriac, 999 for the brokers)', (t) => {
+    if (!requireService(t, ready, 'redis-server, rabbitmq-server and openssl')) return;
+    if (!AS_SERVICE_USERS) return t.skip('not root: every service runs as this user');
+    const uidOf = (pid: number): number => Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+    const want = (name: string): number => composeUser(live!.compose.services[name]!).uid;
+    assert.equal(uidOf(live!.redis.pid), want('redis'));
+    assert.equal(uidOf(live!.rabbit.pid()!), want('rabbitmq'));
+    assert.equal(uidOf(live!.worker.pid), want('worker'));
+    for (const b of live!.beats) assert.equal(uidOf(b.pid), want('beat'));
+    assert.equal(uidOf(live!.dashboard.pid), want('dashboard'));
+    assert.equal(want('worker'), 10001);
+    assert.equal(want('redis'), 999);
   });
 
   it('Redis: TLS only, the default user off, the ACL users in', async (t) => {
