@@ -162,8 +162,10 @@ export interface ServiceProcess {
   output(): string;
   /** Parsed JSON log lines (CELERIAC_LOG_FORMAT=json). */
   logs(): Array<Record<string, unknown>>;
-  /** SIGTERM, then SIGKILL after `graceMs`. */
-  stop(graceMs?: number): Promise<void>;
+  /** Resolves with the exit code (or the signal that ended it). */
+  exited: Promise<number | NodeJS.Signals | null>;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves with how it ended. */
+  stop(graceMs?: number): Promise<number | NodeJS.Signals | null>;
 }
 
 export function startProcess(name: string, cmd: string, args: string[], options: SpawnOptions): ServiceProcess {
@@ -171,7 +173,7 @@ export function startProcess(name: string, cmd: string, args: string[], options:
   let out = '';
   proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const exited = new Promise<number | NodeJS.Signals | null>((r) => proc.once('exit', (code, signal) => r(code ?? signal)));
   return {
     name,
     pid: proc.pid!,
@@ -188,16 +190,16 @@ export function startProcess(name: string, cmd: string, args: string[], options:
             return [];
           }
         }),
+    exited,
     async stop(graceMs = 10_000) {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill('SIGTERM');
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
-      clearTimeout(timer);
       if (proc.exitCode === null && proc.signalCode === null) {
-        proc.kill('SIGKILL');
-        await exited;
+        proc.kill('SIGTERM');
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+        clearTimeout(timer);
+        if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
       }
+      return exited;
     },
   };
 }

@@ -149,7 +149,7 @@ function listening(port: number): Promise<boolean> {
 /** Start everything; on a failure, stop what started (by PID, newest first) and remove the files. */
 async function setUp(): Promise<Live> {
   const root = mkdtempSync(join(tmpdir(), 'celeriac-compose-live-'));
-  const cleanup: Array<() => Promise<void>> = [];
+  const cleanup: Array<() => Promise<unknown>> = [];
   try {
     return await startAll(root, cleanup);
   } catch (err) {
@@ -159,7 +159,7 @@ async function setUp(): Promise<Live> {
   }
 }
 
-async function startAll(root: string, cleanup: Array<() => Promise<void>>): Promise<Live> {
+async function startAll(root: string, cleanup: Array<() => Promise<unknown>>): Promise<Live> {
   const t0 = Date.now();
   chmodSync(root, 0o755); // the services' users traverse it, as Docker's would their mounts
   const composeDir = join(root, 'deploy', 'compose');
@@ -402,6 +402,12 @@ describe('deploy/compose: the recipe run live on loopback (no Docker)', () => {
     const body = JSON.stringify({ username: 'alice', password: DASHBOARD_PASSWORD });
     const login = await httpsGet(live!, '/api/login', { method: 'POST', body, headers: { 'content-type': 'application/json', origin: `https://127.0.0.1:${live!.ports.dashboard}` } });
     assert.equal(login.status, 200, login.body);
+    // The session sees beat's lease: the leader is the beat process that logged it.
+    const cookie = String((login.headers['set-cookie'] as string[] | undefined)?.[0] ?? '').split(';')[0]!;
+    const beat = await httpsGet(live!, '/api/beat', { headers: { cookie } });
+    assert.equal(beat.status, 200, beat.body);
+    const leader = live!.beats.find((b) => b.output().includes('beat: leader now'))!;
+    assert.match((JSON.parse(beat.body) as { leader?: { holder: string } }).leader?.holder ?? '', new RegExp(`:${leader.pid}:`));
     const audit = readFileSync(live!.fs.dashboard!.path('/var/lib/celeriac/dashboard-audit.jsonl'), 'utf8');
     assert.match(audit, /"what":"login"/);
     assert.equal((await httpsGet(live!, '/metrics')).status, 401);
@@ -442,5 +448,42 @@ describe('deploy/compose: the recipe run live on loopback (no Docker)', () => {
       producer.disconnect();
     }
   });
+
+  it('SIGTERM on the leading beat (compose stop) hands the lease to the standby at once', async (t) => {
+    if (!requireService(t, ready, 'redis-server, rabbitmq-server and openssl')) return;
+    const leader = live!.beats.find((b) => b.output().includes('beat: leader now'))!;
+    const standby = live!.beats.find((b) => b !== leader)!;
+    const stoppedAt = Date.now();
+    assert.equal(await leader.stop(graceMs('beat')), 0, `the leader exits 0:\n${leader.output().slice(-1500)}`);
+    assert.match(leader.output(), /beat: lease released/);
+    // Well inside the 15 s lease: the released lease is taken on the standby's next attempt.
+    await waitFor(() => standby.output().includes('beat: leader now'), 8000, 'the standby to lead');
+    await waitFor(() => standby.logs().some((l) => String(l.msg ?? '').startsWith('beat: sent')), 8000, 'the standby to send');
+    t.diagnostic(`standby led and sent ${Date.now() - stoppedAt} ms after SIGTERM to the leader`);
+  });
+
+  it("SIGTERM stops the worker, beat and dashboard with exit 0 inside each service's stop_grace_period", async (t) => {
+    if (!requireService(t, ready, 'redis-server, rabbitmq-server and openssl')) return;
+    const running = [live!.worker, ...live!.beats, live!.dashboard].filter((p) => p.proc.exitCode === null && p.proc.signalCode === null);
+    const results = await Promise.all(
+      running.map(async (p) => {
+        const started = Date.now();
+        const budget = graceMs(p.name.replace(/-\d+$/, ''));
+        const how = await p.stop(budget);
+        return { name: p.name, how, ms: Date.now() - started, budget, out: p.output().slice(-800) };
+      }),
+    );
+    for (const r of results) {
+      assert.equal(r.how, 0, `${r.name} exited ${String(r.how)}:\n${r.out}`);
+      assert.ok(r.ms < r.budget, `${r.name} took ${r.ms} ms (stop_grace_period ${r.budget} ms)`);
+    }
+  });
 });
+
+/** A service's stop_grace_period in ms (compose's default is 10 s). */
+function graceMs(service: string): number {
+  const v = (loadCompose().services[service] as { stop_grace_period?: string } | undefined)?.stop_grace_period;
+  const m = v ? /^(\d+)s$/.exec(v) : null;
+  return m ? Number(m[1]) * 1000 : 10_000;
+}
 
