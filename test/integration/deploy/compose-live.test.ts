@@ -11,15 +11,18 @@
  *   network namespace: it needs root in CI; not `ssl_server_hostname`: it
  *   would edit every URL file.) Ports are this run's free ports.
  * - Redis runs the service's `command`; RabbitMQ the recipe's 10-tls.conf
- *   and the generated 20-admin.conf (behind the image's own 10-defaults.conf,
- *   which would open a plain listener and let guest in), then section 3's
+ *   and the generated 20-admin.conf (after the image's own 10-defaults.conf,
+ *   a plain listener and guest allowed off loopback, which they must
+ *   override), then section 3's
  *   rabbitmq-setup.sh step; a worker, two beats and the dashboard run their
  *   `command` and `environment` as uid 10001 (Redis and RabbitMQ as 999)
  *   when the test runs as root, as Docker would.
  * - Checked live: the worker's healthcheck command, beat's tasks run and
  *   their results read with the client credentials, one beat leader, the
- *   dashboard on HTTPS only, no default Redis user, no guest, and the client
- *   Redis user shut out of the replay store.
+ *   dashboard on HTTPS only, no default Redis user, no guest, the client
+ *   Redis user shut out of the replay store; then SIGTERM (compose stop):
+ *   the standby beat takes over at once, and every Celeriac service exits 0
+ *   inside its stop_grace_period. Everything is stopped by PID.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
