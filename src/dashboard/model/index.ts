@@ -83,6 +83,7 @@ export async function createDashboardModel(options: DashboardModelOptions): Prom
   let receiverError: string | undefined;
   let lastEventAt = 0;
   let closed = false;
+  let closing: Promise<void> | undefined;
   const aborter = new AbortController();
   const onAbort = (): void => void model.close();
   options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -394,17 +395,22 @@ export async function createDashboardModel(options: DashboardModelOptions): Prom
       return { live: !closed, ready, detail: parts.join('; ') };
     },
 
-    async close() {
-      if (closed) return;
-      closed = true;
-      options.signal?.removeEventListener('abort', onAbort);
-      for (const t of timers) clearInterval(t);
-      aborter.abort();
-      await receiver?.close().catch(() => undefined);
-      await beat?.close();
-      ingestor.close();
-      store.close();
-      listeners.clear();
+    close() {
+      // One shutdown, awaited by every caller: the CLI aborts the signal (which starts it) and then awaits
+      // close() before closing the app; returning early there closed the broker under a receiver still
+      // unsubscribing, which never finished, and left the beat store's connection holding the process open.
+      closing ??= (async () => {
+        closed = true;
+        options.signal?.removeEventListener('abort', onAbort);
+        for (const t of timers) clearInterval(t);
+        aborter.abort();
+        await receiver?.close().catch(() => undefined);
+        await beat?.close();
+        ingestor.close();
+        store.close();
+        listeners.clear();
+      })();
+      return closing;
     },
   };
 

@@ -11,6 +11,7 @@ import { after, describe, it } from 'node:test';
 import { openBeatStore } from '../../../src/client/beat-store.ts';
 import { createDashboardModel } from '../../../src/dashboard/model/index.ts';
 import { createBeatReader } from '../../../src/dashboard/model/beat.ts';
+import type { BeatStore } from '../../../src/core/beat-store.ts';
 import { memoryFixture } from '../../helpers/app-fixture.ts';
 import { startHarness } from '../../helpers/dashboard-server.ts';
 
@@ -84,6 +85,24 @@ describe('dashboard model: beat', () => {
     assert.equal(opens, 1, 'no new attempt inside retryMs');
     await reader.read(11_500);
     assert.equal(opens, 2);
+  });
+
+  it('close() after an abort waits for the shutdown the abort began (the beat store is closed when it returns)', async () => {
+    // `celeriac dashboard` aborts the model's signal, then awaits model.close() and closes the app: a close() that
+    // returned at once left the store's connection open (and the process alive) behind a receiver still closing.
+    const f = memoryFixture({ taskDefaultQueue: 'q-dash-beat-close' });
+    let storeClosed = false;
+    const store = { kind: 'test', read: async () => ({ lease: undefined, entries: [] }), close: async () => void (storeClosed = true) } as unknown as BeatStore;
+    const abort = new AbortController();
+    const model = await createDashboardModel({ app: f.app, queues: ['q-dash-beat-close'], signal: abort.signal, beat: { open: async () => ({ store, where: 'test' }) } });
+    try {
+      assert.equal((await model.beat!()).available, true);
+      abort.abort();
+      await model.close();
+      assert.equal(storeClosed, true);
+    } finally {
+      await f.close();
+    }
   });
 
   it('is absent with beat: false', async () => {
