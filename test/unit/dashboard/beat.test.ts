@@ -30,7 +30,7 @@ describe('dashboard model: beat', () => {
       assert.deepEqual(empty.entries, []);
       const lease = await store.acquire('beat-1@host', 30_000);
       assert.ok(lease.leader);
-      assert.deepEqual(await store.claim({ token: lease.token, entry: 'nightly', tick: 1_700_000_000_000, taskId: 'tid-1', skipped: 2 }), { state: 'claimed' });
+      assert.deepEqual(await store.claim({ token: lease.token, entry: 'nightly', tick: 1_700_000_000_000, taskId: 'tid-1', skipped: 2 }), { state: 'claimed', published: false });
       await store.claim({ token: lease.token, entry: 'hourly', tick: 1_700_000_360_000, taskId: 'tid-2', skipped: 0 });
       await store.confirm('hourly', 1_700_000_360_000);
       const v = await model.beat!();
