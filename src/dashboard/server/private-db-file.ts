@@ -99,7 +99,9 @@ export function preparePrivateDbFile(path: string, warn: (line: string) => void)
     }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-      throw new ConfigError(`cannot create the dashboard session store ${path}: ${(err as Error).message}`, { hint: 'check that the directory exists and is writable by this user' });
+      throw new ConfigError(`cannot create the dashboard session store ${path}: ${(err as Error).message}`, {
+        hint: 'check that the directory exists and is writable by this user, or keep sessions elsewhere with --session-store sqlite:<path> (a writable state directory: a users file mounted as a secret is read-only) or --session-store redis',
+      });
     }
   }
 }
