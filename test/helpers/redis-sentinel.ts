@@ -34,7 +34,7 @@ export interface SentinelGroup {
   primaryPort(): Promise<number>;
   /** SIGKILL the current primary; resolves when the sentinels name another one. */
   killPrimary(): Promise<{ oldPort: number; newPort: number; ms: number }>;
-  /** Start the killed server again, empty, on its port: the sentinels make it a replica of the new primary. */
+  /** Start the killed server again, empty, on its port, as a replica of the new primary. */
   restartKilled(): Promise<void>;
   /** Resolves when the current primary has `n` connected replicas. */
   waitReplicas(n: number, timeoutMs?: number): Promise<void>;
@@ -144,7 +144,10 @@ export async function startSentinelGroup(options: SentinelGroupOptions = {}): Pr
     },
     async restartKilled() {
       if (killed === undefined) return;
-      await startServer(killed);
+      // Back as a replica of the new primary, as an operator (or a supervisor) must restart a primary without
+      // persistence: started as an empty primary, it could be taken for the primary again by a sentinel that
+      // had not seen the failover yet (a loaded machine), and the promoted replica would resync from it, empty.
+      await startServer(killed, await primaryPort());
       killed = undefined;
     },
     async waitReplicas(n, timeoutMs = 30_000) {
