@@ -18,7 +18,7 @@
  */
 import type pg from 'pg';
 import type { BeatClaim, BeatClaimInput, BeatEntryState, BeatStore, BeatStoreOptions } from '../../core/beat-store.ts';
-import { ident, NOW_MS, openPool, pgTarget } from './connection.ts';
+import { ident, inTransaction, NOW_MS, openPool, pgTarget } from './connection.ts';
 import { isPgOutbox, pgTargetId, writeMessages } from './outbox.ts';
 import { migrate } from './schema.ts';
 
@@ -63,9 +63,7 @@ export function createPgBeatStore(pool: pg.Pool, options: PgBeatStoreOptions): B
 
   async function claim(input: BeatClaimInput): Promise<BeatClaim> {
     const carried = input.publish !== undefined && isPgOutbox(input.publish, target) ? input.publish : undefined;
-    const client = await pool.connect();
-    try {
-      await client.query('BEGIN');
+    return inTransaction(pool, async (client) => {
       // The lease row's lock is held to the commit: the check below stays true while the tick is recorded.
       const lease = await client.query<{ live: boolean }>(
         `SELECT holder <> '' AND token = $2 AND expires_at > ${NOW_MS} AS live FROM ${s}.beat_lease WHERE ns = $1 FOR UPDATE`,
@@ -90,14 +88,8 @@ export function createPgBeatStore(pool: pg.Pool, options: PgBeatStoreOptions): B
         if (carried) await writeMessages(client, s, queueChannel, carried.columns);
         out = { state: 'claimed', published: carried !== undefined };
       }
-      await client.query('COMMIT');
       return out;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   return {

@@ -61,7 +61,7 @@ import {
   type SubscribeOptions,
   type Subscription,
 } from '../../core/broker.ts';
-import { ident, NOW_MS, openPool, pgTarget, updatePoolCredentials, type PgTarget } from './connection.ts';
+import { ident, inTransaction, NOW_MS, openPool, pgTarget, updatePoolCredentials, type PgTarget } from './connection.ts';
 import { DELAYED, messageColumns, pgTargetId, READY, writeMessages, type PgOutboxPublish } from './outbox.ts';
 import { PgListener } from './listen.ts';
 import { migrate, migrateCoordination } from './schema.ts';
@@ -218,19 +218,8 @@ export class PgBroker implements Broker {
   }
 
   /** @internal Run `fn` in a transaction on one pooled connection. */
-  async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
-      const out = await fn(client);
-      await client.query('COMMIT');
-      return out;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+  transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.pool, fn);
   }
 
   async consume(queues: readonly string[], options: ConsumeOptions, onMessage: (d: Delivery) => void): Promise<Consumer> {

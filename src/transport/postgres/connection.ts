@@ -165,6 +165,22 @@ export async function updatePoolCredentials(pool: pg.Pool, t: PgTarget, url: str
 }
 
 /** Quote an identifier validated by `pgTarget` (kept for readability at call sites). */
+/** Run `fn` in one transaction on a pooled connection: committed when it resolves, rolled back when it throws. */
+export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const out = await fn(client);
+    await client.query('COMMIT');
+    return out;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
 export function ident(name: string): string {
   return `"${name}"`;
 }

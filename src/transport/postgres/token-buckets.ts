@@ -14,7 +14,7 @@
 import type pg from 'pg';
 import type { SharedTokenBuckets } from '../../core/token-buckets.ts';
 import type { AdapterContext } from '../../core/adapter-context.ts';
-import { ident, NOW_MS, openPool, pgTarget } from './connection.ts';
+import { ident, inTransaction, NOW_MS, openPool, pgTarget } from './connection.ts';
 import { migrate } from './schema.ts';
 
 /** Options of {@link openPgTokenBuckets}. */
@@ -51,9 +51,7 @@ export function createPgTokenBuckets(pool: pg.Pool, schema: string): SharedToken
     const byName = new Map(buckets.map((b, i) => [b, limits[i]!]));
     const names = [...byName.keys()].sort();
     const caps = names.map((b) => byName.get(b)!.capacity);
-    const client = await pool.connect();
-    try {
-      await client.query('BEGIN');
+    return inTransaction(pool, async (client) => {
       // DO UPDATE (not DO NOTHING) so an existing row is locked and returned too; `now` is read per row, after its lock.
       const r = await client.query<{ name: string; tokens: number; ts: string; now: string }>(
         `INSERT INTO ${t} AS b (name, tokens, ts, expires_at)
@@ -83,14 +81,8 @@ export function createPgTokenBuckets(pool: pg.Pool, schema: string): SharedToken
          FROM unnest($1::text[], $2::float8[], $4::bigint[]) AS v(name, tokens, expires_at) WHERE b.name = v.name`,
         [names, after, now, expires],
       );
-      await client.query('COMMIT');
       return wait;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   return {
