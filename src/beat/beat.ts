@@ -19,31 +19,32 @@
  *
  * - The claim and the publish are one atomic step when the store and the
  *   broker share a server or file (Redis with a Redis broker, SQLite with
- *   its broker file): beat builds and signs the tick's message first, and
+ *   its broker file, PostgreSQL with its broker database): beat builds and signs the tick's message first, and
  *   the claim writes it into its queue (the outbox, `BeatStore.canCarry`).
  *   A leader killed at any point has either sent the tick or not claimed
  *   it, so the next leader sends it exactly once.
  * - Otherwise (a RabbitMQ broker with the state on Redis, say) the claim
- *   comes before the publish, so a publish never happens without its
- *   claim; a leader killed between the two loses that one tick, and one
- *   paused between the two sends its already-claimed tick late. Both
- *   windows are one round trip long. The publish is confirmed in the store
- *   afterwards, so the next leader logs a claimed tick whose publish was
- *   never confirmed, and `beat status` shows it.
+ *   comes before the publish, so a publish never happens without its claim,
+ *   and the claim keeps the built message until the publish is confirmed.
+ *   A new leader sends an unconfirmed tick's kept message again: at least
+ *   once. The copy is the one the old leader built and signed, so when the
+ *   old leader had sent it after all, workers' replay guard refuses the
+ *   second copy (dead-lettered as a replay) and the task runs once; with
+ *   signing off it can run twice. `beat status` shows unconfirmed ticks.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleepFor } from 'node:timers/promises';
 import type { App } from '../client/app.ts';
 import type { PreparedSend } from '../client/producer.ts';
-import type { BeatStore } from '../core/beat-store.ts';
+import type { BeatEntryState, BeatStore } from '../core/beat-store.ts';
 import type { Logger } from '../observability/logging.ts';
 import { compileSchedule, type BeatEntry, type BeatScheduleInput, type CatchUp } from './schedule.ts';
 
 /** Options of {@link createBeat}. */
 export interface BeatOptions {
   /** The app whose client sends (and signs) the tasks; with `prepareSend`, ticks go through the store's outbox where it can carry them. */
-  app: Pick<App, 'sendTask' | 'logger'> & Partial<Pick<App, 'prepareSend'>>;
+  app: Pick<App, 'sendTask' | 'logger'> & Partial<Pick<App, 'prepareSend' | 'publishKept'>>;
   /** The schedule: Celery's `beat_schedule` shape or compiled entries. */
   schedule: BeatScheduleInput | readonly BeatEntry[];
   /** Where the lease and the last runs live (`openBeatStore`). */
@@ -118,27 +119,46 @@ export function createBeat(options: BeatOptions): Beat {
     for (const s of state) {
       cursor.set(s.name, s.lastTick);
       // The previous leader claimed this tick but never confirmed its publish: it stopped in between.
-      if (!s.confirmed && s.token !== newToken) {
-        log.warn({ entry: s.name, tick: s.lastTick, taskId: s.taskId, fence: s.token }, `beat: ${s.name}'s tick ${new Date(s.lastTick).toISOString()} was claimed by the previous leader (fence ${s.token}) but its publish was not confirmed: it may not have been sent (task id ${s.taskId})`);
-      }
+      if (!s.confirmed && s.token !== newToken) await resendUnconfirmed(s);
     }
     log.info({ fence: token, entries: entries.length }, `beat: leader now (fencing token ${newToken}); ${entries.length} entries`);
   }
 
   /**
-   * Build and sign the tick's message before the claim, when the store may
-   * carry it (see the module comment); undefined when it cannot, or when
-   * building failed (then the claim is made without it and the send below
-   * reports the error as any send would).
+   * Build and sign the tick's message before the claim, for the store to
+   * carry or keep (see the module comment); undefined when the app cannot
+   * prepare sends, or when building failed (then the claim is made without
+   * it and the send below reports the error as any send would).
    */
   async function prepareOutbox(entry: BeatEntry, taskId: string): Promise<PreparedSend | undefined> {
-    if (!store.canCarry || !app.prepareSend) return undefined;
+    if (!app.prepareSend) return undefined;
     try {
       return await app.prepareSend(entry.task, entry.args, entry.kwargs, { ...entry.options, taskId });
     } catch (err) {
       log.warn({ err, entry: entry.name, taskId }, `beat: could not build ${entry.name}'s message ahead of its claim; claiming it first, then sending`);
       return undefined;
     }
+  }
+
+  /**
+   * A tick the previous leader claimed without confirming its publish: send
+   * the message it kept again (at least once; a signed copy that was sent
+   * after all is refused by the workers' replay guard, so it runs once), or
+   * report it when nothing was kept or the tick is past the grace period.
+   */
+  async function resendUnconfirmed(s: BeatEntryState): Promise<void> {
+    const at = new Date(s.lastTick).toISOString();
+    if (s.pending !== undefined && app.publishKept && Date.now() - s.lastTick <= graceMs) {
+      try {
+        await app.publishKept(s.pending);
+        await store.confirm(s.name, s.lastTick);
+        log.warn({ entry: s.name, tick: s.lastTick, taskId: s.taskId, fence: s.token }, `beat: ${s.name}'s tick ${at} was claimed by the previous leader (fence ${s.token}) but its publish was not confirmed; sent the message it kept again (task id ${s.taskId}; a worker that already ran a signed copy refuses this one as a replay)`);
+        return;
+      } catch (err) {
+        log.error({ err, entry: s.name, taskId: s.taskId }, `beat: could not send ${s.name}'s kept message for ${at} again`);
+      }
+    }
+    log.warn({ entry: s.name, tick: s.lastTick, taskId: s.taskId, fence: s.token }, `beat: ${s.name}'s tick ${at} was claimed by the previous leader (fence ${s.token}) but its publish was not confirmed: it may not have been sent (task id ${s.taskId})`);
   }
 
   /** Claim `tick` of `entry` and send it; false when fenced. */
@@ -148,7 +168,8 @@ export function createBeat(options: BeatOptions): Beat {
     const outbox = prepared?.outbox && store.canCarry?.(prepared.outbox) ? prepared.outbox : undefined;
     let res;
     try {
-      res = await store.claim({ token: token!, entry: entry.name, tick, taskId, skipped, ...(outbox ? { publish: outbox } : {}) });
+      // Carried (the outbox), or kept with the claim so a new leader can send it again if this one stops before confirming.
+      res = await store.claim({ token: token!, entry: entry.name, tick, taskId, skipped, ...(outbox ? { publish: outbox } : prepared ? { pending: prepared.keep() } : {}) });
     } catch (err) {
       prepared?.abandon(err);
       throw err;

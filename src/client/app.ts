@@ -34,7 +34,7 @@ import { createMessageSecurity } from '../security/message-security.ts';
 import { createControlSigner } from '../security/control-guard.ts';
 import { loadSecuritySettings } from '../config/security-settings.ts';
 import { SubmissionLimits } from './submission-limits.ts';
-import { Producer, type PreparedSend } from './producer.ts';
+import { Producer, readKeptSend, type PreparedSend } from './producer.ts';
 import { createControl, type Control } from './control.ts';
 import { withReplyRoute } from './rpc-route.ts';
 import { isRpcBackendUrl } from '../core/schemes.ts';
@@ -205,6 +205,18 @@ export class App {
     const def = this.registry.get(name) ?? { name, fn: undefined, options: {} };
     const routed = this.rpcResults ? await withReplyRoute(this.resultStore(), options) : options;
     return this.producer.prepareSend(def, args, kwargs, routed);
+  }
+
+  /**
+   * Publish again a message kept with `PreparedSend.keep()` (its queue's cap
+   * applies); resolves with its task id. The message is sent as it was
+   * built and signed: a worker that already ran a signed copy refuses this
+   * one as a replay.
+   */
+  async publishKept(kept: string): Promise<string> {
+    const { queue, priority, message } = readKeptSend(kept);
+    await this.producer.publish(queue, message, priority);
+    return String(message.headers.id ?? '');
   }
 
   /**

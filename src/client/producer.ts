@@ -9,7 +9,7 @@
 import type { Broker, OutboxPublish, PublishItem } from '../core/broker.ts';
 import type { ResolvedSettings } from '../config/options.ts';
 import type { Serializer } from '../codec/serializers.ts';
-import { ClosedError } from '../errors.ts';
+import { ClosedError, DecodeError } from '../errors.ts';
 import { newId } from '../protocol/ids.ts';
 import { buildTaskMessage, type TaskMessageInput } from '../protocol/task-message.ts';
 import type { SignatureDict, WireMessage } from '../protocol/types.ts';
@@ -82,7 +82,59 @@ export interface PreparedSend {
   written(): Promise<void>;
   /** It will not be sent (e.g. another instance already sent this tick). */
   abandon(reason?: unknown): void;
+  /** The message as text, to keep until its publish is confirmed; `App.publishKept` sends it again. */
+  keep(): string;
 }
+
+/** What `PreparedSend.keep` writes (version 1). */
+interface KeptSend {
+  v: 1;
+  queue: string;
+  priority: number | undefined;
+  headers: Record<string, unknown>;
+  properties: Record<string, unknown>;
+  contentType: string;
+  contentEncoding: string;
+  body: string;
+}
+
+/** A kept message as text (the body base64). */
+export function keepSend(item: PublishItem): string {
+  const { message } = item;
+  const kept: KeptSend = {
+    v: 1,
+    queue: item.queue,
+    priority: item.options?.priority,
+    headers: message.headers,
+    properties: message.properties as unknown as Record<string, unknown>,
+    contentType: message.contentType,
+    contentEncoding: message.contentEncoding,
+    body: message.body.toString('base64'),
+  };
+  return JSON.stringify(kept);
+}
+
+/** Read what `keepSend` wrote; a `DecodeError` when it is not that. */
+export function readKeptSend(text: string): { queue: string; priority: number | undefined; message: WireMessage } {
+  let k: Partial<KeptSend>;
+  try {
+    k = JSON.parse(text) as Partial<KeptSend>;
+  } catch {
+    throw new DecodeError('a kept message is not JSON');
+  }
+  const obj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (k.v !== 1 || typeof k.queue !== 'string' || !obj(k.headers) || !obj(k.properties) || typeof k.contentType !== 'string' || typeof k.contentEncoding !== 'string' || typeof k.body !== 'string') {
+    throw new DecodeError('a kept message does not have the shape PreparedSend.keep writes');
+  }
+  if (k.priority !== undefined && typeof k.priority !== 'number') throw new DecodeError('a kept message has a priority that is not a number');
+  return {
+    queue: k.queue,
+    priority: k.priority,
+    message: { headers: k.headers, properties: k.properties as unknown as WireMessage['properties'], contentType: k.contentType, contentEncoding: k.contentEncoding, body: Buffer.from(k.body, 'base64') },
+  };
+}
+
+/** Route, build, sign, cap and publish task messages (see the module comment). */
 
 /** Route, build, sign, cap and publish task messages (see the module comment). */
 export class Producer implements FollowUpSender {
@@ -207,6 +259,7 @@ export class Producer implements FollowUpSender {
         await outbox?.afterCommit();
       },
       abandon: (err?: unknown) => settle(err ?? new Error('not sent: the caller did not write it')),
+      keep: () => keepSend(item),
     };
   }
 

@@ -55,6 +55,13 @@ export interface BeatEntryState {
    * sent (beat chose at most once over at least once).
    */
   confirmed: boolean;
+  /**
+   * The tick's task message as the claimer built and signed it
+   * ({@link BeatClaimInput.pending}), kept while its publish is not
+   * confirmed: a new leader sends it again. Absent once confirmed, and for
+   * a claim that carried its message.
+   */
+  pending?: string | undefined;
 }
 
 /** The outcome of {@link BeatStore.acquire}. */
@@ -86,6 +93,13 @@ export interface BeatClaimInput {
    * ({@link BeatStore.canCarry}), ignored otherwise.
    */
   publish?: OutboxPublish;
+  /**
+   * When the claim cannot carry the message: the message, serialized, kept
+   * with the record until `confirm`, so a new leader can send it again if
+   * this one stops in between (at least once; a signed copy sent twice is
+   * run once, the replay guard refuses the second).
+   */
+  pending?: string;
 }
 
 /** The beat state of one engine and namespace. */

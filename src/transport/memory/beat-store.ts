@@ -47,12 +47,16 @@ export function createMemoryBeatStore(namespace: string): BeatStore {
         total: (prev?.total ?? 0) + 1,
         skipped: (prev?.skipped ?? 0) + input.skipped,
         confirmed: false,
+        ...(input.pending !== undefined ? { pending: input.pending } : {}),
       });
       return { state: 'claimed', published: false };
     },
     async confirm(entry, tick) {
       const e = s.entries.get(entry);
-      if (e && e.lastTick === tick) e.confirmed = true;
+      if (e && e.lastTick === tick) {
+        e.confirmed = true;
+        delete e.pending;
+      }
     },
     async read() {
       return { lease: live(Date.now()), entries: [...s.entries.values()].map((e) => ({ ...e })) };

@@ -31,6 +31,7 @@ interface EntryRow {
   total: string;
   skipped: string;
   confirmed: boolean;
+  pending: string | null;
 }
 
 /** Open the beat store on the database of `options.url` (its coordination tables made or found). */
@@ -78,11 +79,11 @@ export function createPgBeatStore(pool: pg.Pool, options: PgBeatStoreOptions): B
       else if (last && Number(last.last_tick) >= input.tick) out = { state: 'done', lastTick: Number(last.last_tick) };
       else {
         await client.query(
-          `INSERT INTO ${s}.beat_entry AS e (ns, name, last_tick, task_id, sent_at, token, total, skipped, confirmed)
-           VALUES ($1, $2, $3, $4, ${NOW_MS}, $5, 1, $6, $7)
+          `INSERT INTO ${s}.beat_entry AS e (ns, name, last_tick, task_id, sent_at, token, total, skipped, confirmed, pending)
+           VALUES ($1, $2, $3, $4, ${NOW_MS}, $5, 1, $6, $7, $8)
            ON CONFLICT (ns, name) DO UPDATE SET last_tick = excluded.last_tick, task_id = excluded.task_id, sent_at = excluded.sent_at,
-             token = excluded.token, total = e.total + 1, skipped = e.skipped + excluded.skipped, confirmed = excluded.confirmed`,
-          [ns, input.entry, input.tick, input.taskId, input.token, input.skipped, carried !== undefined],
+             token = excluded.token, total = e.total + 1, skipped = e.skipped + excluded.skipped, confirmed = excluded.confirmed, pending = excluded.pending`,
+          [ns, input.entry, input.tick, input.taskId, input.token, input.skipped, carried !== undefined, carried ? null : (input.pending ?? null)],
         );
         // The message and its NOTIFY commit with the record, or neither does.
         if (carried) await writeMessages(client, s, queueChannel, carried.columns);
@@ -117,7 +118,7 @@ export function createPgBeatStore(pool: pg.Pool, options: PgBeatStoreOptions): B
     },
     claim,
     async confirm(entry, tick) {
-      await pool.query(`UPDATE ${s}.beat_entry SET confirmed = true WHERE ns = $1 AND name = $2 AND last_tick = $3`, [ns, entry, tick]);
+      await pool.query(`UPDATE ${s}.beat_entry SET confirmed = true, pending = NULL WHERE ns = $1 AND name = $2 AND last_tick = $3`, [ns, entry, tick]);
     },
     async read() {
       const l = await pool.query<{ holder: string; token: string; expires_at: string }>(
@@ -125,7 +126,7 @@ export function createPgBeatStore(pool: pg.Pool, options: PgBeatStoreOptions): B
         [ns],
       );
       const e = await pool.query<EntryRow>(
-        `SELECT name, last_tick, task_id, sent_at, token, total, skipped, confirmed FROM ${s}.beat_entry WHERE ns = $1 ORDER BY name`,
+        `SELECT name, last_tick, task_id, sent_at, token, total, skipped, confirmed, pending FROM ${s}.beat_entry WHERE ns = $1 ORDER BY name`,
         [ns],
       );
       const lease = l.rows[0] ? { holder: l.rows[0].holder, token: Number(l.rows[0].token), expiresAt: Number(l.rows[0].expires_at) } : undefined;
@@ -138,6 +139,7 @@ export function createPgBeatStore(pool: pg.Pool, options: PgBeatStoreOptions): B
         total: Number(r.total),
         skipped: Number(r.skipped),
         confirmed: r.confirmed,
+        ...(r.pending !== null ? { pending: r.pending } : {}),
       }));
       return { lease, entries };
     },

@@ -123,6 +123,10 @@ const MIGRATIONS: Readonly<Record<PgComponent, readonly (readonly string[])[]>> 
       `CREATE TABLE @S.rate_buckets (name text PRIMARY KEY, tokens double precision NOT NULL, ts bigint NOT NULL, expires_at bigint NOT NULL)`,
       `CREATE INDEX rate_buckets_expiry ON @S.rate_buckets (expires_at)`,
     ],
+    [
+      // The message of a claim that could not carry it, kept until its publish is confirmed (a new leader sends it again).
+      `ALTER TABLE @S.beat_entry ADD COLUMN pending text`,
+    ],
   ],
 };
 

@@ -66,7 +66,17 @@ export function createRedisBeatStore(client: Redis, options: RedisBeatStoreOptio
       const lease = lock.holder && ttl > 0 ? { holder: lock.holder, token: Number(lock.token), expiresAt: Date.now() + ttl } : undefined;
       const entries: BeatEntryState[] = Object.entries(raw).map(([name, json]) => {
         const p = JSON.parse(json) as Record<string, string>;
-        return { name, lastTick: Number(p.lastTick), taskId: String(p.taskId), sentAt: Number(p.sentAt), token: Number(p.token), total: Number(p.total), skipped: Number(p.skipped), confirmed: p.confirmed === '1' };
+        return {
+          name,
+          lastTick: Number(p.lastTick),
+          taskId: String(p.taskId),
+          sentAt: Number(p.sentAt),
+          token: Number(p.token),
+          total: Number(p.total),
+          skipped: Number(p.skipped),
+          confirmed: p.confirmed === '1',
+          ...(typeof p.pending === 'string' && p.pending !== '' ? { pending: p.pending } : {}),
+        };
       });
       return { lease, entries };
     },

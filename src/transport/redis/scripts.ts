@@ -256,9 +256,9 @@ export function beatRelease(client: ScriptClient, keys: BeatKeys, args: { holder
 export function beatClaim(
   client: ScriptClient,
   keys: BeatKeys,
-  args: { token: number; entry: string; tick: number; taskId: string; skipped: number; push?: { key: string; envelope: string } | undefined },
+  args: { token: number; entry: string; tick: number; taskId: string; skipped: number; pending?: string | undefined; push?: { key: string; envelope: string } | undefined },
 ): Promise<string[]> {
-  const base = [String(args.token), args.entry, String(args.tick), args.taskId, args.skipped];
+  const base = [String(args.token), args.entry, String(args.tick), args.taskId, args.skipped, args.push ? '' : (args.pending ?? '')];
   return args.push
     ? run(client, S.beatClaim, [keys.lock, keys.entries, args.push.key], [...base, args.push.envelope])
     : run(client, S.beatClaim, [keys.lock, keys.entries], base);

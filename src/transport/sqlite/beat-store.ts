@@ -26,6 +26,7 @@ interface EntryRow {
   total: number;
   skipped: number;
   confirmed: number;
+  pending: string | null;
 }
 
 /** A store on `db` (which it owns: `close()` closes it). */
@@ -34,15 +35,19 @@ export function createSqliteBeatStore(db: SqliteDatabase, namespace: string, pat
   db.exec(`CREATE TABLE IF NOT EXISTS celeriac_beat_lease (ns TEXT PRIMARY KEY, holder TEXT NOT NULL, token INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS celeriac_beat_entry (ns TEXT NOT NULL, name TEXT NOT NULL, last_tick INTEGER NOT NULL, task_id TEXT NOT NULL, sent_at INTEGER NOT NULL,
   token INTEGER NOT NULL, total INTEGER NOT NULL, skipped INTEGER NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (ns, name)) WITHOUT ROWID;`);
+  // Files made before the column existed get it (the message kept until its publish is confirmed).
+  if (!(db.prepare('PRAGMA table_info(celeriac_beat_entry)').all() as Array<{ name: string }>).some((c) => c.name === 'pending')) {
+    db.exec('ALTER TABLE celeriac_beat_entry ADD COLUMN pending TEXT');
+  }
   const getLease = db.prepare('SELECT holder, token, expires_at FROM celeriac_beat_lease WHERE ns = ?');
   const putLease = db.prepare('INSERT INTO celeriac_beat_lease (ns, holder, token, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (ns) DO UPDATE SET holder = excluded.holder, token = excluded.token, expires_at = excluded.expires_at');
   const freeLease = db.prepare("UPDATE celeriac_beat_lease SET holder = '', expires_at = 0 WHERE ns = ? AND holder = ? AND token = ?");
   const getEntry = db.prepare('SELECT last_tick, total, skipped FROM celeriac_beat_entry WHERE ns = ? AND name = ?');
   const putEntry = db.prepare(
-    'INSERT OR REPLACE INTO celeriac_beat_entry (ns, name, last_tick, task_id, sent_at, token, total, skipped, confirmed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    'INSERT OR REPLACE INTO celeriac_beat_entry (ns, name, last_tick, task_id, sent_at, token, total, skipped, confirmed, pending) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
   );
-  const confirmEntry = db.prepare('UPDATE celeriac_beat_entry SET confirmed = 1 WHERE ns = ? AND name = ? AND last_tick = ?');
-  const allEntries = db.prepare('SELECT name, last_tick, task_id, sent_at, token, total, skipped, confirmed FROM celeriac_beat_entry WHERE ns = ? ORDER BY name');
+  const confirmEntry = db.prepare('UPDATE celeriac_beat_entry SET confirmed = 1, pending = NULL WHERE ns = ? AND name = ? AND last_tick = ?');
+  const allEntries = db.prepare('SELECT name, last_tick, task_id, sent_at, token, total, skipped, confirmed, pending FROM celeriac_beat_entry WHERE ns = ? ORDER BY name');
 
   const acquireTx = db.transaction((holder: string, leaseMs: number): BeatAcquire => {
     const now = Date.now();
@@ -60,7 +65,7 @@ CREATE TABLE IF NOT EXISTS celeriac_beat_entry (ns TEXT NOT NULL, name TEXT NOT 
     const prev = getEntry.get(namespace, input.entry) as Pick<EntryRow, 'last_tick' | 'total' | 'skipped'> | undefined;
     if (prev && prev.last_tick >= input.tick) return { state: 'done', lastTick: prev.last_tick };
     const carried = input.publish !== undefined && isSqliteOutbox(input.publish, path) ? input.publish : undefined;
-    putEntry.run(namespace, input.entry, input.tick, input.taskId, now, input.token, (prev?.total ?? 0) + 1, (prev?.skipped ?? 0) + input.skipped, carried ? 1 : 0);
+    putEntry.run(namespace, input.entry, input.tick, input.taskId, now, input.token, (prev?.total ?? 0) + 1, (prev?.skipped ?? 0) + input.skipped, carried ? 1 : 0, carried ? null : (input.pending ?? null));
     if (carried) writeMessageRows(db, carried.rows, now);
     return { state: 'claimed', published: carried !== undefined };
   });
@@ -89,6 +94,7 @@ CREATE TABLE IF NOT EXISTS celeriac_beat_entry (ns TEXT NOT NULL, name TEXT NOT 
         total: r.total,
         skipped: r.skipped,
         confirmed: r.confirmed === 1,
+        ...(r.pending !== null ? { pending: r.pending } : {}),
       }));
       return { lease, entries };
     },

@@ -159,6 +159,50 @@ describe('beat outbox: the claim carries the message', () => {
       p.abandon();
     });
 
+    it(`${engine}: with the state elsewhere, a claim keeps the message and a new leader sends it again`, async (t) => {
+      if (!requireService(t, await available(), engine)) return;
+      const { app, queue, namespace } = await setup(t, engine, url());
+      const other = engine === 'redis' ? 'redis://127.0.0.1:6379/12' : engine === 'postgres' ? pgUrl() : `sqlite://${join(dir, `${randomBytes(4).toString('hex')}.db`)}`;
+      const { store } = await openBeatStore(app, { stateUrl: other, namespace });
+      t.after(async () => {
+        if (engine === 'redis') {
+          const r = new Redis('redis://127.0.0.1:6379/12');
+          await r.del(`celeriac:beat:{${namespace}}:lock`, `celeriac:beat:{${namespace}}:fence`, `celeriac:beat:{${namespace}}:entries`);
+          r.disconnect();
+        }
+        await store.close();
+      });
+      // The old leader claims the tick, keeping its message, and dies before the publish.
+      const schedule = { e: { task: 'tasks.tick', schedule: 3600, options: { queue } } };
+      const old = await store.acquire('old', 300);
+      assert.ok(old.leader);
+      const tick = Date.now() - 100; // recent: within the new leader's grace period
+      const taskId = beatTaskId(namespace, 'e', tick);
+      const p = await app.prepareSend('tasks.tick', [], {}, { queue, taskId });
+      const kept = p.keep();
+      assert.deepEqual(await store.claim({ token: old.token, entry: 'e', tick, taskId, skipped: 0, pending: kept }), { state: 'claimed', published: false });
+      p.abandon();
+      const before = (await store.read()).entries[0]!;
+      assert.deepEqual([before.confirmed, before.pending], [false, kept], 'the message is kept with the unconfirmed claim');
+      assert.deepEqual(await waitingIds(app, queue, engine), [], 'nothing was sent');
+      await sleep(400); // the old lease lapses
+      const beat = createBeat({ app, store, namespace, schedule, leaseMs: 2000, logger });
+      await sleep(800);
+      await beat.stop();
+      assert.deepEqual(await waitingIds(app, queue, engine), [taskId], 'the new leader sent the kept message, once');
+      const after = (await store.read()).entries[0]!;
+      assert.deepEqual([after.lastTick, after.confirmed, after.pending], [tick, true, undefined], 'confirmed, and the copy dropped');
+      // The copy sent is the one the old leader built and signed (its nonce too): a worker's replay guard refuses a second copy.
+      const [delivered] = await new Promise<Array<Record<string, unknown>>>((resolve, reject) => {
+        void app.broker().then(async (b) => {
+          const c = await b.consume([queue], { prefetch: 1 }, (d) => {
+            void d.ack().then(() => c.cancel()).then(() => resolve([d.message.headers]), reject);
+          });
+        }, reject);
+      });
+      assert.deepEqual(delivered, (JSON.parse(kept) as { headers: Record<string, unknown> }).headers);
+    });
+
     it(`${engine}: beat's ticks arrive although every publish of its own fails (the leader "dies" after each claim)`, async (t) => {
       if (!requireService(t, await available(), engine)) return;
       const { app, store, queue, namespace } = await setup(t, engine, url());

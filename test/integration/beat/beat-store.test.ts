@@ -97,10 +97,17 @@ describe('beat store contract', () => {
       assert.deepEqual([e.name, e.lastTick, e.taskId, e.token, e.total, e.skipped], ['e', 2000, 't2', b2.token, 2, 4]);
       assert.ok(Math.abs(e.sentAt - Date.now()) < 5000);
       assert.equal(e.confirmed, false, 'a claim starts unconfirmed');
+      assert.equal(e.pending, undefined, 'nothing kept when the claim kept nothing');
       await sb.confirm('e', 1000);
       assert.equal((await sa.read()).entries[0]!.confirmed, false, 'confirming an older tick changes nothing');
       await sb.confirm('e', 2000);
       assert.equal((await sa.read()).entries[0]!.confirmed, true, 'the publish of the last tick is confirmed');
+      // A claim that keeps its message: read back until confirmed, then dropped.
+      assert.deepEqual(await sb.claim({ token: b2.token, entry: 'k', tick: 3000, taskId: 't3', skipped: 0, pending: '{"kept":1}' }), { state: 'claimed', published: false });
+      assert.equal((await sa.read()).entries.find((x) => x.name === 'k')?.pending, '{"kept":1}');
+      await sb.confirm('k', 3000);
+      const k = (await sa.read()).entries.find((x) => x.name === 'k')!;
+      assert.deepEqual([k.confirmed, k.pending], [true, undefined]);
 
       await sb.release('b', b2.token + 1);
       assert.equal((await sa.read()).lease?.holder, 'b', 'a release with another token is ignored');

@@ -159,4 +159,35 @@ describe('beat over the memory store', () => {
     const status = await readBeatStatus(store, b.entries);
     assert.equal(status.entries[0]!.lastConfirmed, false);
   });
+  it('a claim that cannot carry its message keeps it until the publish is confirmed', async () => {
+    const namespace = ns();
+    const store = createMemoryBeatStore(namespace);
+    let failing = true;
+    const published: string[] = [];
+    const app = {
+      logger,
+      sendTask: async () => ({}) as never,
+      prepareSend: async (_task: string, _a?: readonly unknown[], _k?: object, o?: { taskId?: string }) => ({
+        id: o!.taskId!,
+        queue: 'celery',
+        outbox: undefined,
+        keep: () => `kept:${o!.taskId}`,
+        publish: async () => {
+          if (failing) throw new Error('broker down');
+          published.push(o!.taskId!);
+        },
+        written: async () => undefined,
+        abandon: () => undefined,
+      }),
+    };
+    const b = createBeat({ schedule: { every: { task: 'tasks.tick', schedule: 60 } }, namespace, leaseMs: 300, graceMs: 60_000, logger, app, store, holder: 'b' });
+    await sleep(150);
+    const first = (await store.read()).entries[0]!;
+    assert.deepEqual([first.confirmed, first.pending], [false, `kept:${first.taskId}`], 'kept while the publish is failing');
+    failing = false;
+    await sleep(700); // the beat retries the publish (200 ms, then 400 ms)
+    await b.stop();
+    const after = (await store.read()).entries[0]!;
+    assert.deepEqual([after.confirmed, after.pending, published], [true, undefined, [after.taskId]], 'published once, confirmed, copy dropped');
+  });
 });

@@ -16,7 +16,9 @@
 -- ARGV[3]   the tick's scheduled time, ms since the epoch
 -- ARGV[4]   id of the task that will be sent for it
 -- ARGV[5]   earlier ticks the catch-up policy passed over with this one
--- ARGV[6]   with KEYS[3]: the message's kombu envelope
+-- ARGV[6]   without KEYS[3]: the serialized message kept until the publish
+--           is confirmed (a new leader sends it again), or ''
+-- ARGV[7]   with KEYS[3]: the message's kombu envelope
 -- Returns   {'claimed', '1' when pushed else '0'}, {'fenced'}, or {'done', last_tick}
 if redis.replicate_commands then redis.replicate_commands() end
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then
@@ -33,13 +35,15 @@ if prev then
 end
 local pushed = '0'
 if KEYS[3] then
-  redis.call('LPUSH', KEYS[3], ARGV[6])
+  redis.call('LPUSH', KEYS[3], ARGV[7])
   pushed = '1'
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[2], ARGV[2], cjson.encode({
+local state = {
   lastTick = ARGV[3], taskId = ARGV[4], sentAt = tostring(now), token = ARGV[1],
   total = tostring(total + 1), skipped = tostring(skipped + tonumber(ARGV[5])), confirmed = pushed,
-}))
+}
+if pushed == '0' and ARGV[6] ~= '' then state.pending = ARGV[6] end
+redis.call('HSET', KEYS[2], ARGV[2], cjson.encode(state))
 return {'claimed', pushed}
