@@ -74,6 +74,8 @@ async function lostOnPromotion(wait: boolean, servers: RedisServer[]): Promise<{
   };
   try {
     for (let i = 0; i < 50; i++) await send(`before-${i}`);
+    // The lag starts once the replica has the first 50 (without WAIT the last of them may still be on the relay).
+    await waitFor(async () => (await replica.client(0).llen('lag-q')) === 50, 10_000, 'the replica to hold the first 50');
     relay.freeze();
     await Promise.all(Array.from({ length: 100 }, (_, i) => send(`lagging-${i}`)));
   } finally {
