@@ -215,6 +215,7 @@ export class App {
    */
   async publishKept(kept: string): Promise<string> {
     const { queue, priority, message } = readKeptSend(kept);
+    // Not signed again: a kept message changed where it was kept fails verification at the workers.
     await this.producer.publish(queue, message, priority);
     return String(message.headers.id ?? '');
   }
