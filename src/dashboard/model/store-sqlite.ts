@@ -20,9 +20,9 @@
  *   holds the write lock long enough to stall ingestion.
  */
 import { closeSync, constants, lstatSync, mkdirSync, openSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import type Database from 'better-sqlite3';
+import { loadSqliteDriver } from './sqlite-driver.ts';
 import { ConfigError, ValidationError } from '../../errors.ts';
 import { bump, EXACT_COUNT_LIMIT, type StorePage, type StoreQuery, type StoredRow, type StoredTask, type TaskStore, type TaskWrite } from './store.ts';
 
@@ -62,20 +62,6 @@ CREATE INDEX IF NOT EXISTS tasks_by_parent ON tasks(parent_id) WHERE parent_id I
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', '1');
 `;
-
-let driver: typeof Database | undefined;
-
-function sqliteDriver(): typeof Database {
-  if (driver) return driver;
-  try {
-    driver = createRequire(import.meta.url)('better-sqlite3') as typeof Database;
-    return driver;
-  } catch (err) {
-    throw new ConfigError(`the dashboard's SQLite task store needs better-sqlite3, which is not installed or could not be loaded (${(err as Error).message.split('\n')[0]})`, {
-      hint: "install it (npm install better-sqlite3), or use the memory store (store: { kind: 'memory' })",
-    });
-  }
-}
 
 /** Create the file ourselves (0600, never through a symlink) and its directory (0700). */
 function prepareFile(path: string): void {
@@ -133,7 +119,7 @@ function decodeCursor(cursor: string): [number, string] {
 export function createSqliteStore(options: SqliteStoreOptions): TaskStore {
   const maxTasks = Math.max(1, options.maxTasks ?? DEFAULT_SQLITE_MAX_TASKS);
   prepareFile(options.path);
-  const Driver = sqliteDriver();
+  const Driver = loadSqliteDriver("the dashboard's SQLite task store", "install it (npm install better-sqlite3), or use the memory store (store: { kind: 'memory' })");
   const db = new Driver(options.path, { timeout: 5000 });
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');

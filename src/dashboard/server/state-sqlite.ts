@@ -11,9 +11,9 @@
  * token is derived from the cookie token and not stored either. Expired rows
  * are deleted when met and at every login (sessions.ts).
  */
-import { createRequire } from 'node:module';
 import { basename, dirname, extname, join } from 'node:path';
 import type Database from 'better-sqlite3';
+import { loadSqliteDriver } from '../model/sqlite-driver.ts';
 import { ConfigError } from '../../errors.ts';
 import type { DashboardStateStore, SessionBackend, SessionRecord, ThrottleBackend, ThrottleEntry } from '../../core/dashboard-state.ts';
 import { preparePrivateDbFile } from './private-db-file.ts';
@@ -49,20 +49,6 @@ export function defaultSessionDbPath(usersFile: string): string {
   return join(dirname(usersFile), `${basename(usersFile, extname(usersFile))}.sessions.db`);
 }
 
-let driver: typeof Database | undefined;
-
-function sqliteDriver(): typeof Database {
-  if (driver) return driver;
-  try {
-    driver = createRequire(import.meta.url)('better-sqlite3') as typeof Database;
-    return driver;
-  } catch (err) {
-    throw new ConfigError(`the dashboard's SQLite session store needs better-sqlite3, which is not installed or could not be loaded (${(err as Error).message.split('\n')[0]})`, {
-      hint: 'install it (npm install better-sqlite3), or pass --session-store memory (a restart then logs everyone out)',
-    });
-  }
-}
-
 export interface SqliteStateOptions {
   /** Database file (created 0600 in a 0700 directory when missing; see private-db-file.ts for what is refused). */
   path: string;
@@ -79,7 +65,7 @@ type ThrottleRow = { failures: string; locked_until: number; expires_at: number 
 export function openSqliteStateStore(options: SqliteStateOptions): DashboardStateStore {
   const warn = options.warn ?? ((line: string) => process.stderr.write(`${line}\n`));
   preparePrivateDbFile(options.path, warn);
-  const Driver = sqliteDriver();
+  const Driver = loadSqliteDriver("the dashboard's SQLite session store", 'install it (npm install better-sqlite3), or pass --session-store memory (a restart then logs everyone out)');
   let db: Database.Database;
   try {
     db = new Driver(options.path, { timeout: options.busyTimeoutMs ?? 5000, fileMustExist: true });

@@ -26,21 +26,11 @@ import { runCli } from '../../helpers/control-interop.ts';
 import { celeryCli, lastJson } from '../../helpers/worker-control-interop.ts';
 import { hasPythonCelery, requireService, sleep } from '../../helpers/services.ts';
 import { createTestVhost, hasRabbitmq, type TestVhost } from '../amqp/support/rabbit.ts';
+import { redisAnswers } from '../../helpers/redis-server.ts';
 
 const REDIS_URL = 'redis://127.0.0.1:6379/14';
 
-async function redisUp(): Promise<boolean> {
-  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  try {
-    await r.connect();
-    await r.ping();
-    return true;
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
-  }
-}
+const redisUp = (): Promise<boolean> => redisAnswers(REDIS_URL);
 
 interface BeatProc {
   proc: ChildProcess;

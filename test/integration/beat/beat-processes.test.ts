@@ -22,23 +22,13 @@ import { CLI, ROOT } from '../../helpers/celeriac-worker.ts';
 import { startPythonWorker } from '../../helpers/python-celery.ts';
 import { hasPythonCelery, requireService, sleep } from '../../helpers/services.ts';
 import { dropPgSchema, hasPostgres, pgAdmin, pgSchemaUrl } from '../../helpers/postgres.ts';
+import { redisAnswers } from '../../helpers/redis-server.ts';
 
 const REDIS_DB = 11;
 const REDIS_URL = `redis://127.0.0.1:6379/${REDIS_DB}`;
 const INTERVAL_MS = 500;
 
-async function redisUp(): Promise<boolean> {
-  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  try {
-    await r.connect();
-    await r.ping();
-    return true;
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
-  }
-}
+const redisUp = (): Promise<boolean> => redisAnswers(REDIS_URL);
 
 interface BeatProc {
   name: string;

@@ -12,7 +12,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { Redis } from 'ioredis';
 import { chain, chord, currentTask, fromDict, group, si, sig, type ErrbackRequest } from '../../../src/index.ts';
 import type { SignatureDict } from '../../../src/protocol/types.ts';
 import { RemoteTaskError } from '../../../src/errors.ts';
@@ -24,22 +23,13 @@ import { createSqliteBackend } from '../../../src/transport/sqlite/backend.ts';
 import { sqliteUrlForPath } from '../../../src/transport/sqlite/open.ts';
 import { memoryFixture, type MemoryFixture } from '../../helpers/app-fixture.ts';
 import { requireService, waitFor } from '../../helpers/services.ts';
+import { redisAnswers } from '../../helpers/redis-server.ts';
 
 const REDIS_URL = 'redis://127.0.0.1:6379/0';
 const T = 8000;
 const logger = createLogger({ level: 'silent' } as never);
 
-async function redisUp(): Promise<boolean> {
-  const c = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  try {
-    await c.connect();
-    return (await c.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    c.disconnect();
-  }
-}
+const redisUp = (): Promise<boolean> => redisAnswers(REDIS_URL);
 
 function define(f: MemoryFixture) {
   const seen: string[] = [];
